@@ -1,0 +1,79 @@
+//! Request extractors: the authenticated caller (Bearer JWT, verified
+//! in-process) and HTTP Basic credentials for `/login`.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use base64::Engine;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::Claims;
+
+/// The caller, from a valid `Authorization: Bearer <jwt>`.
+pub struct Caller(pub Claims);
+
+impl Caller {
+    /// Whether the caller may see things owned by `owner`.
+    pub fn may_access(&self, owner: &str) -> bool {
+        self.0.admin || self.0.username == owner
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+            })?;
+        let claims = state
+            .keys
+            .verify(token)
+            .map_err(|_| ApiError::unauthorized("the token is invalid or expired; log in again"))?;
+        Ok(Caller(claims))
+    }
+}
+
+/// `Authorization: Basic base64(email:password)`.
+pub struct BasicCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for BasicCredentials {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let missing = || ApiError::unauthorized("log in with HTTP Basic auth: -u email:password");
+        let encoded = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Basic "))
+            .ok_or_else(missing)?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(missing)?;
+        let (username, password) = decoded.split_once(':').ok_or_else(missing)?;
+        Ok(Self {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        })
+    }
+}

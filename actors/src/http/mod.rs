@@ -1,0 +1,137 @@
+//! The HTTP front actor: the reference-compatible API over hyper (axum).
+//!
+//! The actor owns the listening socket and the server task; stopping the
+//! actor stops accepting and lets requests in flight finish. Handlers reach
+//! the other parts of the node through [`AppState`]: the auth actor for
+//! login/register, the shared token keys for in-process verification, the
+//! store for files and jobs, and the broker to queue jobs.
+
+mod error;
+mod extract;
+mod routes;
+
+pub use error::ApiError;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, info, info_span};
+
+use crate::auth::{AuthMsg, TokenKeys};
+use crate::metrics::{HttpLabels, Metrics, RouteLabels};
+use crate::queue::Broker;
+use crate::settings::HttpSettings;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: ActorRef<AuthMsg>,
+    pub keys: Arc<TokenKeys>,
+    pub store: Store,
+    pub broker: Broker,
+    pub metrics: Arc<Metrics>,
+    pub settings: HttpSettings,
+    pub bitrate_kbps: u32,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/register", post(routes::account::register))
+        .route("/login", post(routes::account::login))
+        .route("/validate", post(routes::account::validate))
+        .route("/upload", post(routes::upload::upload))
+        .route("/jobs/{id}", get(routes::jobs::get_job))
+        .route("/download", get(routes::jobs::download))
+        .route("/health", get(routes::ops::health))
+        .route("/metrics", get(routes::ops::metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// A span per request, and the reference's request metrics labelled with
+/// the route template (never the raw URL, which carries ids).
+async fn observe(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().as_str().to_owned();
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let span = info_span!("request", %method, %path);
+    let started = Instant::now();
+    let response = next.run(request).instrument(span).await;
+    let status = response.status().as_u16();
+    app.metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method: method.clone(),
+            path: path.clone(),
+            status,
+        })
+        .inc();
+    app.metrics
+        .http_duration
+        .get_or_create(&RouteLabels { method, path })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+pub struct HttpFront;
+
+pub struct HttpState {
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+}
+
+impl Actor for HttpFront {
+    type Msg = ();
+    type State = HttpState;
+    type Arguments = AppState;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<()>,
+        state: AppState,
+    ) -> Result<HttpState, ActorProcessingErr> {
+        let listener = tokio::net::TcpListener::bind(&state.settings.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", state.settings.listen))?;
+        info!(listen = %listener.local_addr()?, "HTTP front listening");
+        let (tx, rx) = oneshot::channel();
+        let app = router(state);
+        let server = tokio::spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!("HTTP server failed: {e}");
+            }
+        });
+        Ok(HttpState {
+            shutdown: Some(tx),
+            server,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<()>,
+        state: &mut HttpState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(tx) = state.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut state.server).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+//! `/register`, `/login`, `/validate`: the reference's auth endpoints.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use ractor::rpc::CallResult;
+use serde::Deserialize;
+
+use crate::auth::{AuthError, AuthMsg, Claims};
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::{BasicCredentials, Caller};
+
+const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Deserialize)]
+pub struct Registration {
+    email: String,
+    password: String,
+}
+
+pub async fn register(
+    State(app): State<AppState>,
+    body: Result<Json<Registration>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Json(form) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "expected JSON {{\"email\": ..., \"password\": ...}}: {}",
+                e.body_text()
+            ),
+        )
+    })?;
+    let email = form.email.trim().to_owned();
+    let result = app
+        .auth
+        .call(
+            |reply| AuthMsg::Register {
+                email: email.clone(),
+                password: form.password,
+                reply,
+            },
+            Some(AUTH_TIMEOUT),
+        )
+        .await;
+    unwrap_call(result)??;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "email": email })),
+    ))
+}
+
+pub async fn login(
+    State(app): State<AppState>,
+    credentials: BasicCredentials,
+) -> Result<String, ApiError> {
+    let result = app
+        .auth
+        .call(
+            |reply| AuthMsg::Login {
+                email: credentials.username,
+                password: credentials.password,
+                reply,
+            },
+            Some(AUTH_TIMEOUT),
+        )
+        .await;
+    Ok(unwrap_call(result)??)
+}
+
+pub async fn validate(caller: Caller) -> Json<Claims> {
+    Json(caller.0)
+}
+
+fn unwrap_call<T>(
+    result: Result<CallResult<Result<T, AuthError>>, ractor::MessagingErr<AuthMsg>>,
+) -> Result<Result<T, AuthError>, ApiError> {
+    match result {
+        Ok(CallResult::Success(r)) => Ok(r),
+        Ok(CallResult::Timeout) => Err(ApiError::unavailable("the auth service", "timed out")),
+        Ok(CallResult::SenderError) | Err(_) => {
+            Err(ApiError::unavailable("the auth service", "not running"))
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The route handlers, grouped by what they serve.
+
+pub mod account;
+pub mod jobs;
+pub mod ops;
+pub mod upload;

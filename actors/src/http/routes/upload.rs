@@ -1,0 +1,157 @@
+//! `POST /upload`: the multipart body streams into GridFS, then the job is
+//! recorded and queued.
+//!
+//! Consistency: the video is only kept if its job record exists *and* its
+//! `video` message was confirmed by the broker; on any failure after the
+//! file was stored, the file (and record) are removed again and the client
+//! gets 503. So a stored video always has a job and a queued message.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use mongodb::bson::doc;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::Caller;
+use crate::job::JobRecord;
+use crate::store::{StoreError, Upload};
+
+#[derive(Serialize)]
+pub struct Accepted {
+    job_id: String,
+    video_fid: String,
+}
+
+pub async fn upload(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let limit = app.settings.max_upload_bytes;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = multer::parse_boundary(content_type).map_err(|_| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "upload as multipart/form-data with the video in the field `file`",
+        )
+    })?;
+    // Refuse an announced oversize body before reading any of it (the
+    // multipart framing adds a little, hence the slack).
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit.saturating_add(64 * 1024)) {
+        return Err(StoreError::TooLarge { limit }.into());
+    }
+
+    let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
+    let mut field = loop {
+        match multipart.next_field().await.map_err(malformed)? {
+            Some(field) if field.name() == Some("file") => break field,
+            Some(_) => continue,
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "the form has no field `file`",
+                ));
+            }
+        }
+    };
+    let filename = sanitize_filename(field.file_name().unwrap_or(""));
+    let owner = caller.0.username.clone();
+    let metadata =
+        doc! { "owner": &owner, "content_type": field.content_type().map(|m| m.to_string()) };
+    let mut upload = Upload::open(app.store.videos(), None, &filename, metadata, limit).await?;
+
+    let streamed: Result<(), ApiError> = async {
+        while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+            upload.write(&chunk).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = streamed {
+        if let Err(cleanup) = upload.abort().await {
+            warn!("could not remove a refused upload's chunks: {cleanup}");
+        }
+        return Err(e);
+    }
+    if upload.written() == 0 {
+        let _ = upload.abort().await;
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the uploaded file is empty",
+        ));
+    }
+    let size = upload.written();
+    let video_fid = upload.finish().await?;
+
+    let job = JobRecord::new(&owner, &filename, video_fid, app.bitrate_kbps);
+    if let Err(e) = app.store.insert_job(&job).await {
+        let _ = app.store.delete_video(video_fid).await;
+        return Err(e.into());
+    }
+    if let Err(e) = app.broker.publish_video(&job.video_message()).await {
+        let _ = app.store.delete_job(job.id).await;
+        let _ = app.store.delete_video(video_fid).await;
+        return Err(e.into());
+    }
+    info!(job_id = %job.id, bytes = size, "upload accepted");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            job_id: job.id.to_hex(),
+            video_fid: video_fid.to_hex(),
+        }),
+    ))
+}
+
+fn malformed(e: multer::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!("malformed multipart body: {e}"),
+    )
+}
+
+/// The last path component of a client-supplied name, without control
+/// characters, at most 200 characters; `upload` when nothing is left.
+pub fn sanitize_filename(raw: &str) -> String {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect::<String>()
+        .trim()
+        .trim_start_matches('.')
+        .to_owned();
+    if clean.is_empty() {
+        "upload".to_owned()
+    } else {
+        clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_filename;
+
+    #[test]
+    fn hostile_names_are_tamed() {
+        assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_filename("C:\\Users\\x\\clip.mp4"), "clip.mp4");
+        assert_eq!(sanitize_filename("a\r\nBcc: x.mp4"), "aBcc: x.mp4");
+        assert_eq!(sanitize_filename(""), "upload");
+        assert_eq!(sanitize_filename(".."), "upload");
+        assert_eq!(sanitize_filename(&"é".repeat(500)).chars().count(), 200);
+    }
+}

@@ -1,0 +1,118 @@
+//! The queue bridge actor: consumes `video` and feeds the transcoder pool.
+//!
+//! Backpressure is RabbitMQ's: the consumer channel's prefetch (pool size +
+//! `prefetch_extra`) caps the deliveries this node holds, and the rest stay
+//! durable on the broker where another node can take them. A message that
+//! is not a job (bad JSON) is rejected without requeue instead of looping.
+
+use futures::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicRejectOptions};
+use lapin::types::FieldTable;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::broker::{Broker, JobDelivery};
+use crate::job::VideoMessage;
+use crate::transcoder::PoolMsg;
+
+pub enum BridgeMsg {
+    /// The consumer stream ended (channel or connection lost).
+    ConsumerEnded(String),
+}
+
+pub struct BridgeArgs {
+    pub broker: Broker,
+    pub pool: ActorRef<PoolMsg>,
+    pub prefetch: u16,
+    pub node_id: String,
+}
+
+pub struct BridgeState {
+    consumer: JoinHandle<()>,
+    channel: lapin::Channel,
+}
+
+pub struct QueueBridge;
+
+impl Actor for QueueBridge {
+    type Msg = BridgeMsg;
+    type State = BridgeState;
+    type Arguments = BridgeArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<BridgeMsg>,
+        args: BridgeArgs,
+    ) -> Result<BridgeState, ActorProcessingErr> {
+        let channel = args.broker.consumer_channel(args.prefetch).await?;
+        let queue = args.broker.settings().video_queue.clone();
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                format!("vidaud-{}", args.node_id).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        info!(%queue, prefetch = args.prefetch, "consuming");
+        let pool = args.pool;
+        let consumer = tokio::spawn(async move {
+            let reason = loop {
+                match consumer.next().await {
+                    Some(Ok(delivery)) => {
+                        let Ok(message) = serde_json::from_slice::<VideoMessage>(&delivery.data)
+                        else {
+                            warn!("rejecting a `video` message that is not a vidaud job");
+                            let _ = delivery
+                                .acker
+                                .reject(BasicRejectOptions { requeue: false })
+                                .await;
+                            continue;
+                        };
+                        let job = JobDelivery {
+                            message,
+                            redelivered: delivery.redelivered,
+                            acker: delivery.acker,
+                        };
+                        if pool.cast(PoolMsg::Job(job)).is_err() {
+                            break "the transcoder pool is gone".to_owned();
+                        }
+                    }
+                    Some(Err(e)) => break e.to_string(),
+                    None => break "consumer cancelled".to_owned(),
+                }
+            };
+            let _ = myself.cast(BridgeMsg::ConsumerEnded(reason));
+        });
+        Ok(BridgeState { consumer, channel })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<BridgeMsg>,
+        msg: BridgeMsg,
+        _state: &mut BridgeState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            // Failing hands the decision to the supervisor (restart policy).
+            BridgeMsg::ConsumerEnded(reason) => {
+                Err(format!("video consumer ended: {reason}").into())
+            }
+        }
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<BridgeMsg>,
+        state: &mut BridgeState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.consumer.abort();
+        // Unacked deliveries return to the queue when the channel closes.
+        let _ = state
+            .channel
+            .close(200, "vidaud bridge stopping".into())
+            .await;
+        Ok(())
+    }
+}

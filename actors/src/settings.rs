@@ -1,0 +1,189 @@
+//! The daemon's settings, one section per component.
+//!
+//! Defaults here are the documented defaults of `config.toml`; loading (file,
+//! environment overrides, secret files) is the daemon's job. Secrets have no
+//! default at all: they must come from the environment or a file.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub node: NodeSettings,
+    pub http: HttpSettings,
+    pub auth: AuthSettings,
+    pub storage: StorageSettings,
+    pub queue: QueueSettings,
+    pub transcoder: TranscoderSettings,
+    pub notifier: NotifierSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSettings {
+    /// Name of this node in logs and job records; empty means `hostname:pid`.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    pub listen: String,
+    /// Base URL users reach this service at; used for links in e-mails.
+    pub public_url: String,
+    /// Largest accepted upload, enforced while streaming.
+    pub max_upload_bytes: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            max_upload_bytes: 2 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub mysql_url: String,
+    /// HMAC secret for HS256 tokens (at least 32 bytes). Secret: set it with
+    /// `VIDAUD_AUTH__JWT_SECRET` or point `jwt_secret_file` at a file.
+    pub jwt_secret: String,
+    pub jwt_secret_file: String,
+    pub token_ttl_secs: u64,
+    pub bcrypt_cost: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            mysql_url: "mysql://root@127.0.0.1:3306/vidaud".into(),
+            jwt_secret: String::new(),
+            jwt_secret_file: String::new(),
+            token_ttl_secs: 24 * 3600,
+            bcrypt_cost: 12,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    pub mongodb_uri: String,
+    /// GridFS database holding uploaded videos (default bucket `fs`).
+    pub videos_db: String,
+    /// GridFS database holding converted audio (default bucket `fs`).
+    pub mp3s_db: String,
+    /// Database holding the `jobs` collection.
+    pub jobs_db: String,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            mongodb_uri: "mongodb://127.0.0.1:27017".into(),
+            videos_db: "videos".into(),
+            mp3s_db: "mp3s".into(),
+            jobs_db: "vidaud".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    pub amqp_url: String,
+    pub video_queue: String,
+    pub mp3_queue: String,
+    /// AMQP heartbeat; a dead broker connection is noticed within two of these.
+    pub heartbeat_secs: u16,
+    /// Deliveries taken from `video` beyond the pool size (basic.qos prefetch
+    /// = workers + this).
+    pub prefetch_extra: u16,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            video_queue: "video".into(),
+            mp3_queue: "mp3".into(),
+            heartbeat_secs: 30,
+            prefetch_extra: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscoderSettings {
+    /// Concurrent conversions on this node.
+    pub workers: usize,
+    /// MP3 bitrate (CBR, kb/s).
+    pub bitrate_kbps: u32,
+    /// Attempts before a job that keeps failing transiently is given up.
+    pub max_attempts: u32,
+    /// Where inputs are spooled for random access; empty means the system
+    /// temp dir. Spool files are unlinked at creation, so a crash leaks none.
+    pub spool_dir: String,
+}
+
+impl Default for TranscoderSettings {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            bitrate_kbps: 192,
+            max_attempts: 3,
+            spool_dir: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifierSettings {
+    pub enabled: bool,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_username: String,
+    /// Secret: `VIDAUD_NOTIFIER__SMTP_PASSWORD` or `smtp_password_file`.
+    pub smtp_password: String,
+    pub smtp_password_file: String,
+    pub from: String,
+}
+
+impl Default for NotifierSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            smtp_host: "127.0.0.1".into(),
+            smtp_port: 2525,
+            smtp_username: String::new(),
+            smtp_password: String::new(),
+            smtp_password_file: String::new(),
+            from: "vidaud <vidaud@localhost>".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A tracing filter, e.g. `info` or `vidaud=debug,info`.
+    pub level: String,
+    /// `human` or `json`.
+    pub format: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "human".into(),
+        }
+    }
+}

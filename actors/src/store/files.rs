@@ -1,0 +1,176 @@
+//! Streaming GridFS reads and writes. Nothing here holds a whole file: data
+//! moves in chunks between a byte stream and a GridFS stream.
+
+use bytes::Bytes;
+use futures::io::AsyncWriteExt;
+use futures::{Stream, TryStreamExt};
+use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
+use mongodb::gridfs::{GridFsBucket, GridFsUploadStream};
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+
+use super::StoreError;
+
+/// What the service keeps about a stored file.
+#[derive(Debug, Clone)]
+pub struct FileInfo {
+    pub id: ObjectId,
+    pub length: u64,
+    pub filename: String,
+    pub owner: Option<String>,
+}
+
+/// Looks up a file's document; `None` when there is no such file.
+pub async fn file_info(
+    bucket: &GridFsBucket,
+    id: ObjectId,
+) -> Result<Option<FileInfo>, StoreError> {
+    let doc = bucket.find_one(doc! { "_id": id }).await?;
+    Ok(doc.map(|d| FileInfo {
+        id,
+        length: d.length,
+        filename: d.filename.unwrap_or_default(),
+        owner: d
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get_str("owner").ok())
+            .map(str::to_owned),
+    }))
+}
+
+/// Deletes a file and any chunks of it, complete or not. Deleting a file
+/// that does not exist is not an error: callers use this to clean up.
+pub async fn delete_file(bucket: &GridFsBucket, id: ObjectId) -> Result<(), StoreError> {
+    match bucket.delete(Bson::ObjectId(id)).await {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(*e.kind, mongodb::error::ErrorKind::GridFs(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Streams a stored file as a body of `Bytes` chunks.
+pub async fn download(
+    bucket: &GridFsBucket,
+    id: ObjectId,
+) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
+    let stream = bucket.open_download_stream(Bson::ObjectId(id)).await?;
+    Ok(tokio_util::io::ReaderStream::with_capacity(
+        stream.compat(),
+        256 * 1024,
+    ))
+}
+
+/// An upload in progress. Dropping it without `finish` leaves chunks that
+/// `abort` (or a later `delete_file`) removes, so callers always end with
+/// one of the two.
+pub struct Upload {
+    stream: GridFsUploadStream,
+    id: ObjectId,
+    written: u64,
+    limit: u64,
+}
+
+impl Upload {
+    /// Opens an upload to `id` (a fresh id when `None`), refusing to grow
+    /// past `limit` bytes.
+    pub async fn open(
+        bucket: &GridFsBucket,
+        id: Option<ObjectId>,
+        filename: &str,
+        metadata: Document,
+        limit: u64,
+    ) -> Result<Self, StoreError> {
+        let id = id.unwrap_or_default();
+        let stream = bucket
+            .open_upload_stream(filename)
+            .id(Bson::ObjectId(id))
+            .metadata(metadata)
+            .await?;
+        Ok(Self {
+            stream,
+            id,
+            written: 0,
+            limit,
+        })
+    }
+
+    pub fn id(&self) -> ObjectId {
+        self.id
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.written += chunk.len() as u64;
+        if self.written > self.limit {
+            return Err(StoreError::TooLarge { limit: self.limit });
+        }
+        self.stream.write_all(chunk).await?;
+        Ok(())
+    }
+
+    /// Copies a whole byte stream in, chunk by chunk.
+    pub async fn write_stream<S, E>(&mut self, mut body: S) -> Result<(), UploadStreamError<E>>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+    {
+        while let Some(chunk) = body.try_next().await.map_err(UploadStreamError::Source)? {
+            self.write(&chunk).await.map_err(UploadStreamError::Store)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the files document: the file becomes visible.
+    pub async fn finish(mut self) -> Result<ObjectId, StoreError> {
+        self.stream.close().await?;
+        Ok(self.id)
+    }
+
+    /// Removes every chunk written so far.
+    pub async fn abort(mut self) -> Result<(), StoreError> {
+        self.stream.abort().await?;
+        Ok(())
+    }
+}
+
+/// Copying a stream into GridFS fails either on the reading or the writing side.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadStreamError<E> {
+    #[error("reading the upload: {0}")]
+    Source(E),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl super::Store {
+    pub async fn video_info(&self, id: ObjectId) -> Result<Option<FileInfo>, StoreError> {
+        file_info(&self.videos, id).await
+    }
+
+    pub async fn mp3_info(&self, id: ObjectId) -> Result<Option<FileInfo>, StoreError> {
+        file_info(&self.mp3s, id).await
+    }
+
+    pub async fn delete_video(&self, id: ObjectId) -> Result<(), StoreError> {
+        delete_file(&self.videos, id).await
+    }
+
+    pub async fn delete_mp3(&self, id: ObjectId) -> Result<(), StoreError> {
+        delete_file(&self.mp3s, id).await
+    }
+
+    pub async fn download_video(
+        &self,
+        id: ObjectId,
+    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
+        download(&self.videos, id).await
+    }
+
+    pub async fn download_mp3(
+        &self,
+        id: ObjectId,
+    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
+        download(&self.mp3s, id).await
+    }
+}

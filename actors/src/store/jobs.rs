@@ -1,0 +1,136 @@
+//! The `jobs` collection. Each transition is one conditional update keyed by
+//! job id and guarded by the state (and attempt) it expects, so two
+//! deliveries of the same job can never both move it.
+
+use mongodb::bson::{DateTime, doc, oid::ObjectId};
+use mongodb::options::ReturnDocument;
+
+use super::{Store, StoreError};
+use crate::job::{JobRecord, JobState};
+
+/// The outcome of trying to start an attempt on a job.
+#[derive(Debug)]
+pub enum Claim {
+    /// This attempt owns the job now (state `converting`, attempts bumped).
+    Run(JobRecord),
+    /// The job already reached a final state: nothing to convert.
+    Final(JobRecord),
+    /// The job used up its attempts and has just been marked failed.
+    Exhausted(JobRecord),
+    /// No such job record.
+    Missing,
+}
+
+impl Store {
+    pub async fn insert_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        self.jobs.insert_one(job).await?;
+        Ok(())
+    }
+
+    pub async fn job(&self, id: ObjectId) -> Result<Option<JobRecord>, StoreError> {
+        Ok(self.jobs.find_one(doc! { "_id": id }).await?)
+    }
+
+    pub async fn delete_job(&self, id: ObjectId) -> Result<(), StoreError> {
+        self.jobs.delete_one(doc! { "_id": id }).await?;
+        Ok(())
+    }
+
+    /// Starts an attempt: `queued | converting → converting`, attempts + 1.
+    /// A job found `converting` was left by a crashed or stopped attempt
+    /// (its delivery came back), so it may be taken over.
+    pub async fn claim_job(
+        &self,
+        id: ObjectId,
+        node: &str,
+        max_attempts: u32,
+    ) -> Result<Claim, StoreError> {
+        let claimed = self
+            .jobs
+            .find_one_and_update(
+                doc! { "_id": id, "state": { "$in": ["queued", "converting"] } },
+                doc! {
+                    "$set": { "state": "converting", "node": node, "updated_at": DateTime::now() },
+                    "$inc": { "attempts": 1 },
+                },
+            )
+            .return_document(ReturnDocument::After)
+            .await?;
+        let Some(job) = claimed else {
+            return Ok(match self.job(id).await? {
+                Some(job) => Claim::Final(job),
+                None => Claim::Missing,
+            });
+        };
+        if job.attempts > max_attempts {
+            let error = format!(
+                "gave up after {max_attempts} attempts (last error: {})",
+                job.error.as_deref().unwrap_or("none recorded")
+            );
+            let failed = self
+                .finish_job(id, job.attempts, JobState::Failed, Some(&error))
+                .await?;
+            return Ok(match failed {
+                Some(job) => Claim::Exhausted(job),
+                None => self.reread_as_final(id).await?,
+            });
+        }
+        Ok(Claim::Run(job))
+    }
+
+    async fn reread_as_final(&self, id: ObjectId) -> Result<Claim, StoreError> {
+        Ok(match self.job(id).await? {
+            Some(job) => Claim::Final(job),
+            None => Claim::Missing,
+        })
+    }
+
+    /// Ends attempt `attempt`: `converting → done | failed`. Returns the new
+    /// record, or `None` when the job was moved by someone else meanwhile.
+    pub async fn finish_job(
+        &self,
+        id: ObjectId,
+        attempt: u32,
+        state: JobState,
+        error: Option<&str>,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        debug_assert!(state.is_final());
+        Ok(self
+            .jobs
+            .find_one_and_update(
+                doc! { "_id": id, "state": "converting", "attempts": attempt },
+                doc! { "$set": {
+                    "state": state.as_str(),
+                    "error": error,
+                    "notified": false,
+                    "updated_at": DateTime::now(),
+                } },
+            )
+            .return_document(ReturnDocument::After)
+            .await?)
+    }
+
+    /// Hands attempt `attempt` back for a retry: `converting → queued`,
+    /// keeping the error so the next attempt (or the give-up) can report it.
+    pub async fn requeue_job(
+        &self,
+        id: ObjectId,
+        attempt: u32,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.jobs
+            .update_one(
+                doc! { "_id": id, "state": "converting", "attempts": attempt },
+                doc! { "$set": { "state": "queued", "error": error, "updated_at": DateTime::now() } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn mark_notified(&self, id: ObjectId) -> Result<(), StoreError> {
+        self.jobs
+            .update_one(doc! { "_id": id }, doc! { "$set": { "notified": true } })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! Storage in MongoDB: the two GridFS buckets (`videos`, `mp3s`) and the
+//! `jobs` collection.
+//!
+//! Everything here is a single-document operation, so it is atomic on a
+//! standalone mongod as well as on a replica set; job state changes are
+//! compare-and-set on the record's current state, which is what makes a
+//! redelivered message harmless.
+
+mod files;
+mod jobs;
+
+pub use files::{FileInfo, Upload, UploadStreamError};
+pub use jobs::Claim;
+
+use mongodb::gridfs::GridFsBucket;
+use mongodb::{Client, Collection};
+
+use crate::job::JobRecord;
+use crate::settings::StorageSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("MongoDB: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("file I/O while streaming: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("upload is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+}
+
+/// A handle to the node's MongoDB storage; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    videos: GridFsBucket,
+    mp3s: GridFsBucket,
+    jobs: Collection<JobRecord>,
+}
+
+impl Store {
+    pub async fn connect(settings: &StorageSettings) -> Result<Self, StoreError> {
+        let mut options = mongodb::options::ClientOptions::parse(&settings.mongodb_uri).await?;
+        options.app_name.get_or_insert_with(|| "vidaud".to_owned());
+        let client = Client::with_options(options)?;
+        let store = Self {
+            videos: client.database(&settings.videos_db).gridfs_bucket(None),
+            mp3s: client.database(&settings.mp3s_db).gridfs_bucket(None),
+            jobs: client.database(&settings.jobs_db).collection("jobs"),
+            client,
+        };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .database("admin")
+            .run_command(mongodb::bson::doc! { "ping": 1 })
+            .await?;
+        Ok(())
+    }
+
+    pub fn videos(&self) -> &GridFsBucket {
+        &self.videos
+    }
+
+    pub fn mp3s(&self) -> &GridFsBucket {
+        &self.mp3s
+    }
+}

@@ -1,0 +1,286 @@
+//! One attempt at one job, from delivery to ack.
+//!
+//! The order of effects is what makes redelivery harmless:
+//! 1. claim the job record (compare-and-set, attempts + 1) — a job already
+//!    final is not converted again, only its notification is completed;
+//! 2. spool the video, delete any partial audio an earlier attempt left
+//!    under the job's pre-allocated audio id, stream the new audio there;
+//! 3. mark the job final (guarded by state and attempt number);
+//! 4. publish the `mp3` message with a confirm, then record `notified`;
+//! 5. only then ack the delivery.
+//!
+//! A crash between any two steps leaves the delivery unacked, so it comes
+//! back, and each step is safe to repeat. Permanent failures (the input is
+//! not media, has no audio) end the job at once; transient ones (storage,
+//! broker) hand the delivery back, bounded by `max_attempts`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mongodb::bson::{doc, oid::ObjectId};
+use tracing::{Instrument, info, info_span, warn};
+
+use super::pipeline::{EncodeOptions, transcode};
+use super::spool::Spool;
+use crate::job::{JobRecord, JobState, Mp3Message};
+use crate::metrics::Metrics;
+use crate::queue::{Broker, JobDelivery};
+use crate::settings::TranscoderSettings;
+use crate::store::{Claim, Store, Upload};
+
+/// What every worker needs; shared by the pool's workers.
+pub struct WorkerContext {
+    pub store: Store,
+    pub broker: Broker,
+    pub node_id: String,
+    pub settings: TranscoderSettings,
+    pub metrics: Arc<Metrics>,
+}
+
+enum Settle {
+    Ack,
+    Requeue,
+}
+
+enum Failure {
+    /// A fact about the input: the job fails now.
+    Permanent(String),
+    /// Storage, broker, or I/O trouble: another attempt may succeed.
+    Transient(String),
+}
+
+fn transient(e: impl std::fmt::Display) -> Failure {
+    Failure::Transient(e.to_string())
+}
+
+pub async fn run_attempt(ctx: &WorkerContext, delivery: &JobDelivery) {
+    let span = info_span!("job", job_id = %delivery.message.job_id, node = %ctx.node_id);
+    let settle = attempt(ctx, delivery).instrument(span.clone()).await;
+    let _enter = span.enter();
+    let result = match settle {
+        Settle::Ack => delivery.ack().await,
+        Settle::Requeue => delivery.requeue().await,
+    };
+    if let Err(e) = result {
+        // The channel is gone; the broker returns the delivery by itself.
+        warn!("settling the delivery failed: {e}");
+    }
+}
+
+async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
+    let message = &delivery.message;
+    let Ok(job_id) = ObjectId::parse_str(&message.job_id) else {
+        warn!("dropping a video message with an invalid job id");
+        return Settle::Ack;
+    };
+    let claim = match ctx
+        .store
+        .claim_job(job_id, &ctx.node_id, ctx.settings.max_attempts)
+        .await
+    {
+        Ok(claim) => claim,
+        Err(e) => {
+            warn!("cannot claim the job: {e}");
+            return back_off(1).await;
+        }
+    };
+    let job = match claim {
+        Claim::Missing => {
+            warn!("no job record for this message; dropping it");
+            return Settle::Ack;
+        }
+        Claim::Final(job) => return notify(ctx, &job).await,
+        Claim::Exhausted(job) => {
+            ctx.metrics.job_result("error");
+            return notify(ctx, &job).await;
+        }
+        Claim::Run(job) => job,
+    };
+    info!(attempt = job.attempts, "converting");
+    let started = Instant::now();
+    let result = convert(ctx, &job).await;
+    ctx.metrics
+        .converter_duration
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(()) => {
+            ctx.metrics.job_result("success");
+            info!(seconds = started.elapsed().as_secs_f64(), "done");
+            finish(ctx, &job, JobState::Done, None).await
+        }
+        Err(Failure::Permanent(reason)) => {
+            ctx.metrics.job_result("error");
+            info!(%reason, "failed");
+            finish(ctx, &job, JobState::Failed, Some(&reason)).await
+        }
+        Err(Failure::Transient(reason)) => {
+            ctx.metrics.job_result("retry");
+            warn!(%reason, attempt = job.attempts, "attempt failed; handing the job back");
+            if let Err(e) = ctx.store.requeue_job(job.id, job.attempts, &reason).await {
+                warn!("could not record the failed attempt: {e}");
+            }
+            back_off(job.attempts).await
+        }
+    }
+}
+
+/// Waits before a delivery is handed back, so a failing dependency is not
+/// hammered by a hot redelivery loop.
+async fn back_off(attempt: u32) -> Settle {
+    let secs = 2u64.saturating_pow(attempt.min(5)).min(30);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    Settle::Requeue
+}
+
+async fn finish(
+    ctx: &WorkerContext,
+    job: &JobRecord,
+    state: JobState,
+    error: Option<&str>,
+) -> Settle {
+    match ctx
+        .store
+        .finish_job(job.id, job.attempts, state, error)
+        .await
+    {
+        Ok(Some(job)) => notify(ctx, &job).await,
+        // Another attempt moved the job meanwhile; it owns the rest.
+        Ok(None) => Settle::Ack,
+        Err(e) => {
+            warn!("cannot record the job's end: {e}");
+            back_off(1).await
+        }
+    }
+}
+
+/// Publishes the final-state message unless that was done already.
+async fn notify(ctx: &WorkerContext, job: &JobRecord) -> Settle {
+    if job.notified {
+        return Settle::Ack;
+    }
+    if let Err(e) = ctx.broker.publish_mp3(&Mp3Message::for_job(job)).await {
+        warn!("cannot publish the mp3 message: {e}");
+        return back_off(1).await;
+    }
+    if let Err(e) = ctx.store.mark_notified(job.id).await {
+        // Worst case a redelivery publishes once more; the notifier
+        // de-duplicates by job id.
+        warn!("cannot record the notification: {e}");
+    }
+    Settle::Ack
+}
+
+async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
+    let info = ctx
+        .store
+        .video_info(job.video_fid)
+        .await
+        .map_err(transient)?;
+    let Some(info) = info else {
+        return Err(Failure::Permanent(
+            "the uploaded video is missing from storage".into(),
+        ));
+    };
+    if info.length == 0 {
+        return Err(Failure::Permanent("the uploaded file is empty".into()));
+    }
+    let body = ctx
+        .store
+        .download_video(job.video_fid)
+        .await
+        .map_err(transient)?;
+    let spool = Spool::fill(&ctx.settings.spool_dir, Box::pin(body))
+        .await
+        .map_err(transient)?;
+
+    // Whatever an interrupted attempt left under this id goes first.
+    ctx.store.delete_mp3(job.mp3_fid).await.map_err(transient)?;
+    let metadata = doc! {
+        "owner": &job.owner,
+        "job_id": job.id,
+        "content_type": "audio/mpeg",
+    };
+    let mut upload = Upload::open(
+        ctx.store.mp3s(),
+        Some(job.mp3_fid),
+        &audio_filename(&job.filename),
+        metadata,
+        u64::MAX,
+    )
+    .await
+    .map_err(transient)?;
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let options = EncodeOptions {
+        bitrate_kbps: job.bitrate_kbps,
+        title: Some(title_of(&job.filename)),
+    };
+    let conversion = tokio::task::spawn_blocking(move || {
+        let output =
+            Box::new(move |bytes: &[u8]| tx.blocking_send(Bytes::copy_from_slice(bytes)).is_ok());
+        transcode(spool.path(), &options, output, &mut |_| {})
+    });
+    let mut write_error = None;
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = upload.write(&chunk).await {
+            write_error = Some(e);
+            break;
+        }
+    }
+    drop(rx);
+    let converted = match conversion.await {
+        Ok(result) => result,
+        Err(join) if join.is_panic() => {
+            let _ = upload.abort().await;
+            std::panic::resume_unwind(join.into_panic());
+        }
+        Err(join) => Err(super::TranscodeError::Internal(join.to_string())),
+    };
+    match (converted, write_error) {
+        (_, Some(e)) => {
+            let _ = upload.abort().await;
+            Err(transient(e))
+        }
+        (Ok(_), None) => {
+            upload.finish().await.map_err(transient)?;
+            Ok(())
+        }
+        (Err(e), None) => {
+            let _ = upload.abort().await;
+            if e.is_permanent() {
+                Err(Failure::Permanent(e.to_string()))
+            } else {
+                Err(transient(e))
+            }
+        }
+    }
+}
+
+/// `holiday.mov` → `holiday`.
+pub fn title_of(filename: &str) -> String {
+    Path::new(filename)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "audio".to_owned())
+}
+
+/// `holiday.mov` → `holiday.mp3`.
+pub fn audio_filename(filename: &str) -> String {
+    format!("{}.mp3", title_of(filename))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(title_of("holiday.mov"), "holiday");
+        assert_eq!(audio_filename("a.b.mkv"), "a.b.mp3");
+        assert_eq!(audio_filename(""), "audio.mp3");
+        assert_eq!(audio_filename(".mp4"), ".mp4.mp3");
+    }
+}

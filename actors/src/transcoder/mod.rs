@@ -1,0 +1,18 @@
+//! The transcoder: a pool of worker actors, each converting one job at a
+//! time with the GStreamer pipeline.
+//!
+//! The pool owns the workers (it is their supervisor) and the queue of
+//! deliveries waiting for a free worker. It keeps a handle on the delivery
+//! each worker holds, so a worker that dies mid-job has its delivery
+//! returned to RabbitMQ — never acked, never lost.
+
+mod attempt;
+pub mod pipeline;
+mod pool;
+mod spool;
+mod worker;
+
+pub use attempt::WorkerContext;
+pub use pipeline::{EncodeOptions, Progress, Summary, TranscodeError, transcode};
+pub use pool::{PoolArgs, PoolMsg, TranscoderPool};
+pub use spool::Spool;

@@ -1,0 +1,60 @@
+//! A local spool for the input: the video is copied from GridFS into an
+//! anonymous temporary file so that demuxers get random access (an MP4 with
+//! its index at the end must seek to the end first).
+//!
+//! The file is unlinked from the moment it is created, so it has no name to
+//! leak: when the worker finishes, crashes or is killed, the kernel frees it.
+//! GStreamer opens it through `/proc/self/fd/N`. Memory stays bounded: the
+//! copy moves one chunk at a time.
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::{Stream, TryStreamExt};
+use tokio::io::AsyncWriteExt;
+
+pub struct Spool {
+    file: std::fs::File,
+    path: PathBuf,
+    len: u64,
+}
+
+impl Spool {
+    /// Copies `body` into a new anonymous file in `dir` (the system temp dir
+    /// when empty).
+    pub async fn fill<S>(dir: &str, body: S) -> std::io::Result<Self>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Unpin,
+    {
+        let file = if dir.is_empty() {
+            tempfile::tempfile()?
+        } else {
+            tempfile::tempfile_in(dir)?
+        };
+        let mut writer = tokio::fs::File::from_std(file.try_clone()?);
+        let mut len = 0u64;
+        let mut body = body;
+        while let Some(chunk) = body.try_next().await? {
+            len += chunk.len() as u64;
+            writer.write_all(&chunk).await?;
+        }
+        writer.flush().await?;
+        let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        Ok(Self { file, path, len })
+    }
+
+    /// A path that opens the spooled bytes while `self` lives.
+    pub fn path(&self) -> &Path {
+        let _ = &self.file;
+        &self.path
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}

@@ -1,0 +1,46 @@
+//! A transcoder worker actor: one job at a time. The work itself is in
+//! `attempt`; the actor gives it a supervised home, so a panic while
+//! converting kills only this worker, and the pool hands its delivery back.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::attempt::{WorkerContext, run_attempt};
+use super::pool::PoolMsg;
+use crate::queue::JobDelivery;
+
+pub enum WorkerMsg {
+    Run(JobDelivery),
+}
+
+pub struct Worker {
+    pub index: usize,
+    pub pool: ActorRef<PoolMsg>,
+}
+
+impl Actor for Worker {
+    type Msg = WorkerMsg;
+    type State = Arc<WorkerContext>;
+    type Arguments = Arc<WorkerContext>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<WorkerMsg>,
+        context: Arc<WorkerContext>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(context)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<WorkerMsg>,
+        msg: WorkerMsg,
+        context: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let WorkerMsg::Run(delivery) = msg;
+        run_attempt(context, &delivery).await;
+        self.pool.cast(PoolMsg::Idle { index: self.index })?;
+        Ok(())
+    }
+}

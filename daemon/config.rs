@@ -1,0 +1,131 @@
+//! Loading the settings: built-in defaults, then the TOML file, then
+//! `VIDAUD_<SECTION>__<KEY>` environment variables; then secrets from their
+//! `*_file` paths, and the checks that refuse an unsafe start.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use vidaud_actors::Settings;
+use vidaud_actors::auth::MIN_SECRET_LEN;
+
+pub fn load(path: &Path) -> anyhow::Result<Settings> {
+    let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+    if path.exists() {
+        figment = figment.merge(Toml::file(path));
+    } else if path != Path::new("config.toml") {
+        bail!("configuration file {} does not exist", path.display());
+    }
+    let mut settings: Settings = figment
+        .merge(Env::prefixed("VIDAUD_").split("__"))
+        .extract()
+        .with_context(|| {
+            format!(
+                "reading settings from {} and VIDAUD_* variables",
+                path.display()
+            )
+        })?;
+    read_secret_file(
+        &mut settings.auth.jwt_secret,
+        &settings.auth.jwt_secret_file,
+    )?;
+    read_secret_file(
+        &mut settings.notifier.smtp_password,
+        &settings.notifier.smtp_password_file,
+    )?;
+    Ok(settings)
+}
+
+fn read_secret_file(value: &mut String, file: &str) -> anyhow::Result<()> {
+    if value.is_empty() && !file.is_empty() {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading secret file {file}"))?;
+        *value = text.trim_end_matches(['\n', '\r']).to_owned();
+    }
+    Ok(())
+}
+
+/// The JWT secret to sign with, or why the node must not start.
+pub fn jwt_secret(settings: &Settings, dev: bool) -> anyhow::Result<Vec<u8>> {
+    let secret = settings.auth.jwt_secret.as_bytes();
+    if secret.len() >= MIN_SECRET_LEN {
+        return Ok(secret.to_vec());
+    }
+    if dev {
+        tracing::warn!(
+            "--dev: using a random JWT secret for this run; tokens will not survive a restart"
+        );
+        return Ok(rand::random::<[u8; 32]>().to_vec());
+    }
+    let problem = if secret.is_empty() {
+        "is not set".to_owned()
+    } else {
+        format!("is only {} bytes", secret.len())
+    };
+    bail!(
+        "the JWT secret {problem}; it must be at least {MIN_SECRET_LEN} bytes.\n\
+         Set VIDAUD_AUTH__JWT_SECRET (e.g. VIDAUD_AUTH__JWT_SECRET=$(openssl rand -hex 32)),\n\
+         or put it in a file readable only by the service and set auth.jwt_secret_file\n\
+         (or VIDAUD_AUTH__JWT_SECRET_FILE) to its path. For a throwaway run, pass --dev."
+    )
+}
+
+#[cfg(test)]
+// figment's Jail returns its own large error type; that is its API.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "vidaud.toml",
+                "[http]\nlisten = \"127.0.0.1:9000\"\n[transcoder]\nworkers = 3\n",
+            )?;
+            jail.set_env("VIDAUD_TRANSCODER__WORKERS", "5");
+            jail.set_env("VIDAUD_QUEUE__VIDEO_QUEUE", "video-test");
+            let s = load(Path::new("vidaud.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(s.http.listen, "127.0.0.1:9000");
+            assert_eq!(s.transcoder.workers, 5);
+            assert_eq!(s.queue.video_queue, "video-test");
+            assert_eq!(s.queue.mp3_queue, "mp3");
+            assert_eq!(s.transcoder.bitrate_kbps, 192);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_explicit_file_are_errors() {
+        Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[http]\nlisten_on = \"x\"\n")?;
+            assert!(load(Path::new("bad.toml")).is_err());
+            assert!(load(Path::new("missing.toml")).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secret_rules() {
+        Jail::expect_with(|jail| {
+            jail.create_file("secret", &format!("{}\n", "s".repeat(40)))?;
+            jail.set_env("VIDAUD_AUTH__JWT_SECRET_FILE", "secret");
+            let s = load(Path::new("config.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(jwt_secret(&s, false).map_err(|e| e.to_string())?.len(), 40);
+            Ok(())
+        });
+        let mut s = Settings::default();
+        let err = jwt_secret(&s, false).unwrap_err().to_string();
+        assert!(err.contains("VIDAUD_AUTH__JWT_SECRET"), "{err}");
+        s.auth.jwt_secret = "short".into();
+        assert!(
+            jwt_secret(&s, false)
+                .unwrap_err()
+                .to_string()
+                .contains("only 5 bytes")
+        );
+        assert_eq!(jwt_secret(&s, true).unwrap().len(), 32);
+    }
+}

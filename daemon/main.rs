@@ -1,0 +1,21 @@
+//! `vidaud`: the daemon and its one-shot commands.
+//!
+//! `serve` runs a node (the supervised actor tree); `convert` runs the same
+//! transcoder on local files with no services at all.
+
+mod cli;
+mod config;
+mod convert;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Convert(args) => convert::run(args),
+    }
+}

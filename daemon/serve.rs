@@ -1,0 +1,122 @@
+//! `vidaud serve`: logging, settings, the root supervisor, and the signals
+//! that stop it.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ractor::Actor;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+use vidaud_actors::Settings;
+use vidaud_actors::auth::TokenKeys;
+use vidaud_actors::metrics::Metrics;
+use vidaud_supervision::{RootArgs, RootSupervisor, Shutdown};
+
+use crate::cli::ServeArgs;
+use crate::config;
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    let settings = match config::load(&args.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vidaud: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vidaud: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(settings, args.dev)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("vidaud: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if settings.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn node_id(settings: &Settings) -> String {
+    if !settings.node.id.is_empty() {
+        return settings.node.id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "node".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
+    let secret = config::jwt_secret(&settings, dev)?;
+    let keys = Arc::new(TokenKeys::new(&secret, settings.auth.token_ttl_secs)?);
+    let node_id = node_id(&settings);
+    let shutdown = Arc::new(Shutdown::default());
+    let args = RootArgs {
+        settings,
+        node_id: node_id.clone(),
+        keys,
+        metrics: Arc::new(Metrics::new()),
+        shutdown: shutdown.clone(),
+    };
+    info!(node = %node_id, version = env!("CARGO_PKG_VERSION"), "starting");
+    let (root, mut handle) = tokio::select! {
+        spawned = Actor::spawn(Some(format!("root-{node_id}")), RootSupervisor, args) => {
+            spawned.context("starting the actor tree")?
+        }
+        _ = stop_signal() => {
+            info!("stopped before start-up finished");
+            return Ok(());
+        }
+    };
+    info!(node = %node_id, "ready");
+    tokio::select! {
+        _ = stop_signal() => {
+            info!("stopping: no new requests or deliveries; finishing what is in hand");
+            root.stop(None);
+            let _ = handle.await;
+        }
+        _ = &mut handle => {}
+    }
+    match shutdown.escalated() {
+        Some(reason) => anyhow::bail!("the actor tree gave up: {reason}"),
+        None => {
+            info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

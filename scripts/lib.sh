@@ -1,0 +1,93 @@
+# Shared by scripts/run and scripts/test: install what vidaud needs on a
+# fresh Debian machine and start the servers it talks to, each only when it
+# is missing. Sourced, not run.
+
+set -euo pipefail
+
+VIDAUD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+log() { printf '[vidaud] %s\n' "$*" >&2; }
+
+# port_open PORT: is something listening on 127.0.0.1:PORT?
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_port PORT WHAT [SECONDS]
+wait_port() {
+  local port=$1 what=$2 limit=${3:-60} i
+  for ((i = 0; i < limit * 4; i++)); do
+    port_open "$port" && return 0
+    sleep 0.25
+  done
+  log "$what did not come up on 127.0.0.1:$port within ${limit}s"
+  return 1
+}
+
+DEBIAN_PACKAGES=(
+  pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav
+)
+
+# ensure_debian_packages [EXTRA...]: apt-get install whatever is missing.
+ensure_debian_packages() {
+  local missing=() pkg
+  for pkg in "${DEBIAN_PACKAGES[@]}" "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# ensure_python_tools: SecantusDB (MongoDB wire protocol) and aiosmtpd.
+ensure_python_tools() {
+  if ! command -v secantusd-py >/dev/null || ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+    log "installing SecantusDB and aiosmtpd from PyPI"
+    python3 -m pip install -q SecantusDB aiosmtpd
+    hash -r
+  fi
+}
+
+ensure_rabbitmq() {
+  if ! port_open 5672; then
+    log "starting RabbitMQ"
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+  fi
+  wait_port 5672 RabbitMQ 90
+}
+
+ensure_mariadb() {
+  if ! port_open 3306; then
+    log "starting MariaDB"
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  fi
+  wait_port 3306 MariaDB 60
+}
+
+# start_secantus PORT STORAGE LOGFILE: a SecantusDB with a capped oplog
+# (it otherwise keeps a copy of every write in memory).
+start_secantus() {
+  local port=$1 storage=$2 logfile=$3
+  if port_open "$port"; then return 0; fi
+  log "starting SecantusDB on 127.0.0.1:$port"
+  nohup secantusd-py --host 127.0.0.1 --port "$port" --storage-path "$storage" \
+    --oplog-max-entries 1000 --oplog-retention-seconds 60 --log-level WARNING \
+    >"$logfile" 2>&1 &
+  echo $! >"$logfile.pid"
+  wait_port "$port" SecantusDB 60
+}
+
+# start_smtp PORT MAILDIR LOGFILE: an SMTP sink that writes each mail to a Maildir.
+start_smtp() {
+  local port=$1 maildir=$2 logfile=$3
+  if port_open "$port"; then return 0; fi
+  log "starting an SMTP sink on 127.0.0.1:$port (Maildir $maildir)"
+  mkdir -p "$maildir"/{tmp,new,cur}
+  nohup python3 -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$maildir" \
+    >"$logfile" 2>&1 &
+  echo $! >"$logfile.pid"
+  wait_port "$port" "SMTP sink" 30
+}

@@ -1,0 +1,160 @@
+//! The children of the root supervisor: how each is started and which
+//! others hold a reference to it.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
+use vidaud_actors::auth::{AuthActor, AuthArgs, AuthMsg, TokenKeys};
+use vidaud_actors::http::{AppState, HttpFront};
+use vidaud_actors::metrics::Metrics;
+use vidaud_actors::notifier::{Mailer, Notifier, NotifierArgs};
+use vidaud_actors::queue::{BridgeArgs, Broker, QueueBridge};
+use vidaud_actors::store::Store;
+use vidaud_actors::transcoder::{PoolArgs, PoolMsg, TranscoderPool};
+use vidaud_actors::{Settings, transcoder};
+
+/// Start order is declaration order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Child {
+    Auth,
+    Notifier,
+    Transcoder,
+    Bridge,
+    Http,
+}
+
+impl Child {
+    pub const START_ORDER: [Child; 5] = [
+        Child::Auth,
+        Child::Notifier,
+        Child::Transcoder,
+        Child::Bridge,
+        Child::Http,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Child::Auth => "auth",
+            Child::Notifier => "notifier",
+            Child::Transcoder => "transcoder",
+            Child::Bridge => "bridge",
+            Child::Http => "http",
+        }
+    }
+
+    /// Children holding an `ActorRef` to this one: they restart with it.
+    pub fn dependents(self) -> &'static [Child] {
+        match self {
+            Child::Auth => &[Child::Http],
+            Child::Transcoder => &[Child::Bridge],
+            Child::Notifier | Child::Bridge | Child::Http => &[],
+        }
+    }
+}
+
+/// What the children are built from; made once by the root.
+pub struct NodeContext {
+    pub settings: Settings,
+    pub node_id: String,
+    pub keys: Arc<TokenKeys>,
+    pub metrics: Arc<Metrics>,
+    pub store: Store,
+    pub broker: Broker,
+}
+
+/// References the dependents need, filled as children start.
+#[derive(Default)]
+pub struct Running {
+    pub auth: Option<ActorRef<AuthMsg>>,
+    pub pool: Option<ActorRef<PoolMsg>>,
+}
+
+pub async fn start(
+    child: Child,
+    ctx: &NodeContext,
+    running: &mut Running,
+    supervisor: ActorCell,
+) -> Result<Option<ActorCell>, ActorProcessingErr> {
+    let s = &ctx.settings;
+    let name = Some(format!("{}-{}", child.name(), ctx.node_id));
+    let cell = match child {
+        Child::Auth => {
+            let args = AuthArgs {
+                mysql_url: s.auth.mysql_url.clone(),
+                keys: ctx.keys.clone(),
+                bcrypt_cost: s.auth.bcrypt_cost,
+            };
+            let (actor, _) = Actor::spawn_linked(name, AuthActor, args, supervisor).await?;
+            running.auth = Some(actor.clone());
+            actor.get_cell()
+        }
+        Child::Notifier => {
+            if !s.notifier.enabled {
+                return Ok(None);
+            }
+            let args = NotifierArgs {
+                broker: ctx.broker.clone(),
+                mailer: Mailer::new(&s.notifier, &s.http.public_url)?,
+                metrics: ctx.metrics.clone(),
+                prefetch: 4,
+                node_id: ctx.node_id.clone(),
+            };
+            Actor::spawn_linked(name, Notifier, args, supervisor)
+                .await?
+                .0
+                .get_cell()
+        }
+        Child::Transcoder => {
+            let args = PoolArgs {
+                workers: s.transcoder.workers,
+                context: Arc::new(transcoder::WorkerContext {
+                    store: ctx.store.clone(),
+                    broker: ctx.broker.clone(),
+                    node_id: ctx.node_id.clone(),
+                    settings: s.transcoder.clone(),
+                    metrics: ctx.metrics.clone(),
+                }),
+            };
+            let (actor, _) = Actor::spawn_linked(name, TranscoderPool, args, supervisor).await?;
+            running.pool = Some(actor.clone());
+            actor.get_cell()
+        }
+        Child::Bridge => {
+            let pool = running
+                .pool
+                .clone()
+                .ok_or("the bridge needs the transcoder pool")?;
+            let prefetch =
+                (s.transcoder.workers.max(1) as u16).saturating_add(s.queue.prefetch_extra);
+            let args = BridgeArgs {
+                broker: ctx.broker.clone(),
+                pool,
+                prefetch,
+                node_id: ctx.node_id.clone(),
+            };
+            Actor::spawn_linked(name, QueueBridge, args, supervisor)
+                .await?
+                .0
+                .get_cell()
+        }
+        Child::Http => {
+            let state = AppState {
+                auth: running
+                    .auth
+                    .clone()
+                    .ok_or("the HTTP front needs the auth actor")?,
+                keys: ctx.keys.clone(),
+                store: ctx.store.clone(),
+                broker: ctx.broker.clone(),
+                metrics: ctx.metrics.clone(),
+                settings: s.http.clone(),
+                bitrate_kbps: s.transcoder.bitrate_kbps,
+            };
+            Actor::spawn_linked(name, HttpFront, state, supervisor)
+                .await?
+                .0
+                .get_cell()
+        }
+    };
+    Ok(Some(cell))
+}

@@ -1,0 +1,24 @@
+//! The supervisor tree of a vidaud node.
+//!
+//! ```text
+//! RootSupervisor
+//! ├── auth        (MySQL users, token issue)
+//! ├── notifier    (consumes `mp3`, sends e-mail)
+//! ├── transcoder  (pool actor) ── worker 0..N   (the pool supervises its workers)
+//! ├── bridge      (consumes `video`, feeds the pool)
+//! └── http        (the API; uses auth)
+//! ```
+//!
+//! Children start in that order, each only after the ones it depends on.
+//! When a child fails it is restarted together with the children that hold
+//! a reference to it (see [`Child::dependents`]); more than
+//! `max_restarts` restarts within `restart_window` escalate: the root stops
+//! and the process exits non-zero, so systemd restarts it whole.
+
+mod children;
+mod policy;
+mod root;
+
+pub use children::Child;
+pub use policy::RestartIntensity;
+pub use root::{RootArgs, RootMsg, RootSupervisor, Shutdown};

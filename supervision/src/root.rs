@@ -1,0 +1,251 @@
+//! The root supervisor: connects the shared clients (MongoDB, RabbitMQ),
+//! starts the children in order, restarts them by policy, and stops them in
+//! reverse order.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tracing::{error, info, warn};
+use vidaud_actors::Settings;
+use vidaud_actors::auth::TokenKeys;
+use vidaud_actors::metrics::Metrics;
+use vidaud_actors::queue::Broker;
+use vidaud_actors::store::Store;
+
+use crate::children::{self, Child, NodeContext, Running};
+use crate::policy::RestartIntensity;
+
+/// How the root ended, for the process's exit code.
+#[derive(Default)]
+pub struct Shutdown {
+    escalated: OnceLock<String>,
+}
+
+impl Shutdown {
+    /// Why the tree gave up, if it did.
+    pub fn escalated(&self) -> Option<&str> {
+        self.escalated.get().map(String::as_str)
+    }
+}
+
+pub struct RootArgs {
+    pub settings: Settings,
+    pub node_id: String,
+    pub keys: Arc<TokenKeys>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Arc<Shutdown>,
+}
+
+pub enum RootMsg {
+    /// Try again to start a child whose restart failed.
+    Retry(Child),
+}
+
+pub struct RootState {
+    ctx: NodeContext,
+    running: Running,
+    cells: BTreeMap<Child, ActorCell>,
+    /// Children we are stopping on purpose; their exit is not a failure.
+    stopping: HashSet<ActorId>,
+    intensity: RestartIntensity,
+    shutdown: Arc<Shutdown>,
+}
+
+pub struct RootSupervisor;
+
+const MAX_RESTARTS: usize = 10;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Retries `connect` with capped exponential backoff until it succeeds: a
+/// dependency that is still starting delays the node, it does not kill it.
+async fn connect_with_backoff<T, E, F, Fut>(what: &str, mut connect: F) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match connect().await {
+            Ok(value) => return value,
+            Err(e) => {
+                warn!("{what} not reachable yet ({e}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+impl RootSupervisor {
+    async fn restart(&self, myself: &ActorRef<RootMsg>, child: Child, state: &mut RootState) {
+        for dependent in child.dependents() {
+            if let Some(cell) = state.cells.remove(dependent) {
+                state.stopping.insert(cell.get_id());
+                let _ = cell.stop_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await;
+            }
+        }
+        let mut group = vec![child];
+        group.extend_from_slice(child.dependents());
+        group.sort();
+        for member in group {
+            match children::start(member, &state.ctx, &mut state.running, myself.get_cell()).await {
+                Ok(Some(cell)) => {
+                    info!(child = member.name(), "restarted");
+                    state.cells.insert(member, cell);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(child = member.name(), "restart failed: {e}; retrying in 2s");
+                    myself.send_after(Duration::from_secs(2), move || RootMsg::Retry(member));
+                    // Dependents of a child that is not up are started with it.
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Actor for RootSupervisor {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = RootArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RootMsg>,
+        args: RootArgs,
+    ) -> Result<RootState, ActorProcessingErr> {
+        let settings = args.settings;
+        let store = connect_with_backoff("MongoDB", || Store::connect(&settings.storage)).await;
+        let broker = connect_with_backoff("RabbitMQ", || {
+            Broker::connect(&settings.queue, &args.node_id)
+        })
+        .await;
+        let ctx = NodeContext {
+            settings,
+            node_id: args.node_id,
+            keys: args.keys,
+            metrics: args.metrics,
+            store,
+            broker,
+        };
+        let mut running = Running::default();
+        let mut cells = BTreeMap::new();
+        for child in Child::START_ORDER {
+            let cell = children::start(child, &ctx, &mut running, myself.get_cell())
+                .await
+                .map_err(|e| format!("starting {}: {e}", child.name()))?;
+            if let Some(cell) = cell {
+                info!(child = child.name(), "started");
+                cells.insert(child, cell);
+            }
+        }
+        Ok(RootState {
+            ctx,
+            running,
+            cells,
+            stopping: HashSet::new(),
+            intensity: RestartIntensity::new(MAX_RESTARTS, RESTART_WINDOW),
+            shutdown: args.shutdown,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RootMsg>,
+        msg: RootMsg,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        let RootMsg::Retry(child) = msg;
+        if state.cells.contains_key(&child) {
+            return Ok(());
+        }
+        if !state.intensity.allow(Instant::now()) {
+            return self.escalate(
+                &myself,
+                state,
+                format!("{} keeps failing to start", child.name()),
+            );
+        }
+        self.restart(&myself, child, state).await;
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RootMsg>,
+        event: SupervisionEvent,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, reason) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_else(|| "stopped".into()))
+            }
+            _ => return Ok(()),
+        };
+        if state.stopping.remove(&cell.get_id()) {
+            return Ok(());
+        }
+        let Some(child) = state
+            .cells
+            .iter()
+            .find(|(_, c)| c.get_id() == cell.get_id())
+            .map(|(child, _)| *child)
+        else {
+            return Ok(());
+        };
+        state.cells.remove(&child);
+        error!(child = child.name(), %reason, "child failed");
+        if !state.intensity.allow(Instant::now()) {
+            return self.escalate(
+                &myself,
+                state,
+                format!("restart intensity exceeded ({MAX_RESTARTS} in {RESTART_WINDOW:?}); last: {} failed: {reason}", child.name()),
+            );
+        }
+        self.restart(&myself, child, state).await;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RootMsg>,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Reverse start order: the HTTP front stops taking requests first,
+        // the bridge stops taking deliveries before the pool stops.
+        for child in Child::START_ORDER.iter().rev() {
+            if let Some(cell) = state.cells.remove(child) {
+                state.stopping.insert(cell.get_id());
+                if cell
+                    .stop_and_wait(None, Some(CHILD_STOP_TIMEOUT))
+                    .await
+                    .is_err()
+                {
+                    warn!(child = child.name(), "did not stop in time");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RootSupervisor {
+    fn escalate(
+        &self,
+        myself: &ActorRef<RootMsg>,
+        state: &mut RootState,
+        reason: String,
+    ) -> Result<(), ActorProcessingErr> {
+        error!("{reason}; stopping the node");
+        let _ = state.shutdown.escalated.set(reason.clone());
+        myself.stop(Some(reason));
+        Ok(())
+    }
+}
