@@ -18,7 +18,13 @@ pub fn load(path: &Path) -> anyhow::Result<Settings> {
         bail!("configuration file {} does not exist", path.display());
     }
     let mut settings: Settings = figment
-        .merge(Env::prefixed("VIDAUD_").split("__"))
+        // Only VIDAUD_<SECTION>__<KEY> are settings; other VIDAUD_* names
+        // (a wrapper's own variables) are not ours to reject.
+        .merge(
+            Env::prefixed("VIDAUD_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        )
         .extract()
         .with_context(|| {
             format!(
@@ -87,6 +93,7 @@ mod tests {
             )?;
             jail.set_env("VIDAUD_TRANSCODER__WORKERS", "5");
             jail.set_env("VIDAUD_QUEUE__VIDEO_QUEUE", "video-test");
+            jail.set_env("VIDAUD_UNRELATED", "ignored");
             let s = load(Path::new("vidaud.toml")).map_err(|e| e.to_string())?;
             assert_eq!(s.http.listen, "127.0.0.1:9000");
             assert_eq!(s.transcoder.workers, 5);
@@ -103,6 +110,11 @@ mod tests {
             jail.create_file("bad.toml", "[http]\nlisten_on = \"x\"\n")?;
             assert!(load(Path::new("bad.toml")).is_err());
             assert!(load(Path::new("missing.toml")).is_err());
+            jail.set_env("VIDAUD_HTTP__LISTN", "typo");
+            assert!(
+                load(Path::new("config.toml")).is_err(),
+                "a misspelt key is reported"
+            );
             Ok(())
         });
     }

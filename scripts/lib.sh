@@ -67,11 +67,15 @@ ensure_mariadb() {
   wait_port 3306 MariaDB 60
 }
 
+# free_port: a loopback TCP port nothing listens on right now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # start_secantus PORT STORAGE LOGFILE: a SecantusDB with a capped oplog
 # (it otherwise keeps a copy of every write in memory).
 start_secantus() {
   local port=$1 storage=$2 logfile=$3
-  if port_open "$port"; then return 0; fi
   log "starting SecantusDB on 127.0.0.1:$port"
   nohup secantusd-py --host 127.0.0.1 --port "$port" --storage-path "$storage" \
     --oplog-max-entries 1000 --oplog-retention-seconds 60 --log-level WARNING \
@@ -80,10 +84,24 @@ start_secantus() {
   wait_port "$port" SecantusDB 60
 }
 
+# stop_pidfiles FILE...: stop what start_* started and wait until it is gone.
+stop_pidfiles() {
+  local pidfile pid i
+  for pidfile in "$@"; do
+    [[ -s "$pidfile" ]] || continue
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || continue
+    for ((i = 0; i < 100; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+}
+
 # start_smtp PORT MAILDIR LOGFILE: an SMTP sink that writes each mail to a Maildir.
 start_smtp() {
   local port=$1 maildir=$2 logfile=$3
-  if port_open "$port"; then return 0; fi
   log "starting an SMTP sink on 127.0.0.1:$port (Maildir $maildir)"
   mkdir -p "$maildir"/{tmp,new,cur}
   nohup python3 -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$maildir" \

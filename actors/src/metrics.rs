@@ -80,6 +80,14 @@ impl Metrics {
             "E-mails by result (sent, failed)",
             emails.clone(),
         );
+        // Known results exist from the start, so rate() panels show 0, not
+        // "no data", on a fresh node.
+        for result in ["success", "error", "retry"] {
+            let _ = converter_jobs.get_or_create(&ResultLabels { result });
+        }
+        for result in ["sent", "failed"] {
+            let _ = emails.get_or_create(&ResultLabels { result });
+        }
         Self {
             registry,
             http_requests,

@@ -64,8 +64,14 @@ impl Users {
             )
             .await?;
         if has_admin.is_none() {
-            conn.query_drop("ALTER TABLE users ADD COLUMN is_admin BOOLEAN NOT NULL DEFAULT FALSE")
-                .await?;
+            let added = conn
+                .query_drop("ALTER TABLE users ADD COLUMN is_admin BOOLEAN NOT NULL DEFAULT FALSE")
+                .await;
+            match added {
+                // ER_DUP_FIELDNAME: another node migrated at the same moment.
+                Err(mysql_async::Error::Server(e)) if e.code == 1060 => {}
+                other => other?,
+            }
         }
         Ok(())
     }

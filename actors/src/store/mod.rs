@@ -41,6 +41,11 @@ impl Store {
     pub async fn connect(settings: &StorageSettings) -> Result<Self, StoreError> {
         let mut options = mongodb::options::ClientOptions::parse(&settings.mongodb_uri).await?;
         options.app_name.get_or_insert_with(|| "vidaud".to_owned());
+        // Fail a request fast when the server is away (the default is 30 s),
+        // so callers can answer 503 and reconnect loops report promptly.
+        options
+            .server_selection_timeout
+            .get_or_insert(std::time::Duration::from_secs(5));
         let client = Client::with_options(options)?;
         let store = Self {
             videos: client.database(&settings.videos_db).gridfs_bucket(None),

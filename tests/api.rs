@@ -1,0 +1,283 @@
+//! The HTTP API's contract: authentication, ownership, limits and errors.
+
+mod common;
+
+use common::media;
+use common::{JWT_SECRET, Node, NodeOptions, unique};
+use jsonwebtoken::{EncodingKey, Header};
+use mysql_async::prelude::Queryable;
+
+fn forge(secret: &str, username: &str, exp_offset: i64) -> String {
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    let claims = serde_json::json!({
+        "username": username, "iat": now, "exp": now + exp_offset, "admin": true,
+    });
+    jsonwebtoken::encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("encode")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_and_passwords_are_checked() {
+    let node = Node::start(NodeOptions::default()).await;
+    let (email, token) = node.new_user().await;
+
+    let validate = |auth: Option<String>| {
+        let mut request = node.http.post(node.url("/validate"));
+        if let Some(value) = auth {
+            request = request.header("Authorization", value);
+        }
+        request.send()
+    };
+    let ok = validate(Some(format!("Bearer {token}")))
+        .await
+        .expect("validate");
+    assert_eq!(ok.status(), 200);
+    let claims: serde_json::Value = ok.json().await.expect("claims");
+    assert_eq!(claims["username"], email.as_str());
+    assert_eq!(claims["admin"], false, "ordinary users are not admins");
+    assert!(claims["exp"].as_u64() > claims["iat"].as_u64());
+
+    let expired = forge(JWT_SECRET, &email, -3600);
+    let wrong_key = forge("another-secret-that-is-long-enough-000000", &email, 3600);
+    for (what, auth) in [
+        ("missing", None),
+        ("garbage", Some("Bearer not-a-token".to_owned())),
+        ("expired", Some(format!("Bearer {expired}"))),
+        ("wrong signature", Some(format!("Bearer {wrong_key}"))),
+        ("basic instead of bearer", Some("Basic dTpw".to_owned())),
+    ] {
+        let r = validate(auth).await.expect("validate");
+        assert_eq!(r.status(), 401, "{what}");
+        let body: serde_json::Value = r.json().await.expect("json error");
+        assert!(body["error"].is_string(), "{what}: {body}");
+    }
+    // Uploads and downloads check tokens the same way.
+    let r = node
+        .http
+        .post(node.url("/upload"))
+        .bearer_auth(&expired)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 401);
+
+    assert_eq!(node.login(&email, "wrong password").await, Err(401));
+    assert_eq!(
+        node.login("nobody@example.com", "correct horse").await,
+        Err(401)
+    );
+    let r = node
+        .http
+        .post(node.url("/login"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 401, "login without credentials");
+
+    let register =
+        |body: serde_json::Value| node.http.post(node.url("/register")).json(&body).send();
+    let dup = register(serde_json::json!({ "email": email, "password": "another one" }))
+        .await
+        .expect("register");
+    assert_eq!(dup.status(), 409);
+    let bad = register(serde_json::json!({ "email": "not-an-address", "password": "long enough" }))
+        .await
+        .expect("register");
+    assert_eq!(bad.status(), 422);
+    let short = register(serde_json::json!({ "email": "x@example.com", "password": "short" }))
+        .await
+        .expect("register");
+    assert_eq!(short.status(), 422);
+    assert!(
+        short
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("at least 8")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reference_bcrypt_rows_log_in() {
+    let node = Node::start(NodeOptions::default()).await;
+    let email = format!("{}@example.com", unique("legacy"));
+    // A row as the reference's auth service wrote it (Python bcrypt, "password").
+    let hash = "$2b$04$4HKnQ1QcyN4My/jy8gu/su/1MA3ZmJu/4FIUUDIuTFxaoeanwTm2e";
+    let pool = mysql_async::Pool::new("mysql://root@127.0.0.1:3306/vidaud_test");
+    let mut conn = pool.get_conn().await.expect("mysql");
+    conn.exec_drop(
+        "INSERT INTO users (email, password) VALUES (?, ?)",
+        (&email, hash),
+    )
+    .await
+    .expect("insert reference row");
+    drop(conn);
+    pool.disconnect().await.expect("disconnect");
+
+    let token = node
+        .login(&email, "password")
+        .await
+        .expect("reference user logs in");
+    assert_eq!(token.split('.').count(), 3, "a JWT as the body");
+    assert_eq!(node.login(&email, "Password").await, Err(401));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_see_only_their_own_jobs_and_files() {
+    let node = Node::start(NodeOptions::default()).await;
+    let (_, alice) = node.new_user().await;
+    let (_, bob) = node.new_user().await;
+
+    let (status, body) = node.upload(&alice, &media::clip("mp4")).await;
+    assert_eq!(status, 202, "{body}");
+    let job_id = body["job_id"].as_str().expect("job_id");
+    let job = node.wait_final(&alice, job_id).await;
+    let fid = job["mp3_fid"].as_str().expect("done");
+
+    assert_eq!(node.job(&bob, job_id).await.0, 404);
+    assert_eq!(node.download(&bob, fid).await.status(), 404);
+    // Ids of the wrong kind or shape are just as unknown.
+    assert_eq!(node.download(&alice, job_id).await.status(), 404);
+    assert_eq!(node.download(&alice, "not-an-id").await.status(), 404);
+    assert_eq!(node.job(&alice, "000000000000000000000000").await.0, 404);
+    assert_eq!(node.download(&alice, fid).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_uploads_get_413_and_leave_nothing_stored() {
+    let node = Node::start(NodeOptions {
+        max_upload_bytes: 1_000_000,
+        ..NodeOptions::default()
+    })
+    .await;
+    let (_, token) = node.new_user().await;
+    let payload = vec![7u8; 3_000_000];
+
+    // Announced size: refused before the body is read.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(payload.clone()).file_name("big.mp4"),
+    );
+    let r = node
+        .http
+        .post(node.url("/upload"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 413);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert!(
+        body["error"].as_str().unwrap_or_default().contains("limit"),
+        "{body}"
+    );
+
+    // Unannounced size (chunked): refused while streaming, partial file removed.
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = payload
+        .chunks(64 * 1024)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    let part =
+        reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+            .file_name("big.mp4");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    match node
+        .http
+        .post(node.url("/upload"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+    {
+        Ok(r) => assert_eq!(r.status(), 413),
+        // The server may close the connection before the client finished
+        // sending; what matters is below: nothing was kept.
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    node.assert_bucket_empty(&node.names.videos_db, "refused upload")
+        .await;
+    assert_eq!(
+        node.count(&node.names.jobs_db, "jobs").await,
+        0,
+        "no job for a refused upload"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_uploads_get_clear_errors() {
+    let node = Node::start(NodeOptions::default()).await;
+    let (_, token) = node.new_user().await;
+    let post = || node.http.post(node.url("/upload")).bearer_auth(&token);
+
+    let r = post()
+        .body("just bytes")
+        .header("content-type", "video/mp4")
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 415);
+
+    let form = reqwest::multipart::Form::new().text("other", "x");
+    let r = post().multipart(form).send().await.expect("upload");
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap_or_default().contains("`file`"));
+
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(Vec::new()).file_name("empty.mp4"),
+    );
+    let r = post().multipart(form).send().await.expect("upload");
+    assert_eq!(r.status(), 422, "a 0-byte upload is refused");
+    assert!(r.text().await.unwrap_or_default().contains("empty"));
+
+    let r = post()
+        .header("content-type", "multipart/form-data; boundary=XYZ")
+        .body("--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nabc")
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 400, "truncated multipart");
+
+    node.assert_bucket_empty(&node.names.videos_db, "malformed uploads")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_reference_metrics() {
+    let node = Node::start(NodeOptions::default()).await;
+    let r = node
+        .http
+        .get(node.url("/health"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(r.status(), 200);
+    let (_, token) = node.new_user().await;
+    assert_eq!(node.job(&token, "000000000000000000000000").await.0, 404);
+
+    let text = node
+        .http
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for needle in [
+        r#"http_requests_total{method="GET",path="/health",status="200"} "#,
+        r#"http_requests_total{method="GET",path="/jobs/{id}",status="404"} 1"#,
+        "# TYPE http_request_duration_seconds histogram",
+        "# TYPE converter_job_duration_seconds histogram",
+        r#"converter_jobs_total{result="success"} 0"#,
+        r#"converter_jobs_total{result="error"} 0"#,
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}
