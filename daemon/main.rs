@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod convert;
 mod serve;
+mod systemd;
 
 use std::process::ExitCode;
 

@@ -14,7 +14,7 @@ use vidaud_actors::metrics::Metrics;
 use vidaud_supervision::{RootArgs, RootSupervisor, Shutdown};
 
 use crate::cli::ServeArgs;
-use crate::config;
+use crate::{config, systemd};
 
 pub fn run(args: ServeArgs) -> ExitCode {
     let settings = match config::load(&args.config) {
@@ -60,9 +60,13 @@ fn node_id(settings: &Settings) -> String {
     if !settings.node.id.is_empty() {
         return settings.node.id.clone();
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    // /proc/sys is hidden under systemd's ProcSubset=pid; /etc/hostname is not.
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
         .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "node".to_owned());
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned());
     format!("{host}-{}", std::process::id())
 }
 
@@ -79,6 +83,7 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
     };
     info!(node = %node_id, version = env!("CARGO_PKG_VERSION"), "starting");
+    systemd::status("connecting to MongoDB, RabbitMQ and MySQL");
     let (root, mut handle) = tokio::select! {
         spawned = Actor::spawn(Some(format!("root-{node_id}")), RootSupervisor, args) => {
             spawned.context("starting the actor tree")?
@@ -89,9 +94,12 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
         }
     };
     info!(node = %node_id, "ready");
+    systemd::ready(&format!("serving as node {node_id}"));
+    systemd::spawn_watchdog(root.get_cell());
     tokio::select! {
         _ = stop_signal() => {
             info!("stopping: no new requests or deliveries; finishing what is in hand");
+            systemd::stopping("stopping: finishing what is in hand");
             root.stop(None);
             let _ = handle.await;
         }

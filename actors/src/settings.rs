@@ -130,6 +130,9 @@ pub struct TranscoderSettings {
     /// Where inputs are spooled for random access; empty means the system
     /// temp dir. Spool files are unlinked at creation, so a crash leaks none.
     pub spool_dir: String,
+    /// On shutdown, how long conversions in progress may take to finish
+    /// before they are abandoned (their deliveries then return to the queue).
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for TranscoderSettings {
@@ -139,6 +142,7 @@ impl Default for TranscoderSettings {
             bitrate_kbps: 192,
             max_attempts: 3,
             spool_dir: String::new(),
+            shutdown_grace_secs: 60,
         }
     }
 }

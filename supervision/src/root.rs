@@ -223,11 +223,15 @@ impl Actor for RootSupervisor {
         for child in Child::START_ORDER.iter().rev() {
             if let Some(cell) = state.cells.remove(child) {
                 state.stopping.insert(cell.get_id());
-                if cell
-                    .stop_and_wait(None, Some(CHILD_STOP_TIMEOUT))
-                    .await
-                    .is_err()
-                {
+                let timeout = match child {
+                    // The pool waits for the conversions in progress.
+                    Child::Transcoder => {
+                        let grace = state.ctx.settings.transcoder.shutdown_grace_secs;
+                        Duration::from_secs(grace) + CHILD_STOP_TIMEOUT
+                    }
+                    _ => CHILD_STOP_TIMEOUT,
+                };
+                if cell.stop_and_wait(None, Some(timeout)).await.is_err() {
                     warn!(child = child.name(), "did not stop in time");
                 }
             }

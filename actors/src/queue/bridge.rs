@@ -6,7 +6,7 @@
 //! is not a job (bad JSON) is rejected without requeue instead of looping.
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicRejectOptions};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
@@ -31,6 +31,7 @@ pub struct BridgeArgs {
 pub struct BridgeState {
     consumer: JoinHandle<()>,
     channel: lapin::Channel,
+    consumer_tag: String,
 }
 
 pub struct QueueBridge;
@@ -47,10 +48,11 @@ impl Actor for QueueBridge {
     ) -> Result<BridgeState, ActorProcessingErr> {
         let channel = args.broker.consumer_channel(args.prefetch).await?;
         let queue = args.broker.settings().video_queue.clone();
+        let consumer_tag = format!("vidaud-{}", args.node_id);
         let mut consumer = channel
             .basic_consume(
                 queue.as_str().into(),
-                format!("vidaud-{}", args.node_id).into(),
+                consumer_tag.as_str().into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
@@ -85,7 +87,11 @@ impl Actor for QueueBridge {
             };
             let _ = myself.cast(BridgeMsg::ConsumerEnded(reason));
         });
-        Ok(BridgeState { consumer, channel })
+        Ok(BridgeState {
+            consumer,
+            channel,
+            consumer_tag,
+        })
     }
 
     async fn handle(
@@ -107,12 +113,17 @@ impl Actor for QueueBridge {
         _myself: ActorRef<BridgeMsg>,
         state: &mut BridgeState,
     ) -> Result<(), ActorProcessingErr> {
-        state.consumer.abort();
-        // Unacked deliveries return to the queue when the channel closes.
+        // Stop taking deliveries, but keep the channel: workers still hold
+        // deliveries from it and ack them there as they finish. Whatever is
+        // still unacked when the connection goes returns to the queue.
         let _ = state
             .channel
-            .close(200, "vidaud bridge stopping".into())
+            .basic_cancel(
+                state.consumer_tag.as_str().into(),
+                BasicCancelOptions::default(),
+            )
             .await;
+        state.consumer.abort();
         Ok(())
     }
 }

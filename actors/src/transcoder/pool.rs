@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{error, info, warn};
@@ -82,6 +83,11 @@ impl Actor for TranscoderPool {
         myself: ActorRef<PoolMsg>,
         args: PoolArgs,
     ) -> Result<PoolState, ActorProcessingErr> {
+        let spool_dir = &args.context.settings.spool_dir;
+        if !spool_dir.is_empty() {
+            std::fs::create_dir_all(spool_dir)
+                .map_err(|e| format!("cannot create the spool directory {spool_dir}: {e}"))?;
+        }
         let mut slots = Vec::with_capacity(args.workers);
         for index in 0..args.workers.max(1) {
             let worker = Self::spawn_worker(&myself, index, args.context.clone()).await?;
@@ -153,11 +159,28 @@ impl Actor for TranscoderPool {
         _myself: ActorRef<PoolMsg>,
         state: &mut PoolState,
     ) -> Result<(), ActorProcessingErr> {
-        // Deliveries not yet started go back to the broker now rather than
-        // when the channel closes.
+        // Deliveries not yet started go back to the broker now, for any node.
         for delivery in state.waiting.drain(..) {
             let _ = delivery.requeue().await;
         }
+        // A worker stops after the job in hand: conversions in progress get
+        // the grace period to finish and ack. One that overruns is killed;
+        // its delivery stays unacked and returns to the queue.
+        let grace = Duration::from_secs(state.context.settings.shutdown_grace_secs);
+        let busy = state.slots.iter().filter(|s| s.busy.is_some()).count();
+        if busy > 0 {
+            info!(busy, ?grace, "waiting for conversions in progress");
+        }
+        let stops = state.slots.iter().map(|slot| {
+            let worker = slot.worker.clone();
+            async move {
+                if worker.stop_and_wait(None, Some(grace)).await.is_err() {
+                    warn!("a conversion overran the shutdown grace period; abandoning it");
+                    worker.kill();
+                }
+            }
+        });
+        futures::future::join_all(stops).await;
         Ok(())
     }
 }

@@ -40,7 +40,8 @@ impl Actor for Worker {
     ) -> Result<(), ActorProcessingErr> {
         let WorkerMsg::Run(delivery) = msg;
         run_attempt(context, &delivery).await;
-        self.pool.cast(PoolMsg::Idle { index: self.index })?;
+        // The pool may be stopping; then nobody needs to know.
+        let _ = self.pool.cast(PoolMsg::Idle { index: self.index });
         Ok(())
     }
 }

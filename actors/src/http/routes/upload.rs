@@ -92,27 +92,39 @@ pub async fn upload(
             "the uploaded file is empty",
         ));
     }
+    // From here on the work must not be cut short by the client going away
+    // (hyper drops a handler whose connection closed): a finished video
+    // without its job and message would break the invariant. A task of
+    // its own runs to the end either way.
+    let job = JobRecord::new(&owner, &filename, upload.id(), app.bitrate_kbps);
     let size = upload.written();
-    let video_fid = upload.finish().await?;
-
-    let job = JobRecord::new(&owner, &filename, video_fid, app.bitrate_kbps);
-    if let Err(e) = app.store.insert_job(&job).await {
-        let _ = app.store.delete_video(video_fid).await;
-        return Err(e.into());
-    }
-    if let Err(e) = app.broker.publish_video(&job.video_message()).await {
-        let _ = app.store.delete_job(job.id).await;
-        let _ = app.store.delete_video(video_fid).await;
-        return Err(e.into());
-    }
+    tokio::spawn(commit(app, upload, job.clone()))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     info!(job_id = %job.id, bytes = size, "upload accepted");
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
             job_id: job.id.to_hex(),
-            video_fid: video_fid.to_hex(),
+            video_fid: job.video_fid.to_hex(),
         }),
     ))
+}
+
+/// Makes the video visible, records its job and queues it; on any failure,
+/// undoes what was done so nothing is left half-accepted.
+async fn commit(app: AppState, upload: Upload, job: JobRecord) -> Result<(), ApiError> {
+    upload.finish().await?;
+    if let Err(e) = app.store.insert_job(&job).await {
+        let _ = app.store.delete_video(job.video_fid).await;
+        return Err(e.into());
+    }
+    if let Err(e) = app.broker.publish_video(&job.video_message()).await {
+        let _ = app.store.delete_job(job.id).await;
+        let _ = app.store.delete_video(job.video_fid).await;
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 fn malformed(e: multer::Error) -> ApiError {
