@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use vidaud_actors::Settings;
 use vidaud_actors::auth::MIN_SECRET_LEN;
+use vidaud_actors::transcoder::EncodeOptions;
 
 pub fn load(path: &Path) -> anyhow::Result<Settings> {
     let mut figment = Figment::from(Serialized::defaults(Settings::default()));
@@ -48,6 +49,25 @@ fn read_secret_file(value: &mut String, file: &str) -> anyhow::Result<()> {
         let text =
             std::fs::read_to_string(file).with_context(|| format!("reading secret file {file}"))?;
         *value = text.trim_end_matches(['\n', '\r']).to_owned();
+    }
+    Ok(())
+}
+
+/// Settings that would make every job or request fail are refused at
+/// start-up, with the setting named.
+pub fn check(settings: &Settings) -> anyhow::Result<()> {
+    let encode = EncodeOptions {
+        bitrate_kbps: settings.transcoder.bitrate_kbps,
+        title: None,
+    };
+    encode
+        .validate()
+        .map_err(|e| anyhow::anyhow!("transcoder.bitrate_kbps: {e}"))?;
+    if settings.transcoder.workers == 0 {
+        bail!("transcoder.workers must be at least 1");
+    }
+    if settings.transcoder.max_attempts == 0 {
+        bail!("transcoder.max_attempts must be at least 1");
     }
     Ok(())
 }
@@ -117,6 +137,17 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn settings_that_break_every_job_are_refused() {
+        let mut s = Settings::default();
+        assert!(check(&s).is_ok());
+        s.transcoder.bitrate_kbps = 100;
+        assert!(check(&s).unwrap_err().to_string().contains("bitrate_kbps"));
+        s.transcoder.bitrate_kbps = 128;
+        s.transcoder.workers = 0;
+        assert!(check(&s).is_err());
     }
 
     #[test]

@@ -71,6 +71,7 @@ fn node_id(settings: &Settings) -> String {
 }
 
 async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
+    config::check(&settings)?;
     let secret = config::jwt_secret(&settings, dev)?;
     let keys = Arc::new(TokenKeys::new(&secret, settings.auth.token_ttl_secs)?);
     let node_id = node_id(&settings);
