@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use vidaud_actors::transcoder::{EncodeOptions, TranscodeError, transcode};
+use vidaud_actors::transcoder::{Control, EncodeOptions, TranscodeError, transcode};
 
 use crate::cli::ConvertArgs;
 
@@ -46,7 +46,13 @@ pub fn run(args: ConvertArgs) -> ExitCode {
     let started = Instant::now();
     let output =
         Box::new(move |bytes: &[u8]| writer.write_all(bytes).and_then(|_| writer.flush()).is_ok());
-    let result = transcode(&args.input, &options, output, &mut |_| {});
+    let result = transcode(
+        &args.input,
+        &options,
+        output,
+        &Control::default(),
+        &mut |_| {},
+    );
     match result {
         Ok(summary) => {
             if let Err(e) = partial.persist(&args.output) {
@@ -72,7 +78,11 @@ pub fn run(args: ConvertArgs) -> ExitCode {
                 TranscodeError::Input(_) | TranscodeError::NotMedia => 3,
                 TranscodeError::NoAudio => 4,
                 TranscodeError::Unsupported(_) | TranscodeError::Decode(_) => 5,
-                TranscodeError::OutputClosed | TranscodeError::Internal(_) => 1,
+                TranscodeError::OutputClosed
+                | TranscodeError::Internal(_)
+                | TranscodeError::Stalled(_)
+                | TranscodeError::TimedOut(_)
+                | TranscodeError::Cancelled => 1,
             })
         }
     }

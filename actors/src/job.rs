@@ -58,6 +58,13 @@ pub struct JobRecord {
     /// redelivered job that is final but not notified re-publishes it.
     #[serde(default)]
     pub notified: bool,
+    /// Set by the notifier once the owner's mail was accepted by SMTP.
+    #[serde(default)]
+    pub mailed: bool,
+    /// Until when the converting attempt owns the job; it renews the lease
+    /// while it works, so an expired lease means the attempt is gone.
+    #[serde(default)]
+    pub lease_until: Option<DateTime>,
     pub created_at: DateTime,
     pub updated_at: DateTime,
 }
@@ -77,6 +84,8 @@ impl JobRecord {
             bitrate_kbps,
             node: None,
             notified: false,
+            mailed: false,
+            lease_until: None,
             created_at: now,
             updated_at: now,
         }

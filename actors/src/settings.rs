@@ -99,6 +99,8 @@ pub struct QueueSettings {
     pub amqp_url: String,
     pub video_queue: String,
     pub mp3_queue: String,
+    /// Where messages of jobs that failed for good are parked.
+    pub dead_letter_queue: String,
     /// AMQP heartbeat; a dead broker connection is noticed within two of these.
     pub heartbeat_secs: u16,
     /// Deliveries taken from `video` beyond the pool size (basic.qos prefetch
@@ -112,6 +114,7 @@ impl Default for QueueSettings {
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             video_queue: "video".into(),
             mp3_queue: "mp3".into(),
+            dead_letter_queue: "video.dead".into(),
             heartbeat_secs: 30,
             prefetch_extra: 2,
         }
@@ -133,6 +136,15 @@ pub struct TranscoderSettings {
     /// On shutdown, how long conversions in progress may take to finish
     /// before they are abandoned (their deliveries then return to the queue).
     pub shutdown_grace_secs: u64,
+    /// A converting attempt owns its job for this long and renews it every
+    /// third of it; a job whose lease ran out is taken over by a redelivery.
+    pub lease_secs: u64,
+    /// A conversion whose position does not move for this long is stopped
+    /// and counts as a failed attempt.
+    pub stall_secs: u64,
+    /// Longest a conversion may run; then the job fails. Keep it below
+    /// RabbitMQ's consumer_timeout (30 min by default).
+    pub max_job_secs: u64,
 }
 
 impl Default for TranscoderSettings {
@@ -140,9 +152,12 @@ impl Default for TranscoderSettings {
         Self {
             workers: 2,
             bitrate_kbps: 192,
-            max_attempts: 3,
+            max_attempts: 5,
             spool_dir: String::new(),
             shutdown_grace_secs: 60,
+            lease_secs: 30,
+            stall_secs: 60,
+            max_job_secs: 25 * 60,
         }
     }
 }

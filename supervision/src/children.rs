@@ -94,6 +94,7 @@ pub async fn start(
             }
             let args = NotifierArgs {
                 broker: ctx.broker.clone(),
+                store: ctx.store.clone(),
                 mailer: Mailer::new(&s.notifier, &s.http.public_url)?,
                 metrics: ctx.metrics.clone(),
                 prefetch: 4,

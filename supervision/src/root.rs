@@ -45,6 +45,8 @@ pub enum RootMsg {
 }
 
 pub struct RootState {
+    /// Consecutive failed starts per child, for the retry backoff.
+    retries: BTreeMap<Child, u32>,
     ctx: NodeContext,
     running: Running,
     cells: BTreeMap<Child, ActorCell>,
@@ -96,12 +98,23 @@ impl RootSupervisor {
             match children::start(member, &state.ctx, &mut state.running, myself.get_cell()).await {
                 Ok(Some(cell)) => {
                     info!(child = member.name(), "restarted");
+                    state.retries.remove(&member);
                     state.cells.insert(member, cell);
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    warn!(child = member.name(), "restart failed: {e}; retrying in 2s");
-                    myself.send_after(Duration::from_secs(2), move || RootMsg::Retry(member));
+                    // Usually a dependency that is away (RabbitMQ restarting):
+                    // retry with capped backoff for as long as it takes. Only
+                    // failures of running children count toward escalation.
+                    let tries = state.retries.entry(member).or_insert(0);
+                    *tries += 1;
+                    let delay =
+                        Duration::from_millis(250 << (*tries).min(7)).min(Duration::from_secs(30));
+                    warn!(
+                        child = member.name(),
+                        "restart failed: {e}; retrying in {delay:?}"
+                    );
+                    myself.send_after(delay, move || RootMsg::Retry(member));
                     // Dependents of a child that is not up are started with it.
                     return;
                 }
@@ -146,6 +159,7 @@ impl Actor for RootSupervisor {
             }
         }
         Ok(RootState {
+            retries: BTreeMap::new(),
             ctx,
             running,
             cells,
@@ -162,17 +176,9 @@ impl Actor for RootSupervisor {
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
         let RootMsg::Retry(child) = msg;
-        if state.cells.contains_key(&child) {
-            return Ok(());
+        if !state.cells.contains_key(&child) {
+            self.restart(&myself, child, state).await;
         }
-        if !state.intensity.allow(Instant::now()) {
-            return self.escalate(
-                &myself,
-                state,
-                format!("{} keeps failing to start", child.name()),
-            );
-        }
-        self.restart(&myself, child, state).await;
         Ok(())
     }
 

@@ -77,6 +77,7 @@ impl Default for NodeOptions {
 pub struct Names {
     pub video_queue: String,
     pub mp3_queue: String,
+    pub dead_letter_queue: String,
     pub videos_db: String,
     pub mp3s_db: String,
     pub jobs_db: String,
@@ -96,6 +97,7 @@ impl Node {
         let names = Names {
             video_queue: format!("video-{id}"),
             mp3_queue: format!("mp3-{id}"),
+            dead_letter_queue: format!("video.dead-{id}"),
             videos_db: format!("videos_{id}"),
             mp3s_db: format!("mp3s_{id}"),
             jobs_db: format!("vidaud_{id}"),
@@ -132,6 +134,7 @@ impl Node {
             .env("VIDAUD_STORAGE__JOBS_DB", &names.jobs_db)
             .env("VIDAUD_QUEUE__VIDEO_QUEUE", &names.video_queue)
             .env("VIDAUD_QUEUE__MP3_QUEUE", &names.mp3_queue)
+            .env("VIDAUD_QUEUE__DEAD_LETTER_QUEUE", &names.dead_letter_queue)
             .env("VIDAUD_TRANSCODER__WORKERS", options.workers.to_string())
             .env("VIDAUD_NOTIFIER__SMTP_PORT", smtp_port().to_string())
             .env("VIDAUD_LOG__LEVEL", "info,vidaud_actors=debug")
@@ -346,7 +349,7 @@ impl Drop for Node {
                     return;
                 };
                 if let Ok(channel) = conn.create_channel().await {
-                    for queue in [&names.video_queue, &names.mp3_queue] {
+                    for queue in [&names.video_queue, &names.mp3_queue, &names.dead_letter_queue] {
                         let _ = channel
                             .queue_delete(queue.as_str().into(), Default::default())
                             .await;

@@ -16,6 +16,7 @@ pub use users::{Users, UsersError};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::warn;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -48,6 +49,8 @@ pub enum AuthMsg {
         password: String,
         reply: RpcReplyPort<Result<String, AuthError>>,
     },
+    /// Whether MySQL answers.
+    Ping { reply: RpcReplyPort<bool> },
 }
 
 #[derive(Clone)]
@@ -78,7 +81,13 @@ impl Actor for AuthActor {
         _myself: ActorRef<Self::Msg>,
         args: AuthArgs,
     ) -> Result<AuthState, ActorProcessingErr> {
-        let users = Users::connect(&args.mysql_url).await?;
+        let users = Users::new(&args.mysql_url)?;
+        let migrating = users.clone();
+        tokio::spawn(async move {
+            if let Err(e) = migrating.ensure_schema().await {
+                warn!("MySQL not reachable yet ({e}); login and register answer 503 until it is");
+            }
+        });
         let dummy_hash = password::hash("no such account".into(), args.bcrypt_cost).await?;
         Ok(AuthState {
             users,
@@ -96,6 +105,11 @@ impl Actor for AuthActor {
     ) -> Result<(), ActorProcessingErr> {
         let users = state.users.clone();
         match msg {
+            AuthMsg::Ping { reply } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(users.ping().await.is_ok());
+                });
+            }
             AuthMsg::Register {
                 email,
                 password,

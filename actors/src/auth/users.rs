@@ -4,7 +4,10 @@
 //! database is adopted as it is and its bcrypt rows keep logging in.
 
 use mysql_async::prelude::{Query, Queryable, WithParams};
+use std::sync::Arc;
+
 use mysql_async::{Opts, OptsBuilder, Pool};
+use tokio::sync::OnceCell;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
@@ -21,9 +24,15 @@ pub struct User {
     pub admin: bool,
 }
 
+/// The user store. Creating it does no I/O: the database and table are
+/// made on first use, so a node starts (and serves token-authenticated
+/// requests) while MySQL is away, and login/register answer 503 until it
+/// is back.
 #[derive(Clone)]
 pub struct Users {
     pool: Pool,
+    opts: Opts,
+    schema: Arc<OnceCell<()>>,
 }
 
 const CREATE_USERS: &str = "CREATE TABLE IF NOT EXISTS users (
@@ -35,23 +44,38 @@ const CREATE_USERS: &str = "CREATE TABLE IF NOT EXISTS users (
 )";
 
 impl Users {
-    /// Connects, creating the database and the table when absent.
-    pub async fn connect(url: &str) -> Result<Self, UsersError> {
+    pub fn new(url: &str) -> Result<Self, UsersError> {
         let opts = Opts::from_url(url)?;
-        if let Some(db) = opts.db_name().map(str::to_owned) {
-            let server = Pool::new(OptsBuilder::from_opts(opts.clone()).db_name(None::<String>));
-            let mut conn = server.get_conn().await?;
-            let quoted = db.replace('`', "``");
-            conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{quoted}`"))
-                .await?;
-            drop(conn);
-            server.disconnect().await?;
-        }
-        let users = Self {
-            pool: Pool::new(opts),
+        Ok(Self {
+            pool: Pool::new(opts.clone()),
+            opts,
+            schema: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// Makes sure the database and the `users` table exist (once per process).
+    pub async fn ensure_schema(&self) -> Result<(), UsersError> {
+        self.schema
+            .get_or_try_init(|| async {
+                self.create_database().await?;
+                self.migrate().await
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn create_database(&self) -> Result<(), UsersError> {
+        let Some(db) = self.opts.db_name() else {
+            return Ok(());
         };
-        users.migrate().await?;
-        Ok(users)
+        let server = Pool::new(OptsBuilder::from_opts(self.opts.clone()).db_name(None::<String>));
+        let mut conn = server.get_conn().await?;
+        let quoted = db.replace('`', "``");
+        conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{quoted}`"))
+            .await?;
+        drop(conn);
+        server.disconnect().await?;
+        Ok(())
     }
 
     async fn migrate(&self) -> Result<(), UsersError> {
@@ -77,6 +101,7 @@ impl Users {
     }
 
     pub async fn find(&self, email: &str) -> Result<Option<User>, UsersError> {
+        self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
         let row: Option<(String, String, bool)> =
             "SELECT email, password, is_admin FROM users WHERE email = ?"
@@ -97,6 +122,7 @@ impl Users {
         password_hash: &str,
         admin: bool,
     ) -> Result<bool, UsersError> {
+        self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
         let result = "INSERT INTO users (email, password, is_admin) VALUES (?, ?, ?)"
             .with((email, password_hash, admin))

@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(routes::jobs::get_job))
         .route("/download", get(routes::jobs::download))
         .route("/health", get(routes::ops::health))
+        .route("/ready", get(routes::ops::ready))
         .route("/metrics", get(routes::ops::metrics))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -1,20 +1,23 @@
-//! The notifier actor: consumes `mp3` and e-mails the job's owner.
+//! The notifier actor: consumes `mp3` and e-mails the job's owner, once.
 //!
 //! A message is acked only after the SMTP server accepted the mail (or the
-//! mail can never be sent, e.g. the owner is not an e-mail address); an
-//! SMTP failure hands the message back after a pause, so mail is delayed,
-//! not lost.
+//! mail can never be sent, e.g. the relay refuses it for good); an SMTP or
+//! storage failure hands the message back after a pause, so mail is delayed,
+//! not lost. The job record's `mailed` flag, checked before sending and set
+//! after, makes a re-published `mp3` message harmless: one mail per job.
 
 mod mail;
 
-pub use mail::{Mailer, compose};
+pub use mail::{MailError, Mailer, compose};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions};
 use lapin::types::FieldTable;
+use mongodb::bson::oid::ObjectId;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -22,6 +25,7 @@ use tracing::{info, warn};
 use crate::job::Mp3Message;
 use crate::metrics::{Metrics, ResultLabels};
 use crate::queue::Broker;
+use crate::store::Store;
 
 pub enum NotifierMsg {
     ConsumerEnded(String),
@@ -29,6 +33,7 @@ pub enum NotifierMsg {
 
 pub struct NotifierArgs {
     pub broker: Broker,
+    pub store: Store,
     pub mailer: Mailer,
     pub metrics: Arc<Metrics>,
     pub prefetch: u16,
@@ -38,6 +43,13 @@ pub struct NotifierArgs {
 pub struct NotifierState {
     consumer: JoinHandle<()>,
     channel: lapin::Channel,
+    consumer_tag: String,
+}
+
+/// What to do with an `mp3` delivery.
+enum Outcome {
+    Done,
+    RetryLater,
 }
 
 pub struct Notifier;
@@ -54,17 +66,21 @@ impl Actor for Notifier {
     ) -> Result<NotifierState, ActorProcessingErr> {
         let channel = args.broker.consumer_channel(args.prefetch).await?;
         let queue = args.broker.settings().mp3_queue.clone();
+        let consumer_tag = format!("vidaud-notifier-{}", args.node_id);
         let mut consumer = channel
             .basic_consume(
                 queue.as_str().into(),
-                format!("vidaud-notifier-{}", args.node_id).into(),
+                consumer_tag.as_str().into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await?;
         info!(%queue, "notifier consuming");
         let NotifierArgs {
-            mailer, metrics, ..
+            mailer,
+            metrics,
+            store,
+            ..
         } = args;
         let consumer = tokio::spawn(async move {
             let reason = loop {
@@ -73,37 +89,9 @@ impl Actor for Notifier {
                     Some(Err(e)) => break e.to_string(),
                     None => break "consumer cancelled".to_owned(),
                 };
-                let sent = match serde_json::from_slice::<Mp3Message>(&delivery.data) {
-                    Ok(message) => mailer.send(&message).await,
-                    Err(e) => {
-                        warn!("dropping an unreadable mp3 message: {e}");
-                        Ok(())
-                    }
-                };
-                let result = match sent {
-                    Ok(()) => {
-                        metrics
-                            .emails
-                            .get_or_create(&ResultLabels { result: "sent" })
-                            .inc();
-                        delivery.acker.ack(BasicAckOptions::default()).await
-                    }
-                    Err(e) if e.is_permanent() => {
-                        // The relay refused this mail for good: retrying
-                        // would loop. Counted, logged, dropped.
-                        metrics
-                            .emails
-                            .get_or_create(&ResultLabels { result: "failed" })
-                            .inc();
-                        warn!("e-mail refused by the SMTP server, not retrying: {e}");
-                        delivery.acker.ack(BasicAckOptions::default()).await
-                    }
-                    Err(e) => {
-                        metrics
-                            .emails
-                            .get_or_create(&ResultLabels { result: "failed" })
-                            .inc();
-                        warn!("e-mail not sent, will retry: {e}");
+                let settled = match deliver(&delivery, &mailer, &store, &metrics).await {
+                    Outcome::Done => delivery.acker.ack(BasicAckOptions::default()).await,
+                    Outcome::RetryLater => {
                         tokio::time::sleep(Duration::from_secs(5)).await;
                         let requeue = BasicNackOptions {
                             requeue: true,
@@ -112,13 +100,17 @@ impl Actor for Notifier {
                         delivery.acker.nack(requeue).await
                     }
                 };
-                if let Err(e) = result {
+                if let Err(e) = settled {
                     break e.to_string();
                 }
             };
             let _ = myself.cast(NotifierMsg::ConsumerEnded(reason));
         });
-        Ok(NotifierState { consumer, channel })
+        Ok(NotifierState {
+            consumer,
+            channel,
+            consumer_tag,
+        })
     }
 
     async fn handle(
@@ -139,6 +131,13 @@ impl Actor for Notifier {
         _myself: ActorRef<NotifierMsg>,
         state: &mut NotifierState,
     ) -> Result<(), ActorProcessingErr> {
+        let _ = state
+            .channel
+            .basic_cancel(
+                state.consumer_tag.as_str().into(),
+                BasicCancelOptions::default(),
+            )
+            .await;
         state.consumer.abort();
         let _ = state
             .channel
@@ -146,4 +145,52 @@ impl Actor for Notifier {
             .await;
         Ok(())
     }
+}
+
+async fn deliver(
+    delivery: &Delivery,
+    mailer: &Mailer,
+    store: &Store,
+    metrics: &Metrics,
+) -> Outcome {
+    let count = |result| {
+        metrics.emails.get_or_create(&ResultLabels { result }).inc();
+    };
+    let message = match serde_json::from_slice::<Mp3Message>(&delivery.data) {
+        Ok(message) => message,
+        Err(e) => {
+            warn!("dropping an unreadable mp3 message: {e}");
+            return Outcome::Done;
+        }
+    };
+    let job_id = ObjectId::parse_str(&message.job_id).ok();
+    if let Some(id) = job_id {
+        match store.job(id).await {
+            Ok(Some(job)) if job.mailed => return Outcome::Done,
+            Ok(_) => {}
+            Err(e) => {
+                warn!(job_id = %message.job_id, "cannot check whether the owner was mailed: {e}");
+                return Outcome::RetryLater;
+            }
+        }
+    }
+    match mailer.send(&message).await {
+        Ok(()) => count("sent"),
+        Err(e) if e.is_permanent() => {
+            // The relay refused this mail for good: retrying would loop.
+            count("failed");
+            warn!(job_id = %message.job_id, "e-mail refused by the SMTP server, not retrying: {e}");
+        }
+        Err(e) => {
+            count("failed");
+            warn!(job_id = %message.job_id, "e-mail not sent, will retry: {e}");
+            return Outcome::RetryLater;
+        }
+    }
+    if let Some(id) = job_id
+        && let Err(e) = store.mark_mailed(id).await
+    {
+        warn!(job_id = %message.job_id, "cannot record the mail: {e}");
+    }
+    Outcome::Done
 }

@@ -3,10 +3,13 @@
 //! Backpressure is RabbitMQ's: the consumer channel's prefetch (pool size +
 //! `prefetch_extra`) caps the deliveries this node holds, and the rest stay
 //! durable on the broker where another node can take them. A message that
-//! is not a job (bad JSON) is rejected without requeue instead of looping.
+//! is not a job (bad JSON) goes to the dead-letter queue instead of looping.
 
 use futures::StreamExt;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicRejectOptions};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicRejectOptions,
+};
 use lapin::types::FieldTable;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
@@ -36,6 +39,39 @@ pub struct BridgeState {
 
 pub struct QueueBridge;
 
+/// Hands a delivery to the pool, or parks it in the dead-letter queue when
+/// it is not a job. `Err` means the bridge cannot go on.
+async fn route(
+    delivery: Delivery,
+    broker: &Broker,
+    pool: &ActorRef<PoolMsg>,
+) -> Result<(), String> {
+    let Ok(message) = serde_json::from_slice::<VideoMessage>(&delivery.data) else {
+        warn!("a `video` message is not a vidaud job; dead-lettering it");
+        let settled = match broker
+            .dead_letter(&delivery.data, "not a vidaud job message")
+            .await
+        {
+            Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
+            Err(_) => {
+                delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await
+            }
+        };
+        return settled.map(|_| ()).map_err(|e| e.to_string());
+    };
+    let job = JobDelivery {
+        message,
+        payload: delivery.data,
+        redelivered: delivery.redelivered,
+        acker: delivery.acker,
+    };
+    pool.cast(PoolMsg::Job(job))
+        .map_err(|_| "the transcoder pool is gone".to_owned())
+}
+
 impl Actor for QueueBridge {
     type Msg = BridgeMsg;
     type State = BridgeState;
@@ -58,31 +94,16 @@ impl Actor for QueueBridge {
             )
             .await?;
         info!(%queue, prefetch = args.prefetch, "consuming");
-        let pool = args.pool;
+        let (pool, broker) = (args.pool, args.broker);
         let consumer = tokio::spawn(async move {
             let reason = loop {
-                match consumer.next().await {
-                    Some(Ok(delivery)) => {
-                        let Ok(message) = serde_json::from_slice::<VideoMessage>(&delivery.data)
-                        else {
-                            warn!("rejecting a `video` message that is not a vidaud job");
-                            let _ = delivery
-                                .acker
-                                .reject(BasicRejectOptions { requeue: false })
-                                .await;
-                            continue;
-                        };
-                        let job = JobDelivery {
-                            message,
-                            redelivered: delivery.redelivered,
-                            acker: delivery.acker,
-                        };
-                        if pool.cast(PoolMsg::Job(job)).is_err() {
-                            break "the transcoder pool is gone".to_owned();
-                        }
-                    }
+                let delivery = match consumer.next().await {
+                    Some(Ok(delivery)) => delivery,
                     Some(Err(e)) => break e.to_string(),
                     None => break "consumer cancelled".to_owned(),
+                };
+                if let Err(reason) = route(delivery, &broker, &pool).await {
+                    break reason;
                 }
             };
             let _ = myself.cast(BridgeMsg::ConsumerEnded(reason));

@@ -1,5 +1,10 @@
 //! The AMQP connection of a node and its publisher.
 //!
+//! Three durable queues: `video` (jobs), `mp3` (finished jobs, for the
+//! notifier) and the dead-letter queue (`video.dead` by default) where a
+//! job's message is parked when the job fails for good, so an operator can
+//! see and replay exactly the poison inputs.
+//!
 //! Publishing always waits for the broker's confirm, and messages are
 //! persistent on durable queues: once `publish` returns `Ok`, the message
 //! survives a broker restart. lapin channels are safe to share between
@@ -10,10 +15,13 @@ use lapin::options::{
     BasicAckOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
     QueueDeclareOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde::Serialize;
+use std::sync::Arc;
+use tokio::sync::{Mutex, RwLock};
+use tracing::info;
 
 use crate::job::VideoMessage;
 use crate::settings::QueueSettings;
@@ -34,6 +42,8 @@ pub enum QueueError {
 /// acks (job finished) or nacks (attempt handed back) through `acker`.
 pub struct JobDelivery {
     pub message: VideoMessage,
+    /// The message as received, for the dead-letter queue.
+    pub payload: Vec<u8>,
     pub acker: lapin::Acker,
     pub redelivered: bool,
 }
@@ -56,38 +66,79 @@ impl JobDelivery {
     }
 }
 
-/// A node's broker connection; clones share it.
+/// One live connection with its confirming publisher channel.
+#[derive(Clone)]
+struct Link {
+    connection: Arc<Connection>,
+    publisher: Channel,
+}
+
+impl Link {
+    fn is_open(&self) -> bool {
+        self.connection.status().connected() && self.publisher.status().connected()
+    }
+}
+
+/// A node's broker connection; clones share it. When the connection is
+/// lost, the next user re-establishes it (one reconnect at a time), so a
+/// broker restart costs the requests made while it was away, nothing more.
 #[derive(Clone)]
 pub struct Broker {
-    connection: std::sync::Arc<Connection>,
-    publisher: Channel,
+    link: Arc<RwLock<Option<Link>>>,
+    reconnecting: Arc<Mutex<()>>,
     settings: QueueSettings,
+    node_id: String,
 }
 
 impl Broker {
     pub async fn connect(settings: &QueueSettings, node_id: &str) -> Result<Self, QueueError> {
-        let mut uri: AMQPUri = settings.amqp_url.parse().map_err(QueueError::Url)?;
-        uri.query.heartbeat = Some(settings.heartbeat_secs);
+        let broker = Self {
+            link: Arc::new(RwLock::new(None)),
+            reconnecting: Arc::new(Mutex::new(())),
+            settings: settings.clone(),
+            node_id: node_id.to_owned(),
+        };
+        broker.link().await?;
+        Ok(broker)
+    }
+
+    async fn open_link(&self) -> Result<Link, QueueError> {
+        let mut uri: AMQPUri = self.settings.amqp_url.parse().map_err(QueueError::Url)?;
+        uri.query.heartbeat = Some(self.settings.heartbeat_secs);
         let properties = ConnectionProperties::default()
-            .with_connection_name(format!("vidaud {node_id}").into());
+            .with_connection_name(format!("vidaud {}", self.node_id).into());
         let connection = Connection::connect_uri(uri, properties).await?;
         let publisher = connection.create_channel().await?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        let broker = Self {
-            connection: std::sync::Arc::new(connection),
+        self.declare(&publisher).await?;
+        Ok(Link {
+            connection: Arc::new(connection),
             publisher,
-            settings: settings.clone(),
-        };
-        broker.declare(&broker.publisher).await?;
-        Ok(broker)
+        })
+    }
+
+    /// The current link, reconnecting first when it is down.
+    async fn link(&self) -> Result<Link, QueueError> {
+        if let Some(link) = self.link.read().await.as_ref().filter(|l| l.is_open()) {
+            return Ok(link.clone());
+        }
+        let _single_flight = self.reconnecting.lock().await;
+        if let Some(link) = self.link.read().await.as_ref().filter(|l| l.is_open()) {
+            return Ok(link.clone());
+        }
+        let link = self.open_link().await?;
+        info!("connected to RabbitMQ");
+        *self.link.write().await = Some(link.clone());
+        Ok(link)
     }
 
     /// Declares the durable queues exactly as the reference does (no extra
     /// arguments), so an existing reference deployment's queues are reused.
     async fn declare(&self, channel: &Channel) -> Result<(), QueueError> {
-        for queue in [&self.settings.video_queue, &self.settings.mp3_queue] {
+        let s = &self.settings;
+        for queue in [&s.video_queue, &s.mp3_queue, &s.dead_letter_queue] {
             channel
                 .queue_declare(
                     queue.as_str().into(),
@@ -105,31 +156,37 @@ impl Broker {
 
     /// A new channel for a consumer, with its prefetch limit set.
     pub async fn consumer_channel(&self, prefetch: u16) -> Result<Channel, QueueError> {
-        let channel = self.connection.create_channel().await?;
+        let channel = self.link().await?.connection.create_channel().await?;
         channel
             .basic_qos(prefetch, lapin::options::BasicQosOptions::default())
             .await?;
         Ok(channel)
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.connection.status().connected()
+    /// Whether the broker is reachable now (reconnecting if needed).
+    pub async fn check(&self) -> bool {
+        self.link().await.is_ok()
     }
 
-    /// Publishes `message` as persistent JSON to `queue` and waits for the
+    /// Publishes `payload` as persistent JSON to `queue` and waits for the
     /// broker's confirm.
-    pub async fn publish<T: Serialize>(&self, queue: &str, message: &T) -> Result<(), QueueError> {
-        let payload = serde_json::to_vec(message)?;
-        let properties = BasicProperties::default()
+    async fn publish_bytes(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), QueueError> {
+        let link = self.link().await?;
+        let properties = properties
             .with_delivery_mode(2)
             .with_content_type("application/json".into());
-        let confirm = self
+        let confirm = link
             .publisher
             .basic_publish(
                 "".into(),
                 queue.into(),
                 BasicPublishOptions::default(),
-                &payload,
+                payload,
                 properties,
             )
             .await?
@@ -140,11 +197,34 @@ impl Broker {
         Ok(())
     }
 
+    pub async fn publish<T: Serialize>(&self, queue: &str, message: &T) -> Result<(), QueueError> {
+        let payload = serde_json::to_vec(message)?;
+        self.publish_bytes(queue, &payload, BasicProperties::default())
+            .await
+    }
+
     pub async fn publish_video(&self, message: &VideoMessage) -> Result<(), QueueError> {
         self.publish(&self.settings.video_queue, message).await
     }
 
     pub async fn publish_mp3(&self, message: &crate::job::Mp3Message) -> Result<(), QueueError> {
         self.publish(&self.settings.mp3_queue, message).await
+    }
+
+    /// Parks a message that must not be processed again in the dead-letter
+    /// queue, with the reason in the `x-vidaud-error` header.
+    pub async fn dead_letter(&self, payload: &[u8], reason: &str) -> Result<(), QueueError> {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-vidaud-error".into(),
+            AMQPValue::LongString(reason.into()),
+        );
+        headers.insert(
+            "x-vidaud-node".into(),
+            AMQPValue::LongString(self.node_id.as_str().into()),
+        );
+        let properties = BasicProperties::default().with_headers(headers);
+        self.publish_bytes(&self.settings.dead_letter_queue, payload, properties)
+            .await
     }
 }

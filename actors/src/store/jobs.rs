@@ -2,6 +2,8 @@
 //! job id and guarded by the state (and attempt) it expects, so two
 //! deliveries of the same job can never both move it.
 
+use std::time::Duration;
+
 use mongodb::bson::{DateTime, doc, oid::ObjectId};
 use mongodb::options::ReturnDocument;
 
@@ -17,6 +19,9 @@ pub enum Claim {
     Final(JobRecord),
     /// The job used up its attempts and has just been marked failed.
     Exhausted(JobRecord),
+    /// Another attempt holds a live lease on the job (its delivery came
+    /// back while it is still converting): leave it be.
+    Busy(JobRecord),
     /// No such job record.
     Missing,
 }
@@ -36,21 +41,33 @@ impl Store {
         Ok(())
     }
 
-    /// Starts an attempt: `queued | converting → converting`, attempts + 1.
-    /// A job found `converting` was left by a crashed or stopped attempt
-    /// (its delivery came back), so it may be taken over.
+    /// Starts an attempt: `queued → converting`, or takes over a
+    /// `converting` job whose lease ran out (its attempt crashed or its node
+    /// died); attempts + 1, and a lease of `lease` that the attempt must
+    /// renew. A job whose lease is live is `Busy`: two attempts never run
+    /// at once, so they never write the same audio file together.
     pub async fn claim_job(
         &self,
         id: ObjectId,
         node: &str,
         max_attempts: u32,
+        lease: Duration,
     ) -> Result<Claim, StoreError> {
+        let now = DateTime::now();
         let claimed = self
             .jobs
             .find_one_and_update(
-                doc! { "_id": id, "state": { "$in": ["queued", "converting"] } },
+                doc! { "_id": id, "$or": [
+                    { "state": "queued" },
+                    { "state": "converting", "lease_until": { "$not": { "$gt": now } } },
+                ] },
                 doc! {
-                    "$set": { "state": "converting", "node": node, "updated_at": DateTime::now() },
+                    "$set": {
+                        "state": "converting",
+                        "node": node,
+                        "updated_at": now,
+                        "lease_until": lease_from(now, lease),
+                    },
                     "$inc": { "attempts": 1 },
                 },
             )
@@ -58,6 +75,7 @@ impl Store {
             .await?;
         let Some(job) = claimed else {
             return Ok(match self.job(id).await? {
+                Some(job) if job.state == JobState::Converting => Claim::Busy(job),
                 Some(job) => Claim::Final(job),
                 None => Claim::Missing,
             });
@@ -76,6 +94,24 @@ impl Store {
             });
         }
         Ok(Claim::Run(job))
+    }
+
+    /// Extends attempt `attempt`'s lease; `false` when the attempt no longer
+    /// owns the job.
+    pub async fn renew_lease(
+        &self,
+        id: ObjectId,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .jobs
+            .update_one(
+                doc! { "_id": id, "state": "converting", "attempts": attempt },
+                doc! { "$set": { "lease_until": lease_from(DateTime::now(), lease) } },
+            )
+            .await?;
+        Ok(result.matched_count == 1)
     }
 
     async fn reread_as_final(&self, id: ObjectId) -> Result<Claim, StoreError> {
@@ -103,6 +139,7 @@ impl Store {
                     "state": state.as_str(),
                     "error": error,
                     "notified": false,
+                    "lease_until": null,
                     "updated_at": DateTime::now(),
                 } },
             )
@@ -121,8 +158,21 @@ impl Store {
         self.jobs
             .update_one(
                 doc! { "_id": id, "state": "converting", "attempts": attempt },
-                doc! { "$set": { "state": "queued", "error": error, "updated_at": DateTime::now() } },
+                doc! { "$set": {
+                    "state": "queued",
+                    "error": error,
+                    "lease_until": null,
+                    "updated_at": DateTime::now(),
+                } },
             )
+            .await?;
+        Ok(())
+    }
+
+    /// Records that the owner was mailed about the job's end.
+    pub async fn mark_mailed(&self, id: ObjectId) -> Result<(), StoreError> {
+        self.jobs
+            .update_one(doc! { "_id": id }, doc! { "$set": { "mailed": true } })
             .await?;
         Ok(())
     }
@@ -133,4 +183,8 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+fn lease_from(now: DateTime, lease: Duration) -> DateTime {
+    DateTime::from_millis(now.timestamp_millis() + lease.as_millis() as i64)
 }

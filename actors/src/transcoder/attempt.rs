@@ -1,28 +1,33 @@
 //! One attempt at one job, from delivery to ack.
 //!
 //! The order of effects is what makes redelivery harmless:
-//! 1. claim the job record (compare-and-set, attempts + 1) — a job already
-//!    final is not converted again, only its notification is completed;
+//! 1. claim the job record (compare-and-set, attempts + 1, and a lease the
+//!    attempt renews while it works) — a job already final is not converted
+//!    again, only its hand-off is completed; a job another live attempt
+//!    holds is left to it, so two attempts never write the same file;
 //! 2. spool the video, delete any partial audio an earlier attempt left
 //!    under the job's pre-allocated audio id, stream the new audio there;
 //! 3. mark the job final (guarded by state and attempt number);
-//! 4. publish the `mp3` message with a confirm, then record `notified`;
+//! 4. for a failed job, park its message in the dead-letter queue; publish
+//!    the `mp3` message with a confirm; then record `notified`;
 //! 5. only then ack the delivery.
 //!
 //! A crash between any two steps leaves the delivery unacked, so it comes
 //! back, and each step is safe to repeat. Permanent failures (the input is
 //! not media, has no audio) end the job at once; transient ones (storage,
-//! broker) hand the delivery back, bounded by `max_attempts`.
+//! broker, a stalled conversion) hand the delivery back, bounded by
+//! `max_attempts`.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mongodb::bson::{doc, oid::ObjectId};
 use tracing::{Instrument, info, info_span, warn};
 
-use super::pipeline::{EncodeOptions, transcode};
+use super::pipeline::{Control, EncodeOptions, TranscodeError, transcode};
 use super::spool::Spool;
 use crate::job::{JobRecord, JobState, Mp3Message};
 use crate::metrics::Metrics;
@@ -47,8 +52,10 @@ enum Settle {
 enum Failure {
     /// A fact about the input: the job fails now.
     Permanent(String),
-    /// Storage, broker, or I/O trouble: another attempt may succeed.
+    /// Storage, broker, or I/O trouble, or a stall: another attempt may succeed.
     Transient(String),
+    /// The lease was lost: another attempt owns the job now.
+    Lost,
 }
 
 fn transient(e: impl std::fmt::Display) -> Failure {
@@ -70,33 +77,36 @@ pub async fn run_attempt(ctx: &WorkerContext, delivery: &JobDelivery) {
 }
 
 async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
-    let message = &delivery.message;
-    let Ok(job_id) = ObjectId::parse_str(&message.job_id) else {
-        warn!("dropping a video message with an invalid job id");
-        return Settle::Ack;
+    let Ok(job_id) = ObjectId::parse_str(&delivery.message.job_id) else {
+        warn!("a video message with an invalid job id; dead-lettering it");
+        return dead_letter_only(ctx, delivery, "invalid job id").await;
     };
-    let claim = match ctx
+    let lease = Duration::from_secs(ctx.settings.lease_secs);
+    let claim = ctx
         .store
-        .claim_job(job_id, &ctx.node_id, ctx.settings.max_attempts)
-        .await
-    {
-        Ok(claim) => claim,
+        .claim_job(job_id, &ctx.node_id, ctx.settings.max_attempts, lease)
+        .await;
+    let job = match claim {
         Err(e) => {
             warn!("cannot claim the job: {e}");
             return back_off(1).await;
         }
-    };
-    let job = match claim {
-        Claim::Missing => {
-            warn!("no job record for this message; dropping it");
-            return Settle::Ack;
+        Ok(Claim::Missing) => {
+            warn!("no job record for this message; dead-lettering it");
+            return dead_letter_only(ctx, delivery, "no job record for this message").await;
         }
-        Claim::Final(job) => return notify(ctx, &job).await,
-        Claim::Exhausted(job) => {
+        Ok(Claim::Final(job)) => return hand_off(ctx, &job, delivery).await,
+        Ok(Claim::Exhausted(job)) => {
             ctx.metrics.job_result("error");
-            return notify(ctx, &job).await;
+            return hand_off(ctx, &job, delivery).await;
         }
-        Claim::Run(job) => job,
+        Ok(Claim::Busy(_)) => {
+            // Our copy came back while another attempt still works on the
+            // job; once that attempt ends, this copy settles as `Final`.
+            info!("another attempt holds the job; handing the message back");
+            return back_off(1).await;
+        }
+        Ok(Claim::Run(job)) => job,
     };
     info!(attempt = job.attempts, "converting");
     let started = Instant::now();
@@ -104,16 +114,20 @@ async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
     ctx.metrics
         .converter_duration
         .observe(started.elapsed().as_secs_f64());
-    match result {
+    let (state, error) = match result {
         Ok(()) => {
             ctx.metrics.job_result("success");
             info!(seconds = started.elapsed().as_secs_f64(), "done");
-            finish(ctx, &job, JobState::Done, None).await
+            (JobState::Done, None)
         }
         Err(Failure::Permanent(reason)) => {
             ctx.metrics.job_result("error");
             info!(%reason, "failed");
-            finish(ctx, &job, JobState::Failed, Some(&reason)).await
+            (JobState::Failed, Some(reason))
+        }
+        Err(Failure::Lost) => {
+            warn!("another attempt took the job over; leaving it to that one");
+            return Settle::Ack;
         }
         Err(Failure::Transient(reason)) => {
             ctx.metrics.job_result("retry");
@@ -121,7 +135,20 @@ async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
             if let Err(e) = ctx.store.requeue_job(job.id, job.attempts, &reason).await {
                 warn!("could not record the failed attempt: {e}");
             }
-            back_off(job.attempts).await
+            return back_off(job.attempts).await;
+        }
+    };
+    match ctx
+        .store
+        .finish_job(job.id, job.attempts, state, error.as_deref())
+        .await
+    {
+        Ok(Some(job)) => hand_off(ctx, &job, delivery).await,
+        // Another attempt moved the job meanwhile; it owns the rest.
+        Ok(None) => Settle::Ack,
+        Err(e) => {
+            warn!("cannot record the job's end: {e}");
+            back_off(1).await
         }
     }
 }
@@ -134,31 +161,19 @@ async fn back_off(attempt: u32) -> Settle {
     Settle::Requeue
 }
 
-async fn finish(
-    ctx: &WorkerContext,
-    job: &JobRecord,
-    state: JobState,
-    error: Option<&str>,
-) -> Settle {
-    match ctx
-        .store
-        .finish_job(job.id, job.attempts, state, error)
-        .await
-    {
-        Ok(Some(job)) => notify(ctx, &job).await,
-        // Another attempt moved the job meanwhile; it owns the rest.
-        Ok(None) => Settle::Ack,
-        Err(e) => {
-            warn!("cannot record the job's end: {e}");
-            back_off(1).await
-        }
-    }
-}
-
-/// Publishes the final-state message unless that was done already.
-async fn notify(ctx: &WorkerContext, job: &JobRecord) -> Settle {
+/// Completes a final job's hand-off unless that was done already: a failed
+/// job's message goes to the dead-letter queue, then the `mp3` message goes
+/// out, then `notified` is recorded.
+async fn hand_off(ctx: &WorkerContext, job: &JobRecord, delivery: &JobDelivery) -> Settle {
     if job.notified {
         return Settle::Ack;
+    }
+    if job.state == JobState::Failed {
+        let reason = job.error.as_deref().unwrap_or("failed");
+        if let Err(e) = ctx.broker.dead_letter(&delivery.payload, reason).await {
+            warn!("cannot dead-letter the failed job's message: {e}");
+            return back_off(1).await;
+        }
     }
     if let Err(e) = ctx.broker.publish_mp3(&Mp3Message::for_job(job)).await {
         warn!("cannot publish the mp3 message: {e}");
@@ -170,6 +185,17 @@ async fn notify(ctx: &WorkerContext, job: &JobRecord) -> Settle {
         warn!("cannot record the notification: {e}");
     }
     Settle::Ack
+}
+
+/// A message with no job behind it: park it where an operator sees it.
+async fn dead_letter_only(ctx: &WorkerContext, delivery: &JobDelivery, reason: &str) -> Settle {
+    match ctx.broker.dead_letter(&delivery.payload, reason).await {
+        Ok(()) => Settle::Ack,
+        Err(e) => {
+            warn!("cannot dead-letter: {e}");
+            back_off(1).await
+        }
+    }
 }
 
 async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
@@ -217,17 +243,43 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
         bitrate_kbps: job.bitrate_kbps,
         title: Some(title_of(&job.filename)),
     };
+    let control = Control {
+        cancel: Arc::new(AtomicBool::new(false)),
+        stall_after: Duration::from_secs(ctx.settings.stall_secs),
+        max_wall: Duration::from_secs(ctx.settings.max_job_secs),
+    };
+    let cancel = control.cancel.clone();
     let conversion = tokio::task::spawn_blocking(move || {
         let output =
             Box::new(move |bytes: &[u8]| tx.blocking_send(Bytes::copy_from_slice(bytes)).is_ok());
-        transcode(spool.path(), &options, output, &mut |_| {})
+        transcode(spool.path(), &options, output, &control, &mut |_| {})
     });
+
+    let lease = Duration::from_secs(ctx.settings.lease_secs);
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
     let mut write_error = None;
-    while let Some(chunk) = rx.recv().await {
-        if let Err(e) = upload.write(&chunk).await {
-            write_error = Some(e);
-            break;
+    let mut lost = false;
+    loop {
+        tokio::select! {
+            chunk = rx.recv() => {
+                let Some(chunk) = chunk else { break };
+                if let Err(e) = upload.write(&chunk).await {
+                    write_error = Some(e);
+                    break;
+                }
+            }
+            _ = renew.tick() => {
+                // A failed renewal (storage away) is not a lost lease: keep
+                // going; finishing will tell whether the job is still ours.
+                if let Ok(false) = ctx.store.renew_lease(job.id, job.attempts, lease).await {
+                    lost = true;
+                    break;
+                }
+            }
         }
+    }
+    if lost || write_error.is_some() {
+        cancel.store(true, Ordering::SeqCst);
     }
     drop(rx);
     let converted = match conversion.await {
@@ -236,18 +288,22 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
             let _ = upload.abort().await;
             std::panic::resume_unwind(join.into_panic());
         }
-        Err(join) => Err(super::TranscodeError::Internal(join.to_string())),
+        Err(join) => Err(TranscodeError::Internal(join.to_string())),
     };
-    match (converted, write_error) {
-        (_, Some(e)) => {
-            let _ = upload.abort().await;
-            Err(transient(e))
-        }
-        (Ok(_), None) => {
+    if lost {
+        let _ = upload.abort().await;
+        return Err(Failure::Lost);
+    }
+    if let Some(e) = write_error {
+        let _ = upload.abort().await;
+        return Err(transient(e));
+    }
+    match converted {
+        Ok(_) => {
             upload.finish().await.map_err(transient)?;
             Ok(())
         }
-        (Err(e), None) => {
+        Err(e) => {
             let _ = upload.abort().await;
             if e.is_permanent() {
                 Err(Failure::Permanent(e.to_string()))

@@ -13,6 +13,6 @@ mod spool;
 mod worker;
 
 pub use attempt::WorkerContext;
-pub use pipeline::{EncodeOptions, Progress, Summary, TranscodeError, transcode};
+pub use pipeline::{Control, EncodeOptions, Progress, Summary, TranscodeError, transcode};
 pub use pool::{PoolArgs, PoolMsg, TranscoderPool};
 pub use spool::Spool;

@@ -18,7 +18,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::glib;
@@ -68,6 +68,12 @@ pub enum TranscodeError {
     Input(String),
     #[error("the output was closed before the conversion finished")]
     OutputClosed,
+    #[error("no progress for {0:?}: the conversion stalled")]
+    Stalled(Duration),
+    #[error("the conversion took longer than the limit of {0:?}")]
+    TimedOut(Duration),
+    #[error("the conversion was cancelled")]
+    Cancelled,
     #[error("internal transcoder error: {0}")]
     Internal(String),
 }
@@ -80,6 +86,7 @@ impl TranscodeError {
                 | TranscodeError::NoAudio
                 | TranscodeError::Unsupported(_)
                 | TranscodeError::Decode(_)
+                | TranscodeError::TimedOut(_)
         )
     }
 }
@@ -115,6 +122,27 @@ pub struct Summary {
     pub bytes: u64,
 }
 
+/// Limits and the stop switch of one conversion.
+#[derive(Debug, Clone)]
+pub struct Control {
+    /// Set from outside to stop the conversion.
+    pub cancel: Arc<AtomicBool>,
+    /// Fail when the position does not move for this long.
+    pub stall_after: Duration,
+    /// Fail when the whole conversion takes longer than this.
+    pub max_wall: Duration,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            cancel: Arc::new(AtomicBool::new(false)),
+            stall_after: Duration::from_secs(60),
+            max_wall: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 /// Receives the encoded bytes in order; returning `false` stops the
 /// conversion with [`TranscodeError::OutputClosed`].
 pub type Output = Box<dyn FnMut(&[u8]) -> bool + Send>;
@@ -128,12 +156,13 @@ pub fn transcode(
     input: &Path,
     options: &EncodeOptions,
     output: Output,
+    control: &Control,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary, TranscodeError> {
     std::fs::File::open(input).map_err(|e| TranscodeError::Input(e.to_string()))?;
     gst::init()?;
     let graph = Graph::build(input, options, output)?;
-    let result = graph.run(progress);
+    let result = graph.run(control, progress);
     let _ = graph.pipeline.set_state(gst::State::Null);
     result
 }
@@ -260,7 +289,11 @@ impl Graph {
         })
     }
 
-    fn run(&self, progress: &mut dyn FnMut(Progress)) -> Result<Summary, TranscodeError> {
+    fn run(
+        &self,
+        control: &Control,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Summary, TranscodeError> {
         let bus = self
             .pipeline
             .bus()
@@ -269,7 +302,19 @@ impl Graph {
             .set_state(gst::State::Playing)
             .map_err(|_| self.first_error(&bus).unwrap_or(TranscodeError::NotMedia))?;
         let mut duration = None;
+        let started = Instant::now();
+        let mut last_position = None;
+        let mut last_moved = Instant::now();
         loop {
+            if control.cancel.load(Ordering::SeqCst) {
+                return Err(TranscodeError::Cancelled);
+            }
+            if started.elapsed() > control.max_wall {
+                return Err(TranscodeError::TimedOut(control.max_wall));
+            }
+            if last_moved.elapsed() > control.stall_after {
+                return Err(TranscodeError::Stalled(control.stall_after));
+            }
             let message = bus.timed_pop(gst::ClockTime::from_mseconds(
                 PROGRESS_EVERY.as_millis() as u64
             ));
@@ -295,6 +340,10 @@ impl Graph {
                     .map(|d| Duration::from_nanos(d.nseconds()));
             }
             if let Some(position) = self.position() {
+                if last_position != Some(position) {
+                    last_position = Some(position);
+                    last_moved = Instant::now();
+                }
                 progress(Progress { position, duration });
             }
         }
