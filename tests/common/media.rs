@@ -8,6 +8,16 @@ use std::process::Command;
 /// Seconds of every generated clip.
 pub const CLIP_SECONDS: f64 = 4.0;
 
+/// Seconds of the `long` clip.
+pub const LONG_SECONDS: u32 = 150;
+
+/// Copies `kind`'s clip under a new name (uploads are told apart by name).
+pub fn named_copy(kind: &str, name: &str, dir: &Path) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::copy(clip(kind), &path).expect("copy clip");
+    path
+}
+
 /// The containers and codecs the core pipeline must handle.
 pub const CONTAINERS: [&str; 5] = ["mp4", "mkv", "webm", "mov", "avi"];
 
@@ -17,11 +27,13 @@ fn dir() -> PathBuf {
     dir
 }
 
-/// `kind`: one of [`CONTAINERS`], `noaudio` (H.264 video only) or `random`
-/// (bytes that are not media).
+/// `kind`: one of [`CONTAINERS`], `noaudio` (H.264 video only), `random`
+/// (bytes that are not media), `truncated` (the first half of an MP4), or
+/// `long` ([`LONG_SECONDS`] of stereo audio with a tiny video, slow enough
+/// to convert that faults land mid-conversion).
 pub fn clip(kind: &str) -> PathBuf {
     let ext = match kind {
-        "noaudio" | "random" => "mp4",
+        "noaudio" | "random" | "truncated" | "long" => "mp4",
         other => other,
     };
     let path = dir().join(format!("{kind}.{ext}"));
@@ -29,7 +41,47 @@ pub fn clip(kind: &str) -> PathBuf {
         return path;
     }
     let partial = dir().join(format!("{kind}.{}.partial.{ext}", std::process::id()));
-    if kind == "random" {
+    if kind == "truncated" {
+        let whole = std::fs::read(clip("mp4")).expect("mp4 clip");
+        std::fs::write(&partial, &whole[..whole.len() / 2]).expect("truncated clip");
+    } else if kind == "long" {
+        let duration = LONG_SECONDS.to_string();
+        let status = Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=160x120:rate=5",
+            ])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=550:sample_rate=48000"])
+            .args([
+                "-filter_complex",
+                "[1:a][2:a]amerge=inputs=2[a]",
+                "-map",
+                "0:v",
+                "-map",
+                "[a]",
+            ])
+            .args([
+                "-t",
+                &duration,
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .args(["-c:a", "aac", "-b:a", "128k"])
+            .arg(&partial)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success(), "ffmpeg could not make the long clip");
+    } else if kind == "random" {
         let bytes: Vec<u8> = (0..200_000u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();

@@ -1,22 +1,24 @@
 //! The integration-test harness: real vidaud daemons against the real
 //! servers that `scripts/test` provides (RabbitMQ, MariaDB, SecantusDB, an
-//! SMTP sink writing a Maildir). Every node gets its own queues and
+//! SMTP sink writing a Maildir). Every node group gets its own queues and
 //! databases, so tests run side by side without seeing each other's jobs.
 
 #![allow(dead_code)]
 
 pub mod media;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 use serde_json::Value;
 
 /// The secret every test node signs with, so tests can forge tokens.
 pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 pub fn mongo_port() -> u16 {
     env_or("VIDAUD_TEST_MONGO_PORT", 27117)
@@ -50,7 +52,7 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}x{n}x{nanos:x}", std::process::id())
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -61,6 +63,10 @@ fn free_port() -> u16 {
 pub struct NodeOptions {
     pub workers: usize,
     pub max_upload_bytes: u64,
+    /// MongoDB port; the suite's SecantusDB when `None`.
+    pub mongo_port: Option<u16>,
+    /// Further `VIDAUD_*` settings.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for NodeOptions {
@@ -68,11 +74,20 @@ impl Default for NodeOptions {
         Self {
             workers: 2,
             max_upload_bytes: 512 * 1024 * 1024,
+            mongo_port: None,
+            env: Vec::new(),
         }
     }
 }
 
-/// Names of the per-node queues and databases.
+impl NodeOptions {
+    pub fn with(mut self, key: &'static str, value: impl ToString) -> Self {
+        self.env.push((key, value.to_string()));
+        self
+    }
+}
+
+/// Names of a node group's queues and databases.
 #[derive(Clone)]
 pub struct Names {
     pub video_queue: String,
@@ -83,38 +98,79 @@ pub struct Names {
     pub jobs_db: String,
 }
 
-pub struct Node {
-    child: Child,
-    pub base: String,
-    pub names: Names,
-    pub log: PathBuf,
-    pub http: reqwest::Client,
-}
-
-impl Node {
-    pub async fn start(options: NodeOptions) -> Node {
+impl Names {
+    pub fn fresh() -> Names {
         let id = unique("t");
-        let names = Names {
+        Names {
             video_queue: format!("video-{id}"),
             mp3_queue: format!("mp3-{id}"),
             dead_letter_queue: format!("video.dead-{id}"),
             videos_db: format!("videos_{id}"),
             mp3s_db: format!("mp3s_{id}"),
             jobs_db: format!("vidaud_{id}"),
-        };
+        }
+    }
+}
+
+pub struct Node {
+    child: Child,
+    pub base: String,
+    pub names: Names,
+    pub log: PathBuf,
+    pub http: reqwest::Client,
+    pub options: NodeOptions,
+    port: u16,
+    /// Whether dropping the node deletes the group's queues (one node of a
+    /// group does).
+    owns_queues: bool,
+}
+
+impl Node {
+    pub async fn start(options: NodeOptions) -> Node {
+        Self::start_named(Names::fresh(), options, true).await
+    }
+
+    /// A node on `names`' queues and databases, e.g. a second node of a group.
+    pub async fn start_named(names: Names, options: NodeOptions, owns_queues: bool) -> Node {
         let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
+        let mut node = Node {
+            child: Self::spawn(&names, &options, port),
+            base: format!("http://127.0.0.1:{port}"),
+            log: Self::log_path(port),
+            names,
+            http: reqwest::Client::new(),
+            options,
+            port,
+            owns_queues,
+        };
+        node.wait_healthy().await;
+        node
+    }
+
+    fn log_path(port: u16) -> PathBuf {
         let logs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("node-logs");
         std::fs::create_dir_all(&logs).expect("log dir");
-        let log = logs.join(format!("{id}.log"));
-        let log_file = std::fs::File::create(&log).expect("log file");
+        logs.join(format!("{}-{port}.log", std::process::id()))
+    }
+
+    fn spawn(names: &Names, options: &NodeOptions, port: u16) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Self::log_path(port))
+            .expect("log file");
         let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
-        let child = Command::new(env!("CARGO_BIN_EXE_vidaud"))
+        let mongo = options.mongo_port.unwrap_or_else(mongo_port);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vidaud"));
+        command
             .args(["serve", "--config"])
             .arg(&config)
-            .env("VIDAUD_NODE__ID", &id)
+            .env("VIDAUD_NODE__ID", format!("n{port}"))
             .env("VIDAUD_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-            .env("VIDAUD_HTTP__PUBLIC_URL", &base)
+            .env(
+                "VIDAUD_HTTP__PUBLIC_URL",
+                format!("http://127.0.0.1:{port}"),
+            )
             .env(
                 "VIDAUD_HTTP__MAX_UPLOAD_BYTES",
                 options.max_upload_bytes.to_string(),
@@ -127,7 +183,7 @@ impl Node {
             .env("VIDAUD_AUTH__BCRYPT_COST", "4")
             .env(
                 "VIDAUD_STORAGE__MONGODB_URI",
-                format!("mongodb://127.0.0.1:{}", mongo_port()),
+                format!("mongodb://127.0.0.1:{mongo}"),
             )
             .env("VIDAUD_STORAGE__VIDEOS_DB", &names.videos_db)
             .env("VIDAUD_STORAGE__MP3S_DB", &names.mp3s_db)
@@ -140,19 +196,12 @@ impl Node {
             .env("VIDAUD_LOG__LEVEL", "info,vidaud_actors=debug")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log file"))
-            .stderr(log_file)
-            .spawn()
-            .expect("spawning vidaud");
-        let mut node = Node {
-            child,
-            base,
-            names,
-            log,
-            http: reqwest::Client::new(),
-        };
-        node.wait_healthy().await;
-        node
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log);
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
+        command.spawn().expect("spawning vidaud")
     }
 
     async fn wait_healthy(&mut self) {
@@ -178,6 +227,82 @@ impl Node {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The node id it runs with (`node` on the job records it converts).
+    pub fn node_id(&self) -> String {
+        format!("n{}", self.port)
+    }
+
+    /// Waits until some job of this group is converting (on `node`, when
+    /// given) and returns its id.
+    pub async fn wait_converting(&self, node: Option<&str>) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let jobs = self.documents(&self.names.jobs_db, "jobs").await;
+            let busy = jobs.iter().find(|j| {
+                j.get_str("state") == Ok("converting")
+                    && node.is_none_or(|n| j.get_str("node") == Ok(n))
+            });
+            if let Some(job) = busy {
+                return job
+                    .get_object_id("_id")
+                    .map(|id| id.to_hex())
+                    .unwrap_or_default();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no job started converting\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The raw job records of the group.
+    pub async fn job_records(&self) -> Vec<Document> {
+        self.documents(&self.names.jobs_db, "jobs").await
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// kill -9: no shutdown at all.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits up to `limit` for the exit: the exit code, or
+    /// `None` when it did not exit in time (it is then killed).
+    pub fn terminate(&mut self, limit: Duration) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+        None
+    }
+
+    /// Starts the process again with the same port, names and settings.
+    pub async fn restart(&mut self) {
+        if self.is_running() {
+            self.kill9();
+        }
+        self.child = Self::spawn(&self.names, &self.options, self.port);
+        self.wait_healthy().await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -220,7 +345,8 @@ impl Node {
         }
     }
 
-    /// Uploads `path` as multipart field `file`; returns status and JSON body.
+    /// Uploads `path` as multipart field `file`; returns status and JSON body
+    /// (status 0 when the request itself failed).
     pub async fn upload(&self, token: &str, path: &Path) -> (u16, Value) {
         let bytes = std::fs::read(path).expect("test media");
         let name = path
@@ -231,16 +357,37 @@ impl Node {
             "file",
             reqwest::multipart::Part::bytes(bytes).file_name(name),
         );
-        let r = self
+        let sent = self
             .http
             .post(self.url("/upload"))
             .bearer_auth(token)
             .multipart(form)
             .send()
-            .await
-            .expect("upload request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+            .await;
+        match sent {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// Uploads each file; returns the job ids of the accepted ones.
+    pub async fn upload_all(&self, token: &str, files: &[PathBuf]) -> Vec<String> {
+        let mut ids = Vec::new();
+        for file in files {
+            let (status, body) = self.upload(token, file).await;
+            assert_eq!(
+                status,
+                202,
+                "{}: {body}\n{}",
+                file.display(),
+                self.log_tail()
+            );
+            ids.push(body["job_id"].as_str().expect("job_id").to_owned());
+        }
+        ids
     }
 
     pub async fn job(&self, token: &str, job_id: &str) -> (u16, Value) {
@@ -249,28 +396,47 @@ impl Node {
             .get(self.url(&format!("/jobs/{job_id}")))
             .bearer_auth(token)
             .send()
-            .await
-            .expect("job request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+            .await;
+        match r {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
     }
 
     /// Polls a job until it is done or failed.
     pub async fn wait_final(&self, token: &str, job_id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(120);
+        self.wait_final_within(token, job_id, Duration::from_secs(120))
+            .await
+    }
+
+    pub async fn wait_final_within(&self, token: &str, job_id: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
         loop {
             let (status, job) = self.job(token, job_id).await;
-            assert_eq!(status, 200, "job {job_id}: {job}");
-            if job["state"] == "done" || job["state"] == "failed" {
+            if status == 200 && (job["state"] == "done" || job["state"] == "failed") {
                 return job;
             }
             assert!(
                 Instant::now() < deadline,
-                "job {job_id} not final in time: {job}\n{}",
+                "job {job_id} not final in time: {status} {job}\n{}",
                 self.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    pub async fn wait_all_final(&self, token: &str, ids: &[String]) -> Vec<Value> {
+        let mut jobs = Vec::new();
+        for id in ids {
+            jobs.push(
+                self.wait_final_within(token, id, Duration::from_secs(240))
+                    .await,
+            );
+        }
+        jobs
     }
 
     pub async fn download(&self, token: &str, fid: &str) -> reqwest::Response {
@@ -283,24 +449,31 @@ impl Node {
     }
 
     pub async fn mongo(&self) -> mongodb::Client {
-        mongodb::Client::with_uri_str(format!("mongodb://127.0.0.1:{}", mongo_port()))
+        let port = self.options.mongo_port.unwrap_or_else(mongo_port);
+        mongodb::Client::with_uri_str(format!("mongodb://127.0.0.1:{port}"))
             .await
             .expect("mongodb client")
     }
 
-    /// Documents in `db.collection` (e.g. `fs.files`, `fs.chunks`).
-    pub async fn count(&self, db: &str, collection: &str) -> u64 {
+    async fn documents(&self, db: &str, collection: &str) -> Vec<Document> {
+        use futures::TryStreamExt;
         self.mongo()
             .await
             .database(db)
             .collection::<Document>(collection)
-            .count_documents(doc! {})
+            .find(doc! {})
             .await
-            .expect("count")
+            .expect("find")
+            .try_collect()
+            .await
+            .expect("cursor")
     }
-}
 
-impl Node {
+    /// Documents in `db.collection` (e.g. `fs.files`, `fs.chunks`).
+    pub async fn count(&self, db: &str, collection: &str) -> u64 {
+        self.documents(db, collection).await.len() as u64
+    }
+
     /// Asserts the GridFS bucket in `db` holds no file and no stray chunk.
     pub async fn assert_bucket_empty(&self, db: &str, why: &str) {
         assert_eq!(
@@ -313,6 +486,97 @@ impl Node {
             0,
             "{why}: chunks left in {db}"
         );
+    }
+
+    /// Ids of the files in a bucket, and the ids its chunks belong to.
+    async fn bucket_ids(&self, db: &str) -> (Vec<Bson>, HashSet<String>) {
+        let files = self.documents(db, "fs.files").await;
+        let chunks = self.documents(db, "fs.chunks").await;
+        let ids = files.iter().filter_map(|f| f.get("_id").cloned()).collect();
+        let owners = chunks
+            .iter()
+            .filter_map(|c| c.get("files_id").map(|id| id.to_string()))
+            .collect();
+        (ids, owners)
+    }
+
+    /// The state after a batch has settled, checked against what the issue
+    /// asks: every job final as expected, one audio file per done job and
+    /// none for failed ones, no orphan files or chunks, one mail per job,
+    /// the work queues empty and the dead-letter queue holding exactly the
+    /// failed jobs. Returns (done, failed).
+    pub async fn assert_settled(
+        &self,
+        email: &str,
+        jobs: &[Value],
+        expect_failed: &[&str],
+    ) -> (usize, usize) {
+        let failed: Vec<&Value> = jobs.iter().filter(|j| j["state"] == "failed").collect();
+        let done: Vec<&Value> = jobs.iter().filter(|j| j["state"] == "done").collect();
+        for job in &failed {
+            assert!(
+                expect_failed
+                    .iter()
+                    .any(|f| job["filename"].as_str().is_some_and(|n| n.starts_with(f))),
+                "job failed unexpectedly: {job}\n{}",
+                self.log_tail()
+            );
+        }
+        assert_eq!(done.len() + failed.len(), jobs.len());
+
+        let (mp3s, mp3_chunk_owners) = self.bucket_ids(&self.names.mp3s_db).await;
+        assert_eq!(
+            mp3s.len(),
+            done.len(),
+            "one audio file per done job, none for failed ones"
+        );
+        for job in &done {
+            let fid = job["mp3_fid"].as_str().expect("done job has mp3_fid");
+            assert!(
+                mp3s.iter().any(|id| id.to_string().contains(fid)),
+                "missing audio {fid}"
+            );
+        }
+        let mp3_ids: HashSet<String> = mp3s.iter().map(|id| id.to_string()).collect();
+        assert!(
+            mp3_chunk_owners.is_subset(&mp3_ids),
+            "orphan audio chunks: {mp3_chunk_owners:?}"
+        );
+
+        let (videos, video_chunk_owners) = self.bucket_ids(&self.names.videos_db).await;
+        assert_eq!(
+            videos.len(),
+            jobs.len(),
+            "one stored video per job, no orphans"
+        );
+        let video_ids: HashSet<String> = videos.iter().map(|id| id.to_string()).collect();
+        assert!(
+            video_chunk_owners.is_subset(&video_ids),
+            "orphan video chunks"
+        );
+
+        let mails = mails_to(email, jobs.len()).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mails_now = read_mails_to(email);
+        assert_eq!(mails.len(), jobs.len(), "one mail per job");
+        assert_eq!(mails_now.len(), jobs.len(), "no second mail for any job");
+
+        assert_eq!(
+            queue_depth(&self.names.video_queue).await,
+            0,
+            "video queue drained"
+        );
+        assert_eq!(
+            queue_depth(&self.names.mp3_queue).await,
+            0,
+            "mp3 queue drained"
+        );
+        assert_eq!(
+            queue_depth(&self.names.dead_letter_queue).await,
+            failed.len() as u32,
+            "dead-letter queue holds exactly the failed jobs"
+        );
+        (done.len(), failed.len())
     }
 }
 
@@ -330,8 +594,11 @@ impl Drop for Node {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !self.owns_queues {
+            return;
+        }
         let names = self.names.clone();
-        // Remove this node's queues so the broker does not collect them.
+        // Remove the group's queues so the broker does not collect them.
         std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -340,16 +607,18 @@ impl Drop for Node {
                 return;
             };
             rt.block_on(async {
-                let Ok(conn) = lapin::Connection::connect(
-                    "amqp://guest:guest@127.0.0.1:5672/%2f",
-                    lapin::ConnectionProperties::default(),
-                )
-                .await
+                let Ok(conn) =
+                    lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+                        .await
                 else {
                     return;
                 };
                 if let Ok(channel) = conn.create_channel().await {
-                    for queue in [&names.video_queue, &names.mp3_queue, &names.dead_letter_queue] {
+                    for queue in [
+                        &names.video_queue,
+                        &names.mp3_queue,
+                        &names.dead_letter_queue,
+                    ] {
                         let _ = channel
                             .queue_delete(queue.as_str().into(), Default::default())
                             .await;
@@ -363,8 +632,52 @@ impl Drop for Node {
     }
 }
 
-/// Mails in the sink's Maildir addressed to `to`, waiting up to 30 s for
-/// at least `at_least` of them.
+/// Ready messages in a queue (0 when it does not exist).
+pub async fn queue_depth(queue: &str) -> u32 {
+    let Ok(conn) =
+        lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default()).await
+    else {
+        panic!("RabbitMQ is not reachable");
+    };
+    let channel = conn.create_channel().await.expect("channel");
+    let options = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let depth = channel
+        .queue_declare(queue.into(), options, Default::default())
+        .await
+        .map(|q| q.message_count())
+        .unwrap_or(0);
+    let _ = conn.close(200, "done".into()).await;
+    depth
+}
+
+/// Publishes a raw message to a queue, as another producer would.
+pub async fn publish_raw(queue: &str, payload: &[u8]) {
+    let conn = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ");
+    let channel = conn.create_channel().await.expect("channel");
+    channel
+        .confirm_select(Default::default())
+        .await
+        .expect("confirms");
+    channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            Default::default(),
+            payload,
+            lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    let _ = conn.close(200, "done".into()).await;
+}
+
 pub async fn mails_to(to: &str, at_least: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -376,7 +689,7 @@ pub async fn mails_to(to: &str, at_least: usize) -> Vec<String> {
     }
 }
 
-fn read_mails_to(to: &str) -> Vec<String> {
+pub fn read_mails_to(to: &str) -> Vec<String> {
     let header = format!("To: {to}");
     let Ok(entries) = std::fs::read_dir(maildir().join("new")) else {
         return Vec::new();

@@ -247,6 +247,7 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
         cancel: Arc::new(AtomicBool::new(false)),
         stall_after: Duration::from_secs(ctx.settings.stall_secs),
         max_wall: Duration::from_secs(ctx.settings.max_job_secs),
+        ..Control::default()
     };
     let cancel = control.cancel.clone();
     let conversion = tokio::task::spawn_blocking(move || {

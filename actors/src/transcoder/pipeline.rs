@@ -131,6 +131,8 @@ pub struct Control {
     pub stall_after: Duration,
     /// Fail when the whole conversion takes longer than this.
     pub max_wall: Duration,
+    /// Fail as unplayable when the pipeline has not prerolled by then.
+    pub preroll_within: Duration,
 }
 
 impl Default for Control {
@@ -139,6 +141,7 @@ impl Default for Control {
             cancel: Arc::new(AtomicBool::new(false)),
             stall_after: Duration::from_secs(60),
             max_wall: Duration::from_secs(24 * 3600),
+            preroll_within: PREROLL_WITHIN,
         }
     }
 }
@@ -148,6 +151,13 @@ impl Default for Control {
 pub type Output = Box<dyn FnMut(&[u8]) -> bool + Send>;
 
 const NO_AUDIO: &str = "vidaud-no-audio";
+
+/// Reading the headers of a local file takes milliseconds. decodebin2 (1.22)
+/// can swallow a demuxer's error posted while it is still activating it
+/// (e.g. qtdemux's "no playable streams" on a truncated MP4); the pipeline
+/// then never prerolls and nothing is said. Not prerolling in this time is
+/// taken to mean exactly that.
+const PREROLL_WITHIN: Duration = Duration::from_secs(15);
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// Converts `input` to MP3, pushing the bytes to `output` and calling
@@ -305,7 +315,14 @@ impl Graph {
         let started = Instant::now();
         let mut last_position = None;
         let mut last_moved = Instant::now();
+        let mut prerolled = false;
         loop {
+            if !prerolled && started.elapsed() > control.preroll_within {
+                return Err(TranscodeError::Decode(format!(
+                    "no playable stream found (nothing decodable within {:?})",
+                    control.preroll_within
+                )));
+            }
             if control.cancel.load(Ordering::SeqCst) {
                 return Err(TranscodeError::Cancelled);
             }
@@ -325,6 +342,13 @@ impl Graph {
                         break;
                     }
                     gst::MessageView::Error(err) => return Err(self.classify(err)),
+                    gst::MessageView::StateChanged(change)
+                        if change.src() == Some(self.pipeline.upcast_ref::<gst::Object>())
+                            && change.current() >= gst::State::Paused =>
+                    {
+                        prerolled = true;
+                        continue;
+                    }
                     gst::MessageView::Application(app)
                         if app.structure().is_some_and(|s| s.name() == NO_AUDIO) =>
                     {

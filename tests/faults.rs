@@ -1,0 +1,492 @@
+//! Durable jobs under faults: nodes killed, brokers and databases stopped,
+//! poison inputs, duplicate deliveries. Each scenario submits a batch,
+//! injects the fault, waits for quiescence and checks (`assert_settled`):
+//! every job done or, for poison inputs, failed; one MP3 per done job; one
+//! mail per job; no orphan files; work queues empty; the dead-letter queue
+//! holding exactly the poison jobs.
+//!
+//! The scenarios stop shared servers (RabbitMQ, MariaDB), so they run one
+//! at a time.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::media::{self, named_copy};
+use common::{Names, Node, NodeOptions, free_port, publish_raw, queue_depth};
+use mongodb::bson::{DateTime, doc, oid::ObjectId};
+use tokio::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+/// Fast leases and grace periods so faults resolve in seconds.
+fn fault_options() -> NodeOptions {
+    NodeOptions::default()
+        .with("VIDAUD_TRANSCODER__LEASE_SECS", 3)
+        .with("VIDAUD_TRANSCODER__SHUTDOWN_GRACE_SECS", 20)
+}
+
+fn batch(dir: &tempfile::TempDir, kind: &str, n: usize) -> Vec<PathBuf> {
+    (0..n)
+        .map(|i| named_copy(kind, &format!("{kind}{i}.mp4"), dir.path()))
+        .collect()
+}
+
+fn report(scenario: &str, submitted: usize, (done, failed): (usize, usize)) {
+    // The closing note's table is built from these lines.
+    println!(
+        "SCENARIO {scenario}: submitted {submitted}, done {done}, failed {failed}, duplicated 0, lost 0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_inputs_fail_once_and_are_dead_lettered() {
+    let _serial = SERIAL.lock().await;
+    let node = Node::start(fault_options()).await;
+    let (email, token) = node.new_user().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut files = batch(&dir, "mp4", 3);
+    for kind in ["random", "truncated", "noaudio"] {
+        files.push(named_copy(kind, &format!("{kind}.mp4"), dir.path()));
+    }
+    let ids = node.upload_all(&token, &files).await;
+    let jobs = node.wait_all_final(&token, &ids).await;
+    for job in jobs.iter().filter(|j| j["state"] == "failed") {
+        assert_eq!(
+            job["attempts"], 1,
+            "permanent failures are not retried: {job}"
+        );
+        assert!(
+            job["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{job}"
+        );
+    }
+    let settled = node
+        .assert_settled(&email, &jobs, &["random", "truncated", "noaudio"])
+        .await;
+    assert_eq!(settled, (3, 3));
+    report("6 poison inputs", ids.len(), settled);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_message_twice_gives_one_mp3_and_one_mail() {
+    let _serial = SERIAL.lock().await;
+    let node = Node::start(fault_options()).await;
+    let (email, token) = node.new_user().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = node.upload_all(&token, &batch(&dir, "long", 1)).await;
+    let record = node.job_records().await.pop().expect("job record");
+    let message = serde_json::json!({
+        "job_id": ids[0],
+        "video_fid": record.get_object_id("video_fid").expect("video_fid").to_hex(),
+        "mp3_fid": record.get_object_id("mp3_fid").expect("mp3_fid").to_hex(),
+        "username": email,
+    });
+    let payload = serde_json::to_vec(&message).expect("json");
+    // Once while the first delivery is being converted, once after it is done.
+    publish_raw(&node.names.video_queue, &payload).await;
+    let jobs = node.wait_all_final(&token, &ids).await;
+    publish_raw(&node.names.video_queue, &payload).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, job) = node.job(&token, &ids[0]).await;
+    assert_eq!(
+        job["attempts"], 1,
+        "the duplicate did not convert again: {job}"
+    );
+    let settled = node.assert_settled(&email, &jobs, &[]).await;
+    report("7 duplicate delivery", 1, settled);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_without_a_video_or_job_are_dead_lettered_without_a_crash_loop() {
+    let _serial = SERIAL.lock().await;
+    let node = Node::start(fault_options()).await;
+    let (email, token) = node.new_user().await;
+
+    // A job whose video is not in GridFS (deleted, or a foreign producer).
+    let job_id = ObjectId::new();
+    let now = DateTime::now();
+    node.mongo()
+        .await
+        .database(&node.names.jobs_db)
+        .collection("jobs")
+        .insert_one(doc! {
+            "_id": job_id, "owner": &email, "filename": "ghost.mp4",
+            "video_fid": ObjectId::new(), "mp3_fid": ObjectId::new(), "state": "queued",
+            "attempts": 0, "bitrate_kbps": 192, "created_at": now, "updated_at": now,
+        })
+        .await
+        .expect("insert job");
+    let ghost = serde_json::json!({
+        "job_id": job_id.to_hex(), "video_fid": ObjectId::new().to_hex(),
+        "mp3_fid": ObjectId::new().to_hex(), "username": email,
+    });
+    publish_raw(&node.names.video_queue, ghost.to_string().as_bytes()).await;
+    // No job record at all, and the reference's own message shape.
+    let orphan = serde_json::json!({
+        "job_id": ObjectId::new().to_hex(), "video_fid": "x", "mp3_fid": "y", "username": email,
+    });
+    publish_raw(&node.names.video_queue, orphan.to_string().as_bytes()).await;
+    let reference = serde_json::json!({ "video_fid": "656f", "mp3_fid": null, "username": email });
+    publish_raw(&node.names.video_queue, reference.to_string().as_bytes()).await;
+
+    let job = node.wait_final(&token, &job_id.to_hex()).await;
+    assert_eq!(job["state"], "failed");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("missing"),
+        "{job}"
+    );
+    assert_eq!(job["attempts"], 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while queue_depth(&node.names.dead_letter_queue).await < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(queue_depth(&node.names.dead_letter_queue).await, 3);
+    assert_eq!(
+        queue_depth(&node.names.video_queue).await,
+        0,
+        "nothing loops"
+    );
+
+    // The node is unharmed: a normal job still converts.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = node.upload_all(&token, &batch(&dir, "mp4", 1)).await;
+    assert_eq!(node.wait_final(&token, &ids[0]).await["state"], "done");
+    report("9 missing video / no job / foreign message", 4, (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_longer_than_two_heartbeats_then_a_batch_flows() {
+    let _serial = SERIAL.lock().await;
+    let node = Node::start(fault_options().with("VIDAUD_QUEUE__HEARTBEAT_SECS", 1)).await;
+    let (email, token) = node.new_user().await;
+    let pid = node.pid();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = node.upload_all(&token, &batch(&dir, "mp4", 3)).await;
+    let jobs = node.wait_all_final(&token, &ids).await;
+    assert_eq!(node.pid(), pid, "no restart");
+    let settled = node.assert_settled(&email, &jobs, &[]).await;
+    report("9 idle > 2 heartbeats", ids.len(), settled);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eight_concurrent_uploads_on_one_node() {
+    let _serial = SERIAL.lock().await;
+    let node = Node::start(fault_options()).await;
+    let (email, token) = node.new_user().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = batch(&dir, "mp4", 8);
+    let uploads = files.iter().map(|f| node.upload(&token, f));
+    let results = futures::future::join_all(uploads).await;
+    let ids: Vec<String> = results
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 202, "{body}");
+            body["job_id"].as_str().expect("job_id").to_owned()
+        })
+        .collect();
+    let jobs = node.wait_all_final(&token, &ids).await;
+    let settled = node.assert_settled(&email, &jobs, &[]).await;
+    assert_eq!(settled, (8, 0));
+    report("9 eight concurrent uploads", 8, settled);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_batch_exits_zero_and_a_restart_finishes_it() {
+    let _serial = SERIAL.lock().await;
+    let mut node = Node::start(fault_options()).await;
+    let (email, token) = node.new_user().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = node.upload_all(&token, &batch(&dir, "long", 6)).await;
+    node.wait_converting(None).await;
+    let started = Instant::now();
+    let code = node.terminate(Duration::from_secs(40));
+    assert_eq!(code, Some(0), "graceful exit\n{}", node.log_tail());
+    println!("SIGTERM to exit: {:.1}s", started.elapsed().as_secs_f64());
+    node.restart().await;
+    let jobs = node.wait_all_final(&token, &ids).await;
+    let settled = node.assert_settled(&email, &jobs, &[]).await;
+    assert_eq!(settled, (6, 0));
+    report("8 SIGTERM mid-batch", ids.len(), settled);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_transcode_repeatedly_then_restart() {
+    let _serial = SERIAL.lock().await;
+    let mut node = Node::start(fault_options()).await;
+    let (email, token) = node.new_user().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = node.upload_all(&token, &batch(&dir, "long", 6)).await;
+    for round in 0..3u64 {
+        node.wait_converting(None).await;
+        // Somewhere inside the conversion, not always at its start.
+        tokio::time::sleep(Duration::from_millis(150 * round + 100)).await;
+        node.kill9();
+        node.restart().await;
+    }
+    let jobs = node.wait_all_final(&token, &ids).await;
+    let settled = node.assert_settled(&email, &jobs, &[]).await;
+    assert_eq!(settled, (6, 0));
+    report("1 kill -9 x3 mid-transcode", ids.len(), settled);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_one_killed_the_others_finish() {
+    let _serial = SERIAL.lock().await;
+    let names = Names::fresh();
+    let a = Node::start_named(names.clone(), fault_options(), true).await;
+    let mut b = Node::start_named(names.clone(), fault_options(), false).await;
+    let c = Node::start_named(names.clone(), fault_options(), false).await;
+    let (email, token) = a.new_user().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = a.upload_all(&token, &batch(&dir, "long", 8)).await;
+    a.wait_converting(Some(&b.node_id())).await;
+    b.kill9();
+    // Uploaded on A, downloaded from C.
+    let jobs = c.wait_all_final(&token, &ids).await;
+    for job in &jobs {
+        let fid = job["mp3_fid"].as_str().expect("done");
+        assert_eq!(c.download(&token, fid).await.status(), 200);
+    }
+    let settled = a.assert_settled(&email, &jobs, &[]).await;
+    assert_eq!(settled, (8, 0));
+    report("2 three nodes, one killed", ids.len(), settled);
+}
+
+/// Runs `command`; panics with its output on failure.
+fn run(command: &str, args: &[&str]) {
+    let out = Command::new(command).args(args).output().expect(command);
+    assert!(
+        out.status.success(),
+        "{command} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn wait_port(port: u16, open: bool, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let is_open = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if is_open == open {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "port {port} did not become {}",
+        if open { "open" } else { "closed" }
+    );
+}
+
+/// Starts RabbitMQ's app again even when the test fails.
+struct RabbitGuard;
+impl Drop for RabbitGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rabbitmq_stopped_and_started_mid_run() {
+    let _serial = SERIAL.lock().await;
+    let mut node = Node::start(fault_options()).await;
+    let (email, token) = node.new_user().await;
+    let pid = node.pid();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ids = node.upload_all(&token, &batch(&dir, "long", 4)).await;
+    node.wait_converting(None).await;
+    let _guard = RabbitGuard;
+    run("rabbitmqctl", &["stop_app"]);
+    let (status, _) = node.upload(&token, &media::clip("mp4")).await;
+    assert_eq!(status, 503, "uploads are refused while the broker is away");
+    run("rabbitmqctl", &["start_app"]);
+    wait_port(5672, true, Duration::from_secs(60));
+    // Accepted again once the broker is back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = node.upload(&token, &media::clip("mp4")).await;
+        if status == 202 {
+            ids.push(body["job_id"].as_str().expect("job_id").to_owned());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "uploads not accepted after the broker came back"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let jobs = node.wait_all_final(&token, &ids).await;
+    assert!(
+        node.is_running() && node.pid() == pid,
+        "vidaud was not restarted"
+    );
+    let settled = node.assert_settled(&email, &jobs, &[]).await;
+    report("3 RabbitMQ stop_app/start_app", ids.len() + 1, settled);
+}
+
+/// A SecantusDB of the test's own, on disk, so it can be stopped and
+/// started again with its data.
+struct OwnMongo {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl OwnMongo {
+    fn start() -> OwnMongo {
+        let mut mongo = OwnMongo {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        mongo.up();
+        mongo
+    }
+
+    fn up(&mut self) {
+        let child = Command::new("secantusd-py")
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--storage-path",
+            ])
+            .arg(self.dir.path())
+            .args(["--oplog-max-entries", "1000", "--log-level", "WARNING"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("secantusd-py");
+        self.child = Some(child);
+        wait_port(self.port, true, Duration::from_secs(60));
+    }
+
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+        wait_port(self.port, false, Duration::from_secs(30));
+    }
+}
+
+impl Drop for OwnMongo {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mongodb_stopped_and_started_mid_run() {
+    let _serial = SERIAL.lock().await;
+    let mut mongo = OwnMongo::start();
+    let options = NodeOptions {
+        mongo_port: Some(mongo.port),
+        ..fault_options()
+    };
+    let node = Node::start(options).await;
+    let (email, token) = node.new_user().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = node.upload_all(&token, &batch(&dir, "long", 4)).await;
+    node.wait_converting(None).await;
+    mongo.down();
+    let (status, _) = node.upload(&token, &media::clip("mp4")).await;
+    assert_eq!(status, 503, "uploads are refused while storage is away");
+    let ready = node
+        .http
+        .get(node.url("/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(body["dependencies"]["mongodb"], "down", "{body}");
+    assert_eq!(
+        node.http
+            .get(node.url("/health"))
+            .send()
+            .await
+            .expect("health")
+            .status(),
+        200
+    );
+    mongo.up();
+    let jobs = node.wait_all_final(&token, &ids).await;
+    let settled = node.assert_settled(&email, &jobs, &[]).await;
+    assert_eq!(settled, (4, 0));
+    report("4 MongoDB stopped and started", ids.len() + 1, settled);
+}
+
+/// Starts MariaDB again even when the test fails.
+struct MariaGuard;
+impl Drop for MariaGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("start-stop-daemon")
+            .args([
+                "--start",
+                "--oknodo",
+                "--background",
+                "--exec",
+                "/usr/sbin/mariadbd",
+            ])
+            .status();
+        wait_port(3306, true, Duration::from_secs(60));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_down_login_503_but_tokens_still_work() {
+    let _serial = SERIAL.lock().await;
+    let node = Node::start(fault_options()).await;
+    let (email, token) = node.new_user().await;
+    {
+        let _guard = MariaGuard;
+        run("mysqladmin", &["-uroot", "shutdown"]);
+        wait_port(3306, false, Duration::from_secs(30));
+
+        assert_eq!(node.login(&email, "correct horse").await, Err(503));
+        let r = node
+            .http
+            .post(node.url("/register"))
+            .json(&serde_json::json!({ "email": "new@example.com", "password": "long enough" }))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(r.status(), 503);
+        assert!(r.headers().contains_key("retry-after"));
+        let ready: serde_json::Value = node
+            .http
+            .get(node.url("/ready"))
+            .send()
+            .await
+            .expect("ready")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(ready["dependencies"]["mysql"], "down", "{ready}");
+        assert_eq!(ready["serving"]["upload"], true, "{ready}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids = node.upload_all(&token, &batch(&dir, "mp4", 2)).await;
+        let jobs = node.wait_all_final(&token, &ids).await;
+        let settled = node.assert_settled(&email, &jobs, &[]).await;
+        assert_eq!(settled, (2, 0));
+        report("5 MySQL down", ids.len(), settled);
+    }
+    // MariaDB is back: logins work again without restarting vidaud.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.login(&email, "correct horse").await.is_err() {
+        assert!(Instant::now() < deadline, "login did not recover");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
