@@ -492,3 +492,56 @@ async fn mysql_down_login_503_but_tokens_still_work() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_panic_mid_job_is_contained_and_the_job_retried() {
+    let _serial = SERIAL.lock().await;
+    let node = Node::start(fault_options().with("VIDAUD_TRANSCODER__INJECT_PANICS", 1)).await;
+    let (email, token) = node.new_user().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = node.upload_all(&token, &batch(&dir, "mp4", 3)).await;
+    let jobs = node.wait_all_final(&token, &ids).await;
+    let retried: Vec<_> = jobs.iter().filter(|j| j["attempts"] == 2).collect();
+    assert_eq!(
+        retried.len(),
+        1,
+        "exactly the panicked job took a second attempt: {jobs:?}"
+    );
+    let health = node
+        .http
+        .get(node.url("/health"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200, "the daemon kept serving");
+    let settled = node.assert_settled(&email, &jobs, &[]).await;
+    assert_eq!(settled, (3, 0));
+    report("worker panic mid-job", ids.len(), 0, settled);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attempts_used_up_fail_the_job_into_the_dead_letter_queue() {
+    let options = fault_options()
+        .with("VIDAUD_TRANSCODER__INJECT_PANICS", 100)
+        .with("VIDAUD_TRANSCODER__MAX_ATTEMPTS", 2);
+    let _serial = SERIAL.lock().await;
+    let node = Node::start(options).await;
+    let (email, token) = node.new_user().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = node.upload_all(&token, &batch(&dir, "mp4", 1)).await;
+    let jobs = node.wait_all_final(&token, &ids).await;
+    let error = jobs[0]["error"].as_str().unwrap_or_default();
+    assert_eq!(jobs[0]["state"], "failed");
+    assert!(
+        error.contains("gave up after 2 attempts") && error.contains("crashed"),
+        "{error}"
+    );
+    let settled = node.assert_settled(&email, &jobs, &["mp4"]).await;
+    assert_eq!(settled, (0, 1));
+    let mail = common::mails_to(&email, 1).await.pop().unwrap_or_default();
+    assert!(
+        mail.contains("gave up after 2 attempts"),
+        "the user is told why: {mail}"
+    );
+    report("transient failures exhaust attempts", ids.len(), 0, settled);
+}

@@ -145,6 +145,9 @@ pub struct TranscoderSettings {
     /// Longest a conversion may run; then the job fails. Keep it below
     /// RabbitMQ's consumer_timeout (30 min by default).
     pub max_job_secs: u64,
+    /// Failure injection for tests: the next N jobs make their worker panic
+    /// mid-conversion. 0 (off) in any real deployment.
+    pub inject_panics: u32,
 }
 
 impl Default for TranscoderSettings {
@@ -158,6 +161,7 @@ impl Default for TranscoderSettings {
             lease_secs: 30,
             stall_secs: 60,
             max_job_secs: 25 * 60,
+            inject_panics: 0,
         }
     }
 }

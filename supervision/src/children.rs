@@ -2,6 +2,7 @@
 //! others hold a reference to it.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use vidaud_actors::auth::{AuthActor, AuthArgs, AuthMsg, TokenKeys};
@@ -114,6 +115,7 @@ pub async fn start(
                     node_id: ctx.node_id.clone(),
                     settings: s.transcoder.clone(),
                     metrics: ctx.metrics.clone(),
+                    panics_left: AtomicU32::new(s.transcoder.inject_panics),
                 }),
             };
             let (actor, _) = Actor::spawn_linked(name, TranscoderPool, args, supervisor).await?;

@@ -169,6 +169,29 @@ impl Store {
         Ok(())
     }
 
+    /// The attempt on `node` died with its worker: back to `queued` at once,
+    /// rather than when its lease runs out. Only that node's attempt is
+    /// touched; attempts on other nodes are not this node's to judge.
+    pub async fn release_crashed(
+        &self,
+        id: ObjectId,
+        node: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.jobs
+            .update_one(
+                doc! { "_id": id, "state": "converting", "node": node },
+                doc! { "$set": {
+                    "state": "queued",
+                    "error": error,
+                    "lease_until": null,
+                    "updated_at": DateTime::now(),
+                } },
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Records that the owner was mailed about the job's end.
     pub async fn mark_mailed(&self, id: ObjectId) -> Result<(), StoreError> {
         self.jobs

@@ -20,7 +20,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -42,6 +42,20 @@ pub struct WorkerContext {
     pub node_id: String,
     pub settings: TranscoderSettings,
     pub metrics: Arc<Metrics>,
+    /// Panics still to inject (see `TranscoderSettings::inject_panics`).
+    pub panics_left: AtomicU32,
+}
+
+impl WorkerContext {
+    /// Failure injection: panics here while injected panics are left.
+    fn maybe_panic(&self) {
+        let take = self
+            .panics_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if take.is_ok() {
+            panic!("injected worker panic (transcoder.inject_panics)");
+        }
+    }
 }
 
 enum Settle {
@@ -221,6 +235,7 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
         .await
         .map_err(transient)?;
 
+    ctx.maybe_panic();
     // Whatever an interrupted attempt left under this id goes first.
     ctx.store.delete_mp3(job.mp3_fid).await.map_err(transient)?;
     let metadata = doc! {

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mongodb::bson::oid::ObjectId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{error, info, warn};
 
@@ -26,8 +27,8 @@ pub struct PoolArgs {
 
 struct Slot {
     worker: ActorRef<WorkerMsg>,
-    /// The delivery the worker is on, kept to hand it back if it dies.
-    busy: Option<lapin::Acker>,
+    /// The job and delivery the worker is on, kept to hand them back if it dies.
+    busy: Option<(String, lapin::Acker)>,
 }
 
 pub struct PoolState {
@@ -62,7 +63,7 @@ impl TranscoderPool {
             let Some(delivery) = state.waiting.pop_front() else {
                 return;
             };
-            slot.busy = Some(delivery.acker.clone());
+            slot.busy = Some((delivery.message.job_id.clone(), delivery.acker.clone()));
             if let Err(e) = slot.worker.cast(WorkerMsg::Run(delivery)) {
                 // The worker is gone; its supervision event will hand the
                 // delivery back when the replacement is made.
@@ -137,9 +138,19 @@ impl Actor for TranscoderPool {
         let Some(index) = state.slots.iter().position(|s| s.worker.get_id() == id) else {
             return Ok(());
         };
-        if let Some(acker) = state.slots[index].busy.take() {
-            // Not acked: back to the queue for another attempt (the attempt
-            // counter on the job record bounds how often this can happen).
+        if let Some((job_id, acker)) = state.slots[index].busy.take() {
+            // The attempt died with the worker: release the job now (not
+            // when its lease runs out), then hand the delivery back for
+            // another attempt; the attempt counter bounds how often.
+            let ctx = &state.context;
+            if let Ok(id) = ObjectId::parse_str(&job_id)
+                && let Err(e) = ctx
+                    .store
+                    .release_crashed(id, &ctx.node_id, "the worker converting it crashed")
+                    .await
+            {
+                warn!(%job_id, "could not release the dead worker's job: {e}");
+            }
             let requeue = lapin::options::BasicNackOptions {
                 requeue: true,
                 ..Default::default()
