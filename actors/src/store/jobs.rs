@@ -155,18 +155,11 @@ impl Store {
         attempt: u32,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.jobs
-            .update_one(
-                doc! { "_id": id, "state": "converting", "attempts": attempt },
-                doc! { "$set": {
-                    "state": "queued",
-                    "error": error,
-                    "lease_until": null,
-                    "updated_at": DateTime::now(),
-                } },
-            )
-            .await?;
-        Ok(())
+        self.back_to_queued(
+            doc! { "_id": id, "state": "converting", "attempts": attempt },
+            error,
+        )
+        .await
     }
 
     /// The attempt on `node` died with its worker: back to `queued` at once,
@@ -178,17 +171,25 @@ impl Store {
         node: &str,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.jobs
-            .update_one(
-                doc! { "_id": id, "state": "converting", "node": node },
-                doc! { "$set": {
-                    "state": "queued",
-                    "error": error,
-                    "lease_until": null,
-                    "updated_at": DateTime::now(),
-                } },
-            )
-            .await?;
+        self.back_to_queued(
+            doc! { "_id": id, "state": "converting", "node": node },
+            error,
+        )
+        .await
+    }
+
+    async fn back_to_queued(
+        &self,
+        filter: mongodb::bson::Document,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let update = doc! { "$set": {
+            "state": "queued",
+            "error": error,
+            "lease_until": null,
+            "updated_at": DateTime::now(),
+        } };
+        self.jobs.update_one(filter, update).await?;
         Ok(())
     }
 
