@@ -224,18 +224,31 @@ async fn kill_9_mid_transcode_repeatedly_then_restart() {
     let mut node = Node::start(fault_options()).await;
     let (email, token) = node.new_user().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ids = node.upload_all(&token, &batch(&dir, "long", 6)).await;
+    let ids = node.upload_all(&token, &batch(&dir, "long", 8)).await;
+    let mut kills = 0;
     for round in 0..3u64 {
-        node.wait_converting(None).await;
+        let Some(_) = node.converting_within(None, Duration::from_secs(30)).await else {
+            break;
+        };
         // Somewhere inside the conversion, not always at its start.
         tokio::time::sleep(Duration::from_millis(150 * round + 100)).await;
         node.kill9();
+        kills += 1;
         node.restart().await;
     }
+    assert!(
+        kills >= 2,
+        "the batch finished before the node could be killed twice"
+    );
     let jobs = node.wait_all_final(&token, &ids).await;
     let settled = node.assert_settled(&email, &jobs, &[]).await;
-    assert_eq!(settled, (6, 0));
-    report("1 kill -9 x3 mid-transcode", ids.len(), 0, settled);
+    assert_eq!(settled, (8, 0));
+    report(
+        &format!("1 kill -9 x{kills} mid-transcode"),
+        ids.len(),
+        0,
+        settled,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -237,7 +237,16 @@ impl Node {
     /// Waits until some job of this group is converting (on `node`, when
     /// given) and returns its id.
     pub async fn wait_converting(&self, node: Option<&str>) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        match self.converting_within(node, Duration::from_secs(60)).await {
+            Some(id) => id,
+            None => panic!("no job started converting\n{}", self.log_tail()),
+        }
+    }
+
+    /// A job converting now (on `node`, when given), waiting up to `limit`;
+    /// `None` when none did (e.g. all are finished).
+    pub async fn converting_within(&self, node: Option<&str>, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
         loop {
             let jobs = self.documents(&self.names.jobs_db, "jobs").await;
             let busy = jobs.iter().find(|j| {
@@ -245,16 +254,11 @@ impl Node {
                     && node.is_none_or(|n| j.get_str("node") == Ok(n))
             });
             if let Some(job) = busy {
-                return job
-                    .get_object_id("_id")
-                    .map(|id| id.to_hex())
-                    .unwrap_or_default();
+                return job.get_object_id("_id").map(|id| id.to_hex()).ok();
             }
-            assert!(
-                Instant::now() < deadline,
-                "no job started converting\n{}",
-                self.log_tail()
-            );
+            if Instant::now() > deadline {
+                return None;
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
