@@ -515,6 +515,32 @@ impl Node {
         jobs: &[Value],
         expect_failed: &[&str],
     ) -> (usize, usize) {
+        let (done, failed, resent) = self.check_settled(email, jobs, expect_failed, 0).await;
+        assert_eq!(resent, 0);
+        (done, failed)
+    }
+
+    /// As `assert_settled`, after `kills` kill -9s. A node killed between
+    /// the SMTP server's accept and the `mailed` mark sends that mail again,
+    /// with the same Message-ID: still one message per job, but up to one
+    /// raw re-send per kill. Returns (done, failed, re-sent mails).
+    pub async fn assert_settled_despite_kills(
+        &self,
+        email: &str,
+        jobs: &[Value],
+        expect_failed: &[&str],
+        kills: usize,
+    ) -> (usize, usize, usize) {
+        self.check_settled(email, jobs, expect_failed, kills).await
+    }
+
+    async fn check_settled(
+        &self,
+        email: &str,
+        jobs: &[Value],
+        expect_failed: &[&str],
+        max_resent: usize,
+    ) -> (usize, usize, usize) {
         let failed: Vec<&Value> = jobs.iter().filter(|j| j["state"] == "failed").collect();
         let done: Vec<&Value> = jobs.iter().filter(|j| j["state"] == "done").collect();
         for job in &failed {
@@ -559,11 +585,17 @@ impl Node {
             "orphan video chunks"
         );
 
-        let mails = mails_to(email, jobs.len()).await;
+        mails_to(email, jobs.len()).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let mails_now = read_mails_to(email);
-        assert_eq!(mails.len(), jobs.len(), "one mail per job");
-        assert_eq!(mails_now.len(), jobs.len(), "no second mail for any job");
+        let mails = read_mails_to(email);
+        let ids: HashSet<String> = mails.iter().filter_map(|m| message_id(m)).collect();
+        assert_eq!(ids.len(), jobs.len(), "one mail (Message-ID) per job");
+        for job in jobs {
+            let id = job["job_id"].as_str().unwrap_or_default();
+            assert!(ids.iter().any(|m| m.contains(id)), "no mail for job {id}");
+        }
+        let resent = mails.len() - ids.len();
+        assert!(resent <= max_resent, "{resent} mails sent twice");
 
         assert_eq!(
             queue_depth(&self.names.video_queue).await,
@@ -580,8 +612,18 @@ impl Node {
             failed.len() as u32,
             "dead-letter queue holds exactly the failed jobs"
         );
-        (done.len(), failed.len())
+        (done.len(), failed.len(), resent)
     }
+}
+
+/// The Message-ID header of a raw mail.
+pub fn message_id(mail: &str) -> Option<String> {
+    mail.lines()
+        .find_map(|l| {
+            l.strip_prefix("Message-ID:")
+                .or_else(|| l.strip_prefix("Message-Id:"))
+        })
+        .map(|v| v.trim().to_owned())
 }
 
 impl Drop for Node {

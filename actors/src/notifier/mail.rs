@@ -68,6 +68,7 @@ impl Mailer {
         let email = Message::builder()
             .from(self.from.clone())
             .to(to)
+            .message_id(Some(message_id(message, &self.from)))
             .subject(subject)
             .header(ContentType::TEXT_PLAIN)
             .body(body);
@@ -82,6 +83,14 @@ impl Mailer {
             }
         }
     }
+}
+
+/// The same for every send of one job's outcome. A notification re-sent
+/// after a crash (between the SMTP server taking it and the `mailed` mark)
+/// is thereby the same message, which mail stores and clients collapse.
+pub fn message_id(message: &Mp3Message, from: &lettre::message::Mailbox) -> String {
+    let domain = from.email.domain();
+    format!("<{}.{}@{domain}>", message.job_id, message.state.as_str())
 }
 
 /// Subject and text of the mail. The file name is the user's: control
@@ -136,6 +145,18 @@ mod tests {
         let (subject, body) = compose(&message(JobState::Done), "http://h:8080");
         assert!(body.contains("http://h:8080/download?fid=m1"));
         assert!(!subject.contains('\r') && !subject.contains('\n'));
+    }
+
+    #[test]
+    fn message_id_is_stable_per_job_outcome() {
+        let from: lettre::message::Mailbox = "vidaud <v@example.org>".parse().unwrap();
+        let done = message(JobState::Done);
+        assert_eq!(message_id(&done, &from), "<j1.done@example.org>");
+        assert_eq!(message_id(&done, &from), message_id(&done.clone(), &from));
+        assert_ne!(
+            message_id(&done, &from),
+            message_id(&message(JobState::Failed), &from)
+        );
     }
 
     #[test]

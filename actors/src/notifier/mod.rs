@@ -5,10 +5,12 @@
 //! storage failure hands the message back after a pause, so mail is delayed,
 //! not lost. The job record's `mailed` flag, checked before sending and set
 //! after, makes a re-published `mp3` message harmless: one mail per job.
+//! Only a crash between the SMTP server's accept and that mark can send a
+//! mail twice, and then with the same Message-ID, so it is the same message.
 
 mod mail;
 
-pub use mail::{MailError, Mailer, compose};
+pub use mail::{MailError, Mailer, compose, message_id};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,9 @@ use crate::job::Mp3Message;
 use crate::metrics::{Metrics, ResultLabels};
 use crate::queue::Broker;
 use crate::store::Store;
+
+/// How long a stopping notifier may take to finish the mails in hand.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub enum NotifierMsg {
     ConsumerEnded(String),
@@ -138,7 +143,16 @@ impl Actor for Notifier {
                 BasicCancelOptions::default(),
             )
             .await;
-        state.consumer.abort();
+        // The consumer ends once the cancel is through; the mail in hand
+        // (and those already delivered to us) are finished and acked first.
+        // Aborting mid-send could repeat a mail the server already took.
+        if tokio::time::timeout(DRAIN_TIMEOUT, &mut state.consumer)
+            .await
+            .is_err()
+        {
+            warn!("the notifier did not finish its mail in time; stopping it");
+            state.consumer.abort();
+        }
         let _ = state
             .channel
             .close(200, "vidaud notifier stopping".into())

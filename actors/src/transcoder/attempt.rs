@@ -77,7 +77,12 @@ fn transient(e: impl std::fmt::Display) -> Failure {
 }
 
 pub async fn run_attempt(ctx: &WorkerContext, delivery: &JobDelivery) {
-    let span = info_span!("job", job_id = %delivery.message.job_id, node = %ctx.node_id);
+    let span = info_span!(
+        "job",
+        job_id = %delivery.message.job_id,
+        node = %ctx.node_id,
+        redelivered = delivery.redelivered
+    );
     let settle = attempt(ctx, delivery).instrument(span.clone()).await;
     let _enter = span.enter();
     let result = match settle {

@@ -15,7 +15,9 @@ use futures::{Stream, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 
 pub struct Spool {
-    file: std::fs::File,
+    /// Held only to keep the descriptor (and so the unlinked file) alive:
+    /// `path` names it through /proc.
+    _file: std::fs::File,
     path: PathBuf,
     len: u64,
 }
@@ -41,12 +43,15 @@ impl Spool {
         }
         writer.flush().await?;
         let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-        Ok(Self { file, path, len })
+        Ok(Self {
+            _file: file,
+            path,
+            len,
+        })
     }
 
     /// A path that opens the spooled bytes while `self` lives.
     pub fn path(&self) -> &Path {
-        let _ = &self.file;
         &self.path
     }
 
