@@ -21,6 +21,35 @@ pub enum Command {
     Serve(ServeArgs),
     /// Convert one local file to MP3, no services needed.
     Convert(ConvertArgs),
+    /// Talk to a running node over its admin socket.
+    Ctl(CtlArgs),
+}
+
+#[derive(Args)]
+pub struct CtlArgs {
+    /// The admin socket; by default `admin.socket` from the configuration.
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Configuration file to read the socket path from.
+    #[arg(long, short, default_value = "config.toml")]
+    pub config: PathBuf,
+    /// Print the node's JSON answer instead of the human-readable form.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: CtlAction,
+}
+
+#[derive(Subcommand)]
+pub enum CtlAction {
+    /// Version, uptime, pool, queue, restarts, dependency health.
+    Status,
+    /// Set the transcoder pool size, live (in-flight jobs finish).
+    Resize { workers: usize },
+    /// Stop taking new jobs; jobs in hand finish.
+    Drain,
+    /// Take new jobs again.
+    Resume,
 }
 
 #[derive(Args)]

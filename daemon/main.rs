@@ -1,11 +1,14 @@
 //! `vidaud`: the daemon and its one-shot commands.
 //!
 //! `serve` runs a node (the supervised actor tree); `convert` runs the same
-//! transcoder on local files with no services at all.
+//! transcoder on local files with no services at all; `ctl` talks to a
+//! running node over its admin socket.
 
+mod admin;
 mod cli;
 mod config;
 mod convert;
+mod ctl;
 mod serve;
 mod systemd;
 
@@ -18,5 +21,6 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Convert(args) => convert::run(args),
+        cli::Command::Ctl(args) => ctl::run(args),
     }
 }

@@ -1,6 +1,7 @@
 //! `vidaud serve`: logging, settings, the root supervisor, and the signals
 //! that stop it.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use vidaud_actors::metrics::Metrics;
 use vidaud_supervision::{RootArgs, RootSupervisor, Shutdown};
 
 use crate::cli::ServeArgs;
-use crate::{config, systemd};
+use crate::{admin, config, systemd};
 
 pub fn run(args: ServeArgs) -> ExitCode {
     let settings = match config::load(&args.config) {
@@ -73,6 +74,10 @@ fn node_id(settings: &Settings) -> String {
 async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
     config::check(&settings)?;
     let secret = config::jwt_secret(&settings, dev)?;
+    // Checked before anything starts: a planted path refuses the start.
+    let admin_socket =
+        (!settings.admin.socket.is_empty()).then(|| PathBuf::from(&settings.admin.socket));
+    let admin_listener = admin_socket.as_deref().map(admin::bind).transpose()?;
     let keys = Arc::new(TokenKeys::new(&secret, settings.auth.token_ttl_secs)?);
     let node_id = node_id(&settings);
     let shutdown = Arc::new(Shutdown::default());
@@ -94,6 +99,8 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    let admin_task =
+        admin_listener.map(|listener| tokio::spawn(admin::serve(listener, root.clone())));
     info!(node = %node_id, "ready");
     systemd::ready(&format!("serving as node {node_id}"));
     systemd::spawn_watchdog(root.get_cell());
@@ -105,6 +112,12 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
             let _ = handle.await;
         }
         _ = &mut handle => {}
+    }
+    if let Some(task) = admin_task {
+        task.abort();
+    }
+    if let Some(path) = admin_socket {
+        let _ = std::fs::remove_file(path);
     }
     match shutdown.escalated() {
         Some(reason) => anyhow::bail!("the actor tree gave up: {reason}"),

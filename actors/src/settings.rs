@@ -16,7 +16,24 @@ pub struct Settings {
     pub queue: QueueSettings,
     pub transcoder: TranscoderSettings,
     pub notifier: NotifierSettings,
+    pub admin: AdminSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// The admin socket (JSON lines; `vidaud ctl` talks to it). Created
+    /// 0600; empty disables it.
+    pub socket: String,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            socket: "/run/vidaud/admin.sock".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use vidaud_actors::auth::{AuthActor, AuthArgs, AuthMsg, TokenKeys};
 use vidaud_actors::http::{AppState, HttpFront};
 use vidaud_actors::metrics::Metrics;
 use vidaud_actors::notifier::{Mailer, Notifier, NotifierArgs};
-use vidaud_actors::queue::{BridgeArgs, Broker, QueueBridge};
+use vidaud_actors::queue::{BridgeArgs, BridgeMsg, Broker, QueueBridge};
 use vidaud_actors::store::Store;
 use vidaud_actors::transcoder::{PoolArgs, PoolMsg, TranscoderPool};
 use vidaud_actors::{Settings, transcoder};
@@ -55,7 +55,11 @@ impl Child {
 
 /// What the children are built from; made once by the root.
 pub struct NodeContext {
+    /// Live settings: a pool resize updates `transcoder.workers` here, so a
+    /// restarted child starts with the size in force.
     pub settings: Settings,
+    /// Whether the node is drained (takes no new jobs); survives restarts.
+    pub draining: bool,
     pub node_id: String,
     pub keys: Arc<TokenKeys>,
     pub metrics: Arc<Metrics>,
@@ -68,6 +72,12 @@ pub struct NodeContext {
 pub struct Running {
     pub auth: Option<ActorRef<AuthMsg>>,
     pub pool: Option<ActorRef<PoolMsg>>,
+    pub bridge: Option<ActorRef<BridgeMsg>>,
+}
+
+/// The bridge's prefetch for the pool size in force.
+pub fn prefetch(settings: &Settings) -> u16 {
+    (settings.transcoder.workers.max(1) as u16).saturating_add(settings.queue.prefetch_extra)
 }
 
 pub async fn start(
@@ -127,18 +137,16 @@ pub async fn start(
                 .pool
                 .clone()
                 .ok_or("the bridge needs the transcoder pool")?;
-            let prefetch =
-                (s.transcoder.workers.max(1) as u16).saturating_add(s.queue.prefetch_extra);
             let args = BridgeArgs {
                 broker: ctx.broker.clone(),
                 pool,
-                prefetch,
+                prefetch: prefetch(s),
                 node_id: ctx.node_id.clone(),
+                draining: ctx.draining,
             };
-            Actor::spawn_linked(name, QueueBridge, args, supervisor)
-                .await?
-                .0
-                .get_cell()
+            let (actor, _) = Actor::spawn_linked(name, QueueBridge, args, supervisor).await?;
+            running.bridge = Some(actor.clone());
+            actor.get_cell()
         }
         Child::Http => {
             let state = AppState {

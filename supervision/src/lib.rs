@@ -16,9 +16,11 @@
 //! and the process exits non-zero, so systemd restarts it whole.
 
 mod children;
+mod control;
 mod policy;
 mod root;
 
 pub use children::Child;
+pub use control::{Command, MAX_WORKERS};
 pub use policy::RestartIntensity;
 pub use root::{RootArgs, RootMsg, RootSupervisor, Shutdown};

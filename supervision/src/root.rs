@@ -16,7 +16,11 @@ use vidaud_actors::queue::Broker;
 use vidaud_actors::store::Store;
 
 use crate::children::{self, Child, NodeContext, Running};
+use crate::control::{Command, MAX_WORKERS};
 use crate::policy::RestartIntensity;
+use vidaud_actors::auth::AuthMsg;
+use vidaud_actors::queue::BridgeMsg;
+use vidaud_actors::transcoder::PoolMsg;
 
 /// How the root ended, for the process's exit code.
 #[derive(Default)]
@@ -42,9 +46,17 @@ pub struct RootArgs {
 pub enum RootMsg {
     /// Try again to start a child whose restart failed.
     Retry(Child),
+    /// An operator command (admin socket); answers with a JSON object.
+    Control {
+        command: Command,
+        reply: ractor::RpcReplyPort<serde_json::Value>,
+    },
 }
 
 pub struct RootState {
+    started: Instant,
+    /// Failures per child since start (the admin socket shows them).
+    restarts: BTreeMap<Child, u64>,
     /// Consecutive failed starts per child, for the retry backoff.
     retries: BTreeMap<Child, u32>,
     ctx: NodeContext,
@@ -141,6 +153,7 @@ impl Actor for RootSupervisor {
         .await;
         let ctx = NodeContext {
             settings,
+            draining: false,
             node_id: args.node_id,
             keys: args.keys,
             metrics: args.metrics,
@@ -159,6 +172,8 @@ impl Actor for RootSupervisor {
             }
         }
         Ok(RootState {
+            started: Instant::now(),
+            restarts: BTreeMap::new(),
             retries: BTreeMap::new(),
             ctx,
             running,
@@ -175,9 +190,16 @@ impl Actor for RootSupervisor {
         msg: RootMsg,
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        let RootMsg::Retry(child) = msg;
-        if !state.cells.contains_key(&child) {
-            self.restart(&myself, child, state).await;
+        match msg {
+            RootMsg::Retry(child) => {
+                if !state.cells.contains_key(&child) {
+                    self.restart(&myself, child, state).await;
+                }
+            }
+            RootMsg::Control { command, reply } => {
+                let answer = self.control(command, state).await;
+                let _ = reply.send(answer);
+            }
         }
         Ok(())
     }
@@ -207,6 +229,7 @@ impl Actor for RootSupervisor {
             return Ok(());
         };
         state.cells.remove(&child);
+        *state.restarts.entry(child).or_insert(0) += 1;
         error!(child = child.name(), %reason, "child failed");
         if !state.intensity.allow(Instant::now()) {
             return self.escalate(
@@ -257,5 +280,110 @@ impl RootSupervisor {
         let _ = state.shutdown.escalated.set(reason.clone());
         myself.stop(Some(reason));
         Ok(())
+    }
+}
+
+/// Asks a child and waits briefly; `None` when it is not there or slow.
+async fn ask<M: ractor::Message, T: Send + 'static>(
+    actor: Option<&ActorRef<M>>,
+    message: impl FnOnce(ractor::RpcReplyPort<T>) -> M,
+) -> Option<T> {
+    let call = actor?.call(message, Some(ASK_TIMEOUT)).await;
+    match call {
+        Ok(ractor::rpc::CallResult::Success(value)) => Some(value),
+        _ => None,
+    }
+}
+
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn failure(message: impl std::fmt::Display) -> serde_json::Value {
+    serde_json::json!({ "ok": false, "error": message.to_string() })
+}
+
+impl RootSupervisor {
+    async fn control(&self, command: Command, state: &mut RootState) -> serde_json::Value {
+        match command {
+            Command::Status => {}
+            Command::Resize { workers } => {
+                if workers == 0 || workers > MAX_WORKERS {
+                    return failure(format!("workers must be between 1 and {MAX_WORKERS}"));
+                }
+                let resized = ask(state.running.pool.as_ref(), |reply| PoolMsg::Resize {
+                    workers,
+                    reply,
+                })
+                .await;
+                if resized.is_none() {
+                    return failure("the transcoder pool is not running; try again");
+                }
+                state.ctx.settings.transcoder.workers = workers;
+                let prefetch = children::prefetch(&state.ctx.settings);
+                let set = ask(state.running.bridge.as_ref(), |reply| {
+                    BridgeMsg::SetPrefetch(prefetch, reply)
+                })
+                .await;
+                if let Some(Err(e)) = set {
+                    warn!("prefetch not changed: {e}");
+                }
+            }
+            Command::Drain => {
+                state.ctx.draining = true;
+                let _ = ask(state.running.bridge.as_ref(), BridgeMsg::Drain).await;
+            }
+            Command::Resume => {
+                state.ctx.draining = false;
+                let resumed = ask(state.running.bridge.as_ref(), BridgeMsg::Resume).await;
+                if let Some(Err(e)) = resumed {
+                    return failure(format!("cannot consume again: {e}"));
+                }
+            }
+        }
+        self.status(state).await
+    }
+
+    async fn status(&self, state: &RootState) -> serde_json::Value {
+        const CHECK: Duration = Duration::from_secs(2);
+        let ctx = &state.ctx;
+        let pool = ask(state.running.pool.as_ref(), |reply| PoolMsg::Status {
+            reply,
+        })
+        .await;
+        let queue = ask(state.running.bridge.as_ref(), BridgeMsg::Status).await;
+        let mongodb = async {
+            matches!(
+                tokio::time::timeout(CHECK, ctx.store.ping()).await,
+                Ok(Ok(()))
+            )
+        };
+        let rabbitmq = async {
+            matches!(
+                tokio::time::timeout(CHECK, ctx.broker.check()).await,
+                Ok(true)
+            )
+        };
+        let mysql = ask(state.running.auth.as_ref(), |reply| AuthMsg::Ping { reply });
+        let (mongodb, rabbitmq, mysql) = tokio::join!(mongodb, rabbitmq, mysql);
+        let word = |up: bool| if up { "up" } else { "down" };
+        let restarts: BTreeMap<&str, u64> = Child::START_ORDER
+            .iter()
+            .map(|c| (c.name(), state.restarts.get(c).copied().unwrap_or(0)))
+            .collect();
+        serde_json::json!({
+            "ok": true,
+            "version": env!("CARGO_PKG_VERSION"),
+            "node": ctx.node_id,
+            "uptime_secs": state.started.elapsed().as_secs(),
+            "draining": ctx.draining,
+            "pool": pool,
+            "unacked": pool.as_ref().map(|p| p.busy + p.waiting),
+            "queue": queue,
+            "restarts": restarts,
+            "dependencies": {
+                "mongodb": word(mongodb),
+                "rabbitmq": word(rabbitmq),
+                "mysql": word(mysql == Some(true)),
+            },
+        })
     }
 }

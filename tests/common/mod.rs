@@ -147,6 +147,27 @@ impl Node {
         node
     }
 
+    fn socket_path(port: u16) -> PathBuf {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("admin-{port}.sock"))
+    }
+
+    /// This node's admin socket.
+    pub fn admin_socket(&self) -> PathBuf {
+        Self::socket_path(self.port)
+    }
+
+    /// Runs `vidaud ctl --json --socket <ours> ARGS`: exit code and answer.
+    pub fn ctl(&self, args: &[&str]) -> (i32, Value) {
+        let out = Command::new(env!("CARGO_BIN_EXE_vidaud"))
+            .args(["ctl", "--json", "--socket"])
+            .arg(self.admin_socket())
+            .args(args)
+            .output()
+            .expect("vidaud ctl");
+        let answer = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code().unwrap_or(-1), answer)
+    }
+
     fn log_path(port: u16) -> PathBuf {
         let logs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("node-logs");
         std::fs::create_dir_all(&logs).expect("log dir");
@@ -193,6 +214,7 @@ impl Node {
             .env("VIDAUD_QUEUE__DEAD_LETTER_QUEUE", &names.dead_letter_queue)
             .env("VIDAUD_TRANSCODER__WORKERS", options.workers.to_string())
             .env("VIDAUD_NOTIFIER__SMTP_PORT", smtp_port().to_string())
+            .env("VIDAUD_ADMIN__SOCKET", Self::socket_path(port))
             .env("VIDAUD_LOG__LEVEL", "info,vidaud_actors=debug")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())

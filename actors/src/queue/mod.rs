@@ -4,5 +4,5 @@
 mod bridge;
 mod broker;
 
-pub use bridge::{BridgeArgs, BridgeMsg, QueueBridge};
+pub use bridge::{BridgeArgs, BridgeMsg, BridgeStatus, QueueBridge};
 pub use broker::{Broker, JobDelivery, QueueError};

@@ -14,5 +14,5 @@ mod worker;
 
 pub use attempt::WorkerContext;
 pub use pipeline::{Control, EncodeOptions, Progress, Summary, TranscodeError, transcode};
-pub use pool::{PoolArgs, PoolMsg, TranscoderPool};
+pub use pool::{PoolArgs, PoolMsg, PoolStatus, TranscoderPool};
 pub use spool::Spool;

@@ -1,12 +1,18 @@
 //! The transcoder pool actor: hands deliveries to idle workers, queues the
-//! rest, and replaces workers that die.
+//! rest, replaces workers that die, and resizes live.
+//!
+//! Resizing up starts workers at once. Resizing down retires workers: an
+//! idle one stops now, a busy one after the job in hand, so no conversion
+//! is cut short. The queue bridge's prefetch follows the size (the root
+//! tells it), so the node never holds more deliveries than it can start.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::bson::oid::ObjectId;
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use serde::Serialize;
 use tracing::{error, info, warn};
 
 use super::attempt::WorkerContext;
@@ -16,8 +22,31 @@ use crate::queue::JobDelivery;
 pub enum PoolMsg {
     /// A delivery from the queue bridge.
     Job(JobDelivery),
-    /// Worker `index` finished its job (acked or handed back).
-    Idle { index: usize },
+    /// A worker finished its job (acked or handed back).
+    Idle {
+        worker: ActorId,
+    },
+    /// Sets the number of workers; answers with the status after the change.
+    Resize {
+        workers: usize,
+        reply: RpcReplyPort<PoolStatus>,
+    },
+    Status {
+        reply: RpcReplyPort<PoolStatus>,
+    },
+}
+
+/// What the pool is doing right now.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolStatus {
+    /// Workers that take new jobs.
+    pub size: usize,
+    /// Workers converting now (including retiring ones finishing a job).
+    pub busy: usize,
+    /// Deliveries received and waiting for a worker.
+    pub waiting: usize,
+    /// Workers replaced after dying (panics) since start.
+    pub worker_restarts: u64,
 }
 
 pub struct PoolArgs {
@@ -29,12 +58,30 @@ struct Slot {
     worker: ActorRef<WorkerMsg>,
     /// The job and delivery the worker is on, kept to hand them back if it dies.
     busy: Option<(String, lapin::Acker)>,
+    /// Stops after the job in hand; takes no new one.
+    retiring: bool,
 }
 
 pub struct PoolState {
     slots: Vec<Slot>,
     waiting: VecDeque<JobDelivery>,
     context: Arc<WorkerContext>,
+    worker_restarts: u64,
+}
+
+impl PoolState {
+    fn status(&self) -> PoolStatus {
+        PoolStatus {
+            size: self.slots.iter().filter(|s| !s.retiring).count(),
+            busy: self.slots.iter().filter(|s| s.busy.is_some()).count(),
+            waiting: self.waiting.len(),
+            worker_restarts: self.worker_restarts,
+        }
+    }
+
+    fn position(&self, worker: ActorId) -> Option<usize> {
+        self.slots.iter().position(|s| s.worker.get_id() == worker)
+    }
 }
 
 pub struct TranscoderPool;
@@ -42,24 +89,21 @@ pub struct TranscoderPool;
 impl TranscoderPool {
     async fn spawn_worker(
         myself: &ActorRef<PoolMsg>,
-        index: usize,
         context: Arc<WorkerContext>,
     ) -> Result<ActorRef<WorkerMsg>, ActorProcessingErr> {
-        let (worker, _) = Actor::spawn_linked(
-            None,
-            Worker {
-                index,
-                pool: myself.clone(),
-            },
-            context,
-            myself.get_cell(),
-        )
-        .await?;
+        let worker = Worker {
+            pool: myself.clone(),
+        };
+        let (worker, _) = Actor::spawn_linked(None, worker, context, myself.get_cell()).await?;
         Ok(worker)
     }
 
     fn dispatch(state: &mut PoolState) {
-        while let Some(slot) = state.slots.iter_mut().find(|s| s.busy.is_none()) {
+        while let Some(slot) = state
+            .slots
+            .iter_mut()
+            .find(|s| s.busy.is_none() && !s.retiring)
+        {
             let Some(delivery) = state.waiting.pop_front() else {
                 return;
             };
@@ -71,6 +115,48 @@ impl TranscoderPool {
                 return;
             }
         }
+    }
+
+    async fn resize(
+        myself: &ActorRef<PoolMsg>,
+        state: &mut PoolState,
+        workers: usize,
+    ) -> Result<(), ActorProcessingErr> {
+        let target = workers.max(1);
+        let mut size = state.status().size;
+        // Growing: take back retiring workers first, then start new ones.
+        for slot in state.slots.iter_mut().filter(|s| s.retiring) {
+            if size >= target {
+                break;
+            }
+            slot.retiring = false;
+            size += 1;
+        }
+        while size < target {
+            let worker = Self::spawn_worker(myself, state.context.clone()).await?;
+            state.slots.push(Slot {
+                worker,
+                busy: None,
+                retiring: false,
+            });
+            size += 1;
+        }
+        // Shrinking: idle workers stop now, busy ones after their job.
+        let mut index = state.slots.len();
+        while size > target && index > 0 {
+            index -= 1;
+            if state.slots[index].retiring {
+                continue;
+            }
+            size -= 1;
+            if state.slots[index].busy.is_none() {
+                state.slots.remove(index).worker.stop(None);
+            } else {
+                state.slots[index].retiring = true;
+            }
+        }
+        info!(workers = target, "transcoder pool resized");
+        Ok(())
     }
 }
 
@@ -89,31 +175,38 @@ impl Actor for TranscoderPool {
             std::fs::create_dir_all(spool_dir)
                 .map_err(|e| format!("cannot create the spool directory {spool_dir}: {e}"))?;
         }
-        let mut slots = Vec::with_capacity(args.workers);
-        for index in 0..args.workers.max(1) {
-            let worker = Self::spawn_worker(&myself, index, args.context.clone()).await?;
-            slots.push(Slot { worker, busy: None });
-        }
-        info!(workers = slots.len(), "transcoder pool started");
-        Ok(PoolState {
-            slots,
+        let mut state = PoolState {
+            slots: Vec::new(),
             waiting: VecDeque::new(),
             context: args.context,
-        })
+            worker_restarts: 0,
+        };
+        Self::resize(&myself, &mut state, args.workers).await?;
+        Ok(state)
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<PoolMsg>,
+        myself: ActorRef<PoolMsg>,
         msg: PoolMsg,
         state: &mut PoolState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PoolMsg::Job(delivery) => state.waiting.push_back(delivery),
-            PoolMsg::Idle { index } => {
-                if let Some(slot) = state.slots.get_mut(index) {
-                    slot.busy = None;
+            PoolMsg::Idle { worker } => {
+                if let Some(index) = state.position(worker) {
+                    state.slots[index].busy = None;
+                    if state.slots[index].retiring {
+                        state.slots.remove(index).worker.stop(None);
+                    }
                 }
+            }
+            PoolMsg::Resize { workers, reply } => {
+                Self::resize(&myself, state, workers).await?;
+                let _ = reply.send(state.status());
+            }
+            PoolMsg::Status { reply } => {
+                let _ = reply.send(state.status());
             }
         }
         Self::dispatch(state);
@@ -129,13 +222,13 @@ impl Actor for TranscoderPool {
         let dead = match &event {
             SupervisionEvent::ActorFailed(cell, reason) => {
                 error!("transcoder worker {} died: {reason}", cell.get_id());
-                Some(cell.get_id())
+                cell.get_id()
             }
-            SupervisionEvent::ActorTerminated(cell, _, _) => Some(cell.get_id()),
-            _ => None,
+            SupervisionEvent::ActorTerminated(cell, _, _) => cell.get_id(),
+            _ => return Ok(()),
         };
-        let Some(id) = dead else { return Ok(()) };
-        let Some(index) = state.slots.iter().position(|s| s.worker.get_id() == id) else {
+        // Workers stopped on purpose (retired) are no longer in a slot.
+        let Some(index) = state.position(dead) else {
             return Ok(());
         };
         if let Some((job_id, acker)) = state.slots[index].busy.take() {
@@ -159,8 +252,12 @@ impl Actor for TranscoderPool {
                 warn!("could not hand back the dead worker's delivery: {e}");
             }
         }
-        state.slots[index].worker =
-            Self::spawn_worker(&myself, index, state.context.clone()).await?;
+        if state.slots[index].retiring {
+            state.slots.remove(index);
+        } else {
+            state.slots[index].worker = Self::spawn_worker(&myself, state.context.clone()).await?;
+            state.worker_restarts += 1;
+        }
         Self::dispatch(state);
         Ok(())
     }
@@ -178,7 +275,7 @@ impl Actor for TranscoderPool {
         // the grace period to finish and ack. One that overruns is killed;
         // its delivery stays unacked and returns to the queue.
         let grace = Duration::from_secs(state.context.settings.shutdown_grace_secs);
-        let busy = state.slots.iter().filter(|s| s.busy.is_some()).count();
+        let busy = state.status().busy;
         if busy > 0 {
             info!(busy, ?grace, "waiting for conversions in progress");
         }

@@ -15,7 +15,6 @@ pub enum WorkerMsg {
 }
 
 pub struct Worker {
-    pub index: usize,
     pub pool: ActorRef<PoolMsg>,
 }
 
@@ -34,14 +33,16 @@ impl Actor for Worker {
 
     async fn handle(
         &self,
-        _myself: ActorRef<WorkerMsg>,
+        myself: ActorRef<WorkerMsg>,
         msg: WorkerMsg,
         context: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let WorkerMsg::Run(delivery) = msg;
         run_attempt(context, &delivery).await;
         // The pool may be stopping; then nobody needs to know.
-        let _ = self.pool.cast(PoolMsg::Idle { index: self.index });
+        let _ = self.pool.cast(PoolMsg::Idle {
+            worker: myself.get_id(),
+        });
         Ok(())
     }
 }
