@@ -196,3 +196,53 @@ async fn refuses_to_start_on_a_symlinked_or_foreign_socket_path() {
         "left alone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_beyond_the_limit_get_503_before_their_body_is_read() {
+    let node = Node::start(fast().with("VIDAUD_HTTP__MAX_UPLOADS_IN_PROGRESS", 1)).await;
+    let (_, token) = node.new_user().await;
+    // One upload that starts and then stalls, holding the only place.
+    let address = node.base.trim_start_matches("http://").to_owned();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 100000\r\n\r\n\
+         --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.mp4\"\r\n\r\nxxxx"
+    );
+    let mut slow = std::net::TcpStream::connect(&address).expect("connect");
+    slow.write_all(head.as_bytes()).expect("send");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let clip = common::media::clip("mp4");
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(std::fs::read(&clip).expect("clip")).file_name("a.mp4"),
+    );
+    let refused = node
+        .http
+        .post(node.url("/upload"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await;
+    let refused = refused.expect("a 503 answer, not a dropped connection");
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let metrics = node
+        .http
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("http_uploads_refused_busy_total 1"),
+        "{metrics}"
+    );
+
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) = node.upload(&token, &clip).await;
+    assert_eq!(status, 202, "accepted once the place is free: {body}");
+}

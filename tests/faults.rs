@@ -534,6 +534,22 @@ async fn a_worker_panic_mid_job_is_contained_and_the_job_retried() {
         1,
         "exactly the panicked job took a second attempt: {jobs:?}"
     );
+    let (_, status) = node.ctl(&["status"]);
+    assert_eq!(
+        status["pool"]["worker_restarts"], 1,
+        "the restart is visible to operators: {status}"
+    );
+    let metrics = node
+        .http
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    let metrics = metrics.text().await.expect("text");
+    assert!(
+        metrics.contains(r#"actor_restarts_total{actor="worker"} 1"#),
+        "{metrics}"
+    );
     let health = node
         .http
         .get(node.url("/health"))

@@ -26,6 +26,11 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActorLabels {
+    pub actor: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -37,6 +42,8 @@ pub struct Metrics {
     pub converter_jobs: Family<ResultLabels, Counter>,
     pub converter_duration: Histogram,
     pub emails: Family<ResultLabels, Counter>,
+    pub restarts: Family<ActorLabels, Counter>,
+    pub uploads_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -80,6 +87,18 @@ impl Metrics {
             "E-mails by result (sent, failed)",
             emails.clone(),
         );
+        let restarts = Family::<ActorLabels, Counter>::default();
+        registry.register(
+            "actor_restarts",
+            "Actors restarted after failing (worker = a transcoder worker)",
+            restarts.clone(),
+        );
+        let uploads_refused = Counter::default();
+        registry.register(
+            "http_uploads_refused_busy",
+            "Uploads answered 503 because the node had its limit of uploads in progress",
+            uploads_refused.clone(),
+        );
         // Known results exist from the start, so rate() panels show 0, not
         // "no data", on a fresh node.
         for result in ["success", "error", "retry"] {
@@ -88,6 +107,9 @@ impl Metrics {
         for result in ["sent", "failed"] {
             let _ = emails.get_or_create(&ResultLabels { result });
         }
+        for actor in ["auth", "notifier", "transcoder", "bridge", "http", "worker"] {
+            let _ = restarts.get_or_create(&ActorLabels { actor });
+        }
         Self {
             registry,
             http_requests,
@@ -95,7 +117,13 @@ impl Metrics {
             converter_jobs,
             converter_duration,
             emails,
+            restarts,
+            uploads_refused,
         }
+    }
+
+    pub fn restarted(&self, actor: &'static str) {
+        self.restarts.get_or_create(&ActorLabels { actor }).inc();
     }
 
     pub fn job_result(&self, result: &'static str) {

@@ -51,6 +51,9 @@ pub struct HttpSettings {
     pub public_url: String,
     /// Largest accepted upload, enforced while streaming.
     pub max_upload_bytes: u64,
+    /// Uploads streaming at once; one more gets 503 with Retry-After
+    /// before its body is read. Bounds the memory uploads can take.
+    pub max_uploads_in_progress: usize,
 }
 
 impl Default for HttpSettings {
@@ -59,6 +62,7 @@ impl Default for HttpSettings {
             listen: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
             max_upload_bytes: 2 * 1024 * 1024 * 1024,
+            max_uploads_in_progress: 16,
         }
     }
 }

@@ -160,6 +160,9 @@ pub async fn start(
                 metrics: ctx.metrics.clone(),
                 settings: s.http.clone(),
                 bitrate_kbps: s.transcoder.bitrate_kbps,
+                uploads: Arc::new(tokio::sync::Semaphore::new(
+                    s.http.max_uploads_in_progress.max(1),
+                )),
             };
             Actor::spawn_linked(name, HttpFront, state, supervisor)
                 .await?

@@ -230,6 +230,7 @@ impl Actor for RootSupervisor {
         };
         state.cells.remove(&child);
         *state.restarts.entry(child).or_insert(0) += 1;
+        state.ctx.metrics.restarted(child.name());
         error!(child = child.name(), %reason, "child failed");
         if !state.intensity.allow(Instant::now()) {
             return self.escalate(

@@ -40,6 +40,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub settings: HttpSettings,
     pub bitrate_kbps: u32,
+    /// One permit per upload in progress (`http.max_uploads_in_progress`).
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(state: AppState) -> Router {

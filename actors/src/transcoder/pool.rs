@@ -257,6 +257,7 @@ impl Actor for TranscoderPool {
         } else {
             state.slots[index].worker = Self::spawn_worker(&myself, state.context.clone()).await?;
             state.worker_restarts += 1;
+            state.context.metrics.restarted("worker");
         }
         Self::dispatch(state);
         Ok(())

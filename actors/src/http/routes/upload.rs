@@ -32,6 +32,15 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    // Backpressure before a byte of the body is read: a node at its limit
+    // of uploads in progress says so, and the client retries.
+    let Ok(_permit) = app.uploads.clone().try_acquire_owned() else {
+        app.metrics.uploads_refused.inc();
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node has its limit of uploads in progress; try again shortly",
+        ));
+    };
     let limit = app.settings.max_upload_bytes;
     let content_type = headers
         .get(header::CONTENT_TYPE)
