@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod convert;
 mod ctl;
+mod reload;
 mod serve;
 mod systemd;
 

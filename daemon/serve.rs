@@ -1,7 +1,7 @@
 //! `vidaud serve`: logging, settings, the root supervisor, and the signals
 //! that stop it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use vidaud_actors::metrics::Metrics;
 use vidaud_supervision::{RootArgs, RootSupervisor, Shutdown};
 
 use crate::cli::ServeArgs;
-use crate::{admin, config, systemd};
+use crate::{admin, config, reload, systemd};
 
 pub fn run(args: ServeArgs) -> ExitCode {
     let settings = match config::load(&args.config) {
@@ -25,7 +25,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&settings);
+    let log = init_logging(&settings);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -33,7 +33,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(settings, args.dev)) {
+    match runtime.block_on(serve(settings, args.dev, &args.config, log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -43,18 +43,27 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn init_logging(settings: &Settings) {
+/// Logging to stderr, human or JSON; the filter can be swapped on SIGHUP.
+fn init_logging(settings: &Settings) -> reload::LogHandle {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if settings.log.format == "json" {
-        builder.json().init();
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let format = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let format = if settings.log.format == "json" {
+        format.json().boxed()
     } else {
-        builder.init();
-    }
+        format.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(format)
+        .init();
+    handle
 }
 
 fn node_id(settings: &Settings) -> String {
@@ -71,7 +80,12 @@ fn node_id(settings: &Settings) -> String {
     format!("{host}-{}", std::process::id())
 }
 
-async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    dev: bool,
+    path: &Path,
+    log: reload::LogHandle,
+) -> anyhow::Result<()> {
     config::check(&settings)?;
     let secret = config::jwt_secret(&settings, dev)?;
     // Checked before anything starts: a planted path refuses the start.
@@ -81,6 +95,7 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
     let keys = Arc::new(TokenKeys::new(&secret, settings.auth.token_ttl_secs)?);
     let node_id = node_id(&settings);
     let shutdown = Arc::new(Shutdown::default());
+    let mut current = settings.clone();
     let args = RootArgs {
         settings,
         node_id: node_id.clone(),
@@ -104,14 +119,26 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
     info!(node = %node_id, "ready");
     systemd::ready(&format!("serving as node {node_id}"));
     systemd::spawn_watchdog(root.get_cell());
-    tokio::select! {
-        _ = stop_signal() => {
-            info!("stopping: no new requests or deliveries; finishing what is in hand");
-            systemd::stopping("stopping: finishing what is in hand");
-            root.stop(None);
-            let _ = handle.await;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = stop_signal() => {
+                info!("stopping: no new requests or deliveries; finishing what is in hand");
+                systemd::stopping("stopping: finishing what is in hand");
+                root.stop(None);
+                let _ = (&mut handle).await;
+                break;
+            }
+            _ = hangup.recv() => {
+                systemd::send_reloading();
+                match config::load(path) {
+                    Ok(new) => reload::apply(&mut current, new, &root, &log).await,
+                    Err(e) => tracing::warn!("SIGHUP: configuration not reloaded: {e:#}"),
+                }
+                systemd::ready(&format!("serving as node {node_id}"));
+            }
+            _ = &mut handle => break,
         }
-        _ = &mut handle => {}
     }
     if let Some(task) = admin_task {
         task.abort();

@@ -84,3 +84,62 @@ fn unit_file_passes_systemd_analyze_verify() {
         "systemd-analyze verify:\n{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_the_pool_size_and_names_what_needs_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("vidaud.toml");
+    let original = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
+        .expect("config");
+    std::fs::write(&config, &original).expect("config copy");
+    let node = Node::start(NodeOptions {
+        config: Some(config.clone()),
+        ..NodeOptions::default()
+    })
+    .await;
+    assert_eq!(node.ctl(&["status"]).1["pool"]["size"], 2);
+
+    let edited = original
+        .replace("workers = 2", "workers = 3")
+        .replace("bitrate_kbps = 192", "bitrate_kbps = 128");
+    assert_ne!(edited, original);
+    std::fs::write(&config, edited).expect("edit config");
+    let _ = Command::new("kill")
+        .args(["-HUP", &node.pid().to_string()])
+        .status();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node.ctl(&["status"]).1["pool"]["size"] != 3 {
+        assert!(
+            Instant::now() < deadline,
+            "pool not resized by SIGHUP\n{}",
+            node.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        node.ctl(&["status"]).1["queue"]["prefetch"],
+        5,
+        "prefetch follows"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = std::fs::read_to_string(&node.log).expect("log");
+    assert!(
+        log.contains("transcoder pool resized"),
+        "{}",
+        node.log_tail()
+    );
+    let restart_line = log
+        .lines()
+        .find(|l| l.contains("only after a restart"))
+        .unwrap_or_default();
+    assert!(
+        restart_line.contains("transcoder.bitrate_kbps"),
+        "{}",
+        node.log_tail()
+    );
+    assert!(
+        !restart_line.contains("transcoder.workers"),
+        "{restart_line}"
+    );
+}

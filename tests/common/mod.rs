@@ -67,6 +67,8 @@ pub struct NodeOptions {
     pub mongo_port: Option<u16>,
     /// Further `VIDAUD_*` settings.
     pub env: Vec<(&'static str, String)>,
+    /// A configuration file of the test's own; then `workers` comes from it.
+    pub config: Option<PathBuf>,
 }
 
 impl Default for NodeOptions {
@@ -76,6 +78,7 @@ impl Default for NodeOptions {
             max_upload_bytes: 512 * 1024 * 1024,
             mongo_port: None,
             env: Vec::new(),
+            config: None,
         }
     }
 }
@@ -180,7 +183,10 @@ impl Node {
             .append(true)
             .open(Self::log_path(port))
             .expect("log file");
-        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let config = options
+            .config
+            .clone()
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml"));
         let mongo = options.mongo_port.unwrap_or_else(mongo_port);
         let mut command = Command::new(env!("CARGO_BIN_EXE_vidaud"));
         command
@@ -212,7 +218,14 @@ impl Node {
             .env("VIDAUD_QUEUE__VIDEO_QUEUE", &names.video_queue)
             .env("VIDAUD_QUEUE__MP3_QUEUE", &names.mp3_queue)
             .env("VIDAUD_QUEUE__DEAD_LETTER_QUEUE", &names.dead_letter_queue)
-            .env("VIDAUD_TRANSCODER__WORKERS", options.workers.to_string())
+            .env(
+                if options.config.is_some() {
+                    "VIDAUD_UNUSED"
+                } else {
+                    "VIDAUD_TRANSCODER__WORKERS"
+                },
+                options.workers.to_string(),
+            )
             .env("VIDAUD_NOTIFIER__SMTP_PORT", smtp_port().to_string())
             .env("VIDAUD_ADMIN__SOCKET", Self::socket_path(port))
             .env("VIDAUD_LOG__LEVEL", "info,vidaud_actors=debug")
