@@ -202,14 +202,7 @@ async fn uploads_beyond_the_limit_get_503_before_their_body_is_read() {
     let node = Node::start(fast().with("VIDAUD_HTTP__MAX_UPLOADS_IN_PROGRESS", 1)).await;
     let (_, token) = node.new_user().await;
     // One upload that starts and then stalls, holding the only place.
-    let address = node.base.trim_start_matches("http://").to_owned();
-    let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 100000\r\n\r\n\
-         --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.mp4\"\r\n\r\nxxxx"
-    );
-    let mut slow = std::net::TcpStream::connect(&address).expect("connect");
-    slow.write_all(head.as_bytes()).expect("send");
+    let slow = stalled_upload(&node, &token);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let clip = common::media::clip("mp4");
@@ -245,4 +238,112 @@ async fn uploads_beyond_the_limit_get_503_before_their_body_is_read() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, body) = node.upload(&token, &clip).await;
     assert_eq!(status, 202, "accepted once the place is free: {body}");
+}
+
+/// `VmRSS`/`VmHWM` (current and peak resident set) of a process, in KiB.
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The prefetch RabbitMQ holds for the consumers of `queue`.
+fn broker_prefetch(queue: &str) -> Vec<u32> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_consumers",
+            "-q",
+            "--no-table-headers",
+            "queue_name",
+            "prefetch_count",
+        ])
+        .output()
+        .expect("rabbitmqctl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            (fields.next() == Some(queue)).then(|| fields.next().and_then(|n| n.parse().ok()))?
+        })
+        .collect()
+}
+
+/// Starts an upload that sends its headers and a little of the body, then
+/// stalls, holding one of the node's upload places while it lives.
+fn stalled_upload(node: &Node, token: &str) -> std::net::TcpStream {
+    let address = node.base.trim_start_matches("http://").to_owned();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 100000\r\n\r\n\
+         --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.mp4\"\r\n\r\nxxxx"
+    );
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+    stream.write_all(head.as_bytes()).expect("send");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_gets_503s_not_unbounded_memory_and_the_backlog_drains() {
+    let options = NodeOptions {
+        workers: 1,
+        ..fast()
+    }
+    .with("VIDAUD_HTTP__MAX_UPLOADS_IN_PROGRESS", 2)
+    .with("VIDAUD_QUEUE__PREFETCH_EXTRA", 1);
+    let node = Node::start(options).await;
+    let (email, token) = node.new_user().await;
+    assert_eq!(
+        broker_prefetch(&node.names.video_queue),
+        [2],
+        "prefetch = 1 worker + 1"
+    );
+    let idle = memory_kib(node.pid(), "VmRSS:");
+
+    // Both upload places taken: a burst is pushed back, none of it read.
+    let held = [stalled_upload(&node, &token), stalled_upload(&node, &token)];
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let clip = common::media::clip("mp4");
+    let burst = (0..12).map(|_| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(std::fs::read(&clip).expect("clip"))
+                .file_name("burst.mp4"),
+        );
+        node.http
+            .post(node.url("/upload"))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
+    });
+    for response in futures::future::join_all(burst).await {
+        let response = response.expect("an answer");
+        assert_eq!(response.status(), 503);
+        assert!(response.headers().contains_key("retry-after"));
+    }
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A backlog larger than the prefetch: the node holds at most 2.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files: Vec<_> = (0..6)
+        .map(|i| named_copy("long", &format!("b{i}.mp4"), dir.path()))
+        .collect();
+    let ids = node.upload_all(&token, &files).await;
+    let (_, status) = node.ctl(&["status"]);
+    assert!(
+        status["unacked"].as_u64().is_some_and(|n| n <= 2),
+        "held deliveries ≤ prefetch: {status}"
+    );
+    let jobs = node.wait_all_final(&token, &ids).await;
+    let peak = memory_kib(node.pid(), "VmHWM:");
+    println!(
+        "BACKPRESSURE: 12 refused with 503 while 2 uploads were in progress; RSS idle {} MiB, peak {} MiB",
+        idle / 1024,
+        peak / 1024
+    );
+    let settled = node.assert_settled(&email, &jobs, &[]).await;
+    assert_eq!(settled, (6, 0), "the backlog drains");
 }
