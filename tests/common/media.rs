@@ -40,7 +40,9 @@ pub fn clip(kind: &str) -> PathBuf {
     if path.exists() {
         return path;
     }
-    let partial = dir().join(format!("{kind}.{}.partial.{ext}", std::process::id()));
+    // Tests of one binary may make the same clip at once: each writes its
+    // own partial file, and whichever renames last wins (same content).
+    let partial = dir().join(format!("{kind}.{}.partial.{ext}", super::unique("m")));
     if kind == "truncated" {
         let whole = std::fs::read(clip("mp4")).expect("mp4 clip");
         std::fs::write(&partial, &whole[..whole.len() / 2]).expect("truncated clip");

@@ -9,7 +9,8 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use mongodb::bson::doc;
 use serde::Serialize;
 use tracing::{info, warn};
@@ -27,6 +28,26 @@ pub struct Accepted {
 }
 
 pub async fn upload(
+    state: State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match accept(state, caller, headers, body).await {
+        Ok(accepted) => accepted.into_response(),
+        Err(error) => {
+            // A refused upload's body may be partly unread, so the server
+            // closes the connection; saying so keeps clients from reusing it.
+            let mut response = error.into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+async fn accept(
     State(app): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
