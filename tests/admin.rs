@@ -220,15 +220,7 @@ async fn uploads_beyond_the_limit_get_503_before_their_body_is_read() {
     let refused = refused.expect("a 503 answer, not a dropped connection");
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().contains_key("retry-after"));
-    let metrics = node
-        .http
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = node.metrics_text().await;
     assert!(
         metrics.contains("http_uploads_refused_busy_total 1"),
         "{metrics}"

@@ -264,15 +264,7 @@ async fn health_and_reference_metrics() {
     let (_, token) = node.new_user().await;
     assert_eq!(node.job(&token, "000000000000000000000000").await.0, 404);
 
-    let text = node
-        .http
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = node.metrics_text().await;
     for needle in [
         r#"http_requests_total{method="GET",path="/health",status="200"} "#,
         r#"http_requests_total{method="GET",path="/jobs/{id}",status="404"} 1"#,

@@ -539,13 +539,7 @@ async fn a_worker_panic_mid_job_is_contained_and_the_job_retried() {
         status["pool"]["worker_restarts"], 1,
         "the restart is visible to operators: {status}"
     );
-    let metrics = node
-        .http
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics");
-    let metrics = metrics.text().await.expect("text");
+    let metrics = node.metrics_text().await;
     assert!(
         metrics.contains(r#"actor_restarts_total{actor="worker"} 1"#),
         "{metrics}"

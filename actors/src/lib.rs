@@ -9,6 +9,7 @@
 //! is the map.
 
 pub mod auth;
+pub mod health;
 pub mod http;
 pub mod job;
 pub mod metrics;

@@ -18,7 +18,7 @@ use vidaud_actors::store::Store;
 use crate::children::{self, Child, NodeContext, Running};
 use crate::control::{Command, MAX_WORKERS};
 use crate::policy::RestartIntensity;
-use vidaud_actors::auth::AuthMsg;
+use vidaud_actors::health::Dependencies;
 use vidaud_actors::queue::BridgeMsg;
 use vidaud_actors::transcoder::PoolMsg;
 
@@ -344,28 +344,13 @@ impl RootSupervisor {
     }
 
     async fn status(&self, state: &RootState) -> serde_json::Value {
-        const CHECK: Duration = Duration::from_secs(2);
         let ctx = &state.ctx;
         let pool = ask(state.running.pool.as_ref(), |reply| PoolMsg::Status {
             reply,
         })
         .await;
         let queue = ask(state.running.bridge.as_ref(), BridgeMsg::Status).await;
-        let mongodb = async {
-            matches!(
-                tokio::time::timeout(CHECK, ctx.store.ping()).await,
-                Ok(Ok(()))
-            )
-        };
-        let rabbitmq = async {
-            matches!(
-                tokio::time::timeout(CHECK, ctx.broker.check()).await,
-                Ok(true)
-            )
-        };
-        let mysql = ask(state.running.auth.as_ref(), |reply| AuthMsg::Ping { reply });
-        let (mongodb, rabbitmq, mysql) = tokio::join!(mongodb, rabbitmq, mysql);
-        let word = |up: bool| if up { "up" } else { "down" };
+        let deps = Dependencies::check(&ctx.store, &ctx.broker, state.running.auth.as_ref()).await;
         let restarts: BTreeMap<&str, u64> = Child::START_ORDER
             .iter()
             .map(|c| (c.name(), state.restarts.get(c).copied().unwrap_or(0)))
@@ -380,11 +365,7 @@ impl RootSupervisor {
             "unacked": pool.as_ref().map(|p| p.busy + p.waiting),
             "queue": queue,
             "restarts": restarts,
-            "dependencies": {
-                "mongodb": word(mongodb),
-                "rabbitmq": word(rabbitmq),
-                "mysql": word(mysql == Some(true)),
-            },
+            "dependencies": deps.to_json(),
         })
     }
 }

@@ -487,6 +487,17 @@ impl Node {
             .expect("download request")
     }
 
+    /// The `/metrics` exposition text.
+    pub async fn metrics_text(&self) -> String {
+        let response = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics");
+        response.text().await.expect("metrics text")
+    }
+
     pub async fn mongo(&self) -> mongodb::Client {
         let port = self.options.mongo_port.unwrap_or_else(mongo_port);
         mongodb::Client::with_uri_str(format!("mongodb://127.0.0.1:{port}"))
@@ -495,13 +506,28 @@ impl Node {
     }
 
     async fn documents(&self, db: &str, collection: &str) -> Vec<Document> {
+        self.fields(db, collection, None).await
+    }
+
+    /// The documents of `db.collection`, reduced to `projection` when given
+    /// (chunks are 255 KiB each: fetch only what is looked at).
+    async fn fields(
+        &self,
+        db: &str,
+        collection: &str,
+        projection: Option<Document>,
+    ) -> Vec<Document> {
         use futures::TryStreamExt;
-        self.mongo()
+        let collection = self
+            .mongo()
             .await
             .database(db)
-            .collection::<Document>(collection)
-            .find(doc! {})
-            .await
+            .collection::<Document>(collection);
+        let mut find = collection.find(doc! {});
+        if let Some(projection) = projection {
+            find = find.projection(projection);
+        }
+        find.await
             .expect("find")
             .try_collect()
             .await
@@ -510,7 +536,13 @@ impl Node {
 
     /// Documents in `db.collection` (e.g. `fs.files`, `fs.chunks`).
     pub async fn count(&self, db: &str, collection: &str) -> u64 {
-        self.documents(db, collection).await.len() as u64
+        self.mongo()
+            .await
+            .database(db)
+            .collection::<Document>(collection)
+            .count_documents(doc! {})
+            .await
+            .expect("count")
     }
 
     /// Asserts the GridFS bucket in `db` holds no file and no stray chunk.
@@ -530,7 +562,9 @@ impl Node {
     /// Ids of the files in a bucket, and the ids its chunks belong to.
     async fn bucket_ids(&self, db: &str) -> (Vec<Bson>, HashSet<String>) {
         let files = self.documents(db, "fs.files").await;
-        let chunks = self.documents(db, "fs.chunks").await;
+        let chunks = self
+            .fields(db, "fs.chunks", Some(doc! { "files_id": 1 }))
+            .await;
         let ids = files.iter().filter_map(|f| f.get("_id").cloned()).collect();
         let owners = chunks
             .iter()

@@ -2,8 +2,8 @@
 //! moves in chunks between a byte stream and a GridFS stream.
 
 use bytes::Bytes;
+use futures::Stream;
 use futures::io::AsyncWriteExt;
-use futures::{Stream, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
 use mongodb::gridfs::{GridFsBucket, GridFsUploadStream};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
@@ -110,17 +110,6 @@ impl Upload {
         Ok(())
     }
 
-    /// Copies a whole byte stream in, chunk by chunk.
-    pub async fn write_stream<S, E>(&mut self, mut body: S) -> Result<(), UploadStreamError<E>>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-    {
-        while let Some(chunk) = body.try_next().await.map_err(UploadStreamError::Source)? {
-            self.write(&chunk).await.map_err(UploadStreamError::Store)?;
-        }
-        Ok(())
-    }
-
     /// Writes the files document: the file becomes visible.
     pub async fn finish(mut self) -> Result<ObjectId, StoreError> {
         self.stream.close().await?;
@@ -132,15 +121,6 @@ impl Upload {
         self.stream.abort().await?;
         Ok(())
     }
-}
-
-/// Copying a stream into GridFS fails either on the reading or the writing side.
-#[derive(Debug, thiserror::Error)]
-pub enum UploadStreamError<E> {
-    #[error("reading the upload: {0}")]
-    Source(E),
-    #[error(transparent)]
-    Store(StoreError),
 }
 
 impl super::Store {

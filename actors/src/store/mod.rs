@@ -9,7 +9,7 @@
 mod files;
 mod jobs;
 
-pub use files::{FileInfo, Upload, UploadStreamError};
+pub use files::{FileInfo, Upload};
 pub use jobs::Claim;
 
 use mongodb::gridfs::GridFsBucket;

@@ -19,7 +19,6 @@ pub struct Spool {
     /// `path` names it through /proc.
     _file: std::fs::File,
     path: PathBuf,
-    len: u64,
 }
 
 impl Spool {
@@ -35,31 +34,17 @@ impl Spool {
             tempfile::tempfile_in(dir)?
         };
         let mut writer = tokio::fs::File::from_std(file.try_clone()?);
-        let mut len = 0u64;
         let mut body = body;
         while let Some(chunk) = body.try_next().await? {
-            len += chunk.len() as u64;
             writer.write_all(&chunk).await?;
         }
         writer.flush().await?;
         let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-        Ok(Self {
-            _file: file,
-            path,
-            len,
-        })
+        Ok(Self { _file: file, path })
     }
 
     /// A path that opens the spooled bytes while `self` lives.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }

@@ -1,15 +1,11 @@
 //! `/health`, `/ready` and `/metrics`.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use ractor::rpc::CallResult;
-use tokio::time::timeout;
 
-use crate::auth::AuthMsg;
+use crate::health::Dependencies;
 
 use crate::http::AppState;
 
@@ -32,32 +28,21 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
 /// served now. 503 while any dependency is down, so a load balancer can
 /// steer traffic to a healthy node; the body says what is affected.
 pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    const CHECK: Duration = Duration::from_secs(2);
-    let mongodb = async { matches!(timeout(CHECK, app.store.ping()).await, Ok(Ok(()))) };
-    let rabbitmq = async { matches!(timeout(CHECK, app.broker.check()).await, Ok(true)) };
-    let mysql = async {
-        let ping = app
-            .auth
-            .call(|reply| AuthMsg::Ping { reply }, Some(CHECK))
-            .await;
-        matches!(ping, Ok(CallResult::Success(true)))
-    };
-    let (mongodb, rabbitmq, mysql) = tokio::join!(mongodb, rabbitmq, mysql);
-    let word = |up: bool| if up { "up" } else { "down" };
+    let deps = Dependencies::check(&app.store, &app.broker, Some(&app.auth)).await;
     let body = serde_json::json!({
-        "status": if mongodb && rabbitmq && mysql { "ready" } else { "degraded" },
-        "dependencies": { "mongodb": word(mongodb), "rabbitmq": word(rabbitmq), "mysql": word(mysql) },
+        "status": if deps.all_up() { "ready" } else { "degraded" },
+        "dependencies": deps.to_json(),
         // What each kind of request needs.
         "serving": {
-            "upload": mongodb && rabbitmq,
-            "download": mongodb,
-            "jobs": mongodb,
-            "login": mysql,
-            "register": mysql,
+            "upload": deps.mongodb && deps.rabbitmq,
+            "download": deps.mongodb,
+            "jobs": deps.mongodb,
+            "login": deps.mysql,
+            "register": deps.mysql,
             "validate": true,
         },
     });
-    let status = if mongodb && rabbitmq && mysql {
+    let status = if deps.all_up() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
