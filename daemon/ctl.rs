@@ -79,6 +79,15 @@ fn human(s: &Value) -> String {
                 .join(", ")
         })
         .unwrap_or_default();
+    let mailboxes = s["mailboxes"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {}/{}", v["depth"], v["capacity"]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
     let deps = s["dependencies"]
         .as_object()
         .map(|m| {
@@ -92,6 +101,7 @@ fn human(s: &Value) -> String {
         "node {} (vidaud {}), up {} s\n\
          pool: {} workers, {} busy, {} waiting; worker restarts {}\n\
          queue: {queue}; unacked deliveries {}\n\
+         mailboxes (depth/capacity): {mailboxes}\n\
          restarts: {restarts}\n\
          dependencies: {deps}\n",
         s["node"].as_str().unwrap_or("?"),

@@ -1,5 +1,5 @@
 //! SIGHUP: re-read the configuration and apply what can change live — the
-//! log filter and the transcoder pool size — then say in the log what else
+//! log filter, the transcoder pool size and the mailbox capacities — then say in the log what else
 //! changed and needs a restart. Values are not logged (some are secrets),
 //! only the names of the settings.
 
@@ -14,7 +14,14 @@ use vidaud_supervision::{Command, RootMsg};
 pub type LogHandle = reload::Handle<EnvFilter, Registry>;
 
 /// Settings applied without a restart.
-const LIVE: [&str; 2] = ["log.level", "transcoder.workers"];
+const LIVE: [&str; 6] = [
+    "log.level",
+    "transcoder.workers",
+    "mailboxes.http",
+    "mailboxes.auth",
+    "mailboxes.transcoder",
+    "mailboxes.notifier",
+];
 
 /// `section.key → value` for every setting.
 fn flatten(settings: &Settings) -> BTreeMap<String, serde_json::Value> {
@@ -87,6 +94,21 @@ pub async fn apply(
                 workers,
                 "SIGHUP: the pool could not be resized; kept its size"
             ),
+        }
+    }
+    if new.mailboxes != current.mailboxes {
+        let capacities = new.mailboxes.clone();
+        let call = root
+            .call(
+                |reply| RootMsg::SetMailboxes { capacities, reply },
+                Some(std::time::Duration::from_secs(60)),
+            )
+            .await;
+        if matches!(call, Ok(ractor::rpc::CallResult::Success(()))) {
+            info!(?new.mailboxes, "SIGHUP: mailbox capacities changed");
+            current.mailboxes = new.mailboxes.clone();
+        } else {
+            warn!("SIGHUP: the mailbox capacities could not be changed; kept them");
         }
     }
     let needs_restart: Vec<&String> = changes

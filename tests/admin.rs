@@ -31,8 +31,14 @@ async fn status_over_a_private_socket_and_bad_commands_are_refused_harmlessly() 
     assert_eq!(status["pool"]["size"], 2);
     assert_eq!(
         status["queue"]["prefetch"], 4,
-        "prefetch = workers + prefetch_extra"
+        "prefetch = workers + the transcoder mailbox"
     );
+    assert_eq!(
+        status["mailboxes"]["transcoder"],
+        serde_json::json!({ "depth": 0, "capacity": 2 }),
+        "{status}"
+    );
+    assert_eq!(status["mailboxes"]["http"]["capacity"], 16, "{status}");
     assert_eq!(status["dependencies"]["mongodb"], "up", "{status}");
     assert_eq!(status["restarts"]["bridge"], 0);
 
@@ -199,7 +205,7 @@ async fn refuses_to_start_on_a_symlinked_or_foreign_socket_path() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn uploads_beyond_the_limit_get_503_before_their_body_is_read() {
-    let node = Node::start(fast().with("VIDAUD_HTTP__MAX_UPLOADS_IN_PROGRESS", 1)).await;
+    let node = Node::start(fast().with("VIDAUD_MAILBOXES__HTTP", 1)).await;
     let (_, token) = node.new_user().await;
     // One upload that starts and then stalls, holding the only place.
     let slow = stalled_upload(&node, &token);
@@ -242,27 +248,6 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The prefetch RabbitMQ holds for the consumers of `queue`.
-fn broker_prefetch(queue: &str) -> Vec<u32> {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args([
-            "list_consumers",
-            "-q",
-            "--no-table-headers",
-            "queue_name",
-            "prefetch_count",
-        ])
-        .output()
-        .expect("rabbitmqctl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut fields = l.split_whitespace();
-            (fields.next() == Some(queue)).then(|| fields.next().and_then(|n| n.parse().ok()))?
-        })
-        .collect()
-}
-
 /// Starts an upload that sends its headers and a little of the body, then
 /// stalls, holding one of the node's upload places while it lives.
 fn stalled_upload(node: &Node, token: &str) -> std::net::TcpStream {
@@ -283,12 +268,15 @@ async fn a_burst_gets_503s_not_unbounded_memory_and_the_backlog_drains() {
         workers: 1,
         ..fast()
     }
-    .with("VIDAUD_HTTP__MAX_UPLOADS_IN_PROGRESS", 2)
-    .with("VIDAUD_QUEUE__PREFETCH_EXTRA", 1);
+    .with("VIDAUD_MAILBOXES__HTTP", 2)
+    .with("VIDAUD_MAILBOXES__TRANSCODER", 1)
+    .with("VIDAUD_MAILBOXES__AUTH", 1)
+    // Slow enough hashing that logins overlap.
+    .with("VIDAUD_AUTH__BCRYPT_COST", 10);
     let node = Node::start(options).await;
     let (email, token) = node.new_user().await;
     assert_eq!(
-        broker_prefetch(&node.names.video_queue),
+        common::broker_prefetch(&node.names.video_queue),
         [2],
         "prefetch = 1 worker + 1"
     );
@@ -315,8 +303,26 @@ async fn a_burst_gets_503s_not_unbounded_memory_and_the_backlog_drains() {
         assert_eq!(response.status(), 503);
         assert!(response.headers().contains_key("retry-after"));
     }
+    let (_, status) = node.ctl(&["status"]);
+    assert_eq!(
+        status["mailboxes"]["http"],
+        serde_json::json!({ "depth": 2, "capacity": 2 }),
+        "{status}"
+    );
+    let metrics = node.metrics_text().await;
+    assert!(
+        metrics.contains("actor_mailbox_depth{actor=\"http\"} 2"),
+        "{metrics}"
+    );
     drop(held);
     tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Logins beyond the auth mailbox are pushed back the same way.
+    let logins = (0..12).map(|_| node.login(&email, "correct horse"));
+    let answers = futures::future::join_all(logins).await;
+    let busy = answers.iter().filter(|a| **a == Err(503)).count();
+    let served = answers.iter().filter(|a| a.is_ok()).count();
+    assert!(busy > 0 && busy + served == 12, "{answers:?}");
 
     // A backlog larger than the prefetch: the node holds at most 2.
     let dir = tempfile::tempdir().expect("tempdir");

@@ -101,6 +101,8 @@ async fn sighup_applies_the_pool_size_and_names_what_needs_a_restart() {
 
     let edited = original
         .replace("workers = 2", "workers = 3")
+        .replace("transcoder = 2", "transcoder = 3")
+        .replace("notifier = 4", "notifier = 2")
         .replace("bitrate_kbps = 192", "bitrate_kbps = 128");
     assert_ne!(edited, original);
     std::fs::write(&config, edited).expect("edit config");
@@ -119,8 +121,18 @@ async fn sighup_applies_the_pool_size_and_names_what_needs_a_restart() {
     }
     assert_eq!(
         node.ctl(&["status"]).1["queue"]["prefetch"],
-        5,
-        "prefetch follows"
+        6,
+        "prefetch follows the pool size and the transcoder mailbox"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while common::broker_prefetch(&node.names.mp3_queue) != [2] {
+        assert!(Instant::now() < deadline, "{}", node.log_tail());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, status) = node.ctl(&["status"]);
+    assert_eq!(
+        status["restarts"]["notifier"], 0,
+        "a planned swap, not a failure"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = std::fs::read_to_string(&node.log).expect("log");

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod health;
 pub mod http;
 pub mod job;
+pub mod mailbox;
 pub mod metrics;
 pub mod notifier;
 pub mod queue;

@@ -9,6 +9,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -44,6 +45,8 @@ pub struct Metrics {
     pub emails: Family<ResultLabels, Counter>,
     pub restarts: Family<ActorLabels, Counter>,
     pub uploads_refused: Counter,
+    mailbox_depth: Family<ActorLabels, Gauge>,
+    mailbox_capacity: Family<ActorLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -99,6 +102,18 @@ impl Metrics {
             "Uploads answered 503 because the node had its limit of uploads in progress",
             uploads_refused.clone(),
         );
+        let mailbox_depth = Family::<ActorLabels, Gauge>::default();
+        registry.register(
+            "actor_mailbox_depth",
+            "Work accepted by an actor and not finished (see ARCHITECTURE.md, backpressure)",
+            mailbox_depth.clone(),
+        );
+        let mailbox_capacity = Family::<ActorLabels, Gauge>::default();
+        registry.register(
+            "actor_mailbox_capacity",
+            "Capacity of an actor's mailbox; at capacity it pushes back",
+            mailbox_capacity.clone(),
+        );
         // Known results exist from the start, so rate() panels show 0, not
         // "no data", on a fresh node.
         for result in ["success", "error", "retry"] {
@@ -119,7 +134,18 @@ impl Metrics {
             emails,
             restarts,
             uploads_refused,
+            mailbox_depth,
+            mailbox_capacity,
         }
+    }
+
+    /// The depth and capacity gauges of one actor's mailbox.
+    pub fn mailbox_gauges(&self, actor: &'static str) -> (Gauge, Gauge) {
+        let labels = ActorLabels { actor };
+        (
+            self.mailbox_depth.get_or_create(&labels).clone(),
+            self.mailbox_capacity.get_or_create(&labels).clone(),
+        )
     }
 
     pub fn restarted(&self, actor: &'static str) {

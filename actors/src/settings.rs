@@ -17,6 +17,7 @@ pub struct Settings {
     pub transcoder: TranscoderSettings,
     pub notifier: NotifierSettings,
     pub admin: AdminSettings,
+    pub mailboxes: MailboxSettings,
     pub log: LogSettings,
 }
 
@@ -36,6 +37,34 @@ impl Default for AdminSettings {
     }
 }
 
+/// How much unfinished work each actor may hold (see `mailbox.rs`); all
+/// change live on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailboxSettings {
+    /// Uploads streaming at once; one more gets 503 with Retry-After before
+    /// its body is read. Bounds the memory uploads take.
+    pub http: usize,
+    /// Register/login requests being checked (bcrypt is slow on purpose);
+    /// one more gets 503 with Retry-After.
+    pub auth: usize,
+    /// Deliveries waiting for a free worker: `video` prefetch = workers + this.
+    pub transcoder: usize,
+    /// `mp3` deliveries being mailed at once (the `mp3` prefetch).
+    pub notifier: usize,
+}
+
+impl Default for MailboxSettings {
+    fn default() -> Self {
+        Self {
+            http: 16,
+            auth: 64,
+            transcoder: 2,
+            notifier: 4,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeSettings {
@@ -51,9 +80,6 @@ pub struct HttpSettings {
     pub public_url: String,
     /// Largest accepted upload, enforced while streaming.
     pub max_upload_bytes: u64,
-    /// Uploads streaming at once; one more gets 503 with Retry-After
-    /// before its body is read. Bounds the memory uploads can take.
-    pub max_uploads_in_progress: usize,
 }
 
 impl Default for HttpSettings {
@@ -62,7 +88,6 @@ impl Default for HttpSettings {
             listen: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
             max_upload_bytes: 2 * 1024 * 1024 * 1024,
-            max_uploads_in_progress: 16,
         }
     }
 }
@@ -124,9 +149,6 @@ pub struct QueueSettings {
     pub dead_letter_queue: String,
     /// AMQP heartbeat; a dead broker connection is noticed within two of these.
     pub heartbeat_secs: u16,
-    /// Deliveries taken from `video` beyond the pool size (basic.qos prefetch
-    /// = workers + this).
-    pub prefetch_extra: u16,
 }
 
 impl Default for QueueSettings {
@@ -137,7 +159,6 @@ impl Default for QueueSettings {
             mp3_queue: "mp3".into(),
             dead_letter_queue: "video.dead".into(),
             heartbeat_secs: 30,
-            prefetch_extra: 2,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU32;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use vidaud_actors::auth::{AuthActor, AuthArgs, AuthMsg, TokenKeys};
 use vidaud_actors::http::{AppState, HttpFront};
+use vidaud_actors::mailbox::Mailboxes;
 use vidaud_actors::metrics::Metrics;
 use vidaud_actors::notifier::{Mailer, Notifier, NotifierArgs};
 use vidaud_actors::queue::{BridgeArgs, BridgeMsg, Broker, QueueBridge};
@@ -63,6 +64,8 @@ pub struct NodeContext {
     pub node_id: String,
     pub keys: Arc<TokenKeys>,
     pub metrics: Arc<Metrics>,
+    /// Outlive the children: a restarted actor inherits its mailbox.
+    pub mailboxes: Mailboxes,
     pub store: Store,
     pub broker: Broker,
 }
@@ -77,7 +80,8 @@ pub struct Running {
 
 /// The bridge's prefetch for the pool size in force.
 pub fn prefetch(settings: &Settings) -> u16 {
-    (settings.transcoder.workers.max(1) as u16).saturating_add(settings.queue.prefetch_extra)
+    let prefetch = settings.transcoder.workers.max(1) + settings.mailboxes.transcoder.max(1);
+    u16::try_from(prefetch).unwrap_or(u16::MAX)
 }
 
 pub async fn start(
@@ -108,7 +112,7 @@ pub async fn start(
                 store: ctx.store.clone(),
                 mailer: Mailer::new(&s.notifier, &s.http.public_url)?,
                 metrics: ctx.metrics.clone(),
-                prefetch: 4,
+                mailbox: ctx.mailboxes.notifier.clone(),
                 node_id: ctx.node_id.clone(),
             };
             Actor::spawn_linked(name, Notifier, args, supervisor)
@@ -140,6 +144,7 @@ pub async fn start(
             let args = BridgeArgs {
                 broker: ctx.broker.clone(),
                 pool,
+                mailbox: ctx.mailboxes.transcoder.clone(),
                 prefetch: prefetch(s),
                 node_id: ctx.node_id.clone(),
                 draining: ctx.draining,
@@ -160,9 +165,7 @@ pub async fn start(
                 metrics: ctx.metrics.clone(),
                 settings: s.http.clone(),
                 bitrate_kbps: s.transcoder.bitrate_kbps,
-                uploads: Arc::new(tokio::sync::Semaphore::new(
-                    s.http.max_uploads_in_progress.max(1),
-                )),
+                mailboxes: ctx.mailboxes.clone(),
             };
             Actor::spawn_linked(name, HttpFront, state, supervisor)
                 .await?

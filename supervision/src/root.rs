@@ -11,8 +11,10 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, Supervisio
 use tracing::{error, info, warn};
 use vidaud_actors::Settings;
 use vidaud_actors::auth::TokenKeys;
+use vidaud_actors::mailbox::Mailboxes;
 use vidaud_actors::metrics::Metrics;
 use vidaud_actors::queue::Broker;
+use vidaud_actors::settings::MailboxSettings;
 use vidaud_actors::store::Store;
 
 use crate::children::{self, Child, NodeContext, Running};
@@ -50,6 +52,11 @@ pub enum RootMsg {
     Control {
         command: Command,
         reply: ractor::RpcReplyPort<serde_json::Value>,
+    },
+    /// New mailbox capacities (SIGHUP); answers when they are in force.
+    SetMailboxes {
+        capacities: MailboxSettings,
+        reply: ractor::RpcReplyPort<()>,
     },
 }
 
@@ -151,7 +158,9 @@ impl Actor for RootSupervisor {
             Broker::connect(&settings.queue, &args.node_id)
         })
         .await;
+        let mailboxes = Mailboxes::new(&settings.mailboxes, &args.metrics);
         let ctx = NodeContext {
+            mailboxes,
             settings,
             draining: false,
             node_id: args.node_id,
@@ -199,6 +208,10 @@ impl Actor for RootSupervisor {
             RootMsg::Control { command, reply } => {
                 let answer = self.control(command, state).await;
                 let _ = reply.send(answer);
+            }
+            RootMsg::SetMailboxes { capacities, reply } => {
+                self.set_mailboxes(&myself, capacities, state).await;
+                let _ = reply.send(());
             }
         }
         Ok(())
@@ -298,6 +311,18 @@ async fn ask<M: ractor::Message, T: Send + 'static>(
 
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The bridge's prefetch follows the pool size and the pool's mailbox.
+async fn follow_prefetch(state: &RootState) {
+    let prefetch = children::prefetch(&state.ctx.settings);
+    let set = ask(state.running.bridge.as_ref(), |reply| {
+        BridgeMsg::SetPrefetch(prefetch, reply)
+    })
+    .await;
+    if let Some(Err(e)) = set {
+        warn!("prefetch not changed: {e}");
+    }
+}
+
 fn failure(message: impl std::fmt::Display) -> serde_json::Value {
     serde_json::json!({ "ok": false, "error": message.to_string() })
 }
@@ -319,14 +344,7 @@ impl RootSupervisor {
                     return failure("the transcoder pool is not running; try again");
                 }
                 state.ctx.settings.transcoder.workers = workers;
-                let prefetch = children::prefetch(&state.ctx.settings);
-                let set = ask(state.running.bridge.as_ref(), |reply| {
-                    BridgeMsg::SetPrefetch(prefetch, reply)
-                })
-                .await;
-                if let Some(Err(e)) = set {
-                    warn!("prefetch not changed: {e}");
-                }
+                follow_prefetch(state).await;
             }
             Command::Drain => {
                 state.ctx.draining = true;
@@ -341,6 +359,29 @@ impl RootSupervisor {
             }
         }
         self.status(state).await
+    }
+
+    async fn set_mailboxes(
+        &self,
+        myself: &ActorRef<RootMsg>,
+        capacities: MailboxSettings,
+        state: &mut RootState,
+    ) {
+        let old = std::mem::replace(&mut state.ctx.settings.mailboxes, capacities);
+        let new = &state.ctx.settings.mailboxes;
+        state.ctx.mailboxes.set_capacities(new);
+        if new.transcoder != old.transcoder {
+            follow_prefetch(state).await;
+        }
+        if new.notifier != old.notifier {
+            // The mp3 prefetch is fixed per consumer: a new notifier takes
+            // over once the old one has finished the mails in hand.
+            if let Some(cell) = state.cells.remove(&Child::Notifier) {
+                state.stopping.insert(cell.get_id());
+                let _ = cell.stop_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await;
+            }
+            self.restart(myself, Child::Notifier, state).await;
+        }
     }
 
     async fn status(&self, state: &RootState) -> serde_json::Value {
@@ -364,6 +405,7 @@ impl RootSupervisor {
             "pool": pool,
             "unacked": pool.as_ref().map(|p| p.busy + p.waiting),
             "queue": queue,
+            "mailboxes": ctx.mailboxes.status(),
             "restarts": restarts,
             "dependencies": deps.to_json(),
         })

@@ -815,3 +815,24 @@ pub fn read_mails_to(to: &str) -> Vec<String> {
         .filter(|text| text.lines().any(|l| l.trim_end() == header))
         .collect()
 }
+
+/// The prefetch RabbitMQ holds for the consumers of `queue`.
+pub fn broker_prefetch(queue: &str) -> Vec<u32> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_consumers",
+            "-q",
+            "--no-table-headers",
+            "queue_name",
+            "prefetch_count",
+        ])
+        .output()
+        .expect("rabbitmqctl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            (fields.next() == Some(queue)).then(|| fields.next().and_then(|n| n.parse().ok()))?
+        })
+        .collect()
+}

@@ -2,7 +2,8 @@
 //!
 //! It owns the user store and the signing keys. Each request is served by its
 //! own task (bcrypt is slow on purpose), so the actor's mailbox only queues
-//! the hand-off, never the hashing. Token *verification* does not come here:
+//! the hand-off, never the hashing; each request carries a ticket of the
+//! `auth` mailbox until it is answered, which bounds the hashing in flight. Token *verification* does not come here:
 //! the HTTP front checks tokens in-process with the shared [`TokenKeys`].
 
 mod password;
@@ -17,6 +18,8 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::warn;
+
+use crate::mailbox::Ticket;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -42,11 +45,13 @@ pub enum AuthMsg {
     Register {
         email: String,
         password: String,
+        ticket: Ticket,
         reply: RpcReplyPort<Result<(), AuthError>>,
     },
     Login {
         email: String,
         password: String,
+        ticket: Ticket,
         reply: RpcReplyPort<Result<String, AuthError>>,
     },
     /// Whether MySQL answers.
@@ -113,22 +118,26 @@ impl Actor for AuthActor {
             AuthMsg::Register {
                 email,
                 password,
+                ticket,
                 reply,
             } => {
                 let cost = state.bcrypt_cost;
                 tokio::spawn(async move {
                     let _ = reply.send(register(&users, email, password, cost).await);
+                    drop(ticket);
                 });
             }
             AuthMsg::Login {
                 email,
                 password,
+                ticket,
                 reply,
             } => {
                 let keys = state.keys.clone();
                 let dummy = state.dummy_hash.clone();
                 tokio::spawn(async move {
                     let _ = reply.send(login(&users, &keys, &dummy, email, password).await);
+                    drop(ticket);
                 });
             }
         }

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span};
 
 use crate::auth::{AuthMsg, TokenKeys};
+use crate::mailbox::Mailboxes;
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
 use crate::queue::Broker;
 use crate::settings::HttpSettings;
@@ -40,8 +41,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub settings: HttpSettings,
     pub bitrate_kbps: u32,
-    /// One permit per upload in progress (`http.max_uploads_in_progress`).
-    pub uploads: Arc<tokio::sync::Semaphore>,
+    /// Uploads (`http`) and auth requests (`auth`) take a ticket first; a
+    /// full mailbox is a 503 with Retry-After.
+    pub mailboxes: Mailboxes,
 }
 
 pub fn router(state: AppState) -> Router {

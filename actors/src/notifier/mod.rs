@@ -21,10 +21,11 @@ use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, B
 use lapin::types::FieldTable;
 use mongodb::bson::oid::ObjectId;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::{info, warn};
 
 use crate::job::Mp3Message;
+use crate::mailbox::Mailbox;
 use crate::metrics::{Metrics, ResultLabels};
 use crate::queue::Broker;
 use crate::store::Store;
@@ -41,8 +42,16 @@ pub struct NotifierArgs {
     pub store: Store,
     pub mailer: Mailer,
     pub metrics: Arc<Metrics>,
-    pub prefetch: u16,
+    /// Its capacity is the `mp3` prefetch: mails in hand at once.
+    pub mailbox: Mailbox,
     pub node_id: String,
+}
+
+/// What every mail in hand needs.
+struct Work {
+    mailer: Mailer,
+    store: Store,
+    metrics: Arc<Metrics>,
 }
 
 pub struct NotifierState {
@@ -69,10 +78,11 @@ impl Actor for Notifier {
         myself: ActorRef<NotifierMsg>,
         args: NotifierArgs,
     ) -> Result<NotifierState, ActorProcessingErr> {
-        let channel = args.broker.consumer_channel(args.prefetch).await?;
+        let prefetch = u16::try_from(args.mailbox.capacity()).unwrap_or(u16::MAX);
+        let channel = args.broker.consumer_channel(prefetch).await?;
         let queue = args.broker.settings().mp3_queue.clone();
         let consumer_tag = format!("vidaud-notifier-{}", args.node_id);
-        let mut consumer = channel
+        let consumer = channel
             .basic_consume(
                 queue.as_str().into(),
                 consumer_tag.as_str().into(),
@@ -80,35 +90,21 @@ impl Actor for Notifier {
                 FieldTable::default(),
             )
             .await?;
-        info!(%queue, "notifier consuming");
+        info!(%queue, prefetch, "notifier consuming");
         let NotifierArgs {
             mailer,
             metrics,
             store,
+            mailbox,
             ..
         } = args;
+        let work = Arc::new(Work {
+            mailer,
+            store,
+            metrics,
+        });
         let consumer = tokio::spawn(async move {
-            let reason = loop {
-                let delivery = match consumer.next().await {
-                    Some(Ok(d)) => d,
-                    Some(Err(e)) => break e.to_string(),
-                    None => break "consumer cancelled".to_owned(),
-                };
-                let settled = match deliver(&delivery, &mailer, &store, &metrics).await {
-                    Outcome::Done => delivery.acker.ack(BasicAckOptions::default()).await,
-                    Outcome::RetryLater => {
-                        tokio::time::sleep(Duration::from_secs(5)).await;
-                        let requeue = BasicNackOptions {
-                            requeue: true,
-                            ..Default::default()
-                        };
-                        delivery.acker.nack(requeue).await
-                    }
-                };
-                if let Err(e) = settled {
-                    break e.to_string();
-                }
-            };
+            let reason = consume(consumer, work, mailbox).await;
             let _ = myself.cast(NotifierMsg::ConsumerEnded(reason));
         });
         Ok(NotifierState {
@@ -158,6 +154,52 @@ impl Actor for Notifier {
             .close(200, "vidaud notifier stopping".into())
             .await;
         Ok(())
+    }
+}
+
+/// Mails deliveries concurrently, each holding a ticket of the notifier's
+/// mailbox until it is settled. When the stream ends (cancelled, or the
+/// channel lost) the mails in hand are finished first. Returns why it ended.
+async fn consume(mut consumer: lapin::Consumer, work: Arc<Work>, mailbox: Mailbox) -> String {
+    let mut in_hand = JoinSet::new();
+    let reason = loop {
+        tokio::select! {
+            next = consumer.next() => {
+                let delivery = match next {
+                    Some(Ok(delivery)) => delivery,
+                    Some(Err(e)) => break e.to_string(),
+                    None => break "consumer cancelled".to_owned(),
+                };
+                let (work, ticket) = (work.clone(), mailbox.take());
+                in_hand.spawn(async move {
+                    let settled = settle(delivery, &work).await;
+                    drop(ticket);
+                    settled
+                });
+            }
+            Some(done) = in_hand.join_next(), if !in_hand.is_empty() => {
+                if let Ok(Err(e)) = done {
+                    break e.to_string();
+                }
+            }
+        }
+    };
+    while in_hand.join_next().await.is_some() {}
+    reason
+}
+
+/// Mails one delivery and acks it, or hands it back after a pause.
+async fn settle(delivery: Delivery, work: &Work) -> Result<bool, lapin::Error> {
+    match deliver(&delivery, &work.mailer, &work.store, &work.metrics).await {
+        Outcome::Done => delivery.acker.ack(BasicAckOptions::default()).await,
+        Outcome::RetryLater => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let requeue = BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            };
+            delivery.acker.nack(requeue).await
+        }
     }
 }
 

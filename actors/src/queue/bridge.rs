@@ -1,8 +1,8 @@
 //! The queue bridge actor: consumes `video` and feeds the transcoder pool.
 //!
-//! Backpressure is RabbitMQ's: the consumer's prefetch (pool size +
-//! `prefetch_extra`) caps the deliveries this node holds, and the rest stay
-//! durable on the broker where another node can take them. A message that
+//! Backpressure is RabbitMQ's: the consumer's prefetch (pool size + the
+//! `transcoder` mailbox capacity) caps the deliveries this node holds, and
+//! the rest stay durable on the broker where another node can take them. A message that
 //! is not a job (bad JSON) goes to the dead-letter queue instead of looping.
 //!
 //! Draining cancels the consumer but keeps the channel: deliveries in hand
@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use super::broker::{Broker, JobDelivery};
 use crate::job::VideoMessage;
+use crate::mailbox::Mailbox;
 use crate::transcoder::PoolMsg;
 
 pub enum BridgeMsg {
@@ -49,6 +50,8 @@ pub struct BridgeStatus {
 pub struct BridgeArgs {
     pub broker: Broker,
     pub pool: ActorRef<PoolMsg>,
+    /// The pool's mailbox: each delivery waits there with a ticket.
+    pub mailbox: Mailbox,
     pub prefetch: u16,
     pub node_id: String,
     /// Start without consuming (the node was drained before a restart).
@@ -93,8 +96,9 @@ impl BridgeState {
             )
             .await?;
         info!(%queue, prefetch = self.args.prefetch, "consuming");
-        let (pool, broker, myself) = (
+        let (pool, mailbox, broker, myself) = (
             self.args.pool.clone(),
+            self.args.mailbox.clone(),
             self.args.broker.clone(),
             myself.clone(),
         );
@@ -105,7 +109,7 @@ impl BridgeState {
                     Some(Err(e)) => break e.to_string(),
                     None => break "consumer cancelled".to_owned(),
                 };
-                if let Err(reason) = route(delivery, &broker, &pool).await {
+                if let Err(reason) = route(delivery, &broker, &pool, &mailbox).await {
                     break reason;
                 }
             };
@@ -141,6 +145,7 @@ async fn route(
     delivery: Delivery,
     broker: &Broker,
     pool: &ActorRef<PoolMsg>,
+    mailbox: &Mailbox,
 ) -> Result<(), String> {
     let Ok(message) = serde_json::from_slice::<VideoMessage>(&delivery.data) else {
         warn!("a `video` message is not a vidaud job; dead-lettering it");
@@ -164,7 +169,10 @@ async fn route(
         redelivered: delivery.redelivered,
         acker: delivery.acker,
     };
-    pool.cast(PoolMsg::Job(job))
+    // Never refused: the prefetch already bounds what can arrive, and a
+    // delivery in hand must reach a worker or go back to the broker.
+    let ticket = mailbox.take();
+    pool.cast(PoolMsg::Job(job, ticket))
         .map_err(|_| "the transcoder pool is gone".to_owned())
 }
 

@@ -17,11 +17,13 @@ use tracing::{error, info, warn};
 
 use super::attempt::WorkerContext;
 use super::worker::{Worker, WorkerMsg};
+use crate::mailbox::Ticket;
 use crate::queue::JobDelivery;
 
 pub enum PoolMsg {
-    /// A delivery from the queue bridge.
-    Job(JobDelivery),
+    /// A delivery from the queue bridge, with its place in the pool's
+    /// mailbox (given back when a worker takes it).
+    Job(JobDelivery, Ticket),
     /// A worker finished its job (acked or handed back).
     Idle {
         worker: ActorId,
@@ -64,7 +66,7 @@ struct Slot {
 
 pub struct PoolState {
     slots: Vec<Slot>,
-    waiting: VecDeque<JobDelivery>,
+    waiting: VecDeque<(JobDelivery, Ticket)>,
     context: Arc<WorkerContext>,
     worker_restarts: u64,
 }
@@ -104,7 +106,7 @@ impl TranscoderPool {
             .iter_mut()
             .find(|s| s.busy.is_none() && !s.retiring)
         {
-            let Some(delivery) = state.waiting.pop_front() else {
+            let Some((delivery, _ticket)) = state.waiting.pop_front() else {
                 return;
             };
             slot.busy = Some((delivery.message.job_id.clone(), delivery.acker.clone()));
@@ -192,7 +194,7 @@ impl Actor for TranscoderPool {
         state: &mut PoolState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            PoolMsg::Job(delivery) => state.waiting.push_back(delivery),
+            PoolMsg::Job(delivery, ticket) => state.waiting.push_back((delivery, ticket)),
             PoolMsg::Idle { worker } => {
                 if let Some(index) = state.position(worker) {
                     state.slots[index].busy = None;
@@ -269,7 +271,7 @@ impl Actor for TranscoderPool {
         state: &mut PoolState,
     ) -> Result<(), ActorProcessingErr> {
         // Deliveries not yet started go back to the broker now, for any node.
-        for delivery in state.waiting.drain(..) {
+        for (delivery, _ticket) in state.waiting.drain(..) {
             let _ = delivery.requeue().await;
         }
         // A worker stops after the job in hand: conversions in progress get

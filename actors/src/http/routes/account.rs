@@ -12,6 +12,7 @@ use crate::auth::{AuthError, AuthMsg, Claims};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{BasicCredentials, Caller};
+use crate::mailbox::Ticket;
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -35,12 +36,14 @@ pub async fn register(
         )
     })?;
     let email = form.email.trim().to_owned();
+    let ticket = auth_ticket(&app)?;
     let result = app
         .auth
         .call(
             |reply| AuthMsg::Register {
                 email: email.clone(),
                 password: form.password,
+                ticket,
                 reply,
             },
             Some(AUTH_TIMEOUT),
@@ -57,12 +60,14 @@ pub async fn login(
     State(app): State<AppState>,
     credentials: BasicCredentials,
 ) -> Result<String, ApiError> {
+    let ticket = auth_ticket(&app)?;
     let result = app
         .auth
         .call(
             |reply| AuthMsg::Login {
                 email: credentials.username,
                 password: credentials.password,
+                ticket,
                 reply,
             },
             Some(AUTH_TIMEOUT),
@@ -73,6 +78,17 @@ pub async fn login(
 
 pub async fn validate(caller: Caller) -> Json<Claims> {
     Json(caller.0)
+}
+
+/// A place in the auth actor's mailbox; the actor keeps it until it has
+/// answered, so the bound holds even when the client goes away.
+fn auth_ticket(app: &AppState) -> Result<Ticket, ApiError> {
+    app.mailboxes.auth.try_take().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many logins and registrations in progress; try again shortly",
+        )
+    })
 }
 
 fn unwrap_call<T>(

@@ -55,13 +55,13 @@ async fn accept(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     // Backpressure before a byte of the body is read: a node at its limit
     // of uploads in progress says so, and the client retries.
-    let Ok(_permit) = app.uploads.clone().try_acquire_owned() else {
+    let _ticket = app.mailboxes.http.try_take().map_err(|_| {
         app.metrics.uploads_refused.inc();
-        return Err(ApiError::new(
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "this node has its limit of uploads in progress; try again shortly",
-        ));
-    };
+        )
+    })?;
     let limit = app.settings.max_upload_bytes;
     let content_type = headers
         .get(header::CONTENT_TYPE)
