@@ -68,12 +68,53 @@ pub struct ServeArgs {
 pub struct ConvertArgs {
     /// Input video or audio file.
     pub input: PathBuf,
-    /// Output MP3 file (written atomically: it appears only when complete).
+    /// Output file (written atomically: it appears only when complete).
     pub output: PathBuf,
-    /// MP3 bitrate in kb/s (constant bitrate).
-    #[arg(long, default_value_t = 192)]
-    pub bitrate: u32,
-    /// ID3 title; defaults to the input's file name without extension.
+    /// mp3, opus, aac (M4A) or flac; by default from OUTPUT's extension, else mp3.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Bitrate in kb/s: constant for MP3 (default 192), target for Opus/AAC.
+    #[arg(long)]
+    pub bitrate: Option<String>,
+    /// MP3 variable bitrate quality, 0 (best) to 9, instead of a bitrate.
+    #[arg(long)]
+    pub quality: Option<String>,
+    /// Output sample rate in Hz (default: the input's, as the format allows).
+    #[arg(long)]
+    pub sample_rate: Option<String>,
+    /// 1/mono or 2/stereo (default: the input's, at most stereo for MP3/AAC/Opus).
+    #[arg(long)]
+    pub channels: Option<String>,
+    /// Trim: start at this position (seconds or [hh:]mm:ss[.fff]).
+    #[arg(long, allow_hyphen_values = true)]
+    pub start: Option<String>,
+    /// Trim: keep this much (seconds or [hh:]mm:ss[.fff]).
+    #[arg(long, allow_hyphen_values = true)]
+    pub duration: Option<String>,
+    /// Title tag; defaults to the input's file name without extension.
     #[arg(long)]
     pub title: Option<String>,
+    /// Which audio track to convert, 0 = the first.
+    #[arg(long)]
+    pub audio_track: Option<String>,
+}
+
+impl ConvertArgs {
+    /// The options as `name = value` pairs, for the shared parser.
+    pub fn option_pairs(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("format", &self.format),
+            ("bitrate", &self.bitrate),
+            ("quality", &self.quality),
+            ("sample_rate", &self.sample_rate),
+            ("channels", &self.channels),
+            ("start", &self.start),
+            ("duration", &self.duration),
+            ("title", &self.title),
+            ("audio_track", &self.audio_track),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))
+        .collect()
+    }
 }

@@ -9,7 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use vidaud_actors::Settings;
 use vidaud_actors::auth::MIN_SECRET_LEN;
-use vidaud_actors::transcoder::EncodeOptions;
+use vidaud_actors::output::OutputOptions;
 
 pub fn load(path: &Path) -> anyhow::Result<Settings> {
     let mut figment = Figment::from(Serialized::defaults(Settings::default()));
@@ -56,13 +56,13 @@ fn read_secret_file(value: &mut String, file: &str) -> anyhow::Result<()> {
 /// Settings that would make every job or request fail are refused at
 /// start-up, with the setting named.
 pub fn check(settings: &Settings) -> anyhow::Result<()> {
-    let encode = EncodeOptions {
-        bitrate_kbps: settings.transcoder.bitrate_kbps,
-        title: None,
+    let default_output = OutputOptions {
+        bitrate_kbps: Some(settings.transcoder.bitrate_kbps),
+        ..OutputOptions::default()
     };
-    encode
+    default_output
         .validate()
-        .map_err(|e| anyhow::anyhow!("transcoder.bitrate_kbps: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("transcoder.bitrate_kbps: {}", e.message))?;
     if settings.transcoder.workers == 0 {
         bail!("transcoder.workers must be at least 1");
     }

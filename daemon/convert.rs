@@ -1,34 +1,37 @@
-//! `vidaud convert IN OUT`: the node's transcoder on local files.
+//! `vidaud convert IN OUT`: the node's transcoder on local files, with the
+//! same output options as an upload.
 //!
-//! Exit codes: 0 done, 1 internal error, 2 bad usage, 3 input unreadable or
-//! not media, 4 no audio track, 5 audio present but not decodable.
+//! Exit codes: 0 done, 1 internal error, 2 bad usage (a refused option),
+//! 3 input unreadable or not media, 4 no audio track, 5 audio present but
+//! not decodable. Progress is a bar on a terminal, plain lines otherwise.
 
-use std::io::Write;
+use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use vidaud_actors::transcoder::{Control, EncodeOptions, TranscodeError, transcode};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use vidaud_actors::output::{Format, OutputOptions};
+use vidaud_actors::transcoder::{Control, Progress, TranscodeError, transcode};
 
 use crate::cli::ConvertArgs;
 
+/// The MP3 bitrate when none is chosen (the service's default too).
+const DEFAULT_MP3_KBPS: u32 = 192;
+
 pub fn run(args: ConvertArgs) -> ExitCode {
-    let options = EncodeOptions {
-        bitrate_kbps: args.bitrate,
-        title: args.title.clone().or_else(|| {
-            args.input
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-        }),
+    let options = match options(&args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("vidaud convert: {e}");
+            return ExitCode::from(2);
+        }
     };
-    if let Err(e) = options.validate() {
-        eprintln!("vidaud convert: {e}");
-        return ExitCode::from(2);
-    }
     let dir = args
         .output
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
+        .unwrap_or(Path::new("."));
     let partial = match tempfile::NamedTempFile::new_in(dir) {
         Ok(f) => f,
         Err(e) => {
@@ -36,23 +39,16 @@ pub fn run(args: ConvertArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mut writer = match partial.reopen() {
-        Ok(f) => std::io::BufWriter::with_capacity(256 * 1024, f),
-        Err(e) => {
-            eprintln!("vidaud convert: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let started = Instant::now();
-    let output =
-        Box::new(move |bytes: &[u8]| writer.write_all(bytes).and_then(|_| writer.flush()).is_ok());
+    let mut report = Reporter::new();
     let result = transcode(
         &args.input,
         &options,
-        output,
+        partial.path(),
         &Control::default(),
-        &mut |_| {},
+        &mut |p| report.update(p),
     );
+    report.finish();
     match result {
         Ok(summary) => {
             if let Err(e) = partial.persist(&args.output) {
@@ -64,9 +60,10 @@ pub fn run(args: ConvertArgs) -> ExitCode {
             }
             let secs = summary.duration.map(|d| d.as_secs_f64()).unwrap_or(0.0);
             eprintln!(
-                "{}: {:.1} s of audio, {} bytes, in {:.2} s",
+                "{}: {:.2} s of {} audio, {} bytes, in {:.2} s",
                 args.output.display(),
                 secs,
+                options.format.name(),
                 summary.bytes,
                 started.elapsed().as_secs_f64()
             );
@@ -74,16 +71,90 @@ pub fn run(args: ConvertArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("vidaud convert: {}: {e}", args.input.display());
-            ExitCode::from(match e {
-                TranscodeError::Input(_) | TranscodeError::NotMedia => 3,
-                TranscodeError::NoAudio => 4,
-                TranscodeError::Unsupported(_) | TranscodeError::Decode(_) => 5,
-                TranscodeError::OutputClosed
-                | TranscodeError::Internal(_)
-                | TranscodeError::Stalled(_)
-                | TranscodeError::TimedOut(_)
-                | TranscodeError::Cancelled => 1,
-            })
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &TranscodeError) -> u8 {
+    match e {
+        TranscodeError::Input(_) | TranscodeError::NotMedia | TranscodeError::TooLong(..) => 3,
+        TranscodeError::NoAudio | TranscodeError::NoSuchTrack { .. } => 4,
+        TranscodeError::Unsupported(_) | TranscodeError::Decode(_) => 5,
+        TranscodeError::EmptyTrim => 2,
+        TranscodeError::Output(_)
+        | TranscodeError::Internal(_)
+        | TranscodeError::Stalled(_)
+        | TranscodeError::TimedOut(_)
+        | TranscodeError::Cancelled => 1,
+    }
+}
+
+/// The flags as output options; the format defaults from OUT's extension.
+fn options(args: &ConvertArgs) -> Result<OutputOptions, String> {
+    let mut pairs = args.option_pairs();
+    let extension = args
+        .output
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    if args.format.is_none()
+        && let Some(format) = extension.as_deref().and_then(|e| e.parse::<Format>().ok())
+    {
+        pairs.push(("format", format.name()));
+    }
+    let mut options = OutputOptions::from_pairs(pairs)
+        .map_err(|e| format!("--{}: {}", e.field.replace('_', "-"), e.message))?;
+    options = options.with_defaults(DEFAULT_MP3_KBPS);
+    options.title = Some(options.title_for(&args.input.to_string_lossy()));
+    Ok(options)
+}
+
+/// A progress bar on a terminal; a line per 10 % otherwise.
+struct Reporter {
+    bar: Option<ProgressBar>,
+    last_tenth: Option<u64>,
+}
+
+impl Reporter {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {percent:>3}% {msg} (eta {eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Self {
+            bar,
+            last_tenth: None,
+        }
+    }
+
+    fn update(&mut self, progress: Progress) {
+        let Some(percent) = progress.percent() else {
+            return;
+        };
+        let position = progress.position.as_secs_f64();
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position((percent * 10.0) as u64);
+                bar.set_message(format!("{position:.0} s"));
+            }
+            None => {
+                let tenth = (percent / 10.0) as u64;
+                if self.last_tenth != Some(tenth) {
+                    self.last_tenth = Some(tenth);
+                    eprintln!("progress {:>3}% ({position:.0} s)", tenth * 10);
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }

@@ -226,7 +226,7 @@ async fn malformed_uploads_get_clear_errors() {
         .expect("upload");
     assert_eq!(r.status(), 415);
 
-    let form = reqwest::multipart::Form::new().text("other", "x");
+    let form = reqwest::multipart::Form::new().text("format", "mp3");
     let r = post().multipart(form).send().await.expect("upload");
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap_or_default().contains("`file`"));

@@ -10,6 +10,8 @@
 use mongodb::bson::{DateTime, oid::ObjectId};
 use serde::{Deserialize, Serialize};
 
+use crate::output::OutputOptions;
+
 /// Where a job is in its life. Transitions only go forward:
 /// `queued → converting → done | failed`, and `converting → queued` when an
 /// attempt is handed back for a retry.
@@ -51,7 +53,13 @@ pub struct JobRecord {
     pub error: Option<String>,
     #[serde(default)]
     pub attempts: u32,
-    pub bitrate_kbps: u32,
+    /// What the audio is to be (resolved: a lossy format has its bitrate).
+    /// Records from before options existed read as the MP3 default.
+    #[serde(default)]
+    pub output: OutputOptions,
+    /// Percent of the input converted by the current attempt.
+    #[serde(default)]
+    pub progress: Option<f64>,
     #[serde(default)]
     pub node: Option<String>,
     /// Set once the final-state `mp3` message is confirmed by the broker; a
@@ -70,7 +78,7 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    pub fn new(owner: &str, filename: &str, video_fid: ObjectId, bitrate_kbps: u32) -> Self {
+    pub fn new(owner: &str, filename: &str, video_fid: ObjectId, output: OutputOptions) -> Self {
         let now = DateTime::now();
         Self {
             id: ObjectId::new(),
@@ -81,7 +89,8 @@ impl JobRecord {
             state: JobState::Queued,
             error: None,
             attempts: 0,
-            bitrate_kbps,
+            output,
+            progress: None,
             node: None,
             notified: false,
             mailed: false,
@@ -144,7 +153,12 @@ mod tests {
 
     #[test]
     fn video_message_keeps_reference_field_names() {
-        let job = JobRecord::new("a@example.com", "clip.mp4", ObjectId::new(), 192);
+        let job = JobRecord::new(
+            "a@example.com",
+            "clip.mp4",
+            ObjectId::new(),
+            OutputOptions::default(),
+        );
         let json: serde_json::Value = serde_json::to_value(job.video_message()).unwrap();
         for field in ["job_id", "video_fid", "mp3_fid", "username"] {
             assert!(json.get(field).is_some_and(|v| v.is_string()), "{field}");
@@ -163,7 +177,12 @@ mod tests {
 
     #[test]
     fn mp3_message_round_trips_and_omits_empty_error() {
-        let mut job = JobRecord::new("u@example.com", "a.mkv", ObjectId::new(), 192);
+        let mut job = JobRecord::new(
+            "u@example.com",
+            "a.mkv",
+            ObjectId::new(),
+            OutputOptions::default(),
+        );
         job.state = JobState::Done;
         let text = serde_json::to_string(&Mp3Message::for_job(&job)).unwrap();
         assert!(!text.contains("error"));

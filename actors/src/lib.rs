@@ -15,6 +15,7 @@ pub mod job;
 pub mod mailbox;
 pub mod metrics;
 pub mod notifier;
+pub mod output;
 pub mod queue;
 pub mod settings;
 pub mod store;

@@ -168,7 +168,7 @@ impl Default for QueueSettings {
 pub struct TranscoderSettings {
     /// Concurrent conversions on this node.
     pub workers: usize,
-    /// MP3 bitrate (CBR, kb/s).
+    /// MP3 bitrate (CBR, kb/s) when an upload names no bitrate or quality.
     pub bitrate_kbps: u32,
     /// Attempts before a job that keeps failing transiently is given up.
     pub max_attempts: u32,
@@ -178,8 +178,8 @@ pub struct TranscoderSettings {
     /// On shutdown, how long conversions in progress may take to finish
     /// before they are abandoned (their deliveries then return to the queue).
     pub shutdown_grace_secs: u64,
-    /// A converting attempt owns its job for this long and renews it every
-    /// third of it; a job whose lease ran out is taken over by a redelivery.
+    /// A converting attempt owns its job for this long and renews it twice a
+    /// second; a job whose lease ran out is taken over by a redelivery.
     pub lease_secs: u64,
     /// A conversion whose position does not move for this long is stopped
     /// and counts as a failed attempt.
@@ -187,6 +187,8 @@ pub struct TranscoderSettings {
     /// Longest a conversion may run; then the job fails. Keep it below
     /// RabbitMQ's consumer_timeout (30 min by default).
     pub max_job_secs: u64,
+    /// Inputs longer than this (audio duration) fail at once with the reason.
+    pub max_input_secs: u64,
     /// Failure injection for tests: the next N jobs make their worker panic
     /// mid-conversion. 0 (off) in any real deployment.
     pub inject_panics: u32,
@@ -203,6 +205,7 @@ impl Default for TranscoderSettings {
             lease_secs: 30,
             stall_secs: 60,
             max_job_secs: 25 * 60,
+            max_input_secs: 6 * 3600,
             inject_panics: 0,
         }
     }

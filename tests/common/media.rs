@@ -21,21 +21,161 @@ pub fn named_copy(kind: &str, name: &str, dir: &Path) -> PathBuf {
 /// The containers and codecs the core pipeline must handle.
 pub const CONTAINERS: [&str; 5] = ["mp4", "mkv", "webm", "mov", "avi"];
 
+/// Every input kind the transcoder promises, with the audio it holds:
+/// (kind, sample rate, channels). See [`clip`] for how each is made.
+pub const INPUTS: [(&str, u32, u32); 17] = [
+    ("mp4", 44100, 1),
+    ("mkv", 48000, 1),
+    ("webm", 44100, 1),
+    ("mov", 44100, 1),
+    ("avi", 44100, 1),
+    ("flv", 44100, 1),
+    ("ts", 48000, 1),
+    ("fmp4", 44100, 1),
+    ("3gp", 8000, 1),
+    ("tracks", 48000, 2),
+    ("surround", 48000, 6),
+    ("wav", 44100, 2),
+    ("flac", 96000, 2),
+    ("m4a", 22050, 1),
+    ("mp3", 48000, 2),
+    ("ogg", 32000, 2),
+    ("tone", 44100, 1),
+];
+
+/// ffmpeg input arguments for a sine of `freq` Hz at `rate`.
+fn sine(freq: u32, rate: u32) -> Vec<String> {
+    ["-f", "lavfi", "-i"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("sine=frequency={freq}:sample_rate={rate}")])
+        .collect()
+}
+
+/// The ffmpeg arguments (inputs, maps, codecs) of the kinds made from a
+/// recipe, or `None`.
+fn recipe(kind: &str) -> Option<Vec<String>> {
+    let video = |size: &str| -> Vec<String> {
+        ["-f", "lavfi", "-i"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!("testsrc=size={size}:rate=25")])
+            .collect()
+    };
+    let words = |w: &[&str]| -> Vec<String> { w.iter().map(|s| s.to_string()).collect() };
+    let h264 = words(&[
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+    ]);
+    let mut args = Vec::new();
+    match kind {
+        "flv" => {
+            args.extend(video("160x120"));
+            args.extend(sine(440, 44100));
+            args.extend(words(&[
+                "-c:v",
+                "flv",
+                "-c:a",
+                "libmp3lame",
+                "-ar",
+                "44100",
+            ]));
+        }
+        "ts" => {
+            args.extend(video("160x120"));
+            args.extend(sine(440, 48000));
+            args.extend(h264);
+            args.extend(words(&["-c:a", "mp2", "-f", "mpegts"]));
+        }
+        "fmp4" => {
+            args.extend(video("160x120"));
+            args.extend(sine(440, 44100));
+            args.extend(h264);
+            args.extend(words(&[
+                "-c:a",
+                "aac",
+                "-movflags",
+                "frag_keyframe+empty_moov",
+            ]));
+        }
+        "tracks" => {
+            // Two stereo audio tracks: 440 Hz first, 1000 Hz second.
+            args.extend(video("160x120"));
+            args.extend(sine(440, 48000));
+            args.extend(sine(1000, 48000));
+            args.extend(words(&[
+                "-map", "0:v", "-map", "1:a", "-map", "2:a", "-ac", "2",
+            ]));
+            args.extend(words(&[
+                "-c:v",
+                "libvpx",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+            ]));
+            args.extend(words(&["-c:a", "libopus", "-f", "matroska"]));
+        }
+        _ => {
+            let (_, freq, rate, output) = AUDIO_ONLY.iter().find(|(k, ..)| *k == kind)?;
+            args.extend(sine(*freq, *rate));
+            args.extend(words(output));
+        }
+    }
+    Some(args)
+}
+
+/// Audio-only kinds: (kind, tone in Hz, sample rate, ffmpeg output arguments).
+type AudioOnly = (&'static str, u32, u32, &'static [&'static str]);
+const AUDIO_ONLY: [AudioOnly; 7] = [
+    (
+        "surround",
+        440,
+        48000,
+        &[
+            "-af",
+            "pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0",
+            "-c:a",
+            "ac3",
+            "-f",
+            "matroska",
+        ],
+    ),
+    ("wav", 440, 44100, &["-ac", "2", "-c:a", "pcm_s16le"]),
+    ("flac", 440, 96000, &["-ac", "2", "-c:a", "flac"]),
+    ("m4a", 440, 22050, &["-c:a", "aac", "-f", "ipod"]),
+    ("mp3", 440, 48000, &["-ac", "2", "-c:a", "libmp3lame"]),
+    ("ogg", 440, 32000, &["-ac", "2", "-c:a", "libvorbis"]),
+    // A pure 1 kHz tone, for pitch checks.
+    ("tone", 1000, 44100, &["-c:a", "pcm_s16le", "-f", "wav"]),
+];
+
+/// The file extension of `kind`'s clip.
+fn extension(kind: &str) -> &str {
+    match kind {
+        "noaudio" | "random" | "truncated" | "long" | "fmp4" => "mp4",
+        "tracks" | "surround" => "mkv",
+        "tone" => "wav",
+        other => other,
+    }
+}
+
 fn dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media");
     std::fs::create_dir_all(&dir).expect("media dir");
     dir
 }
 
-/// `kind`: one of [`CONTAINERS`], `noaudio` (H.264 video only), `random`
+/// `kind`: one of [`CONTAINERS`] or [`INPUTS`], `noaudio` (H.264 video only), `random`
 /// (bytes that are not media), `truncated` (the first half of an MP4), or
 /// `long` ([`LONG_SECONDS`] of stereo audio with a tiny video, slow enough
 /// to convert that faults land mid-conversion).
 pub fn clip(kind: &str) -> PathBuf {
-    let ext = match kind {
-        "noaudio" | "random" | "truncated" | "long" => "mp4",
-        other => other,
-    };
+    let ext = extension(kind);
     let path = dir().join(format!("{kind}.{ext}"));
     if path.exists() {
         return path;
@@ -43,7 +183,36 @@ pub fn clip(kind: &str) -> PathBuf {
     // Tests of one binary may make the same clip at once: each writes its
     // own partial file, and whichever renames last wins (same content).
     let partial = dir().join(format!("{kind}.{}.partial.{ext}", super::unique("m")));
-    if kind == "truncated" {
+    if let Some(args) = recipe(kind) {
+        let duration = CLIP_SECONDS.to_string();
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-y"])
+            .args(&args)
+            .args(["-t", &duration])
+            .arg(&partial)
+            .status()
+            .expect("ffmpeg (install it: scripts/test does)");
+        assert!(status.success(), "ffmpeg could not make {kind}");
+    } else if kind == "3gp" {
+        // ffmpeg has no AMR encoder here; GStreamer's comes with the plugins.
+        let buffers = (CLIP_SECONDS * 8000.0 / 160.0) as u32;
+        let status = Command::new("gst-launch-1.0")
+            .args(["-q", "audiotestsrc", &format!("num-buffers={buffers}")])
+            .args(["samplesperbuffer=160", "freq=440", "!"])
+            .args([
+                "audio/x-raw,rate=8000,channels=1",
+                "!",
+                "amrnbenc",
+                "!",
+                "3gppmux",
+                "!",
+            ])
+            .arg("filesink")
+            .arg(format!("location={}", partial.display()))
+            .status()
+            .expect("gst-launch-1.0 (scripts/test installs gstreamer1.0-tools)");
+        assert!(status.success(), "gst-launch could not make the 3GP clip");
+    } else if kind == "truncated" {
         let whole = std::fs::read(clip("mp4")).expect("mp4 clip");
         std::fs::write(&partial, &whole[..whole.len() / 2]).expect("truncated clip");
     } else if kind == "long" {
@@ -149,6 +318,10 @@ pub struct Probe {
     pub codec: String,
     pub duration: f64,
     pub title: Option<String>,
+    pub sample_rate: u32,
+    pub channels: u32,
+    /// Bits per second, as ffprobe reports it for the stream (0 if none).
+    pub bit_rate: u64,
 }
 
 pub fn probe(path: &Path) -> Probe {
@@ -183,7 +356,21 @@ pub fn probe(path: &Path) -> Probe {
             .to_owned(),
         codec: audio["codec_name"].as_str().unwrap_or("").to_owned(),
         duration,
-        title: json["format"]["tags"]["title"].as_str().map(str::to_owned),
+        title: json["format"]["tags"]["title"]
+            .as_str()
+            .or_else(|| json["format"]["tags"]["TITLE"].as_str())
+            .or_else(|| audio["tags"]["title"].as_str())
+            .or_else(|| audio["tags"]["TITLE"].as_str())
+            .map(str::to_owned),
+        sample_rate: audio["sample_rate"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
+        channels: audio["channels"].as_u64().unwrap_or(0) as u32,
+        bit_rate: audio["bit_rate"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
     }
 }
 
@@ -201,4 +388,48 @@ pub fn assert_decodes(path: &Path) {
         path.display(),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The audio of `path` decoded by ffmpeg to mono 16-bit samples at `rate`.
+fn decode_mono(path: &Path, rate: u32) -> Vec<i16> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args([
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            &rate.to_string(),
+            "-f",
+            "s16le",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg could not decode {}",
+        path.display()
+    );
+    out.stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// Seconds of audio in `path`, counted in samples an independent decoder
+/// (ffmpeg) produces: exact where container durations are estimates.
+pub fn decoded_seconds(path: &Path) -> f64 {
+    decode_mono(path, 48000).len() as f64 / 48000.0
+}
+
+/// The frequency of a pure tone, from its zero crossings.
+pub fn dominant_frequency(path: &Path) -> f64 {
+    let rate = 44100;
+    let samples = decode_mono(path, rate);
+    // Skip the edges, where encoders fade in and out.
+    let body = &samples[samples.len() / 10..samples.len() * 9 / 10];
+    let crossings = body.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+    crossings as f64 / 2.0 / (body.len() as f64 / rate as f64)
 }

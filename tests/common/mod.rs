@@ -387,18 +387,43 @@ impl Node {
     /// Uploads `path` as multipart field `file`; returns status and JSON body
     /// (status 0 when the request itself failed).
     pub async fn upload(&self, token: &str, path: &Path) -> (u16, Value) {
+        self.upload_with(token, path, "", &[], &[]).await
+    }
+
+    /// Uploads `path` with output options: `query` (without `?`), and text
+    /// fields sent before and after the file part.
+    pub async fn upload_with(
+        &self,
+        token: &str,
+        path: &Path,
+        query: &str,
+        before: &[(&str, &str)],
+        after: &[(&str, &str)],
+    ) -> (u16, Value) {
         let bytes = std::fs::read(path).expect("test media");
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let form = reqwest::multipart::Form::new().part(
+        let mut form = reqwest::multipart::Form::new();
+        for (field, value) in before {
+            form = form.text(field.to_string(), value.to_string());
+        }
+        form = form.part(
             "file",
             reqwest::multipart::Part::bytes(bytes).file_name(name),
         );
+        for (field, value) in after {
+            form = form.text(field.to_string(), value.to_string());
+        }
+        let url = if query.is_empty() {
+            self.url("/upload")
+        } else {
+            self.url(&format!("/upload?{query}"))
+        };
         let sent = self
             .http
-            .post(self.url("/upload"))
+            .post(url)
             .bearer_auth(token)
             .multipart(form)
             .send()

@@ -1,5 +1,6 @@
 //! The one error type handlers return: a status and a message a user can
-//! act on, sent as JSON `{"error": "...", "status": N}`.
+//! act on, sent as JSON `{"error": "...", "status": N}` (plus `"field"` when
+//! one request field is at fault).
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -7,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::warn;
 
 use crate::auth::AuthError;
+use crate::output::OptionError;
 use crate::queue::QueueError;
 use crate::store::StoreError;
 
@@ -14,6 +16,8 @@ use crate::store::StoreError;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// The request field at fault, for refused options.
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -21,6 +25,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            field: None,
         }
     }
 
@@ -43,7 +48,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.message, "status": self.status.as_u16() });
+        let mut body = serde_json::json!({ "error": self.message, "status": self.status.as_u16() });
+        if let Some(field) = self.field {
+            body["field"] = field.into();
+        }
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();
         match self.status {
@@ -67,6 +75,16 @@ impl From<StoreError> for ApiError {
                 format!("the upload is larger than the limit of {limit} bytes"),
             ),
             other => Self::unavailable("storage", other),
+        }
+    }
+}
+
+impl From<OptionError> for ApiError {
+    fn from(e: OptionError) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: e.to_string(),
+            field: Some(e.field),
         }
     }
 }

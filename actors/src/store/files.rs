@@ -17,6 +17,8 @@ pub struct FileInfo {
     pub length: u64,
     pub filename: String,
     pub owner: Option<String>,
+    /// The MIME type recorded with the file, if any.
+    pub content_type: Option<String>,
 }
 
 /// Looks up a file's document; `None` when there is no such file.
@@ -28,13 +30,17 @@ pub async fn file_info(
     Ok(doc.map(|d| FileInfo {
         id,
         length: d.length,
+        owner: metadata_str(&d, "owner"),
+        content_type: metadata_str(&d, "content_type"),
         filename: d.filename.unwrap_or_default(),
-        owner: d
-            .metadata
-            .as_ref()
-            .and_then(|m| m.get_str("owner").ok())
-            .map(str::to_owned),
     }))
+}
+
+fn metadata_str(file: &mongodb::gridfs::FilesCollectionDocument, key: &str) -> Option<String> {
+    file.metadata
+        .as_ref()
+        .and_then(|m| m.get_str(key).ok())
+        .map(str::to_owned)
 }
 
 /// Deletes a file and any chunks of it, complete or not. Deleting a file

@@ -96,19 +96,24 @@ impl Store {
         Ok(Claim::Run(job))
     }
 
-    /// Extends attempt `attempt`'s lease; `false` when the attempt no longer
-    /// owns the job.
+    /// Extends attempt `attempt`'s lease and records its progress (percent);
+    /// `false` when the attempt no longer owns the job.
     pub async fn renew_lease(
         &self,
         id: ObjectId,
         attempt: u32,
         lease: Duration,
+        progress: Option<f64>,
     ) -> Result<bool, StoreError> {
+        let mut set = doc! { "lease_until": lease_from(DateTime::now(), lease) };
+        if let Some(percent) = progress {
+            set.insert("progress", (percent * 10.0).round() / 10.0);
+        }
         let result = self
             .jobs
             .update_one(
                 doc! { "_id": id, "state": "converting", "attempts": attempt },
-                doc! { "$set": { "lease_until": lease_from(DateTime::now(), lease) } },
+                doc! { "$set": set },
             )
             .await?;
         Ok(result.matched_count == 1)
@@ -138,6 +143,7 @@ impl Store {
                 doc! { "$set": {
                     "state": state.as_str(),
                     "error": error,
+                    "progress": if state == JobState::Done { Some(100.0) } else { None },
                     "notified": false,
                     "lease_until": null,
                     "updated_at": DateTime::now(),

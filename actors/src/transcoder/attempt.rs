@@ -5,8 +5,9 @@
 //!    attempt renews while it works) — a job already final is not converted
 //!    again, only its hand-off is completed; a job another live attempt
 //!    holds is left to it, so two attempts never write the same file;
-//! 2. spool the video, delete any partial audio an earlier attempt left
-//!    under the job's pre-allocated audio id, stream the new audio there;
+//! 2. spool the video, convert it into an audio spool (renewing the lease
+//!    and recording progress every second), then replace whatever an earlier
+//!    attempt left under the job's pre-allocated audio id with it;
 //! 3. mark the job final (guarded by state and attempt number);
 //! 4. for a failed job, park its message in the dead-letter queue; publish
 //!    the `mp3` message with a confirm; then record `notified`;
@@ -18,22 +19,21 @@
 //! broker, a stalled conversion) hand the delivery back, bounded by
 //! `max_attempts`.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mongodb::bson::{doc, oid::ObjectId};
+use tokio::io::AsyncReadExt;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::pipeline::{Control, EncodeOptions, TranscodeError, transcode};
+use super::pipeline::{Control, Progress, TranscodeError, transcode};
 use super::spool::Spool;
 use crate::job::{JobRecord, JobState, Mp3Message};
 use crate::metrics::Metrics;
 use crate::queue::{Broker, JobDelivery};
 use crate::settings::TranscoderSettings;
-use crate::store::{Claim, Store, Upload};
+use crate::store::{Claim, Store, StoreError, Upload};
 
 /// What every worker needs; shared by the pool's workers.
 pub struct WorkerContext {
@@ -71,6 +71,10 @@ enum Failure {
     /// The lease was lost: another attempt owns the job now.
     Lost,
 }
+
+/// How often an attempt renews its lease and records its progress (twice
+/// a second: progress readers poll, and a short job still shows some).
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 fn transient(e: impl std::fmt::Display) -> Failure {
     Failure::Transient(e.to_string())
@@ -236,128 +240,101 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
         .download_video(job.video_fid)
         .await
         .map_err(transient)?;
-    let spool = Spool::fill(&ctx.settings.spool_dir, Box::pin(body))
+    let input = Spool::fill(&ctx.settings.spool_dir, Box::pin(body))
         .await
         .map_err(transient)?;
+    let output = Spool::empty(&ctx.settings.spool_dir).map_err(transient)?;
 
     ctx.maybe_panic();
-    // Whatever an interrupted attempt left under this id goes first.
-    ctx.store.delete_mp3(job.mp3_fid).await.map_err(transient)?;
-    let metadata = doc! {
-        "owner": &job.owner,
-        "job_id": job.id,
-        "content_type": "audio/mpeg",
-    };
-    let mut upload = Upload::open(
-        ctx.store.mp3s(),
-        Some(job.mp3_fid),
-        &audio_filename(&job.filename),
-        metadata,
-        u64::MAX,
-    )
-    .await
-    .map_err(transient)?;
-
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
-    let options = EncodeOptions {
-        bitrate_kbps: job.bitrate_kbps,
-        title: Some(title_of(&job.filename)),
-    };
+    let mut options = job.output.clone();
+    options.title = Some(options.title_for(&job.filename));
     let control = Control {
         cancel: Arc::new(AtomicBool::new(false)),
         stall_after: Duration::from_secs(ctx.settings.stall_secs),
         max_wall: Duration::from_secs(ctx.settings.max_job_secs),
+        max_input: Duration::from_secs(ctx.settings.max_input_secs),
         ..Control::default()
     };
     let cancel = control.cancel.clone();
-    let conversion = tokio::task::spawn_blocking(move || {
-        let output =
-            Box::new(move |bytes: &[u8]| tx.blocking_send(Bytes::copy_from_slice(bytes)).is_ok());
-        transcode(spool.path(), &options, output, &control, &mut |_| {})
+    let (progress_tx, progress_rx) = tokio::sync::watch::channel(None::<f64>);
+    let output_path = output.path().to_owned();
+    let mut conversion = tokio::task::spawn_blocking(move || {
+        let mut report = |p: Progress| {
+            if let Some(percent) = p.percent() {
+                progress_tx.send_replace(Some(percent));
+            }
+        };
+        transcode(input.path(), &options, &output_path, &control, &mut report)
     });
 
+    // While it converts: renew the lease and record progress.
     let lease = Duration::from_secs(ctx.settings.lease_secs);
-    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
-    let mut write_error = None;
-    let mut lost = false;
-    loop {
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let joined = loop {
         tokio::select! {
-            chunk = rx.recv() => {
-                let Some(chunk) = chunk else { break };
-                if let Err(e) = upload.write(&chunk).await {
-                    write_error = Some(e);
-                    break;
-                }
-            }
-            _ = renew.tick() => {
+            joined = &mut conversion => break joined,
+            _ = tick.tick() => {
+                let progress = *progress_rx.borrow();
                 // A failed renewal (storage away) is not a lost lease: keep
                 // going; finishing will tell whether the job is still ours.
-                if let Ok(false) = ctx.store.renew_lease(job.id, job.attempts, lease).await {
-                    lost = true;
-                    break;
+                let renewed = ctx.store.renew_lease(job.id, job.attempts, lease, progress).await;
+                if let Ok(false) = renewed {
+                    cancel.store(true, Ordering::SeqCst);
+                    let _ = conversion.await;
+                    return Err(Failure::Lost);
                 }
             }
         }
-    }
-    if lost || write_error.is_some() {
-        cancel.store(true, Ordering::SeqCst);
-    }
-    drop(rx);
-    let converted = match conversion.await {
+    };
+    let converted = match joined {
         Ok(result) => result,
-        Err(join) if join.is_panic() => {
-            let _ = upload.abort().await;
-            std::panic::resume_unwind(join.into_panic());
-        }
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
         Err(join) => Err(TranscodeError::Internal(join.to_string())),
     };
-    if lost {
-        let _ = upload.abort().await;
-        return Err(Failure::Lost);
+    if let Err(e) = converted {
+        return Err(if e.is_permanent() {
+            Failure::Permanent(e.to_string())
+        } else {
+            transient(e)
+        });
     }
-    if let Some(e) = write_error {
-        let _ = upload.abort().await;
-        return Err(transient(e));
-    }
-    match converted {
-        Ok(_) => {
-            upload.finish().await.map_err(transient)?;
-            Ok(())
-        }
-        Err(e) => {
+    store_audio(ctx, job, &output).await.map_err(transient)
+}
+
+/// Streams the finished audio from its spool to GridFS under the job's
+/// audio id, replacing whatever an interrupted attempt left there.
+async fn store_audio(
+    ctx: &WorkerContext,
+    job: &JobRecord,
+    audio: &Spool,
+) -> Result<(), StoreError> {
+    ctx.store.delete_mp3(job.mp3_fid).await?;
+    let metadata = doc! {
+        "owner": &job.owner,
+        "job_id": job.id,
+        "content_type": job.output.format.content_type(),
+    };
+    let mut upload = Upload::open(
+        ctx.store.mp3s(),
+        Some(job.mp3_fid),
+        &job.output.audio_filename(&job.filename),
+        metadata,
+        u64::MAX,
+    )
+    .await?;
+    let mut reader = audio.reader().await?;
+    let mut chunk = vec![0u8; 255 * 1024];
+    loop {
+        let read = reader.read(&mut chunk).await;
+        let written = match read {
+            Ok(0) => break,
+            Ok(n) => upload.write(&chunk[..n]).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = written {
             let _ = upload.abort().await;
-            if e.is_permanent() {
-                Err(Failure::Permanent(e.to_string()))
-            } else {
-                Err(transient(e))
-            }
+            return Err(e);
         }
     }
-}
-
-/// `holiday.mov` → `holiday`.
-pub fn title_of(filename: &str) -> String {
-    Path::new(filename)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "audio".to_owned())
-}
-
-/// `holiday.mov` → `holiday.mp3`.
-pub fn audio_filename(filename: &str) -> String {
-    format!("{}.mp3", title_of(filename))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert_eq!(title_of("holiday.mov"), "holiday");
-        assert_eq!(audio_filename("a.b.mkv"), "a.b.mp3");
-        assert_eq!(audio_filename(""), "audio.mp3");
-        assert_eq!(audio_filename(".mp4"), ".mp4.mp3");
-    }
+    upload.finish().await.map(|_| ())
 }

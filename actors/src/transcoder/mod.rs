@@ -7,12 +7,13 @@
 //! returned to RabbitMQ — never acked, never lost.
 
 mod attempt;
+mod gapless;
 pub mod pipeline;
 mod pool;
 mod spool;
 mod worker;
 
 pub use attempt::WorkerContext;
-pub use pipeline::{Control, EncodeOptions, Progress, Summary, TranscodeError, transcode};
+pub use pipeline::{Control, Progress, Summary, TranscodeError, transcode};
 pub use pool::{PoolArgs, PoolMsg, PoolStatus, TranscoderPool};
 pub use spool::Spool;

@@ -1,7 +1,9 @@
-//! The GStreamer pipeline: any container in, MP3 out, decoding only audio.
+//! The GStreamer pipeline: any container in, the chosen audio format out,
+//! decoding only audio.
 //!
 //! ```text
-//! filesrc ! decodebin ─┬─ audio ─ audioconvert ! audioresample ! lamemp3enc ! id3v2mux ! appsink
+//! filesrc ! decodebin ─┬─ audio ─ [tap] audioconvert ! audioresample ! capsfilter
+//!                      │            ! encoder [! muxer] ! filesink
 //!                      └─ other ─ fakesink   (video is demuxed, never parsed or decoded)
 //! ```
 //!
@@ -9,48 +11,32 @@
 //! "expose" for every parser or decoder that is not an audio one, so video,
 //! image and subtitle streams leave decodebin still encoded and are dropped.
 //! `filesrc` gives the demuxers random access (an MP4 whose index is at the
-//! end needs it). The encoded MP3 leaves through a callback, so the caller
-//! decides where it goes (GridFS, a file) and how much may be in flight.
+//! end needs it); `filesink` gives the muxers theirs (flacenc and mp4mux go
+//! back to write what they learn at the end; for MP3 we insert the
+//! Xing/LAME header afterwards, see `gapless.rs`).
+//!
+//! The tap, a pad probe where decoded audio enters, does three jobs: it
+//! reports the position in the input (progress, stall detection), applies a
+//! trim (drops and clips samples outside it, re-bases timestamps to zero, and
+//! ends the audio branch at the trim's end), and marks where the encoder's
+//! input is counted for the gapless header. The conversion is over when the
+//! end-of-stream reaches the filesink: the video branches need not finish.
 //!
 //! Everything here is blocking and runs on GStreamer's threads plus the
 //! caller's: call it from a blocking task.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
+use gstreamer_audio as gst_audio;
 
-/// How the audio is encoded.
-#[derive(Debug, Clone)]
-pub struct EncodeOptions {
-    /// MP3 bitrate, kb/s, constant.
-    pub bitrate_kbps: u32,
-    /// ID3v2 title; usually the original file name without extension.
-    pub title: Option<String>,
-}
-
-impl EncodeOptions {
-    pub const BITRATES_KBPS: [u32; 14] = [
-        32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
-    ];
-
-    pub fn validate(&self) -> Result<(), String> {
-        if Self::BITRATES_KBPS.contains(&self.bitrate_kbps) {
-            Ok(())
-        } else {
-            Err(format!(
-                "bitrate must be one of {:?} kb/s, got {}",
-                Self::BITRATES_KBPS,
-                self.bitrate_kbps
-            ))
-        }
-    }
-}
+use super::gapless::InputGapless;
+use crate::output::{Format, OutputOptions};
 
 /// Why a conversion did not produce audio. `is_permanent` errors are facts
 /// about the input: trying again gives the same answer.
@@ -60,14 +46,20 @@ pub enum TranscodeError {
     NotMedia,
     #[error("the file has no audio track")]
     NoAudio,
+    #[error("the file has {found} audio track(s); audio_track {asked} does not exist")]
+    NoSuchTrack { asked: u32, found: u32 },
+    #[error("the input is {0:?} long; the limit is {1:?}")]
+    TooLong(Duration, Duration),
+    #[error("nothing to convert: the trim starts at or after the end of the audio")]
+    EmptyTrim,
     #[error("no decoder for this file's audio: {0}")]
     Unsupported(String),
     #[error("the file could not be decoded: {0}")]
     Decode(String),
     #[error("the input file could not be read: {0}")]
     Input(String),
-    #[error("the output was closed before the conversion finished")]
-    OutputClosed,
+    #[error("the output could not be written: {0}")]
+    Output(String),
     #[error("no progress for {0:?}: the conversion stalled")]
     Stalled(Duration),
     #[error("the conversion took longer than the limit of {0:?}")]
@@ -84,6 +76,9 @@ impl TranscodeError {
             self,
             TranscodeError::NotMedia
                 | TranscodeError::NoAudio
+                | TranscodeError::NoSuchTrack { .. }
+                | TranscodeError::TooLong(..)
+                | TranscodeError::EmptyTrim
                 | TranscodeError::Unsupported(_)
                 | TranscodeError::Decode(_)
                 | TranscodeError::TimedOut(_)
@@ -118,8 +113,14 @@ impl Progress {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Summary {
+    /// Duration of the audio written.
     pub duration: Option<Duration>,
+    /// Size of the output file.
     pub bytes: u64,
+    /// Samples (per channel) the encoder was given, and their rate: what
+    /// the gapless header records.
+    pub samples: u64,
+    pub sample_rate: u32,
 }
 
 /// Limits and the stop switch of one conversion.
@@ -133,6 +134,8 @@ pub struct Control {
     pub max_wall: Duration,
     /// Fail as unplayable when the pipeline has not prerolled by then.
     pub preroll_within: Duration,
+    /// Refuse inputs longer than this.
+    pub max_input: Duration,
 }
 
 impl Default for Control {
@@ -142,15 +145,13 @@ impl Default for Control {
             stall_after: Duration::from_secs(60),
             max_wall: Duration::from_secs(24 * 3600),
             preroll_within: PREROLL_WITHIN,
+            max_input: Duration::from_secs(24 * 3600),
         }
     }
 }
 
-/// Receives the encoded bytes in order; returning `false` stops the
-/// conversion with [`TranscodeError::OutputClosed`].
-pub type Output = Box<dyn FnMut(&[u8]) -> bool + Send>;
-
 const NO_AUDIO: &str = "vidaud-no-audio";
+const AUDIO_DONE: &str = "vidaud-audio-done";
 
 /// Reading the headers of a local file takes milliseconds. decodebin2 (1.22)
 /// can swallow a demuxer's error posted while it is still activating it
@@ -160,34 +161,161 @@ const NO_AUDIO: &str = "vidaud-no-audio";
 const PREROLL_WITHIN: Duration = Duration::from_secs(15);
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
-/// Converts `input` to MP3, pushing the bytes to `output` and calling
-/// `progress` about twice a second.
+/// Converts `input` into the file at `output` (created or truncated) as
+/// `options` say, calling `progress` about twice a second. `options` must be
+/// validated and resolved (a lossy format has its bitrate or quality).
 pub fn transcode(
     input: &Path,
-    options: &EncodeOptions,
-    output: Output,
+    options: &OutputOptions,
+    output: &Path,
     control: &Control,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary, TranscodeError> {
     std::fs::File::open(input).map_err(|e| TranscodeError::Input(e.to_string()))?;
     gst::init()?;
-    let graph = Graph::build(input, options, output)?;
+    let gapless = super::gapless::read_input_gapless(input);
+    let graph = Graph::build(input, options, output, gapless)?;
     let result = graph.run(control, progress);
+    // Null closes the output file, so it is complete once this returns.
     let _ = graph.pipeline.set_state(gst::State::Null);
-    result
+    let mut summary = result?;
+    summary.bytes = std::fs::metadata(output)
+        .map_err(|e| TranscodeError::Output(e.to_string()))?
+        .len();
+    if summary.samples == 0 || summary.bytes == 0 {
+        return Err(TranscodeError::NoAudio);
+    }
+    if options.format == Format::Mp3 {
+        super::gapless::write_lame_tag(output, summary.samples)
+            .map_err(|e| TranscodeError::Output(e.to_string()))?;
+    }
+    Ok(summary)
+}
+
+/// The trim, in nanoseconds of input position.
+#[derive(Debug, Clone, Copy)]
+struct Trim {
+    start: u64,
+    stop: Option<u64>,
+}
+
+impl Trim {
+    /// The user's trim, shifted past the delay an MP3 input's decoder leaves
+    /// in (and stopping before its padding), so the output holds exactly
+    /// the audio the input's encoder was given.
+    fn new(options: &OutputOptions, gapless: Option<InputGapless>) -> Option<Self> {
+        let user = options.start_secs.is_some() || options.duration_secs.is_some();
+        if !user && gapless.is_none() {
+            return None;
+        }
+        let at = |samples: u64, rate: u32| samples * 1_000_000_000 / u64::from(rate.max(1));
+        let (skip, end) = gapless.map_or((0, None), |g| {
+            (at(g.skip, g.rate), Some(at(g.skip + g.keep, g.rate)))
+        });
+        let start = skip + nanos(options.start_secs.unwrap_or(0.0));
+        let stop = options.duration_secs.map(|d| start + nanos(d));
+        let stop = match (stop, end) {
+            (Some(stop), Some(end)) => Some(stop.min(end)),
+            (stop, end) => stop.or(end),
+        };
+        Some(Self { start, stop })
+    }
+}
+
+/// State shared between the pad probes (streaming threads) and `run`.
+#[derive(Default)]
+struct Tap {
+    /// Input position of the latest decoded audio, ns (before trimming).
+    position: AtomicU64,
+    /// Whether any audio was decoded yet.
+    started: AtomicBool,
+    /// Samples handed to the encoder, and their rate.
+    samples: AtomicU64,
+    sample_rate: AtomicU32,
+    /// Audio tracks seen so far, and whether the wanted one is linked.
+    audio_tracks: AtomicU32,
+    /// The upstream segment and caps of the decoded audio.
+    segment: Mutex<Option<gst::FormattedSegment<gst::ClockTime>>>,
+    info: Mutex<Option<gst_audio::AudioInfo>>,
+    /// The trim's end was reached and the audio branch ended.
+    trim_ended: AtomicBool,
+    /// The capsfilter and the options it follows: its channels are fixed
+    /// from the input's once they are known (encoder caps list mono first,
+    /// so a range would turn 5.1 into mono).
+    caps_filter: Mutex<Option<(gst::glib::WeakRef<gst::Element>, OutputOptions)>>,
 }
 
 struct Graph {
     pipeline: gst::Pipeline,
-    bytes: Arc<Mutex<u64>>,
-    output_closed: Arc<AtomicBool>,
+    tap: Arc<Tap>,
+    trim: Option<Trim>,
+    sink: gst::Element,
+}
+
+/// The encoder (and muxer) elements for a format, in order.
+fn encoder_chain(options: &OutputOptions) -> Result<Vec<gst::Element>, TranscodeError> {
+    let make = |name: &str| {
+        gst::ElementFactory::make(name).build().map_err(|_| {
+            TranscodeError::Internal(format!("the GStreamer element {name} is missing"))
+        })
+    };
+    let bitrate = options.bitrate_kbps.unwrap_or(192);
+    Ok(match options.format {
+        Format::Mp3 => {
+            let encode = make("lamemp3enc")?;
+            if let Some(quality) = options.quality {
+                encode.set_property_from_str("target", "quality");
+                encode.set_property("quality", quality as f32);
+            } else {
+                encode.set_property_from_str("target", "bitrate");
+                encode.set_property("bitrate", bitrate as i32);
+                encode.set_property("cbr", true);
+            }
+            // The Xing/LAME header is written afterwards (gapless.rs).
+            vec![encode, make("id3v2mux")?]
+        }
+        Format::Opus => {
+            let encode = make("opusenc")?;
+            encode.set_property("bitrate", (bitrate * 1000) as i32);
+            vec![encode, make("oggmux")?]
+        }
+        Format::Aac => {
+            let encode = make("voaacenc")?;
+            encode.set_property("bitrate", (bitrate * 1000) as i32);
+            vec![encode, make("mp4mux")?]
+        }
+        Format::Flac => vec![make("flacenc")?],
+    })
+}
+
+/// Raw audio caps the encoder gets: the rate and channels asked for, else
+/// the input's channels, downmixed to stereo for the lossy formats (FLAC
+/// keeps them all). `input_channels` is known once the audio is decoded.
+fn output_caps(options: &OutputOptions, input_channels: Option<u32>) -> gst::Caps {
+    let mut caps = gst::Caps::builder("audio/x-raw");
+    if let Some(rate) = options.sample_rate {
+        caps = caps.field("rate", rate as i32);
+    }
+    let lossy = options.format != Format::Flac;
+    match (options.channels, input_channels) {
+        (Some(channels), _) => caps = caps.field("channels", channels as i32),
+        (None, Some(input)) if lossy => caps = caps.field("channels", input.min(2) as i32),
+        (None, None) if lossy => caps = caps.field("channels", gst::IntRange::new(1, 2)),
+        (None, _) => {}
+    }
+    caps.build()
+}
+
+fn nanos(secs: f64) -> u64 {
+    (secs * 1e9).round() as u64
 }
 
 impl Graph {
     fn build(
         input: &Path,
-        options: &EncodeOptions,
-        mut output: Output,
+        options: &OutputOptions,
+        output: &Path,
+        gapless: Option<InputGapless>,
     ) -> Result<Self, TranscodeError> {
         let pipeline = gst::Pipeline::new();
         let make = |name: &str| gst::ElementFactory::make(name).build();
@@ -197,62 +325,81 @@ impl Graph {
         let decode = make("decodebin")?;
         let convert = make("audioconvert")?;
         let resample = make("audioresample")?;
-        let encode = make("lamemp3enc")?;
-        encode.set_property_from_str("target", "bitrate");
-        encode.set_property("bitrate", options.bitrate_kbps as i32);
-        encode.set_property("cbr", true);
-        let mux = make("id3v2mux")?;
+        let caps = gst::ElementFactory::make("capsfilter")
+            .property("caps", output_caps(options, None))
+            .build()?;
+        let chain = encoder_chain(options)?;
         if let Some(title) = options.title.as_deref().filter(|t| !t.is_empty()) {
-            let setter = mux
-                .dynamic_cast_ref::<gst::TagSetter>()
-                .ok_or_else(|| TranscodeError::Internal("id3v2mux is not a tag setter".into()))?;
+            // The muxer (last) writes the tags where it has one.
+            let setter = chain
+                .iter()
+                .rev()
+                .find_map(|e| e.dynamic_cast_ref::<gst::TagSetter>())
+                .ok_or_else(|| TranscodeError::Internal("no element takes tags".into()))?;
             // Our title wins over one the container may carry.
             setter.set_tag_merge_mode(gst::TagMergeMode::Keep);
             setter.add_tag::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
         }
-        let sink = gst_app::AppSink::builder().sync(false).build();
+        let sink = gst::ElementFactory::make("filesink")
+            .property("location", output.to_string_lossy().as_ref())
+            .property("sync", false)
+            .build()?;
 
-        pipeline.add_many([
-            &src,
-            &decode,
-            &convert,
-            &resample,
-            &encode,
-            &mux,
-            sink.upcast_ref(),
-        ])?;
+        pipeline.add_many([&src, &decode, &convert, &resample, &caps])?;
+        pipeline.add_many(&chain)?;
+        pipeline.add(&sink)?;
         src.link(&decode)?;
-        gst::Element::link_many([&convert, &resample, &encode, &mux, sink.upcast_ref()])?;
+        let mut branch = vec![&convert, &resample, &caps];
+        branch.extend(chain.iter());
+        branch.push(&sink);
+        gst::Element::link_many(branch)?;
 
-        let bytes = Arc::new(Mutex::new(0u64));
-        let output_closed = Arc::new(AtomicBool::new(false));
-        {
-            let bytes = bytes.clone();
-            let closed = output_closed.clone();
-            sink.set_callbacks(
-                gst_app::AppSinkCallbacks::builder()
-                    .new_sample(move |sink| {
-                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                        let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
-                        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                        if !output(map.as_slice()) {
-                            closed.store(true, Ordering::SeqCst);
-                            return Err(gst::FlowError::Error);
-                        }
-                        if let Ok(mut n) = bytes.lock() {
-                            *n += map.len() as u64;
-                        }
-                        Ok(gst::FlowSuccess::Ok)
-                    })
-                    .build(),
-            );
+        let trim = Trim::new(options, gapless);
+        let tap = Arc::new(Tap::default());
+        if let Ok(mut slot) = tap.caps_filter.lock() {
+            *slot = Some((caps.downgrade(), options.clone()));
         }
-
-        decode.connect("autoplug-select", false, expose_non_audio);
         let audio_in = convert
             .static_pad("sink")
             .ok_or_else(|| TranscodeError::Internal("audioconvert has no sink pad".into()))?;
+        {
+            let tap = tap.clone();
+            audio_in.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |pad, info| {
+                    let ret = tap_audio(pad, info, &tap, trim);
+                    dropped_as_handled(info, ret)
+                },
+            );
+        }
+        let encoder_in = chain[0]
+            .static_pad("sink")
+            .ok_or_else(|| TranscodeError::Internal("the encoder has no sink pad".into()))?;
+        {
+            let tap = tap.clone();
+            encoder_in.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+                count_samples(pad, info, &tap);
+                gst::PadProbeReturn::Ok
+            });
+        }
+        let sink_in = sink
+            .static_pad("sink")
+            .ok_or_else(|| TranscodeError::Internal("filesink has no sink pad".into()))?;
+        sink_in.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |pad, info| {
+            if let Some(gst::PadProbeData::Event(event)) = &info.data
+                && event.type_() == gst::EventType::Eos
+                && let Some(parent) = pad.parent_element()
+            {
+                post(&parent, AUDIO_DONE);
+            }
+            gst::PadProbeReturn::Ok
+        });
+
+        decode.connect("autoplug-select", false, expose_non_audio);
+        let wanted = options.audio_track.unwrap_or(0);
         let weak_pipeline = pipeline.downgrade();
+        let tracks = tap.clone();
+        let audio_linked = audio_in.clone();
         decode.connect_pad_added(move |_, pad| {
             let Some(pipeline) = weak_pipeline.upgrade() else {
                 return;
@@ -265,10 +412,13 @@ impl Graph {
                         .map(|s| s.name().starts_with("audio/x-raw"))
                 })
                 .unwrap_or(false);
-            if is_audio && !audio_in.is_linked() && pad.link(&audio_in).is_ok() {
-                return;
+            if is_audio {
+                let index = tracks.audio_tracks.fetch_add(1, Ordering::SeqCst);
+                if index == wanted && pad.link(&audio_in).is_ok() {
+                    return;
+                }
             }
-            // Every other stream (video, a second audio track) is dropped.
+            // Every other stream (video, the other audio tracks) is dropped.
             if let Ok(fakesink) = gst::ElementFactory::make("fakesink")
                 .property("sync", false)
                 .property("async", false)
@@ -281,22 +431,34 @@ impl Graph {
                 }
             }
         });
-        let audio_linked = convert.static_pad("sink");
         decode.connect_no_more_pads(move |decode| {
-            if audio_linked.as_ref().is_some_and(|p| !p.is_linked()) {
-                let message =
-                    gst::message::Application::builder(gst::Structure::new_empty(NO_AUDIO))
-                        .src(decode)
-                        .build();
-                let _ = decode.post_message(message);
+            if !audio_linked.is_linked() {
+                post(decode, NO_AUDIO);
             }
         });
 
         Ok(Self {
             pipeline,
-            bytes,
-            output_closed,
+            tap,
+            trim,
+            sink,
         })
+    }
+
+    /// Output position and total, from the tap and the trim.
+    fn progress(&self, input_duration: Option<Duration>) -> (Duration, Option<Duration>) {
+        let (start, stop) = self.trim.map(|t| (t.start, t.stop)).unwrap_or((0, None));
+        let input = self.tap.position.load(Ordering::SeqCst);
+        let total = match (input_duration, stop) {
+            (Some(d), Some(stop)) => Some((d.as_nanos() as u64).min(stop)),
+            (None, Some(stop)) => Some(stop),
+            (Some(d), None) => Some(d.as_nanos() as u64),
+            (None, None) => None,
+        }
+        .map(|end| Duration::from_nanos(end.saturating_sub(start)));
+        let position = Duration::from_nanos(input.saturating_sub(start));
+        let position = total.map_or(position, |t| position.min(t));
+        (position, total)
     }
 
     fn run(
@@ -311,7 +473,7 @@ impl Graph {
         self.pipeline
             .set_state(gst::State::Playing)
             .map_err(|_| self.first_error(&bus).unwrap_or(TranscodeError::NotMedia))?;
-        let mut duration = None;
+        let mut input_duration = None;
         let started = Instant::now();
         let mut last_position = None;
         let mut last_moved = Instant::now();
@@ -337,10 +499,7 @@ impl Graph {
             ));
             if let Some(message) = message {
                 match message.view() {
-                    gst::MessageView::Eos(_) => {
-                        duration = duration.or_else(|| self.position());
-                        break;
-                    }
+                    gst::MessageView::Eos(_) => break,
                     gst::MessageView::Error(err) => return Err(self.classify(err)),
                     gst::MessageView::StateChanged(change)
                         if change.src() == Some(self.pipeline.upcast_ref::<gst::Object>())
@@ -349,45 +508,63 @@ impl Graph {
                         prerolled = true;
                         continue;
                     }
-                    gst::MessageView::Application(app)
-                        if app.structure().is_some_and(|s| s.name() == NO_AUDIO) =>
-                    {
-                        return Err(TranscodeError::NoAudio);
-                    }
+                    gst::MessageView::Application(app) => match app.structure().map(|s| s.name()) {
+                        Some(name) if name == AUDIO_DONE => break,
+                        Some(name) if name == NO_AUDIO => {
+                            let found = self.tap.audio_tracks.load(Ordering::SeqCst);
+                            return Err(match found {
+                                0 => TranscodeError::NoAudio,
+                                found => TranscodeError::NoSuchTrack {
+                                    asked: found.max(1),
+                                    found,
+                                },
+                            });
+                        }
+                        _ => continue,
+                    },
                     _ => continue,
                 }
             }
-            if duration.is_none() {
-                duration = self
+            if input_duration.is_none() {
+                input_duration = self
                     .pipeline
                     .query_duration::<gst::ClockTime>()
                     .map(|d| Duration::from_nanos(d.nseconds()));
+                if let Some(d) = input_duration
+                    && d > control.max_input
+                {
+                    return Err(TranscodeError::TooLong(d, control.max_input));
+                }
             }
-            if let Some(position) = self.position() {
-                if last_position != Some(position) {
-                    last_position = Some(position);
+            if self.tap.started.load(Ordering::SeqCst) {
+                let input = self.tap.position.load(Ordering::SeqCst);
+                if last_position != Some(input) {
+                    last_position = Some(input);
                     last_moved = Instant::now();
                 }
+                let (position, duration) = self.progress(input_duration);
                 progress(Progress { position, duration });
             }
         }
-        let bytes = self.bytes.lock().map(|n| *n).unwrap_or(0);
-        if bytes == 0 {
-            return Err(TranscodeError::NoAudio);
+        let samples = self.tap.samples.load(Ordering::SeqCst);
+        let sample_rate = self.tap.sample_rate.load(Ordering::SeqCst);
+        if samples == 0 && self.trim.is_some() && self.tap.started.load(Ordering::SeqCst) {
+            return Err(TranscodeError::EmptyTrim);
         }
+        let duration =
+            (sample_rate > 0).then(|| Duration::from_secs_f64(samples as f64 / sample_rate as f64));
         if let Some(d) = duration {
             progress(Progress {
                 position: d,
-                duration,
+                duration: Some(d),
             });
         }
-        Ok(Summary { duration, bytes })
-    }
-
-    fn position(&self) -> Option<Duration> {
-        self.pipeline
-            .query_position::<gst::ClockTime>()
-            .map(|p| Duration::from_nanos(p.nseconds()))
+        Ok(Summary {
+            duration,
+            bytes: 0,
+            samples,
+            sample_rate,
+        })
     }
 
     fn first_error(&self, bus: &gst::Bus) -> Option<TranscodeError> {
@@ -402,11 +579,11 @@ impl Graph {
     }
 
     fn classify(&self, err: &gst::message::Error) -> TranscodeError {
-        if self.output_closed.load(Ordering::SeqCst) {
-            return TranscodeError::OutputClosed;
-        }
         let error = err.error();
         let detail = error.message().to_owned();
+        if err.src() == Some(self.sink.upcast_ref::<gst::Object>()) {
+            return TranscodeError::Output(detail);
+        }
         if let Some(stream) = error.kind::<gst::StreamError>() {
             return match stream {
                 gst::StreamError::TypeNotFound | gst::StreamError::WrongType => {
@@ -429,6 +606,165 @@ impl Graph {
         }
         TranscodeError::Internal(format!("{detail} ({:?})", err.debug()))
     }
+}
+
+/// Posts an application message named `name` from `element`.
+fn post(element: &gst::Element, name: &str) {
+    let message = gst::message::Application::builder(gst::Structure::new_empty(name))
+        .src(element)
+        .build();
+    let _ = element.post_message(message);
+}
+
+/// The probe where decoded audio enters: notes the input position and, with
+/// a trim, keeps only the samples inside it, re-based to start at zero.
+fn tap_audio(
+    pad: &gst::Pad,
+    info: &mut gst::PadProbeInfo,
+    tap: &Tap,
+    trim: Option<Trim>,
+) -> gst::PadProbeReturn {
+    match &mut info.data {
+        Some(gst::PadProbeData::Event(event)) => {
+            match event.view() {
+                gst::EventView::Caps(caps) => {
+                    if let Ok(audio) = gst_audio::AudioInfo::from_caps(caps.caps()) {
+                        follow_input_channels(tap, audio.channels());
+                        if let Ok(mut slot) = tap.info.lock() {
+                            *slot = Some(audio);
+                        }
+                    }
+                }
+                gst::EventView::Segment(segment) => {
+                    if let Ok(time) = segment.segment().clone().downcast::<gst::ClockTime>()
+                        && let Ok(mut slot) = tap.segment.lock()
+                    {
+                        *slot = Some(time);
+                    }
+                    if trim.is_some() {
+                        // Downstream sees a stream that starts at zero.
+                        *event = gst::event::Segment::new(
+                            &gst::FormattedSegment::<gst::ClockTime>::new(),
+                        );
+                    }
+                }
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        }
+        Some(gst::PadProbeData::Buffer(buffer)) => {
+            let segment = tap.segment.lock().ok().and_then(|s| s.clone());
+            let Some(segment) = segment else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Some(pts) = buffer.pts() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let position = segment
+                .to_stream_time(pts)
+                .map(|t| t.nseconds())
+                .unwrap_or(0);
+            tap.position.store(position, Ordering::SeqCst);
+            tap.started.store(true, Ordering::SeqCst);
+            let Some(trim) = trim else {
+                return gst::PadProbeReturn::Ok;
+            };
+            if tap.trim_ended.load(Ordering::SeqCst) {
+                return gst::PadProbeReturn::Drop;
+            }
+            let info = tap.info.lock().ok().and_then(|i| i.clone());
+            let Some(info) = info else {
+                return gst::PadProbeReturn::Drop;
+            };
+            if trim.stop.is_some_and(|stop| position >= stop) {
+                end_trim(pad, tap);
+                return gst::PadProbeReturn::Drop;
+            }
+            let rate = u64::from(info.rate().max(1));
+            let bpf = info.bpf().max(1) as usize;
+            let frames = (buffer.size() / bpf) as u64;
+            let end = position + frames * 1_000_000_000 / rate;
+            let stop = trim.stop.unwrap_or(u64::MAX);
+            if end <= trim.start {
+                return gst::PadProbeReturn::Drop;
+            }
+            // Samples to cut at the front and at the back of this buffer.
+            let samples = |ns: u64| ns * rate / 1_000_000_000;
+            let front = samples(trim.start.saturating_sub(position)).min(frames);
+            let back = samples(end.saturating_sub(stop)).min(frames - front);
+            let kept = (frames - front - back) as usize;
+            if kept == 0 {
+                return gst::PadProbeReturn::Drop;
+            }
+            let out_pts = gst::ClockTime::from_nseconds(
+                (position + front * 1_000_000_000 / rate).saturating_sub(trim.start),
+            );
+            if front > 0 || back > 0 {
+                // Truncating knows planar layouts (audio meta), bytes do not.
+                let whole = std::mem::replace(buffer, gst::Buffer::new());
+                *buffer =
+                    gst_audio::audio_buffer_truncate(whole, bpf as u32, front as usize, Some(kept));
+            }
+            let buffer = buffer.make_mut();
+            buffer.set_pts(out_pts);
+            buffer.set_duration(gst::ClockTime::from_nseconds(
+                kept as u64 * 1_000_000_000 / rate,
+            ));
+            gst::PadProbeReturn::Ok
+        }
+        _ => gst::PadProbeReturn::Ok,
+    }
+}
+
+/// `Drop` as gstreamer-rs 0.24 can do it safely: on `Drop` it frees the
+/// buffer and GStreamer then unrefs a null pointer; taking the buffer and
+/// answering `Handled` drops it once.
+fn dropped_as_handled(
+    info: &mut gst::PadProbeInfo,
+    ret: gst::PadProbeReturn,
+) -> gst::PadProbeReturn {
+    if ret == gst::PadProbeReturn::Drop {
+        info.data = None;
+        return gst::PadProbeReturn::Handled;
+    }
+    ret
+}
+
+/// Fixes the output channels from the input's before audioconvert
+/// negotiates (this runs on the caps event, ahead of it).
+fn follow_input_channels(tap: &Tap, channels: u32) {
+    let Ok(slot) = tap.caps_filter.lock() else {
+        return;
+    };
+    if let Some((filter, options)) = slot.as_ref()
+        && let Some(filter) = filter.upgrade()
+    {
+        filter.set_property("caps", output_caps(options, Some(channels)));
+    }
+}
+
+/// Ends the audio branch once the trim's end has passed.
+fn end_trim(pad: &gst::Pad, tap: &Tap) {
+    if !tap.trim_ended.swap(true, Ordering::SeqCst) {
+        let _ = pad.send_event(gst::event::Eos::new());
+    }
+}
+
+/// Counts the samples going into the encoder (for the gapless header).
+fn count_samples(pad: &gst::Pad, info: &gst::PadProbeInfo, tap: &Tap) {
+    let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else {
+        return;
+    };
+    let Some(audio) = pad
+        .current_caps()
+        .and_then(|caps| gst_audio::AudioInfo::from_caps(&caps).ok())
+    else {
+        return;
+    };
+    let bpf = audio.bpf().max(1) as u64;
+    tap.samples
+        .fetch_add(buffer.size() as u64 / bpf, Ordering::SeqCst);
+    tap.sample_rate.store(audio.rate(), Ordering::SeqCst);
 }
 
 /// decodebin's `autoplug-select(bin, pad, caps, factory)`: expose the pad
@@ -455,24 +791,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bitrate_validation_names_the_allowed_values() {
-        let ok = EncodeOptions {
-            bitrate_kbps: 192,
-            title: None,
-        };
-        assert!(ok.validate().is_ok());
-        let bad = EncodeOptions {
-            bitrate_kbps: 100,
-            title: None,
-        };
-        assert!(bad.validate().unwrap_err().contains("bitrate"));
-    }
-
-    #[test]
     fn permanence() {
         assert!(TranscodeError::NoAudio.is_permanent());
         assert!(TranscodeError::NotMedia.is_permanent());
-        assert!(!TranscodeError::OutputClosed.is_permanent());
+        assert!(!TranscodeError::Output("disk full".into()).is_permanent());
         assert!(!TranscodeError::Input("x".into()).is_permanent());
     }
 

@@ -1,6 +1,8 @@
-//! A local spool for the input: the video is copied from GridFS into an
-//! anonymous temporary file so that demuxers get random access (an MP4 with
-//! its index at the end must seek to the end first).
+//! Local spools: the video is copied from GridFS into an anonymous
+//! temporary file so that demuxers get random access (an MP4 with its index
+//! at the end must seek to the end first), and the audio is written to one
+//! so that muxers can go back to the start (MP3 and FLAC headers, the M4A
+//! index) before it is streamed to GridFS.
 //!
 //! The file is unlinked from the moment it is created, so it has no name to
 //! leak: when the worker finishes, crashes or is killed, the kernel frees it.
@@ -12,12 +14,12 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 pub struct Spool {
-    /// Held only to keep the descriptor (and so the unlinked file) alive:
-    /// `path` names it through /proc.
-    _file: std::fs::File,
+    /// Keeps the descriptor (and so the unlinked file) alive: `path` names
+    /// it through /proc.
+    file: std::fs::File,
     path: PathBuf,
 }
 
@@ -28,19 +30,32 @@ impl Spool {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Unpin,
     {
-        let file = if dir.is_empty() {
-            tempfile::tempfile()?
-        } else {
-            tempfile::tempfile_in(dir)?
-        };
-        let mut writer = tokio::fs::File::from_std(file.try_clone()?);
+        let spool = Self::empty(dir)?;
+        let mut writer = tokio::fs::File::from_std(spool.file.try_clone()?);
         let mut body = body;
         while let Some(chunk) = body.try_next().await? {
             writer.write_all(&chunk).await?;
         }
         writer.flush().await?;
+        Ok(spool)
+    }
+
+    /// A new empty anonymous file in `dir` (the system temp dir when empty).
+    pub fn empty(dir: &str) -> std::io::Result<Self> {
+        let file = if dir.is_empty() {
+            tempfile::tempfile()?
+        } else {
+            tempfile::tempfile_in(dir)?
+        };
         let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-        Ok(Self { _file: file, path })
+        Ok(Self { file, path })
+    }
+
+    /// Reads the spooled bytes from the start.
+    pub async fn reader(&self) -> std::io::Result<tokio::fs::File> {
+        let mut file = tokio::fs::File::from_std(self.file.try_clone()?);
+        file.seek(std::io::SeekFrom::Start(0)).await?;
+        Ok(file)
     }
 
     /// A path that opens the spooled bytes while `self` lives.

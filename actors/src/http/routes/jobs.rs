@@ -13,6 +13,7 @@ use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
 use crate::job::{JobRecord, JobState};
+use crate::output::OutputOptions;
 
 #[derive(Serialize)]
 pub struct JobView {
@@ -23,6 +24,10 @@ pub struct JobView {
     mp3_fid: Option<String>,
     error: Option<String>,
     attempts: u32,
+    /// Percent converted (while converting; 100 when done).
+    progress: Option<f64>,
+    /// The output options in force (format, bitrate, trim...).
+    output: OutputOptions,
     created_at: String,
     updated_at: String,
 }
@@ -37,6 +42,13 @@ impl From<JobRecord> for JobView {
             video_fid: job.video_fid.to_hex(),
             error: job.error.filter(|_| job.state == JobState::Failed),
             attempts: job.attempts,
+            progress: match job.state {
+                JobState::Queued => None,
+                JobState::Converting => job.progress.or(Some(0.0)),
+                JobState::Done => Some(100.0),
+                JobState::Failed => job.progress,
+            },
+            output: job.output,
             created_at: job.created_at.try_to_rfc3339_string().unwrap_or_default(),
             updated_at: job.updated_at.try_to_rfc3339_string().unwrap_or_default(),
         }
@@ -83,7 +95,10 @@ pub async fn download(
     let body = app.store.download_mp3(id).await?;
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "audio/mpeg")
+        .header(
+            header::CONTENT_TYPE,
+            info.content_type.as_deref().unwrap_or("audio/mpeg"),
+        )
         .header(header::CONTENT_LENGTH, info.length)
         .header(
             header::CONTENT_DISPOSITION,

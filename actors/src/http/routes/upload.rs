@@ -8,7 +8,8 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mongodb::bson::doc;
@@ -19,6 +20,7 @@ use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
 use crate::job::JobRecord;
+use crate::output::OutputOptions;
 use crate::store::{StoreError, Upload};
 
 #[derive(Serialize)]
@@ -30,10 +32,11 @@ pub struct Accepted {
 pub async fn upload(
     state: State<AppState>,
     caller: Caller,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match accept(state, caller, headers, body).await {
+    match accept(state, caller, query, headers, body).await {
         Ok(accepted) => accepted.into_response(),
         Err(error) => {
             // A refused upload's body may be partly unread, so the server
@@ -50,9 +53,16 @@ pub async fn upload(
 async fn accept(
     State(app): State<AppState>,
     caller: Caller,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    // Options in the query are checked before a byte of the body is read.
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let mut options = OutputOptions::default();
+    for (name, value) in &query {
+        options.set(name, value)?;
+    }
     // Backpressure before a byte of the body is read: a node at its limit
     // of uploads in progress says so, and the client retries.
     let _ticket = app.mailboxes.http.try_take().map_err(|_| {
@@ -84,10 +94,11 @@ async fn accept(
     }
 
     let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
-    let mut field = loop {
+    // Option fields may come before the file; they are checked as they come.
+    let field = loop {
         match multipart.next_field().await.map_err(malformed)? {
             Some(field) if field.name() == Some("file") => break field,
-            Some(_) => continue,
+            Some(field) => set_option(&mut options, field).await?,
             None => {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -103,9 +114,23 @@ async fn accept(
     let mut upload = Upload::open(app.store.videos(), None, &filename, metadata, limit).await?;
 
     let streamed: Result<(), ApiError> = async {
+        let mut field = field;
         while let Some(chunk) = field.chunk().await.map_err(malformed)? {
             upload.write(&chunk).await?;
         }
+        // multer reads the next part only once this one is gone.
+        drop(field);
+        // Option fields may also follow the file; a second file may not.
+        while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+            if field.name() == Some("file") || field.file_name().is_some() {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "send exactly one file per upload (field `file`)",
+                ));
+            }
+            set_option(&mut options, field).await?;
+        }
+        options.validate()?;
         Ok(())
     }
     .await;
@@ -126,7 +151,8 @@ async fn accept(
     // (hyper drops a handler whose connection closed): a finished video
     // without its job and message would break the invariant. A task of
     // its own runs to the end either way.
-    let job = JobRecord::new(&owner, &filename, upload.id(), app.bitrate_kbps);
+    let options = options.with_defaults(app.bitrate_kbps);
+    let job = JobRecord::new(&owner, &filename, upload.id(), options);
     let size = upload.written();
     tokio::spawn(commit(app, upload, job.clone()))
         .await
@@ -154,6 +180,39 @@ async fn commit(app: AppState, upload: Upload, job: JobRecord) -> Result<(), Api
         let _ = app.store.delete_video(job.video_fid).await;
         return Err(e.into());
     }
+    Ok(())
+}
+
+/// Option fields are short text: a larger one is refused, not buffered.
+const OPTION_FIELD_BYTES: usize = 1024;
+
+/// Reads a text field of the form and sets the output option it names.
+async fn set_option(options: &mut OutputOptions, field: multer::Field<'_>) -> Result<(), ApiError> {
+    let name = field.name().unwrap_or("").to_owned();
+    if field.file_name().is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("unexpected file in field `{name}`; the video goes in the field `file`"),
+        ));
+    }
+    let mut value = Vec::new();
+    let mut field = field;
+    while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+        value.extend_from_slice(&chunk);
+        if value.len() > OPTION_FIELD_BYTES {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the field `{name}` is longer than {OPTION_FIELD_BYTES} bytes"),
+            ));
+        }
+    }
+    let value = String::from_utf8(value).map_err(|_| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the field `{name}` is not UTF-8 text"),
+        )
+    })?;
+    options.set(&name, &value)?;
     Ok(())
 }
 

@@ -1,0 +1,481 @@
+//! What the user asked the audio to be: format, quality, rate, channels,
+//! trim, title, and which audio track to take.
+//!
+//! The same options come from upload query parameters, multipart fields and
+//! `vidaud convert` flags, all as `name = text` pairs, so one parser and one
+//! validator serve all three and every refusal names the field at fault.
+//! The HTTP front resolves the defaults (the node's configured MP3 bitrate)
+//! before the job is stored, so a job converts the same on any node.
+
+use serde::{Deserialize, Serialize};
+
+/// Output container and codec.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// MPEG-1 Layer III with ID3v2 tags and a Xing/LAME header.
+    #[default]
+    Mp3,
+    /// Opus in Ogg.
+    Opus,
+    /// AAC-LC in an MP4 (M4A) file.
+    Aac,
+    /// FLAC, lossless.
+    Flac,
+}
+
+impl Format {
+    pub const ALL: [Format; 4] = [Format::Mp3, Format::Opus, Format::Aac, Format::Flac];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Mp3 => "mp3",
+            Format::Opus => "opus",
+            Format::Aac => "aac",
+            Format::Flac => "flac",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Mp3 => "mp3",
+            Format::Opus => "opus",
+            Format::Aac => "m4a",
+            Format::Flac => "flac",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Mp3 => "audio/mpeg",
+            Format::Opus => "audio/ogg",
+            Format::Aac => "audio/mp4",
+            Format::Flac => "audio/flac",
+        }
+    }
+
+    /// The bitrates a user may pick, kb/s; empty for lossless.
+    fn bitrates(self) -> std::ops::RangeInclusive<u32> {
+        match self {
+            Format::Mp3 => 32..=320,
+            Format::Opus => 6..=510,
+            Format::Aac => 16..=320,
+            #[allow(clippy::reversed_empty_ranges)]
+            Format::Flac => 1..=0,
+        }
+    }
+
+    fn sample_rates(self) -> &'static [u32] {
+        match self {
+            Format::Mp3 => &[8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000],
+            Format::Opus => &[8000, 12000, 16000, 24000, 48000],
+            Format::Aac => &[
+                8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000,
+            ],
+            Format::Flac => &[
+                8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 176400,
+                192000,
+            ],
+        }
+    }
+
+    /// Bitrate when the user names none (MP3's comes from the config).
+    fn default_bitrate(self, mp3_kbps: u32) -> Option<u32> {
+        match self {
+            Format::Mp3 => Some(mp3_kbps),
+            Format::Opus => Some(128),
+            Format::Aac => Some(160),
+            Format::Flac => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = OptionError;
+
+    fn from_str(s: &str) -> Result<Self, OptionError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "mp3" => Ok(Format::Mp3),
+            "opus" | "ogg" => Ok(Format::Opus),
+            "aac" | "m4a" => Ok(Format::Aac),
+            "flac" => Ok(Format::Flac),
+            other => Err(OptionError::new(
+                "format",
+                format!("unknown format `{other}`; choose mp3, opus, aac or flac"),
+            )),
+        }
+    }
+}
+
+/// MP3 bitrates LAME encodes at constant bitrate.
+pub const MP3_BITRATES_KBPS: [u32; 14] = [
+    32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+];
+
+/// Longest title kept, in characters.
+const MAX_TITLE_CHARS: usize = 200;
+
+/// A refused option: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct OptionError {
+    pub field: String,
+    pub message: String,
+}
+
+impl OptionError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The options of one job. Stored in its record; absent fields of records
+/// written before an option existed take its default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutputOptions {
+    pub format: Format,
+    /// Constant bitrate (MP3) or target bitrate (Opus, AAC), kb/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bitrate_kbps: Option<u32>,
+    /// MP3 variable bitrate quality, 0 (best) to 9; instead of a bitrate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<u32>,
+    /// Output sample rate, Hz; the input's (as far as the format allows) if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<u32>,
+    /// 1 (mono) or 2 (stereo); the input's (at most 2 for MP3/AAC) if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<u32>,
+    /// Trim: where the output starts in the input, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_secs: Option<f64>,
+    /// Trim: how much to keep from `start_secs`, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<f64>,
+    /// Title tag; the original file name without extension if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Which audio track (0 = first) of a file with several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_track: Option<u32>,
+}
+
+/// The option names, as query parameters, multipart fields and (with `-`
+/// for `_`) `vidaud convert` flags.
+pub const OPTION_NAMES: [&str; 9] = [
+    "format",
+    "bitrate",
+    "quality",
+    "sample_rate",
+    "channels",
+    "start",
+    "duration",
+    "title",
+    "audio_track",
+];
+
+impl OutputOptions {
+    /// Sets one option from its text form.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), OptionError> {
+        let value = value.trim();
+        match name {
+            "format" => self.format = value.parse()?,
+            "bitrate" => self.bitrate_kbps = Some(number(name, value.trim_end_matches('k'))?),
+            "quality" => self.quality = Some(number(name, value.trim_start_matches(['V', 'v']))?),
+            "sample_rate" => self.sample_rate = Some(number(name, value)?),
+            "channels" => {
+                self.channels = Some(match value {
+                    "mono" => 1,
+                    "stereo" => 2,
+                    _ => number(name, value)?,
+                })
+            }
+            "start" => self.start_secs = Some(seconds(name, value)?),
+            "duration" => self.duration_secs = Some(seconds(name, value)?),
+            "title" => self.title = Some(value.to_owned()),
+            "audio_track" => self.audio_track = Some(number(name, value)?),
+            other => {
+                return Err(OptionError::new(
+                    other,
+                    format!("unknown option; known: {}", OPTION_NAMES.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses and validates `name = value` pairs.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, OptionError> {
+        let mut options = Self::default();
+        for (name, value) in pairs {
+            options.set(name, value)?;
+        }
+        options.validate()?;
+        Ok(options)
+    }
+
+    pub fn validate(&self) -> Result<(), OptionError> {
+        let format = self.format;
+        if let Some(kbps) = self.bitrate_kbps {
+            let range = format.bitrates();
+            if range.is_empty() {
+                return Err(OptionError::new(
+                    "bitrate",
+                    format!("{} is lossless; it takes no bitrate", format.name()),
+                ));
+            }
+            if format == Format::Mp3 && !MP3_BITRATES_KBPS.contains(&kbps) {
+                return Err(OptionError::new(
+                    "bitrate",
+                    format!("MP3 bitrate must be one of {MP3_BITRATES_KBPS:?} kb/s, got {kbps}"),
+                ));
+            }
+            if !range.contains(&kbps) {
+                return Err(OptionError::new(
+                    "bitrate",
+                    format!(
+                        "{} bitrate must be {} to {} kb/s, got {kbps}",
+                        format.name(),
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
+        }
+        if let Some(quality) = self.quality {
+            if format != Format::Mp3 {
+                return Err(OptionError::new(
+                    "quality",
+                    "VBR quality applies to mp3 only; use bitrate",
+                ));
+            }
+            if quality > 9 {
+                return Err(OptionError::new(
+                    "quality",
+                    format!("VBR quality must be 0 (best) to 9, got {quality}"),
+                ));
+            }
+            if self.bitrate_kbps.is_some() {
+                return Err(OptionError::new(
+                    "quality",
+                    "give either bitrate (constant) or quality (variable), not both",
+                ));
+            }
+        }
+        if let Some(rate) = self.sample_rate
+            && !format.sample_rates().contains(&rate)
+        {
+            return Err(OptionError::new(
+                "sample_rate",
+                format!(
+                    "{} sample rate must be one of {:?} Hz, got {rate}",
+                    format.name(),
+                    format.sample_rates()
+                ),
+            ));
+        }
+        if let Some(channels) = self.channels
+            && !(1..=2).contains(&channels)
+        {
+            return Err(OptionError::new(
+                "channels",
+                format!("channels must be 1 (mono) or 2 (stereo), got {channels}"),
+            ));
+        }
+        if let Some(start) = self.start_secs
+            && !(start >= 0.0 && start.is_finite())
+        {
+            return Err(OptionError::new(
+                "start",
+                format!("start must be 0 or more seconds, got {start}"),
+            ));
+        }
+        if let Some(duration) = self.duration_secs
+            && !(duration > 0.0 && duration.is_finite())
+        {
+            return Err(OptionError::new(
+                "duration",
+                format!("duration must be more than 0 seconds, got {duration}"),
+            ));
+        }
+        if let Some(title) = &self.title {
+            if title.chars().count() > MAX_TITLE_CHARS {
+                return Err(OptionError::new(
+                    "title",
+                    format!("title must be at most {MAX_TITLE_CHARS} characters"),
+                ));
+            }
+            if title.chars().any(char::is_control) {
+                return Err(OptionError::new(
+                    "title",
+                    "title must not contain control characters",
+                ));
+            }
+        }
+        if let Some(track) = self.audio_track
+            && track > 63
+        {
+            return Err(OptionError::new(
+                "audio_track",
+                format!("audio_track must be 0 to 63, got {track}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fills the bitrate a lossy format needs when the user chose neither a
+    /// bitrate nor a quality.
+    pub fn with_defaults(mut self, mp3_kbps: u32) -> Self {
+        if self.bitrate_kbps.is_none() && self.quality.is_none() {
+            self.bitrate_kbps = self.format.default_bitrate(mp3_kbps);
+        }
+        self
+    }
+
+    /// `holiday.mov` → `holiday.m4a` for AAC: the original name with the
+    /// output's extension.
+    pub fn audio_filename(&self, original: &str) -> String {
+        format!("{}.{}", stem(original), self.format.extension())
+    }
+
+    /// The title tag: the one asked for, or the original file's name.
+    pub fn title_for(&self, original: &str) -> String {
+        self.title
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| stem(original))
+    }
+}
+
+/// `holiday.mov` → `holiday`.
+pub fn stem(filename: &str) -> String {
+    std::path::Path::new(filename)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "audio".to_owned())
+}
+
+fn number(field: &str, value: &str) -> Result<u32, OptionError> {
+    value
+        .parse()
+        .map_err(|_| OptionError::new(field, format!("expected a whole number, got `{value}`")))
+}
+
+/// `90`, `90.5`, `1:30`, `01:01:30.25` → seconds.
+fn seconds(field: &str, value: &str) -> Result<f64, OptionError> {
+    let bad = || {
+        OptionError::new(
+            field,
+            format!("expected seconds (`90.5`) or [hh:]mm:ss[.fff], got `{value}`"),
+        )
+    };
+    let parts: Vec<&str> = value.split(':').collect();
+    if parts.len() > 3 {
+        return Err(bad());
+    }
+    let mut total = 0.0;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let n: f64 = part.parse().map_err(|_| bad())?;
+        if !last && (n.fract() != 0.0 || n < 0.0) {
+            return Err(bad());
+        }
+        total = total * 60.0 + n;
+    }
+    if !total.is_finite() {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<OutputOptions, OptionError> {
+        OutputOptions::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn defaults_are_mp3_at_the_configured_bitrate() {
+        let options = parse(&[]).expect("empty").with_defaults(192);
+        assert_eq!(options.format, Format::Mp3);
+        assert_eq!(options.bitrate_kbps, Some(192));
+        let vbr = parse(&[("quality", "V2")]).expect("vbr").with_defaults(192);
+        assert_eq!((vbr.bitrate_kbps, vbr.quality), (None, Some(2)));
+        let flac = parse(&[("format", "flac")])
+            .expect("flac")
+            .with_defaults(192);
+        assert_eq!(flac.bitrate_kbps, None);
+    }
+
+    #[test]
+    fn every_refusal_names_its_field() {
+        for (pairs, field) in [
+            (vec![("format", "wma")], "format"),
+            (vec![("bitrate", "100")], "bitrate"),
+            (vec![("bitrate", "abc")], "bitrate"),
+            (vec![("format", "flac"), ("bitrate", "128")], "bitrate"),
+            (vec![("format", "opus"), ("bitrate", "600")], "bitrate"),
+            (vec![("quality", "10")], "quality"),
+            (vec![("format", "aac"), ("quality", "2")], "quality"),
+            (vec![("bitrate", "128"), ("quality", "2")], "quality"),
+            (vec![("sample_rate", "44000")], "sample_rate"),
+            (
+                vec![("format", "opus"), ("sample_rate", "44100")],
+                "sample_rate",
+            ),
+            (vec![("channels", "6")], "channels"),
+            (vec![("start", "-1")], "start"),
+            (vec![("start", "soon")], "start"),
+            (vec![("duration", "0")], "duration"),
+            (vec![("duration", "1:-5:00")], "duration"),
+            (vec![("title", "a\r\nBcc: x")], "title"),
+            (vec![("audio_track", "99")], "audio_track"),
+            (vec![("volume", "11")], "volume"),
+        ] {
+            let err = parse(&pairs).expect_err(&format!("{pairs:?} must be refused"));
+            assert_eq!(err.field, field, "{pairs:?}: {err}");
+            assert!(!err.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn accepted_forms() {
+        let o = parse(&[
+            ("format", "M4A"),
+            ("bitrate", "128k"),
+            ("sample_rate", "48000"),
+            ("channels", "mono"),
+            ("start", "1:02.5"),
+            ("duration", "30"),
+            ("title", "Talk"),
+            ("audio_track", "1"),
+        ])
+        .expect("valid");
+        assert_eq!(o.format, Format::Aac);
+        assert_eq!(o.bitrate_kbps, Some(128));
+        assert_eq!(o.channels, Some(1));
+        assert_eq!(o.start_secs, Some(62.5));
+        assert_eq!(o.duration_secs, Some(30.0));
+        assert_eq!(o.audio_filename("talk.final.mkv"), "talk.final.m4a");
+        assert_eq!(o.title_for("x.mkv"), "Talk");
+        assert_eq!(seconds("start", "01:01:30.25"), Ok(3690.25));
+    }
+
+    #[test]
+    fn names() {
+        let mp3 = OutputOptions::default();
+        assert_eq!(mp3.title_for("holiday.mov"), "holiday");
+        assert_eq!(mp3.audio_filename("a.b.mkv"), "a.b.mp3");
+        assert_eq!(mp3.audio_filename(""), "audio.mp3");
+        assert_eq!(mp3.audio_filename(".mp4"), ".mp4.mp3");
+    }
+}

@@ -1,0 +1,176 @@
+//! Output options through the service: chosen at upload (query parameters
+//! or form fields), refused with 422 naming the field, honoured by the
+//! worker, visible on the job with its progress, and delivered with the
+//! right type and name.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::media::{clip, decoded_seconds, probe};
+use common::{Node, NodeOptions};
+
+async fn download_to(
+    node: &Node,
+    token: &str,
+    job: &serde_json::Value,
+    dir: &std::path::Path,
+) -> (reqwest::header::HeaderMap, std::path::PathBuf) {
+    let fid = job["mp3_fid"].as_str().expect("a done job has its audio");
+    let response = node.download(token, fid).await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    let path = dir.join(format!("{fid}.audio"));
+    std::fs::write(&path, response.bytes().await.expect("body")).expect("write");
+    (headers, path)
+}
+
+/// Uploads with options and waits until the job is done.
+async fn converted(
+    node: &Node,
+    token: &str,
+    query: &str,
+    before: &[(&str, &str)],
+    after: &[(&str, &str)],
+) -> serde_json::Value {
+    let (status, body) = node
+        .upload_with(token, &clip("mp4"), query, before, after)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = node
+        .wait_final(token, body["job_id"].as_str().expect("id"))
+        .await;
+    assert_eq!(job["state"], "done", "{job}");
+    job
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn formats_chosen_at_upload_are_converted_and_served_as_such() {
+    let node = Node::start(NodeOptions::default()).await;
+    let (_, token) = node.new_user().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // Query parameters.
+    let job = converted(&node, &token, "format=opus&bitrate=64&title=Talk", &[], &[]).await;
+    assert_eq!(job["progress"], 100.0, "{job}");
+    assert_eq!(job["output"]["format"], "opus", "{job}");
+    assert_eq!(job["output"]["bitrate_kbps"], 64, "{job}");
+    let (headers, audio) = download_to(&node, &token, &job, dir.path()).await;
+    assert_eq!(headers["content-type"], "audio/ogg");
+    let disposition = headers["content-disposition"].to_str().expect("ascii");
+    assert!(
+        disposition.contains("filename=\"mp4.opus\""),
+        "{disposition}"
+    );
+    let p = probe(&audio);
+    assert_eq!(
+        (p.codec.as_str(), p.title.as_deref()),
+        ("opus", Some("Talk"))
+    );
+
+    // Form fields, before and after the file.
+    let after = [("start", "1"), ("duration", "2"), ("channels", "mono")];
+    let job = converted(&node, &token, "", &[("format", "flac")], &after).await;
+    let (headers, audio) = download_to(&node, &token, &job, dir.path()).await;
+    assert_eq!(headers["content-type"], "audio/flac");
+    let p = probe(&audio);
+    assert_eq!((p.codec.as_str(), p.channels), ("flac", 1));
+    assert!((decoded_seconds(&audio) - 2.0).abs() < 0.03);
+
+    // The default stays the reference's: MP3 at the configured bitrate.
+    let job = converted(&node, &token, "", &[], &[]).await;
+    let (headers, audio) = download_to(&node, &token, &job, dir.path()).await;
+    assert_eq!(headers["content-type"], "audio/mpeg");
+    assert_eq!(probe(&audio).bit_rate, 192_000);
+}
+
+/// (query, fields before the file, fields after it, the field at fault)
+type Refusal = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_options_get_422_naming_the_field_and_store_nothing() {
+    let node = Node::start(NodeOptions::default()).await;
+    let (_, token) = node.new_user().await;
+    let input = clip("mp4");
+    let files_before = node.count(&node.names.videos_db, "fs.files").await;
+    let cases: [Refusal; 7] = [
+        ("bitrate=100", &[], &[], "bitrate"),
+        ("format=wma", &[], &[], "format"),
+        ("start=-1", &[], &[], "start"),
+        ("volume=11", &[], &[], "volume"),
+        ("", &[("quality", "12")], &[], "quality"),
+        ("", &[], &[("sample_rate", "44000")], "sample_rate"),
+        ("format=flac", &[], &[("bitrate", "128")], "bitrate"),
+    ];
+    for (query, before, after, field) in cases {
+        let (status, body) = node.upload_with(&token, &input, query, before, after).await;
+        assert_eq!(status, 422, "{query} {before:?} {after:?}: {body}");
+        assert_eq!(body["field"], field, "{body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains(field)),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        node.count(&node.names.videos_db, "fs.files").await,
+        files_before,
+        "refused uploads leave no file"
+    );
+    assert_eq!(node.job_records().await.len(), 0, "nor a job");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_is_readable_while_a_job_converts() {
+    let node = Node::start(NodeOptions {
+        workers: 1,
+        ..NodeOptions::default()
+    })
+    .await;
+    let (_, token) = node.new_user().await;
+    // The slowest encoding of the long clip: progress has time to show.
+    let (status, body) = node
+        .upload_with(
+            &token,
+            &clip("long"),
+            "quality=0&sample_rate=48000&channels=2",
+            &[],
+            &[],
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job_id = body["job_id"].as_str().expect("id").to_owned();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (_, job) = node.job(&token, &job_id).await;
+        if job["state"] == "converting"
+            && let Some(p) = job["progress"].as_f64()
+        {
+            seen.push(p);
+        }
+        if job["state"] == "done" {
+            assert_eq!(job["progress"], 100.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen.iter().any(|p| *p > 0.0 && *p < 100.0),
+        "progress while converting: {seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "progress only grows: {seen:?}"
+    );
+    println!(
+        "PROGRESS: {} readings while converting, {:?}",
+        seen.len(),
+        seen.iter().map(|p| *p as u32).collect::<Vec<_>>()
+    );
+}

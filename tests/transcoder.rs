@@ -1,0 +1,254 @@
+//! The transcoder on every input kind and output option, through
+//! `vidaud convert` (the same pipeline the workers run), each result checked
+//! by an independent decoder (ffprobe/ffmpeg): format, codec, duration,
+//! sample rate, channels, bitrate, title, pitch.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::media::{INPUTS, assert_decodes, clip, decoded_seconds, dominant_frequency, probe};
+
+/// Runs `vidaud convert IN OUT ARGS`; returns the exit code and stderr.
+fn convert(input: &Path, output: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vidaud"))
+        .arg("convert")
+        .arg(input)
+        .arg(output)
+        .args(args)
+        .output()
+        .expect("vidaud convert");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn converted(input: &Path, output: PathBuf, args: &[&str]) -> PathBuf {
+    let (code, stderr) = convert(input, &output, args);
+    assert_eq!(code, 0, "{} {args:?}: {stderr}", input.display());
+    assert_decodes(&output);
+    output
+}
+
+/// One MP3 frame at the output rate: the accuracy promised.
+fn frame_seconds(rate: u32) -> f64 {
+    1152.0 / f64::from(rate)
+}
+
+#[test]
+fn every_input_kind_becomes_an_mp3_of_the_same_length() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut report = Vec::new();
+    for (kind, rate, channels) in INPUTS {
+        let input = clip(kind);
+        let output = converted(&input, dir.path().join(format!("{kind}.mp3")), &[]);
+        let p = probe(&output);
+        assert_eq!(p.codec, "mp3", "{kind}");
+        // LAME takes 8 to 48 kHz; higher rates are resampled to 48 kHz.
+        assert_eq!(p.sample_rate, rate.min(48000), "{kind}: sample rate");
+        assert_eq!(p.channels, channels.min(2), "{kind}: channels");
+        if p.sample_rate >= 32000 {
+            assert_eq!(p.bit_rate, 192_000, "{kind}: the default bitrate");
+        } else {
+            // MPEG-2/2.5 Layer III (below 32 kHz) tops out lower: LAME
+            // takes the highest it can.
+            assert!(
+                (8_000..=160_000).contains(&p.bit_rate),
+                "{kind}: {}",
+                p.bit_rate
+            );
+        }
+        assert_eq!(
+            p.title.as_deref(),
+            Some(kind),
+            "{kind}: title from the name"
+        );
+        let (want, got) = (decoded_seconds(&input), decoded_seconds(&output));
+        assert!(
+            (want - got).abs() <= frame_seconds(p.sample_rate),
+            "{kind}: {got} s of audio from {want} s"
+        );
+        report.push(format!("{kind} {want:.3}s→{got:.3}s"));
+    }
+    println!("INPUTS: {}", report.join(", "));
+
+    // Our MP3s carry their delay and padding: converting one again loses
+    // and adds nothing.
+    let once = dir.path().join("mp4.mp3");
+    let twice = converted(&once, dir.path().join("twice.mp3"), &[]);
+    assert_eq!(decoded_seconds(&once), decoded_seconds(&twice));
+}
+
+/// (output name, flags, container, codec, rate, channels, bitrate or 0)
+type Case = (
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+    u32,
+    u32,
+    u64,
+);
+
+#[test]
+fn every_output_format_and_option_is_honoured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = clip("mp4");
+    let want = decoded_seconds(&input);
+    // (output name, flags, container, codec, rate, channels, bitrate or 0)
+    let cases: [Case; 7] = [
+        (
+            "cbr.mp3",
+            &["--bitrate", "128"],
+            "mp3",
+            "mp3",
+            44100,
+            1,
+            128_000,
+        ),
+        (
+            "vbr.mp3",
+            &["--quality", "2", "--sample-rate", "22050"],
+            "mp3",
+            "mp3",
+            22050,
+            1,
+            0,
+        ),
+        (
+            "stereo.mp3",
+            &["--channels", "2", "--sample-rate", "48000"],
+            "mp3",
+            "mp3",
+            48000,
+            2,
+            0,
+        ),
+        (
+            "speech.opus",
+            &["--bitrate", "48"],
+            "ogg",
+            "opus",
+            48000,
+            1,
+            0,
+        ),
+        (
+            "music.m4a",
+            &["--bitrate", "128", "--channels", "stereo"],
+            "mov,mp4,m4a,3gp,3g2,mj2",
+            "aac",
+            44100,
+            2,
+            0,
+        ),
+        (
+            "lossless.flac",
+            &["--sample-rate", "32000"],
+            "flac",
+            "flac",
+            32000,
+            1,
+            0,
+        ),
+        (
+            "named.out",
+            &["--format", "flac", "--title", "Über Title"],
+            "flac",
+            "flac",
+            44100,
+            1,
+            0,
+        ),
+    ];
+    for (name, flags, container, codec, rate, channels, bitrate) in cases {
+        let output = converted(&input, dir.path().join(name), flags);
+        let p = probe(&output);
+        assert_eq!(p.format, container, "{name}");
+        assert_eq!(p.codec, codec, "{name}");
+        assert_eq!(p.sample_rate, rate, "{name}");
+        assert_eq!(p.channels, channels, "{name}");
+        if bitrate > 0 {
+            assert_eq!(p.bit_rate, bitrate, "{name}");
+        }
+        let title = if name == "named.out" {
+            "Über Title"
+        } else {
+            "mp4"
+        };
+        assert_eq!(p.title.as_deref(), Some(title), "{name}");
+        let got = decoded_seconds(&output);
+        assert!(
+            (want - got).abs() <= frame_seconds(rate),
+            "{name}: {got} s of audio from {want} s"
+        );
+    }
+}
+
+#[test]
+fn a_pure_tone_keeps_its_pitch_through_every_format_and_resampling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tone = clip("tone");
+    assert!((dominant_frequency(&tone) - 1000.0).abs() < 5.0);
+    for (name, flags) in [
+        ("tone.mp3", &[][..]),
+        ("tone22.mp3", &["--sample-rate", "22050"][..]),
+        ("tone.opus", &[][..]),
+        ("tone.m4a", &["--sample-rate", "48000"][..]),
+        ("tone.flac", &["--sample-rate", "8000"][..]),
+    ] {
+        let output = converted(&tone, dir.path().join(name), flags);
+        let f = dominant_frequency(&output);
+        assert!((f - 1000.0).abs() < 5.0, "{name}: {f} Hz");
+    }
+}
+
+#[test]
+fn trims_and_tracks_select_what_is_converted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tracks = clip("tracks");
+    let first = converted(&tracks, dir.path().join("first.mp3"), &[]);
+    assert!((dominant_frequency(&first) - 440.0).abs() < 5.0);
+    let second = converted(
+        &tracks,
+        dir.path().join("second.mp3"),
+        &["--audio-track", "1"],
+    );
+    assert!((dominant_frequency(&second) - 1000.0).abs() < 5.0);
+    let (code, stderr) = convert(&tracks, &dir.path().join("x.mp3"), &["--audio-track", "2"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("2 audio track"), "{stderr}");
+
+    for (name, flags, seconds) in [
+        ("middle.mp3", &["--start", "1", "--duration", "2"][..], 2.0),
+        ("tail.opus", &["--start", "0:02.5"][..], 1.5),
+        ("head.flac", &["--duration", "0.5"][..], 0.5),
+    ] {
+        let output = converted(&clip("mp4"), dir.path().join(name), flags);
+        let got = decoded_seconds(&output);
+        assert!((got - seconds).abs() <= 0.03, "{name}: {got} s");
+    }
+    let (code, stderr) = convert(&clip("mp4"), &dir.path().join("x.mp3"), &["--start", "60"]);
+    assert_eq!(code, 2, "a trim past the end is bad usage: {stderr}");
+}
+
+#[test]
+fn exit_codes_tell_what_went_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.mp3");
+    for (input, flags, code, says) in [
+        (clip("mp4"), &["--bitrate", "100"][..], 2, "--bitrate"),
+        (clip("mp4"), &["--format", "wma"][..], 2, "--format"),
+        (clip("mp4"), &["--start", "-3"][..], 2, "--start"),
+        (dir.path().join("missing.mp4"), &[][..], 3, "missing.mp4"),
+        (clip("random"), &[][..], 3, "not a recognised"),
+        (clip("noaudio"), &[][..], 4, "no audio"),
+    ] {
+        let (got, stderr) = convert(&input, &out, flags);
+        assert_eq!(got, code, "{} {flags:?}: {stderr}", input.display());
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!out.exists(), "no partial output is left behind");
+    }
+}
