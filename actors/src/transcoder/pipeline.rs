@@ -323,7 +323,13 @@ impl Graph {
             .property("location", input.to_string_lossy().as_ref())
             .build()?;
         let decode = make("decodebin")?;
-        let convert = make("audioconvert")?;
+        // No dither when going to 16 bits for the encoder: it costs CPU
+        // (random numbers per sample) and an encoder at 192 kb/s cannot keep
+        // noise at -96 dB anyway; ffmpeg's libmp3lame path has none either.
+        let convert = gst::ElementFactory::make("audioconvert")
+            .property_from_str("dithering", "none")
+            .property_from_str("noise-shaping", "none")
+            .build()?;
         let resample = make("audioresample")?;
         let caps = gst::ElementFactory::make("capsfilter")
             .property("caps", output_caps(options, None))
