@@ -174,3 +174,70 @@ async fn progress_is_readable_while_a_job_converts() {
         seen.iter().map(|p| *p as u32).collect::<Vec<_>>()
     );
 }
+
+/// `VmRSS`/`VmHWM` of a process, in KiB.
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Peak RSS growth allowed while converting an hour of audio: the pipeline's
+/// queues, one GridFS chunk, the encoder's state. Nothing proportional to
+/// the input or the output.
+const HOUR_GROWTH_LIMIT_MIB: u64 = 48;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_hour_of_audio_converts_in_bounded_memory() {
+    let node = Node::start(NodeOptions {
+        workers: 1,
+        ..NodeOptions::default()
+    })
+    .await;
+    let (_, token) = node.new_user().await;
+    // Warm up: GStreamer's plugins and the clients are loaded by a first job.
+    converted(&node, &token, "", &[], &[]).await;
+    let input = clip("hour");
+    let pid = node.pid();
+    let before = memory_kib(pid, "VmRSS:");
+    // Reset the peak, so it covers this job only.
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("clear_refs");
+
+    let (status, body) = node
+        .upload_with(&token, &input, "bitrate=64&channels=mono", &[], &[])
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = node
+        .wait_final_within(
+            &token,
+            body["job_id"].as_str().expect("id"),
+            Duration::from_secs(600),
+        )
+        .await;
+    assert_eq!(job["state"], "done", "{job}");
+    let peak = memory_kib(pid, "VmHWM:");
+    let growth_mib = peak.saturating_sub(before) / 1024;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, audio) = download_to(&node, &token, &job, dir.path()).await;
+    let seconds = probe(&audio).duration;
+    println!(
+        "MEMORY: {} s of audio ({} MB in, {} MB out): RSS {} MiB before, peak {} MiB, growth {growth_mib} MiB (limit {HOUR_GROWTH_LIMIT_MIB})",
+        common::media::HOUR_SECONDS,
+        std::fs::metadata(&input)
+            .map(|m| m.len() / 1_000_000)
+            .unwrap_or(0),
+        std::fs::metadata(&audio)
+            .map(|m| m.len() / 1_000_000)
+            .unwrap_or(0),
+        before / 1024,
+        peak / 1024
+    );
+    assert!((seconds - f64::from(common::media::HOUR_SECONDS)).abs() < 0.1);
+    assert!(
+        growth_mib <= HOUR_GROWTH_LIMIT_MIB,
+        "peak RSS grew by {growth_mib} MiB converting an hour"
+    );
+}

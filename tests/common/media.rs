@@ -8,6 +8,9 @@ use std::process::Command;
 /// Seconds of every generated clip.
 pub const CLIP_SECONDS: f64 = 4.0;
 
+/// Seconds of the `hour` clip.
+pub const HOUR_SECONDS: u32 = 3600;
+
 /// Seconds of the `long` clip.
 pub const LONG_SECONDS: u32 = 150;
 
@@ -160,6 +163,7 @@ fn extension(kind: &str) -> &str {
         "noaudio" | "random" | "truncated" | "long" | "fmp4" => "mp4",
         "tracks" | "surround" => "mkv",
         "tone" => "wav",
+        "hour" => "ogg",
         other => other,
     }
 }
@@ -193,6 +197,25 @@ pub fn clip(kind: &str) -> PathBuf {
             .status()
             .expect("ffmpeg (install it: scripts/test does)");
         assert!(status.success(), "ffmpeg could not make {kind}");
+    } else if kind == "hour" {
+        // An hour of mono Opus (about 4 MB), made fast: the transcoder's
+        // memory must not grow with the input's length.
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-y"])
+            .args(sine(440, 24000))
+            .args([
+                "-t",
+                &HOUR_SECONDS.to_string(),
+                "-ac",
+                "1",
+                "-c:a",
+                "libopus",
+            ])
+            .args(["-b:a", "12k", "-compression_level", "0"])
+            .arg(&partial)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success(), "ffmpeg could not make the hour-long clip");
     } else if kind == "3gp" {
         // ffmpeg has no AMR encoder here; GStreamer's comes with the plugins.
         let buffers = (CLIP_SECONDS * 8000.0 / 160.0) as u32;
