@@ -238,16 +238,6 @@ async fn uploads_beyond_the_limit_get_503_before_their_body_is_read() {
     assert_eq!(status, 202, "accepted once the place is free: {body}");
 }
 
-/// `VmRSS`/`VmHWM` (current and peak resident set) of a process, in KiB.
-fn memory_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Starts an upload that sends its headers and a little of the body, then
 /// stalls, holding one of the node's upload places while it lives.
 fn stalled_upload(node: &Node, token: &str) -> std::net::TcpStream {
@@ -280,7 +270,7 @@ async fn a_burst_gets_503s_not_unbounded_memory_and_the_backlog_drains() {
         [2],
         "prefetch = 1 worker + 1"
     );
-    let idle = memory_kib(node.pid(), "VmRSS:");
+    let idle = common::memory_kib(node.pid(), "VmRSS:");
 
     // Both upload places taken: a burst is pushed back, none of it read.
     let held = [stalled_upload(&node, &token), stalled_upload(&node, &token)];
@@ -336,7 +326,7 @@ async fn a_burst_gets_503s_not_unbounded_memory_and_the_backlog_drains() {
         "held deliveries ≤ prefetch: {status}"
     );
     let jobs = node.wait_all_final(&token, &ids).await;
-    let peak = memory_kib(node.pid(), "VmHWM:");
+    let peak = common::memory_kib(node.pid(), "VmHWM:");
     println!(
         "BACKPRESSURE: 12 refused with 503 while 2 uploads were in progress; RSS idle {} MiB, peak {} MiB",
         idle / 1024,

@@ -175,16 +175,6 @@ async fn progress_is_readable_while_a_job_converts() {
     );
 }
 
-/// `VmRSS`/`VmHWM` of a process, in KiB.
-fn memory_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Peak RSS growth allowed while converting an hour of audio: the pipeline's
 /// queues, one GridFS chunk, the encoder's state. Nothing proportional to
 /// the input or the output.
@@ -202,7 +192,7 @@ async fn an_hour_of_audio_converts_in_bounded_memory() {
     converted(&node, &token, "", &[], &[]).await;
     let input = clip("hour");
     let pid = node.pid();
-    let before = memory_kib(pid, "VmRSS:");
+    let before = common::memory_kib(pid, "VmRSS:");
     // Reset the peak, so it covers this job only.
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("clear_refs");
 
@@ -218,7 +208,7 @@ async fn an_hour_of_audio_converts_in_bounded_memory() {
         )
         .await;
     assert_eq!(job["state"], "done", "{job}");
-    let peak = memory_kib(pid, "VmHWM:");
+    let peak = common::memory_kib(pid, "VmHWM:");
     let growth_mib = peak.saturating_sub(before) / 1024;
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, audio) = download_to(&node, &token, &job, dir.path()).await;

@@ -861,3 +861,13 @@ pub fn broker_prefetch(queue: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// `VmRSS`/`VmHWM` (current and peak resident set) of a process, in KiB.
+pub fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
