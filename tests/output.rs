@@ -132,6 +132,7 @@ async fn progress_is_readable_while_a_job_converts() {
     })
     .await;
     let (_, token) = node.new_user().await;
+    let mut events = common::EventTap::bind("vidaud.events").await;
     // The slowest encoding of the long clip: progress has time to show.
     let (status, body) = node
         .upload_with(
@@ -167,6 +168,17 @@ async fn progress_is_readable_while_a_job_converts() {
     assert!(
         seen.windows(2).all(|w| w[0] <= w[1]),
         "progress only grows: {seen:?}"
+    );
+    // The same, pushed as events for live listeners.
+    let events = events.job_events(&job_id, Duration::from_secs(10)).await;
+    let states: Vec<&str> = events.iter().filter_map(|e| e["state"].as_str()).collect();
+    assert_eq!(states.first(), Some(&"converting"), "{events:?}");
+    assert_eq!(states.last(), Some(&"done"), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["progress"].as_f64().is_some_and(|p| p > 0.0 && p < 100.0)),
+        "progress events: {events:?}"
     );
     println!(
         "PROGRESS: {} readings while converting, {:?}",

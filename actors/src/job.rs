@@ -119,6 +119,20 @@ pub struct VideoMessage {
     pub username: String,
 }
 
+/// Published to the events exchange when a job changes state or makes
+/// progress; best effort (a missed event is superseded by the next one and
+/// the job record stays the truth).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    pub job_id: String,
+    pub owner: String,
+    pub state: JobState,
+    /// Percent converted, while converting and when done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
+    pub node: String,
+}
+
 /// Published to the `mp3` queue when a job reaches a final state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mp3Message {

@@ -149,6 +149,9 @@ pub struct QueueSettings {
     pub dead_letter_queue: String,
     /// AMQP heartbeat; a dead broker connection is noticed within two of these.
     pub heartbeat_secs: u16,
+    /// Fanout exchange where job events (state changes, progress) are
+    /// published for whoever listens (live progress to clients).
+    pub events_exchange: String,
 }
 
 impl Default for QueueSettings {
@@ -159,6 +162,7 @@ impl Default for QueueSettings {
             mp3_queue: "mp3".into(),
             dead_letter_queue: "video.dead".into(),
             heartbeat_secs: 30,
+            events_exchange: "vidaud.events".into(),
         }
     }
 }

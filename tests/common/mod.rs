@@ -871,3 +871,79 @@ pub fn memory_kib(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Listens to the job events exchange: a private queue bound to it, and the
+/// events read from it until `until` says stop or `limit` passes.
+pub struct EventTap {
+    _connection: lapin::Connection,
+    consumer: lapin::Consumer,
+}
+
+impl EventTap {
+    pub async fn bind(exchange: &str) -> Self {
+        let connection =
+            lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+                .await
+                .expect("RabbitMQ");
+        let channel = connection.create_channel().await.expect("channel");
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                lapin::options::QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .expect("queue");
+        channel
+            .queue_bind(
+                queue.name().as_str().into(),
+                exchange.into(),
+                "".into(),
+                Default::default(),
+                Default::default(),
+            )
+            .await
+            .expect("bind");
+        let consumer = channel
+            .basic_consume(
+                queue.name().as_str().into(),
+                "".into(),
+                lapin::options::BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .expect("consume");
+        Self {
+            _connection: connection,
+            consumer,
+        }
+    }
+
+    /// The events of `job_id` until one in a final state (or `limit`).
+    pub async fn job_events(&mut self, job_id: &str, limit: Duration) -> Vec<Value> {
+        use futures::StreamExt;
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + limit;
+        while let Ok(Some(Ok(delivery))) =
+            tokio::time::timeout_at(deadline, self.consumer.next()).await
+        {
+            let event: Value = serde_json::from_slice(&delivery.data).unwrap_or(Value::Null);
+            if event["job_id"] != job_id {
+                continue;
+            }
+            let last = event["state"] == "done" || event["state"] == "failed";
+            events.push(event);
+            if last {
+                break;
+            }
+        }
+        events
+    }
+}

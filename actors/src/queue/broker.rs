@@ -5,6 +5,9 @@
 //! job's message is parked when the job fails for good, so an operator can
 //! see and replay exactly the poison inputs.
 //!
+//! Job events go to a fanout exchange (`vidaud.events`), not persistent:
+//! they are for live progress, and the job record stays the truth.
+//!
 //! Publishing always waits for the broker's confirm, and messages are
 //! persistent on durable queues: once `publish` returns `Ok`, the message
 //! survives a broker restart. lapin channels are safe to share between
@@ -13,17 +16,17 @@
 
 use lapin::options::{
     BasicAckOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
+    ExchangeDeclareOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::uri::AMQPUri;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::{Mutex, RwLock};
 use tracing::info;
 
-use crate::job::VideoMessage;
+use crate::job::{JobEvent, VideoMessage};
 use crate::settings::QueueSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +150,17 @@ impl Broker {
                 )
                 .await?;
         }
+        channel
+            .exchange_declare(
+                s.events_exchange.as_str().into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
         Ok(())
     }
 
@@ -209,6 +223,24 @@ impl Broker {
 
     pub async fn publish_mp3(&self, message: &crate::job::Mp3Message) -> Result<(), QueueError> {
         self.publish(&self.settings.mp3_queue, message).await
+    }
+
+    /// Publishes a job event to the events exchange (transient).
+    pub async fn publish_event(&self, event: &JobEvent) -> Result<(), QueueError> {
+        let payload = serde_json::to_vec(event)?;
+        let link = self.link().await?;
+        let properties = BasicProperties::default().with_content_type("application/json".into());
+        link.publisher
+            .basic_publish(
+                self.settings.events_exchange.as_str().into(),
+                "".into(),
+                BasicPublishOptions::default(),
+                &payload,
+                properties,
+            )
+            .await?
+            .await?;
+        Ok(())
     }
 
     /// Parks a message that must not be processed again in the dead-letter

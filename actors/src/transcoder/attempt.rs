@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::{doc, oid::ObjectId};
 use tokio::io::AsyncReadExt;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::pipeline::{Control, Progress, TranscodeError, transcode};
 use super::spool::Spool;
-use crate::job::{JobRecord, JobState, Mp3Message};
+use crate::job::{JobEvent, JobRecord, JobState, Mp3Message};
 use crate::metrics::Metrics;
 use crate::queue::{Broker, JobDelivery};
 use crate::settings::TranscoderSettings;
@@ -132,6 +132,7 @@ async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
         Ok(Claim::Run(job)) => job,
     };
     info!(attempt = job.attempts, "converting");
+    announce(ctx, &job, JobState::Converting, None).await;
     let started = Instant::now();
     let result = convert(ctx, &job).await;
     ctx.metrics
@@ -158,6 +159,7 @@ async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
             if let Err(e) = ctx.store.requeue_job(job.id, job.attempts, &reason).await {
                 warn!("could not record the failed attempt: {e}");
             }
+            announce(ctx, &job, JobState::Queued, None).await;
             return back_off(job.attempts).await;
         }
     };
@@ -166,13 +168,31 @@ async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
         .finish_job(job.id, job.attempts, state, error.as_deref())
         .await
     {
-        Ok(Some(job)) => hand_off(ctx, &job, delivery).await,
+        Ok(Some(job)) => {
+            let progress = (job.state == JobState::Done).then_some(100.0);
+            announce(ctx, &job, job.state, progress).await;
+            hand_off(ctx, &job, delivery).await
+        }
         // Another attempt moved the job meanwhile; it owns the rest.
         Ok(None) => Settle::Ack,
         Err(e) => {
             warn!("cannot record the job's end: {e}");
             back_off(1).await
         }
+    }
+}
+
+/// Publishes a job event; best effort: the record is the truth.
+async fn announce(ctx: &WorkerContext, job: &JobRecord, state: JobState, progress: Option<f64>) {
+    let event = JobEvent {
+        job_id: job.id.to_hex(),
+        owner: job.owner.clone(),
+        state,
+        progress: progress.map(|p| (p * 10.0).round() / 10.0),
+        node: ctx.node_id.clone(),
+    };
+    if let Err(e) = ctx.broker.publish_event(&event).await {
+        debug!("job event not published: {e}");
     }
 }
 
@@ -270,11 +290,16 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
     // While it converts: renew the lease and record progress.
     let lease = Duration::from_secs(ctx.settings.lease_secs);
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let mut published = None;
     let joined = loop {
         tokio::select! {
             joined = &mut conversion => break joined,
             _ = tick.tick() => {
                 let progress = *progress_rx.borrow();
+                if progress != published {
+                    published = progress;
+                    announce(ctx, job, JobState::Converting, progress).await;
+                }
                 // A failed renewal (storage away) is not a lost lease: keep
                 // going; finishing will tell whether the job is still ours.
                 let renewed = ctx.store.renew_lease(job.id, job.attempts, lease, progress).await;
