@@ -243,3 +243,21 @@ async fn an_hour_of_audio_converts_in_bounded_memory() {
         "peak RSS grew by {growth_mib} MiB converting an hour"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inputs_over_the_duration_limit_fail_with_the_reason() {
+    let node =
+        Node::start(NodeOptions::default().with("VIDAUD_TRANSCODER__MAX_INPUT_SECS", 2)).await;
+    let (_, token) = node.new_user().await;
+    let (status, body) = node.upload(&token, &clip("mp4")).await;
+    assert_eq!(status, 202, "{body}");
+    let job = node
+        .wait_final(&token, body["job_id"].as_str().expect("id"))
+        .await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["attempts"], 1, "a fact about the input: no retry");
+    assert!(
+        job["error"].as_str().is_some_and(|e| e.contains("limit")),
+        "{job}"
+    );
+}

@@ -451,6 +451,27 @@ impl Graph {
         })
     }
 
+    /// Refuses an input longer than the limit: by its duration once known,
+    /// and by the position reached when no duration is known.
+    fn check_length(
+        &self,
+        control: &Control,
+        input_duration: &mut Option<Duration>,
+    ) -> Result<(), TranscodeError> {
+        if input_duration.is_none() {
+            *input_duration = self
+                .pipeline
+                .query_duration::<gst::ClockTime>()
+                .map(|d| Duration::from_nanos(d.nseconds()));
+        }
+        let reached = Duration::from_nanos(self.tap.position.load(Ordering::SeqCst));
+        let length = input_duration.unwrap_or(reached).max(reached);
+        if length > control.max_input {
+            return Err(TranscodeError::TooLong(length, control.max_input));
+        }
+        Ok(())
+    }
+
     /// Output position and total, from the tap and the trim.
     fn progress(&self, input_duration: Option<Duration>) -> (Duration, Option<Duration>) {
         let (start, stop) = self.trim.map(|t| (t.start, t.stop)).unwrap_or((0, None));
@@ -512,6 +533,7 @@ impl Graph {
                             && change.current() >= gst::State::Paused =>
                     {
                         prerolled = true;
+                        self.check_length(control, &mut input_duration)?;
                         continue;
                     }
                     gst::MessageView::Application(app) => match app.structure().map(|s| s.name()) {
@@ -531,17 +553,7 @@ impl Graph {
                     _ => continue,
                 }
             }
-            if input_duration.is_none() {
-                input_duration = self
-                    .pipeline
-                    .query_duration::<gst::ClockTime>()
-                    .map(|d| Duration::from_nanos(d.nseconds()));
-                if let Some(d) = input_duration
-                    && d > control.max_input
-                {
-                    return Err(TranscodeError::TooLong(d, control.max_input));
-                }
-            }
+            self.check_length(control, &mut input_duration)?;
             if self.tap.started.load(Ordering::SeqCst) {
                 let input = self.tap.position.load(Ordering::SeqCst);
                 if last_position != Some(input) {
@@ -552,6 +564,7 @@ impl Graph {
                 progress(Progress { position, duration });
             }
         }
+        self.check_length(control, &mut input_duration)?;
         let samples = self.tap.samples.load(Ordering::SeqCst);
         let sample_rate = self.tap.sample_rate.load(Ordering::SeqCst);
         if samples == 0 && self.trim.is_some() && self.tap.started.load(Ordering::SeqCst) {
