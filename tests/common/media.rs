@@ -168,6 +168,17 @@ fn extension(kind: &str) -> &str {
     }
 }
 
+/// Runs ffmpeg quietly with `args`, writing `output`; panics naming `what`.
+fn ffmpeg<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>, output: &Path, what: &str) {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .arg(output)
+        .status()
+        .expect("ffmpeg (install it: scripts/test does)");
+    assert!(status.success(), "ffmpeg could not make {what}");
+}
+
 fn dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media");
     std::fs::create_dir_all(&dir).expect("media dir");
@@ -187,35 +198,17 @@ pub fn clip(kind: &str) -> PathBuf {
     // Tests of one binary may make the same clip at once: each writes its
     // own partial file, and whichever renames last wins (same content).
     let partial = dir().join(format!("{kind}.{}.partial.{ext}", super::unique("m")));
-    if let Some(args) = recipe(kind) {
-        let duration = CLIP_SECONDS.to_string();
-        let status = Command::new("ffmpeg")
-            .args(["-v", "error", "-y"])
-            .args(&args)
-            .args(["-t", &duration])
-            .arg(&partial)
-            .status()
-            .expect("ffmpeg (install it: scripts/test does)");
-        assert!(status.success(), "ffmpeg could not make {kind}");
+    if let Some(mut args) = recipe(kind) {
+        args.extend(["-t".to_owned(), CLIP_SECONDS.to_string()]);
+        ffmpeg(&args, &partial, kind);
     } else if kind == "hour" {
         // An hour of mono Opus (about 4 MB), made fast: the transcoder's
         // memory must not grow with the input's length.
-        let status = Command::new("ffmpeg")
-            .args(["-v", "error", "-y"])
-            .args(sine(440, 24000))
-            .args([
-                "-t",
-                &HOUR_SECONDS.to_string(),
-                "-ac",
-                "1",
-                "-c:a",
-                "libopus",
-            ])
-            .args(["-b:a", "12k", "-compression_level", "0"])
-            .arg(&partial)
-            .status()
-            .expect("ffmpeg");
-        assert!(status.success(), "ffmpeg could not make the hour-long clip");
+        let mut args = sine(440, 24000);
+        let length = HOUR_SECONDS.to_string();
+        args.extend(["-t", &length, "-ac", "1", "-c:a", "libopus"].map(String::from));
+        args.extend(["-b:a", "12k", "-compression_level", "0"].map(String::from));
+        ffmpeg(&args, &partial, "the hour-long clip");
     } else if kind == "3gp" {
         // ffmpeg has no AMR encoder here; GStreamer's comes with the plugins.
         let buffers = (CLIP_SECONDS * 8000.0 / 160.0) as u32;
@@ -240,41 +233,39 @@ pub fn clip(kind: &str) -> PathBuf {
         std::fs::write(&partial, &whole[..whole.len() / 2]).expect("truncated clip");
     } else if kind == "long" {
         let duration = LONG_SECONDS.to_string();
-        let status = Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc=size=160x120:rate=5",
-            ])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-            .args(["-f", "lavfi", "-i", "sine=frequency=550:sample_rate=48000"])
-            .args([
-                "-filter_complex",
-                "[1:a][2:a]amerge=inputs=2[a]",
-                "-map",
-                "0:v",
-                "-map",
-                "[a]",
-            ])
-            .args([
-                "-t",
-                &duration,
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-pix_fmt",
-                "yuv420p",
-            ])
-            .args(["-c:a", "aac", "-b:a", "128k"])
-            .arg(&partial)
-            .status()
-            .expect("ffmpeg");
-        assert!(status.success(), "ffmpeg could not make the long clip");
+        let args = [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=160x120:rate=5",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=550:sample_rate=48000",
+            "-filter_complex",
+            "[1:a][2:a]amerge=inputs=2[a]",
+            "-map",
+            "0:v",
+            "-map",
+            "[a]",
+            "-t",
+            &duration,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+        ];
+        ffmpeg(args, &partial, "the long clip");
     } else if kind == "random" {
         let bytes: Vec<u8> = (0..200_000u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -282,15 +273,7 @@ pub fn clip(kind: &str) -> PathBuf {
         std::fs::write(&partial, bytes).expect("random bytes");
     } else {
         let duration = CLIP_SECONDS.to_string();
-        let mut args: Vec<&str> = vec![
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-        ];
+        let mut args: Vec<&str> = vec!["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"];
         if kind != "noaudio" {
             args.extend(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]);
         }
@@ -322,13 +305,7 @@ pub fn clip(kind: &str) -> PathBuf {
             other => panic!("no recipe for {other}"),
         };
         args.extend(codecs);
-        let partial_str = partial.to_string_lossy().into_owned();
-        args.push(&partial_str);
-        let status = Command::new("ffmpeg")
-            .args(&args)
-            .status()
-            .expect("ffmpeg (install it: scripts/test does)");
-        assert!(status.success(), "ffmpeg could not make {kind}");
+        ffmpeg(&args, &partial, kind);
     }
     std::fs::rename(&partial, &path).expect("media rename");
     path
@@ -455,4 +432,44 @@ pub fn dominant_frequency(path: &Path) -> f64 {
     let body = &samples[samples.len() / 10..samples.len() * 9 / 10];
     let crossings = body.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
     crossings as f64 / 2.0 / (body.len() as f64 / rate as f64)
+}
+
+/// A video of at least `bytes` (720p H.264 + AAC), made by repeating a
+/// 2-minute clip without re-encoding.
+pub fn big_video(bytes: u64) -> PathBuf {
+    let path = dir().join(format!("big-{bytes}.mp4"));
+    if path.exists() {
+        return path;
+    }
+    let part = dir().join("big-part.mp4");
+    if !part.exists() {
+        let mut args = ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"]
+            .map(String::from)
+            .to_vec();
+        args.extend(sine(440, 44100));
+        args.extend(
+            [
+                "-t",
+                "120",
+                "-ac",
+                "2",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+            ]
+            .map(String::from),
+        );
+        args.extend(["-pix_fmt", "yuv420p", "-c:a", "aac"].map(String::from));
+        ffmpeg(&args, &part, "the big video's part");
+    }
+    let size = std::fs::metadata(&part).expect("part").len();
+    let copies = bytes.div_ceil(size);
+    let list = dir().join("big-list.txt");
+    let line = format!("file '{}'\n", part.display());
+    std::fs::write(&list, line.repeat(copies as usize)).expect("list");
+    let list = list.to_string_lossy().into_owned();
+    let args = ["-f", "concat", "-safe", "0", "-i", &list, "-c", "copy"];
+    ffmpeg(args, &path, "the big video");
+    path
 }
