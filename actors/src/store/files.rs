@@ -2,11 +2,11 @@
 //! moves in chunks between a byte stream and a GridFS stream.
 
 use bytes::Bytes;
-use futures::Stream;
 use futures::io::AsyncWriteExt;
+use futures::{Stream, TryStreamExt};
+use mongodb::Collection;
 use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
 use mongodb::gridfs::{GridFsBucket, GridFsUploadStream};
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::StoreError;
 
@@ -53,15 +53,58 @@ pub async fn delete_file(bucket: &GridFsBucket, id: ObjectId) -> Result<(), Stor
     }
 }
 
-/// Streams a stored file as a body of `Bytes` chunks.
+/// GridFS chunks fetched per round trip when reading a file: what one
+/// download holds in memory (about 1 MiB), where the driver's own download
+/// stream takes batches of up to 16 MiB.
+const CHUNKS_PER_BATCH: u32 = 4;
+
+/// Streams a stored file as a body of `Bytes` chunks, a few GridFS chunks
+/// at a time, checking that none is missing.
 pub async fn download(
     bucket: &GridFsBucket,
+    chunks: &Collection<Document>,
     id: ObjectId,
 ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
-    let stream = bucket.open_download_stream(Bson::ObjectId(id)).await?;
-    Ok(tokio_util::io::ReaderStream::with_capacity(
-        stream.compat(),
-        256 * 1024,
+    let Some(file) = bucket.find_one(doc! { "_id": id }).await? else {
+        return Err(StoreError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no file {id}"),
+        )));
+    };
+    let cursor = chunks
+        .find(doc! { "files_id": id })
+        .sort(doc! { "n": 1 })
+        .batch_size(CHUNKS_PER_BATCH)
+        .await?;
+    let length = file.length;
+    Ok(futures::stream::try_unfold(
+        (cursor, 0i64, 0u64),
+        move |(mut cursor, n, sent)| async move {
+            let Some(chunk) = cursor.try_next().await.map_err(std::io::Error::other)? else {
+                if sent != length {
+                    return Err(std::io::Error::other(format!(
+                        "file {id} is incomplete: {sent} of {length} bytes"
+                    )));
+                }
+                return Ok(None);
+            };
+            let number = chunk
+                .get_i32("n")
+                .map(i64::from)
+                .or_else(|_| chunk.get_i64("n"))
+                .map_err(std::io::Error::other)?;
+            if number != n {
+                return Err(std::io::Error::other(format!(
+                    "file {id} is missing chunk {n}"
+                )));
+            }
+            let data = chunk
+                .get_binary_generic("data")
+                .map_err(std::io::Error::other)?;
+            let bytes = Bytes::copy_from_slice(data);
+            let sent = sent + bytes.len() as u64;
+            Ok(Some((bytes, (cursor, n + 1, sent))))
+        },
     ))
 }
 
@@ -150,13 +193,13 @@ impl super::Store {
         &self,
         id: ObjectId,
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
-        download(&self.videos, id).await
+        download(&self.videos, &self.video_chunks, id).await
     }
 
     pub async fn download_mp3(
         &self,
         id: ObjectId,
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
-        download(&self.mp3s, id).await
+        download(&self.mp3s, &self.mp3_chunks, id).await
     }
 }

@@ -12,6 +12,7 @@ mod jobs;
 pub use files::{FileInfo, Upload};
 pub use jobs::Claim;
 
+use mongodb::bson::Document;
 use mongodb::gridfs::GridFsBucket;
 use mongodb::{Client, Collection};
 
@@ -34,6 +35,9 @@ pub struct Store {
     client: Client,
     videos: GridFsBucket,
     mp3s: GridFsBucket,
+    /// The buckets' chunk collections, read directly for bounded downloads.
+    video_chunks: Collection<Document>,
+    mp3_chunks: Collection<Document>,
     jobs: Collection<JobRecord>,
 }
 
@@ -47,9 +51,15 @@ impl Store {
             .server_selection_timeout
             .get_or_insert(std::time::Duration::from_secs(5));
         let client = Client::with_options(options)?;
+        let (videos, mp3s) = (
+            client.database(&settings.videos_db),
+            client.database(&settings.mp3s_db),
+        );
         let store = Self {
-            videos: client.database(&settings.videos_db).gridfs_bucket(None),
-            mp3s: client.database(&settings.mp3s_db).gridfs_bucket(None),
+            videos: videos.gridfs_bucket(None),
+            mp3s: mp3s.gridfs_bucket(None),
+            video_chunks: videos.collection("fs.chunks"),
+            mp3_chunks: mp3s.collection("fs.chunks"),
             jobs: client.database(&settings.jobs_db).collection("jobs"),
             client,
         };
