@@ -276,3 +276,72 @@ async fn health_and_reference_metrics() {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn downloads_resume_by_range_and_revalidate_by_etag() {
+    let node = Node::start(NodeOptions::default()).await;
+    let (_, token) = node.new_user().await;
+    let (status, body) = node.upload(&token, &media::clip("long")).await;
+    assert_eq!(status, 202, "{body}");
+    let job = node
+        .wait_final(&token, body["job_id"].as_str().expect("job_id"))
+        .await;
+    let fid = job["mp3_fid"].as_str().expect("done");
+    let whole = node.download(&token, fid).await;
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    let etag = whole.headers()["etag"].clone();
+    let whole = whole.bytes().await.expect("body");
+    let len = whole.len();
+    assert!(len > 1_000_000, "several GridFS chunks: {len}");
+
+    let url = node.url(&format!("/download?fid={fid}"));
+    let get = |range: String| {
+        node.http
+            .get(&url)
+            .bearer_auth(&token)
+            .header("range", range)
+            .send()
+    };
+    // Three resumptions that cross chunk boundaries reassemble the file.
+    let cuts = [0, 300_000, len / 2 + 7, len];
+    let mut joined = Vec::new();
+    for pair in cuts.windows(2) {
+        let r = get(format!("bytes={}-{}", pair[0], pair[1] - 1))
+            .await
+            .expect("range");
+        assert_eq!(r.status(), 206);
+        assert_eq!(
+            r.headers()["content-range"],
+            format!("bytes {}-{}/{len}", pair[0], pair[1] - 1).as_str()
+        );
+        joined.extend_from_slice(&r.bytes().await.expect("part"));
+    }
+    assert!(joined == whole, "byte-exact");
+    let tail = get("bytes=-10".into()).await.expect("suffix");
+    assert_eq!(tail.bytes().await.expect("tail"), whole[len - 10..]);
+    let past = get(format!("bytes={len}-")).await.expect("past the end");
+    assert_eq!(past.status(), 416);
+    assert_eq!(
+        past.headers()["content-range"],
+        format!("bytes */{len}").as_str()
+    );
+
+    let head = node
+        .http
+        .head(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], len.to_string().as_str());
+    let cached = node
+        .http
+        .get(&url)
+        .bearer_auth(&token)
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("conditional");
+    assert_eq!(cached.status(), 304);
+}

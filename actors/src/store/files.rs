@@ -65,28 +65,48 @@ pub async fn download(
     chunks: &Collection<Document>,
     id: ObjectId,
 ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
+    download_range(bucket, chunks, id, None).await
+}
+
+/// Like [`download`], but only bytes `first..=last` when a range is given
+/// (it must lie within the file): only the chunks holding it are read.
+pub async fn download_range(
+    bucket: &GridFsBucket,
+    chunks: &Collection<Document>,
+    id: ObjectId,
+    range: Option<(u64, u64)>,
+) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
     let Some(file) = bucket.find_one(doc! { "_id": id }).await? else {
         return Err(StoreError::Io(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!("no file {id}"),
         )));
     };
+    let chunk_size = u64::from(file.chunk_size_bytes.max(1));
+    let (first, last) = range.unwrap_or((0, file.length.saturating_sub(1)));
+    let first_chunk = (first / chunk_size) as i64;
     let cursor = chunks
-        .find(doc! { "files_id": id })
+        .find(doc! { "files_id": id, "n": { "$gte": first_chunk } })
         .sort(doc! { "n": 1 })
         .batch_size(CHUNKS_PER_BATCH)
         .await?;
-    let length = file.length;
+    // Bytes of the file to send, and where the first chunk starts in it.
+    let wanted = if file.length == 0 {
+        0
+    } else {
+        last + 1 - first
+    };
+    let skip = first - first_chunk as u64 * chunk_size;
     Ok(futures::stream::try_unfold(
-        (cursor, 0i64, 0u64),
-        move |(mut cursor, n, sent)| async move {
-            let Some(chunk) = cursor.try_next().await.map_err(std::io::Error::other)? else {
-                if sent != length {
-                    return Err(std::io::Error::other(format!(
-                        "file {id} is incomplete: {sent} of {length} bytes"
-                    )));
-                }
+        (cursor, first_chunk, 0u64, skip),
+        move |(mut cursor, n, sent, skip)| async move {
+            if sent == wanted {
                 return Ok(None);
+            }
+            let Some(chunk) = cursor.try_next().await.map_err(std::io::Error::other)? else {
+                return Err(std::io::Error::other(format!(
+                    "file {id} is incomplete: {sent} of {wanted} bytes"
+                )));
             };
             let number = chunk
                 .get_i32("n")
@@ -101,9 +121,11 @@ pub async fn download(
             let data = chunk
                 .get_binary_generic("data")
                 .map_err(std::io::Error::other)?;
-            let bytes = Bytes::copy_from_slice(data);
+            let from = (skip as usize).min(data.len());
+            let take = (data.len() - from).min((wanted - sent) as usize);
+            let bytes = Bytes::copy_from_slice(&data[from..from + take]);
             let sent = sent + bytes.len() as u64;
-            Ok(Some((bytes, (cursor, n + 1, sent))))
+            Ok(Some((bytes, (cursor, n + 1, sent, 0))))
         },
     ))
 }
@@ -196,10 +218,12 @@ impl super::Store {
         download(&self.videos, &self.video_chunks, id).await
     }
 
+    /// The audio file, or bytes `first..=last` of it.
     pub async fn download_mp3(
         &self,
         id: ObjectId,
+        range: Option<(u64, u64)>,
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
-        download(&self.mp3s, &self.mp3_chunks, id).await
+        download_range(&self.mp3s, &self.mp3_chunks, id, range).await
     }
 }
