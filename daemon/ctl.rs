@@ -62,6 +62,19 @@ fn exchange(socket: &std::path::Path, command: &Value) -> std::io::Result<Value>
     serde_json::from_str(&line).map_err(std::io::Error::other)
 }
 
+/// `name value, name value, ...` for a JSON object's entries.
+fn entries(object: &Value, value: impl Fn(&Value) -> String) -> String {
+    object
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {}", value(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
 /// The status as an operator reads it.
 fn human(s: &Value) -> String {
     let pool = &s["pool"];
@@ -70,33 +83,11 @@ fn human(s: &Value) -> String {
     } else {
         format!("consuming, prefetch {}", s["queue"]["prefetch"])
     };
-    let restarts = s["restarts"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
-    let mailboxes = s["mailboxes"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k} {}/{}", v["depth"], v["capacity"]))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
-    let deps = s["dependencies"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
+    let restarts = entries(&s["restarts"], |v| v.to_string());
+    let mailboxes = entries(&s["mailboxes"], |v| {
+        format!("{}/{}", v["depth"], v["capacity"])
+    });
+    let deps = entries(&s["dependencies"], |v| v.as_str().unwrap_or("?").to_owned());
     format!(
         "node {} (vidaud {}), up {} s\n\
          pool: {} workers, {} busy, {} waiting; worker restarts {}\n\

@@ -14,14 +14,12 @@ use vidaud_supervision::{Command, RootMsg};
 pub type LogHandle = reload::Handle<EnvFilter, Registry>;
 
 /// Settings applied without a restart.
-const LIVE: [&str; 6] = [
-    "log.level",
-    "transcoder.workers",
-    "mailboxes.http",
-    "mailboxes.auth",
-    "mailboxes.transcoder",
-    "mailboxes.notifier",
-];
+const LIVE: [&str; 2] = ["log.level", "transcoder.workers"];
+
+/// Whether a setting is applied without a restart (all mailbox capacities are).
+fn is_live(key: &str) -> bool {
+    LIVE.contains(&key) || key.starts_with("mailboxes.")
+}
 
 /// `section.key → value` for every setting.
 fn flatten(settings: &Settings) -> BTreeMap<String, serde_json::Value> {
@@ -111,10 +109,7 @@ pub async fn apply(
             warn!("SIGHUP: the mailbox capacities could not be changed; kept them");
         }
     }
-    let needs_restart: Vec<&String> = changes
-        .iter()
-        .filter(|k| !LIVE.contains(&k.as_str()))
-        .collect();
+    let needs_restart: Vec<&String> = changes.iter().filter(|k| !is_live(k)).collect();
     if !needs_restart.is_empty() {
         warn!(
             ?needs_restart,

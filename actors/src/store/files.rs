@@ -19,6 +19,8 @@ pub struct FileInfo {
     pub owner: Option<String>,
     /// The MIME type recorded with the file, if any.
     pub content_type: Option<String>,
+    /// Bytes per GridFS chunk (the last chunk may be shorter).
+    pub chunk_size: u32,
 }
 
 /// Looks up a file's document; `None` when there is no such file.
@@ -32,6 +34,7 @@ pub async fn file_info(
         length: d.length,
         owner: metadata_str(&d, "owner"),
         content_type: metadata_str(&d, "content_type"),
+        chunk_size: d.chunk_size_bytes,
         filename: d.filename.unwrap_or_default(),
     }))
 }
@@ -58,31 +61,17 @@ pub async fn delete_file(bucket: &GridFsBucket, id: ObjectId) -> Result<(), Stor
 /// stream takes batches of up to 16 MiB.
 const CHUNKS_PER_BATCH: u32 = 4;
 
-/// Streams a stored file as a body of `Bytes` chunks, a few GridFS chunks
-/// at a time, checking that none is missing.
+/// Streams bytes `first..=last` of a stored file (all of it without a
+/// range; a range must lie within the file), a few GridFS chunks at a time,
+/// reading only the chunks that hold them and checking none is missing.
+/// `file` is the caller's lookup of the file: it is not read again.
 pub async fn download(
-    bucket: &GridFsBucket,
     chunks: &Collection<Document>,
-    id: ObjectId,
-) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
-    download_range(bucket, chunks, id, None).await
-}
-
-/// Like [`download`], but only bytes `first..=last` when a range is given
-/// (it must lie within the file): only the chunks holding it are read.
-pub async fn download_range(
-    bucket: &GridFsBucket,
-    chunks: &Collection<Document>,
-    id: ObjectId,
+    file: &FileInfo,
     range: Option<(u64, u64)>,
 ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
-    let Some(file) = bucket.find_one(doc! { "_id": id }).await? else {
-        return Err(StoreError::Io(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("no file {id}"),
-        )));
-    };
-    let chunk_size = u64::from(file.chunk_size_bytes.max(1));
+    let id = file.id;
+    let chunk_size = u64::from(file.chunk_size.max(1));
     let (first, last) = range.unwrap_or((0, file.length.saturating_sub(1)));
     let first_chunk = (first / chunk_size) as i64;
     let cursor = chunks
@@ -211,19 +200,20 @@ impl super::Store {
         delete_file(&self.mp3s, id).await
     }
 
+    /// The video `file` (from [`Self::video_info`]), whole.
     pub async fn download_video(
         &self,
-        id: ObjectId,
+        file: &FileInfo,
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
-        download(&self.videos, &self.video_chunks, id).await
+        download(&self.video_chunks, file, None).await
     }
 
-    /// The audio file, or bytes `first..=last` of it.
+    /// The audio `file` (from [`Self::mp3_info`]), or bytes `first..=last` of it.
     pub async fn download_mp3(
         &self,
-        id: ObjectId,
+        file: &FileInfo,
         range: Option<(u64, u64)>,
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
-        download_range(&self.mp3s, &self.mp3_chunks, id, range).await
+        download(&self.mp3_chunks, file, range).await
     }
 }

@@ -107,7 +107,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut set = doc! { "lease_until": lease_from(DateTime::now(), lease) };
         if let Some(percent) = progress {
-            set.insert("progress", (percent * 10.0).round() / 10.0);
+            set.insert("progress", percent);
         }
         let result = self
             .jobs

@@ -188,7 +188,7 @@ async fn announce(ctx: &WorkerContext, job: &JobRecord, state: JobState, progres
         job_id: job.id.to_hex(),
         owner: job.owner.clone(),
         state,
-        progress: progress.map(|p| (p * 10.0).round() / 10.0),
+        progress,
         node: ctx.node_id.clone(),
     };
     if let Err(e) = ctx.broker.publish_event(&event).await {
@@ -255,11 +255,7 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
     if info.length == 0 {
         return Err(Failure::Permanent("the uploaded file is empty".into()));
     }
-    let body = ctx
-        .store
-        .download_video(job.video_fid)
-        .await
-        .map_err(transient)?;
+    let body = ctx.store.download_video(&info).await.map_err(transient)?;
     let input = Spool::fill(&ctx.settings.spool_dir, Box::pin(body))
         .await
         .map_err(transient)?;
@@ -280,8 +276,10 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
     let output_path = output.path().to_owned();
     let mut conversion = tokio::task::spawn_blocking(move || {
         let mut report = |p: Progress| {
+            // Tenths of a percent: the record and the events show the same
+            // figure, and a change below that publishes nothing.
             if let Some(percent) = p.percent() {
-                progress_tx.send_replace(Some(percent));
+                progress_tx.send_replace(Some((percent * 10.0).round() / 10.0));
             }
         };
         transcode(input.path(), &options, &output_path, &control, &mut report)

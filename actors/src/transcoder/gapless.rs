@@ -44,6 +44,17 @@ fn sample_rate(version: u32, index: u32) -> Option<u32> {
     }
 }
 
+impl FrameHeader {
+    /// Bytes of side information after the header; the Xing tag follows.
+    fn side_info_len(&self) -> usize {
+        match (self.mpeg1, self.mono) {
+            (true, false) => 32,
+            (true, true) | (false, false) => 17,
+            (false, true) => 9,
+        }
+    }
+}
+
 fn parse_header(raw: u32) -> Option<FrameHeader> {
     if raw >> 21 != 0x7ff {
         return None;
@@ -161,12 +172,7 @@ fn crc16(mut crc: u16, data: &[u8]) -> u16 {
 /// samples per channel the encoder was given.
 fn info_frame(scan: &Scan, samples: u64) -> Vec<u8> {
     let first = scan.first;
-    let side_info = match (first.mpeg1, first.mono) {
-        (true, false) => 32,
-        (true, true) => 17,
-        (false, false) => 17,
-        (false, true) => 9,
-    };
+    let side_info = first.side_info_len();
     // Room for the Xing and LAME fields, and at least the 190 bytes the
     // tag's CRC covers plus the CRC itself.
     let needed = (4 + side_info + 120 + 36).max(192);
@@ -250,11 +256,7 @@ pub fn read_input_gapless(path: &Path) -> Option<InputGapless> {
     file.read_exact(&mut frame).ok()?;
     let header = parse_header(u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]))?;
     let rate = sample_rate((header.raw >> 19) & 3, (header.raw >> 10) & 3)?;
-    let mut at = 4 + match (header.mpeg1, header.mono) {
-        (true, false) => 32,
-        (true, true) | (false, false) => 17,
-        (false, true) => 9,
-    };
+    let mut at = 4 + header.side_info_len();
     let tag = &frame[at..at + 4];
     if tag != b"Xing" && tag != b"Info" {
         return None;

@@ -27,7 +27,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
@@ -229,9 +229,10 @@ struct Tap {
     position: AtomicU64,
     /// Whether any audio was decoded yet.
     started: AtomicBool,
-    /// Samples handed to the encoder, and their rate.
+    /// Samples handed to the encoder, their rate and bytes per frame.
     samples: AtomicU64,
     sample_rate: AtomicU32,
+    encoder_bpf: AtomicU32,
     /// Audio tracks seen so far, and whether the wanted one is linked.
     audio_tracks: AtomicU32,
     /// The upstream segment and caps of the decoded audio.
@@ -242,7 +243,7 @@ struct Tap {
     /// The capsfilter and the options it follows: its channels are fixed
     /// from the input's once they are known (encoder caps list mono first,
     /// so a range would turn 5.1 into mono).
-    caps_filter: Mutex<Option<(gst::glib::WeakRef<gst::Element>, OutputOptions)>>,
+    caps_filter: OnceLock<(gst::glib::WeakRef<gst::Element>, OutputOptions)>,
 }
 
 struct Graph {
@@ -362,9 +363,7 @@ impl Graph {
 
         let trim = Trim::new(options, gapless);
         let tap = Arc::new(Tap::default());
-        if let Ok(mut slot) = tap.caps_filter.lock() {
-            *slot = Some((caps.downgrade(), options.clone()));
-        }
+        let _ = tap.caps_filter.set((caps.downgrade(), options.clone()));
         let audio_in = convert
             .static_pad("sink")
             .ok_or_else(|| TranscodeError::Internal("audioconvert has no sink pad".into()))?;
@@ -383,10 +382,13 @@ impl Graph {
             .ok_or_else(|| TranscodeError::Internal("the encoder has no sink pad".into()))?;
         {
             let tap = tap.clone();
-            encoder_in.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-                count_samples(pad, info, &tap);
-                gst::PadProbeReturn::Ok
-            });
+            encoder_in.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |_, info| {
+                    count_samples(info, &tap);
+                    gst::PadProbeReturn::Ok
+                },
+            );
         }
         let sink_in = sink
             .static_pad("sink")
@@ -752,10 +754,7 @@ fn dropped_as_handled(
 /// Fixes the output channels from the input's before audioconvert
 /// negotiates (this runs on the caps event, ahead of it).
 fn follow_input_channels(tap: &Tap, channels: u32) {
-    let Ok(slot) = tap.caps_filter.lock() else {
-        return;
-    };
-    if let Some((filter, options)) = slot.as_ref()
+    if let Some((filter, options)) = tap.caps_filter.get()
         && let Some(filter) = filter.upgrade()
     {
         filter.set_property("caps", output_caps(options, Some(channels)));
@@ -769,21 +768,25 @@ fn end_trim(pad: &gst::Pad, tap: &Tap) {
     }
 }
 
-/// Counts the samples going into the encoder (for the gapless header).
-fn count_samples(pad: &gst::Pad, info: &gst::PadProbeInfo, tap: &Tap) {
-    let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else {
-        return;
-    };
-    let Some(audio) = pad
-        .current_caps()
-        .and_then(|caps| gst_audio::AudioInfo::from_caps(&caps).ok())
-    else {
-        return;
-    };
-    let bpf = audio.bpf().max(1) as u64;
-    tap.samples
-        .fetch_add(buffer.size() as u64 / bpf, Ordering::SeqCst);
-    tap.sample_rate.store(audio.rate(), Ordering::SeqCst);
+/// Counts the samples going into the encoder (for the gapless header); the
+/// frame size and rate are taken from the caps event, not per buffer.
+fn count_samples(info: &gst::PadProbeInfo, tap: &Tap) {
+    match &info.data {
+        Some(gst::PadProbeData::Event(event)) => {
+            if let gst::EventView::Caps(caps) = event.view()
+                && let Ok(audio) = gst_audio::AudioInfo::from_caps(caps.caps())
+            {
+                tap.encoder_bpf.store(audio.bpf().max(1), Ordering::SeqCst);
+                tap.sample_rate.store(audio.rate(), Ordering::SeqCst);
+            }
+        }
+        Some(gst::PadProbeData::Buffer(buffer)) => {
+            let bpf = u64::from(tap.encoder_bpf.load(Ordering::SeqCst).max(1));
+            tap.samples
+                .fetch_add(buffer.size() as u64 / bpf, Ordering::SeqCst);
+        }
+        _ => {}
+    }
 }
 
 /// decodebin's `autoplug-select(bin, pad, caps, factory)`: expose the pad

@@ -130,7 +130,7 @@ pub async fn download(
             );
         }
     };
-    let body = Body::from_stream(app.store.download_mp3(id, range).await?);
+    let body = Body::from_stream(app.store.download_mp3(&info, range).await?);
     let builder = match range {
         Some((first, last)) => builder
             .status(StatusCode::PARTIAL_CONTENT)
