@@ -138,7 +138,7 @@ pub struct Mailboxes {
     pub auth: Mailbox,
     /// Deliveries waiting in the transcoder pool for a free worker.
     pub transcoder: Mailbox,
-    /// `mp3` deliveries the notifier is mailing.
+    /// `mp3` deliveries the notifier holds.
     pub notifier: Mailbox,
 }
 

@@ -50,7 +50,8 @@ pub struct MailboxSettings {
     pub auth: usize,
     /// Deliveries waiting for a free worker: `video` prefetch = workers + this.
     pub transcoder: usize,
-    /// `mp3` deliveries being mailed at once (the `mp3` prefetch).
+    /// `mp3` deliveries the notifier holds (the `mp3` prefetch); it mails
+    /// them one at a time.
     pub notifier: usize,
 }
 

@@ -21,7 +21,7 @@ use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, B
 use lapin::types::FieldTable;
 use mongodb::bson::oid::ObjectId;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::job::Mp3Message;
@@ -157,35 +157,23 @@ impl Actor for Notifier {
     }
 }
 
-/// Mails deliveries concurrently, each holding a ticket of the notifier's
-/// mailbox until it is settled. When the stream ends (cancelled, or the
-/// channel lost) the mails in hand are finished first. Returns why it ended.
+/// Mails deliveries one at a time, each holding a ticket of the notifier's
+/// mailbox until it is settled (the broker holds up to the prefetch more).
+/// One at a time on purpose: the `mailed` check and mark are not atomic, so
+/// two copies of one job's message mailed concurrently could both send.
+/// Returns why the stream ended (cancelled, or the channel lost).
 async fn consume(mut consumer: lapin::Consumer, work: Arc<Work>, mailbox: Mailbox) -> String {
-    let mut in_hand = JoinSet::new();
-    let reason = loop {
-        tokio::select! {
-            next = consumer.next() => {
-                let delivery = match next {
-                    Some(Ok(delivery)) => delivery,
-                    Some(Err(e)) => break e.to_string(),
-                    None => break "consumer cancelled".to_owned(),
-                };
-                let (work, ticket) = (work.clone(), mailbox.take());
-                in_hand.spawn(async move {
-                    let settled = settle(delivery, &work).await;
-                    drop(ticket);
-                    settled
-                });
-            }
-            Some(done) = in_hand.join_next(), if !in_hand.is_empty() => {
-                if let Ok(Err(e)) = done {
-                    break e.to_string();
-                }
-            }
+    loop {
+        let delivery = match consumer.next().await {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(e)) => return e.to_string(),
+            None => return "consumer cancelled".to_owned(),
+        };
+        let _ticket = mailbox.take();
+        if let Err(e) = settle(delivery, &work).await {
+            return e.to_string();
         }
-    };
-    while in_hand.join_next().await.is_some() {}
-    reason
+    }
 }
 
 /// Mails one delivery and acks it, or hands it back after a pause.
