@@ -4,20 +4,10 @@ mod common;
 
 use common::media;
 use common::{JWT_SECRET, Node, NodeOptions, unique};
-use jsonwebtoken::{EncodingKey, Header};
 use mysql_async::prelude::Queryable;
 
 fn forge(secret: &str, username: &str, exp_offset: i64) -> String {
-    let now = jsonwebtoken::get_current_timestamp() as i64;
-    let claims = serde_json::json!({
-        "username": username, "iat": now, "exp": now + exp_offset, "admin": true,
-    });
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("encode")
+    common::forge_token(secret, username, exp_offset, true)
 }
 
 #[tokio::test(flavor = "multi_thread")]

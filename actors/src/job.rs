@@ -13,8 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::output::OutputOptions;
 
 /// Where a job is in its life. Transitions only go forward:
-/// `queued → converting → done | failed`, and `converting → queued` when an
-/// attempt is handed back for a retry.
+/// `queued → converting → done | failed`, `converting → queued` when an
+/// attempt is handed back for a retry, `failed → queued` when its owner asks
+/// for a retry (`retries` + 1), and any state `→ deleted` when its owner
+/// deletes it. `deleted` is a tombstone: its files are gone, the API no
+/// longer shows it, and a message still queued for it is simply acked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
@@ -22,6 +25,7 @@ pub enum JobState {
     Converting,
     Done,
     Failed,
+    Deleted,
 }
 
 impl JobState {
@@ -31,12 +35,43 @@ impl JobState {
             JobState::Converting => "converting",
             JobState::Done => "done",
             JobState::Failed => "failed",
+            JobState::Deleted => "deleted",
         }
     }
 
-    pub fn is_final(self) -> bool {
-        matches!(self, JobState::Done | JobState::Failed)
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            JobState::Queued,
+            JobState::Converting,
+            JobState::Done,
+            JobState::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
     }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Done | JobState::Failed | JobState::Deleted)
+    }
+}
+
+/// A number that only grows over a job's life, whatever node reports it:
+/// the id of its server-sent events, so a client resuming with
+/// `Last-Event-ID` is sent only what is newer than what it saw. Ordered by
+/// owner retries, then attempt (a requeued job counts toward its next
+/// attempt), then stage, then tenths of a percent.
+pub fn event_sequence(retries: u32, attempts: u32, state: JobState, progress: Option<f64>) -> u64 {
+    let (slot, stage) = match state {
+        JobState::Queued => (attempts.saturating_add(1), 0),
+        JobState::Converting => (attempts, 1),
+        JobState::Done | JobState::Failed => (attempts, 2),
+        JobState::Deleted => return u64::MAX,
+    };
+    let permille = progress.map_or(0, |p| (p.clamp(0.0, 100.0) * 10.0).round() as u64);
+    u64::from(retries.min(1_000_000)) * 1_000_000_000_000
+        + u64::from(slot.min(1_000_000)) * 100_000
+        + stage * 10_000
+        + permille
 }
 
 /// A job record, one per accepted upload (collection `jobs`).
@@ -53,6 +88,9 @@ pub struct JobRecord {
     pub error: Option<String>,
     #[serde(default)]
     pub attempts: u32,
+    /// Times the owner asked for a failed job to be tried again.
+    #[serde(default)]
+    pub retries: u32,
     /// What the audio is to be (resolved: a lossy format has its bitrate).
     /// Records from before options existed read as the MP3 default.
     #[serde(default)]
@@ -89,6 +127,7 @@ impl JobRecord {
             state: JobState::Queued,
             error: None,
             attempts: 0,
+            retries: 0,
             output,
             progress: None,
             node: None,
@@ -97,6 +136,27 @@ impl JobRecord {
             lease_until: None,
             created_at: now,
             updated_at: now,
+        }
+    }
+
+    /// This record as an event (what a watcher is sent first).
+    pub fn event(&self, node: &str) -> JobEvent {
+        JobEvent {
+            job_id: self.id.to_hex(),
+            owner: self.owner.clone(),
+            state: self.state,
+            progress: match self.state {
+                JobState::Converting => self.progress.or(Some(0.0)),
+                JobState::Done => Some(100.0),
+                _ => None,
+            },
+            attempts: self.attempts,
+            retries: self.retries,
+            error: self
+                .error
+                .clone()
+                .filter(|_| self.state == JobState::Failed),
+            node: node.to_owned(),
         }
     }
 
@@ -130,7 +190,22 @@ pub struct JobEvent {
     /// Percent converted, while converting and when done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<f64>,
+    /// The attempt and the owner's retries the event belongs to (they
+    /// order events, see [`event_sequence`]).
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub retries: u32,
+    /// Why the job failed, on `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub node: String,
+}
+
+impl JobEvent {
+    pub fn sequence(&self) -> u64 {
+        event_sequence(self.retries, self.attempts, self.state, self.progress)
+    }
 }
 
 /// Published to the `mp3` queue when a job reaches a final state.
@@ -203,6 +278,28 @@ mod tests {
         assert!(text.contains(r#""state":"done""#));
         let back: Mp3Message = serde_json::from_str(&text).unwrap();
         assert_eq!(back, Mp3Message::for_job(&job));
+    }
+
+    #[test]
+    fn event_sequence_only_grows_over_a_life() {
+        use JobState::*;
+        let life = [
+            (0, 0, Queued, None),
+            (0, 1, Converting, Some(0.0)),
+            (0, 1, Converting, Some(42.5)),
+            (0, 1, Queued, None), // attempt handed back
+            (0, 2, Converting, Some(10.0)),
+            (0, 2, Failed, None),
+            (1, 0, Queued, None), // owner retried
+            (1, 1, Converting, Some(99.9)),
+            (1, 1, Done, Some(100.0)),
+            (1, 1, Deleted, None),
+        ];
+        let seqs: Vec<u64> = life
+            .iter()
+            .map(|&(r, a, s, p)| event_sequence(r, a, s, p))
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     }
 
     #[test]

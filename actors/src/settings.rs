@@ -81,6 +81,8 @@ pub struct HttpSettings {
     pub public_url: String,
     /// Largest accepted upload, enforced while streaming.
     pub max_upload_bytes: u64,
+    /// Seconds between keep-alive comments on an idle event stream.
+    pub sse_heartbeat_secs: u64,
 }
 
 impl Default for HttpSettings {
@@ -89,6 +91,7 @@ impl Default for HttpSettings {
             listen: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
             max_upload_bytes: 2 * 1024 * 1024 * 1024,
+            sse_heartbeat_secs: 15,
         }
     }
 }

@@ -166,6 +166,8 @@ pub async fn start(
                 settings: s.http.clone(),
                 bitrate_kbps: s.transcoder.bitrate_kbps,
                 mailboxes: ctx.mailboxes.clone(),
+                events: Default::default(),
+                node_id: ctx.node_id.clone(),
             };
             Actor::spawn_linked(name, HttpFront, state, supervisor)
                 .await?

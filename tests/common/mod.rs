@@ -18,6 +18,21 @@ use serde_json::Value;
 
 /// The secret every test node signs with, so tests can forge tokens.
 pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// A token signed with `secret` for `username`, expiring `exp_offset`
+/// seconds from now, with the given `admin` claim.
+pub fn forge_token(secret: &str, username: &str, exp_offset: i64, admin: bool) -> String {
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    let claims = serde_json::json!({
+        "username": username, "iat": now, "exp": now + exp_offset, "admin": admin,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("encode")
+}
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 pub fn mongo_port() -> u16 {

@@ -1,9 +1,14 @@
-//! The one error type handlers return: a status and a message a user can
-//! act on, sent as JSON `{"error": "...", "status": N}` (plus `"field"` when
-//! one request field is at fault).
+//! The one error type handlers return, sent as RFC 9457 problem details
+//! (`application/problem+json`): `type` (stable per kind of error, see
+//! [`KINDS`]), `title`, `status`, `detail`, plus `field` when one request
+//! field is at fault and `error` (= `detail`) for clients of the first
+//! versions. Errors axum produces itself (unknown route, wrong method,
+//! unparsable path) are rewritten into the same shape by [`problems_only`].
 
-use axum::Json;
+use axum::body::Body;
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::warn;
 
@@ -12,21 +17,96 @@ use crate::output::OptionError;
 use crate::queue::QueueError;
 use crate::store::StoreError;
 
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Every kind of error the API reports: the stable `type` suffix, its
+/// status and its title. The `type` is `urn:vidaud:problem:<kind>`.
+pub const KINDS: &[(&str, u16, &str)] = &[
+    ("bad-request", 400, "Bad request"),
+    ("unauthorized", 401, "Authentication required"),
+    ("forbidden", 403, "Not allowed"),
+    ("not-found", 404, "Not found"),
+    ("method-not-allowed", 405, "Method not allowed"),
+    ("request-timeout", 408, "Request too slow"),
+    ("conflict", 409, "Conflict"),
+    ("payload-too-large", 413, "Upload too large"),
+    ("quota-exceeded", 413, "Storage quota exceeded"),
+    ("unsupported-media-type", 415, "Unsupported media type"),
+    ("range-not-satisfiable", 416, "Range not satisfiable"),
+    ("invalid-input", 422, "Invalid input"),
+    ("invalid-option", 422, "Invalid output option"),
+    ("rate-limited", 429, "Too many requests"),
+    ("too-many-jobs", 429, "Too many jobs in progress"),
+    ("headers-too-large", 431, "Request headers too large"),
+    ("internal", 500, "Internal error"),
+    ("unavailable", 503, "Service unavailable"),
+];
+
+const TYPE_PREFIX: &str = "urn:vidaud:problem:";
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
+    /// One of [`KINDS`].
+    pub kind: &'static str,
     pub message: String,
     /// The request field at fault, for refused options.
     pub field: Option<String>,
+    /// Seconds the client should wait before trying again (429, 503).
+    pub retry_after: Option<u64>,
+}
+
+/// The default kind for a status with no more specific one.
+fn kind_for(status: StatusCode) -> &'static str {
+    KINDS
+        .iter()
+        .find(|(_, code, _)| *code == status.as_u16())
+        .map(|(kind, _, _)| *kind)
+        .unwrap_or(if status.is_server_error() {
+            "internal"
+        } else {
+            "bad-request"
+        })
+}
+
+fn title_of(kind: &str) -> &'static str {
+    KINDS
+        .iter()
+        .find(|(k, _, _)| *k == kind)
+        .map(|(_, _, title)| *title)
+        .unwrap_or("Error")
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
+            kind: kind_for(status),
             message: message.into(),
             field: None,
+            retry_after: match status {
+                StatusCode::SERVICE_UNAVAILABLE => Some(5),
+                _ => None,
+            },
         }
+    }
+
+    /// An error of `kind` (one of [`KINDS`]), with that kind's status.
+    pub fn of_kind(kind: &'static str, message: impl Into<String>) -> Self {
+        let status = KINDS
+            .iter()
+            .find(|(k, _, _)| *k == kind)
+            .and_then(|(_, code, _)| StatusCode::from_u16(*code).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self {
+            kind,
+            ..Self::new(status, message)
+        }
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -35,6 +115,15 @@ impl ApiError {
 
     pub fn not_found(what: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, format!("no such {what}"))
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::of_kind("invalid-input", message)
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        warn!("internal error: {cause}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     }
 
     pub fn unavailable(what: &str, cause: impl std::fmt::Display) -> Self {
@@ -48,31 +137,90 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({ "error": self.message, "status": self.status.as_u16() });
+        let mut body = serde_json::json!({
+            "type": format!("{TYPE_PREFIX}{}", self.kind),
+            "title": title_of(self.kind),
+            "status": self.status.as_u16(),
+            "detail": self.message,
+            "error": self.message,
+        });
         if let Some(field) = self.field {
             body["field"] = field.into();
         }
-        let mut response = (self.status, Json(body)).into_response();
+        let mut response = (self.status, body.to_string()).into_response();
         let headers = response.headers_mut();
-        match self.status {
-            StatusCode::UNAUTHORIZED => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            }
-            _ => {}
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
 }
 
+/// Middleware: an error response with a text body or none (one axum or a
+/// layer made: 404 for an unknown route, 405, a rejected path, an empty
+/// 416) becomes problem details, its text kept as the detail. JSON bodies
+/// are left alone: problem details already, or a report such as `/ready`'s.
+pub async fn problems_only(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON) || v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Such bodies are short texts; anything longer is cut, not buffered.
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut problem = ApiError::new(status, detail).into_response();
+    for (name, value) in &parts.headers {
+        let body_header = [
+            header::CONTENT_TYPE,
+            header::CONTENT_LENGTH,
+            header::CONTENT_DISPOSITION,
+        ]
+        .contains(name);
+        if !body_header {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
+}
+
+/// A fallback for unknown routes.
+pub async fn no_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+/// Builds a response, turning a builder error into a 500 problem.
+pub fn finish(builder: axum::http::response::Builder, body: Body) -> Result<Response, ApiError> {
+    builder.body(body).map_err(ApiError::internal)
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::TooLarge { limit } => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
+            StoreError::TooLarge { limit } => Self::of_kind(
+                "payload-too-large",
                 format!("the upload is larger than the limit of {limit} bytes"),
+            ),
+            StoreError::QuotaExceeded { quota } => Self::of_kind(
+                "quota-exceeded",
+                format!("the upload would exceed your storage quota of {quota} bytes"),
             ),
             other => Self::unavailable("storage", other),
         }
@@ -82,9 +230,8 @@ impl From<StoreError> for ApiError {
 impl From<OptionError> for ApiError {
     fn from(e: OptionError) -> Self {
         Self {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            message: e.to_string(),
-            field: Some(e.field),
+            field: Some(e.field.clone()),
+            ..Self::of_kind("invalid-option", e.to_string())
         }
     }
 }
@@ -98,14 +245,30 @@ impl From<QueueError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::BadInput(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+            AuthError::BadInput(m) => Self::invalid(m),
             AuthError::InvalidCredentials => Self::unauthorized(e.to_string()),
             AuthError::EmailTaken => Self::new(StatusCode::CONFLICT, e.to_string()),
             AuthError::Unavailable(cause) => Self::unavailable("the user database", cause),
-            AuthError::Internal(cause) => {
-                warn!("auth internal error: {cause}");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-            }
+            AuthError::Internal(cause) => Self::internal(format!("auth: {cause}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_unique_and_statuses_valid() {
+        let mut seen = std::collections::HashSet::new();
+        for (kind, status, _) in KINDS {
+            assert!(seen.insert(kind), "{kind} twice");
+            assert!(StatusCode::from_u16(*status).is_ok());
+        }
+        assert_eq!(kind_for(StatusCode::NOT_FOUND), "not-found");
+        assert_eq!(
+            ApiError::of_kind("quota-exceeded", "x").status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 }

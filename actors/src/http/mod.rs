@@ -28,7 +28,7 @@ use tracing::{Instrument, info, info_span};
 use crate::auth::{AuthMsg, TokenKeys};
 use crate::mailbox::Mailboxes;
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
-use crate::queue::Broker;
+use crate::queue::{Broker, EventHub};
 use crate::settings::HttpSettings;
 use crate::store::Store;
 
@@ -44,6 +44,10 @@ pub struct AppState {
     /// Uploads (`http`) and auth requests (`auth`) take a ticket first; a
     /// full mailbox is a 503 with Retry-After.
     pub mailboxes: Mailboxes,
+    /// Job events from every node, for server-sent event streams; fed by
+    /// the actor while it runs.
+    pub events: EventHub,
+    pub node_id: String,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -52,11 +56,20 @@ pub fn router(state: AppState) -> Router {
         .route("/login", post(routes::account::login))
         .route("/validate", post(routes::account::validate))
         .route("/upload", post(routes::upload::upload))
-        .route("/jobs/{id}", get(routes::jobs::get_job))
-        .route("/download", get(routes::jobs::download))
+        .route("/jobs", get(routes::jobs::list_jobs))
+        .route(
+            "/jobs/{id}",
+            get(routes::jobs::get_job).delete(routes::jobs::delete_job),
+        )
+        .route("/jobs/{id}/retry", post(routes::jobs::retry_job))
+        .route("/jobs/{id}/audio", get(routes::files::job_audio))
+        .route("/jobs/{id}/events", get(routes::events::job_events))
+        .route("/download", get(routes::files::download))
         .route("/health", get(routes::ops::health))
         .route("/ready", get(routes::ops::ready))
         .route("/metrics", get(routes::ops::metrics))
+        .fallback(error::no_route)
+        .layer(middleware::from_fn(error::problems_only))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -94,6 +107,7 @@ pub struct HttpFront;
 pub struct HttpState {
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
+    events_feed: JoinHandle<()>,
 }
 
 impl Actor for HttpFront {
@@ -111,6 +125,7 @@ impl Actor for HttpFront {
             .map_err(|e| format!("cannot listen on {}: {e}", state.settings.listen))?;
         info!(listen = %listener.local_addr()?, "HTTP front listening");
         let (tx, rx) = oneshot::channel();
+        let events_feed = state.events.feed_from(state.broker.clone());
         let app = router(state);
         let server = tokio::spawn(async move {
             let result = axum::serve(listener, app)
@@ -125,6 +140,7 @@ impl Actor for HttpFront {
         Ok(HttpState {
             shutdown: Some(tx),
             server,
+            events_feed,
         })
     }
 
@@ -137,6 +153,7 @@ impl Actor for HttpFront {
             let _ = tx.send(());
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut state.server).await;
+        state.events_feed.abort();
         Ok(())
     }
 }

@@ -24,7 +24,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::job::Mp3Message;
+use crate::job::{JobState, Mp3Message};
 use crate::mailbox::Mailbox;
 use crate::metrics::{Metrics, ResultLabels};
 use crate::queue::Broker;
@@ -210,7 +210,7 @@ async fn deliver(
     let job_id = ObjectId::parse_str(&message.job_id).ok();
     if let Some(id) = job_id {
         match store.job(id).await {
-            Ok(Some(job)) if job.mailed => return Outcome::Done,
+            Ok(Some(job)) if job.mailed || job.state == JobState::Deleted => return Outcome::Done,
             Ok(_) => {}
             Err(e) => {
                 warn!(job_id = %message.job_id, "cannot check whether the owner was mailed: {e}");

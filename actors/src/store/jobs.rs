@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use mongodb::bson::{DateTime, doc, oid::ObjectId};
+use futures::TryStreamExt;
+use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use mongodb::options::ReturnDocument;
 
 use super::{Store, StoreError};
@@ -39,6 +40,145 @@ impl Store {
     pub async fn delete_job(&self, id: ObjectId) -> Result<(), StoreError> {
         self.jobs.delete_one(doc! { "_id": id }).await?;
         Ok(())
+    }
+
+    /// A page of jobs, newest first: `owner`'s (everyone's for `None`),
+    /// optionally in one state, older than the job `before` (the cursor).
+    /// Deleted jobs are never listed.
+    pub async fn list_jobs(
+        &self,
+        owner: Option<&str>,
+        state: Option<JobState>,
+        before: Option<ObjectId>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let mut filter = Document::new();
+        if let Some(owner) = owner {
+            filter.insert("owner", owner);
+        }
+        match state {
+            Some(state) => filter.insert("state", state.as_str()),
+            None => filter.insert("state", doc! { "$ne": JobState::Deleted.as_str() }),
+        };
+        if let Some(before) = before {
+            filter.insert("_id", doc! { "$lt": before });
+        }
+        Ok(self
+            .jobs
+            .find(filter)
+            .sort(doc! { "_id": -1 })
+            .limit(i64::from(limit))
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// Jobs of `owner` not yet final (queued or converting).
+    pub async fn active_jobs(&self, owner: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .jobs
+            .count_documents(doc! { "owner": owner, "state": { "$in": ["queued", "converting"] } })
+            .await?)
+    }
+
+    /// Marks a job deleted (from any state) and returns it as it was, or
+    /// `None` when there is no such job. A converting attempt notices at its
+    /// next lease renewal and stops; a queued message is acked unconverted.
+    pub async fn mark_deleted(&self, id: ObjectId) -> Result<Option<JobRecord>, StoreError> {
+        Ok(self
+            .jobs
+            .find_one_and_update(
+                doc! { "_id": id },
+                doc! { "$set": {
+                    "state": JobState::Deleted.as_str(),
+                    "lease_until": null,
+                    "progress": null,
+                    "updated_at": DateTime::now(),
+                } },
+            )
+            .return_document(ReturnDocument::Before)
+            .await?)
+    }
+
+    /// `failed → queued` at the owner's request: a fresh set of attempts,
+    /// and the mails and hand-off of the new outcome. `None` when the job
+    /// is not (or no longer) failed.
+    pub async fn retry_job(&self, id: ObjectId) -> Result<Option<JobRecord>, StoreError> {
+        Ok(self
+            .jobs
+            .find_one_and_update(
+                doc! { "_id": id, "state": "failed" },
+                doc! {
+                    "$set": {
+                        "state": "queued",
+                        "attempts": 0,
+                        "error": null,
+                        "progress": null,
+                        "node": null,
+                        "notified": false,
+                        "mailed": false,
+                        "lease_until": null,
+                        "updated_at": DateTime::now(),
+                    },
+                    "$inc": { "retries": 1 },
+                },
+            )
+            .return_document(ReturnDocument::After)
+            .await?)
+    }
+
+    /// Undoes `retry_job` when its message could not be queued: the job is
+    /// failed again with the reason, unless something moved it meanwhile.
+    pub async fn undo_retry(
+        &self,
+        id: ObjectId,
+        retries: u32,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.jobs
+            .update_one(
+                doc! { "_id": id, "state": "queued", "retries": retries, "attempts": 0 },
+                doc! { "$set": {
+                    "state": "failed",
+                    "error": error,
+                    "notified": true,
+                    "mailed": true,
+                    "updated_at": DateTime::now(),
+                } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Jobs created before `cutoff` that are not deleted yet (oldest first,
+    /// at most `limit`): what the retention sweep removes.
+    pub async fn jobs_created_before(
+        &self,
+        cutoff: DateTime,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        Ok(self
+            .jobs
+            .find(doc! {
+                "created_at": { "$lt": cutoff },
+                "state": { "$ne": JobState::Deleted.as_str() },
+            })
+            .sort(doc! { "created_at": 1 })
+            .limit(i64::from(limit))
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// Removes tombstones last touched before `cutoff`.
+    pub async fn purge_deleted(&self, cutoff: DateTime) -> Result<u64, StoreError> {
+        Ok(self
+            .jobs
+            .delete_many(
+                doc! { "state": JobState::Deleted.as_str(), "updated_at": { "$lt": cutoff } },
+            )
+            .await?
+            .deleted_count)
     }
 
     /// Starts an attempt: `queued → converting`, or takes over a
@@ -155,12 +295,13 @@ impl Store {
 
     /// Hands attempt `attempt` back for a retry: `converting → queued`,
     /// keeping the error so the next attempt (or the give-up) can report it.
+    /// `false` when the attempt no longer owned the job (deleted, taken over).
     pub async fn requeue_job(
         &self,
         id: ObjectId,
         attempt: u32,
         error: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.back_to_queued(
             doc! { "_id": id, "state": "converting", "attempts": attempt },
             error,
@@ -182,21 +323,17 @@ impl Store {
             error,
         )
         .await
+        .map(|_| ())
     }
 
-    async fn back_to_queued(
-        &self,
-        filter: mongodb::bson::Document,
-        error: &str,
-    ) -> Result<(), StoreError> {
+    async fn back_to_queued(&self, filter: Document, error: &str) -> Result<bool, StoreError> {
         let update = doc! { "$set": {
             "state": "queued",
             "error": error,
             "lease_until": null,
             "updated_at": DateTime::now(),
         } };
-        self.jobs.update_one(filter, update).await?;
-        Ok(())
+        Ok(self.jobs.update_one(filter, update).await?.matched_count == 1)
     }
 
     /// Records that the owner was mailed about the job's end.

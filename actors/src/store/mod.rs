@@ -27,6 +27,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("upload is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
+    #[error("the upload would exceed the owner's storage quota of {quota} bytes")]
+    QuotaExceeded { quota: u64 },
 }
 
 /// A handle to the node's MongoDB storage; cheap to clone.

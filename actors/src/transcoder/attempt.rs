@@ -150,16 +150,18 @@ async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
             (JobState::Failed, Some(reason))
         }
         Err(Failure::Lost) => {
-            warn!("another attempt took the job over; leaving it to that one");
+            info!("the job was deleted or taken over by another attempt; stopping");
             return Settle::Ack;
         }
         Err(Failure::Transient(reason)) => {
             ctx.metrics.job_result("retry");
             warn!(%reason, attempt = job.attempts, "attempt failed; handing the job back");
-            if let Err(e) = ctx.store.requeue_job(job.id, job.attempts, &reason).await {
-                warn!("could not record the failed attempt: {e}");
+            match ctx.store.requeue_job(job.id, job.attempts, &reason).await {
+                Ok(true) => announce(ctx, &job, JobState::Queued, None).await,
+                // Deleted (or taken over) meanwhile: the redelivery settles it.
+                Ok(false) => {}
+                Err(e) => warn!("could not record the failed attempt: {e}"),
             }
-            announce(ctx, &job, JobState::Queued, None).await;
             return back_off(job.attempts).await;
         }
     };
@@ -173,8 +175,12 @@ async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
             announce(ctx, &job, job.state, progress).await;
             hand_off(ctx, &job, delivery).await
         }
-        // Another attempt moved the job meanwhile; it owns the rest.
-        Ok(None) => Settle::Ack,
+        // Deleted or moved by another attempt meanwhile: the audio just
+        // stored belongs to nobody if the job was deleted.
+        Ok(None) => {
+            remove_audio_if_deleted(ctx, job.id, job.mp3_fid).await;
+            Settle::Ack
+        }
         Err(e) => {
             warn!("cannot record the job's end: {e}");
             back_off(1).await
@@ -185,11 +191,10 @@ async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
 /// Publishes a job event; best effort: the record is the truth.
 async fn announce(ctx: &WorkerContext, job: &JobRecord, state: JobState, progress: Option<f64>) {
     let event = JobEvent {
-        job_id: job.id.to_hex(),
-        owner: job.owner.clone(),
         state,
         progress,
-        node: ctx.node_id.clone(),
+        error: job.error.clone().filter(|_| state == JobState::Failed),
+        ..job.event(&ctx.node_id)
     };
     if let Err(e) = ctx.broker.publish_event(&event).await {
         debug!("job event not published: {e}");
@@ -204,11 +209,21 @@ async fn back_off(attempt: u32) -> Settle {
     Settle::Requeue
 }
 
+/// The owner deleted the job while its audio was being stored: remove it.
+async fn remove_audio_if_deleted(ctx: &WorkerContext, id: ObjectId, mp3_fid: ObjectId) {
+    if let Ok(Some(job)) = ctx.store.job(id).await
+        && job.state == JobState::Deleted
+        && let Err(e) = ctx.store.delete_mp3(mp3_fid).await
+    {
+        warn!("could not remove a deleted job's audio: {e}");
+    }
+}
+
 /// Completes a final job's hand-off unless that was done already: a failed
 /// job's message goes to the dead-letter queue, then the `mp3` message goes
 /// out, then `notified` is recorded.
 async fn hand_off(ctx: &WorkerContext, job: &JobRecord, delivery: &JobDelivery) -> Settle {
-    if job.notified {
+    if job.notified || job.state == JobState::Deleted {
         return Settle::Ack;
     }
     if job.state == JobState::Failed {

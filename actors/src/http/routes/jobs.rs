@@ -1,15 +1,17 @@
-//! `GET /jobs/{id}` and `GET /download?fid=`. Both answer 404 for anything
-//! the caller does not own, so ids of other users' jobs do not leak.
-//! Downloads answer HEAD, single byte ranges (206, 416) and conditional
-//! requests (ETag, If-None-Match → 304), so a large file can be resumed.
+//! The jobs API: list (`GET /jobs`), read (`GET /jobs/{id}`), delete
+//! (`DELETE /jobs/{id}`) and retry (`POST /jobs/{id}/retry`).
+//!
+//! Everything answers 404 for a job the caller may not see (another user's,
+//! or deleted), so ids of other users' jobs do not leak; admins (the
+//! `admin` claim) see and act on everyone's.
 
 use axum::Json;
-use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::http::StatusCode;
 use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
 
 use crate::http::AppState;
 use crate::http::error::ApiError;
@@ -20,12 +22,16 @@ use crate::output::OutputOptions;
 #[derive(Serialize)]
 pub struct JobView {
     job_id: String,
+    /// Who uploaded it.
+    owner: String,
     state: JobState,
     filename: String,
     video_fid: String,
     mp3_fid: Option<String>,
     error: Option<String>,
     attempts: u32,
+    /// Times the owner asked for a retry.
+    retries: u32,
     /// Percent converted (while converting; 100 when done).
     progress: Option<f64>,
     /// The output options in force (format, bitrate, trim...).
@@ -36,19 +42,20 @@ pub struct JobView {
 
 impl From<JobRecord> for JobView {
     fn from(job: JobRecord) -> Self {
+        let event = job.event("");
         Self {
             job_id: job.id.to_hex(),
+            owner: job.owner,
             mp3_fid: (job.state == JobState::Done).then(|| job.mp3_fid.to_hex()),
             state: job.state,
             filename: job.filename,
             video_fid: job.video_fid.to_hex(),
-            error: job.error.filter(|_| job.state == JobState::Failed),
+            error: event.error,
             attempts: job.attempts,
+            retries: job.retries,
             progress: match job.state {
-                JobState::Queued => None,
-                JobState::Converting => job.progress.or(Some(0.0)),
-                JobState::Done => Some(100.0),
                 JobState::Failed => job.progress,
+                _ => event.progress,
             },
             output: job.output,
             created_at: job.created_at.try_to_rfc3339_string().unwrap_or_default(),
@@ -57,8 +64,21 @@ impl From<JobRecord> for JobView {
     }
 }
 
-fn parse_id(raw: &str, what: &str) -> Result<ObjectId, ApiError> {
+pub fn parse_id(raw: &str, what: &str) -> Result<ObjectId, ApiError> {
     ObjectId::parse_str(raw).map_err(|_| ApiError::not_found(what))
+}
+
+/// The job `raw_id` if the caller may see it, else 404.
+pub async fn owned_job(
+    app: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+) -> Result<JobRecord, ApiError> {
+    let id = parse_id(raw_id, "job")?;
+    match app.store.job(id).await? {
+        Some(job) if job.state != JobState::Deleted && caller.may_access(&job.owner) => Ok(job),
+        _ => Err(ApiError::not_found("job")),
+    }
 }
 
 pub async fn get_job(
@@ -66,183 +86,141 @@ pub async fn get_job(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let id = parse_id(&id, "job")?;
-    match app.store.job(id).await? {
-        Some(job) if caller.may_access(&job.owner) => Ok(Json(job.into())),
-        _ => Err(ApiError::not_found("job")),
-    }
+    Ok(Json(owned_job(&app, &caller, &id).await?.into()))
 }
+
+const DEFAULT_PAGE: u32 = 20;
+const MAX_PAGE: u32 = 100;
 
 #[derive(Deserialize)]
-pub struct DownloadQuery {
-    fid: Option<String>,
+pub struct ListQuery {
+    /// Only jobs in this state.
+    state: Option<String>,
+    /// Jobs per page (1–100, default 20).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Admins only: one user's jobs (default: everyone's).
+    owner: Option<String>,
 }
 
-pub async fn download(
+#[derive(Serialize)]
+pub struct JobPage {
+    jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+/// `GET /jobs`: the caller's jobs (an admin's: everyone's), newest first.
+pub async fn list_jobs(
     State(app): State<AppState>,
     caller: Caller,
-    headers: HeaderMap,
-    Query(query): Query<DownloadQuery>,
-) -> Result<Response, ApiError> {
-    let fid = query.fid.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "give the file id as ?fid=",
-        )
-    })?;
-    let id = parse_id(&fid, "file")?;
-    let info = match app.store.mp3_info(id).await? {
-        Some(info) if info.owner.as_deref().is_some_and(|o| caller.may_access(o)) => info,
-        _ => return Err(ApiError::not_found("file")),
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<JobPage>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let state = match query.state.as_deref() {
+        None | Some("") => None,
+        Some(name) => Some(JobState::parse(name).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "state must be one of queued, converting, done, failed (not {name:?})"
+            ))
+        })?),
     };
-    // A file id always names the same bytes once its job is done.
-    let etag = format!("\"{}-{}\"", info.id.to_hex(), info.length);
-    let builder = Response::builder()
-        .header(header::ETAG, &etag)
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header(
-            header::CONTENT_TYPE,
-            info.content_type.as_deref().unwrap_or("audio/mpeg"),
-        )
-        .header(
-            header::CONTENT_DISPOSITION,
-            content_disposition(&info.filename),
-        );
-    let header_str = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
-    if header_str(header::IF_NONE_MATCH)
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
-        return finish(builder.status(StatusCode::NOT_MODIFIED), Body::empty());
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
     }
-    let range = match header_str(header::RANGE).map(|r| parse_range(r, info.length)) {
-        None | Some(RangeAsk::Whole) => None,
-        Some(RangeAsk::Part(first, last)) => Some((first, last)),
-        Some(RangeAsk::Unsatisfiable) => {
-            return finish(
-                builder
-                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                    .header(header::CONTENT_RANGE, format!("bytes */{}", info.length)),
-                Body::empty(),
-            );
+    let before = match query.cursor.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(
+            ObjectId::parse_str(raw)
+                .map_err(|_| ApiError::invalid("cursor is not one this API gave out"))?,
+        ),
+    };
+    let owner = if caller.0.admin {
+        query.owner.clone().filter(|o| !o.is_empty())
+    } else {
+        Some(caller.0.username.clone())
+    };
+    let jobs = app
+        .store
+        .list_jobs(owner.as_deref(), state, before, limit)
+        .await?;
+    let next_cursor = (jobs.len() == limit as usize)
+        .then(|| jobs.last().map(|j| j.id.to_hex()))
+        .flatten();
+    Ok(Json(JobPage {
+        jobs: jobs.into_iter().map(JobView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// `DELETE /jobs/{id}`: stops the job if it is queued or converting and
+/// deletes its files. Deleting a deleted job again is a success too.
+pub async fn delete_job(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&raw_id, "job")?;
+    let job = match app.store.job(id).await? {
+        Some(job) if caller.may_access(&job.owner) => job,
+        _ => return Err(ApiError::not_found("job")),
+    };
+    if job.state != JobState::Deleted {
+        app.store.mark_deleted(id).await?;
+        let mut deleted = job.clone();
+        deleted.state = JobState::Deleted;
+        if let Err(e) = app.broker.publish_event(&deleted.event(&app.node_id)).await {
+            warn!(job_id = %id, "deleted-job event not published: {e}");
         }
-    };
-    let body = Body::from_stream(app.store.download_mp3(&info, range).await?);
-    let builder = match range {
-        Some((first, last)) => builder
-            .status(StatusCode::PARTIAL_CONTENT)
-            .header(
-                header::CONTENT_RANGE,
-                format!("bytes {first}-{last}/{}", info.length),
-            )
-            .header(header::CONTENT_LENGTH, last + 1 - first),
-        None => builder
-            .status(StatusCode::OK)
-            .header(header::CONTENT_LENGTH, info.length),
-    };
-    finish(builder, body)
-}
-
-fn finish(builder: axum::http::response::Builder, body: Body) -> Result<Response, ApiError> {
-    builder
-        .body(body)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-}
-
-/// What a `Range` header asks of a file of `length` bytes.
-#[derive(Debug, PartialEq, Eq)]
-enum RangeAsk {
-    /// No usable single byte range (other units, several ranges, bad
-    /// syntax): the whole file, as RFC 9110 allows.
-    Whole,
-    /// Bytes `first..=last`.
-    Part(u64, u64),
-    Unsatisfiable,
-}
-
-fn parse_range(header: &str, length: u64) -> RangeAsk {
-    let Some(spec) = header.trim().strip_prefix("bytes=") else {
-        return RangeAsk::Whole;
-    };
-    if spec.contains(',') {
-        return RangeAsk::Whole;
+        info!(job_id = %id, was = job.state.as_str(), "job deleted");
     }
-    let Some((from, to)) = spec.trim().split_once('-') else {
-        return RangeAsk::Whole;
+    // Also on a repeated delete: a first one may have been cut short
+    // between marking and removing the files.
+    app.store.delete_video(job.video_fid).await?;
+    app.store.delete_mp3(job.mp3_fid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /jobs/{id}/retry`: a failed job gets a fresh set of attempts.
+pub async fn retry_job(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let job = owned_job(&app, &caller, &raw_id).await?;
+    if job.state != JobState::Failed {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "only a failed job can be retried; this one is {}",
+                job.state.as_str()
+            ),
+        ));
+    }
+    if app.store.video_info(job.video_fid).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the uploaded video is no longer stored; upload it again",
+        ));
+    }
+    let Some(queued) = app.store.retry_job(job.id).await? else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the job changed meanwhile; read it again",
+        ));
     };
-    let (from, to) = (from.trim(), to.trim());
-    let parsed = match (from.parse::<u64>(), to.parse::<u64>()) {
-        (Ok(first), Ok(last)) if first <= last => Some((first, last.min(length.saturating_sub(1)))),
-        (Ok(first), Err(_)) if to.is_empty() => Some((first, length.saturating_sub(1))),
-        (Err(_), Ok(suffix)) if from.is_empty() => {
-            if suffix == 0 {
-                return RangeAsk::Unsatisfiable;
-            }
-            Some((length.saturating_sub(suffix), length.saturating_sub(1)))
+    if let Err(e) = app.broker.publish_video(&queued.video_message()).await {
+        let reason = job.error.as_deref().unwrap_or("failed");
+        if let Err(undo) = app.store.undo_retry(job.id, queued.retries, reason).await {
+            warn!(job_id = %job.id, "a retry could not be queued nor undone: {undo}");
         }
-        _ => return RangeAsk::Whole,
-    };
-    match parsed {
-        Some((first, last)) if first < length && first <= last => RangeAsk::Part(first, last),
-        _ => RangeAsk::Unsatisfiable,
+        return Err(e.into());
     }
-}
-
-/// An `attachment` disposition with an ASCII fallback name and the exact
-/// name percent-encoded (RFC 6266 / 8187).
-pub fn content_disposition(filename: &str) -> String {
-    let ascii: String = filename
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let encoded: String = filename
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::content_disposition;
-
-    #[test]
-    fn ranges() {
-        use super::{RangeAsk, parse_range};
-        assert_eq!(parse_range("bytes=0-99", 1000), RangeAsk::Part(0, 99));
-        assert_eq!(parse_range("bytes=900-", 1000), RangeAsk::Part(900, 999));
-        assert_eq!(parse_range("bytes=-100", 1000), RangeAsk::Part(900, 999));
-        assert_eq!(
-            parse_range("bytes=990-2000", 1000),
-            RangeAsk::Part(990, 999)
-        );
-        assert_eq!(parse_range("bytes=1000-", 1000), RangeAsk::Unsatisfiable);
-        assert_eq!(parse_range("bytes=-0", 1000), RangeAsk::Unsatisfiable);
-        assert_eq!(parse_range("bytes=0-1,5-6", 1000), RangeAsk::Whole);
-        assert_eq!(parse_range("items=0-1", 1000), RangeAsk::Whole);
-        assert_eq!(parse_range("bytes=5-2", 1000), RangeAsk::Whole);
-    }
-
-    #[test]
-    fn disposition_is_header_safe() {
-        let value = content_disposition("my \"song\"\r\n.mp3");
-        assert!(!value.contains('\r') && !value.contains('\n'));
-        assert!(value.starts_with("attachment; filename=\"my _song___.mp3\""));
-        assert!(content_disposition("é.mp3").ends_with("UTF-8''%C3%A9.mp3"));
-    }
+    let _ = app.broker.publish_event(&queued.event(&app.node_id)).await;
+    info!(job_id = %job.id, retries = queued.retries, "job retried");
+    Ok((StatusCode::ACCEPTED, Json(queued.into())))
 }

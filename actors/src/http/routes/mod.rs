@@ -1,6 +1,8 @@
 //! The route handlers, grouped by what they serve.
 
 pub mod account;
+pub mod events;
+pub mod files;
 pub mod jobs;
 pub mod ops;
 pub mod upload;

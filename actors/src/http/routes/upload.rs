@@ -156,7 +156,7 @@ async fn accept(
     let size = upload.written();
     tokio::spawn(commit(app, upload, job.clone()))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        .map_err(ApiError::internal)??;
     info!(job_id = %job.id, bytes = size, "upload accepted");
     Ok((
         StatusCode::ACCEPTED,
@@ -200,18 +200,13 @@ async fn set_option(options: &mut OutputOptions, field: multer::Field<'_>) -> Re
     while let Some(chunk) = field.chunk().await.map_err(malformed)? {
         value.extend_from_slice(&chunk);
         if value.len() > OPTION_FIELD_BYTES {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("the field `{name}` is longer than {OPTION_FIELD_BYTES} bytes"),
-            ));
+            return Err(ApiError::invalid(format!(
+                "the field `{name}` is longer than {OPTION_FIELD_BYTES} bytes"
+            )));
         }
     }
-    let value = String::from_utf8(value).map_err(|_| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("the field `{name}` is not UTF-8 text"),
-        )
-    })?;
+    let value = String::from_utf8(value)
+        .map_err(|_| ApiError::invalid(format!("the field `{name}` is not UTF-8 text")))?;
     options.set(&name, &value)?;
     Ok(())
 }

@@ -1,0 +1,150 @@
+//! `GET /jobs/{id}/events`: a job's state and progress as server-sent
+//! events, as they happen on whichever node converts it.
+//!
+//! Every event is a whole snapshot (state, percent, error), and its id is
+//! the job's event sequence (`job::event_sequence`), which only grows over
+//! the job's life. So resuming is simple and exact: the stream opens with
+//! the job as it is now unless the client's `Last-Event-ID` says it has
+//! seen that already, then sends only events newer than the last one sent.
+//! The stream ends after a final state (done, failed, deleted); a client
+//! that reconnects after the end gets 204, which tells an `EventSource` to
+//! stop. Heartbeat comments keep an idle stream alive through proxies.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use mongodb::bson::oid::ObjectId;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::jobs::owned_job;
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::Caller;
+use crate::job::{JobEvent, JobState};
+
+/// How often the record is read again when no event came: events are best
+/// effort (one published while the broker was away is lost), the record is
+/// the truth.
+const RECHECK: Duration = Duration::from_secs(5);
+
+pub async fn job_events(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    // Subscribe before reading the record, so nothing falls in between.
+    let feed = app.events.subscribe();
+    let job = owned_job(&app, &caller, &id).await?;
+    let last_seen = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let now = job.event(&app.node_id);
+    if now.state.is_final() && last_seen.is_some_and(|seen| seen >= now.sequence()) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let heartbeat = Duration::from_secs(app.settings.sse_heartbeat_secs.max(1));
+    let watch = Watch {
+        app,
+        job_id: job.id,
+        feed,
+        last_sent: last_seen,
+        first: Some(now),
+        finished: false,
+    };
+    Ok(Sse::new(watch.into_stream())
+        .keep_alive(KeepAlive::new().interval(heartbeat))
+        .into_response())
+}
+
+/// One client's watch over one job.
+struct Watch {
+    app: AppState,
+    job_id: ObjectId,
+    feed: broadcast::Receiver<crate::job::JobEvent>,
+    last_sent: Option<u64>,
+    first: Option<JobEvent>,
+    finished: bool,
+}
+
+impl Watch {
+    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> {
+        futures::stream::unfold(self, |mut watch| async move {
+            let event = watch.next().await?;
+            Some((Ok(event), watch))
+        })
+    }
+
+    async fn next(&mut self) -> Option<Event> {
+        if let Some(first) = self.first.take()
+            && let Some(event) = self.offer(first)
+        {
+            return Some(event);
+        }
+        let job_hex = self.job_id.to_hex();
+        while !self.finished {
+            let candidate = tokio::select! {
+                got = self.feed.recv() => match got {
+                    Ok(event) if event.job_id == job_hex => Some(event),
+                    Ok(_) => None,
+                    // Fell behind the feed: what was missed is in the record.
+                    Err(RecvError::Lagged(_)) => self.reread().await,
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = tokio::time::sleep(RECHECK) => self.reread().await,
+            };
+            if let Some(event) = candidate.and_then(|c| self.offer(c)) {
+                return Some(event);
+            }
+        }
+        None
+    }
+
+    /// The job as its record says now; a job gone altogether is deleted.
+    async fn reread(&self) -> Option<JobEvent> {
+        match self.app.store.job(self.job_id).await {
+            Ok(Some(job)) => Some(job.event(&self.app.node_id)),
+            Ok(None) => Some(JobEvent {
+                job_id: self.job_id.to_hex(),
+                owner: String::new(),
+                state: JobState::Deleted,
+                progress: None,
+                attempts: 0,
+                retries: 0,
+                error: None,
+                node: self.app.node_id.clone(),
+            }),
+            Err(_) => None,
+        }
+    }
+
+    /// The SSE event for `event` if it is newer than what was sent.
+    fn offer(&mut self, event: JobEvent) -> Option<Event> {
+        let sequence = event.sequence();
+        if self.last_sent.is_some_and(|sent| sequence <= sent) {
+            return None;
+        }
+        self.last_sent = Some(sequence);
+        self.finished = event.state.is_final();
+        let data = serde_json::json!({
+            "job_id": event.job_id,
+            "state": event.state,
+            "progress": event.progress,
+            "error": event.error,
+            "attempts": event.attempts,
+            "node": event.node,
+        });
+        Some(
+            Event::default()
+                .id(sequence.to_string())
+                .data(data.to_string()),
+        )
+    }
+}

@@ -1,0 +1,210 @@
+//! File downloads: `GET /download?fid=` (the reference's) and
+//! `GET /jobs/{id}/audio`. Both answer 404 for anything the caller does not
+//! own, HEAD, single byte ranges (206, 416) and conditional requests (ETag,
+//! If-None-Match → 304), so a large file can be resumed.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::jobs::{owned_job, parse_id};
+use crate::http::AppState;
+use crate::http::error::{ApiError, finish};
+use crate::http::extract::Caller;
+use crate::job::JobState;
+use crate::store::FileInfo;
+
+#[derive(Deserialize)]
+pub struct DownloadQuery {
+    fid: Option<String>,
+}
+
+pub async fn download(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Query(query): Query<DownloadQuery>,
+) -> Result<Response, ApiError> {
+    let fid = query
+        .fid
+        .ok_or_else(|| ApiError::invalid("give the file id as ?fid="))?;
+    let id = parse_id(&fid, "file")?;
+    let info = match app.store.mp3_info(id).await? {
+        Some(info) if info.owner.as_deref().is_some_and(|o| caller.may_access(o)) => info,
+        _ => return Err(ApiError::not_found("file")),
+    };
+    serve(&app, &headers, info).await
+}
+
+/// `GET /jobs/{id}/audio`: the job's audio once it is done (409 before).
+pub async fn job_audio(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = owned_job(&app, &caller, &id).await?;
+    if job.state != JobState::Done {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "the job is {}; its audio exists once it is done",
+                job.state.as_str()
+            ),
+        ));
+    }
+    match app.store.mp3_info(job.mp3_fid).await? {
+        Some(info) => serve(&app, &headers, info).await,
+        None => Err(ApiError::not_found("file")),
+    }
+}
+
+/// Sends a stored audio file, whole or the one range asked for.
+async fn serve(app: &AppState, headers: &HeaderMap, info: FileInfo) -> Result<Response, ApiError> {
+    // A file id always names the same bytes once its job is done.
+    let etag = format!("\"{}-{}\"", info.id.to_hex(), info.length);
+    let builder = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(
+            header::CONTENT_TYPE,
+            info.content_type.as_deref().unwrap_or("audio/mpeg"),
+        )
+        .header(
+            header::CONTENT_DISPOSITION,
+            content_disposition(&info.filename),
+        );
+    let header_str = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if header_str(header::IF_NONE_MATCH)
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return finish(builder.status(StatusCode::NOT_MODIFIED), Body::empty());
+    }
+    let range = match header_str(header::RANGE).map(|r| parse_range(r, info.length)) {
+        None | Some(RangeAsk::Whole) => None,
+        Some(RangeAsk::Part(first, last)) => Some((first, last)),
+        Some(RangeAsk::Unsatisfiable) => {
+            return finish(
+                builder
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header(header::CONTENT_RANGE, format!("bytes */{}", info.length)),
+                Body::empty(),
+            );
+        }
+    };
+    let body = Body::from_stream(app.store.download_mp3(&info, range).await?);
+    let builder = match range {
+        Some((first, last)) => builder
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(
+                header::CONTENT_RANGE,
+                format!("bytes {first}-{last}/{}", info.length),
+            )
+            .header(header::CONTENT_LENGTH, last + 1 - first),
+        None => builder
+            .status(StatusCode::OK)
+            .header(header::CONTENT_LENGTH, info.length),
+    };
+    finish(builder, body)
+}
+
+/// What a `Range` header asks of a file of `length` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeAsk {
+    /// No usable single byte range (other units, several ranges, bad
+    /// syntax): the whole file, as RFC 9110 allows.
+    Whole,
+    /// Bytes `first..=last`.
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+fn parse_range(header: &str, length: u64) -> RangeAsk {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return RangeAsk::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAsk::Whole;
+    }
+    let Some((from, to)) = spec.trim().split_once('-') else {
+        return RangeAsk::Whole;
+    };
+    let (from, to) = (from.trim(), to.trim());
+    let parsed = match (from.parse::<u64>(), to.parse::<u64>()) {
+        (Ok(first), Ok(last)) if first <= last => Some((first, last.min(length.saturating_sub(1)))),
+        (Ok(first), Err(_)) if to.is_empty() => Some((first, length.saturating_sub(1))),
+        (Err(_), Ok(suffix)) if from.is_empty() => {
+            if suffix == 0 {
+                return RangeAsk::Unsatisfiable;
+            }
+            Some((length.saturating_sub(suffix), length.saturating_sub(1)))
+        }
+        _ => return RangeAsk::Whole,
+    };
+    match parsed {
+        Some((first, last)) if first < length && first <= last => RangeAsk::Part(first, last),
+        _ => RangeAsk::Unsatisfiable,
+    }
+}
+
+/// An `attachment` disposition with an ASCII fallback name and the exact
+/// name percent-encoded (RFC 6266 / 8187).
+pub fn content_disposition(filename: &str) -> String {
+    let ascii: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = filename
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_disposition;
+
+    #[test]
+    fn ranges() {
+        use super::{RangeAsk, parse_range};
+        assert_eq!(parse_range("bytes=0-99", 1000), RangeAsk::Part(0, 99));
+        assert_eq!(parse_range("bytes=900-", 1000), RangeAsk::Part(900, 999));
+        assert_eq!(parse_range("bytes=-100", 1000), RangeAsk::Part(900, 999));
+        assert_eq!(
+            parse_range("bytes=990-2000", 1000),
+            RangeAsk::Part(990, 999)
+        );
+        assert_eq!(parse_range("bytes=1000-", 1000), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 1000), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), RangeAsk::Whole);
+        assert_eq!(parse_range("items=0-1", 1000), RangeAsk::Whole);
+        assert_eq!(parse_range("bytes=5-2", 1000), RangeAsk::Whole);
+    }
+
+    #[test]
+    fn disposition_is_header_safe() {
+        let value = content_disposition("my \"song\"\r\n.mp3");
+        assert!(!value.contains('\r') && !value.contains('\n'));
+        assert!(value.starts_with("attachment; filename=\"my _song___.mp3\""));
+        assert!(content_disposition("é.mp3").ends_with("UTF-8''%C3%A9.mp3"));
+    }
+}
