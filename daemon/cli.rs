@@ -23,6 +23,29 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Talk to a running node over its admin socket.
     Ctl(CtlArgs),
+    /// Manage user accounts in the MySQL user table.
+    User(UserArgs),
+}
+
+#[derive(Args)]
+pub struct UserArgs {
+    /// Configuration file to read `[auth]` from.
+    #[arg(long, short, default_value = "config.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub action: UserAction,
+}
+
+#[derive(Subcommand)]
+pub enum UserAction {
+    /// Create a user; the password is read from the first line of stdin
+    /// (e.g. `printf '%s\n' "$PASSWORD" | vidaud user add a@example.com`).
+    Add {
+        email: String,
+        /// Give the user the `admin` claim (sees and acts on all jobs).
+        #[arg(long)]
+        admin: bool,
+    },
 }
 
 #[derive(Args)]

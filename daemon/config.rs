@@ -73,6 +73,16 @@ pub fn check(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// The JWT secret to sign with, or why the node must not start.
+/// The token rules the `[auth]` section sets.
+pub fn token_rules(settings: &Settings) -> vidaud_actors::auth::TokenRules {
+    let set = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    vidaud_actors::auth::TokenRules {
+        ttl_secs: settings.auth.token_ttl_secs,
+        issuer: set(&settings.auth.jwt_issuer),
+        audience: set(&settings.auth.jwt_audience),
+    }
+}
+
 pub fn jwt_secret(settings: &Settings, dev: bool) -> anyhow::Result<Vec<u8>> {
     let secret = settings.auth.jwt_secret.as_bytes();
     if secret.len() >= MIN_SECRET_LEN {

@@ -2,7 +2,7 @@
 //!
 //! `serve` runs a node (the supervised actor tree); `convert` runs the same
 //! transcoder on local files with no services at all; `ctl` talks to a
-//! running node over its admin socket.
+//! running node over its admin socket; `user` manages accounts.
 
 mod admin;
 mod cli;
@@ -12,6 +12,7 @@ mod ctl;
 mod reload;
 mod serve;
 mod systemd;
+mod user;
 
 use std::process::ExitCode;
 
@@ -23,5 +24,6 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Convert(args) => convert::run(args),
         cli::Command::Ctl(args) => ctl::run(args),
+        cli::Command::User(args) => user::run(args),
     }
 }

@@ -92,7 +92,7 @@ async fn serve(
     let admin_socket =
         (!settings.admin.socket.is_empty()).then(|| PathBuf::from(&settings.admin.socket));
     let admin_listener = admin_socket.as_deref().map(admin::bind).transpose()?;
-    let keys = Arc::new(TokenKeys::new(&secret, settings.auth.token_ttl_secs)?);
+    let keys = Arc::new(TokenKeys::new(&secret, config::token_rules(&settings))?);
     let node_id = node_id(&settings);
     let shutdown = Arc::new(Shutdown::default());
     let mut current = settings.clone();

@@ -262,7 +262,8 @@ async fn a_burst_gets_503s_not_unbounded_memory_and_the_backlog_drains() {
     .with("VIDAUD_MAILBOXES__TRANSCODER", 1)
     .with("VIDAUD_MAILBOXES__AUTH", 1)
     // Slow enough hashing that logins overlap.
-    .with("VIDAUD_AUTH__BCRYPT_COST", 10);
+    .with("VIDAUD_AUTH__ARGON2_MEMORY_KIB", 19456)
+    .with("VIDAUD_AUTH__ARGON2_ITERATIONS", 2);
     let node = Node::start(options).await;
     let (email, token) = node.new_user().await;
     assert_eq!(

@@ -3,8 +3,7 @@
 mod common;
 
 use common::media;
-use common::{JWT_SECRET, Node, NodeOptions, unique};
-use mysql_async::prelude::Queryable;
+use common::{JWT_SECRET, Node, NodeOptions};
 
 fn forge(secret: &str, username: &str, exp_offset: i64) -> String {
     common::forge_token(secret, username, exp_offset, true)
@@ -89,31 +88,6 @@ async fn tokens_and_passwords_are_checked() {
             .unwrap_or_default()
             .contains("at least 8")
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn reference_bcrypt_rows_log_in() {
-    let node = Node::start(NodeOptions::default()).await;
-    let email = format!("{}@example.com", unique("legacy"));
-    // A row as the reference's auth service wrote it (Python bcrypt, "password").
-    let hash = "$2b$04$4HKnQ1QcyN4My/jy8gu/su/1MA3ZmJu/4FIUUDIuTFxaoeanwTm2e";
-    let pool = mysql_async::Pool::new("mysql://root@127.0.0.1:3306/vidaud_test");
-    let mut conn = pool.get_conn().await.expect("mysql");
-    conn.exec_drop(
-        "INSERT INTO users (email, password) VALUES (?, ?)",
-        (&email, hash),
-    )
-    .await
-    .expect("insert reference row");
-    drop(conn);
-    pool.disconnect().await.expect("disconnect");
-
-    let token = node
-        .login(&email, "password")
-        .await
-        .expect("reference user logs in");
-    assert_eq!(token.split('.').count(), 3, "a JWT as the body");
-    assert_eq!(node.login(&email, "Password").await, Err(401));
 }
 
 #[tokio::test(flavor = "multi_thread")]

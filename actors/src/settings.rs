@@ -45,7 +45,7 @@ pub struct MailboxSettings {
     /// Uploads streaming at once; one more gets 503 with Retry-After before
     /// its body is read. Bounds the memory uploads take.
     pub http: usize,
-    /// Register/login requests being checked (bcrypt is slow on purpose);
+    /// Register/login requests being checked (hashing is slow on purpose);
     /// one more gets 503 with Retry-After.
     pub auth: usize,
     /// Deliveries waiting for a free worker: `video` prefetch = workers + this.
@@ -105,7 +105,24 @@ pub struct AuthSettings {
     pub jwt_secret: String,
     pub jwt_secret_file: String,
     pub token_ttl_secs: u64,
-    pub bcrypt_cost: u32,
+    /// Put in issued tokens as `iss` and required of presented ones, when
+    /// not empty.
+    pub jwt_issuer: String,
+    /// Likewise for `aud`.
+    pub jwt_audience: String,
+    /// Whether anyone may `POST /register`; when false, an operator adds
+    /// users with `vidaud user add`.
+    pub registration_open: bool,
+    /// argon2id cost of new password hashes (OWASP: 19 MiB, 2 passes).
+    /// Stored hashes of a lower cost (and bcrypt rows) are re-hashed at
+    /// their owner's next login.
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    /// Login and register attempts allowed per client IP per minute (a
+    /// burst of as many), then 429 with Retry-After.
+    pub attempts_per_ip_per_minute: u32,
+    /// Login attempts allowed per account per minute, from anywhere.
+    pub attempts_per_account_per_minute: u32,
 }
 
 impl Default for AuthSettings {
@@ -115,7 +132,13 @@ impl Default for AuthSettings {
             jwt_secret: String::new(),
             jwt_secret_file: String::new(),
             token_ttl_secs: 24 * 3600,
-            bcrypt_cost: 12,
+            jwt_issuer: String::new(),
+            jwt_audience: String::new(),
+            registration_open: true,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            attempts_per_ip_per_minute: 30,
+            attempts_per_account_per_minute: 10,
         }
     }
 }

@@ -97,7 +97,10 @@ pub async fn start(
             let args = AuthArgs {
                 mysql_url: s.auth.mysql_url.clone(),
                 keys: ctx.keys.clone(),
-                bcrypt_cost: s.auth.bcrypt_cost,
+                cost: vidaud_actors::auth::HashCost {
+                    memory_kib: s.auth.argon2_memory_kib,
+                    iterations: s.auth.argon2_iterations,
+                },
             };
             let (actor, _) = Actor::spawn_linked(name, AuthActor, args, supervisor).await?;
             running.auth = Some(actor.clone());
@@ -168,6 +171,8 @@ pub async fn start(
                 mailboxes: ctx.mailboxes.clone(),
                 events: Default::default(),
                 node_id: ctx.node_id.clone(),
+                limits: vidaud_actors::http::AuthLimits::new(&s.auth),
+                registration_open: s.auth.registration_open,
             };
             Actor::spawn_linked(name, HttpFront, state, supervisor)
                 .await?

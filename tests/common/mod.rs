@@ -222,7 +222,10 @@ impl Node {
                 "mysql://root@127.0.0.1:3306/vidaud_test",
             )
             .env("VIDAUD_AUTH__JWT_SECRET", JWT_SECRET)
-            .env("VIDAUD_AUTH__BCRYPT_COST", "4")
+            .env("VIDAUD_AUTH__ARGON2_MEMORY_KIB", "256")
+            .env("VIDAUD_AUTH__ARGON2_ITERATIONS", "1")
+            .env("VIDAUD_AUTH__ATTEMPTS_PER_IP_PER_MINUTE", "100000")
+            .env("VIDAUD_AUTH__ATTEMPTS_PER_ACCOUNT_PER_MINUTE", "100000")
             .env(
                 "VIDAUD_STORAGE__MONGODB_URI",
                 format!("mongodb://127.0.0.1:{mongo}"),

@@ -1,17 +1,18 @@
 //! The auth actor: registration and login against MySQL, token issue.
 //!
 //! It owns the user store and the signing keys. Each request is served by its
-//! own task (bcrypt is slow on purpose), so the actor's mailbox only queues
-//! the hand-off, never the hashing; each request carries a ticket of the
-//! `auth` mailbox until it is answered, which bounds the hashing in flight. Token *verification* does not come here:
-//! the HTTP front checks tokens in-process with the shared [`TokenKeys`].
+//! own task (password hashing is slow on purpose), so the actor's mailbox
+//! only queues the hand-off, never the hashing; each request carries a
+//! ticket of the `auth` mailbox until it is answered, which bounds the
+//! hashing in flight. Token *verification* does not come here: the HTTP
+//! front checks tokens in-process with the shared [`TokenKeys`].
 
 mod password;
 mod tokens;
 mod users;
 
-pub use password::{check_email, check_rules};
-pub use tokens::{Claims, MIN_SECRET_LEN, TokenError, TokenKeys};
+pub use password::{HashCost, Verified, check_email, check_rules, hash_now as password_hash};
+pub use tokens::{Claims, MIN_SECRET_LEN, TokenError, TokenKeys, TokenRules};
 pub use users::{Users, UsersError};
 
 use std::sync::Arc;
@@ -62,13 +63,13 @@ pub enum AuthMsg {
 pub struct AuthArgs {
     pub mysql_url: String,
     pub keys: Arc<TokenKeys>,
-    pub bcrypt_cost: u32,
+    pub cost: HashCost,
 }
 
 pub struct AuthState {
     users: Users,
     keys: Arc<TokenKeys>,
-    bcrypt_cost: u32,
+    cost: HashCost,
     /// Checked against when an account does not exist, so that absent
     /// accounts take as long to refuse as wrong passwords.
     dummy_hash: Arc<str>,
@@ -93,11 +94,11 @@ impl Actor for AuthActor {
                 warn!("MySQL not reachable yet ({e}); login and register answer 503 until it is");
             }
         });
-        let dummy_hash = password::hash("no such account".into(), args.bcrypt_cost).await?;
+        let dummy_hash = password::hash("no such account".into(), args.cost).await?;
         Ok(AuthState {
             users,
             keys: args.keys,
-            bcrypt_cost: args.bcrypt_cost,
+            cost: args.cost,
             dummy_hash: dummy_hash.into(),
         })
     }
@@ -121,7 +122,7 @@ impl Actor for AuthActor {
                 ticket,
                 reply,
             } => {
-                let cost = state.bcrypt_cost;
+                let cost = state.cost;
                 tokio::spawn(async move {
                     let _ = reply.send(register(&users, email, password, cost).await);
                     drop(ticket);
@@ -135,8 +136,15 @@ impl Actor for AuthActor {
             } => {
                 let keys = state.keys.clone();
                 let dummy = state.dummy_hash.clone();
+                let cost = state.cost;
                 tokio::spawn(async move {
-                    let _ = reply.send(login(&users, &keys, &dummy, email, password).await);
+                    let login = Login {
+                        users: &users,
+                        keys: &keys,
+                        dummy_hash: &dummy,
+                        cost,
+                    };
+                    let _ = reply.send(login.run(email, password).await);
                     drop(ticket);
                 });
             }
@@ -149,10 +157,10 @@ async fn register(
     users: &Users,
     email: String,
     password: String,
-    cost: u32,
+    cost: HashCost,
 ) -> Result<(), AuthError> {
     check_email(&email)?;
-    check_rules(&password)?;
+    check_rules(&password, &email)?;
     let hash = password::hash(password, cost).await?;
     if users.create(&email, &hash, false).await? {
         Ok(())
@@ -161,20 +169,40 @@ async fn register(
     }
 }
 
-async fn login(
-    users: &Users,
-    keys: &TokenKeys,
-    dummy_hash: &str,
-    email: String,
-    password: String,
-) -> Result<String, AuthError> {
-    let Some(user) = users.find(&email).await? else {
-        let _ = password::verify(password, dummy_hash.to_owned()).await;
-        return Err(AuthError::InvalidCredentials);
-    };
-    if !password::verify(password, user.password_hash).await {
-        return Err(AuthError::InvalidCredentials);
+struct Login<'a> {
+    users: &'a Users,
+    keys: &'a TokenKeys,
+    dummy_hash: &'a str,
+    cost: HashCost,
+}
+
+impl Login<'_> {
+    async fn run(&self, email: String, password: String) -> Result<String, AuthError> {
+        let Some(user) = self.users.find(&email).await? else {
+            let _ = password::verify(password, self.dummy_hash.to_owned(), self.cost).await;
+            return Err(AuthError::InvalidCredentials);
+        };
+        match password::verify(password.clone(), user.password_hash, self.cost).await {
+            Verified::No => return Err(AuthError::InvalidCredentials),
+            Verified::Yes => {}
+            Verified::Rehash => {
+                // A bcrypt row (or a cheaper hash) becomes argon2id now that
+                // the password is known; failing that, the old hash still works.
+                let rehashed = match password::hash(password, self.cost).await {
+                    Ok(hash) => self
+                        .users
+                        .set_password(&user.email, &hash)
+                        .await
+                        .map_err(AuthError::from),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = rehashed {
+                    warn!("could not re-hash a password at login: {e}");
+                }
+            }
+        }
+        self.keys
+            .issue(&user.email, user.admin)
+            .map_err(|e| AuthError::Internal(e.to_string()))
     }
-    keys.issue(&user.email, user.admin)
-        .map_err(|e| AuthError::Internal(e.to_string()))
 }

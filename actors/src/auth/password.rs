@@ -1,16 +1,50 @@
-//! Password hashing (bcrypt, as the reference stores them) and the rules a
-//! new password must meet. Hashing is deliberately slow, so it runs on the
-//! blocking pool, never on an async worker thread.
+//! Password hashing and the rules a new password must meet.
+//!
+//! New passwords are stored as argon2id PHC strings (`$argon2id$...`). Rows
+//! the reference wrote hold bcrypt hashes (`$2b$...`): they still verify,
+//! and [`Verified::Rehash`] tells the caller to store an argon2id hash of the
+//! password it just checked, so a database migrates as its users log in.
+//! Both verifications compare in constant time (argon2's `Output` and
+//! bcrypt's hash comparison). Hashing is deliberately slow, so it runs on
+//! the blocking pool, never on an async worker thread.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
 
 use super::AuthError;
 
-/// bcrypt only reads the first 72 bytes; longer passwords would silently
-/// collide, so they are refused.
-const MAX_PASSWORD_BYTES: usize = 72;
 const MIN_PASSWORD_CHARS: usize = 8;
+/// Long enough for any passphrase, short enough that hashing one is cheap.
+const MAX_PASSWORD_BYTES: usize = 256;
 
-pub fn check_rules(password: &str) -> Result<(), AuthError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
+/// argon2id cost. The defaults are OWASP's (19 MiB, 2 passes, 1 lane).
+#[derive(Debug, Clone, Copy)]
+pub struct HashCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+}
+
+impl Default for HashCost {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+        }
+    }
+}
+
+impl HashCost {
+    fn hasher(self) -> Result<Argon2<'static>, AuthError> {
+        let params = Params::new(self.memory_kib, self.iterations, 1, None)
+            .map_err(|e| AuthError::Internal(format!("argon2 parameters: {e}")))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+}
+
+pub fn check_rules(password: &str, email: &str) -> Result<(), AuthError> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
         return Err(AuthError::BadInput(format!(
             "password must be at least {MIN_PASSWORD_CHARS} characters"
         )));
@@ -19,6 +53,29 @@ pub fn check_rules(password: &str) -> Result<(), AuthError> {
         return Err(AuthError::BadInput(format!(
             "password must be at most {MAX_PASSWORD_BYTES} bytes"
         )));
+    }
+    if password.chars().any(char::is_control) {
+        return Err(AuthError::BadInput(
+            "password must not contain control characters".into(),
+        ));
+    }
+    let mut distinct: Vec<char> = password.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 4 {
+        return Err(AuthError::BadInput(
+            "password must use at least 4 different characters".into(),
+        ));
+    }
+    if password.eq_ignore_ascii_case(email)
+        || email
+            .split('@')
+            .next()
+            .is_some_and(|local| password.eq_ignore_ascii_case(local))
+    {
+        return Err(AuthError::BadInput(
+            "password must not be your e-mail address".into(),
+        ));
     }
     Ok(())
 }
@@ -40,29 +97,84 @@ pub fn check_email(email: &str) -> Result<(), AuthError> {
     }
 }
 
-pub async fn hash(password: String, cost: u32) -> Result<String, AuthError> {
-    tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+/// An argon2id PHC string for `password`, with a fresh random salt.
+pub fn hash_now(password: &str, cost: HashCost) -> Result<String, AuthError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(cost
+        .hasher()?
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| AuthError::Internal(format!("argon2: {e}")))?
+        .to_string())
+}
+
+pub async fn hash(password: String, cost: HashCost) -> Result<String, AuthError> {
+    tokio::task::spawn_blocking(move || hash_now(&password, cost))
         .await
         .map_err(|e| AuthError::Internal(e.to_string()))?
-        .map_err(|e| AuthError::Internal(e.to_string()))
+}
+
+/// What checking a password against a stored hash found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verified {
+    No,
+    Yes,
+    /// Right password, stored in an older scheme (bcrypt) or at a lower
+    /// cost: store a fresh hash.
+    Rehash,
+}
+
+fn verify_now(password: &str, stored: &str, cost: HashCost) -> Verified {
+    if stored.starts_with("$2") {
+        return match bcrypt::verify(password, stored) {
+            Ok(true) => Verified::Rehash,
+            _ => Verified::No,
+        };
+    }
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return Verified::No;
+    };
+    // The parameters are read from the PHC string, whatever they were.
+    if Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_err()
+    {
+        return Verified::No;
+    }
+    let weaker = Params::try_from(&parsed)
+        .is_ok_and(|p| p.m_cost() < cost.memory_kib || p.t_cost() < cost.iterations);
+    if parsed.algorithm.as_str() != "argon2id" || weaker {
+        Verified::Rehash
+    } else {
+        Verified::Yes
+    }
 }
 
 /// Verifies against a stored hash; a malformed hash counts as a mismatch.
-pub async fn verify(password: String, stored: String) -> bool {
-    tokio::task::spawn_blocking(move || bcrypt::verify(password, &stored).unwrap_or(false))
+pub async fn verify(password: String, stored: String, cost: HashCost) -> Verified {
+    tokio::task::spawn_blocking(move || verify_now(&password, &stored, cost))
         .await
-        .unwrap_or(false)
+        .unwrap_or(Verified::No)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const CHEAP: HashCost = HashCost {
+        memory_kib: 256,
+        iterations: 1,
+    };
+
     #[test]
     fn rules() {
-        assert!(check_rules("short").is_err());
-        assert!(check_rules("long enough").is_ok());
-        assert!(check_rules(&"x".repeat(73)).is_err());
+        let email = "someone@example.com";
+        assert!(check_rules("short", email).is_err());
+        assert!(check_rules("long enough", email).is_ok());
+        assert!(check_rules(&"x".repeat(300), email).is_err());
+        assert!(check_rules("aaaaaaaaaa", email).is_err());
+        assert!(check_rules("someone@example.com", email).is_err());
+        assert!(check_rules("SOMEONE1", "someone1@example.com").is_err());
+        assert!(check_rules("tab\there1", email).is_err());
         assert!(check_email("a@b.example").is_ok());
         for bad in ["", "nobody", "@x", "a@", "a b@c", "a@b\r\nBcc: x@y"] {
             assert!(check_email(bad).is_err(), "{bad:?}");
@@ -70,13 +182,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reference_bcrypt_rows_verify() {
+    async fn reference_bcrypt_rows_verify_and_ask_for_a_rehash() {
         // Written by Python's bcrypt (as the reference does) for "password".
         let stored = "$2b$04$4HKnQ1QcyN4My/jy8gu/su/1MA3ZmJu/4FIUUDIuTFxaoeanwTm2e".to_owned();
-        assert!(verify("password".into(), stored.clone()).await);
-        assert!(!verify("wrong".into(), stored).await);
-        let own = hash("password".into(), 4).await.unwrap();
-        assert!(verify("password".into(), own).await);
-        assert!(!verify("password".into(), "not-a-hash".into()).await);
+        assert_eq!(
+            verify("password".into(), stored.clone(), CHEAP).await,
+            Verified::Rehash
+        );
+        assert_eq!(verify("wrong".into(), stored, CHEAP).await, Verified::No);
+    }
+
+    #[tokio::test]
+    async fn new_hashes_are_argon2id() {
+        let own = hash("password".into(), CHEAP).await.unwrap();
+        assert!(own.starts_with("$argon2id$v=19$m=256,t=1,p=1$"), "{own}");
+        assert_eq!(
+            verify("password".into(), own.clone(), CHEAP).await,
+            Verified::Yes
+        );
+        assert_eq!(
+            verify("Password".into(), own.clone(), CHEAP).await,
+            Verified::No
+        );
+        // Raising the configured cost asks for a rehash of older hashes.
+        let stronger = HashCost {
+            memory_kib: 512,
+            iterations: 1,
+        };
+        assert_eq!(
+            verify("password".into(), own, stronger).await,
+            Verified::Rehash
+        );
+        assert_eq!(
+            verify("password".into(), "not-a-hash".into(), CHEAP).await,
+            Verified::No
+        );
     }
 }

@@ -1,6 +1,12 @@
 //! JWT issue and verification (HS256), in-process: verifying a token costs a
 //! hash, not a network round trip. Claims are the reference's: `username`,
-//! `exp`, `iat`, `admin`.
+//! `exp`, `iat`, `admin`; plus `nbf`, and `iss`/`aud` when configured.
+//!
+//! The algorithm is pinned: a token whose header names anything but HS256
+//! (`none`, RS256 with the secret as a "public key", HS512) is refused
+//! before its signature is looked at. The signature is compared in
+//! constant time (the `hmac` crate's `verify`). `exp` and `nbf` are checked
+//! with a few seconds of leeway for clock skew between nodes.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -14,7 +20,26 @@ pub struct Claims {
     pub exp: u64,
     pub iat: u64,
     pub admin: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
 }
+
+/// What issued tokens carry and presented ones must.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRules {
+    pub ttl_secs: u64,
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Required `aud`, when set.
+    pub audience: Option<String>,
+}
+
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -28,24 +53,40 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
-    ttl_secs: u64,
+    rules: TokenRules,
 }
 
 impl TokenKeys {
-    pub fn new(secret: &[u8], ttl_secs: u64) -> Result<Self, TokenError> {
+    pub fn new(secret: &[u8], rules: TokenRules) -> Result<Self, TokenError> {
         if secret.len() < MIN_SECRET_LEN {
             return Err(TokenError::SecretTooShort(secret.len()));
         }
         // Only HS256 is accepted: a token naming another algorithm (or
         // `none`) fails validation instead of being checked another way.
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "iat"]);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "iat"];
+        match &rules.issuer {
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
+            None => validation.iss = None,
+        }
+        match &rules.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
-            ttl_secs,
+            rules,
         })
     }
 
@@ -53,9 +94,12 @@ impl TokenKeys {
         let iat = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             username: username.to_owned(),
-            exp: iat + self.ttl_secs,
+            exp: iat + self.rules.ttl_secs,
             iat,
             admin,
+            nbf: Some(iat),
+            iss: self.rules.issuer.clone(),
+            aud: self.rules.audience.clone(),
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -75,9 +119,20 @@ mod tests {
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
+    fn rules(ttl_secs: u64) -> TokenRules {
+        TokenRules {
+            ttl_secs,
+            ..TokenRules::default()
+        }
+    }
+
+    fn sign(claims: &serde_json::Value, alg: Algorithm) -> String {
+        jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(SECRET)).unwrap()
+    }
+
     #[test]
     fn issued_token_verifies_with_reference_claims() {
-        let keys = TokenKeys::new(SECRET, 60).unwrap();
+        let keys = TokenKeys::new(SECRET, rules(60)).unwrap();
         let token = keys.issue("a@example.com", false).unwrap();
         let claims = keys.verify(&token).unwrap();
         assert_eq!(claims.username, "a@example.com");
@@ -88,15 +143,15 @@ mod tests {
     #[test]
     fn short_secret_is_refused() {
         assert!(matches!(
-            TokenKeys::new(b"short", 60),
+            TokenKeys::new(b"short", rules(60)),
             Err(TokenError::SecretTooShort(5))
         ));
     }
 
     #[test]
     fn wrong_key_expired_and_other_algorithms_are_rejected() {
-        let keys = TokenKeys::new(SECRET, 60).unwrap();
-        let other = TokenKeys::new(b"another-secret-another-secret-xx", 60).unwrap();
+        let keys = TokenKeys::new(SECRET, rules(60)).unwrap();
+        let other = TokenKeys::new(b"another-secret-another-secret-xx", rules(60)).unwrap();
         assert!(keys.verify(&other.issue("u", true).unwrap()).is_err());
 
         let now = jsonwebtoken::get_current_timestamp();
@@ -105,6 +160,9 @@ mod tests {
             exp: now - 3600,
             iat: now - 7200,
             admin: false,
+            nbf: None,
+            iss: None,
+            aud: None,
         };
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -126,5 +184,48 @@ mod tests {
         .unwrap();
         assert!(keys.verify(&hs512).is_err());
         assert!(keys.verify("not.a.token").is_err());
+    }
+
+    #[test]
+    fn alg_none_not_yet_valid_and_foreign_issuer_or_audience_are_rejected() {
+        let keys = TokenKeys::new(SECRET, rules(60)).unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims =
+            serde_json::json!({"username": "u", "iat": now, "exp": now + 60, "admin": true});
+        // alg none: header {"alg":"none"}, no signature.
+        let b64 = |v: &serde_json::Value| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let none = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg": "none", "typ": "JWT"})),
+            b64(&claims)
+        );
+        assert!(keys.verify(&none).is_err());
+        assert!(keys.verify(&sign(&claims, Algorithm::HS256)).is_ok());
+        let later = serde_json::json!({"username": "u", "iat": now, "exp": now + 600, "nbf": now + 300, "admin": false});
+        assert!(keys.verify(&sign(&later, Algorithm::HS256)).is_err());
+
+        let strict = TokenKeys::new(
+            SECRET,
+            TokenRules {
+                ttl_secs: 60,
+                issuer: Some("vidaud".into()),
+                audience: Some("vidaud-api".into()),
+            },
+        )
+        .unwrap();
+        let own = strict.issue("u", false).unwrap();
+        let claims_back = strict.verify(&own).unwrap();
+        assert_eq!(claims_back.aud.as_deref(), Some("vidaud-api"));
+        // Without the claims, or with other values: refused.
+        assert!(strict.verify(&sign(&claims, Algorithm::HS256)).is_err());
+        let foreign = serde_json::json!({"username": "u", "iat": now, "exp": now + 60, "admin": true,
+            "iss": "vidaud", "aud": "someone-else"});
+        assert!(strict.verify(&sign(&foreign, Algorithm::HS256)).is_err());
+        let wrong_iss = serde_json::json!({"username": "u", "iat": now, "exp": now + 60, "admin": true,
+            "iss": "evil", "aud": "vidaud-api"});
+        assert!(strict.verify(&sign(&wrong_iss, Algorithm::HS256)).is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! Users in MySQL/MariaDB, in the reference's table
 //! `users(id, email, password, created_at, updated_at)` plus an `is_admin`
 //! column. The migration only creates what is missing, so a reference
-//! database is adopted as it is and its bcrypt rows keep logging in.
+//! database is adopted as it is and its bcrypt rows keep logging in (and
+//! become argon2id at their next login).
 
 use mysql_async::prelude::{Query, Queryable, WithParams};
 use std::sync::Arc;
@@ -134,6 +135,17 @@ impl Users {
             Err(mysql_async::Error::Server(e)) if e.code == 1062 => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Replaces a user's password hash.
+    pub async fn set_password(&self, email: &str, password_hash: &str) -> Result<(), UsersError> {
+        self.ensure_schema().await?;
+        let mut conn = self.pool.get_conn().await?;
+        "UPDATE users SET password = ? WHERE email = ?"
+            .with((password_hash, email))
+            .ignore(&mut conn)
+            .await?;
+        Ok(())
     }
 
     pub async fn ping(&self) -> Result<(), UsersError> {

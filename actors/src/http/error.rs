@@ -25,6 +25,7 @@ pub const KINDS: &[(&str, u16, &str)] = &[
     ("bad-request", 400, "Bad request"),
     ("unauthorized", 401, "Authentication required"),
     ("forbidden", 403, "Not allowed"),
+    ("registration-closed", 403, "Registration closed"),
     ("not-found", 404, "Not found"),
     ("method-not-allowed", 405, "Method not allowed"),
     ("request-timeout", 408, "Request too slow"),

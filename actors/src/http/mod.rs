@@ -8,9 +8,11 @@
 
 mod error;
 mod extract;
+mod limits;
 mod routes;
 
 pub use error::ApiError;
+pub use limits::AuthLimits;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,6 +50,10 @@ pub struct AppState {
     /// the actor while it runs.
     pub events: EventHub,
     pub node_id: String,
+    /// Login/register rate limits.
+    pub limits: AuthLimits,
+    /// Whether `POST /register` is open to anyone.
+    pub registration_open: bool,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -128,6 +134,7 @@ impl Actor for HttpFront {
         let events_feed = state.events.feed_from(state.broker.clone());
         let app = router(state);
         let server = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let result = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = rx.await;

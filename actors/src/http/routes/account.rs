@@ -1,9 +1,10 @@
 //! `/register`, `/login`, `/validate`: the reference's auth endpoints.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use ractor::rpc::CallResult;
 use serde::Deserialize;
@@ -24,8 +25,16 @@ pub struct Registration {
 
 pub async fn register(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<Registration>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    if !app.registration_open {
+        return Err(ApiError::of_kind(
+            "registration-closed",
+            "registration is closed on this service; ask an administrator for an account",
+        ));
+    }
+    app.limits.check_ip(peer.ip())?;
     let Json(form) = body.map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -58,8 +67,11 @@ pub async fn register(
 
 pub async fn login(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     credentials: BasicCredentials,
 ) -> Result<String, ApiError> {
+    app.limits.check_ip(peer.ip())?;
+    app.limits.check_account(&credentials.username)?;
     let ticket = auth_ticket(&app)?;
     let result = app
         .auth
