@@ -12,7 +12,10 @@ use common::media::named_copy;
 use common::{Node, NodeOptions};
 
 fn fast() -> NodeOptions {
-    NodeOptions::default().with("VIDAUD_TRANSCODER__LEASE_SECS", 3)
+    NodeOptions::default()
+        .with("VIDAUD_TRANSCODER__LEASE_SECS", 3)
+        // Stalled uploads hold their places for the whole test.
+        .with("VIDAUD_HTTP__BODY_IDLE_SECS", 600)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -83,6 +83,15 @@ pub struct HttpSettings {
     pub max_upload_bytes: u64,
     /// Seconds between keep-alive comments on an idle event stream.
     pub sse_heartbeat_secs: u64,
+    /// A request head (line and headers) must arrive within this many
+    /// seconds and fit in `max_header_bytes` (else 431).
+    pub header_timeout_secs: u64,
+    pub max_header_bytes: usize,
+    /// A request body that sends nothing for this long is cut off (408).
+    pub body_idle_secs: u64,
+    /// After the first `body_idle_secs`, an upload slower than this on
+    /// average is cut off (408): a trickle cannot hold a slot for hours.
+    pub min_upload_bytes_per_sec: u64,
 }
 
 impl Default for HttpSettings {
@@ -92,6 +101,10 @@ impl Default for HttpSettings {
             public_url: "http://127.0.0.1:8080".into(),
             max_upload_bytes: 2 * 1024 * 1024 * 1024,
             sse_heartbeat_secs: 15,
+            header_timeout_secs: 10,
+            max_header_bytes: 16 * 1024,
+            body_idle_secs: 30,
+            min_upload_bytes_per_sec: 4096,
         }
     }
 }

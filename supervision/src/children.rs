@@ -173,6 +173,7 @@ pub async fn start(
                 node_id: ctx.node_id.clone(),
                 limits: vidaud_actors::http::AuthLimits::new(&s.auth),
                 registration_open: s.auth.registration_open,
+                closing: Default::default(),
             };
             Actor::spawn_linked(name, HttpFront, state, supervisor)
                 .await?

@@ -6,16 +6,18 @@
 //! login/register, the shared token keys for in-process verification, the
 //! store for files and jobs, and the broker to queue jobs.
 
+mod body;
 mod error;
 mod extract;
 mod limits;
 mod routes;
+mod server;
 
 pub use error::ApiError;
 pub use limits::AuthLimits;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -23,8 +25,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 
 use crate::auth::{AuthMsg, TokenKeys};
@@ -54,6 +56,8 @@ pub struct AppState {
     pub limits: AuthLimits,
     /// Whether `POST /register` is open to anyone.
     pub registration_open: bool,
+    /// Cancelled when the node stops: long-lived responses end.
+    pub closing: CancellationToken,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -111,10 +115,13 @@ async fn observe(State(app): State<AppState>, request: Request, next: Next) -> R
 pub struct HttpFront;
 
 pub struct HttpState {
-    shutdown: Option<oneshot::Sender<()>>,
+    closing: CancellationToken,
     server: JoinHandle<()>,
     events_feed: JoinHandle<()>,
 }
+
+/// How long requests in flight may take to finish when the node stops.
+const DRAIN: Duration = Duration::from_secs(10);
 
 impl Actor for HttpFront {
     type Msg = ();
@@ -130,22 +137,18 @@ impl Actor for HttpFront {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", state.settings.listen))?;
         info!(listen = %listener.local_addr()?, "HTTP front listening");
-        let (tx, rx) = oneshot::channel();
         let events_feed = state.events.feed_from(state.broker.clone());
+        let closing = state.closing.clone();
+        let settings = state.settings.clone();
         let app = router(state);
-        let server = tokio::spawn(async move {
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!("HTTP server failed: {e}");
-            }
-        });
+        let server = {
+            let closing = closing.clone();
+            tokio::spawn(async move {
+                server::serve(listener, app, &settings, closing, DRAIN).await;
+            })
+        };
         Ok(HttpState {
-            shutdown: Some(tx),
+            closing,
             server,
             events_feed,
         })
@@ -156,10 +159,8 @@ impl Actor for HttpFront {
         _myself: ActorRef<()>,
         state: &mut HttpState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(tx) = state.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut state.server).await;
+        state.closing.cancel();
+        let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), &mut state.server).await;
         state.events_feed.abort();
         Ok(())
     }

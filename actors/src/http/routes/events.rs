@@ -99,6 +99,8 @@ impl Watch {
                     Err(RecvError::Closed) => return None,
                 },
                 _ = tokio::time::sleep(RECHECK) => self.reread().await,
+                // The node is stopping: the client reconnects elsewhere.
+                _ = self.app.closing.cancelled() => return None,
             };
             if let Some(event) = candidate.and_then(|c| self.offer(c)) {
                 return Some(event);

@@ -17,6 +17,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::http::AppState;
+use crate::http::body::SlowBody;
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
 use crate::job::JobRecord;
@@ -93,7 +94,8 @@ async fn accept(
         return Err(StoreError::TooLarge { limit }.into());
     }
 
-    let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
+    let body = crate::http::body::guarded(body, &app.settings);
+    let mut multipart = multer::Multipart::new(body, boundary);
     // Option fields may come before the file; they are checked as they come.
     let field = loop {
         match multipart.next_field().await.map_err(malformed)? {
@@ -212,6 +214,14 @@ async fn set_option(options: &mut OutputOptions, field: multer::Field<'_>) -> Re
 }
 
 fn malformed(e: multer::Error) -> ApiError {
+    if let multer::Error::StreamReadFailed(cause) = &e
+        && let Some(slow) = cause.downcast_ref::<SlowBody>()
+    {
+        return match slow {
+            SlowBody::Read(_) => ApiError::new(StatusCode::BAD_REQUEST, slow.to_string()),
+            _ => ApiError::of_kind("request-timeout", slow.to_string()),
+        };
+    }
     ApiError::new(
         StatusCode::BAD_REQUEST,
         format!("malformed multipart body: {e}"),

@@ -1,0 +1,251 @@
+//! Input limits at the HTTP edge: slow or stalled bodies and heads are cut
+//! off, oversized heads get 431, a form has exactly one file, and hostile
+//! file names are tamed everywhere the name is used (job record, GridFS,
+//! Content-Disposition, e-mail subject).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::media::clip;
+use common::{Node, NodeOptions};
+use serde_json::Value;
+
+fn limited() -> NodeOptions {
+    NodeOptions::default()
+        .with("VIDAUD_HTTP__BODY_IDLE_SECS", 2)
+        .with("VIDAUD_HTTP__MIN_UPLOAD_BYTES_PER_SEC", 10_000)
+        .with("VIDAUD_HTTP__HEADER_TIMEOUT_SECS", 2)
+        .with("VIDAUD_HTTP__MAX_HEADER_BYTES", 8192)
+}
+
+fn address(node: &Node) -> String {
+    node.base.trim_start_matches("http://").to_owned()
+}
+
+fn upload_head(node: &Node, token: &str, length: usize) -> String {
+    format!(
+        "POST /upload HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {length}\r\n\r\n\
+         --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.mp4\"\r\n\r\n",
+        address(node)
+    )
+}
+
+/// Reads what the server sends until it closes or `limit` passes.
+fn read_answer(stream: &mut TcpStream, limit: Duration) -> String {
+    stream.set_read_timeout(Some(limit)).expect("timeout");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off() {
+    let node = Node::start(limited()).await;
+    let (_, token) = node.new_user().await;
+
+    // A body that stops arriving: 408 after the idle limit.
+    let started = Instant::now();
+    let stalled = {
+        let (head, addr) = (upload_head(&node, &token, 1_000_000), address(&node));
+        tokio::task::spawn_blocking(move || {
+            let mut stream = TcpStream::connect(addr).expect("connect");
+            stream.write_all(head.as_bytes()).expect("head");
+            stream.write_all(b"some bytes").expect("body");
+            read_answer(&mut stream, Duration::from_secs(20))
+        })
+    };
+    let answer = stalled.await.expect("stalled client");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+
+    // A trickle: a byte every 100 ms never goes idle, but is far too slow.
+    let trickle = {
+        let (head, addr) = (upload_head(&node, &token, 1_000_000), address(&node));
+        tokio::task::spawn_blocking(move || {
+            let mut stream = TcpStream::connect(addr).expect("connect");
+            stream.write_all(head.as_bytes()).expect("head");
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(20) {
+                if stream.write_all(b"x").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                stream
+                    .set_read_timeout(Some(Duration::from_millis(1)))
+                    .expect("timeout");
+                let mut peek = [0u8; 1];
+                if matches!(stream.peek(&mut peek), Ok(1)) {
+                    break;
+                }
+            }
+            read_answer(&mut stream, Duration::from_secs(5))
+        })
+    };
+    let answer = trickle.await.expect("trickling client");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("bytes/s"), "{answer}");
+
+    // A head that never ends: the connection is closed.
+    let addr = address(&node);
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .expect("partial head");
+        let started = Instant::now();
+        let answer = read_answer(&mut stream, Duration::from_secs(20));
+        (answer, started.elapsed())
+    })
+    .await
+    .expect("slow head");
+    assert!(
+        answer.1 < Duration::from_secs(10),
+        "held for {:?}",
+        answer.1
+    );
+    assert!(!answer.0.contains("200 OK"), "{}", answer.0);
+
+    // Oversized heads: 431.
+    let r = node
+        .http
+        .get(node.url("/health"))
+        .header("X-Big", "y".repeat(20_000))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 431);
+
+    // And the node still serves everyone else.
+    let (status, body) = node.upload(&token, &clip("mp4")).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        node.count(&node.names.videos_db, "fs.files").await,
+        1,
+        "nothing of the cut-off uploads is kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_file_per_form_and_hostile_names_are_tamed() {
+    let node = Node::start(NodeOptions::default()).await;
+    let (email, token) = node.new_user().await;
+    let bytes = std::fs::read(clip("tone")).expect("clip");
+
+    let two = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes.clone()).file_name("a.mp4"),
+        )
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes.clone()).file_name("b.mp4"),
+        );
+    let r = node
+        .http
+        .post(node.url("/upload"))
+        .bearer_auth(&token)
+        .multipart(two)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("problem");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("exactly one"))
+    );
+    node.assert_bucket_empty(&node.names.videos_db, "two files")
+        .await;
+
+    // CR/LF cannot be part of a multipart header: the form is malformed.
+    let crlf = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes.clone())
+            .file_name("evil\r\nBcc: victim@example.com.wav"),
+    );
+    let r = node
+        .http
+        .post(node.url("/upload"))
+        .bearer_auth(&token)
+        .multipart(crlf)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 400, "CR/LF in a part header");
+    node.assert_bucket_empty(&node.names.videos_db, "a CR/LF name")
+        .await;
+
+    let long = format!("{}.wav", "ü".repeat(400));
+    for (raw, stored) in [
+        ("../../etc/passwd", "passwd"),
+        ("tab\there.wav", "tabhere.wav"),
+        ("..\\..\\windows\\clip.wav", "clip.wav"),
+        ("日本語 🎵.wav", "日本語 🎵.wav"),
+        (long.as_str(), ""),
+    ] {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes.clone()).file_name(raw.to_owned()),
+        );
+        let r = node
+            .http
+            .post(node.url("/upload"))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(r.status(), 202, "{raw:?}");
+        let accepted: Value = r.json().await.expect("json");
+        let id = accepted["job_id"].as_str().expect("job_id");
+        let job = node.wait_final(&token, id).await;
+        assert_eq!(job["state"], "done", "{raw:?}: {job}");
+        let name = job["filename"].as_str().expect("filename");
+        if stored.is_empty() {
+            assert_eq!(name.chars().count(), 200, "long names are cut");
+        } else {
+            assert_eq!(name, stored);
+        }
+        assert!(!name.contains(['/', '\\', '\r', '\n']), "{name:?}");
+        let download = node
+            .download(&token, job["mp3_fid"].as_str().expect("fid"))
+            .await;
+        let disposition = download.headers()["content-disposition"]
+            .to_str()
+            .expect("ASCII header")
+            .to_owned();
+        assert!(
+            disposition.starts_with("attachment; filename=\""),
+            "{disposition}"
+        );
+        assert!(!disposition.contains(['\r', '\n']), "{disposition}");
+    }
+    // Each mail names the file in its one Subject header, and adds none.
+    for mail in common::mails_to(&email, 5).await {
+        let headers = mail.split("\r\n\r\n").next().unwrap_or(&mail);
+        let names: Vec<String> = headers
+            .lines()
+            .filter(|l| !l.starts_with([' ', '\t']))
+            .filter_map(|l| l.split(':').next())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        assert_eq!(
+            names.iter().filter(|n| *n == "subject").count(),
+            1,
+            "{headers}"
+        );
+        assert!(!names.iter().any(|n| n == "bcc"), "{headers}");
+    }
+}
