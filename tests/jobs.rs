@@ -371,3 +371,68 @@ async fn events_stream_a_job_converted_on_another_node_and_resume() {
     .await;
     assert_eq!(status, 204);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_user_limits_and_retention() {
+    let mp4 = clip("mp4");
+    let size = std::fs::metadata(&mp4).expect("clip").len();
+    let node = Node::start(
+        NodeOptions::default()
+            .with("VIDAUD_STORAGE__QUOTA_BYTES_PER_USER", size * 3 / 2)
+            .with("VIDAUD_STORAGE__MAX_ACTIVE_JOBS_PER_USER", 1)
+            .with("VIDAUD_STORAGE__RETENTION_DAYS", 7)
+            .with("VIDAUD_STORAGE__SWEEP_EVERY_SECS", 1),
+    )
+    .await;
+    let (_, token) = node.new_user().await;
+    let (code, answer) = node.ctl(&["drain"]);
+    assert_eq!(code, 0, "{answer}");
+
+    // One job waits (drained): a second upload is one too many.
+    let first = node.upload_all(&token, &[mp4.clone()]).await;
+    let (status, body) = node.upload(&token, &mp4).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["type"], "urn:vidaud:problem:too-many-jobs", "{body}");
+    let (code, _) = node.ctl(&["resume"]);
+    assert_eq!(code, 0);
+    node.wait_final(&token, &first[0]).await;
+
+    // The first video and its audio use most of the quota: the next upload
+    // is refused while streaming, and nothing of it is kept.
+    let (status, body) = node.upload(&token, &mp4).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["type"], "urn:vidaud:problem:quota-exceeded", "{body}");
+    assert_eq!(node.count(&node.names.videos_db, "fs.files").await, 1);
+
+    // Deleting frees the room.
+    let (status, _, _) = send(&node, "DELETE", &format!("/jobs/{}", first[0]), &token).await;
+    assert_eq!(status, 204);
+    let second = node.upload_all(&token, &[mp4.clone()]).await;
+    let job = node.wait_final(&token, &second[0]).await;
+    assert_eq!(job["state"], "done");
+
+    // A job older than the retention goes, with its files, at the next sweep.
+    let oid = mongodb::bson::oid::ObjectId::parse_str(&second[0]).expect("oid");
+    let old = mongodb::bson::DateTime::from_millis(
+        mongodb::bson::DateTime::now().timestamp_millis() - 8 * 86_400_000,
+    );
+    node.mongo()
+        .await
+        .database(&node.names.jobs_db)
+        .collection::<mongodb::bson::Document>("jobs")
+        .update_one(
+            mongodb::bson::doc! { "_id": oid },
+            mongodb::bson::doc! { "$set": { "created_at": old } },
+        )
+        .await
+        .expect("age the job");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node.job(&token, &second[0]).await.0 != 404 {
+        assert!(Instant::now() < deadline, "not swept\n{}", node.log_tail());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    node.assert_bucket_empty(&node.names.videos_db, "retention")
+        .await;
+    node.assert_bucket_empty(&node.names.mp3s_db, "retention")
+        .await;
+}

@@ -166,6 +166,17 @@ pub struct StorageSettings {
     pub mp3s_db: String,
     /// Database holding the `jobs` collection.
     pub jobs_db: String,
+    /// Bytes of uploads and audio one user may keep (0: no limit); an
+    /// upload that would go over gets 413.
+    pub quota_bytes_per_user: u64,
+    /// Jobs one user may have queued or converting at once (0: no limit);
+    /// one more upload gets 429.
+    pub max_active_jobs_per_user: u64,
+    /// Jobs (and their files) older than this many days are deleted by a
+    /// periodic sweep (0: kept forever).
+    pub retention_days: u64,
+    /// Seconds between retention sweeps.
+    pub sweep_every_secs: u64,
 }
 
 impl Default for StorageSettings {
@@ -175,6 +186,10 @@ impl Default for StorageSettings {
             videos_db: "videos".into(),
             mp3s_db: "mp3s".into(),
             jobs_db: "vidaud".into(),
+            quota_bytes_per_user: 10 * 1024 * 1024 * 1024,
+            max_active_jobs_per_user: 20,
+            retention_days: 30,
+            sweep_every_secs: 3600,
         }
     }
 }

@@ -174,6 +174,7 @@ pub async fn start(
                 limits: vidaud_actors::http::AuthLimits::new(&s.auth),
                 registration_open: s.auth.registration_open,
                 closing: Default::default(),
+                storage: s.storage.clone(),
             };
             Actor::spawn_linked(name, HttpFront, state, supervisor)
                 .await?

@@ -33,7 +33,7 @@ use crate::auth::{AuthMsg, TokenKeys};
 use crate::mailbox::Mailboxes;
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
 use crate::queue::{Broker, EventHub};
-use crate::settings::HttpSettings;
+use crate::settings::{HttpSettings, StorageSettings};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -58,6 +58,8 @@ pub struct AppState {
     pub registration_open: bool,
     /// Cancelled when the node stops: long-lived responses end.
     pub closing: CancellationToken,
+    /// Per-user quotas and retention.
+    pub storage: StorageSettings,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -118,6 +120,7 @@ pub struct HttpState {
     closing: CancellationToken,
     server: JoinHandle<()>,
     events_feed: JoinHandle<()>,
+    sweeper: Option<JoinHandle<()>>,
 }
 
 /// How long requests in flight may take to finish when the node stops.
@@ -138,6 +141,13 @@ impl Actor for HttpFront {
             .map_err(|e| format!("cannot listen on {}: {e}", state.settings.listen))?;
         info!(listen = %listener.local_addr()?, "HTTP front listening");
         let events_feed = state.events.feed_from(state.broker.clone());
+        let sweeper = crate::store::spawn_sweeper(
+            state.store.clone(),
+            state.broker.clone(),
+            state.node_id.clone(),
+            state.storage.retention_days,
+            Duration::from_secs(state.storage.sweep_every_secs),
+        );
         let closing = state.closing.clone();
         let settings = state.settings.clone();
         let app = router(state);
@@ -151,6 +161,7 @@ impl Actor for HttpFront {
             closing,
             server,
             events_feed,
+            sweeper,
         })
     }
 
@@ -162,6 +173,9 @@ impl Actor for HttpFront {
         state.closing.cancel();
         let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), &mut state.server).await;
         state.events_feed.abort();
+        if let Some(sweeper) = &state.sweeper {
+            sweeper.abort();
+        }
         Ok(())
     }
 }

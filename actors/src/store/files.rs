@@ -200,6 +200,27 @@ impl super::Store {
         delete_file(&self.mp3s, id).await
     }
 
+    /// Bytes `owner` keeps: finished uploads plus converted audio.
+    pub async fn usage(&self, owner: &str) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        for files in [&self.video_files, &self.mp3_files] {
+            let mut cursor = files
+                .find(doc! { "metadata.owner": owner })
+                .projection(doc! { "length": 1 })
+                .await?;
+            while let Some(file) = cursor.try_next().await? {
+                let length = match file.get("length") {
+                    Some(Bson::Int64(n)) => *n as u64,
+                    Some(Bson::Int32(n)) => *n as u64,
+                    Some(Bson::Double(n)) => *n as u64,
+                    _ => 0,
+                };
+                total = total.saturating_add(length);
+            }
+        }
+        Ok(total)
+    }
+
     /// The video `file` (from [`Self::video_info`]), whole.
     pub async fn download_video(
         &self,

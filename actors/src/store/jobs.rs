@@ -100,6 +100,16 @@ impl Store {
             .await?)
     }
 
+    /// Deletes a job: marks it deleted, then removes its files. Safe to
+    /// repeat (a repeat finishes what a cut-short one left).
+    pub async fn delete_job_and_files(&self, job: &JobRecord) -> Result<(), StoreError> {
+        if job.state != JobState::Deleted {
+            self.mark_deleted(job.id).await?;
+        }
+        self.delete_video(job.video_fid).await?;
+        self.delete_mp3(job.mp3_fid).await
+    }
+
     /// `failed → queued` at the owner's request: a fresh set of attempts,
     /// and the mails and hand-off of the new outcome. `None` when the job
     /// is not (or no longer) failed.

@@ -8,9 +8,11 @@
 
 mod files;
 mod jobs;
+mod retention;
 
 pub use files::{FileInfo, Upload};
 pub use jobs::Claim;
+pub use retention::spawn_sweeper;
 
 use mongodb::bson::Document;
 use mongodb::gridfs::GridFsBucket;
@@ -40,6 +42,9 @@ pub struct Store {
     /// The buckets' chunk collections, read directly for bounded downloads.
     video_chunks: Collection<Document>,
     mp3_chunks: Collection<Document>,
+    /// The buckets' file collections, read directly for per-owner usage.
+    video_files: Collection<Document>,
+    mp3_files: Collection<Document>,
     jobs: Collection<JobRecord>,
 }
 
@@ -62,6 +67,8 @@ impl Store {
             mp3s: mp3s.gridfs_bucket(None),
             video_chunks: videos.collection("fs.chunks"),
             mp3_chunks: mp3s.collection("fs.chunks"),
+            video_files: videos.collection("fs.files"),
+            mp3_files: mp3s.collection("fs.files"),
             jobs: client.database(&settings.jobs_db).collection("jobs"),
             client,
         };

@@ -169,8 +169,10 @@ pub async fn delete_job(
         Some(job) if caller.may_access(&job.owner) => job,
         _ => return Err(ApiError::not_found("job")),
     };
+    // Also on a repeated delete: a first one may have been cut short
+    // between marking and removing the files.
+    app.store.delete_job_and_files(&job).await?;
     if job.state != JobState::Deleted {
-        app.store.mark_deleted(id).await?;
         let mut deleted = job.clone();
         deleted.state = JobState::Deleted;
         if let Err(e) = app.broker.publish_event(&deleted.event(&app.node_id)).await {
@@ -178,10 +180,6 @@ pub async fn delete_job(
         }
         info!(job_id = %id, was = job.state.as_str(), "job deleted");
     }
-    // Also on a repeated delete: a first one may have been cut short
-    // between marking and removing the files.
-    app.store.delete_video(job.video_fid).await?;
-    app.store.delete_mp3(job.mp3_fid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -73,7 +73,9 @@ async fn accept(
             "this node has its limit of uploads in progress; try again shortly",
         )
     })?;
-    let limit = app.settings.max_upload_bytes;
+    let owner = caller.0.username.clone();
+    let room = room_for(&app, &owner).await?;
+    let limit = room.limit;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -91,7 +93,7 @@ async fn accept(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit.saturating_add(64 * 1024)) {
-        return Err(StoreError::TooLarge { limit }.into());
+        return Err(room.refusal(StoreError::TooLarge { limit }.into()));
     }
 
     let body = crate::http::body::guarded(body, &app.settings);
@@ -110,7 +112,6 @@ async fn accept(
         }
     };
     let filename = sanitize_filename(field.file_name().unwrap_or(""));
-    let owner = caller.0.username.clone();
     let metadata =
         doc! { "owner": &owner, "content_type": field.content_type().map(|m| m.to_string()) };
     let mut upload = Upload::open(app.store.videos(), None, &filename, metadata, limit).await?;
@@ -140,7 +141,7 @@ async fn accept(
         if let Err(cleanup) = upload.abort().await {
             warn!("could not remove a refused upload's chunks: {cleanup}");
         }
-        return Err(e);
+        return Err(room.refusal(e));
     }
     if upload.written() == 0 {
         let _ = upload.abort().await;
@@ -167,6 +168,61 @@ async fn accept(
             video_fid: job.video_fid.to_hex(),
         }),
     ))
+}
+
+/// How much one upload of a user may hold, from the node's limit and the
+/// user's quota and active jobs.
+struct Room {
+    limit: u64,
+    /// The user's storage quota, when it (not the upload limit) is the bound.
+    quota: Option<u64>,
+}
+
+impl Room {
+    /// An upload that outgrew the room: over the quota when that was the bound.
+    fn refusal(&self, error: ApiError) -> ApiError {
+        match self.quota {
+            Some(quota) if error.kind == "payload-too-large" => {
+                StoreError::QuotaExceeded { quota }.into()
+            }
+            _ => error,
+        }
+    }
+}
+
+/// Checked before the body is read: a user at their limit of active jobs
+/// (429) or storage (413) is told at once.
+async fn room_for(app: &AppState, owner: &str) -> Result<Room, ApiError> {
+    let storage = &app.storage;
+    if storage.max_active_jobs_per_user > 0 {
+        let active = app.store.active_jobs(owner).await?;
+        if active >= storage.max_active_jobs_per_user {
+            return Err(ApiError::of_kind(
+                "too-many-jobs",
+                format!(
+                    "you have {active} jobs queued or converting, the most allowed; \
+                     upload again when one is done"
+                ),
+            )
+            .retry_after(30));
+        }
+    }
+    let max_upload = app.settings.max_upload_bytes;
+    let quota = storage.quota_bytes_per_user;
+    if quota == 0 {
+        return Ok(Room {
+            limit: max_upload,
+            quota: None,
+        });
+    }
+    let left = quota.saturating_sub(app.store.usage(owner).await?);
+    if left == 0 {
+        return Err(StoreError::QuotaExceeded { quota }.into());
+    }
+    Ok(Room {
+        limit: max_upload.min(left),
+        quota: (left < max_upload).then_some(quota),
+    })
 }
 
 /// Makes the video visible, records its job and queues it; on any failure,
