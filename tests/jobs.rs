@@ -389,7 +389,7 @@ async fn per_user_limits_and_retention() {
     assert_eq!(code, 0, "{answer}");
 
     // One job waits (drained): a second upload is one too many.
-    let first = node.upload_all(&token, &[mp4.clone()]).await;
+    let first = node.upload_all(&token, std::slice::from_ref(&mp4)).await;
     let (status, body) = node.upload(&token, &mp4).await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["type"], "urn:vidaud:problem:too-many-jobs", "{body}");
@@ -407,7 +407,7 @@ async fn per_user_limits_and_retention() {
     // Deleting frees the room.
     let (status, _, _) = send(&node, "DELETE", &format!("/jobs/{}", first[0]), &token).await;
     assert_eq!(status, 204);
-    let second = node.upload_all(&token, &[mp4.clone()]).await;
+    let second = node.upload_all(&token, std::slice::from_ref(&mp4)).await;
     let job = node.wait_final(&token, &second[0]).await;
     assert_eq!(job["state"], "done");
 
