@@ -42,15 +42,17 @@ ensure_debian_packages() {
   fi
 }
 
-# ensure_python_tools: SecantusDB (MongoDB wire protocol) and aiosmtpd.
+# ensure_python_tools: SecantusDB (MongoDB wire protocol), aiosmtpd, and
+# Schemathesis (checks the running API against its OpenAPI description).
 ensure_python_tools() {
   # pip's console scripts (secantusd-py) land here; under pyenv they get no
   # shim until a rehash, so put the directory itself on PATH.
   PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
   export PATH
-  if ! command -v secantusd-py >/dev/null || ! python3 -c 'import aiosmtpd' 2>/dev/null; then
-    log "installing SecantusDB and aiosmtpd from PyPI"
-    python3 -m pip install -q SecantusDB aiosmtpd
+  if ! command -v secantusd-py >/dev/null || ! python3 -c 'import aiosmtpd' 2>/dev/null \
+    || ! command -v schemathesis >/dev/null; then
+    log "installing SecantusDB, aiosmtpd and Schemathesis from PyPI"
+    python3 -m pip install -q SecantusDB aiosmtpd schemathesis
     if command -v pyenv >/dev/null; then pyenv rehash || true; fi
     hash -r
   fi

@@ -18,7 +18,7 @@ use crate::output::OutputOptions;
 /// for a retry (`retries` + 1), and any state `→ deleted` when its owner
 /// deletes it. `deleted` is a tombstone: its files are gone, the API no
 /// longer shows it, and a message still queued for it is simply acked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,

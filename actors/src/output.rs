@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Output container and codec.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// MPEG-1 Layer III with ID3v2 tags and a Xing/LAME header.
@@ -134,7 +134,7 @@ impl OptionError {
 
 /// The options of one job. Stored in its record; absent fields of records
 /// written before an option existed take its default.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct OutputOptions {
     pub format: Format,
@@ -179,9 +179,13 @@ pub const OPTION_NAMES: [&str; 9] = [
 ];
 
 impl OutputOptions {
-    /// Sets one option from its text form.
+    /// Sets one option from its text form. An empty value leaves the option
+    /// unset, as an HTML form sends its blank fields.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), OptionError> {
         let value = value.trim();
+        if value.is_empty() && OPTION_NAMES.contains(&name) {
+            return Ok(());
+        }
         match name {
             "format" => self.format = value.parse()?,
             "bitrate" => self.bitrate_kbps = Some(number(name, value.trim_end_matches('k'))?),

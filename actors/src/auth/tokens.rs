@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// Shortest secret accepted for HS256 signing.
 pub const MIN_SECRET_LEN: usize = 32;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Claims {
     pub username: String,
     pub exp: u64,

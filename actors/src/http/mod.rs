@@ -10,6 +10,7 @@ mod body;
 mod error;
 mod extract;
 mod limits;
+pub mod openapi;
 mod routes;
 mod server;
 
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(routes::ops::health))
         .route("/ready", get(routes::ops::ready))
         .route("/metrics", get(routes::ops::metrics))
+        .merge(openapi::docs_router())
         .fallback(error::no_route)
         .layer(middleware::from_fn(error::problems_only))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -17,12 +17,30 @@ use crate::mailbox::Ticket;
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Registration {
+    #[schema(format = Email, example = "someone@example.com")]
     email: String,
+    /// At least 8 characters, no control characters, not the e-mail address.
+    #[schema(
+        min_length = 8,
+        max_length = 64,
+        pattern = "^[^\\x00-\\x1f\\x7f]*$",
+        example = "correct horse battery"
+    )]
     password: String,
 }
 
+/// Creates an account (unless registration is closed).
+#[utoipa::path(
+    post, path = "/register", tag = "account",
+    request_body = Registration,
+    responses(
+        (status = 201, description = "Account created", body = inline(Object), example = json!({"email": "a@example.com"})),
+        (status = 403, description = "Registration is closed", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The e-mail is taken", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn register(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -65,6 +83,14 @@ pub async fn register(
     ))
 }
 
+/// Logs in with HTTP Basic (e-mail and password); the body is the token.
+#[utoipa::path(
+    post, path = "/login", tag = "account",
+    responses(
+        (status = 200, description = "The JWT, as the whole body", body = String, content_type = "text/plain"),
+    ),
+    security(("basic" = []))
+)]
 pub async fn login(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -88,6 +114,12 @@ pub async fn login(
     Ok(unwrap_call(result)??)
 }
 
+/// The claims of the presented token, if it is valid.
+#[utoipa::path(
+    post, path = "/validate", tag = "account",
+    responses((status = 200, description = "The token's claims", body = Claims)),
+    security(("bearer" = []))
+)]
 pub async fn validate(caller: Caller) -> Json<Claims> {
     Json(caller.0)
 }

@@ -33,6 +33,21 @@ use crate::job::{JobEvent, JobState};
 /// the truth.
 const RECHECK: Duration = Duration::from_secs(5);
 
+/// The job's state and progress as server-sent events; each event's data
+/// is `{job_id, state, progress, error, attempts, node}`, its id grows over
+/// the job's life (send the last as `Last-Event-ID` to resume).
+#[utoipa::path(
+    get, path = "/jobs/{id}/events", tag = "jobs",
+    params(
+        ("id" = String, Path, description = "Job id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event"),
+    ),
+    responses(
+        (status = 200, description = "The event stream; it ends after a final state", body = ServerSentEvent, content_type = "text/event-stream"),
+        (status = 204, description = "Nothing newer will come: the job ended and the client saw it"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn job_events(
     State(app): State<AppState>,
     caller: Caller,
@@ -62,6 +77,20 @@ pub async fn job_events(
     Ok(Sse::new(watch.into_stream())
         .keep_alive(KeepAlive::new().interval(heartbeat))
         .into_response())
+}
+
+/// One event of the stream, as an SSE client sees it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ServerSentEvent {
+    /// The job's event sequence: only grows; send the last one seen as
+    /// `Last-Event-ID` to resume.
+    id: String,
+    /// Always `message` (unnamed events).
+    event: Option<String>,
+    /// JSON: `{job_id, state, progress, error, attempts, node}`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }
 
 /// One client's watch over one job.

@@ -16,11 +16,27 @@ use crate::http::extract::Caller;
 use crate::job::JobState;
 use crate::store::FileInfo;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DownloadQuery {
+    /// The audio file id (`mp3_fid` of a done job).
+    #[param(required = true)]
     fid: Option<String>,
 }
 
+/// A converted audio file by id (the reference's download). Supports HEAD,
+/// `Range` and `If-None-Match`.
+#[utoipa::path(
+    get, path = "/download", tag = "files",
+    params(DownloadQuery),
+    responses(
+        (status = 200, description = "The whole file", body = Vec<u8>, content_type = "audio/mpeg"),
+        (status = 206, description = "The byte range asked for", body = Vec<u8>, content_type = "audio/mpeg"),
+        (status = 304, description = "Unchanged (If-None-Match)"),
+        (status = 416, description = "The range is outside the file", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn download(
     State(app): State<AppState>,
     caller: Caller,
@@ -38,7 +54,20 @@ pub async fn download(
     serve(&app, &headers, info).await
 }
 
-/// `GET /jobs/{id}/audio`: the job's audio once it is done (409 before).
+/// The job's audio once it is done. Supports HEAD, `Range` and
+/// `If-None-Match`.
+#[utoipa::path(
+    get, path = "/jobs/{id}/audio", tag = "files",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The whole file", body = Vec<u8>, content_type = "audio/mpeg"),
+        (status = 206, description = "The byte range asked for", body = Vec<u8>, content_type = "audio/mpeg"),
+        (status = 304, description = "Unchanged (If-None-Match)"),
+        (status = 416, description = "The range is outside the file", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not done", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn job_audio(
     State(app): State<AppState>,
     caller: Caller,

@@ -19,7 +19,7 @@ use crate::http::extract::Caller;
 use crate::job::{JobRecord, JobState};
 use crate::output::OutputOptions;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct JobView {
     job_id: String,
     /// Who uploaded it.
@@ -81,6 +81,13 @@ pub async fn owned_job(
     }
 }
 
+/// One job.
+#[utoipa::path(
+    get, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, description = "The job", body = JobView)),
+    security(("bearer" = []))
+)]
 pub async fn get_job(
     State(app): State<AppState>,
     caller: Caller,
@@ -92,26 +99,36 @@ pub async fn get_job(
 const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only jobs in this state.
+    #[param(pattern = "^(|queued|converting|done|failed)$")]
     state: Option<String>,
     /// Jobs per page (1–100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^([0-9a-fA-F]{24})?$")]
     cursor: Option<String>,
     /// Admins only: one user's jobs (default: everyone's).
     owner: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct JobPage {
     jobs: Vec<JobView>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
     next_cursor: Option<String>,
 }
 
-/// `GET /jobs`: the caller's jobs (an admin's: everyone's), newest first.
+/// The caller's jobs (an admin's: everyone's), newest first.
+#[utoipa::path(
+    get, path = "/jobs", tag = "jobs",
+    params(ListQuery),
+    responses((status = 200, description = "A page of jobs", body = JobPage)),
+    security(("bearer" = []))
+)]
 pub async fn list_jobs(
     State(app): State<AppState>,
     caller: Caller,
@@ -157,8 +174,14 @@ pub async fn list_jobs(
     }))
 }
 
-/// `DELETE /jobs/{id}`: stops the job if it is queued or converting and
-/// deletes its files. Deleting a deleted job again is a success too.
+/// Stops the job if it is queued or converting and deletes its files.
+/// Deleting a deleted job again is a success too.
+#[utoipa::path(
+    delete, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 204, description = "Deleted")),
+    security(("bearer" = []))
+)]
 pub async fn delete_job(
     State(app): State<AppState>,
     caller: Caller,
@@ -183,7 +206,16 @@ pub async fn delete_job(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /jobs/{id}/retry`: a failed job gets a fresh set of attempts.
+/// A failed job gets a fresh set of attempts.
+#[utoipa::path(
+    post, path = "/jobs/{id}/retry", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 202, description = "Queued again", body = JobView),
+        (status = 409, description = "Not failed, or its video is gone", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn retry_job(
     State(app): State<AppState>,
     caller: Caller,

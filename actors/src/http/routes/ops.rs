@@ -10,10 +10,19 @@ use crate::health::Dependencies;
 use crate::http::AppState;
 
 /// Liveness: the process answers. Dependency health is not checked here.
+#[utoipa::path(
+    get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Alive", body = inline(Object), example = json!({"status": "ok"})))
+)]
 pub async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics exposition", body = String, content_type = "application/openmetrics-text"))
+)]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     (
         [(
@@ -27,6 +36,13 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
 /// Readiness: each dependency's health, and which request classes can be
 /// served now. 503 while any dependency is down, so a load balancer can
 /// steer traffic to a healthy node; the body says what is affected.
+#[utoipa::path(
+    get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "All dependencies up", body = inline(Object)),
+        (status = 503, description = "A dependency is down; the body says which and what is affected", body = inline(Object)),
+    )
+)]
 pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let deps = Dependencies::check(&app.store, &app.broker, Some(&app.auth)).await;
     let body = serde_json::json!({

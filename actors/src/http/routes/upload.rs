@@ -24,12 +24,63 @@ use crate::job::JobRecord;
 use crate::output::OutputOptions;
 use crate::store::{StoreError, Upload};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     job_id: String,
     video_fid: String,
 }
 
+/// The multipart form of an upload: the video in `file`, and optionally the
+/// output options as text fields (before or after the file).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    file: String,
+    /// mp3 (default), opus, aac or flac.
+    format: Option<String>,
+    /// kb/s: CBR for MP3, target for Opus/AAC.
+    bitrate: Option<String>,
+    /// MP3 VBR quality 0 (best)–9, instead of a bitrate.
+    quality: Option<String>,
+    /// Output sample rate, Hz.
+    sample_rate: Option<String>,
+    /// 1 or 2.
+    channels: Option<String>,
+    /// Trim start, seconds.
+    start: Option<String>,
+    /// Trim length, seconds.
+    duration: Option<String>,
+    /// Title tag.
+    title: Option<String>,
+    /// Audio track index (0 = first).
+    audio_track: Option<String>,
+}
+
+/// Uploads a video (multipart field `file`) and queues its conversion.
+/// Output options may also be given as query parameters of the same names.
+#[utoipa::path(
+    post, path = "/upload", tag = "jobs",
+    params(
+        ("format" = Option<String>, Query, description = "mp3 (default), opus, aac or flac"),
+        ("bitrate" = Option<String>, Query, description = "kb/s"),
+        ("quality" = Option<String>, Query, description = "MP3 VBR quality 0-9"),
+        ("sample_rate" = Option<String>, Query, description = "Hz"),
+        ("channels" = Option<String>, Query, description = "1 or 2"),
+        ("start" = Option<String>, Query, description = "trim start, seconds"),
+        ("duration" = Option<String>, Query, description = "trim length, seconds"),
+        ("title" = Option<String>, Query, description = "title tag"),
+        ("audio_track" = Option<String>, Query, description = "audio track index"),
+    ),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "Stored and queued", body = Accepted),
+        (status = 408, description = "The body came too slowly", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Over the upload limit or the user's quota", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not multipart/form-data", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn upload(
     state: State<AppState>,
     caller: Caller,

@@ -1,0 +1,193 @@
+//! The OpenAPI 3.1 description of the API, generated from the handlers'
+//! `#[utoipa::path]` attributes and the types they return, served at
+//! `/openapi.json`, with Swagger UI at `/docs` (its assets are compiled into
+//! the binary from the `utoipa-swagger-ui-vendored` crate: the page asks no
+//! other host for anything).
+//!
+//! The error responses every operation can give (problem details) are added
+//! by [`ProblemResponses`] rather than repeated on each handler.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Content, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use super::error::{KINDS, PROBLEM_JSON};
+use super::routes;
+
+/// RFC 9457 problem details, as every error is sent.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Problem {
+    /// `urn:vidaud:problem:<kind>`, stable per kind of error.
+    #[schema(example = "urn:vidaud:problem:not-found")]
+    r#type: String,
+    #[schema(example = "Not found")]
+    title: String,
+    #[schema(example = 404)]
+    status: u16,
+    #[schema(example = "no such job")]
+    detail: String,
+    /// The same text as `detail` (for clients of the first versions).
+    error: String,
+    /// The request field at fault, for refused output options.
+    field: Option<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "vidaud",
+        description = "Video-to-audio conversion: upload a video, follow its job, download the audio.\n\n\
+            Log in with HTTP Basic at `POST /login` to get a token; send it as \
+            `Authorization: Bearer <token>` everywhere else. Every error is \
+            `application/problem+json` (RFC 9457) with a stable `type`.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    paths(
+        routes::account::register,
+        routes::account::login,
+        routes::account::validate,
+        routes::upload::upload,
+        routes::jobs::list_jobs,
+        routes::jobs::get_job,
+        routes::jobs::delete_job,
+        routes::jobs::retry_job,
+        routes::files::job_audio,
+        routes::events::job_events,
+        routes::files::download,
+        routes::ops::health,
+        routes::ops::ready,
+        routes::ops::metrics,
+    ),
+    components(schemas(Problem)),
+    modifiers(&Security, &ProblemResponses),
+    tags(
+        (name = "account", description = "Registration, login, token check"),
+        (name = "jobs", description = "Uploads and their conversion jobs"),
+        (name = "files", description = "Downloading converted audio"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                utoipa::openapi::security::HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+    }
+}
+
+/// Adds the problem responses any operation can give: bad request, not
+/// found (unknown ids, and routes), invalid input, rate limits, overload and
+/// outages; 401 where a token or password is needed.
+struct ProblemResponses;
+
+/// Statuses every operation may answer with.
+const EVERYWHERE: [u16; 6] = [400, 404, 422, 429, 500, 503];
+
+impl Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.head,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let mut statuses = EVERYWHERE.to_vec();
+                if secured {
+                    statuses.push(401);
+                }
+                add_problems(operation, &statuses);
+            }
+        }
+    }
+}
+
+/// Adds a problem response for each status the operation does not list yet.
+pub fn add_problems(operation: &mut Operation, statuses: &[u16]) {
+    for status in statuses {
+        let key = status.to_string();
+        if operation.responses.responses.contains_key(&key) {
+            continue;
+        }
+        let kinds: Vec<&str> = KINDS
+            .iter()
+            .filter(|(_, code, _)| code == status)
+            .map(|(kind, _, _)| *kind)
+            .collect();
+        let title = KINDS
+            .iter()
+            .find(|(_, code, _)| code == status)
+            .map(|(_, _, title)| *title)
+            .unwrap_or("Error");
+        let response = ResponseBuilder::new()
+            .description(format!("{title} (problem type: {})", kinds.join(", ")))
+            .content(
+                PROBLEM_JSON,
+                Content::new(Some(Ref::from_schema_name("Problem"))),
+            )
+            .build();
+        operation.responses.responses.insert(key, response.into());
+    }
+}
+
+/// `/openapi.json` and the Swagger UI at `/docs`.
+pub fn docs_router<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
+    let config = Config::from("/openapi.json")
+        // No badge fetched from the public validator: nothing leaves the page.
+        .validator_url("none")
+        .try_it_out_enabled(true);
+    SwaggerUi::new("/docs")
+        .url("/openapi.json", ApiDoc::openapi())
+        .config(config)
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_documents_its_errors_as_problems() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 12, "{:?}", paths.keys());
+        for (path, item) in paths {
+            for (method, operation) in item.as_object().unwrap() {
+                let responses = operation["responses"].as_object().unwrap();
+                for status in ["400", "404", "500", "503"] {
+                    if path == "/ready" && status == "503" {
+                        continue; // the readiness report, not a problem
+                    }
+                    let content = &responses[status]["content"];
+                    assert!(
+                        content.get(PROBLEM_JSON).is_some(),
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+}
