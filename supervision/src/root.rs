@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use tracing::{error, info, warn};
 use vidaud_actors::Settings;
 use vidaud_actors::auth::TokenKeys;
 use vidaud_actors::mailbox::Mailboxes;
-use vidaud_actors::metrics::Metrics;
+use vidaud_actors::metrics::{Metrics, QueueLabels, StateLabels};
 use vidaud_actors::queue::Broker;
 use vidaud_actors::settings::MailboxSettings;
 use vidaud_actors::store::Store;
@@ -58,9 +59,13 @@ pub enum RootMsg {
         capacities: MailboxSettings,
         reply: ractor::RpcReplyPort<()>,
     },
+    /// Time to refresh the sampled metrics (pool, dependencies, jobs, queues).
+    Sample,
 }
 
 pub struct RootState {
+    /// A metrics sample is being taken (they never overlap).
+    sampling: Arc<AtomicBool>,
     started: Instant,
     /// Failures per child since start (the admin socket shows them).
     restarts: BTreeMap<Child, u64>,
@@ -180,7 +185,9 @@ impl Actor for RootSupervisor {
                 cells.insert(child, cell);
             }
         }
+        myself.send_interval(SAMPLE_EVERY, || RootMsg::Sample);
         Ok(RootState {
+            sampling: Arc::new(AtomicBool::new(false)),
             started: Instant::now(),
             restarts: BTreeMap::new(),
             retries: BTreeMap::new(),
@@ -213,6 +220,7 @@ impl Actor for RootSupervisor {
                 self.set_mailboxes(&myself, capacities, state).await;
                 let _ = reply.send(());
             }
+            RootMsg::Sample => sample(state),
         }
         Ok(())
     }
@@ -310,6 +318,59 @@ async fn ask<M: ractor::Message, T: Send + 'static>(
 }
 
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the sampled metrics are refreshed.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Refreshes the metrics that are read rather than counted: the pool's
+/// size and load, dependency health, jobs by state and queue depths. Runs in
+/// a task of its own, so a slow dependency never stalls supervision.
+fn sample(state: &RootState) {
+    if state.sampling.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let sampling = state.sampling.clone();
+    let ctx = &state.ctx;
+    let (store, broker, metrics) = (ctx.store.clone(), ctx.broker.clone(), ctx.metrics.clone());
+    let (pool, auth) = (state.running.pool.clone(), state.running.auth.clone());
+    metrics.draining.set(i64::from(ctx.draining));
+    tokio::spawn(async move {
+        if let Some(p) = ask(pool.as_ref(), |reply| PoolMsg::Status { reply }).await {
+            metrics.workers.set(p.size as i64);
+            metrics.workers_busy.set(p.busy as i64);
+            metrics.unacked.set((p.busy + p.waiting) as i64);
+        }
+        let deps = Dependencies::check(&store, &broker, auth.as_ref()).await;
+        metrics.dependency("mongodb", deps.mongodb);
+        metrics.dependency("rabbitmq", deps.rabbitmq);
+        metrics.dependency("mysql", deps.mysql);
+        if deps.mongodb
+            && let Ok(counts) = store.count_by_state().await
+        {
+            for (state, count) in counts {
+                let labels = StateLabels {
+                    state: state.as_str(),
+                };
+                metrics
+                    .jobs_by_state
+                    .get_or_create(&labels)
+                    .set(count as i64);
+            }
+        }
+        if deps.rabbitmq
+            && let Ok(depths) = broker.ready_messages().await
+        {
+            for (queue, count) in depths {
+                let labels = QueueLabels { queue };
+                metrics
+                    .queue_messages
+                    .get_or_create(&labels)
+                    .set(i64::from(count));
+            }
+        }
+        sampling.store(false, Ordering::SeqCst);
+    });
+}
 
 /// The bridge's prefetch follows the pool size and the pool's mailbox.
 async fn follow_prefetch(state: &RootState) {

@@ -104,11 +104,11 @@ impl Users {
     pub async fn find(&self, email: &str) -> Result<Option<User>, UsersError> {
         self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
+        let query = "SELECT email, password, is_admin FROM users WHERE email = ?"
+            .with((email,))
+            .first(&mut conn);
         let row: Option<(String, String, bool)> =
-            "SELECT email, password, is_admin FROM users WHERE email = ?"
-                .with((email,))
-                .first(&mut conn)
-                .await?;
+            crate::metrics::timed("mysql", "find_user", query).await?;
         Ok(row.map(|(email, password_hash, admin)| User {
             email,
             password_hash,
@@ -125,10 +125,10 @@ impl Users {
     ) -> Result<bool, UsersError> {
         self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
-        let result = "INSERT INTO users (email, password, is_admin) VALUES (?, ?, ?)"
+        let insert = "INSERT INTO users (email, password, is_admin) VALUES (?, ?, ?)"
             .with((email, password_hash, admin))
-            .ignore(&mut conn)
-            .await;
+            .ignore(&mut conn);
+        let result = crate::metrics::timed("mysql", "create_user", insert).await;
         match result {
             Ok(()) => Ok(true),
             // ER_DUP_ENTRY

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::settings::HttpSettings;
 
@@ -29,9 +30,11 @@ struct Reading<S> {
 }
 
 /// `body` as a stream of chunks that fails once the client is too slow.
+/// Bytes received are counted on `received`.
 pub fn guarded(
     body: Body,
     settings: &HttpSettings,
+    received: Counter,
 ) -> impl Stream<Item = Result<Bytes, SlowBody>> + Send + 'static {
     let idle = Duration::from_secs(settings.body_idle_secs.max(1));
     let min = settings.min_upload_bytes_per_sec;
@@ -41,27 +44,31 @@ pub fn guarded(
         bytes: 0,
         done: false,
     };
-    futures::stream::unfold(reading, move |mut r| async move {
-        if r.done {
-            return None;
-        }
-        let next = tokio::time::timeout(idle, r.body.next()).await;
-        let item = match next {
-            Err(_) => Err(SlowBody::Idle(idle)),
-            Ok(None) => return None,
-            Ok(Some(Err(e))) => Err(SlowBody::Read(e.to_string())),
-            Ok(Some(Ok(chunk))) => {
-                r.bytes += chunk.len() as u64;
-                let elapsed = r.started.elapsed();
-                let rate = (r.bytes as f64 / elapsed.as_secs_f64().max(1e-3)) as u64;
-                if elapsed > idle && rate < min {
-                    Err(SlowBody::TooSlow { rate, min })
-                } else {
-                    Ok(chunk)
-                }
+    futures::stream::unfold(reading, move |mut r| {
+        let received = received.clone();
+        async move {
+            if r.done {
+                return None;
             }
-        };
-        r.done = item.is_err();
-        Some((item, r))
+            let next = tokio::time::timeout(idle, r.body.next()).await;
+            let item = match next {
+                Err(_) => Err(SlowBody::Idle(idle)),
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => Err(SlowBody::Read(e.to_string())),
+                Ok(Some(Ok(chunk))) => {
+                    r.bytes += chunk.len() as u64;
+                    received.inc_by(chunk.len() as u64);
+                    let elapsed = r.started.elapsed();
+                    let rate = (r.bytes as f64 / elapsed.as_secs_f64().max(1e-3)) as u64;
+                    if elapsed > idle && rate < min {
+                        Err(SlowBody::TooSlow { rate, min })
+                    } else {
+                        Ok(chunk)
+                    }
+                }
+            };
+            r.done = item.is_err();
+            Some((item, r))
+        }
     })
 }

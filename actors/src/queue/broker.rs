@@ -177,6 +177,32 @@ impl Broker {
         Ok(channel)
     }
 
+    /// Messages ready in each of the node's queues (`video`, `mp3`, dead
+    /// letters), read with passive declares on a channel of their own.
+    pub async fn ready_messages(&self) -> Result<Vec<(String, u32)>, QueueError> {
+        let channel = self.link().await?.connection.create_channel().await?;
+        let mut depths = Vec::new();
+        for queue in [
+            &self.settings.video_queue,
+            &self.settings.mp3_queue,
+            &self.settings.dead_letter_queue,
+        ] {
+            let declared = channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+            depths.push((queue.clone(), declared.message_count()));
+        }
+        let _ = channel.close(200, "sampled".into()).await;
+        Ok(depths)
+    }
+
     /// Whether the broker is reachable now (reconnecting if needed).
     pub async fn check(&self) -> bool {
         self.link().await.is_ok()
@@ -194,17 +220,19 @@ impl Broker {
         let properties = properties
             .with_delivery_mode(2)
             .with_content_type("application/json".into());
-        let confirm = link
-            .publisher
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                payload,
-                properties,
-            )
-            .await?
-            .await?;
+        let confirm = crate::metrics::timed("rabbitmq", "publish_confirmed", async {
+            link.publisher
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    payload,
+                    properties,
+                )
+                .await?
+                .await
+        })
+        .await?;
         if confirm.is_nack() {
             return Err(QueueError::Nacked);
         }
@@ -257,6 +285,8 @@ impl Broker {
         );
         let properties = BasicProperties::default().with_headers(headers);
         self.publish_bytes(&self.settings.dead_letter_queue, payload, properties)
-            .await
+            .await?;
+        crate::metrics::dead_lettered();
+        Ok(())
     }
 }

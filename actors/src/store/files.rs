@@ -8,7 +8,10 @@ use mongodb::Collection;
 use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
 use mongodb::gridfs::{GridFsBucket, GridFsUploadStream};
 
+use std::future::IntoFuture;
+
 use super::StoreError;
+use crate::metrics::timed;
 
 /// What the service keeps about a stored file.
 #[derive(Debug, Clone)]
@@ -28,7 +31,12 @@ pub async fn file_info(
     bucket: &GridFsBucket,
     id: ObjectId,
 ) -> Result<Option<FileInfo>, StoreError> {
-    let doc = bucket.find_one(doc! { "_id": id }).await?;
+    let doc = timed(
+        "gridfs",
+        "file_info",
+        bucket.find_one(doc! { "_id": id }).into_future(),
+    )
+    .await?;
     Ok(doc.map(|d| FileInfo {
         id,
         length: d.length,
@@ -74,11 +82,12 @@ pub async fn download(
     let chunk_size = u64::from(file.chunk_size.max(1));
     let (first, last) = range.unwrap_or((0, file.length.saturating_sub(1)));
     let first_chunk = (first / chunk_size) as i64;
-    let cursor = chunks
+    let open = chunks
         .find(doc! { "files_id": id, "n": { "$gte": first_chunk } })
         .sort(doc! { "n": 1 })
         .batch_size(CHUNKS_PER_BATCH)
-        .await?;
+        .into_future();
+    let cursor = timed("gridfs", "open_download", open).await?;
     // Bytes of the file to send, and where the first chunk starts in it.
     let wanted = if file.length == 0 {
         0
@@ -92,7 +101,8 @@ pub async fn download(
             if sent == wanted {
                 return Ok(None);
             }
-            let Some(chunk) = cursor.try_next().await.map_err(std::io::Error::other)? else {
+            let next = timed("gridfs", "read_chunk", cursor.try_next()).await;
+            let Some(chunk) = next.map_err(std::io::Error::other)? else {
                 return Err(std::io::Error::other(format!(
                     "file {id} is incomplete: {sent} of {wanted} bytes"
                 )));
@@ -166,13 +176,13 @@ impl Upload {
         if self.written > self.limit {
             return Err(StoreError::TooLarge { limit: self.limit });
         }
-        self.stream.write_all(chunk).await?;
+        timed("gridfs", "write", self.stream.write_all(chunk)).await?;
         Ok(())
     }
 
     /// Writes the files document: the file becomes visible.
     pub async fn finish(mut self) -> Result<ObjectId, StoreError> {
-        self.stream.close().await?;
+        timed("gridfs", "finish_upload", self.stream.close()).await?;
         Ok(self.id)
     }
 

@@ -4,12 +4,15 @@
 
 use std::time::Duration;
 
+use std::future::IntoFuture;
+
 use futures::TryStreamExt;
 use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use mongodb::options::ReturnDocument;
 
 use super::{Store, StoreError};
 use crate::job::{JobRecord, JobState};
+use crate::metrics::timed;
 
 /// The outcome of trying to start an attempt on a job.
 #[derive(Debug)]
@@ -29,12 +32,22 @@ pub enum Claim {
 
 impl Store {
     pub async fn insert_job(&self, job: &JobRecord) -> Result<(), StoreError> {
-        self.jobs.insert_one(job).await?;
+        timed(
+            "mongodb",
+            "insert_job",
+            self.jobs.insert_one(job).into_future(),
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn job(&self, id: ObjectId) -> Result<Option<JobRecord>, StoreError> {
-        Ok(self.jobs.find_one(doc! { "_id": id }).await?)
+        Ok(timed(
+            "mongodb",
+            "find_job",
+            self.jobs.find_one(doc! { "_id": id }).into_future(),
+        )
+        .await?)
     }
 
     pub async fn delete_job(&self, id: ObjectId) -> Result<(), StoreError> {
@@ -63,14 +76,34 @@ impl Store {
         if let Some(before) = before {
             filter.insert("_id", doc! { "$lt": before });
         }
-        Ok(self
-            .jobs
-            .find(filter)
-            .sort(doc! { "_id": -1 })
-            .limit(i64::from(limit))
-            .await?
-            .try_collect()
-            .await?)
+        let list = async {
+            self.jobs
+                .find(filter)
+                .sort(doc! { "_id": -1 })
+                .limit(i64::from(limit))
+                .await?
+                .try_collect()
+                .await
+        };
+        Ok(timed("mongodb", "list_jobs", list).await?)
+    }
+
+    /// How many jobs are in each live state (deleted ones not counted).
+    pub async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        let mut counts = Vec::new();
+        for state in [
+            JobState::Queued,
+            JobState::Converting,
+            JobState::Done,
+            JobState::Failed,
+        ] {
+            let count = self.jobs.count_documents(doc! { "state": state.as_str() });
+            counts.push((
+                state,
+                timed("mongodb", "count_jobs", count.into_future()).await?,
+            ));
+        }
+        Ok(counts)
     }
 
     /// Jobs of `owner` not yet final (queued or converting).
@@ -204,7 +237,7 @@ impl Store {
         lease: Duration,
     ) -> Result<Claim, StoreError> {
         let now = DateTime::now();
-        let claimed = self
+        let claim = self
             .jobs
             .find_one_and_update(
                 doc! { "_id": id, "$or": [
@@ -222,7 +255,8 @@ impl Store {
                 },
             )
             .return_document(ReturnDocument::After)
-            .await?;
+            .into_future();
+        let claimed = timed("mongodb", "claim_job", claim).await?;
         let Some(job) = claimed else {
             return Ok(match self.job(id).await? {
                 Some(job) if job.state == JobState::Converting => Claim::Busy(job),
@@ -259,13 +293,11 @@ impl Store {
         if let Some(percent) = progress {
             set.insert("progress", percent);
         }
-        let result = self
-            .jobs
-            .update_one(
-                doc! { "_id": id, "state": "converting", "attempts": attempt },
-                doc! { "$set": set },
-            )
-            .await?;
+        let renew = self.jobs.update_one(
+            doc! { "_id": id, "state": "converting", "attempts": attempt },
+            doc! { "$set": set },
+        );
+        let result = timed("mongodb", "renew_lease", renew.into_future()).await?;
         Ok(result.matched_count == 1)
     }
 
@@ -286,7 +318,7 @@ impl Store {
         error: Option<&str>,
     ) -> Result<Option<JobRecord>, StoreError> {
         debug_assert!(state.is_final());
-        Ok(self
+        let finish = self
             .jobs
             .find_one_and_update(
                 doc! { "_id": id, "state": "converting", "attempts": attempt },
@@ -300,7 +332,8 @@ impl Store {
                 } },
             )
             .return_document(ReturnDocument::After)
-            .await?)
+            .into_future();
+        Ok(timed("mongodb", "finish_job", finish).await?)
     }
 
     /// Hands attempt `attempt` back for a retry: `converting → queued`,

@@ -67,6 +67,7 @@ pub async fn job_events(
     }
     let heartbeat = Duration::from_secs(app.settings.sse_heartbeat_secs.max(1));
     let watch = Watch {
+        _open: OpenStream::count(&app.metrics.event_streams),
         app,
         job_id: job.id,
         feed,
@@ -93,8 +94,25 @@ pub struct ServerSentEvent {
     data: String,
 }
 
+/// Counts an open stream while it lives.
+struct OpenStream(prometheus_client::metrics::gauge::Gauge);
+
+impl OpenStream {
+    fn count(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// One client's watch over one job.
 struct Watch {
+    _open: OpenStream,
     app: AppState,
     job_id: ObjectId,
     feed: broadcast::Receiver<crate::job::JobEvent>,

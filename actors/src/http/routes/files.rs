@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use futures::TryStreamExt;
 use serde::Deserialize;
 
 use super::jobs::{owned_job, parse_id};
@@ -127,7 +128,12 @@ async fn serve(app: &AppState, headers: &HeaderMap, info: FileInfo) -> Result<Re
             );
         }
     };
-    let body = Body::from_stream(app.store.download_mp3(&info, range).await?);
+    let sent = app.metrics.download_bytes.clone();
+    let body = Body::from_stream(app.store.download_mp3(&info, range).await?.inspect_ok(
+        move |chunk| {
+            sent.inc_by(chunk.len() as u64);
+        },
+    ));
     let builder = match range {
         Some((first, last)) => builder
             .status(StatusCode::PARTIAL_CONTENT)

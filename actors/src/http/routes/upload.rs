@@ -147,7 +147,7 @@ async fn accept(
         return Err(room.refusal(StoreError::TooLarge { limit }.into()));
     }
 
-    let body = crate::http::body::guarded(body, &app.settings);
+    let body = crate::http::body::guarded(body, &app.settings, app.metrics.upload_bytes.clone());
     let mut multipart = multer::Multipart::new(body, boundary);
     // Option fields may come before the file; they are checked as they come.
     let field = loop {
