@@ -90,7 +90,12 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_nodes_metrics_pass_promtool_and_cover_dashboard_and_alerts() {
-    let node = Node::start(NodeOptions::default()).await;
+    let metrics_port = common::free_port();
+    let node = Node::start(NodeOptions::default().with(
+        "VIDAUD_HTTP__METRICS_LISTEN",
+        format!("127.0.0.1:{metrics_port}"),
+    ))
+    .await;
     let (email, token) = node.new_user().await;
     let ids = node
         .upload_all(&token, &[clip("tone"), clip("random")])
@@ -117,6 +122,27 @@ async fn a_busy_nodes_metrics_pass_promtool_and_cover_dashboard_and_alerts() {
 
     let (ok, report) = promtool(&["check", "metrics"], Some(&text));
     assert!(ok, "promtool check metrics:\n{report}\n{text}");
+    // The same on the metrics-only address, in OpenMetrics when asked.
+    let separate = node
+        .http
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .header("Accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .expect("metrics address");
+    assert!(
+        separate.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("application/openmetrics-text"))
+    );
+    assert!(separate.text().await.expect("text").ends_with("# EOF\n"));
+    let only_metrics = node
+        .http
+        .get(format!("http://127.0.0.1:{metrics_port}/jobs"))
+        .send()
+        .await
+        .expect("other path");
+    assert_eq!(only_metrics.status(), 404);
 
     let names = exposed(&text);
     for reference in [

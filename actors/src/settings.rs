@@ -83,6 +83,9 @@ pub struct HttpSettings {
     pub max_upload_bytes: u64,
     /// Seconds between keep-alive comments on an idle event stream.
     pub sse_heartbeat_secs: u64,
+    /// A second address serving only `/metrics` (e.g. on an internal
+    /// interface for Prometheus); empty: none. `/metrics` stays on `listen`.
+    pub metrics_listen: String,
     /// A request head (line and headers) must arrive within this many
     /// seconds and fit in `max_header_bytes` (else 431).
     pub header_timeout_secs: u64,
@@ -101,6 +104,7 @@ impl Default for HttpSettings {
             public_url: "http://127.0.0.1:8080".into(),
             max_upload_bytes: 2 * 1024 * 1024 * 1024,
             sse_heartbeat_secs: 15,
+            metrics_listen: String::new(),
             header_timeout_secs: 10,
             max_header_bytes: 16 * 1024,
             body_idle_secs: 30,

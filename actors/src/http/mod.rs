@@ -121,6 +121,7 @@ pub struct HttpFront;
 pub struct HttpState {
     closing: CancellationToken,
     server: JoinHandle<()>,
+    metrics_server: Option<JoinHandle<()>>,
     events_feed: JoinHandle<()>,
     sweeper: Option<JoinHandle<()>>,
 }
@@ -142,6 +143,22 @@ impl Actor for HttpFront {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", state.settings.listen))?;
         info!(listen = %listener.local_addr()?, "HTTP front listening");
+        let metrics_server = match state.settings.metrics_listen.trim() {
+            "" => None,
+            address => {
+                let listener = tokio::net::TcpListener::bind(address)
+                    .await
+                    .map_err(|e| format!("cannot listen on {address} (metrics): {e}"))?;
+                info!(listen = %listener.local_addr()?, "metrics listening");
+                let app = Router::new()
+                    .route("/metrics", get(routes::ops::metrics))
+                    .with_state(state.clone());
+                let (settings, closing) = (state.settings.clone(), state.closing.clone());
+                Some(tokio::spawn(async move {
+                    server::serve(listener, app, &settings, closing, DRAIN).await;
+                }))
+            }
+        };
         let events_feed = state.events.feed_from(state.broker.clone());
         let sweeper = crate::store::spawn_sweeper(
             state.store.clone(),
@@ -162,6 +179,7 @@ impl Actor for HttpFront {
         Ok(HttpState {
             closing,
             server,
+            metrics_server,
             events_feed,
             sweeper,
         })
@@ -174,6 +192,9 @@ impl Actor for HttpFront {
     ) -> Result<(), ActorProcessingErr> {
         state.closing.cancel();
         let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), &mut state.server).await;
+        if let Some(metrics) = state.metrics_server.as_mut() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), metrics).await;
+        }
         state.events_feed.abort();
         if let Some(sweeper) = &state.sweeper {
             sweeper.abort();
