@@ -108,8 +108,13 @@ async fn a_busy_nodes_metrics_pass_promtool_and_cover_dashboard_and_alerts() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {
         let text = node.metrics_text().await;
+        // A sample sets its gauges one after another: wait for the last.
         if text.contains(r#"jobs_by_state{state="done"} 1"#)
             && text.contains(r#"dependency_up{dependency="mysql"} 1"#)
+            && text.contains(&format!(
+                r#"queue_messages_ready{{queue="{}"}}"#,
+                node.names.mp3_queue
+            ))
         {
             break text;
         }

@@ -2,14 +2,20 @@
 //! decoding only audio.
 //!
 //! ```text
-//! filesrc ! decodebin ─┬─ audio ─ [tap] audioconvert ! audioresample ! capsfilter
-//!                      │            ! encoder [! muxer] ! filesink
-//!                      └─ other ─ fakesink   (video is demuxed, never parsed or decoded)
+//! filesrc ! parsebin ─┬─ audio (parsed) ─ decodebin ─ [tap] audioconvert ! audioresample
+//!                     │                     ! capsfilter ! encoder [! muxer] ! filesink
+//!                     └─ other ─ fakesink   (video is demuxed and parsed, never decoded)
 //! ```
 //!
-//! decodebin asks `autoplug-select` before plugging each element; we answer
-//! "expose" for every parser or decoder that is not an audio one, so video,
-//! image and subtitle streams leave decodebin still encoded and are dropped.
+//! One streaming thread carries everything from the file to the encoder:
+//! parsebin demuxes and parses but, unlike decodebin, puts no multiqueue
+//! (and so no thread hand-off per buffer) between the demuxer and the
+//! streams, and the decodebin behind the audio stream holds only a decoder.
+//! That is what makes us as cheap as ffmpeg per file (a decodebin pipeline
+//! spent ~15 % more CPU, mostly waking the multiqueue's threads). parsebin
+//! (1.22) does not say when a container has no audio, so the demuxer's own
+//! `no-more-pads` is watched (counting its audio pads), and where there is
+//! no demuxer, the end of the only stream with no audio linked says it.
 //! `filesrc` gives the demuxers random access (an MP4 whose index is at the
 //! end needs it); `filesink` gives the muxers theirs (flacenc and mp4mux go
 //! back to write what they learn at the end; for MP3 we insert the
@@ -20,7 +26,7 @@
 //! trim (drops and clips samples outside it, re-bases timestamps to zero, and
 //! ends the audio branch at the trim's end), and marks where the encoder's
 //! input is counted for the gapless header. The conversion is over when the
-//! end-of-stream reaches the filesink: the video branches need not finish.
+//! end-of-stream reaches the filesink: the other branches need not finish.
 //!
 //! Everything here is blocking and runs on GStreamer's threads plus the
 //! caller's: call it from a blocking task.
@@ -153,8 +159,8 @@ impl Default for Control {
 const NO_AUDIO: &str = "vidaud-no-audio";
 const AUDIO_DONE: &str = "vidaud-audio-done";
 
-/// Reading the headers of a local file takes milliseconds. decodebin2 (1.22)
-/// can swallow a demuxer's error posted while it is still activating it
+/// Reading the headers of a local file takes milliseconds. The autoplugging
+/// bins of GStreamer 1.22 can swallow a demuxer's error posted while it is still activating it
 /// (e.g. qtdemux's "no playable streams" on a truncated MP4); the pipeline
 /// then never prerolls and nothing is said. Not prerolling in this time is
 /// taken to mean exactly that.
@@ -233,8 +239,9 @@ struct Tap {
     samples: AtomicU64,
     sample_rate: AtomicU32,
     encoder_bpf: AtomicU32,
-    /// Audio tracks seen so far, and whether the wanted one is linked.
+    /// Audio tracks seen so far (parsed streams), and as the demuxer counted them.
     audio_tracks: AtomicU32,
+    demuxed_audio: AtomicU32,
     /// The upstream segment and caps of the decoded audio.
     segment: Mutex<Option<gst::FormattedSegment<gst::ClockTime>>>,
     info: Mutex<Option<gst_audio::AudioInfo>>,
@@ -323,7 +330,7 @@ impl Graph {
         let src = gst::ElementFactory::make("filesrc")
             .property("location", input.to_string_lossy().as_ref())
             .build()?;
-        let decode = make("decodebin")?;
+        let parse = make("parsebin")?;
         // No dither when going to 16 bits for the encoder: it costs CPU
         // (random numbers per sample) and an encoder at 192 kb/s cannot keep
         // noise at -96 dB anyway; ffmpeg's libmp3lame path has none either.
@@ -352,10 +359,10 @@ impl Graph {
             .property("sync", false)
             .build()?;
 
-        pipeline.add_many([&src, &decode, &convert, &resample, &caps])?;
+        pipeline.add_many([&src, &parse, &convert, &resample, &caps])?;
         pipeline.add_many(&chain)?;
         pipeline.add(&sink)?;
-        src.link(&decode)?;
+        src.link(&parse)?;
         let mut branch = vec![&convert, &resample, &caps];
         branch.extend(chain.iter());
         branch.push(&sink);
@@ -403,30 +410,21 @@ impl Graph {
             gst::PadProbeReturn::Ok
         });
 
-        decode.connect("autoplug-select", false, expose_non_audio);
         let wanted = options.audio_track.unwrap_or(0);
         let weak_pipeline = pipeline.downgrade();
         let tracks = tap.clone();
-        let audio_linked = audio_in.clone();
-        decode.connect_pad_added(move |_, pad| {
+        parse.connect_pad_added(move |_, pad| {
             let Some(pipeline) = weak_pipeline.upgrade() else {
                 return;
             };
-            let is_audio = pad
-                .current_caps()
-                .or_else(|| Some(pad.query_caps(None)))
-                .and_then(|caps| {
-                    caps.structure(0)
-                        .map(|s| s.name().starts_with("audio/x-raw"))
-                })
-                .unwrap_or(false);
-            if is_audio {
+            if is_audio(pad) {
                 let index = tracks.audio_tracks.fetch_add(1, Ordering::SeqCst);
-                if index == wanted && pad.link(&audio_in).is_ok() {
+                if index == wanted && link_decoder(&pipeline, pad, &audio_in).is_ok() {
                     return;
                 }
             }
-            // Every other stream (video, the other audio tracks) is dropped.
+            // Every other stream (video, the other audio tracks) is dropped
+            // still encoded, on this same thread.
             if let Ok(fakesink) = gst::ElementFactory::make("fakesink")
                 .property("sync", false)
                 .property("async", false)
@@ -435,14 +433,43 @@ impl Graph {
             {
                 let _ = fakesink.sync_state_with_parent();
                 if let Some(sinkpad) = fakesink.static_pad("sink") {
+                    // The last word on "no audio" where no demuxer speaks
+                    // (one stream, not the track asked for): its end came
+                    // and no audio was ever linked.
+                    let audio_in = audio_in.clone();
+                    sinkpad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
+                        if let Some(gst::PadProbeData::Event(event)) = &info.data
+                            && event.type_() == gst::EventType::Eos
+                            && !audio_in.is_linked()
+                            && let Some(parent) = pad.parent_element()
+                        {
+                            post(&parent, NO_AUDIO);
+                        }
+                        gst::PadProbeReturn::Ok
+                    });
                     let _ = pad.link(&sinkpad);
                 }
             }
         });
-        decode.connect_no_more_pads(move |decode| {
-            if !audio_linked.is_linked() {
-                post(decode, NO_AUDIO);
+        // parsebin (1.22) says nothing when a container has no audio, but
+        // its demuxer does: once it has made all its pads, count the audio ones.
+        let demuxed = tap.clone();
+        pipeline.connect_deep_element_added(move |_, _, element| {
+            let is_demuxer = element.factory().is_some_and(|f| {
+                f.metadata(gst::ELEMENT_METADATA_KLASS)
+                    .is_some_and(|k| k.contains("Demux"))
+            });
+            if !is_demuxer {
+                return;
             }
+            let demuxed = demuxed.clone();
+            element.connect_no_more_pads(move |demuxer| {
+                let audio = demuxer.src_pads().iter().filter(|p| is_audio(p)).count() as u32;
+                demuxed.demuxed_audio.store(audio, Ordering::SeqCst);
+                if audio <= wanted {
+                    post(demuxer, NO_AUDIO);
+                }
+            });
         });
 
         Ok(Self {
@@ -541,7 +568,11 @@ impl Graph {
                     gst::MessageView::Application(app) => match app.structure().map(|s| s.name()) {
                         Some(name) if name == AUDIO_DONE => break,
                         Some(name) if name == NO_AUDIO => {
-                            let found = self.tap.audio_tracks.load(Ordering::SeqCst);
+                            let found = self
+                                .tap
+                                .audio_tracks
+                                .load(Ordering::SeqCst)
+                                .max(self.tap.demuxed_audio.load(Ordering::SeqCst));
                             return Err(match found {
                                 0 => TranscodeError::NoAudio,
                                 found => TranscodeError::NoSuchTrack {
@@ -789,23 +820,41 @@ fn count_samples(info: &gst::PadProbeInfo, tap: &Tap) {
     }
 }
 
-/// decodebin's `autoplug-select(bin, pad, caps, factory)`: expose the pad
-/// instead of plugging any parser or decoder that is not for audio.
-fn expose_non_audio(args: &[glib::Value]) -> Option<glib::Value> {
-    const TRY: i32 = 0;
-    const EXPOSE: i32 = 1;
-    let factory = args.get(3)?.get::<gst::ElementFactory>().ok()?;
-    let klass = factory.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or("");
-    let codec =
-        klass.contains("Decoder") || klass.contains("Parser") || klass.contains("Depayloader");
-    let choice = if codec && !klass.contains("Audio") {
-        EXPOSE
-    } else {
-        TRY
-    };
-    let enum_type = glib::Type::from_name("GstAutoplugSelectResult")?;
-    let class = glib::EnumClass::with_type(enum_type)?;
-    class.to_value(choice)
+/// Whether a demuxer or parsebin pad carries audio: by its caps, else by
+/// its name (demuxers name them `audio_0`, `audio_00`, `audio_0_0041`...).
+fn is_audio(pad: &gst::Pad) -> bool {
+    let caps = pad.current_caps().or_else(|| {
+        let any = pad.query_caps(None);
+        (!any.is_any()).then_some(any)
+    });
+    match caps.as_ref().and_then(|c| c.structure(0)) {
+        Some(s) => s.name().starts_with("audio/"),
+        None => pad.name().starts_with("audio"),
+    }
+}
+
+/// Decodes a parsed audio stream: a decodebin (a decoder, no demuxer and so
+/// no queue or thread of its own) whose raw audio goes to `audio_in`.
+fn link_decoder(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    audio_in: &gst::Pad,
+) -> Result<(), TranscodeError> {
+    let decode = gst::ElementFactory::make("decodebin").build()?;
+    pipeline.add(&decode)?;
+    let target = audio_in.clone();
+    decode.connect_pad_added(move |_, raw| {
+        if !target.is_linked() {
+            let _ = raw.link(&target);
+        }
+    });
+    decode.sync_state_with_parent()?;
+    let sink = decode
+        .static_pad("sink")
+        .ok_or_else(|| TranscodeError::Internal("decodebin has no sink pad".into()))?;
+    pad.link(&sink)
+        .map_err(|e| TranscodeError::Internal(format!("linking the audio decoder: {e:?}")))?;
+    Ok(())
 }
 
 #[cfg(test)]
