@@ -151,14 +151,7 @@ async fn one_file_per_form_and_hostile_names_are_tamed() {
             "file",
             reqwest::multipart::Part::bytes(bytes.clone()).file_name("b.mp4"),
         );
-    let r = node
-        .http
-        .post(node.url("/upload"))
-        .bearer_auth(&token)
-        .multipart(two)
-        .send()
-        .await
-        .expect("upload");
+    let r = node.upload_form(&token, two).await;
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.expect("problem");
     assert!(
@@ -175,14 +168,7 @@ async fn one_file_per_form_and_hostile_names_are_tamed() {
         reqwest::multipart::Part::bytes(bytes.clone())
             .file_name("evil\r\nBcc: victim@example.com.wav"),
     );
-    let r = node
-        .http
-        .post(node.url("/upload"))
-        .bearer_auth(&token)
-        .multipart(crlf)
-        .send()
-        .await
-        .expect("upload");
+    let r = node.upload_form(&token, crlf).await;
     assert_eq!(r.status(), 400, "CR/LF in a part header");
     node.assert_bucket_empty(&node.names.videos_db, "a CR/LF name")
         .await;
@@ -199,14 +185,7 @@ async fn one_file_per_form_and_hostile_names_are_tamed() {
             "file",
             reqwest::multipart::Part::bytes(bytes.clone()).file_name(raw.to_owned()),
         );
-        let r = node
-            .http
-            .post(node.url("/upload"))
-            .bearer_auth(&token)
-            .multipart(form)
-            .send()
-            .await
-            .expect("upload");
+        let r = node.upload_form(&token, form).await;
         assert_eq!(r.status(), 202, "{raw:?}");
         let accepted: Value = r.json().await.expect("json");
         let id = accepted["job_id"].as_str().expect("job_id");

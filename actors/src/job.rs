@@ -160,6 +160,16 @@ impl JobRecord {
         }
     }
 
+    /// The event announcing this job's deletion (by its owner or by age).
+    pub fn deleted_event(&self, node: &str) -> JobEvent {
+        JobEvent {
+            state: JobState::Deleted,
+            progress: None,
+            error: None,
+            ..self.event(node)
+        }
+    }
+
     pub fn video_message(&self) -> VideoMessage {
         VideoMessage {
             job_id: self.id.to_hex(),

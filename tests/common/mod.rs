@@ -455,6 +455,21 @@ impl Node {
         }
     }
 
+    /// Posts a multipart form of the test's own making to `/upload`.
+    pub async fn upload_form(
+        &self,
+        token: &str,
+        form: reqwest::multipart::Form,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url("/upload"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request")
+    }
+
     /// Uploads each file; returns the job ids of the accepted ones.
     pub async fn upload_all(&self, token: &str, files: &[PathBuf]) -> Vec<String> {
         let mut ids = Vec::new();

@@ -125,7 +125,7 @@ impl Modify for ProblemResponses {
 }
 
 /// Adds a problem response for each status the operation does not list yet.
-pub fn add_problems(operation: &mut Operation, statuses: &[u16]) {
+fn add_problems(operation: &mut Operation, statuses: &[u16]) {
     for status in statuses {
         let key = status.to_string();
         if operation.responses.responses.contains_key(&key) {

@@ -10,7 +10,6 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::{Store, StoreError};
-use crate::job::JobState;
 use crate::queue::Broker;
 
 /// Jobs deleted per round trip of a sweep.
@@ -64,9 +63,7 @@ pub async fn sweep(
         }
         for job in &old {
             store.delete_job_and_files(job).await?;
-            let mut gone = job.clone();
-            gone.state = JobState::Deleted;
-            let _ = broker.publish_event(&gone.event(node_id)).await;
+            let _ = broker.publish_event(&job.deleted_event(node_id)).await;
             deleted += 1;
         }
     }

@@ -196,9 +196,11 @@ pub async fn delete_job(
     // between marking and removing the files.
     app.store.delete_job_and_files(&job).await?;
     if job.state != JobState::Deleted {
-        let mut deleted = job.clone();
-        deleted.state = JobState::Deleted;
-        if let Err(e) = app.broker.publish_event(&deleted.event(&app.node_id)).await {
+        if let Err(e) = app
+            .broker
+            .publish_event(&job.deleted_event(&app.node_id))
+            .await
+        {
             warn!(job_id = %id, "deleted-job event not published: {e}");
         }
         info!(job_id = %id, was = job.state.as_str(), "job deleted");
