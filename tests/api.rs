@@ -244,6 +244,21 @@ async fn health_and_reference_metrics() {
 #[tokio::test(flavor = "multi_thread")]
 async fn downloads_resume_by_range_and_revalidate_by_etag() {
     let node = Node::start(NodeOptions::default()).await;
+    // The node made the indexes its queries need before any file exists.
+    let mongo = node.mongo().await;
+    for (db, collection, index) in [
+        (&node.names.mp3s_db, "fs.chunks", "files_id_1_n_1"),
+        (&node.names.videos_db, "fs.files", "metadata.owner_1"),
+        (&node.names.jobs_db, "jobs", "owner_1__id_-1"),
+    ] {
+        let names = mongo
+            .database(db)
+            .collection::<mongodb::bson::Document>(collection)
+            .list_index_names()
+            .await
+            .expect("indexes");
+        assert!(names.iter().any(|n| n == index), "{collection}: {names:?}");
+    }
     let (_, token) = node.new_user().await;
     let (status, body) = node.upload(&token, &media::clip("long")).await;
     assert_eq!(status, 202, "{body}");
@@ -308,4 +323,22 @@ async fn downloads_resume_by_range_and_revalidate_by_etag() {
         .await
         .expect("conditional");
     assert_eq!(cached.status(), 304);
+
+    // The node keeps what it read of the file's document; the file deleted
+    // behind its back (as another node's DELETE would) is a clean 404 all
+    // the same, for a whole download and a range, not a cut-off body.
+    let oid = mongodb::bson::oid::ObjectId::parse_str(fid).expect("fid");
+    node.mongo()
+        .await
+        .database(&node.names.mp3s_db)
+        .gridfs_bucket(None)
+        .delete(mongodb::bson::Bson::ObjectId(oid))
+        .await
+        .expect("delete behind the node's back");
+    assert_eq!(node.download(&token, fid).await.status(), 404);
+    let gone = get("bytes=300000-".into())
+        .await
+        .expect("range of a gone file");
+    assert_eq!(gone.status(), 404);
+    assert_eq!(gone.headers()["content-type"], "application/problem+json");
 }

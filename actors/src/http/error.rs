@@ -223,6 +223,7 @@ impl From<StoreError> for ApiError {
                 "quota-exceeded",
                 format!("the upload would exceed your storage quota of {quota} bytes"),
             ),
+            StoreError::Gone { .. } => Self::not_found("file"),
             other => Self::unavailable("storage", other),
         }
     }

@@ -79,6 +79,11 @@ pub async fn download(
     range: Option<(u64, u64)>,
 ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
     let id = file.id;
+    let layout = Layout {
+        id,
+        chunk_size: u64::from(file.chunk_size.max(1)),
+        length: file.length,
+    };
     let chunk_size = u64::from(file.chunk_size.max(1));
     let (first, last) = range.unwrap_or((0, file.length.saturating_sub(1)));
     let first_chunk = (first / chunk_size) as i64;
@@ -87,7 +92,7 @@ pub async fn download(
         .sort(doc! { "n": 1 })
         .batch_size(CHUNKS_PER_BATCH)
         .into_future();
-    let cursor = timed("gridfs", "open_download", open).await?;
+    let mut cursor = timed("gridfs", "open_download", open).await?;
     // Bytes of the file to send, and where the first chunk starts in it.
     let wanted = if file.length == 0 {
         0
@@ -95,38 +100,77 @@ pub async fn download(
         last + 1 - first
     };
     let skip = first - first_chunk as u64 * chunk_size;
+    // The first chunk is read before anything is answered, so a file
+    // deleted since its document was read is a clean `Gone`, not a cut-off
+    // body.
+    let first = if wanted == 0 {
+        None
+    } else {
+        let chunk = timed("gridfs", "read_chunk", cursor.try_next()).await?;
+        match chunk.map(|c| chunk_data(&c, layout, first_chunk)) {
+            Some(Ok(data)) => Some(data),
+            _ => return Err(StoreError::Gone { id }),
+        }
+    };
     Ok(futures::stream::try_unfold(
-        (cursor, first_chunk, 0u64, skip),
-        move |(mut cursor, n, sent, skip)| async move {
+        (cursor, first, first_chunk, 0u64, skip),
+        move |(mut cursor, pending, n, sent, skip)| async move {
             if sent == wanted {
                 return Ok(None);
             }
-            let next = timed("gridfs", "read_chunk", cursor.try_next()).await;
-            let Some(chunk) = next.map_err(std::io::Error::other)? else {
-                return Err(std::io::Error::other(format!(
-                    "file {id} is incomplete: {sent} of {wanted} bytes"
-                )));
+            let data = match pending {
+                Some(data) => data,
+                None => {
+                    let next = timed("gridfs", "read_chunk", cursor.try_next()).await;
+                    let Some(chunk) = next.map_err(std::io::Error::other)? else {
+                        return Err(std::io::Error::other(format!(
+                            "file {id} is incomplete: {sent} of {wanted} bytes"
+                        )));
+                    };
+                    chunk_data(&chunk, layout, n).map_err(std::io::Error::other)?
+                }
             };
-            let number = chunk
-                .get_i32("n")
-                .map(i64::from)
-                .or_else(|_| chunk.get_i64("n"))
-                .map_err(std::io::Error::other)?;
-            if number != n {
-                return Err(std::io::Error::other(format!(
-                    "file {id} is missing chunk {n}"
-                )));
-            }
-            let data = chunk
-                .get_binary_generic("data")
-                .map_err(std::io::Error::other)?;
             let from = (skip as usize).min(data.len());
             let take = (data.len() - from).min((wanted - sent) as usize);
-            let bytes = Bytes::copy_from_slice(&data[from..from + take]);
+            let bytes = data.slice(from..from + take);
             let sent = sent + bytes.len() as u64;
-            Ok(Some((bytes, (cursor, n + 1, sent, 0))))
+            Ok(Some((bytes, (cursor, None, n + 1, sent, 0))))
         },
     ))
+}
+
+/// How a file is cut into chunks.
+#[derive(Clone, Copy)]
+struct Layout {
+    id: ObjectId,
+    chunk_size: u64,
+    length: u64,
+}
+
+/// The bytes of chunk `n` of a file, checked to be that chunk and as long
+/// as the file's recorded length says it must be.
+fn chunk_data(chunk: &Document, file: Layout, n: i64) -> Result<Bytes, String> {
+    let id = file.id;
+    let number = chunk
+        .get_i32("n")
+        .map(i64::from)
+        .or_else(|_| chunk.get_i64("n"))
+        .map_err(|e| e.to_string())?;
+    if number != n {
+        return Err(format!("file {id} is missing chunk {n}"));
+    }
+    let data = chunk
+        .get_binary_generic("data")
+        .map_err(|e| e.to_string())?;
+    let size = file.chunk_size;
+    let length = file.length.saturating_sub(n as u64 * size).min(size);
+    if data.len() as u64 != length {
+        return Err(format!(
+            "chunk {n} of file {id} holds {} bytes where its length says {length}",
+            data.len()
+        ));
+    }
+    Ok(Bytes::copy_from_slice(data))
 }
 
 /// An upload in progress. Dropping it without `finish` leaves chunks that
@@ -198,8 +242,17 @@ impl super::Store {
         file_info(&self.videos, id).await
     }
 
+    /// An audio file's document, from memory when it was read before (see
+    /// `info_cache`).
     pub async fn mp3_info(&self, id: ObjectId) -> Result<Option<FileInfo>, StoreError> {
-        file_info(&self.mp3s, id).await
+        if let Some(info) = self.mp3_infos.get(id) {
+            return Ok(Some(info));
+        }
+        let info = file_info(&self.mp3s, id).await?;
+        if let Some(info) = &info {
+            self.mp3_infos.put(info);
+        }
+        Ok(info)
     }
 
     pub async fn delete_video(&self, id: ObjectId) -> Result<(), StoreError> {
@@ -207,6 +260,7 @@ impl super::Store {
     }
 
     pub async fn delete_mp3(&self, id: ObjectId) -> Result<(), StoreError> {
+        self.mp3_infos.forget(id);
         delete_file(&self.mp3s, id).await
     }
 
@@ -239,12 +293,17 @@ impl super::Store {
         download(&self.video_chunks, file, None).await
     }
 
-    /// The audio `file` (from [`Self::mp3_info`]), or bytes `first..=last` of it.
+    /// The audio `file` (from [`Self::mp3_info`]), or bytes `first..=last` of
+    /// it. `Gone` when the file was deleted since (it is forgotten then).
     pub async fn download_mp3(
         &self,
         file: &FileInfo,
         range: Option<(u64, u64)>,
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
-        download(&self.mp3_chunks, file, range).await
+        let stream = download(&self.mp3_chunks, file, range).await;
+        if let Err(StoreError::Gone { id }) = &stream {
+            self.mp3_infos.forget(*id);
+        }
+        stream
     }
 }

@@ -7,6 +7,8 @@
 //! redelivered message harmless.
 
 mod files;
+mod indexes;
+mod info_cache;
 mod jobs;
 mod retention;
 
@@ -31,6 +33,10 @@ pub enum StoreError {
     TooLarge { limit: u64 },
     #[error("the upload would exceed the owner's storage quota of {quota} bytes")]
     QuotaExceeded { quota: u64 },
+    /// The file was deleted (or is not as its document says) since its
+    /// document was read.
+    #[error("file {id} is gone")]
+    Gone { id: mongodb::bson::oid::ObjectId },
 }
 
 /// A handle to the node's MongoDB storage; cheap to clone.
@@ -46,6 +52,7 @@ pub struct Store {
     video_files: Collection<Document>,
     mp3_files: Collection<Document>,
     jobs: Collection<JobRecord>,
+    mp3_infos: std::sync::Arc<info_cache::InfoCache>,
 }
 
 impl Store {
@@ -70,9 +77,14 @@ impl Store {
             video_files: videos.collection("fs.files"),
             mp3_files: mp3s.collection("fs.files"),
             jobs: client.database(&settings.jobs_db).collection("jobs"),
+            mp3_infos: std::sync::Arc::new(info_cache::InfoCache::new()),
             client,
         };
         store.ping().await?;
+        // A node without its indexes still works, slower: say so, go on.
+        if let Err(e) = store.ensure_indexes().await {
+            tracing::warn!("could not create MongoDB indexes: {e}");
+        }
         Ok(store)
     }
 
