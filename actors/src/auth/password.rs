@@ -103,10 +103,32 @@ pub fn hash_now(password: &str, cost: HashCost) -> Result<String, AuthError> {
         .to_string())
 }
 
-pub async fn hash(password: String, cost: HashCost) -> Result<String, AuthError> {
-    tokio::task::spawn_blocking(move || hash_now(&password, cost))
+/// Hashes running at once: one per core. Each takes `memory_kib` (19 MiB
+/// by default) and a core for tens of milliseconds, so more at once would
+/// only add memory and make every one of them slower; the rest wait here
+/// (the auth mailbox bounds how many wait).
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
+/// Runs `work` (a hash) on the blocking pool once a hashing slot is free.
+async fn in_slot<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AuthError> {
+    let _slot = hashing_slots()
+        .acquire()
         .await
-        .map_err(|e| AuthError::Internal(e.to_string()))?
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))
+}
+
+pub async fn hash(password: String, cost: HashCost) -> Result<String, AuthError> {
+    in_slot(move || hash_now(&password, cost)).await?
 }
 
 /// What checking a password against a stored hash found.
@@ -147,7 +169,7 @@ fn verify_now(password: &str, stored: &str, cost: HashCost) -> Verified {
 
 /// Verifies against a stored hash; a malformed hash counts as a mismatch.
 pub async fn verify(password: String, stored: String, cost: HashCost) -> Verified {
-    tokio::task::spawn_blocking(move || verify_now(&password, &stored, cost))
+    in_slot(move || verify_now(&password, &stored, cost))
         .await
         .unwrap_or(Verified::No)
 }
