@@ -36,6 +36,8 @@ pub struct JobView {
     progress: Option<f64>,
     /// The output options in force (format, bitrate, trim...).
     output: OutputOptions,
+    /// The node converting it, or that converted it last.
+    node: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -58,6 +60,7 @@ impl From<JobRecord> for JobView {
                 _ => event.progress,
             },
             output: job.output,
+            node: job.node,
             created_at: job.created_at.try_to_rfc3339_string().unwrap_or_default(),
             updated_at: job.updated_at.try_to_rfc3339_string().unwrap_or_default(),
         }
