@@ -12,7 +12,7 @@ pub const CLIP_SECONDS: f64 = 4.0;
 pub const HOUR_SECONDS: u32 = 3600;
 
 /// Seconds of the `long` clip.
-pub const LONG_SECONDS: u32 = 150;
+pub const LONG_SECONDS: u32 = 480;
 
 /// Copies `kind`'s clip under a new name (uploads are told apart by name).
 pub fn named_copy(kind: &str, name: &str, dir: &Path) -> PathBuf {
@@ -188,10 +188,16 @@ fn dir() -> PathBuf {
 /// `kind`: one of [`CONTAINERS`] or [`INPUTS`], `noaudio` (H.264 video only), `random`
 /// (bytes that are not media), `truncated` (the first half of an MP4), or
 /// `long` ([`LONG_SECONDS`] of stereo audio with a tiny video, slow enough
-/// to convert that faults land mid-conversion).
+/// to convert that faults land mid-conversion and progress shows several
+/// readings, twice a second, even on a fast machine).
 pub fn clip(kind: &str) -> PathBuf {
     let ext = extension(kind);
-    let path = dir().join(format!("{kind}.{ext}"));
+    // A changed length must not reuse a clip made before.
+    let name = match kind {
+        "long" => format!("long-{LONG_SECONDS}s"),
+        other => other.to_owned(),
+    };
+    let path = dir().join(format!("{name}.{ext}"));
     if path.exists() {
         return path;
     }
@@ -260,10 +266,11 @@ pub fn clip(kind: &str) -> PathBuf {
             "ultrafast",
             "-pix_fmt",
             "yuv420p",
+            // A low bitrate keeps the file small: converting takes as long.
             "-c:a",
             "aac",
             "-b:a",
-            "128k",
+            "32k",
         ];
         ffmpeg(args, &partial, "the long clip");
     } else if kind == "random" {
