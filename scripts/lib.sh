@@ -80,12 +80,15 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_secantus PORT STORAGE LOGFILE: a SecantusDB with a capped oplog
-# (it otherwise keeps a copy of every write in memory).
+# start_secantus PORT STORAGE LOGFILE [CACHE]: a SecantusDB with a capped
+# oplog (it otherwise keeps a copy of every write in memory) and a
+# WiredTiger cache of CACHE (default 1G; a file of hundreds of MB written
+# at full speed needs more, or writes fail with WT_CACHE_FULL).
 start_secantus() {
-  local port=$1 storage=$2 logfile=$3
+  local port=$1 storage=$2 logfile=$3 cache=${4:-1G}
   log "starting SecantusDB on 127.0.0.1:$port"
   nohup secantusd-py --host 127.0.0.1 --port "$port" --storage-path "$storage" \
+    --cache-size "$cache" \
     --oplog-max-entries 1000 --oplog-retention-seconds 60 --log-level WARNING \
     >"$logfile" 2>&1 &
   echo $! >"$logfile.pid"
