@@ -27,9 +27,17 @@ pub fn load(path: &Path) -> anyhow::Result<Settings> {
                 .split("__"),
         )
         .extract()
-        .with_context(|| {
-            format!(
-                "reading settings from {} and VIDAUD_* variables",
+        .map_err(|e| {
+            // The environment's values are read as TOML-like values, so a
+            // text setting that looks like a number (a node id "1") is one.
+            let hint = if e.to_string().contains("expected a string") {
+                "; to give a text setting that looks like a number or a boolean through \
+                 the environment, quote it: VIDAUD_NODE__ID='\"1\"'"
+            } else {
+                ""
+            };
+            anyhow::anyhow!(
+                "reading settings from {} and VIDAUD_* variables: {e}{hint}",
                 path.display()
             )
         })?;
@@ -130,6 +138,19 @@ mod tests {
             assert_eq!(s.queue.video_queue, "video-test");
             assert_eq!(s.queue.mp3_queue, "mp3");
             assert_eq!(s.transcoder.bitrate_kbps, 192);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_number_for_a_text_setting_is_refused_with_how_to_quote_it() {
+        Jail::expect_with(|jail| {
+            jail.set_env("VIDAUD_NODE__ID", "1");
+            let error = load(Path::new("config.toml")).expect_err("a number for a text setting");
+            assert!(error.to_string().contains("quote it"), "{error}");
+            jail.set_env("VIDAUD_NODE__ID", "\"1\"");
+            let s = load(Path::new("config.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(s.node.id, "1");
             Ok(())
         });
     }
