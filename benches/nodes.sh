@@ -7,6 +7,8 @@
 # queues and databases), listening on PORT, its admin socket at
 # WORK/admin-NAME.sock, its pid in WORK/node-NAME.pid and its log in
 # WORK/node-NAME.log. Extra VAR=VALUE settings override the defaults here.
+# The id is quoted: the environment's values are read like TOML values, and
+# a name like 1 would be a number.
 start_bench_node() {
   local work=$1 name=$2 group=$3 port=$4 mongo=$5
   shift 5
@@ -17,7 +19,7 @@ start_bench_node() {
     VIDAUD_QUEUE__VIDEO_QUEUE="video-$group" VIDAUD_QUEUE__MP3_QUEUE="mp3-$group" \
     VIDAUD_QUEUE__DEAD_LETTER_QUEUE="dead-$group" \
     VIDAUD_HTTP__LISTEN="127.0.0.1:$port" VIDAUD_HTTP__PUBLIC_URL="http://127.0.0.1:$port" \
-    VIDAUD_ADMIN__SOCKET="$work/admin-$name.sock" VIDAUD_NODE__ID="$name" \
+    VIDAUD_ADMIN__SOCKET="$work/admin-$name.sock" VIDAUD_NODE__ID="\"$name\"" \
     VIDAUD_NOTIFIER__ENABLED=false VIDAUD_LOG__LEVEL=warn \
     "$@" \
     nohup target/release/vidaud serve --config config.toml >"$work/node-$name.log" 2>&1 &

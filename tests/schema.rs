@@ -3,8 +3,8 @@
 //! from `/openapi.json`, a bounded number per operation, and checks that no
 //! answer is a 5xx, that every status, content type, header and body
 //! conforms to the schema, that invalid data is refused, that endpoints
-//! needing auth refuse without it, and that deleted resources are gone. Also: `/docs` is served from the binary and names no other
-//! host.
+//! needing auth refuse without it, and that deleted resources are gone.
+//! Also: `/docs` is served from the binary and names no other host.
 
 mod common;
 

@@ -29,6 +29,14 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// The states the API shows (a deleted job is a tombstone).
+    pub const LIVE: [JobState; 4] = [
+        JobState::Queued,
+        JobState::Converting,
+        JobState::Done,
+        JobState::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Queued => "queued",
@@ -40,14 +48,7 @@ impl JobState {
     }
 
     pub fn parse(name: &str) -> Option<Self> {
-        [
-            JobState::Queued,
-            JobState::Converting,
-            JobState::Done,
-            JobState::Failed,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
+        Self::LIVE.into_iter().find(|s| s.as_str() == name)
     }
 
     pub fn is_final(self) -> bool {

@@ -271,7 +271,8 @@ impl Metrics {
                 gstreamer: gstreamer_version(),
             })
             .set(1);
-        for state in ["queued", "converting", "done", "failed"] {
+        for state in crate::job::JobState::LIVE {
+            let state = state.as_str();
             let _ = jobs_by_state.get_or_create(&StateLabels { state });
         }
         // Known results exist from the start, so rate() panels show 0, not

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
-use reqwest::{Client, Response, StatusCode, multipart};
+use bytes::Bytes;
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode, multipart};
 use serde::Deserialize;
 use tokio_util::io::ReaderStream;
 
@@ -68,10 +69,6 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
-    pub fn client(&self) -> &Client {
-        &self.http
-    }
-
     /// Registers a fresh user and logs them in.
     pub async fn new_user(&self, label: String) -> Result<User> {
         let email = format!(
@@ -79,14 +76,11 @@ impl Api {
             std::process::id(),
             unique()
         );
-        let answer = self
+        let register = self
             .http
             .post(self.url("/register"))
-            .json(&serde_json::json!({ "email": email, "password": PASSWORD }))
-            .send()
-            .await
-            .context("POST /register")?;
-        expect(answer, StatusCode::CREATED, "POST /register").await?;
+            .json(&serde_json::json!({ "email": email, "password": PASSWORD }));
+        call(register, StatusCode::CREATED, "POST /register").await?;
         let token = self.login(&email).await?;
         Ok(User { email, token })
     }
@@ -94,14 +88,11 @@ impl Api {
     /// Logs a bench user in; answers the token.
     pub async fn login(&self, email: &str) -> Result<String> {
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{email}:{PASSWORD}"));
-        let answer = self
+        let login = self
             .http
             .post(self.url("/login"))
-            .header("Authorization", format!("Basic {basic}"))
-            .send()
-            .await
-            .context("POST /login")?;
-        let answer = expect(answer, StatusCode::OK, "POST /login").await?;
+            .header("Authorization", format!("Basic {basic}"));
+        let answer = call(login, StatusCode::OK, "POST /login").await?;
         answer.text().await.context("POST /login body")
     }
 
@@ -119,15 +110,12 @@ impl Api {
         let part = multipart::Part::stream_with_length(body, length)
             .file_name(name)
             .mime_str("video/mp4")?;
-        let answer = self
+        let upload = self
             .http
             .post(self.url("/upload"))
             .bearer_auth(token)
-            .multipart(multipart::Form::new().part("file", part))
-            .send()
-            .await
-            .context("POST /upload")?;
-        let answer = expect(answer, StatusCode::ACCEPTED, "POST /upload").await?;
+            .multipart(multipart::Form::new().part("file", part));
+        let answer = call(upload, StatusCode::ACCEPTED, "POST /upload").await?;
         let accepted: serde_json::Value = answer.json().await.context("POST /upload body")?;
         accepted["job_id"]
             .as_str()
@@ -135,30 +123,23 @@ impl Api {
             .context("POST /upload answered no job_id")
     }
 
+    /// `method path` as the user, expecting 200; answers the body.
+    pub async fn fetch(&self, token: &str, method: Method, path: &str) -> Result<Bytes> {
+        let request = self.http.request(method, self.url(path)).bearer_auth(token);
+        let answer = call(request, StatusCode::OK, path).await?;
+        answer.bytes().await.with_context(|| format!("{path} body"))
+    }
+
     pub async fn job(&self, token: &str, id: &str) -> Result<Job> {
-        let what = format!("GET /jobs/{id}");
-        let answer = self
-            .http
-            .get(self.url(&format!("/jobs/{id}")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .with_context(|| what.clone())?;
-        let answer = expect(answer, StatusCode::OK, &what).await?;
-        answer.json().await.with_context(|| what.clone())
+        let path = format!("/jobs/{id}");
+        let body = self.fetch(token, Method::GET, &path).await?;
+        serde_json::from_slice(&body).with_context(|| format!("GET {path}"))
     }
 
     /// The user's newest 100 jobs: one request to follow a whole batch.
     pub async fn jobs(&self, token: &str) -> Result<Vec<Job>> {
-        let answer = self
-            .http
-            .get(self.url("/jobs?limit=100"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .context("GET /jobs")?;
-        let answer = expect(answer, StatusCode::OK, "GET /jobs").await?;
-        let page: JobPage = answer.json().await.context("GET /jobs body")?;
+        let body = self.fetch(token, Method::GET, "/jobs?limit=100").await?;
+        let page: JobPage = serde_json::from_slice(&body).context("GET /jobs body")?;
         Ok(page.jobs)
     }
 
@@ -177,17 +158,24 @@ impl Api {
         }
     }
 
+    /// Uploads `path` and waits until its job is final; answers the job.
+    pub async fn convert(&self, token: &str, path: &Path, limit: Duration) -> Result<Job> {
+        let id = self.upload(token, path).await?;
+        self.wait_final(token, &id, limit).await
+    }
+
     /// Deletes a job with its files.
     pub async fn delete(&self, token: &str, id: &str) -> Result<()> {
-        let what = format!("DELETE /jobs/{id}");
-        let answer = self
+        let request = self
             .http
             .delete(self.url(&format!("/jobs/{id}")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .with_context(|| what.clone())?;
-        expect(answer, StatusCode::NO_CONTENT, &what).await?;
+            .bearer_auth(token);
+        call(
+            request,
+            StatusCode::NO_CONTENT,
+            &format!("DELETE /jobs/{id}"),
+        )
+        .await?;
         Ok(())
     }
 
@@ -223,8 +211,9 @@ impl Api {
     }
 }
 
-/// Turns an unexpected status into an error carrying the answer's body.
-pub async fn expect(answer: Response, status: StatusCode, what: &str) -> Result<Response> {
+/// Sends `request`; an unexpected status is an error carrying the body.
+async fn call(request: RequestBuilder, status: StatusCode, what: &str) -> Result<Response> {
+    let answer = request.send().await.with_context(|| what.to_owned())?;
     if answer.status() == status {
         return Ok(answer);
     }

@@ -249,8 +249,8 @@ async fn fresh_start(
     if let Some(second) = second {
         second.drain().await?;
     }
-    let id = api.upload(&user.token, small).await?;
-    api.wait_final(&user.token, &id, std::time::Duration::from_secs(60))
+    let job = api
+        .convert(&user.token, small, std::time::Duration::from_secs(60))
         .await?;
-    api.delete(&user.token, &id).await
+    api.delete(&user.token, &job.job_id).await
 }

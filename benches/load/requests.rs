@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 
-use crate::api::{Api, User, expect};
+use crate::api::{Api, User};
 use crate::hammer::{Summary, hammer};
 use crate::probe::{CpuMeter, Watched};
 use crate::report::Target;
@@ -36,20 +36,16 @@ pub async fn run(
     load: Load,
     watched: &[Watched],
 ) -> Result<Figures> {
-    let id = api.upload(&user.token, clip).await?;
     let job = api
-        .wait_final(&user.token, &id, Duration::from_secs(120))
+        .convert(&user.token, clip, Duration::from_secs(120))
         .await?;
+    let id = job.job_id.clone();
     let fid = job
         .mp3_fid
         .with_context(|| format!("the small clip's job is {}: {:?}", job.state, job.error))?;
-    let audio = fetch(
-        api,
-        &user.token,
-        Method::GET,
-        &format!("/download?fid={fid}"),
-    )
-    .await?;
+    let audio = api
+        .fetch(&user.token, Method::GET, &format!("/download?fid={fid}"))
+        .await?;
 
     let download = measure(
         api,
@@ -93,17 +89,6 @@ pub async fn run(
     })
 }
 
-async fn fetch(api: &Api, token: &str, method: Method, path: &str) -> Result<bytes::Bytes> {
-    let answer = api
-        .client()
-        .request(method, api.url(path))
-        .bearer_auth(token)
-        .send()
-        .await?;
-    let answer = expect(answer, StatusCode::OK, path).await?;
-    Ok(answer.bytes().await?)
-}
-
 /// A warm-up of one request per connection, then the timed run; with
 /// `length` > 0 every answer must be that long.
 async fn measure(
@@ -121,7 +106,7 @@ async fn measure(
             let (api, token, method, path) =
                 (api.clone(), token.clone(), method.clone(), path.clone());
             async move {
-                let body = fetch(&api, &token, method, &path).await?;
+                let body = api.fetch(&token, method, &path).await?;
                 if length > 0 && body.len() != length {
                     bail!("{path}: {} bytes, wanted {length}", body.len());
                 }

@@ -79,12 +79,12 @@ pub async fn download(
     range: Option<(u64, u64)>,
 ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StoreError> {
     let id = file.id;
+    let chunk_size = u64::from(file.chunk_size.max(1));
     let layout = Layout {
         id,
-        chunk_size: u64::from(file.chunk_size.max(1)),
+        chunk_size,
         length: file.length,
     };
-    let chunk_size = u64::from(file.chunk_size.max(1));
     let (first, last) = range.unwrap_or((0, file.length.saturating_sub(1)));
     let first_chunk = (first / chunk_size) as i64;
     let open = chunks

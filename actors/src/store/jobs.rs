@@ -91,12 +91,7 @@ impl Store {
     /// How many jobs are in each live state (deleted ones not counted).
     pub async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
         let mut counts = Vec::new();
-        for state in [
-            JobState::Queued,
-            JobState::Converting,
-            JobState::Done,
-            JobState::Failed,
-        ] {
+        for state in JobState::LIVE {
             let count = self.jobs.count_documents(doc! { "state": state.as_str() });
             counts.push((
                 state,

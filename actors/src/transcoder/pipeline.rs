@@ -11,8 +11,10 @@
 //! parsebin demuxes and parses but, unlike decodebin, puts no multiqueue
 //! (and so no thread hand-off per buffer) between the demuxer and the
 //! streams, and the decodebin behind the audio stream holds only a decoder.
-//! That is what makes us as cheap as ffmpeg per file (a decodebin pipeline
-//! spent ~15 % more CPU, mostly waking the multiqueue's threads). parsebin
+//! A decodebin pipeline spent ~15 % more CPU, mostly waking the multiqueue's
+//! threads; what is left against ffmpeg (5-10 %) is mostly the F32 → S16
+//! conversion lamemp3enc needs (it takes only S16; ffmpeg hands LAME
+//! floats) and per-buffer overhead (see benches/vs-ffmpeg). parsebin
 //! (1.22) does not say when a container has no audio, so the demuxer's own
 //! `no-more-pads` is watched (counting its audio pads), and where there is
 //! no demuxer, the end of the only stream with no audio linked says it.
@@ -160,8 +162,9 @@ const NO_AUDIO: &str = "vidaud-no-audio";
 const AUDIO_DONE: &str = "vidaud-audio-done";
 
 /// Reading the headers of a local file takes milliseconds. The autoplugging
-/// bins of GStreamer 1.22 can swallow a demuxer's error posted while it is still activating it
-/// (e.g. qtdemux's "no playable streams" on a truncated MP4); the pipeline
+/// bins of GStreamer 1.22 can swallow a demuxer's error posted while it is
+/// still activating it (e.g. qtdemux's "no playable streams" on a truncated
+/// MP4); the pipeline
 /// then never prerolls and nothing is said. Not prerolling in this time is
 /// taken to mean exactly that.
 const PREROLL_WITHIN: Duration = Duration::from_secs(15);
@@ -239,7 +242,8 @@ struct Tap {
     samples: AtomicU64,
     sample_rate: AtomicU32,
     encoder_bpf: AtomicU32,
-    /// Audio tracks seen so far (parsed streams), and as the demuxer counted them.
+    /// Audio tracks seen so far (parsed streams), and as the demuxer
+    /// counted them.
     audio_tracks: AtomicU32,
     demuxed_audio: AtomicU32,
     /// The upstream segment and caps of the decoded audio.

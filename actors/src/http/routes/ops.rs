@@ -18,6 +18,9 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+const OPEN_METRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// Prometheus metrics: OpenMetrics text when the scraper asks for it (as
 /// Prometheus does), else the classic text format.
 #[utoipa::path(
@@ -33,19 +36,10 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> impl In
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
     if open_metrics {
-        (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            app.metrics.encode(),
-        )
+        ([(header::CONTENT_TYPE, OPEN_METRICS)], app.metrics.encode())
     } else {
         (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
+            [(header::CONTENT_TYPE, CLASSIC)],
             app.metrics.encode_classic(),
         )
     }
