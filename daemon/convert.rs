@@ -32,7 +32,13 @@ pub fn run(args: ConvertArgs) -> ExitCode {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let partial = match tempfile::NamedTempFile::new_in(dir) {
+    // Created as any new file is (0666 less the umask), not 0600: it
+    // becomes the user's output file.
+    let partial = tempfile::Builder::new()
+        .prefix(".vidaud-convert-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir);
+    let partial = match partial {
         Ok(f) => f,
         Err(e) => {
             eprintln!("vidaud convert: cannot write in {}: {e}", dir.display());

@@ -22,8 +22,9 @@ wait_port() {
   return 1
 }
 
+# libmp3lame-dev: vidaud links the system's LAME (the one ffmpeg uses).
 DEBIAN_PACKAGES=(
-  pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libmp3lame-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav
 )

@@ -29,7 +29,23 @@ fn converted(input: &Path, output: PathBuf, args: &[&str]) -> PathBuf {
     let (code, stderr) = convert(input, &output, args);
     assert_eq!(code, 0, "{} {args:?}: {stderr}", input.display());
     assert_decodes(&output);
+    let mode = std::fs::metadata(&output).expect("output").permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o666 & !umask(),
+        "the output is made as any new file is"
+    );
     output
+}
+
+/// This process's umask, as Linux reports it.
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
+        .expect("Umask line")
 }
 
 /// One MP3 frame at the output rate: the accuracy promised.

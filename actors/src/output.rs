@@ -65,9 +65,9 @@ impl Format {
         }
     }
 
-    fn sample_rates(self) -> &'static [u32] {
+    pub fn sample_rates(self) -> &'static [u32] {
         match self {
-            Format::Mp3 => &[8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000],
+            Format::Mp3 => &MP3_SAMPLE_RATES,
             Format::Opus => &[8000, 12000, 16000, 24000, 48000],
             Format::Aac => &[
                 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000,
@@ -89,6 +89,10 @@ impl Format {
         }
     }
 }
+
+/// The sample rates an MP3 can have (MPEG-1, 2 and 2.5 Layer III).
+pub const MP3_SAMPLE_RATES: [u32; 9] =
+    [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
 
 impl std::str::FromStr for Format {
     type Err = OptionError;

@@ -8,6 +8,9 @@
 
 mod attempt;
 mod gapless;
+mod id3;
+mod lame;
+mod mp3_output;
 pub mod pipeline;
 mod pool;
 mod spool;

@@ -4,6 +4,7 @@
 //! ```text
 //! filesrc ! parsebin ─┬─ audio (parsed) ─ decodebin ─ [tap] audioconvert ! audioresample
 //!                     │                     ! capsfilter ! encoder [! muxer] ! filesink
+//!                     │                  (MP3: ! capsfilter ! fakesink [LAME, our file])
 //!                     └─ other ─ fakesink   (video is demuxed and parsed, never decoded)
 //! ```
 //!
@@ -12,22 +13,23 @@
 //! (and so no thread hand-off per buffer) between the demuxer and the
 //! streams, and the decodebin behind the audio stream holds only a decoder.
 //! A decodebin pipeline spent ~15 % more CPU, mostly waking the multiqueue's
-//! threads; what is left against ffmpeg (5-10 %) is mostly the F32 → S16
-//! conversion lamemp3enc needs (it takes only S16; ffmpeg hands LAME
-//! floats) and per-buffer overhead (see benches/vs-ffmpeg). parsebin
+//! threads. For MP3, LAME is called from a probe on the last element
+//! (`mp3_output.rs`) with the decoder's floats as they are: lamemp3enc
+//! takes only S16, and the conversion to it and back cost 7-9 % against
+//! ffmpeg (which hands LAME floats); see benches/vs-ffmpeg. parsebin
 //! (1.22) does not say when a container has no audio, so the demuxer's own
 //! `no-more-pads` is watched (counting its audio pads), and where there is
 //! no demuxer, the end of the only stream with no audio linked says it.
 //! `filesrc` gives the demuxers random access (an MP4 whose index is at the
 //! end needs it); `filesink` gives the muxers theirs (flacenc and mp4mux go
-//! back to write what they learn at the end; for MP3 we insert the
-//! Xing/LAME header afterwards, see `gapless.rs`).
+//! back to write what they learn at the end), as our MP3 file gives LAME
+//! its (the Xing/LAME header is written over LAME's placeholder frame).
 //!
 //! The tap, a pad probe where decoded audio enters, does three jobs: it
 //! reports the position in the input (progress, stall detection), applies a
 //! trim (drops and clips samples outside it, re-bases timestamps to zero, and
-//! ends the audio branch at the trim's end), and marks where the encoder's
-//! input is counted for the gapless header. The conversion is over when the
+//! ends the audio branch at the trim's end), and fixes the output's
+//! channels (and an MP3's rate) from the input's. The conversion is over when the
 //! end-of-stream reaches the filesink: the other branches need not finish.
 //!
 //! Everything here is blocking and runs on GStreamer's threads plus the
@@ -44,6 +46,8 @@ use gstreamer::prelude::*;
 use gstreamer_audio as gst_audio;
 
 use super::gapless::InputGapless;
+use super::lame::nearest_rate;
+use super::mp3_output::Mp3Output;
 use crate::output::{Format, OutputOptions};
 
 /// Why a conversion did not produce audio. `is_permanent` errors are facts
@@ -125,8 +129,7 @@ pub struct Summary {
     pub duration: Option<Duration>,
     /// Size of the output file.
     pub bytes: u64,
-    /// Samples (per channel) the encoder was given, and their rate: what
-    /// the gapless header records.
+    /// Samples (per channel) the encoder was given, and their rate.
     pub samples: u64,
     pub sample_rate: u32,
 }
@@ -185,18 +188,20 @@ pub fn transcode(
     let gapless = super::gapless::read_input_gapless(input);
     let graph = Graph::build(input, options, output, gapless)?;
     let result = graph.run(control, progress);
-    // Null closes the output file, so it is complete once this returns.
+    // Null closes a filesink's file and stops the streaming threads, so
+    // nothing writes to the output once this returns.
     let _ = graph.pipeline.set_state(gst::State::Null);
+    let mp3 = graph.mp3.lock().ok().and_then(|mut slot| slot.take());
     let mut summary = result?;
+    if let Some(mp3) = mp3 {
+        mp3.finish()
+            .map_err(|e| TranscodeError::Output(format!("completing the MP3: {e}")))?;
+    }
     summary.bytes = std::fs::metadata(output)
         .map_err(|e| TranscodeError::Output(e.to_string()))?
         .len();
     if summary.samples == 0 || summary.bytes == 0 {
         return Err(TranscodeError::NoAudio);
-    }
-    if options.format == Format::Mp3 {
-        super::gapless::write_lame_tag(output, summary.samples)
-            .map_err(|e| TranscodeError::Output(e.to_string()))?;
     }
     Ok(summary)
 }
@@ -262,9 +267,12 @@ struct Graph {
     tap: Arc<Tap>,
     trim: Option<Trim>,
     sink: gst::Element,
+    /// The MP3 encoder and file, fed by a probe on `sink` (MP3 only).
+    mp3: Arc<Mutex<Option<Mp3Output>>>,
 }
 
-/// The encoder (and muxer) elements for a format, in order.
+/// The encoder (and muxer) elements for a format, in order; none for MP3,
+/// whose encoder is called from a probe on the sink (`mp3_output.rs`).
 fn encoder_chain(options: &OutputOptions) -> Result<Vec<gst::Element>, TranscodeError> {
     let make = |name: &str| {
         gst::ElementFactory::make(name).build().map_err(|_| {
@@ -273,19 +281,7 @@ fn encoder_chain(options: &OutputOptions) -> Result<Vec<gst::Element>, Transcode
     };
     let bitrate = options.bitrate_kbps.unwrap_or(192);
     Ok(match options.format {
-        Format::Mp3 => {
-            let encode = make("lamemp3enc")?;
-            if let Some(quality) = options.quality {
-                encode.set_property_from_str("target", "quality");
-                encode.set_property("quality", quality as f32);
-            } else {
-                encode.set_property_from_str("target", "bitrate");
-                encode.set_property("bitrate", bitrate as i32);
-                encode.set_property("cbr", true);
-            }
-            // The Xing/LAME header is written afterwards (gapless.rs).
-            vec![encode, make("id3v2mux")?]
-        }
+        Format::Mp3 => Vec::new(),
         Format::Opus => {
             let encode = make("opusenc")?;
             encode.set_property("bitrate", (bitrate * 1000) as i32);
@@ -302,10 +298,27 @@ fn encoder_chain(options: &OutputOptions) -> Result<Vec<gst::Element>, Transcode
 
 /// Raw audio caps the encoder gets: the rate and channels asked for, else
 /// the input's channels, downmixed to stereo for the lossy formats (FLAC
-/// keeps them all). `input_channels` is known once the audio is decoded.
-fn output_caps(options: &OutputOptions, input_channels: Option<u32>) -> gst::Caps {
+/// keeps them all). The input is known once the audio is decoded. LAME gets
+/// floats in either layout, as the decoder made them, at the MP3 rate
+/// nearest the input's.
+fn output_caps(options: &OutputOptions, input: Option<&gst_audio::AudioInfo>) -> gst::Caps {
     let mut caps = gst::Caps::builder("audio/x-raw");
-    if let Some(rate) = options.sample_rate {
+    let input_channels = input.map(|i| i.channels());
+    if options.format == Format::Mp3 {
+        caps = caps
+            .field("format", gst_audio::AUDIO_FORMAT_F32.to_str())
+            .field("layout", gst::List::new(["interleaved", "non-interleaved"]));
+        let rate = options
+            .sample_rate
+            .or_else(|| input.map(|i| nearest_rate(i.rate())));
+        caps = match rate {
+            Some(rate) => caps.field("rate", rate as i32),
+            None => caps.field(
+                "rate",
+                gst::List::new(crate::output::MP3_SAMPLE_RATES.map(|r| r as i32)),
+            ),
+        };
+    } else if let Some(rate) = options.sample_rate {
         caps = caps.field("rate", rate as i32);
     }
     let lossy = options.format != Format::Flac;
@@ -347,7 +360,9 @@ impl Graph {
             .property("caps", output_caps(options, None))
             .build()?;
         let chain = encoder_chain(options)?;
-        if let Some(title) = options.title.as_deref().filter(|t| !t.is_empty()) {
+        if let Some(title) = options.title.as_deref().filter(|t| !t.is_empty())
+            && !chain.is_empty()
+        {
             // The muxer (last) writes the tags where it has one.
             let setter = chain
                 .iter()
@@ -358,10 +373,23 @@ impl Graph {
             setter.set_tag_merge_mode(gst::TagMergeMode::Keep);
             setter.add_tag::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
         }
-        let sink = gst::ElementFactory::make("filesink")
-            .property("location", output.to_string_lossy().as_ref())
-            .property("sync", false)
-            .build()?;
+        let mp3 = Arc::new(Mutex::new(None));
+        let sink = if options.format == Format::Mp3 {
+            let file = Mp3Output::create(output, options)
+                .map_err(|e| TranscodeError::Output(format!("{}: {e}", output.display())))?;
+            if let Ok(mut slot) = mp3.lock() {
+                *slot = Some(file);
+            }
+            gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .property("enable-last-sample", false)
+                .build()?
+        } else {
+            gst::ElementFactory::make("filesink")
+                .property("location", output.to_string_lossy().as_ref())
+                .property("sync", false)
+                .build()?
+        };
 
         pipeline.add_many([&src, &parse, &convert, &resample, &caps])?;
         pipeline.add_many(&chain)?;
@@ -388,7 +416,9 @@ impl Graph {
                 },
             );
         }
-        let encoder_in = chain[0]
+        let encoder_in = chain
+            .first()
+            .unwrap_or(&sink)
             .static_pad("sink")
             .ok_or_else(|| TranscodeError::Internal("the encoder has no sink pad".into()))?;
         {
@@ -403,7 +433,17 @@ impl Graph {
         }
         let sink_in = sink
             .static_pad("sink")
-            .ok_or_else(|| TranscodeError::Internal("filesink has no sink pad".into()))?;
+            .ok_or_else(|| TranscodeError::Internal("the sink has no sink pad".into()))?;
+        if options.format == Format::Mp3 {
+            let mp3 = mp3.clone();
+            sink_in.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |pad, info| {
+                    let ret = encode_mp3(pad, info, &mp3);
+                    dropped_as_handled(info, ret)
+                },
+            );
+        }
         sink_in.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |pad, info| {
             if let Some(gst::PadProbeData::Event(event)) = &info.data
                 && event.type_() == gst::EventType::Eos
@@ -481,6 +521,7 @@ impl Graph {
             tap,
             trim,
             sink,
+            mp3,
         })
     }
 
@@ -685,7 +726,7 @@ fn tap_audio(
             match event.view() {
                 gst::EventView::Caps(caps) => {
                     if let Ok(audio) = gst_audio::AudioInfo::from_caps(caps.caps()) {
-                        follow_input_channels(tap, audio.channels());
+                        follow_input(tap, &audio);
                         if let Ok(mut slot) = tap.info.lock() {
                             *slot = Some(audio);
                         }
@@ -786,13 +827,43 @@ fn dropped_as_handled(
     ret
 }
 
-/// Fixes the output channels from the input's before audioconvert
-/// negotiates (this runs on the caps event, ahead of it).
-fn follow_input_channels(tap: &Tap, channels: u32) {
+/// Fixes the output channels (and an MP3's rate) from the input's before
+/// audioconvert negotiates (this runs on the caps event, ahead of it).
+fn follow_input(tap: &Tap, input: &gst_audio::AudioInfo) {
     if let Some((filter, options)) = tap.caps_filter.get()
         && let Some(filter) = filter.upgrade()
     {
-        filter.set_property("caps", output_caps(options, Some(channels)));
+        filter.set_property("caps", output_caps(options, Some(input)));
+    }
+}
+
+/// Hands the MP3 branch's audio to the encoder. A failure (the disk is
+/// full, say) is posted as the sink's error, which fails the conversion.
+fn encode_mp3(
+    pad: &gst::Pad,
+    info: &mut gst::PadProbeInfo,
+    mp3: &Mutex<Option<Mp3Output>>,
+) -> gst::PadProbeReturn {
+    let Ok(mut slot) = mp3.lock() else {
+        return gst::PadProbeReturn::Drop;
+    };
+    let Some(output) = slot.as_mut() else {
+        return gst::PadProbeReturn::Drop; // failed before
+    };
+    let result = match &info.data {
+        Some(gst::PadProbeData::Buffer(buffer)) => output.on_buffer(buffer),
+        Some(gst::PadProbeData::Event(event)) => output.on_event(event),
+        _ => Ok(()),
+    };
+    match result {
+        Ok(()) => gst::PadProbeReturn::Ok,
+        Err(detail) => {
+            *slot = None;
+            if let Some(sink) = pad.parent_element() {
+                gst::element_error!(sink, gst::ResourceError::Write, ["{detail}"]);
+            }
+            gst::PadProbeReturn::Drop
+        }
     }
 }
 
@@ -803,7 +874,7 @@ fn end_trim(pad: &gst::Pad, tap: &Tap) {
     }
 }
 
-/// Counts the samples going into the encoder (for the gapless header); the
+/// Counts the samples going into the encoder (the output's length); the
 /// frame size and rate are taken from the caps event, not per buffer.
 fn count_samples(info: &gst::PadProbeInfo, tap: &Tap) {
     match &info.data {

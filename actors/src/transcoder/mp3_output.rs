@@ -1,0 +1,186 @@
+//! The end of the MP3 branch: decoded float audio in, an MP3 file out.
+//!
+//! The pipeline's last element for MP3 is a fakesink; a pad probe on it
+//! hands every buffer (and the caps and tag events) to `Mp3Output` on the
+//! streaming thread, which feeds LAME (`lame.rs`) and writes the bytes. The
+//! file is: our ID3v2 tag (`id3.rs`), the placeholder frame LAME puts
+//! first, the audio. `finish` encodes what LAME still holds and writes the
+//! Xing/LAME header over the placeholder, so the file needs no second pass.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use gstreamer as gst;
+use gstreamer_audio as gst_audio;
+
+use super::id3;
+use super::lame::{Lame, Target};
+use crate::output::OutputOptions;
+
+pub struct Mp3Output {
+    file: BufWriter<File>,
+    target: Target,
+    title: Option<String>,
+    tags: Option<gst::TagList>,
+    info: Option<gst_audio::AudioInfo>,
+    encoder: Option<Lame>,
+    /// Where LAME's first frame, the header's placeholder, starts.
+    audio_start: u64,
+}
+
+/// Buffered writes: LAME hands out a frame or two per call.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+impl Mp3Output {
+    /// Creates (or truncates) the file at `path`. `options` are resolved:
+    /// a bitrate or a quality.
+    pub fn create(path: &Path, options: &OutputOptions) -> io::Result<Self> {
+        let target = match options.quality {
+            Some(quality) => Target::Quality(quality as f32),
+            None => Target::Bitrate {
+                kbps: options.bitrate_kbps.unwrap_or(192),
+            },
+        };
+        Ok(Self {
+            file: BufWriter::with_capacity(WRITE_BUFFER, File::create(path)?),
+            target,
+            title: options.title.clone(),
+            tags: None,
+            info: None,
+            encoder: None,
+            audio_start: 0,
+        })
+    }
+
+    /// Takes note of the audio format and the input's tags.
+    pub fn on_event(&mut self, event: &gst::EventRef) -> Result<(), String> {
+        match event.view() {
+            gst::EventView::Caps(caps) => {
+                let info = gst_audio::AudioInfo::from_caps(caps.caps())
+                    .map_err(|e| format!("unusable audio caps: {e}"))?;
+                if let Some(old) = &self.info
+                    && self.encoder.is_some()
+                    && (old.rate(), old.channels()) != (info.rate(), info.channels())
+                {
+                    return Err(format!(
+                        "the audio changed from {} Hz × {} to {} Hz × {} mid-stream",
+                        old.rate(),
+                        old.channels(),
+                        info.rate(),
+                        info.channels()
+                    ));
+                }
+                self.info = Some(info);
+            }
+            gst::EventView::Tag(tag) if self.encoder.is_none() => {
+                let incoming = tag.tag_owned();
+                self.tags = Some(match self.tags.take() {
+                    Some(old) => old.merge(&incoming, gst::TagMergeMode::Replace),
+                    None => incoming,
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Encodes one buffer of F32 audio.
+    pub fn on_buffer(&mut self, buffer: &gst::BufferRef) -> Result<(), String> {
+        let info = self.info.clone().ok_or("audio arrived before its format")?;
+        if self.encoder.is_none() {
+            self.start(&info)?;
+        }
+        let Self { file, encoder, .. } = self;
+        let Some(lame) = encoder.as_mut() else {
+            return Err("no encoder".into());
+        };
+        let block = Lame::block();
+        let audio = gst_audio::AudioBufferRef::from_buffer_ref_readable(buffer, &info)
+            .map_err(|e| format!("unreadable audio buffer: {e}"))?;
+        let frames = audio.n_samples();
+        let write = |file: &mut BufWriter<File>, bytes: &[u8]| {
+            file.write_all(bytes)
+                .map_err(|e| format!("writing the MP3: {e}"))
+        };
+        if info.layout() == gst_audio::AudioLayout::NonInterleaved && info.channels() == 2 {
+            let left = floats(audio.plane_data(0).map_err(|e| e.to_string())?);
+            let right = floats(audio.plane_data(1).map_err(|e| e.to_string())?);
+            for at in (0..frames).step_by(block) {
+                let end = (at + block).min(frames);
+                let bytes = lame
+                    .encode_planar(&left[at..end], &right[at..end])
+                    .map_err(|e| e.to_string())?;
+                write(file, bytes)?;
+            }
+        } else {
+            let channels = info.channels() as usize;
+            let pcm = floats(audio.plane_data(0).map_err(|e| e.to_string())?);
+            for block in pcm[..frames * channels].chunks(block * channels) {
+                let bytes = lame.encode_interleaved(block).map_err(|e| e.to_string())?;
+                write(file, bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the tag and starts the encoder, at the first audio.
+    fn start(&mut self, info: &gst_audio::AudioInfo) -> Result<(), String> {
+        let tag = id3::tag(&id3::frames(self.title.as_deref(), self.tags.as_ref()));
+        self.file
+            .write_all(&tag)
+            .map_err(|e| format!("writing the MP3: {e}"))?;
+        self.audio_start = tag.len() as u64;
+        self.encoder =
+            Some(Lame::new(info.rate(), info.channels(), self.target).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    /// Completes the file: the last frames, then the Xing/LAME header.
+    pub fn finish(mut self) -> io::Result<()> {
+        let Some(mut lame) = self.encoder.take() else {
+            return Ok(()); // no audio: the caller says so
+        };
+        let tail = lame.flush().map_err(io::Error::other)?;
+        self.file.write_all(tail)?;
+        let header = lame.lametag();
+        let mut file = self.file.into_inner().map_err(|e| e.into_error())?;
+        if !header.is_empty() {
+            file.seek(SeekFrom::Start(self.audio_start))?;
+            file.write_all(&header)?;
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of an F32 plane as floats; copied only if GStreamer's memory
+/// is not aligned for them (it always is in practice).
+fn floats(bytes: &[u8]) -> Cow<'_, [f32]> {
+    // SAFETY: every bit pattern is a valid f32; align_to keeps the middle
+    // part aligned.
+    match unsafe { bytes.align_to::<f32>() } {
+        ([], floats, []) => Cow::Borrowed(floats),
+        _ => Cow::Owned(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_from_any_alignment() {
+        let values = [0.5f32, -0.25, 1.0];
+        let mut bytes = vec![0u8];
+        for v in values {
+            bytes.extend_from_slice(&v.to_ne_bytes());
+        }
+        assert_eq!(&*floats(&bytes[1..]), &values);
+    }
+}
