@@ -117,7 +117,8 @@ pub struct ConvertArgs {
     /// Title tag; defaults to the input's file name without extension.
     #[arg(long)]
     pub title: Option<String>,
-    /// Which audio track to convert, 0 = the first.
+    /// Which audio track to convert, 0 = the first [default: the track the
+    /// file marks as default, else the first].
     #[arg(long)]
     pub audio_track: Option<String>,
 }

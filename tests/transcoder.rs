@@ -224,15 +224,23 @@ fn a_pure_tone_keeps_its_pitch_through_every_format_and_resampling() {
 #[test]
 fn trims_and_tracks_select_what_is_converted() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // Without a choice: the track the file marks as default, else the first.
+    for (kind, name, flags, hz) in [
+        ("tracks", "first.mp3", &[][..], 440.0),
+        ("tracks", "second.mp3", &["--audio-track", "1"][..], 1000.0),
+        ("default-second", "default.mp3", &[][..], 1000.0),
+        (
+            "default-second",
+            "asked.mp3",
+            &["--audio-track", "0"][..],
+            440.0,
+        ),
+    ] {
+        let output = converted(&clip(kind), dir.path().join(name), flags);
+        let got = dominant_frequency(&output);
+        assert!((got - hz).abs() < 5.0, "{kind} {flags:?}: {got} Hz");
+    }
     let tracks = clip("tracks");
-    let first = converted(&tracks, dir.path().join("first.mp3"), &[]);
-    assert!((dominant_frequency(&first) - 440.0).abs() < 5.0);
-    let second = converted(
-        &tracks,
-        dir.path().join("second.mp3"),
-        &["--audio-track", "1"],
-    );
-    assert!((dominant_frequency(&second) - 1000.0).abs() < 5.0);
     let (code, stderr) = convert(&tracks, &dir.path().join("x.mp3"), &["--audio-track", "2"]);
     assert_eq!(code, 4, "{stderr}");
     assert!(stderr.contains("2 audio track"), "{stderr}");

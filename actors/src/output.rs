@@ -163,7 +163,8 @@ pub struct OutputOptions {
     /// Title tag; the original file name without extension if absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    /// Which audio track (0 = first) of a file with several.
+    /// Which audio track (0 = first) of a file with several; absent: the
+    /// one the container marks as default, else the first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audio_track: Option<u32>,
 }

@@ -105,8 +105,9 @@ fn recipe(kind: &str) -> Option<Vec<String>> {
                 "frag_keyframe+empty_moov",
             ]));
         }
-        "tracks" => {
-            // Two stereo audio tracks: 440 Hz first, 1000 Hz second.
+        "tracks" | "default-second" => {
+            // Two stereo audio tracks: 440 Hz first, 1000 Hz second; in
+            // "default-second" the second is the one marked default.
             args.extend(video("160x120"));
             args.extend(sine(440, 48000));
             args.extend(sine(1000, 48000));
@@ -122,6 +123,14 @@ fn recipe(kind: &str) -> Option<Vec<String>> {
                 "8",
             ]));
             args.extend(words(&["-c:a", "libopus", "-f", "matroska"]));
+            if kind == "default-second" {
+                args.extend(words(&[
+                    "-disposition:a:0",
+                    "0",
+                    "-disposition:a:1",
+                    "default",
+                ]));
+            }
         }
         _ => {
             let (_, freq, rate, output) = AUDIO_ONLY.iter().find(|(k, ..)| *k == kind)?;
@@ -161,7 +170,7 @@ const AUDIO_ONLY: [AudioOnly; 7] = [
 fn extension(kind: &str) -> &str {
     match kind {
         "noaudio" | "random" | "truncated" | "long" | "fmp4" => "mp4",
-        "tracks" | "surround" => "mkv",
+        "tracks" | "default-second" | "surround" => "mkv",
         "tone" => "wav",
         "hour" => "ogg",
         other => other,

@@ -251,6 +251,9 @@ struct Tap {
     /// counted them.
     audio_tracks: AtomicU32,
     demuxed_audio: AtomicU32,
+    /// The stream id of the audio track the container marks as the
+    /// default (Matroska's FlagDefault), when it marks one.
+    default_audio: Mutex<Option<String>>,
     /// The upstream segment and caps of the decoded audio.
     segment: Mutex<Option<gst::FormattedSegment<gst::ClockTime>>>,
     info: Mutex<Option<gst_audio::AudioInfo>>,
@@ -454,7 +457,8 @@ impl Graph {
             gst::PadProbeReturn::Ok
         });
 
-        let wanted = options.audio_track.unwrap_or(0);
+        let asked = options.audio_track;
+        let wanted = asked.unwrap_or(0);
         let weak_pipeline = pipeline.downgrade();
         let tracks = tap.clone();
         parse.connect_pad_added(move |_, pad| {
@@ -463,7 +467,13 @@ impl Graph {
             };
             if is_audio(pad) {
                 let index = tracks.audio_tracks.fetch_add(1, Ordering::SeqCst);
-                if index == wanted && link_decoder(&pipeline, pad, &audio_in).is_ok() {
+                let default = tracks.default_audio.lock().ok().and_then(|d| d.clone());
+                let chosen = match (asked, default) {
+                    (Some(asked), _) => index == asked,
+                    (None, Some(default)) => stream_id(pad).as_deref() == Some(&*default),
+                    (None, None) => index == 0,
+                };
+                if chosen && link_decoder(&pipeline, pad, &audio_in).is_ok() {
                     return;
                 }
             }
@@ -508,7 +518,21 @@ impl Graph {
             }
             let demuxed = demuxed.clone();
             element.connect_no_more_pads(move |demuxer| {
-                let audio = demuxer.src_pads().iter().filter(|p| is_audio(p)).count() as u32;
+                let pads = demuxer.src_pads();
+                let audio: Vec<_> = pads.iter().filter(|p| is_audio(p)).collect();
+                // parsebin exposes its pads after this (once the group is
+                // complete), so the choice is made before any is linked.
+                let default = audio.iter().find_map(|p| {
+                    let start = p.sticky_event::<gst::event::StreamStart>(0)?;
+                    start
+                        .stream_flags()
+                        .contains(gst::StreamFlags::SELECT)
+                        .then(|| start.stream_id().to_owned())
+                });
+                if let Ok(mut slot) = demuxed.default_audio.lock() {
+                    *slot = default;
+                }
+                let audio = audio.len() as u32;
                 demuxed.demuxed_audio.store(audio, Ordering::SeqCst);
                 if audio <= wanted {
                     post(demuxer, NO_AUDIO);
@@ -906,6 +930,12 @@ fn is_audio(pad: &gst::Pad) -> bool {
         Some(s) => s.name().starts_with("audio/"),
         None => pad.name().starts_with("audio"),
     }
+}
+
+/// The id a stream's stream-start event gives it.
+fn stream_id(pad: &gst::Pad) -> Option<String> {
+    let start = pad.sticky_event::<gst::event::StreamStart>(0)?;
+    Some(start.stream_id().to_owned())
 }
 
 /// Decodes a parsed audio stream: a decodebin (a decoder, no demuxer and so

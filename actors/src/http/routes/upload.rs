@@ -70,7 +70,7 @@ pub struct UploadForm {
         ("start" = Option<String>, Query, description = "trim start, seconds"),
         ("duration" = Option<String>, Query, description = "trim length, seconds"),
         ("title" = Option<String>, Query, description = "title tag"),
-        ("audio_track" = Option<String>, Query, description = "audio track index"),
+        ("audio_track" = Option<String>, Query, description = "audio track index, 0 = first; absent: the track marked default, else the first"),
     ),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
