@@ -351,6 +351,27 @@ impl Graph {
             .property("location", input.to_string_lossy().as_ref())
             .build()?;
         let parse = make("parsebin")?;
+        // A demuxed stream that is not audio goes to a fakesink as it is:
+        // parsing it (h264parse copies every video frame) is wasted work.
+        // Whatever typefind finds (the container itself) is plugged.
+        parse.connect("autoplug-continue", false, |values| {
+            // The pad is parsebin's ghost of the element's own.
+            let from_demuxer = values
+                .get(1)
+                .and_then(|v| v.get::<gst::Pad>().ok())
+                .map(|pad| match pad.downcast_ref::<gst::GhostPad>() {
+                    Some(ghost) => ghost.target().unwrap_or(pad),
+                    None => pad,
+                })
+                .and_then(|pad| pad.parent_element())
+                .is_some_and(|element| is_demuxer(&element));
+            let audio = values
+                .get(2)
+                .and_then(|v| v.get::<gst::Caps>().ok())
+                .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with("audio/")))
+                .unwrap_or(true);
+            Some((audio || !from_demuxer).to_value())
+        });
         // No dither when going to 16 bits for the encoder: it costs CPU
         // (random numbers per sample) and an encoder at 192 kb/s cannot keep
         // noise at -96 dB anyway; ffmpeg's libmp3lame path has none either.
@@ -509,11 +530,7 @@ impl Graph {
         // its demuxer does: once it has made all its pads, count the audio ones.
         let demuxed = tap.clone();
         pipeline.connect_deep_element_added(move |_, _, element| {
-            let is_demuxer = element.factory().is_some_and(|f| {
-                f.metadata(gst::ELEMENT_METADATA_KLASS)
-                    .is_some_and(|k| k.contains("Demux"))
-            });
-            if !is_demuxer {
+            if !is_demuxer(element) {
                 return;
             }
             let demuxed = demuxed.clone();
@@ -930,6 +947,13 @@ fn is_audio(pad: &gst::Pad) -> bool {
         Some(s) => s.name().starts_with("audio/"),
         None => pad.name().starts_with("audio"),
     }
+}
+
+fn is_demuxer(element: &gst::Element) -> bool {
+    element.factory().is_some_and(|f| {
+        f.metadata(gst::ELEMENT_METADATA_KLASS)
+            .is_some_and(|k| k.contains("Demux"))
+    })
 }
 
 /// The id a stream's stream-start event gives it.
