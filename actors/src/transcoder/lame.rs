@@ -290,6 +290,22 @@ mod tests {
     }
 
     #[test]
+    fn takes_every_rate_and_bitrate_a_user_may_pick() {
+        // Bitrates over what MPEG-2/2.5 carries are brought down by LAME.
+        for rate in MP3_SAMPLE_RATES {
+            for kbps in crate::output::MP3_BITRATES_KBPS {
+                for channels in [1, 2] {
+                    let lame = Lame::new(rate, channels, Target::Bitrate { kbps });
+                    assert!(lame.is_ok(), "{rate} Hz, {kbps} kb/s, {channels} ch");
+                }
+            }
+            for quality in 0..=9 {
+                assert!(Lame::new(rate, 2, Target::Quality(quality as f32)).is_ok());
+            }
+        }
+    }
+
+    #[test]
     fn refuses_what_mp3_cannot_carry() {
         assert!(Lame::new(44100, 6, Target::Bitrate { kbps: 192 }).is_err());
         assert!(Lame::new(0, 2, Target::Bitrate { kbps: 192 }).is_err());

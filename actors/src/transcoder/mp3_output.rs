@@ -13,11 +13,24 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use gstreamer as gst;
+use gstreamer::glib;
 use gstreamer_audio as gst_audio;
 
 use super::id3;
-use super::lame::{Lame, Target};
+use super::lame::{Lame, LameError, Target};
 use crate::output::OutputOptions;
+
+/// Why the MP3 branch stopped: the file (worth another attempt) or the
+/// audio (not).
+#[derive(Debug, thiserror::Error)]
+pub enum Mp3Error {
+    #[error("writing the MP3: {0}")]
+    Write(#[from] io::Error),
+    #[error("{0}")]
+    Audio(String),
+    #[error(transparent)]
+    Encoder(#[from] LameError),
+}
 
 pub struct Mp3Output {
     file: BufWriter<File>,
@@ -55,22 +68,22 @@ impl Mp3Output {
     }
 
     /// Takes note of the audio format and the input's tags.
-    pub fn on_event(&mut self, event: &gst::EventRef) -> Result<(), String> {
+    pub fn on_event(&mut self, event: &gst::EventRef) -> Result<(), Mp3Error> {
         match event.view() {
             gst::EventView::Caps(caps) => {
                 let info = gst_audio::AudioInfo::from_caps(caps.caps())
-                    .map_err(|e| format!("unusable audio caps: {e}"))?;
+                    .map_err(|e| Mp3Error::Audio(format!("unusable audio caps: {e}")))?;
                 if let Some(old) = &self.info
                     && self.encoder.is_some()
                     && (old.rate(), old.channels()) != (info.rate(), info.channels())
                 {
-                    return Err(format!(
+                    return Err(Mp3Error::Audio(format!(
                         "the audio changed from {} Hz × {} to {} Hz × {} mid-stream",
                         old.rate(),
                         old.channels(),
                         info.rate(),
                         info.channels()
-                    ));
+                    )));
                 }
                 self.info = Some(info);
             }
@@ -87,53 +100,46 @@ impl Mp3Output {
     }
 
     /// Encodes one buffer of F32 audio.
-    pub fn on_buffer(&mut self, buffer: &gst::BufferRef) -> Result<(), String> {
-        let info = self.info.clone().ok_or("audio arrived before its format")?;
+    pub fn on_buffer(&mut self, buffer: &gst::BufferRef) -> Result<(), Mp3Error> {
+        let unreadable = |e: glib::BoolError| Mp3Error::Audio(format!("unreadable audio: {e}"));
+        let info = self
+            .info
+            .clone()
+            .ok_or_else(|| Mp3Error::Audio("audio arrived before its format".into()))?;
         if self.encoder.is_none() {
             self.start(&info)?;
         }
         let Self { file, encoder, .. } = self;
         let Some(lame) = encoder.as_mut() else {
-            return Err("no encoder".into());
+            return Err(Mp3Error::Audio("no encoder".into()));
         };
         let block = Lame::block();
         let audio = gst_audio::AudioBufferRef::from_buffer_ref_readable(buffer, &info)
-            .map_err(|e| format!("unreadable audio buffer: {e}"))?;
+            .map_err(unreadable)?;
         let frames = audio.n_samples();
-        let write = |file: &mut BufWriter<File>, bytes: &[u8]| {
-            file.write_all(bytes)
-                .map_err(|e| format!("writing the MP3: {e}"))
-        };
         if info.layout() == gst_audio::AudioLayout::NonInterleaved && info.channels() == 2 {
-            let left = floats(audio.plane_data(0).map_err(|e| e.to_string())?);
-            let right = floats(audio.plane_data(1).map_err(|e| e.to_string())?);
+            let left = floats(audio.plane_data(0).map_err(unreadable)?);
+            let right = floats(audio.plane_data(1).map_err(unreadable)?);
             for at in (0..frames).step_by(block) {
                 let end = (at + block).min(frames);
-                let bytes = lame
-                    .encode_planar(&left[at..end], &right[at..end])
-                    .map_err(|e| e.to_string())?;
-                write(file, bytes)?;
+                file.write_all(lame.encode_planar(&left[at..end], &right[at..end])?)?;
             }
         } else {
             let channels = info.channels() as usize;
-            let pcm = floats(audio.plane_data(0).map_err(|e| e.to_string())?);
+            let pcm = floats(audio.plane_data(0).map_err(unreadable)?);
             for block in pcm[..frames * channels].chunks(block * channels) {
-                let bytes = lame.encode_interleaved(block).map_err(|e| e.to_string())?;
-                write(file, bytes)?;
+                file.write_all(lame.encode_interleaved(block)?)?;
             }
         }
         Ok(())
     }
 
     /// Writes the tag and starts the encoder, at the first audio.
-    fn start(&mut self, info: &gst_audio::AudioInfo) -> Result<(), String> {
+    fn start(&mut self, info: &gst_audio::AudioInfo) -> Result<(), Mp3Error> {
         let tag = id3::tag(&id3::frames(self.title.as_deref(), self.tags.as_ref()));
-        self.file
-            .write_all(&tag)
-            .map_err(|e| format!("writing the MP3: {e}"))?;
+        self.file.write_all(&tag)?;
         self.audio_start = tag.len() as u64;
-        self.encoder =
-            Some(Lame::new(info.rate(), info.channels(), self.target).map_err(|e| e.to_string())?);
+        self.encoder = Some(Lame::new(info.rate(), info.channels(), self.target)?);
         Ok(())
     }
 

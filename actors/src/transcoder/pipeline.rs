@@ -47,7 +47,7 @@ use gstreamer_audio as gst_audio;
 
 use super::gapless::InputGapless;
 use super::lame::nearest_rate;
-use super::mp3_output::Mp3Output;
+use super::mp3_output::{Mp3Error, Mp3Output};
 use crate::output::{Format, OutputOptions};
 
 /// Why a conversion did not produce audio. `is_permanent` errors are facts
@@ -719,7 +719,9 @@ impl Graph {
     fn classify(&self, err: &gst::message::Error) -> TranscodeError {
         let error = err.error();
         let detail = error.message().to_owned();
-        if err.src() == Some(self.sink.upcast_ref::<gst::Object>()) {
+        if err.src() == Some(self.sink.upcast_ref::<gst::Object>())
+            && error.kind::<gst::StreamError>().is_none()
+        {
             return TranscodeError::Output(detail);
         }
         if let Some(stream) = error.kind::<gst::StreamError>() {
@@ -898,10 +900,17 @@ fn encode_mp3(
     };
     match result {
         Ok(()) => gst::PadProbeReturn::Ok,
-        Err(detail) => {
+        Err(error) => {
             *slot = None;
             if let Some(sink) = pad.parent_element() {
-                gst::element_error!(sink, gst::ResourceError::Write, ["{detail}"]);
+                // Posted as the sink's: `classify` tells the output's
+                // failures (resource) from the audio's (stream).
+                match error {
+                    Mp3Error::Write(_) => {
+                        gst::element_error!(sink, gst::ResourceError::Write, ["{error}"])
+                    }
+                    _ => gst::element_error!(sink, gst::StreamError::Encode, ["{error}"]),
+                }
             }
             gst::PadProbeReturn::Drop
         }
@@ -996,6 +1005,78 @@ mod tests {
         assert!(TranscodeError::NotMedia.is_permanent());
         assert!(!TranscodeError::Output("disk full".into()).is_permanent());
         assert!(!TranscodeError::Input("x".into()).is_permanent());
+    }
+
+    /// A WAV file of a 440 Hz tone: 16-bit stereo at 44.1 kHz.
+    fn wav(seconds: u32) -> tempfile::NamedTempFile {
+        let frames = 44100 * seconds;
+        let mut bytes = Vec::with_capacity(44 + frames as usize * 4);
+        let data = frames * 4;
+        bytes.extend_from_slice(b"RIFF");
+        bytes.extend_from_slice(&(36 + data).to_le_bytes());
+        bytes.extend_from_slice(b"WAVEfmt ");
+        bytes.extend_from_slice(&16u32.to_le_bytes());
+        bytes.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        bytes.extend_from_slice(&2u16.to_le_bytes());
+        bytes.extend_from_slice(&44100u32.to_le_bytes());
+        bytes.extend_from_slice(&(44100u32 * 4).to_le_bytes());
+        bytes.extend_from_slice(&4u16.to_le_bytes());
+        bytes.extend_from_slice(&16u16.to_le_bytes());
+        bytes.extend_from_slice(b"data");
+        bytes.extend_from_slice(&data.to_le_bytes());
+        for i in 0..frames {
+            let v = ((i as f32 * 440.0 * std::f32::consts::TAU / 44100.0).sin() * 8000.0) as i16;
+            bytes.extend_from_slice(&v.to_le_bytes());
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let file = tempfile::NamedTempFile::new().expect("temp");
+        std::fs::write(file.path(), bytes).expect("wav");
+        file
+    }
+
+    fn mp3(title: &str) -> OutputOptions {
+        OutputOptions {
+            bitrate_kbps: Some(128),
+            title: Some(title.to_owned()),
+            ..OutputOptions::default()
+        }
+    }
+
+    #[test]
+    fn an_mp3_counts_its_samples_and_carries_its_header() {
+        let input = wav(2);
+        let output = tempfile::NamedTempFile::new().expect("temp");
+        let summary = transcode(
+            input.path(),
+            &mp3("tone"),
+            output.path(),
+            &Control::default(),
+            &mut |_| {},
+        )
+        .expect("converts");
+        assert_eq!((summary.samples, summary.sample_rate), (88200, 44100));
+        let bytes = std::fs::read(output.path()).expect("mp3");
+        assert_eq!(summary.bytes, bytes.len() as u64);
+        assert_eq!(&bytes[..3], b"ID3");
+        assert!(bytes.windows(4).any(|w| w == b"tone"), "the title");
+        assert!(bytes[..2048].windows(4).any(|w| w == b"Info"), "the header");
+    }
+
+    #[test]
+    fn a_full_disk_is_an_output_failure() {
+        let input = wav(2);
+        let failed = transcode(
+            input.path(),
+            &mp3("full"),
+            Path::new("/dev/full"),
+            &Control::default(),
+            &mut |_| {},
+        );
+        assert!(
+            matches!(&failed, Err(TranscodeError::Output(_))),
+            "{failed:?}"
+        );
+        assert!(!failed.is_err_and(|e| e.is_permanent()), "worth retrying");
     }
 
     #[test]
