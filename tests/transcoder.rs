@@ -250,9 +250,25 @@ fn trims_and_tracks_select_what_is_converted() {
         ("tail.opus", &["--start", "0:02.5"][..], 1.5),
         ("head.flac", &["--duration", "0.5"][..], 0.5),
     ] {
-        let output = converted(&clip("mp4"), dir.path().join(name), flags);
+        let output = dir.path().join(name);
+        let (code, stderr) = convert(&clip("mp4"), &output, flags);
+        assert_eq!(code, 0, "{name}: {stderr}");
+        assert_decodes(&output);
         let got = decoded_seconds(&output);
         assert!((got - seconds).abs() <= 0.03, "{name}: {got} s");
+        // What vidaud reports (and a job records) is what was encoded;
+        // it prints hundredths.
+        let reported: f64 = stderr
+            .lines()
+            .find_map(|line| {
+                let (_, rest) = line.rsplit_once(": ")?;
+                rest.split_once(" s of ")?.0.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("{name}: no duration in {stderr}"));
+        assert!(
+            (reported - got).abs() <= 0.006,
+            "{name}: {reported} vs {got}"
+        );
     }
     let (code, stderr) = convert(&clip("mp4"), &dir.path().join("x.mp3"), &["--start", "60"]);
     assert_eq!(code, 2, "a trim past the end is bad usage: {stderr}");

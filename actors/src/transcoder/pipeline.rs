@@ -143,7 +143,8 @@ pub struct Control {
     pub stall_after: Duration,
     /// Fail when the whole conversion takes longer than this.
     pub max_wall: Duration,
-    /// Fail as unplayable when the pipeline has not prerolled by then.
+    /// Fail as unplayable when the pipeline has neither prerolled nor
+    /// decoded any audio by then.
     pub preroll_within: Duration,
     /// Refuse inputs longer than this.
     pub max_input: Duration,
@@ -621,7 +622,13 @@ impl Graph {
         let mut last_moved = Instant::now();
         let mut prerolled = false;
         loop {
-            if !prerolled && started.elapsed() > control.preroll_within {
+            // Decoded audio counts as proof of a playable stream: with a
+            // trim starting late in a long input, everything before it is
+            // decoded and dropped, and the sink prerolls only at the trim.
+            if !prerolled
+                && !self.tap.started.load(Ordering::SeqCst)
+                && started.elapsed() > control.preroll_within
+            {
                 return Err(TranscodeError::Decode(format!(
                     "no playable stream found (nothing decodable within {:?})",
                     control.preroll_within
@@ -937,9 +944,16 @@ fn count_samples(info: &gst::PadProbeInfo, tap: &Tap) {
             }
         }
         Some(gst::PadProbeData::Buffer(buffer)) => {
-            let bpf = u64::from(tap.encoder_bpf.load(Ordering::SeqCst).max(1));
-            tap.samples
-                .fetch_add(buffer.size() as u64 / bpf, Ordering::SeqCst);
+            // A planar buffer that was trimmed keeps its memory and says
+            // how many samples it holds in its audio meta.
+            let frames = match buffer.meta::<gst_audio::AudioMeta>() {
+                Some(meta) => meta.samples() as u64,
+                None => {
+                    let bpf = u64::from(tap.encoder_bpf.load(Ordering::SeqCst).max(1));
+                    buffer.size() as u64 / bpf
+                }
+            };
+            tap.samples.fetch_add(frames, Ordering::SeqCst);
         }
         _ => {}
     }
