@@ -62,15 +62,12 @@ impl LargeRun {
             self.upload.as_secs_f64()
         );
         Target::at_least("  upload rate, MB/s", rate, 90.0).print();
-        if let Some(rss) = self.upload_rss {
-            println!("  daemon during the upload: {}", rss.describe());
-            Target::at_most(
-                "  RSS growth during the upload, MiB",
-                rss.growth_mib(),
-                16.0,
-            )
-            .print();
-        }
+        report_growth(
+            self.upload_rss,
+            "during the upload",
+            "during the upload",
+            16.0,
+        );
         println!(
             "large conversion: {} in {:.2} s after the upload{}",
             self.state,
@@ -80,14 +77,24 @@ impl LargeRun {
                 .map(|e| format!(" ({e})"))
                 .unwrap_or_default()
         );
-        if let Some(rss) = self.conversion_rss {
-            println!("  daemon from upload to done: {}", rss.describe());
-            Target::at_most(
-                "  RSS growth upload + conversion, MiB",
-                rss.growth_mib(),
-                64.0,
-            )
-            .print();
-        }
+        report_growth(
+            self.conversion_rss,
+            "from upload to done",
+            "upload + conversion",
+            64.0,
+        );
+    }
+}
+
+/// The daemon's memory over a span, and its growth against `limit_mib`.
+fn report_growth(rss: Option<RssSpan>, span: &str, target: &str, limit_mib: f64) {
+    if let Some(rss) = rss {
+        println!("  daemon {span}: {}", rss.describe());
+        Target::at_most(
+            &format!("  RSS growth {target}, MiB"),
+            rss.growth_mib(),
+            limit_mib,
+        )
+        .print();
     }
 }

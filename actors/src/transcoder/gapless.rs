@@ -7,22 +7,15 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
+/// What the Xing header's position and the duration depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FrameHeader {
-    /// The header's 4 bytes.
-    raw: u32,
-    len: usize,
+    rate: u32,
+    /// Samples per channel in one frame.
     samples: u64,
-    bitrate_kbps: u32,
     mpeg1: bool,
     mono: bool,
 }
-
-/// (version bits) → kb/s by bitrate index, Layer III.
-const BITRATES_V1: [u32; 15] = [
-    0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
-];
-const BITRATES_V2: [u32; 15] = [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160];
 
 fn sample_rate(version: u32, index: u32) -> Option<u32> {
     let base = [44100, 48000, 32000].get(index as usize).copied()?;
@@ -53,25 +46,15 @@ fn parse_header(raw: u32) -> Option<FrameHeader> {
     let layer = (raw >> 17) & 3;
     let bitrate_index = (raw >> 12) & 0xf;
     let rate_index = (raw >> 10) & 3;
-    let padding = (raw >> 9) & 1;
     let mode = (raw >> 6) & 3;
     if layer != 1 || bitrate_index == 0 || bitrate_index == 15 {
         return None;
     }
     let rate = sample_rate(version, rate_index)?;
     let mpeg1 = version == 3;
-    let bitrate_kbps = if mpeg1 {
-        BITRATES_V1[bitrate_index as usize]
-    } else {
-        BITRATES_V2[bitrate_index as usize]
-    };
-    let (coefficient, samples) = if mpeg1 { (144, 1152) } else { (72, 576) };
-    let len = (coefficient * bitrate_kbps * 1000 / rate + padding) as usize;
     Some(FrameHeader {
-        raw,
-        len,
-        samples,
-        bitrate_kbps,
+        rate,
+        samples: if mpeg1 { 1152 } else { 576 },
         mpeg1,
         mono: mode == 3,
     })
@@ -111,7 +94,6 @@ pub fn read_input_gapless(path: &Path) -> Option<InputGapless> {
     let mut frame = [0u8; 4 + 32 + 120 + 36];
     file.read_exact(&mut frame).ok()?;
     let header = parse_header(u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]))?;
-    let rate = sample_rate((header.raw >> 19) & 3, (header.raw >> 10) & 3)?;
     let mut at = 4 + header.side_info_len();
     let tag = &frame[at..at + 4];
     if tag != b"Xing" && tag != b"Info" {
@@ -146,7 +128,7 @@ pub fn read_input_gapless(path: &Path) -> Option<InputGapless> {
     let coded = frames * header.samples;
     let keep = coded.checked_sub(delay + padding)?;
     (delay > 0 || padding > 0).then_some(InputGapless {
-        rate,
+        rate: header.rate,
         skip: delay + 529,
         keep,
     })
@@ -157,10 +139,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_lengths() {
+    fn frame_headers() {
         // MPEG-1 Layer III, 128 kb/s, 44.1 kHz, stereo, no padding.
         let h = parse_header(0xfffb_9064).expect("frame");
-        assert_eq!((h.len, h.samples, h.bitrate_kbps), (417, 1152, 128));
+        assert_eq!((h.rate, h.samples), (44100, 1152));
         assert!(h.mpeg1 && !h.mono);
         assert!(parse_header(0x4944_3303).is_none(), "ID3 is not a frame");
     }

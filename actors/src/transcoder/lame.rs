@@ -82,6 +82,8 @@ pub enum LameError {
     },
     #[error("libmp3lame failed to encode (code {0})")]
     Encode(i32),
+    #[error("an audio buffer of {0} samples is more than libmp3lame takes at once")]
+    TooLarge(usize),
 }
 
 /// The MP3 rate for audio at `rate`: the nearest one, rounding up on ties.
@@ -93,10 +95,11 @@ pub fn nearest_rate(rate: u32) -> u32 {
         .unwrap_or(44100)
 }
 
-/// Samples handed to LAME per call at most, so the output buffer's worst
-/// case (1.25 × samples + 7200 bytes) stays small whatever a buffer holds.
-const SAMPLES_PER_CALL: usize = 16 * 1024;
-const OUT_CAPACITY: usize = SAMPLES_PER_CALL * 5 / 4 + 7200;
+/// LAME's worst case of MP3 bytes for `samples` samples per channel (and
+/// for a flush, with none).
+fn worst_case(samples: usize) -> usize {
+    samples * 5 / 4 + 7200
+}
 
 /// One MP3 encoder. It writes a placeholder frame first; after `flush`,
 /// `lametag` returns the frame to put in its place.
@@ -125,7 +128,7 @@ impl Lame {
         let lame = Self {
             gfp,
             channels,
-            out: vec![0; OUT_CAPACITY],
+            out: vec![0; worst_case(0)],
         };
         let p = lame.gfp.as_ptr();
         // SAFETY: `p` is a live handle; the setters only store values.
@@ -157,12 +160,12 @@ impl Lame {
         Ok(lame)
     }
 
-    /// Encodes one block of planar samples (`right` is ignored for mono),
-    /// full scale ±1.0. Returns the MP3 bytes ready so far (often none).
+    /// Encodes planar samples (`right` is ignored for mono), full scale
+    /// ±1.0. Returns the MP3 bytes ready so far (often none).
     pub fn encode_planar(&mut self, left: &[f32], right: &[f32]) -> Result<&[u8], LameError> {
         let right = if self.channels == 1 { left } else { right };
-        let samples = left.len().min(right.len()).min(SAMPLES_PER_CALL);
-        debug_assert_eq!(samples, left.len(), "callers split blocks");
+        let samples = left.len().min(right.len());
+        let samples = self.prepare(samples)?;
         // SAFETY: both inputs hold `samples` floats; `out` holds the worst
         // case LAME documents for that many samples.
         let written = unsafe {
@@ -170,7 +173,7 @@ impl Lame {
                 self.gfp.as_ptr(),
                 left.as_ptr(),
                 right.as_ptr(),
-                samples as c_int,
+                samples,
                 self.out.as_mut_ptr(),
                 self.out.len() as c_int,
             )
@@ -183,14 +186,14 @@ impl Lame {
         if self.channels == 1 {
             return self.encode_planar(pcm, pcm);
         }
-        let samples = (pcm.len() / 2).min(SAMPLES_PER_CALL);
-        debug_assert_eq!(samples * 2, pcm.len(), "callers split blocks");
+        let samples = pcm.len() / 2;
+        let samples = self.prepare(samples)?;
         // SAFETY: `pcm` holds 2 × `samples` floats; `out` as above.
         let written = unsafe {
             lame_encode_buffer_interleaved_ieee_float(
                 self.gfp.as_ptr(),
                 pcm.as_ptr(),
-                samples as c_int,
+                samples,
                 self.out.as_mut_ptr(),
                 self.out.len() as c_int,
             )
@@ -198,14 +201,9 @@ impl Lame {
         self.output(written)
     }
 
-    /// Most samples (per channel) one `encode_*` call takes.
-    pub const fn block() -> usize {
-        SAMPLES_PER_CALL
-    }
-
     /// Encodes what LAME still holds (the last frame padded with silence).
     pub fn flush(&mut self) -> Result<&[u8], LameError> {
-        // SAFETY: `out` is far over the 7200 bytes LAME asks for here.
+        // SAFETY: `out` holds at least the 7200 bytes LAME asks for here.
         let written = unsafe {
             lame_encode_flush(
                 self.gfp.as_ptr(),
@@ -224,8 +222,22 @@ impl Lame {
         // it needs when that is too few.
         let len =
             unsafe { lame_get_lametag_frame(self.gfp.as_ptr(), frame.as_mut_ptr(), frame.len()) };
-        frame.truncate(if len <= 2880 { len } else { 0 });
+        frame.truncate(if len <= frame.len() { len } else { 0 });
         frame
+    }
+
+    /// Grows the output buffer to LAME's worst case for `samples`: the
+    /// size of the largest buffer the pipeline hands over, not of the file.
+    fn prepare(&mut self, samples: usize) -> Result<c_int, LameError> {
+        let needed = worst_case(samples);
+        let count = c_int::try_from(samples)
+            .ok()
+            .filter(|_| c_int::try_from(needed).is_ok())
+            .ok_or(LameError::TooLarge(samples))?;
+        if self.out.len() < needed {
+            self.out.resize(needed, 0);
+        }
+        Ok(count)
     }
 
     fn output(&self, written: c_int) -> Result<&[u8], LameError> {

@@ -102,44 +102,44 @@ impl Mp3Output {
     /// Encodes one buffer of F32 audio.
     pub fn on_buffer(&mut self, buffer: &gst::BufferRef) -> Result<(), Mp3Error> {
         let unreadable = |e: glib::BoolError| Mp3Error::Audio(format!("unreadable audio: {e}"));
-        let info = self
-            .info
-            .clone()
-            .ok_or_else(|| Mp3Error::Audio("audio arrived before its format".into()))?;
+        let Some(info) = &self.info else {
+            return Err(Mp3Error::Audio("audio arrived before its format".into()));
+        };
         if self.encoder.is_none() {
-            self.start(&info)?;
+            let (rate, channels) = (info.rate(), info.channels());
+            self.start(rate, channels)?;
         }
-        let Self { file, encoder, .. } = self;
-        let Some(lame) = encoder.as_mut() else {
+        let Self {
+            file,
+            encoder: Some(lame),
+            info: Some(info),
+            ..
+        } = self
+        else {
             return Err(Mp3Error::Audio("no encoder".into()));
         };
-        let block = Lame::block();
-        let audio = gst_audio::AudioBufferRef::from_buffer_ref_readable(buffer, &info)
+        let audio = gst_audio::AudioBufferRef::from_buffer_ref_readable(buffer, info)
             .map_err(unreadable)?;
         let frames = audio.n_samples();
-        if info.layout() == gst_audio::AudioLayout::NonInterleaved && info.channels() == 2 {
-            let left = floats(audio.plane_data(0).map_err(unreadable)?);
-            let right = floats(audio.plane_data(1).map_err(unreadable)?);
-            for at in (0..frames).step_by(block) {
-                let end = (at + block).min(frames);
-                file.write_all(lame.encode_planar(&left[at..end], &right[at..end])?)?;
-            }
-        } else {
-            let channels = info.channels() as usize;
-            let pcm = floats(audio.plane_data(0).map_err(unreadable)?);
-            for block in pcm[..frames * channels].chunks(block * channels) {
-                file.write_all(lame.encode_interleaved(block)?)?;
-            }
-        }
+        let bytes =
+            if info.layout() == gst_audio::AudioLayout::NonInterleaved && info.channels() == 2 {
+                let left = floats(audio.plane_data(0).map_err(unreadable)?);
+                let right = floats(audio.plane_data(1).map_err(unreadable)?);
+                lame.encode_planar(&left[..frames], &right[..frames])?
+            } else {
+                let pcm = floats(audio.plane_data(0).map_err(unreadable)?);
+                lame.encode_interleaved(&pcm[..frames * info.channels() as usize])?
+            };
+        file.write_all(bytes)?;
         Ok(())
     }
 
     /// Writes the tag and starts the encoder, at the first audio.
-    fn start(&mut self, info: &gst_audio::AudioInfo) -> Result<(), Mp3Error> {
+    fn start(&mut self, rate: u32, channels: u32) -> Result<(), Mp3Error> {
         let tag = id3::tag(&id3::frames(self.title.as_deref(), self.tags.as_ref()));
         self.file.write_all(&tag)?;
         self.audio_start = tag.len() as u64;
-        self.encoder = Some(Lame::new(info.rate(), info.channels(), self.target)?);
+        self.encoder = Some(Lame::new(rate, channels, self.target)?);
         Ok(())
     }
 

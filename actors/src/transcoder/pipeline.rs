@@ -5,7 +5,7 @@
 //! filesrc ! parsebin ─┬─ audio (parsed) ─ decodebin ─ [tap] audioconvert ! audioresample
 //!                     │                     ! capsfilter ! encoder [! muxer] ! filesink
 //!                     │                  (MP3: ! capsfilter ! fakesink [LAME, our file])
-//!                     └─ other ─ fakesink   (video is demuxed and parsed, never decoded)
+//!                     └─ other ─ fakesink   (video is demuxed, never parsed or decoded)
 //! ```
 //!
 //! One streaming thread carries everything from the file to the encoder:
@@ -30,7 +30,8 @@
 //! trim (drops and clips samples outside it, re-bases timestamps to zero, and
 //! ends the audio branch at the trim's end), and fixes the output's
 //! channels (and an MP3's rate) from the input's. The conversion is over when the
-//! end-of-stream reaches the filesink: the other branches need not finish.
+//! end-of-stream reaches the audio branch's sink: the other branches need not
+//! finish.
 //!
 //! Everything here is blocking and runs on GStreamer's threads plus the
 //! caller's: call it from a blocking task.
@@ -373,9 +374,9 @@ impl Graph {
                 .unwrap_or(true);
             Some((audio || !from_demuxer).to_value())
         });
-        // No dither when going to 16 bits for the encoder: it costs CPU
-        // (random numbers per sample) and an encoder at 192 kb/s cannot keep
-        // noise at -96 dB anyway; ffmpeg's libmp3lame path has none either.
+        // No dither when an encoder wants integers (voaacenc, flacenc): it
+        // costs CPU (random numbers per sample), an AAC encoder cannot keep
+        // noise at -96 dB anyway, and FLAC of a 16-bit source stays exact.
         let convert = gst::ElementFactory::make("audioconvert")
             .property_from_str("dithering", "none")
             .property_from_str("noise-shaping", "none")
@@ -398,13 +399,16 @@ impl Graph {
             setter.set_tag_merge_mode(gst::TagMergeMode::Keep);
             setter.add_tag::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
         }
-        let mp3 = Arc::new(Mutex::new(None));
-        let sink = if options.format == Format::Mp3 {
-            let file = Mp3Output::create(output, options)
-                .map_err(|e| TranscodeError::Output(format!("{}: {e}", output.display())))?;
-            if let Ok(mut slot) = mp3.lock() {
-                *slot = Some(file);
-            }
+        let mp3 = match options.format {
+            Format::Mp3 => Some(
+                Mp3Output::create(output, options)
+                    .map_err(|e| TranscodeError::Output(format!("{}: {e}", output.display())))?,
+            ),
+            _ => None,
+        };
+        let is_mp3 = mp3.is_some();
+        let mp3 = Arc::new(Mutex::new(mp3));
+        let sink = if is_mp3 {
             gst::ElementFactory::make("fakesink")
                 .property("sync", false)
                 .property("enable-last-sample", false)
@@ -459,7 +463,7 @@ impl Graph {
         let sink_in = sink
             .static_pad("sink")
             .ok_or_else(|| TranscodeError::Internal("the sink has no sink pad".into()))?;
-        if options.format == Format::Mp3 {
+        if is_mp3 {
             let mp3 = mp3.clone();
             sink_in.add_probe(
                 gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
@@ -492,7 +496,7 @@ impl Graph {
                 let default = tracks.default_audio.lock().ok().and_then(|d| d.clone());
                 let chosen = match (asked, default) {
                     (Some(asked), _) => index == asked,
-                    (None, Some(default)) => stream_id(pad).as_deref() == Some(&*default),
+                    (None, Some(default)) => stream_start(pad).is_some_and(|(id, _)| id == default),
                     (None, None) => index == 0,
                 };
                 if chosen && link_decoder(&pipeline, pad, &audio_in).is_ok() {
@@ -540,12 +544,9 @@ impl Graph {
                 let audio: Vec<_> = pads.iter().filter(|p| is_audio(p)).collect();
                 // parsebin exposes its pads after this (once the group is
                 // complete), so the choice is made before any is linked.
-                let default = audio.iter().find_map(|p| {
-                    let start = p.sticky_event::<gst::event::StreamStart>(0)?;
-                    start
-                        .stream_flags()
-                        .contains(gst::StreamFlags::SELECT)
-                        .then(|| start.stream_id().to_owned())
+                let default = audio.iter().find_map(|pad| {
+                    let (id, flags) = stream_start(pad)?;
+                    flags.contains(gst::StreamFlags::SELECT).then_some(id)
                 });
                 if let Ok(mut slot) = demuxed.default_audio.lock() {
                     *slot = default;
@@ -979,10 +980,10 @@ fn is_demuxer(element: &gst::Element) -> bool {
     })
 }
 
-/// The id a stream's stream-start event gives it.
-fn stream_id(pad: &gst::Pad) -> Option<String> {
+/// The id and flags a stream's stream-start event gives it.
+fn stream_start(pad: &gst::Pad) -> Option<(String, gst::StreamFlags)> {
     let start = pad.sticky_event::<gst::event::StreamStart>(0)?;
-    Some(start.stream_id().to_owned())
+    Some((start.stream_id().to_owned(), start.stream_flags()))
 }
 
 /// Decodes a parsed audio stream: a decodebin (a decoder, no demuxer and so
