@@ -20,7 +20,7 @@ start_bench_node() {
     VIDAUD_QUEUE__DEAD_LETTER_QUEUE="dead-$group" \
     VIDAUD_HTTP__LISTEN="127.0.0.1:$port" VIDAUD_HTTP__PUBLIC_URL="http://127.0.0.1:$port" \
     VIDAUD_ADMIN__SOCKET="$work/admin-$name.sock" VIDAUD_NODE__ID="\"$name\"" \
-    VIDAUD_NOTIFIER__ENABLED=false VIDAUD_LOG__LEVEL=warn \
+    VIDAUD_BACKEND__KIND=cluster VIDAUD_NOTIFIER__ENABLED=false VIDAUD_LOG__LEVEL=warn \
     "$@" \
     nohup target/release/vidaud serve --config config.toml >"$work/node-$name.log" 2>&1 &
   echo $! >"$work/node-$name.pid"

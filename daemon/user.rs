@@ -5,7 +5,8 @@
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
-use vidaud_actors::auth::{AuthError, HashCost, Users, check_email, check_rules, password_hash};
+use vidaud_actors::auth::{AuthError, HashCost, check_email, check_rules, password_hash};
+use vidaud_actors::backends::{Backends, User, chain};
 
 use crate::cli::{UserAction, UserArgs};
 use crate::config;
@@ -48,12 +49,17 @@ pub fn run(args: UserArgs) -> ExitCode {
         }
     };
     let created = runtime.block_on(async {
-        let users = Users::new(&settings.auth.mysql_url).map_err(AuthError::from)?;
-        let hash = password_hash(password, cost)?;
+        let users = Backends::user_directory(&settings).map_err(|e| chain(&e))?;
+        let hash = password_hash(password, cost).map_err(|e| chain(&e))?;
+        let user = User {
+            email: email.clone(),
+            password_hash: hash,
+            admin,
+        };
         users
-            .create(&email, &hash, admin)
+            .create(&user)
             .await
-            .map_err(AuthError::from)
+            .map_err(|e| chain(&AuthError::from(e)))
     });
     match created {
         Ok(true) => {

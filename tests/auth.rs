@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{JWT_SECRET, Node, NodeOptions, unique};
+use common::{Backend, JWT_SECRET, Node, NodeOptions, unique};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
@@ -73,238 +73,254 @@ fn sign(alg: Algorithm, claims: &Value, secret: &str) -> String {
     .expect("sign")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn only_hs256_tokens_of_this_issuer_and_audience_pass() {
-    let node = Node::start(
-        NodeOptions::default()
-            .with("VIDAUD_AUTH__JWT_ISSUER", "vidaud-test")
-            .with("VIDAUD_AUTH__JWT_AUDIENCE", "vidaud-api"),
-    )
-    .await;
-    let (email, token) = node.new_user().await;
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = |extra: Value| {
-        let mut c = json!({
-            "username": email, "iat": now, "exp": now + 600, "admin": true,
-            "iss": "vidaud-test", "aud": "vidaud-api",
-        });
-        for (k, v) in extra.as_object().expect("object") {
-            c[k] = v.clone();
-        }
-        c
-    };
-    let hs256 = Algorithm::HS256;
-    let status = |t: String| {
-        let node = &node;
-        async move {
-            let r = node
-                .http
-                .post(node.url("/validate"))
-                .bearer_auth(t)
-                .send()
-                .await
-                .expect("validate");
-            let code = r.status().as_u16();
-            let problem = r
-                .headers()
-                .get("content-type")
-                .is_some_and(|v| v == "application/problem+json");
-            (code, problem)
-        }
-    };
-    assert_eq!(status(token).await, (200, false), "the node's own token");
-    assert_eq!(
-        status(sign(hs256, &claims(json!({})), JWT_SECRET)).await.0,
-        200,
-        "a correct forged-by-the-test token passes (same secret)"
-    );
-    let none = format!(
-        "{}.{}.",
-        b64(&json!({"alg": "none", "typ": "JWT"})),
-        b64(&claims(json!({})))
-    );
-    for (what, bad) in [
-        ("alg none", none),
-        (
-            "alg HS512",
-            sign(Algorithm::HS512, &claims(json!({})), JWT_SECRET),
-        ),
-        (
-            "wrong signature",
-            sign(
-                hs256,
-                &claims(json!({})),
-                "another-secret-that-is-long-enough-000000",
-            ),
-        ),
-        (
-            "expired",
-            sign(
-                hs256,
-                &claims(json!({"iat": now - 7200, "exp": now - 3600})),
-                JWT_SECRET,
-            ),
-        ),
-        (
-            "not yet valid",
-            sign(hs256, &claims(json!({"nbf": now + 3600})), JWT_SECRET),
-        ),
-        (
-            "wrong audience",
-            sign(hs256, &claims(json!({"aud": "other-app"})), JWT_SECRET),
-        ),
-        (
-            "wrong issuer",
-            sign(hs256, &claims(json!({"iss": "elsewhere"})), JWT_SECRET),
-        ),
-        (
-            "no audience",
-            sign(
-                hs256,
-                &json!({"username": email, "iat": now, "exp": now + 600, "admin": true, "iss": "vidaud-test"}),
-                JWT_SECRET,
-            ),
-        ),
-    ] {
-        assert_eq!(status(bad).await, (401, true), "{what}");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn password_guessing_is_rate_limited_per_ip_and_per_account() {
-    let node = Node::start(
-        NodeOptions::default()
-            .with("VIDAUD_AUTH__ATTEMPTS_PER_IP_PER_MINUTE", 8)
-            .with("VIDAUD_AUTH__ATTEMPTS_PER_ACCOUNT_PER_MINUTE", 3),
-    )
-    .await;
-    let (email, _) = node.new_user().await; // 2 attempts from this IP
-    // Per account: 3 wrong guesses, then 429 even for the right password.
-    for _ in 0..2 {
-        assert_eq!(node.login(&email, "wrong guess").await, Err(401));
-    }
-    let r = node
-        .http
-        .post(node.url("/login"))
-        .basic_auth(&email, Some("correct horse"))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(r.status(), 429);
-    let wait: u64 = r.headers()["retry-after"]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("seconds");
-    assert!((1..=60).contains(&wait), "Retry-After {wait}");
-    let body: Value = r.json().await.expect("problem");
-    assert_eq!(body["type"], "urn:vidaud:problem:rate-limited", "{body}");
-    // Per IP: other accounts from the same address run out too.
-    let mut codes = Vec::new();
-    for i in 0..6 {
-        let other = format!("nobody{i}-{}@example.com", unique("x"));
-        codes.push(node.login(&other, "whatever1").await.err().unwrap_or(200));
-    }
-    assert!(codes.contains(&401) && codes.ends_with(&[429]), "{codes:?}");
-    // Token-authenticated requests are not limited.
-    let r = node
-        .http
-        .post(node.url("/register"))
-        .json(&json!({"email": "late@example.com", "password": "long enough"}))
-        .send()
-        .await
-        .expect("register");
-    assert_eq!(r.status(), 429, "register shares the per-IP allowance");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn closed_registration_and_user_add() {
-    let node =
-        Node::start(NodeOptions::default().with("VIDAUD_AUTH__REGISTRATION_OPEN", false)).await;
-    let r = node
-        .http
-        .post(node.url("/register"))
-        .json(&json!({"email": "someone@example.com", "password": "long enough"}))
-        .send()
-        .await
-        .expect("register");
-    assert_eq!(r.status(), 403);
-    let body: Value = r.json().await.expect("problem");
-    assert_eq!(body["type"], "urn:vidaud:problem:registration-closed");
-
-    let add = |email: &str, password: &str, admin: bool| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_vidaud"));
-        command
-            .args(["user", "add", email])
-            .env("VIDAUD_AUTH__MYSQL_URL", TEST_DB)
-            .env("VIDAUD_AUTH__ARGON2_MEMORY_KIB", "256")
-            .env("VIDAUD_AUTH__ARGON2_ITERATIONS", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if admin {
-            command.arg("--admin");
-        }
-        let mut child = command.spawn().expect("vidaud user add");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{password}\n").as_bytes())
-            .expect("password");
-        let out = child.wait_with_output().expect("wait");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+both_backends!(
+    only_hs256_tokens_of_this_issuer_and_audience_pass,
+    |backend: Backend| async move {
+        let node = Node::start(
+            NodeOptions::default()
+                .on(backend)
+                .with("VIDAUD_AUTH__JWT_ISSUER", "vidaud-test")
+                .with("VIDAUD_AUTH__JWT_AUDIENCE", "vidaud-api"),
         )
-    };
-    let admin = format!("{}@example.com", unique("admin"));
-    assert_eq!(add(&admin, "a good passphrase", true).0, 0);
-    let (code, stderr) = add(&admin, "a good passphrase", false);
-    assert_eq!(code, 3, "exists already: {stderr}");
-    let (code, stderr) = add("weak@example.com", "short", false);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("at least 8"), "{stderr}");
+        .await;
+        let (email, token) = node.new_user().await;
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = |extra: Value| {
+            let mut c = json!({
+                "username": email, "iat": now, "exp": now + 600, "admin": true,
+                "iss": "vidaud-test", "aud": "vidaud-api",
+            });
+            for (k, v) in extra.as_object().expect("object") {
+                c[k] = v.clone();
+            }
+            c
+        };
+        let hs256 = Algorithm::HS256;
+        let status = |t: String| {
+            let node = &node;
+            async move {
+                let r = node
+                    .http
+                    .post(node.url("/validate"))
+                    .bearer_auth(t)
+                    .send()
+                    .await
+                    .expect("validate");
+                let code = r.status().as_u16();
+                let problem = r
+                    .headers()
+                    .get("content-type")
+                    .is_some_and(|v| v == "application/problem+json");
+                (code, problem)
+            }
+        };
+        assert_eq!(status(token).await, (200, false), "the node's own token");
+        assert_eq!(
+            status(sign(hs256, &claims(json!({})), JWT_SECRET)).await.0,
+            200,
+            "a correct forged-by-the-test token passes (same secret)"
+        );
+        let none = format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "typ": "JWT"})),
+            b64(&claims(json!({})))
+        );
+        for (what, bad) in [
+            ("alg none", none),
+            (
+                "alg HS512",
+                sign(Algorithm::HS512, &claims(json!({})), JWT_SECRET),
+            ),
+            (
+                "wrong signature",
+                sign(
+                    hs256,
+                    &claims(json!({})),
+                    "another-secret-that-is-long-enough-000000",
+                ),
+            ),
+            (
+                "expired",
+                sign(
+                    hs256,
+                    &claims(json!({"iat": now - 7200, "exp": now - 3600})),
+                    JWT_SECRET,
+                ),
+            ),
+            (
+                "not yet valid",
+                sign(hs256, &claims(json!({"nbf": now + 3600})), JWT_SECRET),
+            ),
+            (
+                "wrong audience",
+                sign(hs256, &claims(json!({"aud": "other-app"})), JWT_SECRET),
+            ),
+            (
+                "wrong issuer",
+                sign(hs256, &claims(json!({"iss": "elsewhere"})), JWT_SECRET),
+            ),
+            (
+                "no audience",
+                sign(
+                    hs256,
+                    &json!({"username": email, "iat": now, "exp": now + 600, "admin": true, "iss": "vidaud-test"}),
+                    JWT_SECRET,
+                ),
+            ),
+        ] {
+            assert_eq!(status(bad).await, (401, true), "{what}");
+        }
+    }
+);
 
-    let token = node
-        .login(&admin, "a good passphrase")
-        .await
-        .expect("the added user logs in");
-    let claims: Value = node
-        .http
-        .post(node.url("/validate"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("validate")
-        .json()
-        .await
-        .expect("claims");
-    assert_eq!(claims["admin"], true);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn weak_passwords_are_refused_with_the_rule() {
-    let node = Node::start(NodeOptions::default()).await;
-    let email = format!("{}@example.com", unique("rules"));
-    for (password, says) in [
-        ("short", "at least 8"),
-        ("tab\there1234", "control characters"),
-        (email.as_str(), "e-mail"),
-    ] {
+both_backends!(
+    password_guessing_is_rate_limited_per_ip_and_per_account,
+    |backend: Backend| async move {
+        let node = Node::start(
+            NodeOptions::default()
+                .on(backend)
+                .with("VIDAUD_AUTH__ATTEMPTS_PER_IP_PER_MINUTE", 8)
+                .with("VIDAUD_AUTH__ATTEMPTS_PER_ACCOUNT_PER_MINUTE", 3),
+        )
+        .await;
+        let (email, _) = node.new_user().await; // 2 attempts from this IP
+        // Per account: 3 wrong guesses, then 429 even for the right password.
+        for _ in 0..2 {
+            assert_eq!(node.login(&email, "wrong guess").await, Err(401));
+        }
+        let r = node
+            .http
+            .post(node.url("/login"))
+            .basic_auth(&email, Some("correct horse"))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(r.status(), 429);
+        let wait: u64 = r.headers()["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&wait), "Retry-After {wait}");
+        let body: Value = r.json().await.expect("problem");
+        assert_eq!(body["type"], "urn:vidaud:problem:rate-limited", "{body}");
+        // Per IP: other accounts from the same address run out too.
+        let mut codes = Vec::new();
+        for i in 0..6 {
+            let other = format!("nobody{i}-{}@example.com", unique("x"));
+            codes.push(node.login(&other, "whatever1").await.err().unwrap_or(200));
+        }
+        assert!(codes.contains(&401) && codes.ends_with(&[429]), "{codes:?}");
+        // Token-authenticated requests are not limited.
         let r = node
             .http
             .post(node.url("/register"))
-            .json(&json!({"email": email, "password": password}))
+            .json(&json!({"email": "late@example.com", "password": "long enough"}))
             .send()
             .await
             .expect("register");
-        assert_eq!(r.status(), 422, "{password}");
-        let body: Value = r.json().await.expect("problem");
-        assert!(
-            body["detail"].as_str().is_some_and(|d| d.contains(says)),
-            "{password}: {body}"
-        );
+        assert_eq!(r.status(), 429, "register shares the per-IP allowance");
     }
-}
+);
+
+both_backends!(
+    closed_registration_and_user_add,
+    |backend: Backend| async move {
+        let node = Node::start(
+            NodeOptions::default()
+                .on(backend)
+                .with("VIDAUD_AUTH__REGISTRATION_OPEN", false),
+        )
+        .await;
+        let r = node
+            .http
+            .post(node.url("/register"))
+            .json(&json!({"email": "someone@example.com", "password": "long enough"}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(r.status(), 403);
+        let body: Value = r.json().await.expect("problem");
+        assert_eq!(body["type"], "urn:vidaud:problem:registration-closed");
+
+        let add = |email: &str, password: &str, admin: bool| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_vidaud"));
+            command
+                .args(["user", "add", email])
+                .env("VIDAUD_BACKEND__KIND", node.options.backend.name())
+                .env("VIDAUD_BACKEND__DATA_DIR", &node.names.data_dir)
+                .env("VIDAUD_AUTH__MYSQL_URL", TEST_DB)
+                .env("VIDAUD_AUTH__ARGON2_MEMORY_KIB", "256")
+                .env("VIDAUD_AUTH__ARGON2_ITERATIONS", "1")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            if admin {
+                command.arg("--admin");
+            }
+            let mut child = command.spawn().expect("vidaud user add");
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(format!("{password}\n").as_bytes())
+                .expect("password");
+            let out = child.wait_with_output().expect("wait");
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let admin = format!("{}@example.com", unique("admin"));
+        assert_eq!(add(&admin, "a good passphrase", true).0, 0);
+        let (code, stderr) = add(&admin, "a good passphrase", false);
+        assert_eq!(code, 3, "exists already: {stderr}");
+        let (code, stderr) = add("weak@example.com", "short", false);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("at least 8"), "{stderr}");
+
+        let token = node
+            .login(&admin, "a good passphrase")
+            .await
+            .expect("the added user logs in");
+        let claims: Value = node
+            .http
+            .post(node.url("/validate"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("validate")
+            .json()
+            .await
+            .expect("claims");
+        assert_eq!(claims["admin"], true);
+    }
+);
+
+both_backends!(
+    weak_passwords_are_refused_with_the_rule,
+    |backend: Backend| async move {
+        let node = Node::start(NodeOptions::default().on(backend)).await;
+        let email = format!("{}@example.com", unique("rules"));
+        for (password, says) in [
+            ("short", "at least 8"),
+            ("tab\there1234", "control characters"),
+            (email.as_str(), "e-mail"),
+        ] {
+            let r = node
+                .http
+                .post(node.url("/register"))
+                .json(&json!({"email": email, "password": password}))
+                .send()
+                .await
+                .expect("register");
+            assert_eq!(r.status(), 422, "{password}");
+            let body: Value = r.json().await.expect("problem");
+            assert!(
+                body["detail"].as_str().is_some_and(|d| d.contains(says)),
+                "{password}: {body}"
+            );
+        }
+    }
+);

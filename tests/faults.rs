@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::media::{self, named_copy};
-use common::{Names, Node, NodeOptions, free_port, publish_raw, queue_depth};
+use common::{Backend, Names, Node, NodeOptions, free_port, publish_raw, queue_depth};
 use mongodb::bson::{DateTime, doc, oid::ObjectId};
 use tokio::sync::Mutex;
 
@@ -55,34 +55,36 @@ fn report_resent(
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn poison_inputs_fail_once_and_are_dead_lettered() {
-    let _serial = SERIAL.lock().await;
-    let node = Node::start(fault_options()).await;
-    let (email, token) = node.new_user().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut files = batch(&dir, "mp4", 3);
-    for kind in ["random", "truncated", "noaudio"] {
-        files.push(named_copy(kind, &format!("{kind}.mp4"), dir.path()));
+both_backends!(
+    poison_inputs_fail_once_and_are_dead_lettered,
+    |backend: Backend| async move {
+        let _serial = SERIAL.lock().await;
+        let node = Node::start(fault_options().on(backend)).await;
+        let (email, token) = node.new_user().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut files = batch(&dir, "mp4", 3);
+        for kind in ["random", "truncated", "noaudio"] {
+            files.push(named_copy(kind, &format!("{kind}.mp4"), dir.path()));
+        }
+        let ids = node.upload_all(&token, &files).await;
+        let jobs = node.wait_all_final(&token, &ids).await;
+        for job in jobs.iter().filter(|j| j["state"] == "failed") {
+            assert_eq!(
+                job["attempts"], 1,
+                "permanent failures are not retried: {job}"
+            );
+            assert!(
+                job["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{job}"
+            );
+        }
+        let settled = node
+            .assert_settled(&email, &jobs, &["random", "truncated", "noaudio"])
+            .await;
+        assert_eq!(settled, (3, 3));
+        report("6 poison inputs", ids.len(), 0, settled);
     }
-    let ids = node.upload_all(&token, &files).await;
-    let jobs = node.wait_all_final(&token, &ids).await;
-    for job in jobs.iter().filter(|j| j["state"] == "failed") {
-        assert_eq!(
-            job["attempts"], 1,
-            "permanent failures are not retried: {job}"
-        );
-        assert!(
-            job["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "{job}"
-        );
-    }
-    let settled = node
-        .assert_settled(&email, &jobs, &["random", "truncated", "noaudio"])
-        .await;
-    assert_eq!(settled, (3, 3));
-    report("6 poison inputs", ids.len(), 0, settled);
-}
+);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_message_twice_gives_one_mp3_and_one_mail() {
@@ -94,8 +96,8 @@ async fn the_same_message_twice_gives_one_mp3_and_one_mail() {
     let record = node.job_records().await.pop().expect("job record");
     let message = serde_json::json!({
         "job_id": ids[0],
-        "video_fid": record.get_object_id("video_fid").expect("video_fid").to_hex(),
-        "mp3_fid": record.get_object_id("mp3_fid").expect("mp3_fid").to_hex(),
+        "video_fid": record["video_fid"].as_str().expect("video_fid"),
+        "mp3_fid": record["mp3_fid"].as_str().expect("mp3_fid"),
         "username": email,
     });
     let payload = serde_json::to_vec(&message).expect("json");
@@ -189,81 +191,87 @@ async fn idle_longer_than_two_heartbeats_then_a_batch_flows() {
     report("9 idle > 2 heartbeats", ids.len(), 0, settled);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn eight_concurrent_uploads_on_one_node() {
-    let _serial = SERIAL.lock().await;
-    let node = Node::start(fault_options()).await;
-    let (email, token) = node.new_user().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let files = batch(&dir, "mp4", 8);
-    let uploads = files.iter().map(|f| node.upload(&token, f));
-    let results = futures::future::join_all(uploads).await;
-    let ids: Vec<String> = results
-        .iter()
-        .map(|(status, body)| {
-            assert_eq!(*status, 202, "{body}");
-            body["job_id"].as_str().expect("job_id").to_owned()
-        })
-        .collect();
-    let jobs = node.wait_all_final(&token, &ids).await;
-    let settled = node.assert_settled(&email, &jobs, &[]).await;
-    assert_eq!(settled, (8, 0));
-    report("9 eight concurrent uploads", 8, 0, settled);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_mid_batch_exits_zero_and_a_restart_finishes_it() {
-    let _serial = SERIAL.lock().await;
-    let mut node = Node::start(fault_options()).await;
-    let (email, token) = node.new_user().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ids = node.upload_all(&token, &batch(&dir, "long", 6)).await;
-    node.wait_converting(None).await;
-    let started = Instant::now();
-    let code = node.terminate(Duration::from_secs(40));
-    assert_eq!(code, Some(0), "graceful exit\n{}", node.log_tail());
-    println!("SIGTERM to exit: {:.1}s", started.elapsed().as_secs_f64());
-    node.restart().await;
-    let jobs = node.wait_all_final(&token, &ids).await;
-    let settled = node.assert_settled(&email, &jobs, &[]).await;
-    assert_eq!(settled, (6, 0));
-    report("8 SIGTERM mid-batch", ids.len(), 0, settled);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn kill_9_mid_transcode_repeatedly_then_restart() {
-    let _serial = SERIAL.lock().await;
-    let mut node = Node::start(fault_options()).await;
-    let (email, token) = node.new_user().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ids = node.upload_all(&token, &batch(&dir, "long", 8)).await;
-    let mut kills = 0;
-    for round in 0..3u64 {
-        let Some(_) = node.converting_within(None, Duration::from_secs(30)).await else {
-            break;
-        };
-        // Somewhere inside the conversion, not always at its start.
-        tokio::time::sleep(Duration::from_millis(150 * round + 100)).await;
-        node.kill9();
-        kills += 1;
-        node.restart().await;
+both_backends!(
+    eight_concurrent_uploads_on_one_node,
+    |backend: Backend| async move {
+        let _serial = SERIAL.lock().await;
+        let node = Node::start(fault_options().on(backend)).await;
+        let (email, token) = node.new_user().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = batch(&dir, "mp4", 8);
+        let uploads = files.iter().map(|f| node.upload(&token, f));
+        let results = futures::future::join_all(uploads).await;
+        let ids: Vec<String> = results
+            .iter()
+            .map(|(status, body)| {
+                assert_eq!(*status, 202, "{body}");
+                body["job_id"].as_str().expect("job_id").to_owned()
+            })
+            .collect();
+        let jobs = node.wait_all_final(&token, &ids).await;
+        let settled = node.assert_settled(&email, &jobs, &[]).await;
+        assert_eq!(settled, (8, 0));
+        report("9 eight concurrent uploads", 8, 0, settled);
     }
-    assert!(
-        kills >= 2,
-        "the batch finished before the node could be killed twice"
-    );
-    let jobs = node.wait_all_final(&token, &ids).await;
-    let settled = node
-        .assert_settled_despite_kills(&email, &jobs, &[], kills)
-        .await;
-    assert_eq!((settled.0, settled.1), (8, 0));
-    report_resent(
-        &format!("1 kill -9 x{kills} mid-transcode"),
-        ids.len(),
-        0,
-        settled,
-    );
-}
+);
+
+both_backends!(
+    sigterm_mid_batch_exits_zero_and_a_restart_finishes_it,
+    |backend: Backend| async move {
+        let _serial = SERIAL.lock().await;
+        let mut node = Node::start(fault_options().on(backend)).await;
+        let (email, token) = node.new_user().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids = node.upload_all(&token, &batch(&dir, "long", 6)).await;
+        node.wait_converting(None).await;
+        let started = Instant::now();
+        let code = node.terminate(Duration::from_secs(40));
+        assert_eq!(code, Some(0), "graceful exit\n{}", node.log_tail());
+        println!("SIGTERM to exit: {:.1}s", started.elapsed().as_secs_f64());
+        node.restart().await;
+        let jobs = node.wait_all_final(&token, &ids).await;
+        let settled = node.assert_settled(&email, &jobs, &[]).await;
+        assert_eq!(settled, (6, 0));
+        report("8 SIGTERM mid-batch", ids.len(), 0, settled);
+    }
+);
+
+both_backends!(
+    kill_9_mid_transcode_repeatedly_then_restart,
+    |backend: Backend| async move {
+        let _serial = SERIAL.lock().await;
+        let mut node = Node::start(fault_options().on(backend)).await;
+        let (email, token) = node.new_user().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids = node.upload_all(&token, &batch(&dir, "long", 8)).await;
+        let mut kills = 0;
+        for round in 0..3u64 {
+            let Some(_) = node.converting_within(None, Duration::from_secs(30)).await else {
+                break;
+            };
+            // Somewhere inside the conversion, not always at its start.
+            tokio::time::sleep(Duration::from_millis(150 * round + 100)).await;
+            node.kill9();
+            kills += 1;
+            node.restart().await;
+        }
+        assert!(
+            kills >= 2,
+            "the batch finished before the node could be killed twice"
+        );
+        let jobs = node.wait_all_final(&token, &ids).await;
+        let settled = node
+            .assert_settled_despite_kills(&email, &jobs, &[], kills)
+            .await;
+        assert_eq!((settled.0, settled.1), (8, 0));
+        report_resent(
+            &format!("1 kill -9 x{kills} mid-transcode"),
+            ids.len(),
+            0,
+            settled,
+        );
+    }
+);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_one_killed_the_others_finish() {
@@ -520,65 +528,75 @@ async fn mysql_down_login_503_but_tokens_still_work() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_worker_panic_mid_job_is_contained_and_the_job_retried() {
-    let _serial = SERIAL.lock().await;
-    let node = Node::start(fault_options().with("VIDAUD_TRANSCODER__INJECT_PANICS", 1)).await;
-    let (email, token) = node.new_user().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ids = node.upload_all(&token, &batch(&dir, "mp4", 3)).await;
-    let jobs = node.wait_all_final(&token, &ids).await;
-    let retried: Vec<_> = jobs.iter().filter(|j| j["attempts"] == 2).collect();
-    assert_eq!(
-        retried.len(),
-        1,
-        "exactly the panicked job took a second attempt: {jobs:?}"
-    );
-    let (_, status) = node.ctl(&["status"]);
-    assert_eq!(
-        status["pool"]["worker_restarts"], 1,
-        "the restart is visible to operators: {status}"
-    );
-    let metrics = node.metrics_text().await;
-    assert!(
-        metrics.contains(r#"actor_restarts_total{actor="worker"} 1"#),
-        "{metrics}"
-    );
-    let health = node
-        .http
-        .get(node.url("/health"))
-        .send()
-        .await
-        .expect("health");
-    assert_eq!(health.status(), 200, "the daemon kept serving");
-    let settled = node.assert_settled(&email, &jobs, &[]).await;
-    assert_eq!(settled, (3, 0));
-    report("worker panic mid-job", ids.len(), 0, settled);
-}
+both_backends!(
+    a_worker_panic_mid_job_is_contained_and_the_job_retried,
+    |backend: Backend| async move {
+        let _serial = SERIAL.lock().await;
+        let node = Node::start(
+            fault_options()
+                .on(backend)
+                .with("VIDAUD_TRANSCODER__INJECT_PANICS", 1),
+        )
+        .await;
+        let (email, token) = node.new_user().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids = node.upload_all(&token, &batch(&dir, "mp4", 3)).await;
+        let jobs = node.wait_all_final(&token, &ids).await;
+        let retried: Vec<_> = jobs.iter().filter(|j| j["attempts"] == 2).collect();
+        assert_eq!(
+            retried.len(),
+            1,
+            "exactly the panicked job took a second attempt: {jobs:?}"
+        );
+        let (_, status) = node.ctl(&["status"]);
+        assert_eq!(
+            status["pool"]["worker_restarts"], 1,
+            "the restart is visible to operators: {status}"
+        );
+        let metrics = node.metrics_text().await;
+        assert!(
+            metrics.contains(r#"actor_restarts_total{actor="worker"} 1"#),
+            "{metrics}"
+        );
+        let health = node
+            .http
+            .get(node.url("/health"))
+            .send()
+            .await
+            .expect("health");
+        assert_eq!(health.status(), 200, "the daemon kept serving");
+        let settled = node.assert_settled(&email, &jobs, &[]).await;
+        assert_eq!(settled, (3, 0));
+        report("worker panic mid-job", ids.len(), 0, settled);
+    }
+);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn attempts_used_up_fail_the_job_into_the_dead_letter_queue() {
-    let options = fault_options()
-        .with("VIDAUD_TRANSCODER__INJECT_PANICS", 100)
-        .with("VIDAUD_TRANSCODER__MAX_ATTEMPTS", 2);
-    let _serial = SERIAL.lock().await;
-    let node = Node::start(options).await;
-    let (email, token) = node.new_user().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ids = node.upload_all(&token, &batch(&dir, "mp4", 1)).await;
-    let jobs = node.wait_all_final(&token, &ids).await;
-    let error = jobs[0]["error"].as_str().unwrap_or_default();
-    assert_eq!(jobs[0]["state"], "failed");
-    assert!(
-        error.contains("gave up after 2 attempts") && error.contains("crashed"),
-        "{error}"
-    );
-    let settled = node.assert_settled(&email, &jobs, &["mp4"]).await;
-    assert_eq!(settled, (0, 1));
-    let mail = common::mails_to(&email, 1).await.pop().unwrap_or_default();
-    assert!(
-        mail.contains("gave up after 2 attempts"),
-        "the user is told why: {mail}"
-    );
-    report("transient failures exhaust attempts", ids.len(), 0, settled);
-}
+both_backends!(
+    attempts_used_up_fail_the_job_into_the_dead_letter_queue,
+    |backend: Backend| async move {
+        let options = fault_options()
+            .on(backend)
+            .with("VIDAUD_TRANSCODER__INJECT_PANICS", 100)
+            .with("VIDAUD_TRANSCODER__MAX_ATTEMPTS", 2);
+        let _serial = SERIAL.lock().await;
+        let node = Node::start(options).await;
+        let (email, token) = node.new_user().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids = node.upload_all(&token, &batch(&dir, "mp4", 1)).await;
+        let jobs = node.wait_all_final(&token, &ids).await;
+        let error = jobs[0]["error"].as_str().unwrap_or_default();
+        assert_eq!(jobs[0]["state"], "failed");
+        assert!(
+            error.contains("gave up after 2 attempts") && error.contains("crashed"),
+            "{error}"
+        );
+        let settled = node.assert_settled(&email, &jobs, &["mp4"]).await;
+        assert_eq!(settled, (0, 1));
+        let mail = common::mails_to(&email, 1).await.pop().unwrap_or_default();
+        assert!(
+            mail.contains("gave up after 2 attempts"),
+            "the user is told why: {mail}"
+        );
+        report("transient failures exhaust attempts", ids.len(), 0, settled);
+    }
+);

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::media::clip;
-use common::{JWT_SECRET, Names, Node, NodeOptions, forge_token};
+use common::{Backend, Files, JWT_SECRET, Names, Node, NodeOptions, forge_token};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -56,186 +56,183 @@ fn ids(page: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn jobs_are_listed_owned_deleted_and_retried() {
-    let node = Node::start(NodeOptions::default()).await;
-    let (alice, token) = node.new_user().await;
-    let (_, other) = node.new_user().await;
-    let admin = forge_token(JWT_SECRET, "root@example.com", 600, true);
+both_backends!(
+    jobs_are_listed_owned_deleted_and_retried,
+    |backend: Backend| async move {
+        let node = Node::start(NodeOptions::default().on(backend)).await;
+        let (alice, token) = node.new_user().await;
+        let (_, other) = node.new_user().await;
+        let admin = forge_token(JWT_SECRET, "root@example.com", 600, true);
 
-    let mut mine = node
-        .upload_all(&token, &[clip("tone"), clip("mp4"), clip("random")])
+        let mut mine = node
+            .upload_all(&token, &[clip("tone"), clip("mp4"), clip("random")])
+            .await;
+        let theirs = node.upload_all(&other, &[clip("wav")]).await;
+        let jobs = node.wait_all_final(&token, &mine).await;
+        node.wait_all_final(&other, &theirs).await;
+        assert_eq!(jobs[2]["state"], "failed", "{}", jobs[2]);
+        mine.reverse(); // newest first
+
+        // Listing: newest first, pages by cursor, filter by state.
+        let (status, _, page) = send(&node, "GET", "/jobs", &token).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(ids(&page), mine);
+        assert!(page["next_cursor"].is_null());
+        let (_, _, first) = send(&node, "GET", "/jobs?limit=2", &token).await;
+        assert_eq!(ids(&first), mine[..2]);
+        let cursor = first["next_cursor"].as_str().expect("a next page");
+        let (_, _, second) = send(
+            &node,
+            "GET",
+            &format!("/jobs?limit=2&cursor={cursor}"),
+            &token,
+        )
         .await;
-    let theirs = node.upload_all(&other, &[clip("wav")]).await;
-    let jobs = node.wait_all_final(&token, &mine).await;
-    node.wait_all_final(&other, &theirs).await;
-    assert_eq!(jobs[2]["state"], "failed", "{}", jobs[2]);
-    mine.reverse(); // newest first
-
-    // Listing: newest first, pages by cursor, filter by state.
-    let (status, _, page) = send(&node, "GET", "/jobs", &token).await;
-    assert_eq!(status, 200, "{page}");
-    assert_eq!(ids(&page), mine);
-    assert!(page["next_cursor"].is_null());
-    let (_, _, first) = send(&node, "GET", "/jobs?limit=2", &token).await;
-    assert_eq!(ids(&first), mine[..2]);
-    let cursor = first["next_cursor"].as_str().expect("a next page");
-    let (_, _, second) = send(
-        &node,
-        "GET",
-        &format!("/jobs?limit=2&cursor={cursor}"),
-        &token,
-    )
-    .await;
-    assert_eq!(ids(&second), mine[2..]);
-    assert!(second["next_cursor"].is_null());
-    let (_, _, done) = send(&node, "GET", "/jobs?state=done", &token).await;
-    assert_eq!(ids(&done), mine[1..]);
-    for bad in [
-        "/jobs?state=sleeping",
-        "/jobs?limit=0",
-        "/jobs?limit=1000",
-        "/jobs?cursor=zz",
-    ] {
-        let (status, content_type, body) = send(&node, "GET", bad, &token).await;
-        assert_problem(bad, status, &content_type, &body, 422);
-    }
-
-    // Nobody else sees or touches a job: 404 everywhere, as for no job.
-    let done_id = &mine[1];
-    let fid = jobs[1]["mp3_fid"].as_str().expect("mp3_fid");
-    for (method, path) in [
-        ("GET", format!("/jobs/{done_id}")),
-        ("GET", format!("/jobs/{done_id}/audio")),
-        ("GET", format!("/jobs/{done_id}/events")),
-        ("POST", format!("/jobs/{}/retry", mine[0])),
-        ("DELETE", format!("/jobs/{done_id}")),
-        ("GET", format!("/download?fid={fid}")),
-    ] {
-        let (status, content_type, body) = send(&node, method, &path, &other).await;
-        assert_problem(
-            &format!("{method} {path}"),
-            status,
-            &content_type,
-            &body,
-            404,
-        );
-    }
-    let (_, _, their_page) = send(&node, "GET", "/jobs", &other).await;
-    assert_eq!(ids(&their_page), theirs);
-
-    // Admins see everyone's, or one user's.
-    let (_, _, all) = send(&node, "GET", "/jobs?limit=100", &admin).await;
-    let all = ids(&all);
-    assert!(mine.iter().chain(&theirs).all(|id| all.contains(id)));
-    let (_, _, alices) = send(&node, "GET", &format!("/jobs?owner={alice}"), &admin).await;
-    assert_eq!(ids(&alices), mine);
-
-    // The audio of a job, the same bytes as by file id.
-    let audio = node
-        .http
-        .get(node.url(&format!("/jobs/{done_id}/audio")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("audio");
-    assert_eq!(audio.status(), 200);
-    assert_eq!(audio.headers()["content-type"], "audio/mpeg");
-    let by_job = audio.bytes().await.expect("bytes");
-    let by_fid = node
-        .download(&token, fid)
-        .await
-        .bytes()
-        .await
-        .expect("bytes");
-    assert_eq!(by_job, by_fid);
-    let (status, content_type, body) =
-        send(&node, "GET", &format!("/jobs/{}/audio", mine[0]), &token).await;
-    assert_problem("audio of a failed job", status, &content_type, &body, 409);
-
-    // Retry: only a failed job; it runs again (and fails again: same bytes).
-    let (status, content_type, body) =
-        send(&node, "POST", &format!("/jobs/{done_id}/retry"), &token).await;
-    assert_problem("retry of a done job", status, &content_type, &body, 409);
-    let (status, _, retried) =
-        send(&node, "POST", &format!("/jobs/{}/retry", mine[0]), &token).await;
-    assert_eq!(status, 202, "{retried}");
-    assert_eq!(retried["state"], "queued");
-    assert_eq!(retried["retries"], 1);
-    let again = node.wait_final(&token, &mine[0]).await;
-    assert_eq!(again["state"], "failed", "{again}");
-    assert_eq!(again["retries"], 1);
-
-    // Delete: 204, then gone (404), files removed; deleting again is fine.
-    let video_fid = jobs[1]["video_fid"].as_str().expect("video_fid").to_owned();
-    for _ in 0..2 {
-        let (status, _, body) = send(&node, "DELETE", &format!("/jobs/{done_id}"), &token).await;
-        assert_eq!(status, 204, "{body}");
-    }
-    let (status, _, _) = send(&node, "GET", &format!("/jobs/{done_id}"), &token).await;
-    assert_eq!(status, 404);
-    assert_eq!(node.download(&token, fid).await.status(), 404);
-    let (_, _, page) = send(&node, "GET", "/jobs", &token).await;
-    assert!(!ids(&page).contains(done_id));
-    let mongo = node.mongo().await;
-    for (db, id) in [
-        (&node.names.mp3s_db, fid),
-        (&node.names.videos_db, &video_fid),
-    ] {
-        let oid = mongodb::bson::oid::ObjectId::parse_str(id).expect("oid");
-        let files = mongo
-            .database(db)
-            .collection::<mongodb::bson::Document>("fs.files")
-            .count_documents(mongodb::bson::doc! { "_id": oid })
-            .await
-            .expect("count");
-        assert_eq!(files, 0, "{db} still holds {id}");
-    }
-
-    // Errors axum itself makes are problem details too.
-    let (status, content_type, body) = send(&node, "GET", "/no/such/route", &token).await;
-    assert_problem("unknown route", status, &content_type, &body, 404);
-    let (status, content_type, body) = send(&node, "PUT", "/jobs", &token).await;
-    assert_problem("wrong method", status, &content_type, &body, 405);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn deleting_a_converting_job_stops_it_and_keeps_nothing() {
-    let node = Node::start(NodeOptions {
-        workers: 1,
-        ..NodeOptions::default()
-    })
-    .await;
-    let (_, token) = node.new_user().await;
-    let (status, body) = node.upload(&token, &clip("long")).await;
-    assert_eq!(status, 202, "{body}");
-    let id = body["job_id"].as_str().expect("job_id").to_owned();
-    node.wait_converting(None).await;
-    let (status, _, _) = send(&node, "DELETE", &format!("/jobs/{id}"), &token).await;
-    assert_eq!(status, 204);
-    // The worker lets go and takes the next job.
-    let next = node.upload_all(&token, &[clip("tone")]).await;
-    let job = node.wait_final(&token, &next[0]).await;
-    assert_eq!(job["state"], "done", "{job}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = node.count(&node.names.mp3s_db, "fs.files").await;
-        if left == 1 {
-            break;
+        assert_eq!(ids(&second), mine[2..]);
+        assert!(second["next_cursor"].is_null());
+        let (_, _, done) = send(&node, "GET", "/jobs?state=done", &token).await;
+        assert_eq!(ids(&done), mine[1..]);
+        for bad in [
+            "/jobs?state=sleeping",
+            "/jobs?limit=0",
+            "/jobs?limit=1000",
+            "/jobs?cursor=zz",
+        ] {
+            let (status, content_type, body) = send(&node, "GET", bad, &token).await;
+            assert_problem(bad, status, &content_type, &body, 422);
         }
-        assert!(
-            Instant::now() < deadline,
-            "{left} audio files: the deleted job's stayed"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        // Nobody else sees or touches a job: 404 everywhere, as for no job.
+        let done_id = &mine[1];
+        let fid = jobs[1]["mp3_fid"].as_str().expect("mp3_fid");
+        for (method, path) in [
+            ("GET", format!("/jobs/{done_id}")),
+            ("GET", format!("/jobs/{done_id}/audio")),
+            ("GET", format!("/jobs/{done_id}/events")),
+            ("POST", format!("/jobs/{}/retry", mine[0])),
+            ("DELETE", format!("/jobs/{done_id}")),
+            ("GET", format!("/download?fid={fid}")),
+        ] {
+            let (status, content_type, body) = send(&node, method, &path, &other).await;
+            assert_problem(
+                &format!("{method} {path}"),
+                status,
+                &content_type,
+                &body,
+                404,
+            );
+        }
+        let (_, _, their_page) = send(&node, "GET", "/jobs", &other).await;
+        assert_eq!(ids(&their_page), theirs);
+
+        // Admins see everyone's, or one user's.
+        let (_, _, all) = send(&node, "GET", "/jobs?limit=100", &admin).await;
+        let all = ids(&all);
+        assert!(mine.iter().chain(&theirs).all(|id| all.contains(id)));
+        let (_, _, alices) = send(&node, "GET", &format!("/jobs?owner={alice}"), &admin).await;
+        assert_eq!(ids(&alices), mine);
+
+        // The audio of a job, the same bytes as by file id.
+        let audio = node
+            .http
+            .get(node.url(&format!("/jobs/{done_id}/audio")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("audio");
+        assert_eq!(audio.status(), 200);
+        assert_eq!(audio.headers()["content-type"], "audio/mpeg");
+        let by_job = audio.bytes().await.expect("bytes");
+        let by_fid = node
+            .download(&token, fid)
+            .await
+            .bytes()
+            .await
+            .expect("bytes");
+        assert_eq!(by_job, by_fid);
+        let (status, content_type, body) =
+            send(&node, "GET", &format!("/jobs/{}/audio", mine[0]), &token).await;
+        assert_problem("audio of a failed job", status, &content_type, &body, 409);
+
+        // Retry: only a failed job; it runs again (and fails again: same bytes).
+        let (status, content_type, body) =
+            send(&node, "POST", &format!("/jobs/{done_id}/retry"), &token).await;
+        assert_problem("retry of a done job", status, &content_type, &body, 409);
+        let (status, _, retried) =
+            send(&node, "POST", &format!("/jobs/{}/retry", mine[0]), &token).await;
+        assert_eq!(status, 202, "{retried}");
+        assert_eq!(retried["state"], "queued");
+        assert_eq!(retried["retries"], 1);
+        let again = node.wait_final(&token, &mine[0]).await;
+        assert_eq!(again["state"], "failed", "{again}");
+        assert_eq!(again["retries"], 1);
+
+        // Delete: 204, then gone (404), files removed; deleting again is fine.
+        let video_fid = jobs[1]["video_fid"].as_str().expect("video_fid").to_owned();
+        for _ in 0..2 {
+            let (status, _, body) =
+                send(&node, "DELETE", &format!("/jobs/{done_id}"), &token).await;
+            assert_eq!(status, 204, "{body}");
+        }
+        let (status, _, _) = send(&node, "GET", &format!("/jobs/{done_id}"), &token).await;
+        assert_eq!(status, 404);
+        assert_eq!(node.download(&token, fid).await.status(), 404);
+        let (_, _, page) = send(&node, "GET", "/jobs", &token).await;
+        assert!(!ids(&page).contains(done_id));
+        for (files, id) in [(Files::Audio, fid), (Files::Videos, &video_fid)] {
+            assert!(
+                !node.has_file(files, id).await,
+                "{files:?} still holds {id}"
+            );
+        }
+
+        // Errors axum itself makes are problem details too.
+        let (status, content_type, body) = send(&node, "GET", "/no/such/route", &token).await;
+        assert_problem("unknown route", status, &content_type, &body, 404);
+        let (status, content_type, body) = send(&node, "PUT", "/jobs", &token).await;
+        assert_problem("wrong method", status, &content_type, &body, 405);
     }
-    assert_eq!(node.count(&node.names.videos_db, "fs.files").await, 1);
-    let log = std::fs::read_to_string(&node.log).expect("log");
-    assert!(
-        log.contains("the job was deleted or taken over by another attempt; stopping"),
-        "the attempt should stop and say why"
-    );
-}
+);
+
+both_backends!(
+    deleting_a_converting_job_stops_it_and_keeps_nothing,
+    |backend: Backend| async move {
+        let node = Node::start(NodeOptions {
+            workers: 1,
+            ..NodeOptions::default().on(backend)
+        })
+        .await;
+        let (_, token) = node.new_user().await;
+        let (status, body) = node.upload(&token, &clip("long")).await;
+        assert_eq!(status, 202, "{body}");
+        let id = body["job_id"].as_str().expect("job_id").to_owned();
+        node.wait_converting(None).await;
+        let (status, _, _) = send(&node, "DELETE", &format!("/jobs/{id}"), &token).await;
+        assert_eq!(status, 204);
+        // The worker lets go and takes the next job.
+        let next = node.upload_all(&token, &[clip("tone")]).await;
+        let job = node.wait_final(&token, &next[0]).await;
+        assert_eq!(job["state"], "done", "{job}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = node.count_files(Files::Audio).await;
+            if left == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{left} audio files: the deleted job's stayed"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(node.count_files(Files::Videos).await, 1);
+        let log = std::fs::read_to_string(&node.log).expect("log");
+        assert!(
+            log.contains("the job was deleted or taken over by another attempt; stopping"),
+            "the attempt should stop and say why"
+        );
+    }
+);
 
 /// Reads server-sent events until the stream ends or `limit` passes.
 /// Returns (id, data) pairs and how many heartbeat comments came.
@@ -373,67 +370,55 @@ async fn events_stream_a_job_converted_on_another_node_and_resume() {
     assert_eq!(status, 204);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn per_user_limits_and_retention() {
-    let mp4 = clip("mp4");
-    let size = std::fs::metadata(&mp4).expect("clip").len();
-    let node = Node::start(
-        NodeOptions::default()
-            .with("VIDAUD_STORAGE__QUOTA_BYTES_PER_USER", size * 3 / 2)
-            .with("VIDAUD_STORAGE__MAX_ACTIVE_JOBS_PER_USER", 1)
-            .with("VIDAUD_STORAGE__RETENTION_DAYS", 7)
-            .with("VIDAUD_STORAGE__SWEEP_EVERY_SECS", 1),
-    )
-    .await;
-    let (_, token) = node.new_user().await;
-    let (code, answer) = node.ctl(&["drain"]);
-    assert_eq!(code, 0, "{answer}");
-
-    // One job waits (drained): a second upload is one too many.
-    let first = node.upload_all(&token, std::slice::from_ref(&mp4)).await;
-    let (status, body) = node.upload(&token, &mp4).await;
-    assert_eq!(status, 429, "{body}");
-    assert_eq!(body["type"], "urn:vidaud:problem:too-many-jobs", "{body}");
-    let (code, _) = node.ctl(&["resume"]);
-    assert_eq!(code, 0);
-    node.wait_final(&token, &first[0]).await;
-
-    // The first video and its audio use most of the quota: the next upload
-    // is refused while streaming, and nothing of it is kept.
-    let (status, body) = node.upload(&token, &mp4).await;
-    assert_eq!(status, 413, "{body}");
-    assert_eq!(body["type"], "urn:vidaud:problem:quota-exceeded", "{body}");
-    assert_eq!(node.count(&node.names.videos_db, "fs.files").await, 1);
-
-    // Deleting frees the room.
-    let (status, _, _) = send(&node, "DELETE", &format!("/jobs/{}", first[0]), &token).await;
-    assert_eq!(status, 204);
-    let second = node.upload_all(&token, std::slice::from_ref(&mp4)).await;
-    let job = node.wait_final(&token, &second[0]).await;
-    assert_eq!(job["state"], "done");
-
-    // A job older than the retention goes, with its files, at the next sweep.
-    let oid = mongodb::bson::oid::ObjectId::parse_str(&second[0]).expect("oid");
-    let old = mongodb::bson::DateTime::from_millis(
-        mongodb::bson::DateTime::now().timestamp_millis() - 8 * 86_400_000,
-    );
-    node.mongo()
-        .await
-        .database(&node.names.jobs_db)
-        .collection::<mongodb::bson::Document>("jobs")
-        .update_one(
-            mongodb::bson::doc! { "_id": oid },
-            mongodb::bson::doc! { "$set": { "created_at": old } },
+both_backends!(
+    per_user_limits_and_retention,
+    |backend: Backend| async move {
+        let mp4 = clip("mp4");
+        let size = std::fs::metadata(&mp4).expect("clip").len();
+        let node = Node::start(
+            NodeOptions::default()
+                .on(backend)
+                .with("VIDAUD_STORAGE__QUOTA_BYTES_PER_USER", size * 3 / 2)
+                .with("VIDAUD_STORAGE__MAX_ACTIVE_JOBS_PER_USER", 1)
+                .with("VIDAUD_STORAGE__RETENTION_DAYS", 7)
+                .with("VIDAUD_STORAGE__SWEEP_EVERY_SECS", 1),
         )
-        .await
-        .expect("age the job");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while node.job(&token, &second[0]).await.0 != 404 {
-        assert!(Instant::now() < deadline, "not swept\n{}", node.log_tail());
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        .await;
+        let (_, token) = node.new_user().await;
+        let (code, answer) = node.ctl(&["drain"]);
+        assert_eq!(code, 0, "{answer}");
+
+        // One job waits (drained): a second upload is one too many.
+        let first = node.upload_all(&token, std::slice::from_ref(&mp4)).await;
+        let (status, body) = node.upload(&token, &mp4).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["type"], "urn:vidaud:problem:too-many-jobs", "{body}");
+        let (code, _) = node.ctl(&["resume"]);
+        assert_eq!(code, 0);
+        node.wait_final(&token, &first[0]).await;
+
+        // The first video and its audio use most of the quota: the next upload
+        // is refused while streaming, and nothing of it is kept.
+        let (status, body) = node.upload(&token, &mp4).await;
+        assert_eq!(status, 413, "{body}");
+        assert_eq!(body["type"], "urn:vidaud:problem:quota-exceeded", "{body}");
+        assert_eq!(node.count_files(Files::Videos).await, 1);
+
+        // Deleting frees the room.
+        let (status, _, _) = send(&node, "DELETE", &format!("/jobs/{}", first[0]), &token).await;
+        assert_eq!(status, 204);
+        let second = node.upload_all(&token, std::slice::from_ref(&mp4)).await;
+        let job = node.wait_final(&token, &second[0]).await;
+        assert_eq!(job["state"], "done");
+
+        // A job older than the retention goes, with its files, at the next sweep.
+        node.age_job(&second[0], 8).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while node.job(&token, &second[0]).await.0 != 404 {
+            assert!(Instant::now() < deadline, "not swept\n{}", node.log_tail());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        node.assert_no_files(Files::Videos, "retention").await;
+        node.assert_no_files(Files::Audio, "retention").await;
     }
-    node.assert_bucket_empty(&node.names.videos_db, "retention")
-        .await;
-    node.assert_bucket_empty(&node.names.mp3s_db, "retention")
-        .await;
-}
+);

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::media::clip;
-use common::{Node, NodeOptions};
+use common::{Backend, Files, Node, NodeOptions};
 use serde_json::Value;
 
 fn limited() -> NodeOptions {
@@ -48,9 +48,8 @@ fn read_answer(stream: &mut TcpStream, limit: Duration) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn slow_clients_are_cut_off() {
-    let node = Node::start(limited()).await;
+both_backends!(slow_clients_are_cut_off, |backend: Backend| async move {
+    let node = Node::start(limited().on(backend)).await;
     let (_, token) = node.new_user().await;
 
     // A body that stops arriving: 408 after the idle limit.
@@ -130,101 +129,101 @@ async fn slow_clients_are_cut_off() {
     let (status, body) = node.upload(&token, &clip("mp4")).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(
-        node.count(&node.names.videos_db, "fs.files").await,
+        node.count_files(Files::Videos).await,
         1,
         "nothing of the cut-off uploads is kept"
     );
-}
+});
 
-#[tokio::test(flavor = "multi_thread")]
-async fn one_file_per_form_and_hostile_names_are_tamed() {
-    let node = Node::start(NodeOptions::default()).await;
-    let (email, token) = node.new_user().await;
-    let bytes = std::fs::read(clip("tone")).expect("clip");
+both_backends!(
+    one_file_per_form_and_hostile_names_are_tamed,
+    |backend: Backend| async move {
+        let node = Node::start(NodeOptions::default().on(backend)).await;
+        let (email, token) = node.new_user().await;
+        let bytes = std::fs::read(clip("tone")).expect("clip");
 
-    let two = reqwest::multipart::Form::new()
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes.clone()).file_name("a.mp4"),
-        )
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes.clone()).file_name("b.mp4"),
-        );
-    let r = node.upload_form(&token, two).await;
-    assert_eq!(r.status(), 400);
-    let body: Value = r.json().await.expect("problem");
-    assert!(
-        body["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("exactly one"))
-    );
-    node.assert_bucket_empty(&node.names.videos_db, "two files")
-        .await;
-
-    // CR/LF cannot be part of a multipart header: the form is malformed.
-    let crlf = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes.clone())
-            .file_name("evil\r\nBcc: victim@example.com.wav"),
-    );
-    let r = node.upload_form(&token, crlf).await;
-    assert_eq!(r.status(), 400, "CR/LF in a part header");
-    node.assert_bucket_empty(&node.names.videos_db, "a CR/LF name")
-        .await;
-
-    let long = format!("{}.wav", "ü".repeat(400));
-    for (raw, stored) in [
-        ("../../etc/passwd", "passwd"),
-        ("tab\there.wav", "tabhere.wav"),
-        ("..\\..\\windows\\clip.wav", "clip.wav"),
-        ("日本語 🎵.wav", "日本語 🎵.wav"),
-        (long.as_str(), ""),
-    ] {
-        let form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes.clone()).file_name(raw.to_owned()),
-        );
-        let r = node.upload_form(&token, form).await;
-        assert_eq!(r.status(), 202, "{raw:?}");
-        let accepted: Value = r.json().await.expect("json");
-        let id = accepted["job_id"].as_str().expect("job_id");
-        let job = node.wait_final(&token, id).await;
-        assert_eq!(job["state"], "done", "{raw:?}: {job}");
-        let name = job["filename"].as_str().expect("filename");
-        if stored.is_empty() {
-            assert_eq!(name.chars().count(), 200, "long names are cut");
-        } else {
-            assert_eq!(name, stored);
-        }
-        assert!(!name.contains(['/', '\\', '\r', '\n']), "{name:?}");
-        let download = node
-            .download(&token, job["mp3_fid"].as_str().expect("fid"))
-            .await;
-        let disposition = download.headers()["content-disposition"]
-            .to_str()
-            .expect("ASCII header")
-            .to_owned();
+        let two = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes.clone()).file_name("a.mp4"),
+            )
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes.clone()).file_name("b.mp4"),
+            );
+        let r = node.upload_form(&token, two).await;
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.expect("problem");
         assert!(
-            disposition.starts_with("attachment; filename=\""),
-            "{disposition}"
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("exactly one"))
         );
-        assert!(!disposition.contains(['\r', '\n']), "{disposition}");
-    }
-    // Each mail names the file in its one Subject header, and adds none.
-    for mail in common::mails_to(&email, 5).await {
-        let headers = mail.split("\r\n\r\n").next().unwrap_or(&mail);
-        let names: Vec<String> = headers
-            .lines()
-            .filter(|l| !l.starts_with([' ', '\t']))
-            .filter_map(|l| l.split(':').next())
-            .map(str::to_ascii_lowercase)
-            .collect();
-        assert_eq!(
-            names.iter().filter(|n| *n == "subject").count(),
-            1,
-            "{headers}"
+        node.assert_no_files(Files::Videos, "two files").await;
+
+        // CR/LF cannot be part of a multipart header: the form is malformed.
+        let crlf = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes.clone())
+                .file_name("evil\r\nBcc: victim@example.com.wav"),
         );
-        assert!(!names.iter().any(|n| n == "bcc"), "{headers}");
+        let r = node.upload_form(&token, crlf).await;
+        assert_eq!(r.status(), 400, "CR/LF in a part header");
+        node.assert_no_files(Files::Videos, "a CR/LF name").await;
+
+        let long = format!("{}.wav", "ü".repeat(400));
+        for (raw, stored) in [
+            ("../../etc/passwd", "passwd"),
+            ("tab\there.wav", "tabhere.wav"),
+            ("..\\..\\windows\\clip.wav", "clip.wav"),
+            ("日本語 🎵.wav", "日本語 🎵.wav"),
+            (long.as_str(), ""),
+        ] {
+            let form = reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes.clone()).file_name(raw.to_owned()),
+            );
+            let r = node.upload_form(&token, form).await;
+            assert_eq!(r.status(), 202, "{raw:?}");
+            let accepted: Value = r.json().await.expect("json");
+            let id = accepted["job_id"].as_str().expect("job_id");
+            let job = node.wait_final(&token, id).await;
+            assert_eq!(job["state"], "done", "{raw:?}: {job}");
+            let name = job["filename"].as_str().expect("filename");
+            if stored.is_empty() {
+                assert_eq!(name.chars().count(), 200, "long names are cut");
+            } else {
+                assert_eq!(name, stored);
+            }
+            assert!(!name.contains(['/', '\\', '\r', '\n']), "{name:?}");
+            let download = node
+                .download(&token, job["mp3_fid"].as_str().expect("fid"))
+                .await;
+            let disposition = download.headers()["content-disposition"]
+                .to_str()
+                .expect("ASCII header")
+                .to_owned();
+            assert!(
+                disposition.starts_with("attachment; filename=\""),
+                "{disposition}"
+            );
+            assert!(!disposition.contains(['\r', '\n']), "{disposition}");
+        }
+        // Each mail names the file in its one Subject header, and adds none.
+        for mail in common::mails_to(&email, 5).await {
+            let headers = mail.split("\r\n\r\n").next().unwrap_or(&mail);
+            let names: Vec<String> = headers
+                .lines()
+                .filter(|l| !l.starts_with([' ', '\t']))
+                .filter_map(|l| l.split(':').next())
+                .map(str::to_ascii_lowercase)
+                .collect();
+            assert_eq!(
+                names.iter().filter(|n| *n == "subject").count(),
+                1,
+                "{headers}"
+            );
+            assert!(!names.iter().any(|n| n == "bcc"), "{headers}");
+        }
     }
-}
+);

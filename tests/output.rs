@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::media::{clip, decoded_seconds, probe};
-use common::{Node, NodeOptions};
+use common::{Backend, Files, Node, NodeOptions};
 
 async fn download_to(
     node: &Node,
@@ -44,45 +44,47 @@ async fn converted(
     job
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn formats_chosen_at_upload_are_converted_and_served_as_such() {
-    let node = Node::start(NodeOptions::default()).await;
-    let (_, token) = node.new_user().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+both_backends!(
+    formats_chosen_at_upload_are_converted_and_served_as_such,
+    |backend: Backend| async move {
+        let node = Node::start(NodeOptions::default().on(backend)).await;
+        let (_, token) = node.new_user().await;
+        let dir = tempfile::tempdir().expect("tempdir");
 
-    // Query parameters.
-    let job = converted(&node, &token, "format=opus&bitrate=64&title=Talk", &[], &[]).await;
-    assert_eq!(job["progress"], 100.0, "{job}");
-    assert_eq!(job["output"]["format"], "opus", "{job}");
-    assert_eq!(job["output"]["bitrate_kbps"], 64, "{job}");
-    let (headers, audio) = download_to(&node, &token, &job, dir.path()).await;
-    assert_eq!(headers["content-type"], "audio/ogg");
-    let disposition = headers["content-disposition"].to_str().expect("ascii");
-    assert!(
-        disposition.contains("filename=\"mp4.opus\""),
-        "{disposition}"
-    );
-    let p = probe(&audio);
-    assert_eq!(
-        (p.codec.as_str(), p.title.as_deref()),
-        ("opus", Some("Talk"))
-    );
+        // Query parameters.
+        let job = converted(&node, &token, "format=opus&bitrate=64&title=Talk", &[], &[]).await;
+        assert_eq!(job["progress"], 100.0, "{job}");
+        assert_eq!(job["output"]["format"], "opus", "{job}");
+        assert_eq!(job["output"]["bitrate_kbps"], 64, "{job}");
+        let (headers, audio) = download_to(&node, &token, &job, dir.path()).await;
+        assert_eq!(headers["content-type"], "audio/ogg");
+        let disposition = headers["content-disposition"].to_str().expect("ascii");
+        assert!(
+            disposition.contains("filename=\"mp4.opus\""),
+            "{disposition}"
+        );
+        let p = probe(&audio);
+        assert_eq!(
+            (p.codec.as_str(), p.title.as_deref()),
+            ("opus", Some("Talk"))
+        );
 
-    // Form fields, before and after the file.
-    let after = [("start", "1"), ("duration", "2"), ("channels", "mono")];
-    let job = converted(&node, &token, "", &[("format", "flac")], &after).await;
-    let (headers, audio) = download_to(&node, &token, &job, dir.path()).await;
-    assert_eq!(headers["content-type"], "audio/flac");
-    let p = probe(&audio);
-    assert_eq!((p.codec.as_str(), p.channels), ("flac", 1));
-    assert!((decoded_seconds(&audio) - 2.0).abs() < 0.03);
+        // Form fields, before and after the file.
+        let after = [("start", "1"), ("duration", "2"), ("channels", "mono")];
+        let job = converted(&node, &token, "", &[("format", "flac")], &after).await;
+        let (headers, audio) = download_to(&node, &token, &job, dir.path()).await;
+        assert_eq!(headers["content-type"], "audio/flac");
+        let p = probe(&audio);
+        assert_eq!((p.codec.as_str(), p.channels), ("flac", 1));
+        assert!((decoded_seconds(&audio) - 2.0).abs() < 0.03);
 
-    // The default stays the reference's: MP3 at the configured bitrate.
-    let job = converted(&node, &token, "", &[], &[]).await;
-    let (headers, audio) = download_to(&node, &token, &job, dir.path()).await;
-    assert_eq!(headers["content-type"], "audio/mpeg");
-    assert_eq!(probe(&audio).bit_rate, 192_000);
-}
+        // The default stays the reference's: MP3 at the configured bitrate.
+        let job = converted(&node, &token, "", &[], &[]).await;
+        let (headers, audio) = download_to(&node, &token, &job, dir.path()).await;
+        assert_eq!(headers["content-type"], "audio/mpeg");
+        assert_eq!(probe(&audio).bit_rate, 192_000);
+    }
+);
 
 /// (query, fields before the file, fields after it, the field at fault)
 type Refusal = (
@@ -92,37 +94,39 @@ type Refusal = (
     &'static str,
 );
 
-#[tokio::test(flavor = "multi_thread")]
-async fn bad_options_get_422_naming_the_field_and_store_nothing() {
-    let node = Node::start(NodeOptions::default()).await;
-    let (_, token) = node.new_user().await;
-    let input = clip("mp4");
-    let files_before = node.count(&node.names.videos_db, "fs.files").await;
-    let cases: [Refusal; 7] = [
-        ("bitrate=100", &[], &[], "bitrate"),
-        ("format=wma", &[], &[], "format"),
-        ("start=-1", &[], &[], "start"),
-        ("volume=11", &[], &[], "volume"),
-        ("", &[("quality", "12")], &[], "quality"),
-        ("", &[], &[("sample_rate", "44000")], "sample_rate"),
-        ("format=flac", &[], &[("bitrate", "128")], "bitrate"),
-    ];
-    for (query, before, after, field) in cases {
-        let (status, body) = node.upload_with(&token, &input, query, before, after).await;
-        assert_eq!(status, 422, "{query} {before:?} {after:?}: {body}");
-        assert_eq!(body["field"], field, "{body}");
-        assert!(
-            body["error"].as_str().is_some_and(|e| e.contains(field)),
-            "{body}"
+both_backends!(
+    bad_options_get_422_naming_the_field_and_store_nothing,
+    |backend: Backend| async move {
+        let node = Node::start(NodeOptions::default().on(backend)).await;
+        let (_, token) = node.new_user().await;
+        let input = clip("mp4");
+        let files_before = node.count_files(Files::Videos).await;
+        let cases: [Refusal; 7] = [
+            ("bitrate=100", &[], &[], "bitrate"),
+            ("format=wma", &[], &[], "format"),
+            ("start=-1", &[], &[], "start"),
+            ("volume=11", &[], &[], "volume"),
+            ("", &[("quality", "12")], &[], "quality"),
+            ("", &[], &[("sample_rate", "44000")], "sample_rate"),
+            ("format=flac", &[], &[("bitrate", "128")], "bitrate"),
+        ];
+        for (query, before, after, field) in cases {
+            let (status, body) = node.upload_with(&token, &input, query, before, after).await;
+            assert_eq!(status, 422, "{query} {before:?} {after:?}: {body}");
+            assert_eq!(body["field"], field, "{body}");
+            assert!(
+                body["error"].as_str().is_some_and(|e| e.contains(field)),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            node.count_files(Files::Videos).await,
+            files_before,
+            "refused uploads leave no file"
         );
+        assert_eq!(node.job_records().await.len(), 0, "nor a job");
     }
-    assert_eq!(
-        node.count(&node.names.videos_db, "fs.files").await,
-        files_before,
-        "refused uploads leave no file"
-    );
-    assert_eq!(node.job_records().await.len(), 0, "nor a job");
-}
+);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn progress_is_readable_while_a_job_converts() {
@@ -244,23 +248,29 @@ async fn an_hour_of_audio_converts_in_bounded_memory() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn inputs_over_the_duration_limit_fail_with_the_reason() {
-    let node =
-        Node::start(NodeOptions::default().with("VIDAUD_TRANSCODER__MAX_INPUT_SECS", 2)).await;
-    let (_, token) = node.new_user().await;
-    let (status, body) = node.upload(&token, &clip("mp4")).await;
-    assert_eq!(status, 202, "{body}");
-    let job = node
-        .wait_final(&token, body["job_id"].as_str().expect("id"))
+both_backends!(
+    inputs_over_the_duration_limit_fail_with_the_reason,
+    |backend: Backend| async move {
+        let node = Node::start(
+            NodeOptions::default()
+                .on(backend)
+                .with("VIDAUD_TRANSCODER__MAX_INPUT_SECS", 2),
+        )
         .await;
-    assert_eq!(job["state"], "failed", "{job}");
-    assert_eq!(job["attempts"], 1, "a fact about the input: no retry");
-    assert!(
-        job["error"].as_str().is_some_and(|e| e.contains("limit")),
-        "{job}"
-    );
-}
+        let (_, token) = node.new_user().await;
+        let (status, body) = node.upload(&token, &clip("mp4")).await;
+        assert_eq!(status, 202, "{body}");
+        let job = node
+            .wait_final(&token, body["job_id"].as_str().expect("id"))
+            .await;
+        assert_eq!(job["state"], "failed", "{job}");
+        assert_eq!(job["attempts"], 1, "a fact about the input: no retry");
+        assert!(
+            job["error"].as_str().is_some_and(|e| e.contains("limit")),
+            "{job}"
+        );
+    }
+);
 
 /// Size of the big upload: the in-memory SecantusDB of the tests fails
 /// ("internal server error") storing 1 GB or more, so the daemon figure is

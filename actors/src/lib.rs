@@ -1,24 +1,24 @@
 //! The actors of the vidaud daemon and the adapters each one owns.
 //!
 //! Every long-lived concern of a node is one actor (HTTP front, auth, queue
-//! bridge, transcoder pool, notifier) and lives in its own folder together
-//! with the adapter to the outside system it talks to (hyper, MySQL,
-//! RabbitMQ, GStreamer, SMTP). Shared vocabulary — job records, queue
-//! messages, settings, metrics — sits at the top level so that no actor has
-//! to reach into another's folder. `ARCHITECTURE.md` at the repository root
-//! is the map.
+//! bridge and transcoder pool, notifier, retention sweep) in its own folder
+//! or file. The actors reach storage, queues and users only through the
+//! traits of `backends` (one `Backends` value, chosen by configuration);
+//! the adapters to MongoDB, RabbitMQ and MySQL live under
+//! `backends/cluster`. The shared vocabulary — ids, times, job records,
+//! queue messages and events — is `domain`, which names no driver type.
+//! `ARCHITECTURE.md` at the repository root is the map.
 
 pub mod auth;
-pub mod health;
+pub mod backends;
+pub mod domain;
 pub mod http;
-pub mod job;
 pub mod mailbox;
 pub mod metrics;
 pub mod notifier;
 pub mod output;
-pub mod queue;
+pub mod retention;
 pub mod settings;
-pub mod store;
 pub mod transcoder;
 
 pub use settings::Settings;

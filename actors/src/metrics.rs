@@ -204,19 +204,19 @@ impl Metrics {
         let jobs_by_state = registered(
             &mut registry,
             "jobs_by_state",
-            "Jobs in MongoDB by state (all nodes; sampled)",
+            "Jobs in the job store by state (all nodes; sampled)",
             Family::<StateLabels, Gauge>::default(),
         );
         let queue_messages = registered(
             &mut registry,
             "queue_messages_ready",
-            "Messages ready in a RabbitMQ queue (video, mp3, dead letters; sampled)",
+            "Messages ready in a job queue (video, mp3, dead letters; sampled)",
             Family::<QueueLabels, Gauge>::default(),
         );
         let dependency_up = registered(
             &mut registry,
             "dependency_up",
-            "1 while a dependency (mongodb, rabbitmq, mysql) answers, else 0 (sampled)",
+            "1 while a dependency (cluster: mongodb, rabbitmq, mysql; embedded: sqlite, data_dir) answers, else 0 (sampled)",
             Family::<DependencyLabels, Gauge>::default(),
         );
         let workers = registered(
@@ -271,7 +271,7 @@ impl Metrics {
                 gstreamer: gstreamer_version(),
             })
             .set(1);
-        for state in crate::job::JobState::LIVE {
+        for state in crate::domain::JobState::LIVE {
             let state = state.as_str();
             let _ = jobs_by_state.get_or_create(&StateLabels { state });
         }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub node: NodeSettings,
+    pub backend: BackendSettings,
     pub http: HttpSettings,
     pub auth: AuthSettings,
     pub storage: StorageSettings,
@@ -62,6 +63,37 @@ impl Default for MailboxSettings {
             auth: 64,
             transcoder: 2,
             notifier: 4,
+        }
+    }
+}
+
+/// Which backend keeps users, jobs, files and the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// One node, no servers: SQLite and files under `data_dir`.
+    #[default]
+    Embedded,
+    /// Many nodes sharing RabbitMQ (`[queue]`), MongoDB (`[storage]`) and
+    /// MySQL (`[auth]`).
+    Cluster,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendSettings {
+    pub kind: BackendKind,
+    /// The embedded backend's data directory (database, files, lock, and
+    /// the mail folder when no SMTP server is set); relative to the working
+    /// directory.
+    pub data_dir: String,
+}
+
+impl Default for BackendSettings {
+    fn default() -> Self {
+        Self {
+            kind: BackendKind::Embedded,
+            data_dir: "data".into(),
         }
     }
 }
@@ -278,6 +310,7 @@ impl Default for TranscoderSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct NotifierSettings {
     pub enabled: bool,
+    /// Empty: no SMTP server; mails go to `maildir`.
     pub smtp_host: String,
     pub smtp_port: u16,
     pub smtp_username: String,
@@ -285,18 +318,22 @@ pub struct NotifierSettings {
     pub smtp_password: String,
     pub smtp_password_file: String,
     pub from: String,
+    /// Where mails are written when `smtp_host` is empty; empty: the data
+    /// directory's `maildir`.
+    pub maildir: String,
 }
 
 impl Default for NotifierSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            smtp_host: "127.0.0.1".into(),
+            smtp_host: String::new(),
             smtp_port: 2525,
             smtp_username: String::new(),
             smtp_password: String::new(),
             smtp_password_file: String::new(),
             from: "vidaud <vidaud@localhost>".into(),
+            maildir: String::new(),
         }
     }
 }

@@ -5,14 +5,18 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
+use std::time::Duration;
+
 use vidaud_actors::auth::{AuthActor, AuthArgs, AuthMsg, TokenKeys};
+use vidaud_actors::backends::Backends;
 use vidaud_actors::http::{AppState, HttpFront};
 use vidaud_actors::mailbox::Mailboxes;
 use vidaud_actors::metrics::Metrics;
 use vidaud_actors::notifier::{Mailer, Notifier, NotifierArgs};
-use vidaud_actors::queue::{BridgeArgs, BridgeMsg, Broker, QueueBridge};
-use vidaud_actors::store::Store;
-use vidaud_actors::transcoder::{PoolArgs, PoolMsg, TranscoderPool};
+use vidaud_actors::retention::{Sweeper, SweeperArgs};
+use vidaud_actors::transcoder::{
+    BridgeArgs, BridgeMsg, PoolArgs, PoolMsg, QueueBridge, TranscoderPool,
+};
 use vidaud_actors::{Settings, transcoder};
 
 /// Start order is declaration order.
@@ -22,15 +26,17 @@ pub enum Child {
     Notifier,
     Transcoder,
     Bridge,
+    Retention,
     Http,
 }
 
 impl Child {
-    pub const START_ORDER: [Child; 5] = [
+    pub const START_ORDER: [Child; 6] = [
         Child::Auth,
         Child::Notifier,
         Child::Transcoder,
         Child::Bridge,
+        Child::Retention,
         Child::Http,
     ];
 
@@ -40,6 +46,7 @@ impl Child {
             Child::Notifier => "notifier",
             Child::Transcoder => "transcoder",
             Child::Bridge => "bridge",
+            Child::Retention => "retention",
             Child::Http => "http",
         }
     }
@@ -49,7 +56,7 @@ impl Child {
         match self {
             Child::Auth => &[Child::Http],
             Child::Transcoder => &[Child::Bridge],
-            Child::Notifier | Child::Bridge | Child::Http => &[],
+            Child::Notifier | Child::Bridge | Child::Retention | Child::Http => &[],
         }
     }
 }
@@ -66,8 +73,7 @@ pub struct NodeContext {
     pub metrics: Arc<Metrics>,
     /// Outlive the children: a restarted actor inherits its mailbox.
     pub mailboxes: Mailboxes,
-    pub store: Store,
-    pub broker: Broker,
+    pub backends: Backends,
 }
 
 /// References the dependents need, filled as children start.
@@ -76,6 +82,15 @@ pub struct Running {
     pub auth: Option<ActorRef<AuthMsg>>,
     pub pool: Option<ActorRef<PoolMsg>>,
     pub bridge: Option<ActorRef<BridgeMsg>>,
+}
+
+/// Where mails go without an SMTP server: `notifier.maildir`, else the
+/// data directory's `maildir`.
+fn maildir(settings: &Settings) -> std::path::PathBuf {
+    match settings.notifier.maildir.trim() {
+        "" => std::path::Path::new(&settings.backend.data_dir).join("maildir"),
+        dir => dir.into(),
+    }
 }
 
 /// The bridge's prefetch for the pool size in force.
@@ -95,7 +110,7 @@ pub async fn start(
     let cell = match child {
         Child::Auth => {
             let args = AuthArgs {
-                mysql_url: s.auth.mysql_url.clone(),
+                users: ctx.backends.users.clone(),
                 keys: ctx.keys.clone(),
                 cost: vidaud_actors::auth::HashCost {
                     memory_kib: s.auth.argon2_memory_kib,
@@ -111,9 +126,8 @@ pub async fn start(
                 return Ok(None);
             }
             let args = NotifierArgs {
-                broker: ctx.broker.clone(),
-                store: ctx.store.clone(),
-                mailer: Mailer::new(&s.notifier, &s.http.public_url)?,
+                backends: ctx.backends.clone(),
+                mailer: Mailer::new(&s.notifier, &s.http.public_url, maildir(s))?,
                 metrics: ctx.metrics.clone(),
                 mailbox: ctx.mailboxes.notifier.clone(),
                 node_id: ctx.node_id.clone(),
@@ -127,8 +141,7 @@ pub async fn start(
             let args = PoolArgs {
                 workers: s.transcoder.workers,
                 context: Arc::new(transcoder::WorkerContext {
-                    store: ctx.store.clone(),
-                    broker: ctx.broker.clone(),
+                    backends: ctx.backends.clone(),
                     node_id: ctx.node_id.clone(),
                     settings: s.transcoder.clone(),
                     metrics: ctx.metrics.clone(),
@@ -145,7 +158,7 @@ pub async fn start(
                 .clone()
                 .ok_or("the bridge needs the transcoder pool")?;
             let args = BridgeArgs {
-                broker: ctx.broker.clone(),
+                backends: ctx.backends.clone(),
                 pool,
                 mailbox: ctx.mailboxes.transcoder.clone(),
                 prefetch: prefetch(s),
@@ -156,6 +169,21 @@ pub async fn start(
             running.bridge = Some(actor.clone());
             actor.get_cell()
         }
+        Child::Retention => {
+            if s.storage.retention_days == 0 {
+                return Ok(None);
+            }
+            let args = SweeperArgs {
+                backends: ctx.backends.clone(),
+                node_id: ctx.node_id.clone(),
+                retention_days: s.storage.retention_days,
+                every: Duration::from_secs(s.storage.sweep_every_secs),
+            };
+            Actor::spawn_linked(name, Sweeper, args, supervisor)
+                .await?
+                .0
+                .get_cell()
+        }
         Child::Http => {
             let state = AppState {
                 auth: running
@@ -163,13 +191,11 @@ pub async fn start(
                     .clone()
                     .ok_or("the HTTP front needs the auth actor")?,
                 keys: ctx.keys.clone(),
-                store: ctx.store.clone(),
-                broker: ctx.broker.clone(),
+                backends: ctx.backends.clone(),
                 metrics: ctx.metrics.clone(),
                 settings: s.http.clone(),
                 bitrate_kbps: s.transcoder.bitrate_kbps,
                 mailboxes: ctx.mailboxes.clone(),
-                events: Default::default(),
                 node_id: ctx.node_id.clone(),
                 limits: vidaud_actors::http::AuthLimits::new(&s.auth),
                 registration_open: s.auth.registration_open,

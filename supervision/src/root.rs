@@ -1,9 +1,8 @@
-//! The root supervisor: connects the shared clients (MongoDB, RabbitMQ),
+//! The root supervisor: connects the backends the configuration chooses,
 //! starts the children in order, restarts them by policy, and stops them in
 //! reverse order.
 
 use std::collections::{BTreeMap, HashSet};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -12,18 +11,15 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, Supervisio
 use tracing::{error, info, warn};
 use vidaud_actors::Settings;
 use vidaud_actors::auth::TokenKeys;
+use vidaud_actors::backends::{Backends, Part};
 use vidaud_actors::mailbox::Mailboxes;
 use vidaud_actors::metrics::{Metrics, QueueLabels, StateLabels};
-use vidaud_actors::queue::Broker;
 use vidaud_actors::settings::MailboxSettings;
-use vidaud_actors::store::Store;
+use vidaud_actors::transcoder::{BridgeMsg, PoolMsg};
 
 use crate::children::{self, Child, NodeContext, Running};
 use crate::control::{Command, MAX_WORKERS};
 use crate::policy::RestartIntensity;
-use vidaud_actors::health::Dependencies;
-use vidaud_actors::queue::BridgeMsg;
-use vidaud_actors::transcoder::PoolMsg;
 
 /// How the root ended, for the process's exit code.
 #[derive(Default)]
@@ -86,27 +82,6 @@ const MAX_RESTARTS: usize = 10;
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
 const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Retries `connect` with capped exponential backoff until it succeeds: a
-/// dependency that is still starting delays the node, it does not kill it.
-async fn connect_with_backoff<T, E, F, Fut>(what: &str, mut connect: F) -> T
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut delay = Duration::from_millis(250);
-    loop {
-        match connect().await {
-            Ok(value) => return value,
-            Err(e) => {
-                warn!("{what} not reachable yet ({e}); retrying in {delay:?}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
-}
-
 impl RootSupervisor {
     async fn restart(&self, myself: &ActorRef<RootMsg>, child: Child, state: &mut RootState) {
         for dependent in child.dependents() {
@@ -158,11 +133,8 @@ impl Actor for RootSupervisor {
         args: RootArgs,
     ) -> Result<RootState, ActorProcessingErr> {
         let settings = args.settings;
-        let store = connect_with_backoff("MongoDB", || Store::connect(&settings.storage)).await;
-        let broker = connect_with_backoff("RabbitMQ", || {
-            Broker::connect(&settings.queue, &args.node_id)
-        })
-        .await;
+        let backends = Backends::connect(&settings, &args.node_id).await?;
+        info!(backend = backends.kind, "backends connected");
         let mailboxes = Mailboxes::new(&settings.mailboxes, &args.metrics);
         let ctx = NodeContext {
             mailboxes,
@@ -171,8 +143,7 @@ impl Actor for RootSupervisor {
             node_id: args.node_id,
             keys: args.keys,
             metrics: args.metrics,
-            store,
-            broker,
+            backends,
         };
         let mut running = Running::default();
         let mut cells = BTreeMap::new();
@@ -331,8 +302,8 @@ fn sample(state: &RootState) {
     }
     let sampling = state.sampling.clone();
     let ctx = &state.ctx;
-    let (store, broker, metrics) = (ctx.store.clone(), ctx.broker.clone(), ctx.metrics.clone());
-    let (pool, auth) = (state.running.pool.clone(), state.running.auth.clone());
+    let (backends, metrics) = (ctx.backends.clone(), ctx.metrics.clone());
+    let pool = state.running.pool.clone();
     metrics.draining.set(i64::from(ctx.draining));
     tokio::spawn(async move {
         if let Some(p) = ask(pool.as_ref(), |reply| PoolMsg::Status { reply }).await {
@@ -340,12 +311,12 @@ fn sample(state: &RootState) {
             metrics.workers_busy.set(p.busy as i64);
             metrics.unacked.set((p.busy + p.waiting) as i64);
         }
-        let deps = Dependencies::check(&store, &broker, auth.as_ref()).await;
-        metrics.dependency("mongodb", deps.mongodb);
-        metrics.dependency("rabbitmq", deps.rabbitmq);
-        metrics.dependency("mysql", deps.mysql);
-        if deps.mongodb
-            && let Ok(counts) = store.count_by_state().await
+        let deps = backends.health().await;
+        for (name, up) in deps.each() {
+            metrics.dependency(name, up);
+        }
+        if deps.serves(Part::Jobs)
+            && let Ok(counts) = backends.jobs.count_by_state().await
         {
             for (state, count) in counts {
                 let labels = StateLabels {
@@ -357,15 +328,15 @@ fn sample(state: &RootState) {
                     .set(count as i64);
             }
         }
-        if deps.rabbitmq
-            && let Ok(depths) = broker.ready_messages().await
+        if deps.serves(Part::Queue)
+            && let Ok(depths) = backends.queue.depths().await
         {
             for (queue, count) in depths {
                 let labels = QueueLabels { queue };
                 metrics
                     .queue_messages
                     .get_or_create(&labels)
-                    .set(i64::from(count));
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
             }
         }
         sampling.store(false, Ordering::SeqCst);
@@ -452,7 +423,7 @@ impl RootSupervisor {
         })
         .await;
         let queue = ask(state.running.bridge.as_ref(), BridgeMsg::Status).await;
-        let deps = Dependencies::check(&ctx.store, &ctx.broker, state.running.auth.as_ref()).await;
+        let deps = ctx.backends.health().await;
         let restarts: BTreeMap<&str, u64> = Child::START_ORDER
             .iter()
             .map(|c| (c.name(), state.restarts.get(c).copied().unwrap_or(0)))
@@ -461,6 +432,7 @@ impl RootSupervisor {
             "ok": true,
             "version": env!("CARGO_PKG_VERSION"),
             "node": ctx.node_id,
+            "backend": ctx.backends.kind,
             "uptime_secs": state.started.elapsed().as_secs(),
             "draining": ctx.draining,
             "pool": pool,

@@ -2,6 +2,12 @@
 //! servers that `scripts/test` provides (RabbitMQ, MariaDB, SecantusDB, an
 //! SMTP sink writing a Maildir). Every node group gets its own queues and
 //! databases, so tests run side by side without seeing each other's jobs.
+//!
+//! A node runs on either backend ([`Backend`]): the cluster one on those
+//! servers, or the embedded one on a data directory of its own. What a test
+//! checks of storage (files kept, job records, queue depths) goes through
+//! backend-neutral methods here, so one test body serves both; the
+//! [`both_backends!`] macro runs it once on each.
 
 #![allow(dead_code)]
 
@@ -74,8 +80,51 @@ pub fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
+/// Which backend a test node runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Cluster,
+    Embedded,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cluster => "cluster",
+            Backend::Embedded => "embedded",
+        }
+    }
+}
+
+/// Runs one async test body on both backends: `both_backends!(name, |backend| async move { .. })`
+/// makes `name::cluster` and `name::embedded`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread")]
+            async fn cluster() {
+                ($body)(common::Backend::Cluster).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn embedded() {
+                ($body)(common::Backend::Embedded).await
+            }
+        }
+    };
+}
+
+/// The two kinds of stored file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Files {
+    Videos,
+    Audio,
+}
+
 #[derive(Clone)]
 pub struct NodeOptions {
+    pub backend: Backend,
     pub workers: usize,
     pub max_upload_bytes: u64,
     /// MongoDB port; the suite's SecantusDB when `None`.
@@ -89,6 +138,7 @@ pub struct NodeOptions {
 impl Default for NodeOptions {
     fn default() -> Self {
         Self {
+            backend: Backend::Cluster,
             workers: 2,
             max_upload_bytes: 512 * 1024 * 1024,
             mongo_port: None,
@@ -103,11 +153,19 @@ impl NodeOptions {
         self.env.push((key, value.to_string()));
         self
     }
+
+    pub fn on(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
 }
 
 /// Names of a node group's queues and databases.
 #[derive(Clone)]
 pub struct Names {
+    /// The embedded backend's data directory (nodes of a group share it
+    /// only one after the other: one node per data directory).
+    pub data_dir: PathBuf,
     pub video_queue: String,
     pub mp3_queue: String,
     pub dead_letter_queue: String,
@@ -120,6 +178,7 @@ impl Names {
     pub fn fresh() -> Names {
         let id = unique("t");
         Names {
+            data_dir: Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("data-{id}")),
             video_queue: format!("video-{id}"),
             mp3_queue: format!("mp3-{id}"),
             dead_letter_queue: format!("video.dead-{id}"),
@@ -207,6 +266,8 @@ impl Node {
         command
             .args(["serve", "--config"])
             .arg(&config)
+            .env("VIDAUD_BACKEND__KIND", options.backend.name())
+            .env("VIDAUD_BACKEND__DATA_DIR", &names.data_dir)
             .env("VIDAUD_NODE__ID", format!("n{port}"))
             .env("VIDAUD_HTTP__LISTEN", format!("127.0.0.1:{port}"))
             .env(
@@ -244,6 +305,7 @@ impl Node {
                 },
                 options.workers.to_string(),
             )
+            .env("VIDAUD_NOTIFIER__SMTP_HOST", "127.0.0.1")
             .env("VIDAUD_NOTIFIER__SMTP_PORT", smtp_port().to_string())
             .env("VIDAUD_ADMIN__SOCKET", Self::socket_path(port))
             .env("VIDAUD_LOG__LEVEL", "info,vidaud_actors=debug")
@@ -301,13 +363,12 @@ impl Node {
     pub async fn converting_within(&self, node: Option<&str>, limit: Duration) -> Option<String> {
         let deadline = Instant::now() + limit;
         loop {
-            let jobs = self.documents(&self.names.jobs_db, "jobs").await;
-            let busy = jobs.iter().find(|j| {
-                j.get_str("state") == Ok("converting")
-                    && node.is_none_or(|n| j.get_str("node") == Ok(n))
-            });
+            let jobs = self.job_records().await;
+            let busy = jobs
+                .iter()
+                .find(|j| j["state"] == "converting" && node.is_none_or(|n| j["node"] == n));
             if let Some(job) = busy {
-                return job.get_object_id("_id").map(|id| id.to_hex()).ok();
+                return job["_id"].as_str().map(str::to_owned);
             }
             if Instant::now() > deadline {
                 return None;
@@ -316,9 +377,134 @@ impl Node {
         }
     }
 
-    /// The raw job records of the group.
-    pub async fn job_records(&self) -> Vec<Document> {
-        self.documents(&self.names.jobs_db, "jobs").await
+    /// The raw job records of the group, as JSON with the stored field
+    /// names (`_id`, `state`, `node`, `attempts`, ...; ids as hex).
+    pub async fn job_records(&self) -> Vec<Value> {
+        match self.options.backend {
+            Backend::Cluster => self
+                .documents(&self.names.jobs_db, "jobs")
+                .await
+                .into_iter()
+                .map(|d| {
+                    let mut json = Bson::Document(d).into_relaxed_extjson();
+                    // ObjectIds as their hex, as the embedded rows hold them.
+                    if let Some(fields) = json.as_object_mut() {
+                        for value in fields.values_mut() {
+                            if let Some(oid) = value["$oid"].as_str().map(str::to_owned) {
+                                *value = oid.into();
+                            }
+                        }
+                    }
+                    json
+                })
+                .collect(),
+            Backend::Embedded => self.sql_rows(
+                "SELECT json_object('_id', id, 'state', state, 'node', node, \
+                 'attempts', attempts, 'owner', owner, 'mailed', mailed, \
+                 'notified', notified) FROM jobs",
+            ),
+        }
+    }
+
+    /// Rows of one JSON column from the embedded node's database.
+    fn sql_rows(&self, sql: &str) -> Vec<Value> {
+        let db = self.sqlite();
+        let mut statement = db.prepare(sql).expect("prepare");
+        let rows = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .expect("query");
+        rows.map(|r| serde_json::from_str(&r.expect("row")).expect("json"))
+            .collect()
+    }
+
+    /// A connection to the embedded node's database (beside the node).
+    pub fn sqlite(&self) -> rusqlite::Connection {
+        let db = rusqlite::Connection::open(self.names.data_dir.join("vidaud.db"))
+            .expect("open vidaud.db");
+        db.busy_timeout(Duration::from_secs(10))
+            .expect("busy timeout");
+        db
+    }
+
+    /// Runs one statement on the embedded node's database.
+    pub fn sql_scalar(&self, sql: &str) -> i64 {
+        self.sqlite()
+            .query_row(sql, [], |row| row.get(0))
+            .expect("sql")
+    }
+
+    /// Files of a kind stored (finished), whichever backend.
+    pub async fn count_files(&self, files: Files) -> u64 {
+        match self.options.backend {
+            Backend::Cluster => self.count(self.files_db(files), "fs.files").await,
+            Backend::Embedded => self.sql_scalar(&format!(
+                "SELECT COUNT(*) FROM files WHERE bucket = '{}'",
+                embedded_bucket(files)
+            )) as u64,
+        }
+    }
+
+    /// Job records of the group (deleted ones included), whichever backend.
+    pub async fn count_jobs(&self) -> u64 {
+        match self.options.backend {
+            Backend::Cluster => self.count(&self.names.jobs_db, "jobs").await,
+            Backend::Embedded => self.sql_scalar("SELECT COUNT(*) FROM jobs") as u64,
+        }
+    }
+
+    /// Makes a job look `days` older (for the retention sweep).
+    pub async fn age_job(&self, job_id: &str, days: i64) {
+        let shift = days * 86_400_000;
+        match self.options.backend {
+            Backend::Cluster => {
+                let oid = mongodb::bson::oid::ObjectId::parse_str(job_id).expect("oid");
+                let old = mongodb::bson::DateTime::from_millis(
+                    mongodb::bson::DateTime::now().timestamp_millis() - shift,
+                );
+                self.mongo()
+                    .await
+                    .database(&self.names.jobs_db)
+                    .collection::<Document>("jobs")
+                    .update_one(doc! { "_id": oid }, doc! { "$set": { "created_at": old } })
+                    .await
+                    .expect("age the job");
+            }
+            Backend::Embedded => {
+                self.sqlite()
+                    .execute(
+                        "UPDATE jobs SET created_at = created_at - ?2 WHERE id = ?1",
+                        rusqlite::params![job_id, shift],
+                    )
+                    .expect("age the job");
+            }
+        }
+    }
+
+    fn files_db(&self, files: Files) -> &str {
+        match files {
+            Files::Videos => &self.names.videos_db,
+            Files::Audio => &self.names.mp3s_db,
+        }
+    }
+
+    /// Messages ready in one of the group's queues, whichever backend.
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        match self.options.backend {
+            Backend::Cluster => queue_depth(queue).await,
+            Backend::Embedded => {
+                // The embedded queues keep the settings' default names.
+                let name = if queue == self.names.video_queue {
+                    "video"
+                } else if queue == self.names.mp3_queue {
+                    "mp3"
+                } else {
+                    "video.dead"
+                };
+                self.sql_scalar(&format!(
+                    "SELECT COUNT(*) FROM messages WHERE queue = '{name}' AND held_by IS NULL"
+                )) as u32
+            }
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -603,32 +789,90 @@ impl Node {
             .expect("count")
     }
 
-    /// Asserts the GridFS bucket in `db` holds no file and no stray chunk.
-    pub async fn assert_bucket_empty(&self, db: &str, why: &str) {
-        assert_eq!(
-            self.count(db, "fs.files").await,
-            0,
-            "{why}: files left in {db}"
-        );
-        assert_eq!(
-            self.count(db, "fs.chunks").await,
-            0,
-            "{why}: chunks left in {db}"
+    /// Asserts no file of a kind is kept: no GridFS file and no stray
+    /// chunk (cluster); no file record, no file on disk and no partial
+    /// write (embedded).
+    pub async fn assert_no_files(&self, files: Files, why: &str) {
+        let (ids, pieces) = self.file_ids(files).await;
+        assert!(ids.is_empty(), "{why}: {files:?} files left: {ids:?}");
+        assert!(
+            pieces.is_empty(),
+            "{why}: {files:?} pieces left: {pieces:?}"
         );
     }
 
-    /// Ids of the files in a bucket, and the ids its chunks belong to.
-    async fn bucket_ids(&self, db: &str) -> (Vec<Bson>, HashSet<String>) {
-        let files = self.documents(db, "fs.files").await;
-        let chunks = self
-            .fields(db, "fs.chunks", Some(doc! { "files_id": 1 }))
-            .await;
-        let ids = files.iter().filter_map(|f| f.get("_id").cloned()).collect();
-        let owners = chunks
-            .iter()
-            .filter_map(|c| c.get("files_id").map(|id| id.to_string()))
-            .collect();
-        (ids, owners)
+    /// Whether file `id` (hex) of a kind is stored, whichever backend.
+    pub async fn has_file(&self, files: Files, id: &str) -> bool {
+        self.file_ids(files).await.0.contains(id)
+    }
+
+    /// Removes a stored file the way another node (cluster: its GridFS
+    /// delete) or a failing disk (embedded: the file vanishes) would,
+    /// without this node knowing.
+    pub async fn remove_file_behind_its_back(&self, files: Files, id: &str) {
+        match self.options.backend {
+            Backend::Cluster => {
+                let oid = mongodb::bson::oid::ObjectId::parse_str(id).expect("oid");
+                self.mongo()
+                    .await
+                    .database(self.files_db(files))
+                    .gridfs_bucket(None)
+                    .delete(Bson::ObjectId(oid))
+                    .await
+                    .expect("delete behind the node's back");
+            }
+            Backend::Embedded => {
+                let dir = self
+                    .names
+                    .data_dir
+                    .join("files")
+                    .join(embedded_bucket(files))
+                    .join(&id[22..]);
+                std::fs::remove_file(dir.join(id)).expect("remove the file");
+            }
+        }
+    }
+
+    /// Ids (hex) of the finished files of a kind, and the ids that stored
+    /// pieces belong to (GridFS chunks; files on disk and partial writes).
+    async fn file_ids(&self, files: Files) -> (HashSet<String>, HashSet<String>) {
+        match self.options.backend {
+            Backend::Cluster => {
+                let db = self.files_db(files);
+                let docs = self.documents(db, "fs.files").await;
+                let chunks = self
+                    .fields(db, "fs.chunks", Some(doc! { "files_id": 1 }))
+                    .await;
+                let ids = docs
+                    .iter()
+                    .filter_map(|f| f.get_object_id("_id").ok().map(|id| id.to_hex()))
+                    .collect();
+                let owners = chunks
+                    .iter()
+                    .filter_map(|c| c.get_object_id("files_id").ok().map(|id| id.to_hex()))
+                    .collect();
+                (ids, owners)
+            }
+            Backend::Embedded => {
+                let bucket = embedded_bucket(files);
+                let ids = self
+                    .sql_rows(&format!(
+                        "SELECT json_quote(id) FROM files WHERE bucket = '{bucket}'"
+                    ))
+                    .into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect();
+                let root = self.names.data_dir.join("files");
+                let mut pieces = HashSet::new();
+                for dir in walk(&root.join(bucket)) {
+                    pieces.insert(dir);
+                }
+                for partial in walk(&root.join("partial")) {
+                    pieces.insert(format!("partial:{partial}"));
+                }
+                (ids, pieces)
+            }
+        }
     }
 
     /// The state after a batch has settled, checked against what the issue
@@ -681,35 +925,30 @@ impl Node {
         }
         assert_eq!(done.len() + failed.len(), jobs.len());
 
-        let (mp3s, mp3_chunk_owners) = self.bucket_ids(&self.names.mp3s_db).await;
+        let (mp3_ids, mp3_pieces) = self.file_ids(Files::Audio).await;
         assert_eq!(
-            mp3s.len(),
+            mp3_ids.len(),
             done.len(),
             "one audio file per done job, none for failed ones"
         );
         for job in &done {
             let fid = job["mp3_fid"].as_str().expect("done job has mp3_fid");
-            assert!(
-                mp3s.iter().any(|id| id.to_string().contains(fid)),
-                "missing audio {fid}"
-            );
+            assert!(mp3_ids.contains(fid), "missing audio {fid}");
         }
-        let mp3_ids: HashSet<String> = mp3s.iter().map(|id| id.to_string()).collect();
         assert!(
-            mp3_chunk_owners.is_subset(&mp3_ids),
-            "orphan audio chunks: {mp3_chunk_owners:?}"
+            mp3_pieces.is_subset(&mp3_ids),
+            "orphan audio pieces: {mp3_pieces:?}"
         );
 
-        let (videos, video_chunk_owners) = self.bucket_ids(&self.names.videos_db).await;
+        let (video_ids, video_pieces) = self.file_ids(Files::Videos).await;
         assert_eq!(
-            videos.len(),
+            video_ids.len(),
             jobs.len(),
             "one stored video per job, no orphans"
         );
-        let video_ids: HashSet<String> = videos.iter().map(|id| id.to_string()).collect();
         assert!(
-            video_chunk_owners.is_subset(&video_ids),
-            "orphan video chunks"
+            video_pieces.is_subset(&video_ids),
+            "orphan video pieces: {video_pieces:?}"
         );
 
         mails_to(email, jobs.len()).await;
@@ -725,22 +964,47 @@ impl Node {
         assert!(resent <= max_resent, "{resent} mails sent twice");
 
         assert_eq!(
-            queue_depth(&self.names.video_queue).await,
+            self.queue_depth(&self.names.video_queue).await,
             0,
             "video queue drained"
         );
         assert_eq!(
-            queue_depth(&self.names.mp3_queue).await,
+            self.queue_depth(&self.names.mp3_queue).await,
             0,
             "mp3 queue drained"
         );
         assert_eq!(
-            queue_depth(&self.names.dead_letter_queue).await,
+            self.queue_depth(&self.names.dead_letter_queue).await,
             failed.len() as u32,
             "dead-letter queue holds exactly the failed jobs"
         );
         (done.len(), failed.len(), resent)
     }
+}
+
+/// The embedded backend's name of a bucket (its folder and `files.bucket`).
+fn embedded_bucket(files: Files) -> &'static str {
+    match files {
+        Files::Videos => "videos",
+        Files::Audio => "audio",
+    }
+}
+
+/// Names of the files anywhere below `dir` (none if it does not exist).
+fn walk(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return names;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            names.extend(walk(&path));
+        } else if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+            names.push(name.to_owned());
+        }
+    }
+    names
 }
 
 /// The Message-ID header of a raw mail.
@@ -768,6 +1032,10 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if !self.owns_queues {
+            return;
+        }
+        if self.options.backend == Backend::Embedded {
+            let _ = std::fs::remove_dir_all(&self.names.data_dir);
             return;
         }
         let names = self.names.clone();

@@ -1,4 +1,5 @@
-//! The auth actor: registration and login against MySQL, token issue.
+//! The auth actor: registration and login against the user directory,
+//! token issue.
 //!
 //! It owns the user store and the signing keys. Each request is served by its
 //! own task (password hashing is slow on purpose), so the actor's mailbox
@@ -9,17 +10,16 @@
 
 mod password;
 mod tokens;
-mod users;
 
 pub use password::{HashCost, Verified, check_email, check_rules, hash_now as password_hash};
 pub use tokens::{Claims, MIN_SECRET_LEN, TokenError, TokenKeys, TokenRules};
-pub use users::{Users, UsersError};
 
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::warn;
 
+use crate::backends::{User, UserDirectory, UsersError, chain};
 use crate::mailbox::Ticket;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,16 +30,10 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("a user with this e-mail already exists")]
     EmailTaken,
-    #[error("the user database is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the user directory is unavailable")]
+    Unavailable(#[from] UsersError),
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-impl From<UsersError> for AuthError {
-    fn from(e: UsersError) -> Self {
-        AuthError::Unavailable(e.to_string())
-    }
 }
 
 pub enum AuthMsg {
@@ -55,19 +49,17 @@ pub enum AuthMsg {
         ticket: Ticket,
         reply: RpcReplyPort<Result<String, AuthError>>,
     },
-    /// Whether MySQL answers.
-    Ping { reply: RpcReplyPort<bool> },
 }
 
 #[derive(Clone)]
 pub struct AuthArgs {
-    pub mysql_url: String,
+    pub users: Arc<dyn UserDirectory>,
     pub keys: Arc<TokenKeys>,
     pub cost: HashCost,
 }
 
 pub struct AuthState {
-    users: Users,
+    users: Arc<dyn UserDirectory>,
     keys: Arc<TokenKeys>,
     cost: HashCost,
     /// Checked against when an account does not exist, so that absent
@@ -87,13 +79,7 @@ impl Actor for AuthActor {
         _myself: ActorRef<Self::Msg>,
         args: AuthArgs,
     ) -> Result<AuthState, ActorProcessingErr> {
-        let users = Users::new(&args.mysql_url)?;
-        let migrating = users.clone();
-        tokio::spawn(async move {
-            if let Err(e) = migrating.ensure_schema().await {
-                warn!("MySQL not reachable yet ({e}); login and register answer 503 until it is");
-            }
-        });
+        let users = args.users;
         let dummy_hash = password::hash("no such account".into(), args.cost).await?;
         Ok(AuthState {
             users,
@@ -111,11 +97,6 @@ impl Actor for AuthActor {
     ) -> Result<(), ActorProcessingErr> {
         let users = state.users.clone();
         match msg {
-            AuthMsg::Ping { reply } => {
-                tokio::spawn(async move {
-                    let _ = reply.send(users.ping().await.is_ok());
-                });
-            }
             AuthMsg::Register {
                 email,
                 password,
@@ -154,7 +135,7 @@ impl Actor for AuthActor {
 }
 
 async fn register(
-    users: &Users,
+    users: &Arc<dyn UserDirectory>,
     email: String,
     password: String,
     cost: HashCost,
@@ -162,7 +143,12 @@ async fn register(
     check_email(&email)?;
     check_rules(&password, &email)?;
     let hash = password::hash(password, cost).await?;
-    if users.create(&email, &hash, false).await? {
+    let user = User {
+        email,
+        password_hash: hash,
+        admin: false,
+    };
+    if users.create(&user).await? {
         Ok(())
     } else {
         Err(AuthError::EmailTaken)
@@ -170,7 +156,7 @@ async fn register(
 }
 
 struct Login<'a> {
-    users: &'a Users,
+    users: &'a Arc<dyn UserDirectory>,
     keys: &'a TokenKeys,
     dummy_hash: &'a str,
     cost: HashCost,
@@ -197,7 +183,7 @@ impl Login<'_> {
                     Err(e) => Err(e),
                 };
                 if let Err(e) = rehashed {
-                    warn!("could not re-hash a password at login: {e}");
+                    warn!("could not re-hash a password at login: {}", chain(&e));
                 }
             }
         }

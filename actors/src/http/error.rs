@@ -13,9 +13,8 @@ use axum::response::{IntoResponse, Response};
 use tracing::warn;
 
 use crate::auth::AuthError;
+use crate::backends::{QueueError, StoreError, chain};
 use crate::output::OptionError;
-use crate::queue::QueueError;
-use crate::store::StoreError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -41,6 +40,7 @@ pub const KINDS: &[(&str, u16, &str)] = &[
     ("headers-too-large", 431, "Request headers too large"),
     ("internal", 500, "Internal error"),
     ("unavailable", 503, "Service unavailable"),
+    ("insufficient-storage", 507, "Insufficient storage"),
 ];
 
 const TYPE_PREFIX: &str = "urn:vidaud:problem:";
@@ -224,7 +224,15 @@ impl From<StoreError> for ApiError {
                 format!("the upload would exceed your storage quota of {quota} bytes"),
             ),
             StoreError::Gone { .. } => Self::not_found("file"),
-            other => Self::unavailable("storage", other),
+            StoreError::Full(_) => {
+                warn!("storage full: {}", chain(&e));
+                Self::of_kind(
+                    "insufficient-storage",
+                    "the server's storage is full; nothing of this upload was kept",
+                )
+                .retry_after(60)
+            }
+            other => Self::unavailable("storage", chain(&other)),
         }
     }
 }
@@ -240,7 +248,7 @@ impl From<OptionError> for ApiError {
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
-        Self::unavailable("the job queue", e)
+        Self::unavailable("the job queue", chain(&e))
     }
 }
 
@@ -250,7 +258,7 @@ impl From<AuthError> for ApiError {
             AuthError::BadInput(m) => Self::invalid(m),
             AuthError::InvalidCredentials => Self::unauthorized(e.to_string()),
             AuthError::EmailTaken => Self::new(StatusCode::CONFLICT, e.to_string()),
-            AuthError::Unavailable(cause) => Self::unavailable("the user database", cause),
+            AuthError::Unavailable(cause) => Self::unavailable("the user database", chain(&cause)),
             AuthError::Internal(cause) => Self::internal(format!("auth: {cause}")),
         }
     }

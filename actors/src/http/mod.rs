@@ -3,8 +3,8 @@
 //! The actor owns the listening socket and the server task; stopping the
 //! actor stops accepting and lets requests in flight finish. Handlers reach
 //! the other parts of the node through [`AppState`]: the auth actor for
-//! login/register, the shared token keys for in-process verification, the
-//! store for files and jobs, and the broker to queue jobs.
+//! login/register, the shared token keys for in-process verification, and
+//! the backends for jobs, files, the job queue and job events.
 
 mod body;
 mod error;
@@ -31,27 +31,22 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 
 use crate::auth::{AuthMsg, TokenKeys};
+use crate::backends::Backends;
 use crate::mailbox::Mailboxes;
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
-use crate::queue::{Broker, EventHub};
 use crate::settings::{HttpSettings, StorageSettings};
-use crate::store::Store;
 
 #[derive(Clone)]
 pub struct AppState {
     pub auth: ActorRef<AuthMsg>,
     pub keys: Arc<TokenKeys>,
-    pub store: Store,
-    pub broker: Broker,
+    pub backends: Backends,
     pub metrics: Arc<Metrics>,
     pub settings: HttpSettings,
     pub bitrate_kbps: u32,
     /// Uploads (`http`) and auth requests (`auth`) take a ticket first; a
     /// full mailbox is a 503 with Retry-After.
     pub mailboxes: Mailboxes,
-    /// Job events from every node, for server-sent event streams; fed by
-    /// the actor while it runs.
-    pub events: EventHub,
     pub node_id: String,
     /// Login/register rate limits.
     pub limits: AuthLimits,
@@ -122,8 +117,6 @@ pub struct HttpState {
     closing: CancellationToken,
     server: JoinHandle<()>,
     metrics_server: Option<JoinHandle<()>>,
-    events_feed: JoinHandle<()>,
-    sweeper: Option<JoinHandle<()>>,
 }
 
 /// How long requests in flight may take to finish when the node stops.
@@ -159,14 +152,6 @@ impl Actor for HttpFront {
                 }))
             }
         };
-        let events_feed = state.events.feed_from(state.broker.clone());
-        let sweeper = crate::store::spawn_sweeper(
-            state.store.clone(),
-            state.broker.clone(),
-            state.node_id.clone(),
-            state.storage.retention_days,
-            Duration::from_secs(state.storage.sweep_every_secs),
-        );
         let closing = state.closing.clone();
         let settings = state.settings.clone();
         let app = router(state);
@@ -180,8 +165,6 @@ impl Actor for HttpFront {
             closing,
             server,
             metrics_server,
-            events_feed,
-            sweeper,
         })
     }
 
@@ -194,10 +177,6 @@ impl Actor for HttpFront {
         let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), &mut state.server).await;
         if let Some(metrics) = state.metrics_server.as_mut() {
             let _ = tokio::time::timeout(Duration::from_secs(1), metrics).await;
-        }
-        state.events_feed.abort();
-        if let Some(sweeper) = &state.sweeper {
-            sweeper.abort();
         }
         Ok(())
     }

@@ -15,20 +15,16 @@ pub use mail::{MailError, Mailer, compose, message_id};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions};
-use lapin::types::FieldTable;
-use mongodb::bson::oid::ObjectId;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::job::{JobState, Mp3Message};
+use crate::backends::{
+    Backends, Consumer, Delivery, JobStore, Queue, QueueError, chain, run_consumer,
+};
+use crate::domain::{JobState, Mp3Message};
 use crate::mailbox::Mailbox;
 use crate::metrics::{Metrics, ResultLabels};
-use crate::queue::Broker;
-use crate::store::Store;
 
 /// How long a stopping notifier may take to finish the mails in hand.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -38,8 +34,7 @@ pub enum NotifierMsg {
 }
 
 pub struct NotifierArgs {
-    pub broker: Broker,
-    pub store: Store,
+    pub backends: Backends,
     pub mailer: Mailer,
     pub metrics: Arc<Metrics>,
     /// Its capacity is the `mp3` prefetch: mails in hand at once.
@@ -50,14 +45,14 @@ pub struct NotifierArgs {
 /// What every mail in hand needs.
 struct Work {
     mailer: Mailer,
-    store: Store,
+    jobs: Arc<dyn JobStore>,
     metrics: Arc<Metrics>,
 }
 
 pub struct NotifierState {
     consumer: JoinHandle<()>,
-    channel: lapin::Channel,
-    consumer_tag: String,
+    /// Tells the consumer to cancel; it finishes the mail in hand first.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// What to do with an `mp3` delivery.
@@ -79,38 +74,33 @@ impl Actor for Notifier {
         args: NotifierArgs,
     ) -> Result<NotifierState, ActorProcessingErr> {
         let prefetch = u16::try_from(args.mailbox.capacity()).unwrap_or(u16::MAX);
-        let channel = args.broker.consumer_channel(prefetch).await?;
-        let queue = args.broker.settings().mp3_queue.clone();
         let consumer_tag = format!("vidaud-notifier-{}", args.node_id);
-        let consumer = channel
-            .basic_consume(
-                queue.as_str().into(),
-                consumer_tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
+        let consumer = args
+            .backends
+            .queue
+            .consume(Queue::Finished, prefetch, &consumer_tag)
             .await?;
-        info!(%queue, prefetch, "notifier consuming");
+        info!(prefetch, "notifier consuming finished jobs");
         let NotifierArgs {
             mailer,
             metrics,
-            store,
+            backends,
             mailbox,
             ..
         } = args;
         let work = Arc::new(Work {
             mailer,
-            store,
+            jobs: backends.jobs,
             metrics,
         });
+        let (stop, stopped) = tokio::sync::oneshot::channel();
         let consumer = tokio::spawn(async move {
-            let reason = consume(consumer, work, mailbox).await;
+            let reason = consume(consumer, stopped, work, mailbox).await;
             let _ = myself.cast(NotifierMsg::ConsumerEnded(reason));
         });
         Ok(NotifierState {
             consumer,
-            channel,
-            consumer_tag,
+            stop: Some(stop),
         })
     }
 
@@ -132,13 +122,9 @@ impl Actor for Notifier {
         _myself: ActorRef<NotifierMsg>,
         state: &mut NotifierState,
     ) -> Result<(), ActorProcessingErr> {
-        let _ = state
-            .channel
-            .basic_cancel(
-                state.consumer_tag.as_str().into(),
-                BasicCancelOptions::default(),
-            )
-            .await;
+        if let Some(stop) = state.stop.take() {
+            let _ = stop.send(());
+        }
         // The consumer ends once the cancel is through; the mail in hand
         // (and those already delivered to us) are finished and acked first.
         // Aborting mid-send could repeat a mail the server already took.
@@ -149,10 +135,6 @@ impl Actor for Notifier {
             warn!("the notifier did not finish its mail in time; stopping it");
             state.consumer.abort();
         }
-        let _ = state
-            .channel
-            .close(200, "vidaud notifier stopping".into())
-            .await;
         Ok(())
     }
 }
@@ -162,63 +144,57 @@ impl Actor for Notifier {
 /// One at a time on purpose: the `mailed` check and mark are not atomic, so
 /// two copies of one job's message mailed concurrently could both send.
 /// Returns why the stream ended (cancelled, or the channel lost).
-async fn consume(mut consumer: lapin::Consumer, work: Arc<Work>, mailbox: Mailbox) -> String {
-    loop {
-        let delivery = match consumer.next().await {
-            Some(Ok(delivery)) => delivery,
-            Some(Err(e)) => return e.to_string(),
-            None => return "consumer cancelled".to_owned(),
-        };
-        let _ticket = mailbox.take();
-        if let Err(e) = settle(delivery, &work).await {
-            return e.to_string();
+async fn consume(
+    consumer: Box<dyn Consumer>,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+    work: Arc<Work>,
+    mailbox: Mailbox,
+) -> String {
+    run_consumer(consumer, stopped, |delivery| {
+        let (work, mailbox) = (work.clone(), mailbox.clone());
+        async move {
+            let _ticket = mailbox.take();
+            settle(delivery, &work).await.map_err(|e| chain(&e))
         }
-    }
+    })
+    .await
 }
 
 /// Mails one delivery and acks it, or hands it back after a pause.
-async fn settle(delivery: Delivery, work: &Work) -> Result<bool, lapin::Error> {
-    match deliver(&delivery, &work.mailer, &work.store, &work.metrics).await {
-        Outcome::Done => delivery.acker.ack(BasicAckOptions::default()).await,
+async fn settle(delivery: Delivery, work: &Work) -> Result<(), QueueError> {
+    match deliver(&delivery, work).await {
+        Outcome::Done => delivery.settle.ack().await,
         Outcome::RetryLater => {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let requeue = BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            };
-            delivery.acker.nack(requeue).await
+            delivery.settle.requeue().await
         }
     }
 }
 
-async fn deliver(
-    delivery: &Delivery,
-    mailer: &Mailer,
-    store: &Store,
-    metrics: &Metrics,
-) -> Outcome {
+async fn deliver(delivery: &Delivery, work: &Work) -> Outcome {
     let count = |result| {
-        metrics.emails.get_or_create(&ResultLabels { result }).inc();
+        work.metrics
+            .emails
+            .get_or_create(&ResultLabels { result })
+            .inc();
     };
-    let message = match serde_json::from_slice::<Mp3Message>(&delivery.data) {
+    let message = match serde_json::from_slice::<Mp3Message>(&delivery.payload) {
         Ok(message) => message,
         Err(e) => {
             warn!("dropping an unreadable mp3 message: {e}");
             return Outcome::Done;
         }
     };
-    let job_id = ObjectId::parse_str(&message.job_id).ok();
-    if let Some(id) = job_id {
-        match store.job(id).await {
-            Ok(Some(job)) if job.mailed || job.state == JobState::Deleted => return Outcome::Done,
-            Ok(_) => {}
-            Err(e) => {
-                warn!(job_id = %message.job_id, "cannot check whether the owner was mailed: {e}");
-                return Outcome::RetryLater;
-            }
+    let id = message.job_id;
+    match work.jobs.get(id).await {
+        Ok(Some(job)) if job.mailed || job.state == JobState::Deleted => return Outcome::Done,
+        Ok(_) => {}
+        Err(e) => {
+            warn!(job_id = %id, "cannot check whether the owner was mailed: {}", chain(&e));
+            return Outcome::RetryLater;
         }
     }
-    match mailer.send(&message).await {
+    match work.mailer.send(&message).await {
         Ok(()) => count("sent"),
         Err(e) if e.is_permanent() => {
             // The relay refused this mail for good: retrying would loop.
@@ -231,10 +207,8 @@ async fn deliver(
             return Outcome::RetryLater;
         }
     }
-    if let Some(id) = job_id
-        && let Err(e) = store.mark_mailed(id).await
-    {
-        warn!(job_id = %message.job_id, "cannot record the mail: {e}");
+    if let Err(e) = work.jobs.mark_mailed(id).await {
+        warn!(job_id = %id, "cannot record the mail: {}", chain(&e));
     }
     Outcome::Done
 }

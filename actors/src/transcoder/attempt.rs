@@ -23,22 +23,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mongodb::bson::{doc, oid::ObjectId};
 use tokio::io::AsyncReadExt;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::messages::JobDelivery;
 use super::pipeline::{Control, Progress, TranscodeError, transcode};
 use super::spool::Spool;
-use crate::job::{JobEvent, JobRecord, JobState, Mp3Message};
+use crate::backends::{Backends, Bucket, Claim, FileMeta, StoreError, Upload, chain, claim};
+use crate::domain::{FileId, JobEvent, JobId, JobRecord, JobState, Mp3Message};
 use crate::metrics::Metrics;
-use crate::queue::{Broker, JobDelivery};
 use crate::settings::TranscoderSettings;
-use crate::store::{Claim, Store, StoreError, Upload};
 
 /// What every worker needs; shared by the pool's workers.
 pub struct WorkerContext {
-    pub store: Store,
-    pub broker: Broker,
+    pub backends: Backends,
     pub node_id: String,
     pub settings: TranscoderSettings,
     pub metrics: Arc<Metrics>,
@@ -76,8 +74,8 @@ enum Failure {
 /// a second: progress readers poll, and a short job still shows some).
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
-fn transient(e: impl std::fmt::Display) -> Failure {
-    Failure::Transient(e.to_string())
+fn transient(e: impl std::error::Error + 'static) -> Failure {
+    Failure::Transient(chain(&e))
 }
 
 pub async fn run_attempt(ctx: &WorkerContext, delivery: &JobDelivery) {
@@ -90,28 +88,29 @@ pub async fn run_attempt(ctx: &WorkerContext, delivery: &JobDelivery) {
     let settle = attempt(ctx, delivery).instrument(span.clone()).await;
     let _enter = span.enter();
     let result = match settle {
-        Settle::Ack => delivery.ack().await,
-        Settle::Requeue => delivery.requeue().await,
+        Settle::Ack => delivery.settle.ack().await,
+        Settle::Requeue => delivery.settle.requeue().await,
     };
     if let Err(e) = result {
-        // The channel is gone; the broker returns the delivery by itself.
-        warn!("settling the delivery failed: {e}");
+        // The consumer is gone; the queue returns the delivery by itself.
+        warn!("settling the delivery failed: {}", chain(&e));
     }
 }
 
 async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
-    let Ok(job_id) = ObjectId::parse_str(&delivery.message.job_id) else {
-        warn!("a video message with an invalid job id; dead-lettering it");
-        return dead_letter_only(ctx, delivery, "invalid job id").await;
-    };
+    let job_id = delivery.message.job_id;
     let lease = Duration::from_secs(ctx.settings.lease_secs);
-    let claim = ctx
-        .store
-        .claim_job(job_id, &ctx.node_id, ctx.settings.max_attempts, lease)
-        .await;
-    let job = match claim {
+    let claimed = claim(
+        ctx.backends.jobs.as_ref(),
+        job_id,
+        &ctx.node_id,
+        ctx.settings.max_attempts,
+        lease,
+    )
+    .await;
+    let job = match claimed {
         Err(e) => {
-            warn!("cannot claim the job: {e}");
+            warn!("cannot claim the job: {}", chain(&e));
             return back_off(1).await;
         }
         Ok(Claim::Missing) => {
@@ -156,18 +155,24 @@ async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
         Err(Failure::Transient(reason)) => {
             ctx.metrics.job_result("retry");
             warn!(%reason, attempt = job.attempts, "attempt failed; handing the job back");
-            match ctx.store.requeue_job(job.id, job.attempts, &reason).await {
+            match ctx
+                .backends
+                .jobs
+                .requeue(job.id, job.attempts, &reason)
+                .await
+            {
                 Ok(true) => announce(ctx, &job, JobState::Queued, None).await,
                 // Deleted (or taken over) meanwhile: the redelivery settles it.
                 Ok(false) => {}
-                Err(e) => warn!("could not record the failed attempt: {e}"),
+                Err(e) => warn!("could not record the failed attempt: {}", chain(&e)),
             }
             return back_off(job.attempts).await;
         }
     };
     match ctx
-        .store
-        .finish_job(job.id, job.attempts, state, error.as_deref())
+        .backends
+        .jobs
+        .finish(job.id, job.attempts, state, error.as_deref())
         .await
     {
         Ok(Some(job)) => {
@@ -182,7 +187,7 @@ async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
             Settle::Ack
         }
         Err(e) => {
-            warn!("cannot record the job's end: {e}");
+            warn!("cannot record the job's end: {}", chain(&e));
             back_off(1).await
         }
     }
@@ -196,8 +201,8 @@ async fn announce(ctx: &WorkerContext, job: &JobRecord, state: JobState, progres
         error: job.error.clone().filter(|_| state == JobState::Failed),
         ..job.event(&ctx.node_id)
     };
-    if let Err(e) = ctx.broker.publish_event(&event).await {
-        debug!("job event not published: {e}");
+    if let Err(e) = ctx.backends.events.publish(&event).await {
+        debug!("job event not published: {}", chain(&e));
     }
 }
 
@@ -210,12 +215,12 @@ async fn back_off(attempt: u32) -> Settle {
 }
 
 /// The owner deleted the job while its audio was being stored: remove it.
-async fn remove_audio_if_deleted(ctx: &WorkerContext, id: ObjectId, mp3_fid: ObjectId) {
-    if let Ok(Some(job)) = ctx.store.job(id).await
+async fn remove_audio_if_deleted(ctx: &WorkerContext, id: JobId, mp3_fid: FileId) {
+    if let Ok(Some(job)) = ctx.backends.jobs.get(id).await
         && job.state == JobState::Deleted
-        && let Err(e) = ctx.store.delete_mp3(mp3_fid).await
+        && let Err(e) = ctx.backends.blobs.delete(Bucket::Audio, mp3_fid).await
     {
-        warn!("could not remove a deleted job's audio: {e}");
+        warn!("could not remove a deleted job's audio: {}", chain(&e));
     }
 }
 
@@ -228,38 +233,42 @@ async fn hand_off(ctx: &WorkerContext, job: &JobRecord, delivery: &JobDelivery) 
     }
     if job.state == JobState::Failed {
         let reason = job.error.as_deref().unwrap_or("failed");
-        if let Err(e) = ctx.broker.dead_letter(&delivery.payload, reason).await {
-            warn!("cannot dead-letter the failed job's message: {e}");
+        if let Err(e) = ctx.backends.dead_letter(&delivery.payload, reason).await {
+            warn!("cannot dead-letter the failed job's message: {}", chain(&e));
             return back_off(1).await;
         }
     }
-    if let Err(e) = ctx.broker.publish_mp3(&Mp3Message::for_job(job)).await {
-        warn!("cannot publish the mp3 message: {e}");
+    if let Err(e) = ctx
+        .backends
+        .publish_finished(&Mp3Message::for_job(job))
+        .await
+    {
+        warn!("cannot publish the mp3 message: {}", chain(&e));
         return back_off(1).await;
     }
-    if let Err(e) = ctx.store.mark_notified(job.id).await {
+    if let Err(e) = ctx.backends.jobs.mark_notified(job.id).await {
         // Worst case a redelivery publishes once more; the notifier
         // de-duplicates by job id.
-        warn!("cannot record the notification: {e}");
+        warn!("cannot record the notification: {}", chain(&e));
     }
     Settle::Ack
 }
 
 /// A message with no job behind it: park it where an operator sees it.
 async fn dead_letter_only(ctx: &WorkerContext, delivery: &JobDelivery, reason: &str) -> Settle {
-    match ctx.broker.dead_letter(&delivery.payload, reason).await {
+    match ctx.backends.dead_letter(&delivery.payload, reason).await {
         Ok(()) => Settle::Ack,
         Err(e) => {
-            warn!("cannot dead-letter: {e}");
+            warn!("cannot dead-letter: {}", chain(&e));
             back_off(1).await
         }
     }
 }
 
 async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
-    let info = ctx
-        .store
-        .video_info(job.video_fid)
+    let blobs = &ctx.backends.blobs;
+    let info = blobs
+        .info(Bucket::Videos, job.video_fid)
         .await
         .map_err(transient)?;
     let Some(info) = info else {
@@ -270,8 +279,11 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
     if info.length == 0 {
         return Err(Failure::Permanent("the uploaded file is empty".into()));
     }
-    let body = ctx.store.download_video(&info).await.map_err(transient)?;
-    let input = Spool::fill(&ctx.settings.spool_dir, Box::pin(body))
+    let body = blobs
+        .read(Bucket::Videos, &info, None)
+        .await
+        .map_err(transient)?;
+    let input = Spool::fill(&ctx.settings.spool_dir, body)
         .await
         .map_err(transient)?;
     let output = Spool::empty(&ctx.settings.spool_dir).map_err(transient)?;
@@ -315,7 +327,11 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
                 }
                 // A failed renewal (storage away) is not a lost lease: keep
                 // going; finishing will tell whether the job is still ours.
-                let renewed = ctx.store.renew_lease(job.id, job.attempts, lease, progress).await;
+                let renewed = ctx
+                    .backends
+                    .jobs
+                    .renew_lease(job.id, job.attempts, lease, progress)
+                    .await;
                 if let Ok(false) = renewed {
                     cancel.store(true, Ordering::SeqCst);
                     let _ = conversion.await;
@@ -339,27 +355,22 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
     store_audio(ctx, job, &output).await.map_err(transient)
 }
 
-/// Streams the finished audio from its spool to GridFS under the job's
-/// audio id, replacing whatever an interrupted attempt left there.
+/// Streams the finished audio from its spool to the blob store under the
+/// job's audio id, replacing whatever an interrupted attempt left there.
 async fn store_audio(
     ctx: &WorkerContext,
     job: &JobRecord,
     audio: &Spool,
 ) -> Result<(), StoreError> {
-    ctx.store.delete_mp3(job.mp3_fid).await?;
-    let metadata = doc! {
-        "owner": &job.owner,
-        "job_id": job.id,
-        "content_type": job.output.format.content_type(),
+    let blobs = ctx.backends.blobs.as_ref();
+    blobs.delete(Bucket::Audio, job.mp3_fid).await?;
+    let meta = FileMeta {
+        filename: job.output.audio_filename(&job.filename),
+        owner: job.owner.clone(),
+        content_type: Some(job.output.format.content_type().to_owned()),
+        job_id: Some(job.id),
     };
-    let mut upload = Upload::open(
-        ctx.store.mp3s(),
-        Some(job.mp3_fid),
-        &job.output.audio_filename(&job.filename),
-        metadata,
-        u64::MAX,
-    )
-    .await?;
+    let mut upload = Upload::open(blobs, Bucket::Audio, job.mp3_fid, meta, u64::MAX).await?;
     let mut reader = audio.reader().await?;
     let mut chunk = vec![0u8; 255 * 1024];
     loop {

@@ -1,15 +1,18 @@
 //! The transcoder: a pool of worker actors, each converting one job at a
 //! time with the GStreamer pipeline.
 //!
-//! The pool owns the workers (it is their supervisor) and the queue of
-//! deliveries waiting for a free worker. It keeps a handle on the delivery
-//! each worker holds, so a worker that dies mid-job has its delivery
-//! returned to RabbitMQ — never acked, never lost.
+//! The queue bridge (bridge.rs) feeds the pool from the job queue. The pool
+//! owns the workers (it is their supervisor) and the queue of deliveries
+//! waiting for a free worker. It keeps a handle on the delivery each worker
+//! holds, so a worker that dies mid-job has its delivery returned to the
+//! job queue — never acked, never lost.
 
 mod attempt;
+mod bridge;
 mod gapless;
 mod id3;
 mod lame;
+mod messages;
 mod mp3_output;
 pub mod pipeline;
 mod pool;
@@ -17,6 +20,8 @@ mod spool;
 mod worker;
 
 pub use attempt::WorkerContext;
+pub use bridge::{BridgeArgs, BridgeMsg, BridgeStatus, QueueBridge};
+pub use messages::{JobDelivery, PoolMsg, PoolStatus};
 pub use pipeline::{Control, Progress, Summary, TranscodeError, transcode};
-pub use pool::{PoolArgs, PoolMsg, PoolStatus, TranscoderPool};
+pub use pool::{PoolArgs, TranscoderPool};
 pub use spool::Spool;

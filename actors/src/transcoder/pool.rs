@@ -10,46 +10,15 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mongodb::bson::oid::ObjectId;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use serde::Serialize;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{error, info, warn};
 
 use super::attempt::WorkerContext;
-use super::worker::{Worker, WorkerMsg};
+use super::messages::{JobDelivery, PoolMsg, PoolStatus, WorkerMsg};
+use super::worker::Worker;
+use crate::backends::{Settle, chain};
+use crate::domain::JobId;
 use crate::mailbox::Ticket;
-use crate::queue::JobDelivery;
-
-pub enum PoolMsg {
-    /// A delivery from the queue bridge, with its place in the pool's
-    /// mailbox (given back when a worker takes it).
-    Job(JobDelivery, Ticket),
-    /// A worker finished its job (acked or handed back).
-    Idle {
-        worker: ActorId,
-    },
-    /// Sets the number of workers; answers with the status after the change.
-    Resize {
-        workers: usize,
-        reply: RpcReplyPort<PoolStatus>,
-    },
-    Status {
-        reply: RpcReplyPort<PoolStatus>,
-    },
-}
-
-/// What the pool is doing right now.
-#[derive(Debug, Clone, Serialize)]
-pub struct PoolStatus {
-    /// Workers that take new jobs.
-    pub size: usize,
-    /// Workers converting now (including retiring ones finishing a job).
-    pub busy: usize,
-    /// Deliveries received and waiting for a worker.
-    pub waiting: usize,
-    /// Workers replaced after dying (panics) since start.
-    pub worker_restarts: u64,
-}
 
 pub struct PoolArgs {
     pub workers: usize,
@@ -59,7 +28,7 @@ pub struct PoolArgs {
 struct Slot {
     worker: ActorRef<WorkerMsg>,
     /// The job and delivery the worker is on, kept to hand them back if it dies.
-    busy: Option<(String, lapin::Acker)>,
+    busy: Option<(JobId, Arc<dyn Settle>)>,
     /// Stops after the job in hand; takes no new one.
     retiring: bool,
 }
@@ -109,7 +78,7 @@ impl TranscoderPool {
             let Some((delivery, _ticket)) = state.waiting.pop_front() else {
                 return;
             };
-            slot.busy = Some((delivery.message.job_id.clone(), delivery.acker.clone()));
+            slot.busy = Some((delivery.message.job_id, delivery.settle.clone()));
             if let Err(e) = slot.worker.cast(WorkerMsg::Run(delivery)) {
                 // The worker is gone; its supervision event will hand the
                 // delivery back when the replacement is made.
@@ -233,25 +202,24 @@ impl Actor for TranscoderPool {
         let Some(index) = state.position(dead) else {
             return Ok(());
         };
-        if let Some((job_id, acker)) = state.slots[index].busy.take() {
+        if let Some((job_id, settle)) = state.slots[index].busy.take() {
             // The attempt died with the worker: release the job now (not
             // when its lease runs out), then hand the delivery back for
             // another attempt; the attempt counter bounds how often.
             let ctx = &state.context;
-            if let Ok(id) = ObjectId::parse_str(&job_id)
-                && let Err(e) = ctx
-                    .store
-                    .release_crashed(id, &ctx.node_id, "the worker converting it crashed")
-                    .await
+            if let Err(e) = ctx
+                .backends
+                .jobs
+                .release_crashed(job_id, &ctx.node_id, "the worker converting it crashed")
+                .await
             {
-                warn!(%job_id, "could not release the dead worker's job: {e}");
+                warn!(%job_id, "could not release the dead worker's job: {}", chain(&e));
             }
-            let requeue = lapin::options::BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            };
-            if let Err(e) = acker.nack(requeue).await {
-                warn!("could not hand back the dead worker's delivery: {e}");
+            if let Err(e) = settle.requeue().await {
+                warn!(
+                    "could not hand back the dead worker's delivery: {}",
+                    chain(&e)
+                );
             }
         }
         if state.slots[index].retiring {
@@ -272,7 +240,7 @@ impl Actor for TranscoderPool {
     ) -> Result<(), ActorProcessingErr> {
         // Deliveries not yet started go back to the broker now, for any node.
         for (delivery, _ticket) in state.waiting.drain(..) {
-            let _ = delivery.requeue().await;
+            let _ = delivery.settle.requeue().await;
         }
         // A worker stops after the job in hand: conversions in progress get
         // the grace period to finish and ack. One that overruns is killed;
@@ -293,5 +261,121 @@ impl Actor for TranscoderPool {
         });
         futures::future::join_all(stops).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pool's crash handling against a real embedded backend: no daemon.
+
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
+
+    use ractor::Actor;
+
+    use super::{PoolArgs, TranscoderPool};
+    use crate::backends::{Backends, Bucket, FileMeta, Queue, Upload};
+    use crate::domain::{FileId, JobRecord, JobState, VideoMessage};
+    use crate::mailbox::Mailbox;
+    use crate::metrics::Metrics;
+    use crate::output::OutputOptions;
+    use crate::settings::{BackendKind, Settings};
+    use crate::transcoder::{JobDelivery, PoolMsg, WorkerContext};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_worker_dying_mid_job_hands_back_its_job_and_delivery_and_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        settings.backend.kind = BackendKind::Embedded;
+        settings.backend.data_dir = dir.path().display().to_string();
+        let backends = Backends::connect(&settings, "n1").await.unwrap();
+
+        // A stored video, its job, and its message in the queue.
+        let video = FileId::new();
+        let meta = FileMeta {
+            filename: "clip.mp4".into(),
+            owner: "a@example.com".into(),
+            ..FileMeta::default()
+        };
+        let mut upload = Upload::open(
+            backends.blobs.as_ref(),
+            Bucket::Videos,
+            video,
+            meta,
+            1 << 20,
+        )
+        .await
+        .unwrap();
+        upload.write(b"not really a video").await.unwrap();
+        upload.finish().await.unwrap();
+        let job = JobRecord::new("a@example.com", "clip.mp4", video, OutputOptions::default());
+        backends.jobs.insert(&job).await.unwrap();
+        backends.publish_job(&job.video_message()).await.unwrap();
+
+        let metrics = Arc::new(Metrics::new());
+        let mut transcoder = settings.transcoder.clone();
+        transcoder.inject_panics = 1;
+        let context = Arc::new(WorkerContext {
+            backends: backends.clone(),
+            node_id: "n1".into(),
+            settings: transcoder,
+            metrics: metrics.clone(),
+            panics_left: AtomicU32::new(1),
+        });
+        let (pool, _) = Actor::spawn(
+            None,
+            TranscoderPool,
+            PoolArgs {
+                workers: 1,
+                context,
+            },
+        )
+        .await
+        .unwrap();
+
+        let mut consumer = backends
+            .queue
+            .consume(Queue::Jobs, 1, "test")
+            .await
+            .unwrap();
+        let delivery = consumer.next().await.unwrap().unwrap();
+        let message: VideoMessage = serde_json::from_slice(&delivery.payload).unwrap();
+        let mailbox = Mailbox::new("transcoder", 4, &metrics);
+        let job_delivery = JobDelivery {
+            message,
+            payload: delivery.payload,
+            redelivered: delivery.redelivered,
+            settle: delivery.settle,
+        };
+        pool.cast(PoolMsg::Job(job_delivery, mailbox.take()))
+            .unwrap();
+
+        // The worker panics after spooling the video: the job goes back to
+        // queued at once, its message back to the queue, a new worker starts.
+        let mut released = None;
+        for _ in 0..100 {
+            let record = backends.jobs.get(job.id).await.unwrap().unwrap();
+            let depth = backends.queue.depths().await.unwrap();
+            if record.state == JobState::Queued
+                && record.attempts == 1
+                && depth.contains(&("video".to_owned(), 1))
+            {
+                released = Some(record);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let record = released.expect("the job and its delivery were not handed back");
+        assert_eq!(
+            record.error.as_deref(),
+            Some("the worker converting it crashed")
+        );
+        let status = ractor::call!(pool, |reply| PoolMsg::Status { reply }).unwrap();
+        assert_eq!(
+            (status.size, status.busy, status.worker_restarts),
+            (1, 0, 1)
+        );
+        pool.stop(None);
     }
 }

@@ -7,12 +7,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::attempt::{WorkerContext, run_attempt};
-use super::pool::PoolMsg;
-use crate::queue::JobDelivery;
-
-pub enum WorkerMsg {
-    Run(JobDelivery),
-}
+use super::messages::{PoolMsg, WorkerMsg};
 
 pub struct Worker {
     pub pool: ActorRef<PoolMsg>,

@@ -18,15 +18,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
-use mongodb::bson::oid::ObjectId;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::jobs::owned_job;
+use crate::domain::{JobEvent, JobId, JobState};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
-use crate::job::{JobEvent, JobState};
 
 /// How often the record is read again when no event came: events are best
 /// effort (one published while the broker was away is lost), the record is
@@ -55,7 +54,7 @@ pub async fn job_events(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     // Subscribe before reading the record, so nothing falls in between.
-    let feed = app.events.subscribe();
+    let feed = app.backends.events.subscribe();
     let job = owned_job(&app, &caller, &id).await?;
     let last_seen = headers
         .get("last-event-id")
@@ -114,8 +113,8 @@ impl Drop for OpenStream {
 struct Watch {
     _open: OpenStream,
     app: AppState,
-    job_id: ObjectId,
-    feed: broadcast::Receiver<crate::job::JobEvent>,
+    job_id: JobId,
+    feed: broadcast::Receiver<JobEvent>,
     last_sent: Option<u64>,
     first: Option<JobEvent>,
     finished: bool,
@@ -135,11 +134,10 @@ impl Watch {
         {
             return Some(event);
         }
-        let job_hex = self.job_id.to_hex();
         while !self.finished {
             let candidate = tokio::select! {
                 got = self.feed.recv() => match got {
-                    Ok(event) if event.job_id == job_hex => Some(event),
+                    Ok(event) if event.job_id == self.job_id => Some(event),
                     Ok(_) => None,
                     // Fell behind the feed: what was missed is in the record.
                     Err(RecvError::Lagged(_)) => self.reread().await,
@@ -158,10 +156,10 @@ impl Watch {
 
     /// The job as its record says now; a job gone altogether is deleted.
     async fn reread(&self) -> Option<JobEvent> {
-        match self.app.store.job(self.job_id).await {
+        match self.app.backends.jobs.get(self.job_id).await {
             Ok(Some(job)) => Some(job.event(&self.app.node_id)),
             Ok(None) => Some(JobEvent {
-                job_id: self.job_id.to_hex(),
+                job_id: self.job_id,
                 owner: String::new(),
                 state: JobState::Deleted,
                 progress: None,

@@ -11,11 +11,11 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 
 use super::jobs::{owned_job, parse_id};
+use crate::backends::{Bucket, FileInfo};
+use crate::domain::{FileId, JobState};
 use crate::http::AppState;
 use crate::http::error::{ApiError, finish};
 use crate::http::extract::Caller;
-use crate::job::JobState;
-use crate::store::FileInfo;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -47,8 +47,8 @@ pub async fn download(
     let fid = query
         .fid
         .ok_or_else(|| ApiError::invalid("give the file id as ?fid="))?;
-    let id = parse_id(&fid, "file")?;
-    let info = match app.store.mp3_info(id).await? {
+    let id: FileId = parse_id(&fid)?;
+    let info = match app.backends.blobs.info(Bucket::Audio, id).await? {
         Some(info) if info.owner.as_deref().is_some_and(|o| caller.may_access(o)) => info,
         _ => return Err(ApiError::not_found("file")),
     };
@@ -85,7 +85,7 @@ pub async fn job_audio(
             ),
         ));
     }
-    match app.store.mp3_info(job.mp3_fid).await? {
+    match app.backends.blobs.info(Bucket::Audio, job.mp3_fid).await? {
         Some(info) => serve(&app, &headers, info).await,
         None => Err(ApiError::not_found("file")),
     }
@@ -129,11 +129,10 @@ async fn serve(app: &AppState, headers: &HeaderMap, info: FileInfo) -> Result<Re
         }
     };
     let sent = app.metrics.download_bytes.clone();
-    let body = Body::from_stream(app.store.download_mp3(&info, range).await?.inspect_ok(
-        move |chunk| {
-            sent.inc_by(chunk.len() as u64);
-        },
-    ));
+    let stream = app.backends.blobs.read(Bucket::Audio, &info, range).await?;
+    let body = Body::from_stream(stream.inspect_ok(move |chunk| {
+        sent.inc_by(chunk.len() as u64);
+    }));
     let builder = match range {
         Some((first, last)) => builder
             .status(StatusCode::PARTIAL_CONTENT)

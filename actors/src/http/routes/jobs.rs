@@ -9,25 +9,28 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::backends::{Bucket, JobQuery, chain};
+use crate::domain::{FileId, Id, IdKind, JobId, JobRecord, JobState};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
-use crate::job::{JobRecord, JobState};
 use crate::output::OutputOptions;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct JobView {
-    job_id: String,
+    #[schema(value_type = String)]
+    job_id: JobId,
     /// Who uploaded it.
     owner: String,
     state: JobState,
     filename: String,
-    video_fid: String,
-    mp3_fid: Option<String>,
+    #[schema(value_type = String)]
+    video_fid: FileId,
+    #[schema(value_type = Option<String>)]
+    mp3_fid: Option<FileId>,
     error: Option<String>,
     attempts: u32,
     /// Times the owner asked for a retry.
@@ -46,12 +49,12 @@ impl From<JobRecord> for JobView {
     fn from(job: JobRecord) -> Self {
         let event = job.event("");
         Self {
-            job_id: job.id.to_hex(),
+            job_id: job.id,
             owner: job.owner,
-            mp3_fid: (job.state == JobState::Done).then(|| job.mp3_fid.to_hex()),
+            mp3_fid: (job.state == JobState::Done).then_some(job.mp3_fid),
             state: job.state,
             filename: job.filename,
-            video_fid: job.video_fid.to_hex(),
+            video_fid: job.video_fid,
             error: event.error,
             attempts: job.attempts,
             retries: job.retries,
@@ -61,14 +64,15 @@ impl From<JobRecord> for JobView {
             },
             output: job.output,
             node: job.node,
-            created_at: job.created_at.try_to_rfc3339_string().unwrap_or_default(),
-            updated_at: job.updated_at.try_to_rfc3339_string().unwrap_or_default(),
+            created_at: job.created_at.to_rfc3339(),
+            updated_at: job.updated_at.to_rfc3339(),
         }
     }
 }
 
-pub fn parse_id(raw: &str, what: &str) -> Result<ObjectId, ApiError> {
-    ObjectId::parse_str(raw).map_err(|_| ApiError::not_found(what))
+/// An id from a path or query: one that is not an id names nothing (404).
+pub fn parse_id<K: IdKind>(raw: &str) -> Result<Id<K>, ApiError> {
+    Id::parse(raw).map_err(|_| ApiError::not_found(K::WHAT))
 }
 
 /// The job `raw_id` if the caller may see it, else 404.
@@ -77,8 +81,8 @@ pub async fn owned_job(
     caller: &Caller,
     raw_id: &str,
 ) -> Result<JobRecord, ApiError> {
-    let id = parse_id(raw_id, "job")?;
-    match app.store.job(id).await? {
+    let id: JobId = parse_id(raw_id)?;
+    match app.backends.jobs.get(id).await? {
         Some(job) if job.state != JobState::Deleted && caller.may_access(&job.owner) => Ok(job),
         _ => Err(ApiError::not_found("job")),
     }
@@ -155,7 +159,7 @@ pub async fn list_jobs(
     let before = match query.cursor.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(
-            ObjectId::parse_str(raw)
+            JobId::parse(raw)
                 .map_err(|_| ApiError::invalid("cursor is not one this API gave out"))?,
         ),
     };
@@ -164,10 +168,13 @@ pub async fn list_jobs(
     } else {
         Some(caller.0.username.clone())
     };
-    let jobs = app
-        .store
-        .list_jobs(owner.as_deref(), state, before, limit)
-        .await?;
+    let query = JobQuery {
+        owner,
+        state,
+        before,
+        limit,
+    };
+    let jobs = app.backends.jobs.list(&query).await?;
     let next_cursor = (jobs.len() == limit as usize)
         .then(|| jobs.last().map(|j| j.id.to_hex()))
         .flatten();
@@ -190,21 +197,22 @@ pub async fn delete_job(
     caller: Caller,
     Path(raw_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&raw_id, "job")?;
-    let job = match app.store.job(id).await? {
+    let id: JobId = parse_id(&raw_id)?;
+    let job = match app.backends.jobs.get(id).await? {
         Some(job) if caller.may_access(&job.owner) => job,
         _ => return Err(ApiError::not_found("job")),
     };
     // Also on a repeated delete: a first one may have been cut short
     // between marking and removing the files.
-    app.store.delete_job_and_files(&job).await?;
+    app.backends.delete_job_and_files(&job).await?;
     if job.state != JobState::Deleted {
         if let Err(e) = app
-            .broker
-            .publish_event(&job.deleted_event(&app.node_id))
+            .backends
+            .events
+            .publish(&job.deleted_event(&app.node_id))
             .await
         {
-            warn!(job_id = %id, "deleted-job event not published: {e}");
+            warn!(job_id = %id, "deleted-job event not published: {}", chain(&e));
         }
         info!(job_id = %id, was = job.state.as_str(), "job deleted");
     }
@@ -236,26 +244,36 @@ pub async fn retry_job(
             ),
         ));
     }
-    if app.store.video_info(job.video_fid).await?.is_none() {
+    let backends = &app.backends;
+    if backends
+        .blobs
+        .info(Bucket::Videos, job.video_fid)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "the uploaded video is no longer stored; upload it again",
         ));
     }
-    let Some(queued) = app.store.retry_job(job.id).await? else {
+    let Some(queued) = backends.jobs.retry(job.id).await? else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "the job changed meanwhile; read it again",
         ));
     };
-    if let Err(e) = app.broker.publish_video(&queued.video_message()).await {
+    if let Err(e) = backends.publish_job(&queued.video_message()).await {
         let reason = job.error.as_deref().unwrap_or("failed");
-        if let Err(undo) = app.store.undo_retry(job.id, queued.retries, reason).await {
-            warn!(job_id = %job.id, "a retry could not be queued nor undone: {undo}");
+        if let Err(undo) = backends
+            .jobs
+            .undo_retry(job.id, queued.retries, reason)
+            .await
+        {
+            warn!(job_id = %job.id, "a retry could not be queued nor undone: {}", chain(&undo));
         }
         return Err(e.into());
     }
-    let _ = app.broker.publish_event(&queued.event(&app.node_id)).await;
+    let _ = backends.events.publish(&queued.event(&app.node_id)).await;
     info!(job_id = %job.id, retries = queued.retries, "job retried");
     Ok((StatusCode::ACCEPTED, Json(queued.into())))
 }

@@ -5,8 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 
-use crate::health::Dependencies;
-
+use crate::backends::Part;
 use crate::http::AppState;
 
 /// Liveness: the process answers. Dependency health is not checked here.
@@ -56,17 +55,18 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> impl In
     )
 )]
 pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let deps = Dependencies::check(&app.store, &app.broker, Some(&app.auth)).await;
+    let deps = app.backends.health().await;
+    let serves = |parts: &[Part]| parts.iter().all(|part| deps.serves(*part));
     let body = serde_json::json!({
         "status": if deps.all_up() { "ready" } else { "degraded" },
         "dependencies": deps.to_json(),
         // What each kind of request needs.
         "serving": {
-            "upload": deps.mongodb && deps.rabbitmq,
-            "download": deps.mongodb,
-            "jobs": deps.mongodb,
-            "login": deps.mysql,
-            "register": deps.mysql,
+            "upload": serves(&[Part::Jobs, Part::Files, Part::Queue]),
+            "download": serves(&[Part::Files]),
+            "jobs": serves(&[Part::Jobs]),
+            "login": serves(&[Part::Users]),
+            "register": serves(&[Part::Users]),
             "validate": true,
         },
     });

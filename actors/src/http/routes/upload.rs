@@ -1,8 +1,8 @@
-//! `POST /upload`: the multipart body streams into GridFS, then the job is
-//! recorded and queued.
+//! `POST /upload`: the multipart body streams into the blob store, then the
+//! job is recorded and queued.
 //!
 //! Consistency: the video is only kept if its job record exists *and* its
-//! `video` message was confirmed by the broker; on any failure after the
+//! job message is durably queued; on any failure after the
 //! file was stored, the file (and record) are removed again and the client
 //! gets 503. So a stored video always has a job and a queued message.
 
@@ -12,22 +12,23 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mongodb::bson::doc;
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::backends::{Bucket, FileMeta, StoreError, Upload};
+use crate::domain::{FileId, JobId, JobRecord};
 use crate::http::AppState;
 use crate::http::body::SlowBody;
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
-use crate::job::JobRecord;
 use crate::output::OutputOptions;
-use crate::store::{StoreError, Upload};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Accepted {
-    job_id: String,
-    video_fid: String,
+    #[schema(value_type = String)]
+    job_id: JobId,
+    #[schema(value_type = String)]
+    video_fid: FileId,
 }
 
 /// The multipart form of an upload: the video in `file`, and optionally the
@@ -163,9 +164,14 @@ async fn accept(
         }
     };
     let filename = sanitize_filename(field.file_name().unwrap_or(""));
-    let metadata =
-        doc! { "owner": &owner, "content_type": field.content_type().map(|m| m.to_string()) };
-    let mut upload = Upload::open(app.store.videos(), None, &filename, metadata, limit).await?;
+    let meta = FileMeta {
+        filename: filename.clone(),
+        owner: owner.clone(),
+        content_type: field.content_type().map(|m| m.to_string()),
+        job_id: None,
+    };
+    let blobs = app.backends.blobs.as_ref();
+    let mut upload = Upload::open(blobs, Bucket::Videos, FileId::new(), meta, limit).await?;
 
     let streamed: Result<(), ApiError> = async {
         let mut field = field;
@@ -190,7 +196,10 @@ async fn accept(
     .await;
     if let Err(e) = streamed {
         if let Err(cleanup) = upload.abort().await {
-            warn!("could not remove a refused upload's chunks: {cleanup}");
+            warn!(
+                "could not remove a refused upload's pieces: {}",
+                crate::backends::chain(&cleanup)
+            );
         }
         return Err(room.refusal(e));
     }
@@ -215,8 +224,8 @@ async fn accept(
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
-            job_id: job.id.to_hex(),
-            video_fid: job.video_fid.to_hex(),
+            job_id: job.id,
+            video_fid: job.video_fid,
         }),
     ))
 }
@@ -246,7 +255,7 @@ impl Room {
 async fn room_for(app: &AppState, owner: &str) -> Result<Room, ApiError> {
     let storage = &app.storage;
     if storage.max_active_jobs_per_user > 0 {
-        let active = app.store.active_jobs(owner).await?;
+        let active = app.backends.jobs.active_jobs(owner).await?;
         if active >= storage.max_active_jobs_per_user {
             return Err(ApiError::of_kind(
                 "too-many-jobs",
@@ -266,7 +275,7 @@ async fn room_for(app: &AppState, owner: &str) -> Result<Room, ApiError> {
             quota: None,
         });
     }
-    let left = quota.saturating_sub(app.store.usage(owner).await?);
+    let left = quota.saturating_sub(app.backends.blobs.usage(owner).await?);
     if left == 0 {
         return Err(StoreError::QuotaExceeded { quota }.into());
     }
@@ -279,14 +288,15 @@ async fn room_for(app: &AppState, owner: &str) -> Result<Room, ApiError> {
 /// Makes the video visible, records its job and queues it; on any failure,
 /// undoes what was done so nothing is left half-accepted.
 async fn commit(app: AppState, upload: Upload, job: JobRecord) -> Result<(), ApiError> {
+    let backends = &app.backends;
     upload.finish().await?;
-    if let Err(e) = app.store.insert_job(&job).await {
-        let _ = app.store.delete_video(job.video_fid).await;
+    if let Err(e) = backends.jobs.insert(&job).await {
+        let _ = backends.blobs.delete(Bucket::Videos, job.video_fid).await;
         return Err(e.into());
     }
-    if let Err(e) = app.broker.publish_video(&job.video_message()).await {
-        let _ = app.store.delete_job(job.id).await;
-        let _ = app.store.delete_video(job.video_fid).await;
+    if let Err(e) = backends.publish_job(&job.video_message()).await {
+        let _ = backends.jobs.remove(job.id).await;
+        let _ = backends.blobs.delete(Bucket::Videos, job.video_fid).await;
         return Err(e.into());
     }
     Ok(())

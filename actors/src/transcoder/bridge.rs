@@ -1,33 +1,28 @@
-//! The queue bridge actor: consumes `video` and feeds the transcoder pool.
+//! The queue bridge actor: consumes the job queue and feeds the transcoder
+//! pool.
 //!
-//! Backpressure is RabbitMQ's: the consumer's prefetch (pool size + the
+//! Backpressure is the queue's: the consumer's prefetch (pool size + the
 //! `transcoder` mailbox capacity) caps the deliveries this node holds, and
-//! the rest stay durable on the broker where another node can take them. A message that
-//! is not a job (bad JSON) goes to the dead-letter queue instead of looping.
+//! the rest stay durable in the queue where another node can take them. A
+//! message that is not a job (bad JSON, ids that are not ids) goes to the
+//! dead letters instead of looping.
 //!
-//! Draining cancels the consumer but keeps the channel: deliveries in hand
-//! are still acked on it. RabbitMQ applies a prefetch change only to
-//! consumers created after it, so a new prefetch (after a pool resize)
-//! means a new consumer on the same channel.
+//! Draining cancels the consumer; deliveries in hand are still settled
+//! through their handles. A prefetch change (after a pool resize) means a
+//! new consumer: a broker applies a prefetch only to consumers made after it.
 
-use futures::StreamExt;
-use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
-};
-use lapin::types::FieldTable;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::broker::{Broker, JobDelivery};
-use crate::job::VideoMessage;
+use super::messages::{JobDelivery, PoolMsg};
+use crate::backends::{Backends, Delivery, Queue, QueueError, chain, run_consumer};
+use crate::domain::VideoMessage;
 use crate::mailbox::Mailbox;
-use crate::transcoder::PoolMsg;
 
 pub enum BridgeMsg {
-    /// Consumer `generation`'s stream ended (cancelled, or channel lost).
+    /// Consumer `generation`'s stream ended (cancelled, or lost).
     ConsumerEnded {
         generation: u64,
         reason: String,
@@ -36,7 +31,7 @@ pub enum BridgeMsg {
     Drain(RpcReplyPort<BridgeStatus>),
     /// Take deliveries again.
     Resume(RpcReplyPort<Result<BridgeStatus, String>>),
-    /// Hold at most this many unacked deliveries from now on.
+    /// Hold at most this many unsettled deliveries from now on.
     SetPrefetch(u16, RpcReplyPort<Result<BridgeStatus, String>>),
     Status(RpcReplyPort<BridgeStatus>),
 }
@@ -48,7 +43,7 @@ pub struct BridgeStatus {
 }
 
 pub struct BridgeArgs {
-    pub broker: Broker,
+    pub backends: Backends,
     pub pool: ActorRef<PoolMsg>,
     /// The pool's mailbox: each delivery waits there with a ticket.
     pub mailbox: Mailbox,
@@ -58,16 +53,16 @@ pub struct BridgeArgs {
     pub draining: bool,
 }
 
-struct Consumer {
+/// The running consumer: its task owns the stream and is asked to stop.
+struct Running {
     task: JoinHandle<()>,
-    tag: String,
+    stop: tokio::sync::oneshot::Sender<()>,
 }
 
 pub struct BridgeState {
-    channel: lapin::Channel,
     args: BridgeArgs,
     generation: u64,
-    consumer: Option<Consumer>,
+    consumer: Option<Running>,
 }
 
 impl BridgeState {
@@ -78,60 +73,44 @@ impl BridgeState {
         }
     }
 
-    async fn start_consumer(&mut self, myself: &ActorRef<BridgeMsg>) -> Result<(), lapin::Error> {
+    async fn start_consumer(&mut self, myself: &ActorRef<BridgeMsg>) -> Result<(), QueueError> {
         self.generation += 1;
         let generation = self.generation;
-        self.channel
-            .basic_qos(self.args.prefetch, BasicQosOptions::default())
-            .await?;
-        let queue = self.args.broker.settings().video_queue.clone();
         let tag = format!("vidaud-{}-{generation}", self.args.node_id);
-        let mut stream = self
-            .channel
-            .basic_consume(
-                queue.as_str().into(),
-                tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
+        let consumer = self
+            .args
+            .backends
+            .queue
+            .consume(Queue::Jobs, self.args.prefetch, &tag)
             .await?;
-        info!(%queue, prefetch = self.args.prefetch, "consuming");
-        let (pool, mailbox, broker, myself) = (
+        info!(prefetch = self.args.prefetch, "consuming jobs");
+        let (pool, mailbox, backends, myself) = (
             self.args.pool.clone(),
             self.args.mailbox.clone(),
-            self.args.broker.clone(),
+            self.args.backends.clone(),
             myself.clone(),
         );
+        let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
-            let reason = loop {
-                let delivery = match stream.next().await {
-                    Some(Ok(delivery)) => delivery,
-                    Some(Err(e)) => break e.to_string(),
-                    None => break "consumer cancelled".to_owned(),
-                };
-                if let Err(reason) = route(delivery, &broker, &pool, &mailbox).await {
-                    break reason;
-                }
-            };
+            let reason = run_consumer(consumer, stopped, |delivery| {
+                route(delivery, &backends, &pool, &mailbox)
+            })
+            .await;
             let _ = myself.cast(BridgeMsg::ConsumerEnded { generation, reason });
         });
-        self.consumer = Some(Consumer { task, tag });
+        self.consumer = Some(Running { task, stop });
         Ok(())
     }
 
-    /// Cancels the consumer; its stream hands over what it already received
-    /// and ends.
+    /// Cancels the consumer; what it already received is handed over.
     async fn stop_consumer(&mut self) {
         if let Some(consumer) = self.consumer.take() {
-            let _ = self
-                .channel
-                .basic_cancel(consumer.tag.as_str().into(), BasicCancelOptions::default())
-                .await;
+            let _ = consumer.stop.send(());
             if tokio::time::timeout(std::time::Duration::from_secs(5), consumer.task)
                 .await
                 .is_err()
             {
-                warn!("the video consumer did not end after its cancel");
+                warn!("the job consumer did not end after its cancel");
             }
         }
     }
@@ -139,38 +118,33 @@ impl BridgeState {
 
 pub struct QueueBridge;
 
-/// Hands a delivery to the pool, or parks it in the dead-letter queue when
+/// Hands a delivery to the pool, or parks it among the dead letters when
 /// it is not a job. `Err` means the bridge cannot go on.
 async fn route(
     delivery: Delivery,
-    broker: &Broker,
+    backends: &Backends,
     pool: &ActorRef<PoolMsg>,
     mailbox: &Mailbox,
 ) -> Result<(), String> {
-    let Ok(message) = serde_json::from_slice::<VideoMessage>(&delivery.data) else {
-        warn!("a `video` message is not a vidaud job; dead-lettering it");
-        let settled = match broker
-            .dead_letter(&delivery.data, "not a vidaud job message")
+    let Ok(message) = serde_json::from_slice::<VideoMessage>(&delivery.payload) else {
+        warn!("a job queue message is not a vidaud job; dead-lettering it");
+        let settled = match backends
+            .dead_letter(&delivery.payload, "not a vidaud job message")
             .await
         {
-            Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
-            Err(_) => {
-                delivery
-                    .acker
-                    .reject(BasicRejectOptions { requeue: false })
-                    .await
-            }
+            Ok(()) => delivery.settle.ack().await,
+            Err(_) => delivery.settle.reject().await,
         };
-        return settled.map(|_| ()).map_err(|e| e.to_string());
+        return settled.map_err(|e| chain(&e));
     };
     let job = JobDelivery {
         message,
-        payload: delivery.data,
+        payload: delivery.payload,
         redelivered: delivery.redelivered,
-        acker: delivery.acker,
+        settle: delivery.settle,
     };
     // Never refused: the prefetch already bounds what can arrive, and a
-    // delivery in hand must reach a worker or go back to the broker.
+    // delivery in hand must reach a worker or go back to the queue.
     let ticket = mailbox.take();
     pool.cast(PoolMsg::Job(job, ticket))
         .map_err(|_| "the transcoder pool is gone".to_owned())
@@ -186,10 +160,8 @@ impl Actor for QueueBridge {
         myself: ActorRef<BridgeMsg>,
         args: BridgeArgs,
     ) -> Result<BridgeState, ActorProcessingErr> {
-        let channel = args.broker.consumer_channel(args.prefetch).await?;
         let draining = args.draining;
         let mut state = BridgeState {
-            channel,
             args,
             generation: 0,
             consumer: None,
@@ -211,7 +183,7 @@ impl Actor for QueueBridge {
                 // Only the live consumer ending unasked is a failure; the
                 // supervisor then restarts the bridge (and reconnects).
                 if generation == state.generation && state.consumer.is_some() {
-                    return Err(format!("video consumer ended: {reason}").into());
+                    return Err(format!("job consumer ended: {reason}").into());
                 }
             }
             BridgeMsg::Drain(reply) => {
@@ -222,10 +194,7 @@ impl Actor for QueueBridge {
             BridgeMsg::Resume(reply) => {
                 let result = match state.consumer {
                     Some(_) => Ok(()),
-                    None => state
-                        .start_consumer(&myself)
-                        .await
-                        .map_err(|e| e.to_string()),
+                    None => state.start_consumer(&myself).await.map_err(|e| chain(&e)),
                 };
                 let _ = reply.send(result.map(|()| state.status()));
             }
@@ -233,10 +202,7 @@ impl Actor for QueueBridge {
                 state.args.prefetch = prefetch;
                 let result = if state.consumer.is_some() {
                     state.stop_consumer().await;
-                    state
-                        .start_consumer(&myself)
-                        .await
-                        .map_err(|e| e.to_string())
+                    state.start_consumer(&myself).await.map_err(|e| chain(&e))
                 } else {
                     Ok(())
                 };
@@ -254,9 +220,9 @@ impl Actor for QueueBridge {
         _myself: ActorRef<BridgeMsg>,
         state: &mut BridgeState,
     ) -> Result<(), ActorProcessingErr> {
-        // Stop taking deliveries, but keep the channel: workers still hold
-        // deliveries from it and ack them there as they finish. Whatever is
-        // still unacked when the connection goes returns to the queue.
+        // Stop taking deliveries; workers still hold deliveries and settle
+        // them as they finish. Whatever is unsettled when the node goes
+        // returns to the queue.
         state.stop_consumer().await;
         Ok(())
     }

@@ -1,15 +1,15 @@
-//! The job: its record in MongoDB and the messages that carry it through
-//! RabbitMQ.
+//! The job: its states and its record, whichever backend keeps it.
 //!
-//! The wire messages keep the reference system's field names (`video_fid`,
-//! `mp3_fid`, `username`) so its tools can read our queues; we only add
-//! fields. The audio file id is chosen at upload time and travels in the
-//! message, so every attempt of a job writes to the same GridFS id: a retry
+//! The audio file id is chosen at upload time and travels in the job's
+//! message, so every attempt of a job writes to the same file id: a retry
 //! replaces, it never adds a second file.
 
-use mongodb::bson::{DateTime, oid::ObjectId};
 use serde::{Deserialize, Serialize};
 
+use super::events::JobEvent;
+use super::ids::{FileId, JobId};
+use super::messages::VideoMessage;
+use super::time::Timestamp;
 use crate::output::OutputOptions;
 
 /// Where a job is in its life. Transitions only go forward:
@@ -18,7 +18,7 @@ use crate::output::OutputOptions;
 /// for a retry (`retries` + 1), and any state `→ deleted` when its owner
 /// deletes it. `deleted` is a tombstone: its files are gone, the API no
 /// longer shows it, and a message still queued for it is simply acked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,
@@ -37,6 +37,18 @@ impl JobState {
         JobState::Failed,
     ];
 
+    /// Every state, tombstone included (what a store may hold).
+    pub const ALL: [JobState; 5] = [
+        JobState::Queued,
+        JobState::Converting,
+        JobState::Done,
+        JobState::Failed,
+        JobState::Deleted,
+    ];
+
+    /// Queued or converting: what counts toward a user's active jobs.
+    pub const ACTIVE: [JobState; 2] = [JobState::Queued, JobState::Converting];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Queued => "queued",
@@ -47,8 +59,14 @@ impl JobState {
         }
     }
 
+    /// A state the API shows, by name (`deleted` is not one).
     pub fn parse(name: &str) -> Option<Self> {
         Self::LIVE.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Any stored state by name, tombstone included (for stores).
+    pub fn from_stored(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
     }
 
     pub fn is_final(self) -> bool {
@@ -75,56 +93,45 @@ pub fn event_sequence(retries: u32, attempts: u32, state: JobState, progress: Op
         + permille
 }
 
-/// A job record, one per accepted upload (collection `jobs`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A job record, one per accepted upload.
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
-    #[serde(rename = "_id")]
-    pub id: ObjectId,
+    pub id: JobId,
     pub owner: String,
     pub filename: String,
-    pub video_fid: ObjectId,
-    pub mp3_fid: ObjectId,
+    pub video_fid: FileId,
+    pub mp3_fid: FileId,
     pub state: JobState,
-    #[serde(default)]
     pub error: Option<String>,
-    #[serde(default)]
     pub attempts: u32,
     /// Times the owner asked for a failed job to be tried again.
-    #[serde(default)]
     pub retries: u32,
     /// What the audio is to be (resolved: a lossy format has its bitrate).
-    /// Records from before options existed read as the MP3 default.
-    #[serde(default)]
     pub output: OutputOptions,
     /// Percent of the input converted by the current attempt.
-    #[serde(default)]
     pub progress: Option<f64>,
-    #[serde(default)]
     pub node: Option<String>,
-    /// Set once the final-state `mp3` message is confirmed by the broker; a
+    /// Set once the final-state `mp3` message is confirmed by the queue; a
     /// redelivered job that is final but not notified re-publishes it.
-    #[serde(default)]
     pub notified: bool,
     /// Set by the notifier once the owner's mail was accepted by SMTP.
-    #[serde(default)]
     pub mailed: bool,
     /// Until when the converting attempt owns the job; it renews the lease
     /// while it works, so an expired lease means the attempt is gone.
-    #[serde(default)]
-    pub lease_until: Option<DateTime>,
-    pub created_at: DateTime,
-    pub updated_at: DateTime,
+    pub lease_until: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 impl JobRecord {
-    pub fn new(owner: &str, filename: &str, video_fid: ObjectId, output: OutputOptions) -> Self {
-        let now = DateTime::now();
+    pub fn new(owner: &str, filename: &str, video_fid: FileId, output: OutputOptions) -> Self {
+        let now = Timestamp::now();
         Self {
-            id: ObjectId::new(),
+            id: JobId::new(),
             owner: owner.to_owned(),
             filename: filename.to_owned(),
             video_fid,
-            mp3_fid: ObjectId::new(),
+            mp3_fid: FileId::new(),
             state: JobState::Queued,
             error: None,
             attempts: 0,
@@ -143,7 +150,7 @@ impl JobRecord {
     /// This record as an event (what a watcher is sent first).
     pub fn event(&self, node: &str) -> JobEvent {
         JobEvent {
-            job_id: self.id.to_hex(),
+            job_id: self.id,
             owner: self.owner.clone(),
             state: self.state,
             progress: match self.state {
@@ -173,76 +180,10 @@ impl JobRecord {
 
     pub fn video_message(&self) -> VideoMessage {
         VideoMessage {
-            job_id: self.id.to_hex(),
-            video_fid: self.video_fid.to_hex(),
-            mp3_fid: self.mp3_fid.to_hex(),
+            job_id: self.id,
+            video_fid: self.video_fid,
+            mp3_fid: self.mp3_fid,
             username: self.owner.clone(),
-        }
-    }
-}
-
-/// Published to the `video` queue for every accepted upload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VideoMessage {
-    pub job_id: String,
-    pub video_fid: String,
-    pub mp3_fid: String,
-    pub username: String,
-}
-
-/// Published to the events exchange when a job changes state or makes
-/// progress; best effort (a missed event is superseded by the next one and
-/// the job record stays the truth).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobEvent {
-    pub job_id: String,
-    pub owner: String,
-    pub state: JobState,
-    /// Percent converted, while converting and when done.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub progress: Option<f64>,
-    /// The attempt and the owner's retries the event belongs to (they
-    /// order events, see [`event_sequence`]).
-    #[serde(default)]
-    pub attempts: u32,
-    #[serde(default)]
-    pub retries: u32,
-    /// Why the job failed, on `failed`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub node: String,
-}
-
-impl JobEvent {
-    pub fn sequence(&self) -> u64 {
-        event_sequence(self.retries, self.attempts, self.state, self.progress)
-    }
-}
-
-/// Published to the `mp3` queue when a job reaches a final state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mp3Message {
-    pub job_id: String,
-    pub video_fid: String,
-    pub mp3_fid: String,
-    pub username: String,
-    pub filename: String,
-    /// `done` or `failed`.
-    pub state: JobState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl Mp3Message {
-    pub fn for_job(job: &JobRecord) -> Self {
-        Self {
-            job_id: job.id.to_hex(),
-            video_fid: job.video_fid.to_hex(),
-            mp3_fid: job.mp3_fid.to_hex(),
-            username: job.owner.clone(),
-            filename: job.filename.clone(),
-            state: job.state,
-            error: job.error.clone(),
         }
     }
 }
@@ -250,46 +191,6 @@ impl Mp3Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn video_message_keeps_reference_field_names() {
-        let job = JobRecord::new(
-            "a@example.com",
-            "clip.mp4",
-            ObjectId::new(),
-            OutputOptions::default(),
-        );
-        let json: serde_json::Value = serde_json::to_value(job.video_message()).unwrap();
-        for field in ["job_id", "video_fid", "mp3_fid", "username"] {
-            assert!(json.get(field).is_some_and(|v| v.is_string()), "{field}");
-        }
-        assert_eq!(json["username"], "a@example.com");
-        assert_eq!(json["mp3_fid"], job.mp3_fid.to_hex());
-    }
-
-    #[test]
-    fn reference_style_video_message_decodes_only_with_job_id() {
-        // The reference publishes mp3_fid: null and no job_id: we refuse it
-        // rather than guess, so such a message is dead-lettered, not looped.
-        let reference = r#"{"video_fid":"656f","mp3_fid":null,"username":"u"}"#;
-        assert!(serde_json::from_str::<VideoMessage>(reference).is_err());
-    }
-
-    #[test]
-    fn mp3_message_round_trips_and_omits_empty_error() {
-        let mut job = JobRecord::new(
-            "u@example.com",
-            "a.mkv",
-            ObjectId::new(),
-            OutputOptions::default(),
-        );
-        job.state = JobState::Done;
-        let text = serde_json::to_string(&Mp3Message::for_job(&job)).unwrap();
-        assert!(!text.contains("error"));
-        assert!(text.contains(r#""state":"done""#));
-        let back: Mp3Message = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, Mp3Message::for_job(&job));
-    }
 
     #[test]
     fn event_sequence_only_grows_over_a_life() {
@@ -317,5 +218,9 @@ mod tests {
     fn final_states() {
         assert!(JobState::Done.is_final() && JobState::Failed.is_final());
         assert!(!JobState::Queued.is_final() && !JobState::Converting.is_final());
+        for state in JobState::ALL {
+            assert_eq!(JobState::from_stored(state.as_str()), Some(state));
+        }
+        assert_eq!(JobState::parse("deleted"), None);
     }
 }

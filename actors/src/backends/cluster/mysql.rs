@@ -1,28 +1,24 @@
-//! Users in MySQL/MariaDB, in the reference's table
+//! The cluster's user directory in MySQL/MariaDB, in the reference's table
 //! `users(id, email, password, created_at, updated_at)` plus an `is_admin`
 //! column. The migration only creates what is missing, so a reference
 //! database is adopted as it is and its bcrypt rows keep logging in (and
 //! become argon2id at their next login).
 
-use mysql_async::prelude::{Query, Queryable, WithParams};
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use mysql_async::prelude::{Query, Queryable, WithParams};
 use mysql_async::{Opts, OptsBuilder, Pool};
 use tokio::sync::OnceCell;
 
-#[derive(Debug, thiserror::Error)]
-pub enum UsersError {
-    #[error("MySQL: {0}")]
-    Mysql(#[from] mysql_async::Error),
-    #[error("MySQL URL: {0}")]
-    Url(#[from] mysql_async::UrlError),
-}
+use crate::backends::{User, UserDirectory, UsersError};
 
-#[derive(Debug, Clone)]
-pub struct User {
-    pub email: String,
-    pub password_hash: String,
-    pub admin: bool,
+const BACKEND: &str = "MySQL";
+
+impl From<mysql_async::Error> for UsersError {
+    fn from(e: mysql_async::Error) -> Self {
+        UsersError::backend(BACKEND, e)
+    }
 }
 
 /// The user store. Creating it does no I/O: the database and table are
@@ -30,7 +26,7 @@ pub struct User {
 /// requests) while MySQL is away, and login/register answer 503 until it
 /// is back.
 #[derive(Clone)]
-pub struct Users {
+pub struct MysqlUsers {
     pool: Pool,
     opts: Opts,
     schema: Arc<OnceCell<()>>,
@@ -44,9 +40,9 @@ const CREATE_USERS: &str = "CREATE TABLE IF NOT EXISTS users (
     updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP
 )";
 
-impl Users {
+impl MysqlUsers {
     pub fn new(url: &str) -> Result<Self, UsersError> {
-        let opts = Opts::from_url(url)?;
+        let opts = Opts::from_url(url).map_err(|e| UsersError::backend(BACKEND, e))?;
         Ok(Self {
             pool: Pool::new(opts.clone()),
             opts,
@@ -101,7 +97,19 @@ impl Users {
         Ok(())
     }
 
-    pub async fn find(&self, email: &str) -> Result<Option<User>, UsersError> {
+    pub async fn ping(&self) -> Result<(), UsersError> {
+        self.pool.get_conn().await?.ping().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UserDirectory for MysqlUsers {
+    async fn prepare(&self) -> Result<(), UsersError> {
+        self.ensure_schema().await
+    }
+
+    async fn find(&self, email: &str) -> Result<Option<User>, UsersError> {
         self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
         let query = "SELECT email, password, is_admin FROM users WHERE email = ?"
@@ -116,17 +124,11 @@ impl Users {
         }))
     }
 
-    /// Inserts a user; `Ok(false)` when the e-mail is already taken.
-    pub async fn create(
-        &self,
-        email: &str,
-        password_hash: &str,
-        admin: bool,
-    ) -> Result<bool, UsersError> {
+    async fn create(&self, user: &User) -> Result<bool, UsersError> {
         self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
         let insert = "INSERT INTO users (email, password, is_admin) VALUES (?, ?, ?)"
-            .with((email, password_hash, admin))
+            .with((&user.email, &user.password_hash, user.admin))
             .ignore(&mut conn);
         let result = crate::metrics::timed("mysql", "create_user", insert).await;
         match result {
@@ -137,8 +139,7 @@ impl Users {
         }
     }
 
-    /// Replaces a user's password hash.
-    pub async fn set_password(&self, email: &str, password_hash: &str) -> Result<(), UsersError> {
+    async fn set_password(&self, email: &str, password_hash: &str) -> Result<(), UsersError> {
         self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
         "UPDATE users SET password = ? WHERE email = ?"
@@ -148,8 +149,21 @@ impl Users {
         Ok(())
     }
 
-    pub async fn ping(&self) -> Result<(), UsersError> {
-        self.pool.get_conn().await?.ping().await?;
-        Ok(())
+    async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<User>, UsersError> {
+        self.ensure_schema().await?;
+        let mut conn = self.pool.get_conn().await?;
+        let rows: Vec<(String, String, bool)> =
+            "SELECT email, password, is_admin FROM users WHERE email > ? ORDER BY email LIMIT ?"
+                .with((after.unwrap_or(""), limit))
+                .fetch(&mut conn)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(email, password_hash, admin)| User {
+                email,
+                password_hash,
+                admin,
+            })
+            .collect())
     }
 }

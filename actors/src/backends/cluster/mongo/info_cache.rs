@@ -13,16 +13,15 @@
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
+use crate::backends::FileInfo;
+use crate::domain::FileId;
 use lru::LruCache;
-use mongodb::bson::oid::ObjectId;
-
-use super::FileInfo;
 
 /// Entries kept: a few hundred bytes each, so about a megabyte at most.
 const CAPACITY: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
 
 pub struct InfoCache {
-    entries: Mutex<LruCache<ObjectId, FileInfo>>,
+    entries: Mutex<LruCache<FileId, FileInfo>>,
 }
 
 impl InfoCache {
@@ -32,7 +31,7 @@ impl InfoCache {
         }
     }
 
-    pub fn get(&self, id: ObjectId) -> Option<FileInfo> {
+    pub fn get(&self, id: FileId) -> Option<FileInfo> {
         self.lock().get(&id).cloned()
     }
 
@@ -40,11 +39,11 @@ impl InfoCache {
         self.lock().put(info.id, info.clone());
     }
 
-    pub fn forget(&self, id: ObjectId) {
+    pub fn forget(&self, id: FileId) {
         self.lock().pop(&id);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<ObjectId, FileInfo>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<FileId, FileInfo>> {
         // A panic while holding the lock cannot leave the map half-changed
         // in a way that matters (entries are whole values): keep using it.
         self.entries

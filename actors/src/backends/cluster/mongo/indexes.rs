@@ -10,19 +10,20 @@ use mongodb::bson::{Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
-use super::{Store, StoreError};
-use crate::job::JobRecord;
+use super::job_doc::JobDoc;
+use super::{GridFs, Mongo};
+use crate::backends::StoreError;
 
-impl Store {
+impl Mongo {
     pub(super) async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        for files in [&self.video_files, &self.mp3_files] {
+        for GridFs { files, .. } in [&self.videos, &self.mp3s] {
             create(files, doc! { "filename": 1, "uploadDate": 1 }, false).await?;
             create(files, doc! { "metadata.owner": 1 }, false).await?;
         }
-        for chunks in [&self.video_chunks, &self.mp3_chunks] {
+        for GridFs { chunks, .. } in [&self.videos, &self.mp3s] {
             create(chunks, doc! { "files_id": 1, "n": 1 }, true).await?;
         }
-        let jobs: &Collection<JobRecord> = &self.jobs;
+        let jobs: &Collection<JobDoc> = &self.jobs;
         create(jobs, doc! { "owner": 1, "_id": -1 }, false).await?;
         create(jobs, doc! { "state": 1, "updated_at": 1 }, false).await?;
         create(jobs, doc! { "created_at": 1 }, false).await?;

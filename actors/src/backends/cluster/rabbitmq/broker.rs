@@ -15,59 +15,18 @@
 //! never interleave on the wire.
 
 use lapin::options::{
-    BasicAckOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueDeclareOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::{Mutex, RwLock};
 use tracing::info;
 
-use crate::job::{JobEvent, VideoMessage};
+use super::BACKEND;
+use crate::backends::{Queue, QueueError};
 use crate::settings::QueueSettings;
-
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error("RabbitMQ: {0}")]
-    Amqp(#[from] lapin::Error),
-    #[error("AMQP URL: {0}")]
-    Url(String),
-    #[error("the broker refused the message (nack)")]
-    Nacked,
-    #[error("encoding message: {0}")]
-    Encode(#[from] serde_json::Error),
-}
-
-/// A `video` delivery handed to the transcoder pool. Whoever holds it last
-/// acks (job finished) or nacks (attempt handed back) through `acker`.
-pub struct JobDelivery {
-    pub message: VideoMessage,
-    /// The message as received, for the dead-letter queue.
-    pub payload: Vec<u8>,
-    pub acker: lapin::Acker,
-    pub redelivered: bool,
-}
-
-impl JobDelivery {
-    pub async fn ack(&self) -> Result<(), QueueError> {
-        self.acker.ack(BasicAckOptions::default()).await?;
-        Ok(())
-    }
-
-    /// Returns the delivery to the queue for another attempt.
-    pub async fn requeue(&self) -> Result<(), QueueError> {
-        self.acker
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            })
-            .await?;
-        Ok(())
-    }
-}
 
 /// One live connection with its confirming publisher channel.
 #[derive(Clone)]
@@ -106,7 +65,11 @@ impl Broker {
     }
 
     async fn open_link(&self) -> Result<Link, QueueError> {
-        let mut uri: AMQPUri = self.settings.amqp_url.parse().map_err(QueueError::Url)?;
+        let mut uri: AMQPUri = self
+            .settings
+            .amqp_url
+            .parse()
+            .map_err(|e: String| QueueError::backend(BACKEND, format!("AMQP URL: {e}")))?;
         uri.query.heartbeat = Some(self.settings.heartbeat_secs);
         let properties = ConnectionProperties::default()
             .with_connection_name(format!("vidaud {}", self.node_id).into());
@@ -168,8 +131,21 @@ impl Broker {
         &self.settings
     }
 
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The name of one of our queues on this broker.
+    pub fn queue_name(&self, queue: Queue) -> &str {
+        match queue {
+            Queue::Jobs => &self.settings.video_queue,
+            Queue::Finished => &self.settings.mp3_queue,
+            Queue::DeadLetters => &self.settings.dead_letter_queue,
+        }
+    }
+
     /// A new channel for a consumer, with its prefetch limit set.
-    pub async fn consumer_channel(&self, prefetch: u16) -> Result<Channel, QueueError> {
+    pub(super) async fn consumer_channel(&self, prefetch: u16) -> Result<Channel, QueueError> {
         let channel = self.link().await?.connection.create_channel().await?;
         channel
             .basic_qos(prefetch, lapin::options::BasicQosOptions::default())
@@ -179,17 +155,13 @@ impl Broker {
 
     /// Messages ready in each of the node's queues (`video`, `mp3`, dead
     /// letters), read with passive declares on a channel of their own.
-    pub async fn ready_messages(&self) -> Result<Vec<(String, u32)>, QueueError> {
+    pub async fn ready_messages(&self) -> Result<Vec<(String, u64)>, QueueError> {
         let channel = self.link().await?.connection.create_channel().await?;
         let mut depths = Vec::new();
-        for queue in [
-            &self.settings.video_queue,
-            &self.settings.mp3_queue,
-            &self.settings.dead_letter_queue,
-        ] {
+        for queue in Queue::ALL.map(|q| self.queue_name(q)) {
             let declared = channel
                 .queue_declare(
-                    queue.as_str().into(),
+                    queue.into(),
                     QueueDeclareOptions {
                         passive: true,
                         ..Default::default()
@@ -197,7 +169,7 @@ impl Broker {
                     FieldTable::default(),
                 )
                 .await?;
-            depths.push((queue.clone(), declared.message_count()));
+            depths.push((queue.to_owned(), u64::from(declared.message_count())));
         }
         let _ = channel.close(200, "sampled".into()).await;
         Ok(depths)
@@ -210,7 +182,7 @@ impl Broker {
 
     /// Publishes `payload` as persistent JSON to `queue` and waits for the
     /// broker's confirm.
-    async fn publish_bytes(
+    pub(super) async fn publish_bytes(
         &self,
         queue: &str,
         payload: &[u8],
@@ -239,54 +211,24 @@ impl Broker {
         Ok(())
     }
 
-    pub async fn publish<T: Serialize>(&self, queue: &str, message: &T) -> Result<(), QueueError> {
-        let payload = serde_json::to_vec(message)?;
-        self.publish_bytes(queue, &payload, BasicProperties::default())
-            .await
-    }
-
-    pub async fn publish_video(&self, message: &VideoMessage) -> Result<(), QueueError> {
-        self.publish(&self.settings.video_queue, message).await
-    }
-
-    pub async fn publish_mp3(&self, message: &crate::job::Mp3Message) -> Result<(), QueueError> {
-        self.publish(&self.settings.mp3_queue, message).await
-    }
-
-    /// Publishes a job event to the events exchange (transient).
-    pub async fn publish_event(&self, event: &JobEvent) -> Result<(), QueueError> {
-        let payload = serde_json::to_vec(event)?;
+    /// Publishes `payload` (JSON, transient) to the fanout `exchange`.
+    pub(super) async fn publish_transient(
+        &self,
+        exchange: &str,
+        payload: &[u8],
+    ) -> Result<(), QueueError> {
         let link = self.link().await?;
         let properties = BasicProperties::default().with_content_type("application/json".into());
         link.publisher
             .basic_publish(
-                self.settings.events_exchange.as_str().into(),
+                exchange.into(),
                 "".into(),
                 BasicPublishOptions::default(),
-                &payload,
+                payload,
                 properties,
             )
             .await?
             .await?;
-        Ok(())
-    }
-
-    /// Parks a message that must not be processed again in the dead-letter
-    /// queue, with the reason in the `x-vidaud-error` header.
-    pub async fn dead_letter(&self, payload: &[u8], reason: &str) -> Result<(), QueueError> {
-        let mut headers = FieldTable::default();
-        headers.insert(
-            "x-vidaud-error".into(),
-            AMQPValue::LongString(reason.into()),
-        );
-        headers.insert(
-            "x-vidaud-node".into(),
-            AMQPValue::LongString(self.node_id.as_str().into()),
-        );
-        let properties = BasicProperties::default().with_headers(headers);
-        self.publish_bytes(&self.settings.dead_letter_queue, payload, properties)
-            .await?;
-        crate::metrics::dead_lettered();
         Ok(())
     }
 }

@@ -1,0 +1,156 @@
+//! What a backend must do to keep files: uploaded videos and converted
+//! audio, each in its own bucket. Files are written once, streamed in and
+//! out a piece at a time (nothing holds a whole file), and become visible
+//! only when their write is finished; an abandoned write leaves nothing a
+//! reader can see, and `abort` (or a later `delete`) removes its pieces.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use super::StoreError;
+use crate::domain::{FileId, JobId};
+
+/// Which of a node's two kinds of file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    /// Uploads (the cluster's GridFS database `videos`).
+    Videos,
+    /// Converted audio (the cluster's GridFS database `mp3s`).
+    Audio,
+}
+
+impl Bucket {
+    pub const ALL: [Bucket; 2] = [Bucket::Videos, Bucket::Audio];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::Videos => "videos",
+            Bucket::Audio => "audio",
+        }
+    }
+}
+
+/// What the service keeps about a stored file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    pub id: FileId,
+    pub length: u64,
+    pub filename: String,
+    pub owner: Option<String>,
+    /// The MIME type recorded with the file, if any.
+    pub content_type: Option<String>,
+    /// The job an audio file belongs to.
+    pub job_id: Option<JobId>,
+    /// Bytes per stored piece, the backend's unit of reading (the last may
+    /// be shorter); 0 for a file stored whole.
+    pub block_size: u32,
+}
+
+/// What a new file is recorded with.
+#[derive(Debug, Clone, Default)]
+pub struct FileMeta {
+    pub filename: String,
+    pub owner: String,
+    pub content_type: Option<String>,
+    pub job_id: Option<JobId>,
+}
+
+/// A file's bytes, a piece at a time.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// The file's record; `None` when there is no such (finished) file.
+    async fn info(&self, bucket: Bucket, id: FileId) -> Result<Option<FileInfo>, StoreError>;
+
+    /// Starts writing file `id`, invisible until finished.
+    async fn create(
+        &self,
+        bucket: Bucket,
+        id: FileId,
+        meta: FileMeta,
+    ) -> Result<Box<dyn BlobWrite>, StoreError>;
+
+    /// Bytes `first..=last` of `file` (all of it without a range; a range
+    /// lies within the file). `Gone` when the file was deleted since `file`
+    /// was read: found out before the stream is returned, so a caller can
+    /// still answer cleanly.
+    async fn read(
+        &self,
+        bucket: Bucket,
+        file: &FileInfo,
+        range: Option<(u64, u64)>,
+    ) -> Result<ByteStream, StoreError>;
+
+    /// Deletes the file and any pieces of it, finished or not; deleting a
+    /// file that does not exist is not an error.
+    async fn delete(&self, bucket: Bucket, id: FileId) -> Result<(), StoreError>;
+
+    /// Bytes `owner` keeps in both buckets (finished files).
+    async fn usage(&self, owner: &str) -> Result<u64, StoreError>;
+}
+
+/// A file being written; ends with `finish` or `abort`.
+#[async_trait]
+pub trait BlobWrite: Send {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError>;
+
+    /// Makes the file visible, durably.
+    async fn finish(self: Box<Self>) -> Result<(), StoreError>;
+
+    /// Removes every piece written so far.
+    async fn abort(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// An upload in progress, refused once it outgrows its limit. The same
+/// limit rules whatever backend stores it.
+pub struct Upload {
+    write: Box<dyn BlobWrite>,
+    id: FileId,
+    written: u64,
+    limit: u64,
+}
+
+impl Upload {
+    /// Starts file `id` in `bucket`, refusing to grow past `limit` bytes.
+    pub async fn open(
+        blobs: &dyn BlobStore,
+        bucket: Bucket,
+        id: FileId,
+        meta: FileMeta,
+        limit: u64,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            write: blobs.create(bucket, id, meta).await?,
+            id,
+            written: 0,
+            limit,
+        })
+    }
+
+    pub fn id(&self) -> FileId {
+        self.id
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.written += chunk.len() as u64;
+        if self.written > self.limit {
+            return Err(StoreError::TooLarge { limit: self.limit });
+        }
+        self.write.write(chunk).await
+    }
+
+    pub async fn finish(self) -> Result<FileId, StoreError> {
+        self.write.finish().await?;
+        Ok(self.id)
+    }
+
+    pub async fn abort(self) -> Result<(), StoreError> {
+        self.write.abort().await
+    }
+}

@@ -1,0 +1,109 @@
+//! The cluster backend: many nodes sharing MongoDB (GridFS `videos` and
+//! `mp3s`, the `jobs` collection), RabbitMQ (queues `video`, `mp3`,
+//! `video.dead`, the `vidaud.events` exchange) and MySQL (the reference's
+//! `users` table). Wire-compatible with the reference system.
+//!
+//! Architecture Invariant: this folder is the only place that names
+//! MongoDB, RabbitMQ or MySQL types; what leaves it is the domain's.
+
+mod mongo;
+mod mysql;
+mod rabbitmq;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Backends, Check, Part, connect_with_backoff};
+use crate::settings::Settings;
+use mongo::Mongo;
+use mysql::MysqlUsers;
+use rabbitmq::{Broker, RabbitEvents};
+
+/// Connects to MongoDB and RabbitMQ, retrying with capped backoff (a
+/// dependency still starting delays the node, it does not kill it). MySQL
+/// is not needed to start: the directory makes its schema on first use.
+pub async fn connect(settings: &Settings, node_id: &str) -> Result<Backends, super::BuildError> {
+    let mongo = connect_with_backoff("MongoDB", || Mongo::connect(&settings.storage)).await;
+    let broker =
+        connect_with_backoff("RabbitMQ", || Broker::connect(&settings.queue, node_id)).await;
+    let users = Arc::new(MysqlUsers::new(&settings.auth.mysql_url)?);
+    let prepared = users.clone();
+    tokio::spawn(async move {
+        use super::UserDirectory;
+        if let Err(e) = prepared.prepare().await {
+            tracing::warn!(
+                "MySQL not reachable yet ({}); login and register answer 503 until it is",
+                super::chain(&e)
+            );
+        }
+    });
+    let mongo = Arc::new(mongo);
+    let broker = Arc::new(broker);
+    let checks: Vec<Arc<dyn Check>> = vec![
+        Arc::new(MongoCheck(mongo.clone())),
+        Arc::new(RabbitCheck(broker.clone())),
+        Arc::new(MysqlCheck(users.clone())),
+    ];
+    Ok(Backends {
+        kind: "cluster",
+        jobs: mongo.clone(),
+        blobs: mongo,
+        events: Arc::new(RabbitEvents::start(broker.as_ref().clone())),
+        queue: broker,
+        users,
+        checks: checks.into(),
+    })
+}
+
+/// Connects to MySQL only: what `vidaud user` needs.
+pub fn user_directory(
+    settings: &Settings,
+) -> Result<Arc<dyn super::UserDirectory>, super::BuildError> {
+    Ok(Arc::new(MysqlUsers::new(&settings.auth.mysql_url)?))
+}
+
+struct MongoCheck(Arc<Mongo>);
+
+#[async_trait]
+impl Check for MongoCheck {
+    fn name(&self) -> &'static str {
+        "mongodb"
+    }
+    fn serves(&self) -> &'static [Part] {
+        &[Part::Jobs, Part::Files]
+    }
+    async fn up(&self) -> bool {
+        self.0.ping().await.is_ok()
+    }
+}
+
+struct RabbitCheck(Arc<Broker>);
+
+#[async_trait]
+impl Check for RabbitCheck {
+    fn name(&self) -> &'static str {
+        "rabbitmq"
+    }
+    fn serves(&self) -> &'static [Part] {
+        &[Part::Queue]
+    }
+    async fn up(&self) -> bool {
+        self.0.check().await
+    }
+}
+
+struct MysqlCheck(Arc<MysqlUsers>);
+
+#[async_trait]
+impl Check for MysqlCheck {
+    fn name(&self) -> &'static str {
+        "mysql"
+    }
+    fn serves(&self) -> &'static [Part] {
+        &[Part::Users]
+    }
+    async fn up(&self) -> bool {
+        self.0.ping().await.is_ok()
+    }
+}

@@ -1,0 +1,308 @@
+//! The `jobs` collection behind [`JobStore`]. Each transition is one
+//! conditional update keyed by job id and guarded by the state (and
+//! attempt) it expects.
+
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use mongodb::bson::{DateTime, Document, doc};
+use mongodb::options::ReturnDocument;
+
+use super::job_doc::{JobDoc, date};
+use super::{Mongo, oid};
+use crate::backends::{JobQuery, JobStore, StoreError};
+use crate::domain::{JobId, JobRecord, JobState, Timestamp};
+use crate::metrics::timed;
+
+fn records(docs: Vec<JobDoc>) -> Vec<JobRecord> {
+    docs.into_iter().map(JobRecord::from).collect()
+}
+
+impl Mongo {
+    async fn back_to_queued(&self, filter: Document, error: &str) -> Result<bool, StoreError> {
+        let update = doc! { "$set": {
+            "state": JobState::Queued.as_str(),
+            "error": error,
+            "lease_until": null,
+            "updated_at": DateTime::now(),
+        } };
+        Ok(self.jobs.update_one(filter, update).await?.matched_count == 1)
+    }
+
+    async fn set_flag(&self, id: JobId, flag: &str) -> Result<(), StoreError> {
+        self.jobs
+            .update_one(doc! { "_id": oid(id) }, doc! { "$set": { flag: true } })
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobStore for Mongo {
+    async fn insert(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let doc = JobDoc::from(job);
+        timed(
+            "mongodb",
+            "insert_job",
+            self.jobs.insert_one(doc).into_future(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        let find = self.jobs.find_one(doc! { "_id": oid(id) }).into_future();
+        Ok(timed("mongodb", "find_job", find)
+            .await?
+            .map(JobRecord::from))
+    }
+
+    async fn remove(&self, id: JobId) -> Result<(), StoreError> {
+        self.jobs.delete_one(doc! { "_id": oid(id) }).await?;
+        Ok(())
+    }
+
+    async fn list(&self, query: &JobQuery) -> Result<Vec<JobRecord>, StoreError> {
+        let mut filter = Document::new();
+        if let Some(owner) = &query.owner {
+            filter.insert("owner", owner);
+        }
+        match query.state {
+            Some(state) => filter.insert("state", state.as_str()),
+            None => filter.insert("state", doc! { "$ne": JobState::Deleted.as_str() }),
+        };
+        if let Some(before) = query.before {
+            filter.insert("_id", doc! { "$lt": oid(before) });
+        }
+        let list = async {
+            self.jobs
+                .find(filter)
+                .sort(doc! { "_id": -1 })
+                .limit(i64::from(query.limit))
+                .await?
+                .try_collect()
+                .await
+        };
+        Ok(records(timed("mongodb", "list_jobs", list).await?))
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        let mut counts = Vec::new();
+        for state in JobState::LIVE {
+            let count = self.jobs.count_documents(doc! { "state": state.as_str() });
+            counts.push((
+                state,
+                timed("mongodb", "count_jobs", count.into_future()).await?,
+            ));
+        }
+        Ok(counts)
+    }
+
+    async fn active_jobs(&self, owner: &str) -> Result<u64, StoreError> {
+        let active: Vec<&str> = JobState::ACTIVE.iter().map(|s| s.as_str()).collect();
+        Ok(self
+            .jobs
+            .count_documents(doc! { "owner": owner, "state": { "$in": active } })
+            .await?)
+    }
+
+    async fn mark_deleted(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        Ok(self
+            .jobs
+            .find_one_and_update(
+                doc! { "_id": oid(id) },
+                doc! { "$set": {
+                    "state": JobState::Deleted.as_str(),
+                    "lease_until": null,
+                    "progress": null,
+                    "updated_at": DateTime::now(),
+                } },
+            )
+            .return_document(ReturnDocument::Before)
+            .await?
+            .map(JobRecord::from))
+    }
+
+    async fn retry(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        Ok(self
+            .jobs
+            .find_one_and_update(
+                doc! { "_id": oid(id), "state": JobState::Failed.as_str() },
+                doc! {
+                    "$set": {
+                        "state": JobState::Queued.as_str(),
+                        "attempts": 0,
+                        "error": null,
+                        "progress": null,
+                        "node": null,
+                        "notified": false,
+                        "mailed": false,
+                        "lease_until": null,
+                        "updated_at": DateTime::now(),
+                    },
+                    "$inc": { "retries": 1 },
+                },
+            )
+            .return_document(ReturnDocument::After)
+            .await?
+            .map(JobRecord::from))
+    }
+
+    async fn undo_retry(&self, id: JobId, retries: u32, error: &str) -> Result<(), StoreError> {
+        self.jobs
+            .update_one(
+                doc! {
+                    "_id": oid(id), "state": JobState::Queued.as_str(),
+                    "retries": retries, "attempts": 0,
+                },
+                doc! { "$set": {
+                    "state": JobState::Failed.as_str(),
+                    "error": error,
+                    "notified": true,
+                    "mailed": true,
+                    "updated_at": DateTime::now(),
+                } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn created_before(
+        &self,
+        cutoff: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let found = self
+            .jobs
+            .find(doc! {
+                "created_at": { "$lt": date(cutoff) },
+                "state": { "$ne": JobState::Deleted.as_str() },
+            })
+            .sort(doc! { "created_at": 1 })
+            .limit(i64::from(limit))
+            .await?
+            .try_collect()
+            .await?;
+        Ok(records(found))
+    }
+
+    async fn purge_deleted(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
+        Ok(self
+            .jobs
+            .delete_many(doc! {
+                "state": JobState::Deleted.as_str(),
+                "updated_at": { "$lt": date(cutoff) },
+            })
+            .await?
+            .deleted_count)
+    }
+
+    async fn take(
+        &self,
+        id: JobId,
+        node: &str,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let now_date = date(now);
+        let claim = self
+            .jobs
+            .find_one_and_update(
+                doc! { "_id": oid(id), "$or": [
+                    { "state": JobState::Queued.as_str() },
+                    {
+                        "state": JobState::Converting.as_str(),
+                        "lease_until": { "$not": { "$gt": now_date } },
+                    },
+                ] },
+                doc! {
+                    "$set": {
+                        "state": JobState::Converting.as_str(),
+                        "node": node,
+                        "updated_at": now_date,
+                        "lease_until": date(now.plus(lease)),
+                    },
+                    "$inc": { "attempts": 1 },
+                },
+            )
+            .return_document(ReturnDocument::After)
+            .into_future();
+        Ok(timed("mongodb", "claim_job", claim)
+            .await?
+            .map(JobRecord::from))
+    }
+
+    async fn renew_lease(
+        &self,
+        id: JobId,
+        attempt: u32,
+        lease: Duration,
+        progress: Option<f64>,
+    ) -> Result<bool, StoreError> {
+        let mut set = doc! { "lease_until": date(Timestamp::now().plus(lease)) };
+        if let Some(percent) = progress {
+            set.insert("progress", percent);
+        }
+        let renew = self.jobs.update_one(
+            doc! { "_id": oid(id), "state": JobState::Converting.as_str(), "attempts": attempt },
+            doc! { "$set": set },
+        );
+        let result = timed("mongodb", "renew_lease", renew.into_future()).await?;
+        Ok(result.matched_count == 1)
+    }
+
+    async fn finish(
+        &self,
+        id: JobId,
+        attempt: u32,
+        state: JobState,
+        error: Option<&str>,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        debug_assert!(state.is_final());
+        let finish = self
+            .jobs
+            .find_one_and_update(
+                doc! { "_id": oid(id), "state": JobState::Converting.as_str(), "attempts": attempt },
+                doc! { "$set": {
+                    "state": state.as_str(),
+                    "error": error,
+                    "progress": if state == JobState::Done { Some(100.0) } else { None },
+                    "notified": false,
+                    "lease_until": null,
+                    "updated_at": DateTime::now(),
+                } },
+            )
+            .return_document(ReturnDocument::After)
+            .into_future();
+        Ok(timed("mongodb", "finish_job", finish)
+            .await?
+            .map(JobRecord::from))
+    }
+
+    async fn requeue(&self, id: JobId, attempt: u32, error: &str) -> Result<bool, StoreError> {
+        self.back_to_queued(
+            doc! { "_id": oid(id), "state": JobState::Converting.as_str(), "attempts": attempt },
+            error,
+        )
+        .await
+    }
+
+    async fn release_crashed(&self, id: JobId, node: &str, error: &str) -> Result<(), StoreError> {
+        self.back_to_queued(
+            doc! { "_id": oid(id), "state": JobState::Converting.as_str(), "node": node },
+            error,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn mark_mailed(&self, id: JobId) -> Result<(), StoreError> {
+        self.set_flag(id, "mailed").await
+    }
+
+    async fn mark_notified(&self, id: JobId) -> Result<(), StoreError> {
+        self.set_flag(id, "notified").await
+    }
+}

@@ -1,0 +1,114 @@
+//! The cluster's storage in MongoDB: the two GridFS buckets (`videos`,
+//! `mp3s`, default bucket `fs`, the reference's layout) and the `jobs`
+//! collection.
+//!
+//! Everything here is a single-document operation, so it is atomic on a
+//! standalone mongod as well as on a replica set; job state changes are
+//! compare-and-set on the record's current state, which is what makes a
+//! redelivered message harmless.
+
+mod files;
+mod indexes;
+mod info_cache;
+mod job_doc;
+mod jobs;
+
+use mongodb::bson::Document;
+use mongodb::bson::oid::ObjectId;
+use mongodb::gridfs::GridFsBucket;
+use mongodb::{Client, Collection};
+
+use crate::backends::{Bucket, StoreError};
+use crate::domain::Id;
+use crate::settings::StorageSettings;
+use job_doc::JobDoc;
+
+const BACKEND: &str = "MongoDB";
+
+impl From<mongodb::error::Error> for StoreError {
+    fn from(e: mongodb::error::Error) -> Self {
+        StoreError::backend(BACKEND, e)
+    }
+}
+
+/// The driver's id for one of ours: the same 12 bytes.
+fn oid<K>(id: Id<K>) -> ObjectId {
+    ObjectId::from_bytes(id.bytes())
+}
+
+fn from_oid<K: crate::domain::IdKind>(id: ObjectId) -> Id<K> {
+    Id::from_bytes(id.bytes())
+}
+
+/// One GridFS bucket and the two collections behind it, read directly for
+/// bounded downloads and per-owner usage.
+#[derive(Clone)]
+struct GridFs {
+    bucket: GridFsBucket,
+    chunks: Collection<Document>,
+    files: Collection<Document>,
+}
+
+impl GridFs {
+    fn new(db: &mongodb::Database) -> Self {
+        Self {
+            bucket: db.gridfs_bucket(None),
+            chunks: db.collection("fs.chunks"),
+            files: db.collection("fs.files"),
+        }
+    }
+}
+
+/// A handle to the cluster's MongoDB storage; cheap to clone.
+#[derive(Clone)]
+pub struct Mongo {
+    client: Client,
+    videos: GridFs,
+    mp3s: GridFs,
+    jobs: Collection<JobDoc>,
+    mp3_infos: std::sync::Arc<info_cache::InfoCache>,
+}
+
+impl Mongo {
+    pub async fn connect(settings: &StorageSettings) -> Result<Self, StoreError> {
+        let mut options = mongodb::options::ClientOptions::parse(&settings.mongodb_uri).await?;
+        options.app_name.get_or_insert_with(|| "vidaud".to_owned());
+        // Fail a request fast when the server is away (the default is 30 s),
+        // so callers can answer 503 and reconnect loops report promptly.
+        options
+            .server_selection_timeout
+            .get_or_insert(std::time::Duration::from_secs(5));
+        let client = Client::with_options(options)?;
+        let store = Self {
+            videos: GridFs::new(&client.database(&settings.videos_db)),
+            mp3s: GridFs::new(&client.database(&settings.mp3s_db)),
+            jobs: client.database(&settings.jobs_db).collection("jobs"),
+            mp3_infos: std::sync::Arc::new(info_cache::InfoCache::new()),
+            client,
+        };
+        store.ping().await?;
+        // A node without its indexes still works, slower: say so, go on.
+        if let Err(e) = store.ensure_indexes().await {
+            tracing::warn!(
+                "could not create MongoDB indexes: {}",
+                crate::backends::chain(&e)
+            );
+        }
+        Ok(store)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .database("admin")
+            .run_command(mongodb::bson::doc! { "ping": 1 })
+            .await?;
+        Ok(())
+    }
+
+    fn gridfs(&self, bucket: Bucket) -> &GridFs {
+        match bucket {
+            Bucket::Videos => &self.videos,
+            Bucket::Audio => &self.mp3s,
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The embedded node's SQLite database (`vidaud.db` in the data directory):
+//! users, jobs, the durable queue and the files' records.
+//!
+//! One connection, used by one statement (or one transaction) at a time on
+//! the blocking pool: SQLite serialises writers anyway, each operation is
+//! microseconds, and a single connection makes every multi-statement step
+//! atomic without busy retries. WAL journal, `synchronous = FULL`: a commit
+//! is on disk when it returns, so what a client was told is stored survives
+//! a crash or a power cut, as a broker's confirm does.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+use crate::backends::{QueueError, StoreError, UsersError};
+
+pub const BACKEND: &str = "SQLite";
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return StoreError::Full(std::io::Error::new(std::io::ErrorKind::StorageFull, e));
+        }
+        StoreError::backend(BACKEND, e)
+    }
+}
+
+impl From<rusqlite::Error> for QueueError {
+    fn from(e: rusqlite::Error) -> Self {
+        QueueError::backend(BACKEND, e)
+    }
+}
+
+impl From<rusqlite::Error> for UsersError {
+    fn from(e: rusqlite::Error) -> Self {
+        UsersError::backend(BACKEND, e)
+    }
+}
+
+/// The schema, made when missing. Ids are their 24-digit lowercase hex
+/// text (so they sort as their bytes do), times are milliseconds since the
+/// epoch, output options are their JSON.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    password TEXT NOT NULL,
+    is_admin INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    video_fid TEXT NOT NULL,
+    mp3_fid TEXT NOT NULL,
+    state TEXT NOT NULL,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    retries INTEGER NOT NULL DEFAULT 0,
+    output TEXT NOT NULL,
+    progress REAL,
+    node TEXT,
+    notified INTEGER NOT NULL DEFAULT 0,
+    mailed INTEGER NOT NULL DEFAULT 0,
+    lease_until INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, id);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, updated_at);
+CREATE INDEX IF NOT EXISTS jobs_by_age ON jobs (created_at);
+CREATE TABLE IF NOT EXISTS files (
+    bucket TEXT NOT NULL,
+    id TEXT NOT NULL,
+    length INTEGER NOT NULL,
+    filename TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    content_type TEXT,
+    job_id TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (bucket, id)
+);
+CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT,
+    node TEXT,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    held_by TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, held_by, seq);
+";
+
+/// The database; clones share the connection.
+#[derive(Clone)]
+pub struct Db {
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl Db {
+    /// Opens (creating) the database at `path` and makes the schema.
+    pub fn open(path: &Path) -> Result<Self, rusqlite::Error> {
+        let connection = Connection::open(path)?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        connection.execute_batch(SCHEMA)?;
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    /// Runs `work` on the connection, off the async threads.
+    pub async fn call<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<rusqlite::Error> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
+        let db = self.clone();
+        match tokio::task::spawn_blocking(move || db.call_blocking(work)).await {
+            Ok(result) => result,
+            // The blocking pool is shutting down (the runtime is stopping).
+            Err(_) => Err(E::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERRUPT),
+                Some("the node is stopping".to_owned()),
+            ))),
+        }
+    }
+
+    /// Runs `work` on the connection in this thread (tests, drop guards).
+    pub fn call_blocking<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E>,
+    {
+        // A panic under the lock leaves no transaction open (rusqlite rolls
+        // back on drop): the connection is still sound.
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        work(&mut connection)
+    }
+}

@@ -1,0 +1,318 @@
+//! Files on local disk behind [`BlobStore`]: `files/<bucket>/<xx>/<id>`
+//! under the data directory, recorded in the `files` table.
+//!
+//! A write goes to `files/partial/<id>.<n>` and becomes visible only when
+//! finished: the data is fsynced, renamed into place, the directory
+//! fsynced, and then the row is written. So a reader never sees a file
+//! half-written, and a crash at any point leaves at most a partial file or
+//! an unrecorded one, both removed when the node starts (`sweep_orphans`).
+//! Deleting removes the row first, then the file.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use rusqlite::{OptionalExtension, params};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
+use tracing::info;
+
+use super::db::Db;
+use crate::backends::{BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, StoreError};
+use crate::domain::{FileId, Id, Timestamp};
+
+/// Bytes read from disk at a time when streaming a file out.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// The data directory's files and their records.
+#[derive(Clone)]
+pub struct LocalFiles {
+    root: PathBuf,
+    db: Db,
+}
+
+/// An I/O error as a store error: a full disk is its own kind.
+fn io(e: std::io::Error) -> StoreError {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        StoreError::Full(e)
+    } else {
+        StoreError::Io(e)
+    }
+}
+
+impl LocalFiles {
+    /// Makes the folders under `root` (the data directory's `files`).
+    pub fn open(root: PathBuf, db: Db) -> std::io::Result<Self> {
+        for bucket in Bucket::ALL {
+            std::fs::create_dir_all(root.join(bucket.name()))?;
+        }
+        std::fs::create_dir_all(root.join("partial"))?;
+        Ok(Self { root, db })
+    }
+
+    /// Where a finished file lives; the fan-out takes the id's last byte
+    /// (its counter), so folders fill evenly.
+    fn path(&self, bucket: Bucket, id: FileId) -> PathBuf {
+        let hex = id.to_hex();
+        self.root.join(bucket.name()).join(&hex[22..]).join(hex)
+    }
+
+    fn partial(&self, id: FileId) -> PathBuf {
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("partial")
+            .join(format!("{id}.{}.{n}", std::process::id()))
+    }
+
+    /// Removes what a crash can leave: partial writes, and finished files
+    /// without a row (renamed, not yet recorded; or a delete cut short).
+    /// Run at start-up, before anything writes. Returns how many.
+    pub fn sweep_orphans(&self) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(self.root.join("partial")).map_err(io)? {
+            std::fs::remove_file(entry.map_err(io)?.path()).map_err(io)?;
+            removed += 1;
+        }
+        for bucket in Bucket::ALL {
+            for fan in std::fs::read_dir(self.root.join(bucket.name())).map_err(io)? {
+                let fan = fan.map_err(io)?.path();
+                if !fan.is_dir() {
+                    continue;
+                }
+                for entry in std::fs::read_dir(&fan).map_err(io)? {
+                    let path = entry.map_err(io)?.path();
+                    let recorded = match path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| Id::parse(n).ok())
+                    {
+                        Some(id) => self.recorded(bucket, id)?,
+                        None => false,
+                    };
+                    if !recorded {
+                        std::fs::remove_file(&path).map_err(io)?;
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        if removed > 0 {
+            info!(
+                removed,
+                "removed files a crash left half-written or unrecorded"
+            );
+        }
+        Ok(removed)
+    }
+
+    fn recorded(&self, bucket: Bucket, id: FileId) -> Result<bool, StoreError> {
+        self.db.call_blocking(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT 1 FROM files WHERE bucket = ?1 AND id = ?2",
+                    params![bucket.name(), id.to_hex()],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some())
+        })
+    }
+}
+
+/// Fsyncs a directory, so a rename in it is durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+struct LocalWrite {
+    files: LocalFiles,
+    bucket: Bucket,
+    id: FileId,
+    meta: FileMeta,
+    partial: PathBuf,
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    written: u64,
+}
+
+#[async_trait]
+impl BlobWrite for LocalWrite {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.file.write_all(chunk).await.map_err(io)?;
+        self.written += chunk.len() as u64;
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<(), StoreError> {
+        let finished = async {
+            self.file.flush().await.map_err(io)?;
+            self.file.get_ref().sync_all().await.map_err(io)?;
+            let target = self.files.path(self.bucket, self.id);
+            let (partial, dir) = (self.partial.clone(), target.parent().map(Path::to_owned));
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                if let Some(dir) = &dir {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::rename(&partial, &target)?;
+                if let Some(dir) = &dir {
+                    sync_dir(dir)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+            .map_err(io)?;
+            let (bucket, id, meta, length) =
+                (self.bucket, self.id, self.meta.clone(), self.written);
+            self.files
+                .db
+                .call(move |conn| {
+                    conn.execute(
+                        "INSERT OR REPLACE INTO files \
+                         (bucket, id, length, filename, owner, content_type, job_id, created_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![
+                            bucket.name(),
+                            id.to_hex(),
+                            i64::try_from(length).unwrap_or(i64::MAX),
+                            meta.filename,
+                            meta.owner,
+                            meta.content_type,
+                            meta.job_id.map(|j| j.to_hex()),
+                            Timestamp::now().millis(),
+                        ],
+                    )?;
+                    Ok::<_, StoreError>(())
+                })
+                .await
+        }
+        .await;
+        if finished.is_err() {
+            let _ = tokio::fs::remove_file(&self.partial).await;
+        }
+        finished
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), StoreError> {
+        drop(self.file);
+        match tokio::fs::remove_file(&self.partial).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for LocalFiles {
+    async fn info(&self, bucket: Bucket, id: FileId) -> Result<Option<FileInfo>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let row = conn
+                    .query_row(
+                        "SELECT length, filename, owner, content_type, job_id FROM files \
+                         WHERE bucket = ?1 AND id = ?2",
+                        params![bucket.name(), id.to_hex()],
+                        |row| {
+                            Ok((
+                                row.get::<_, i64>(0)?,
+                                row.get::<_, String>(1)?,
+                                row.get::<_, String>(2)?,
+                                row.get::<_, Option<String>>(3)?,
+                                row.get::<_, Option<String>>(4)?,
+                            ))
+                        },
+                    )
+                    .optional()?;
+                Ok(
+                    row.map(|(length, filename, owner, content_type, job_id)| FileInfo {
+                        id,
+                        length: u64::try_from(length).unwrap_or(0),
+                        filename,
+                        owner: Some(owner),
+                        content_type,
+                        job_id: job_id.and_then(|j| Id::parse(&j).ok()),
+                        block_size: 0,
+                    }),
+                )
+            })
+            .await
+    }
+
+    async fn create(
+        &self,
+        bucket: Bucket,
+        id: FileId,
+        meta: FileMeta,
+    ) -> Result<Box<dyn BlobWrite>, StoreError> {
+        let partial = self.partial(id);
+        let file = tokio::fs::File::create(&partial).await.map_err(io)?;
+        Ok(Box::new(LocalWrite {
+            files: self.clone(),
+            bucket,
+            id,
+            meta,
+            partial,
+            file: tokio::io::BufWriter::with_capacity(READ_CHUNK, file),
+            written: 0,
+        }))
+    }
+
+    async fn read(
+        &self,
+        bucket: Bucket,
+        file: &FileInfo,
+        range: Option<(u64, u64)>,
+    ) -> Result<ByteStream, StoreError> {
+        let id = file.id;
+        let mut handle = match tokio::fs::File::open(self.path(bucket, id)).await {
+            Ok(handle) => handle,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Gone { id });
+            }
+            Err(e) => return Err(io(e)),
+        };
+        if handle.metadata().await.map_err(io)?.len() != file.length {
+            return Err(StoreError::Gone { id });
+        }
+        let (first, last) = range.unwrap_or((0, file.length.saturating_sub(1)));
+        let wanted = if file.length == 0 {
+            0
+        } else {
+            last + 1 - first
+        };
+        handle.seek(SeekFrom::Start(first)).await.map_err(io)?;
+        Ok(ReaderStream::with_capacity(handle.take(wanted), READ_CHUNK).boxed())
+    }
+
+    async fn delete(&self, bucket: Bucket, id: FileId) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "DELETE FROM files WHERE bucket = ?1 AND id = ?2",
+                    params![bucket.name(), id.to_hex()],
+                )?;
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        match tokio::fs::remove_file(self.path(bucket, id)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn usage(&self, owner: &str) -> Result<u64, StoreError> {
+        let owner = owner.to_owned();
+        self.db
+            .call(move |conn| {
+                let total: i64 = conn.query_row(
+                    "SELECT COALESCE(SUM(length), 0) FROM files WHERE owner = ?1",
+                    [owner],
+                    |row| row.get(0),
+                )?;
+                Ok(u64::try_from(total).unwrap_or(0))
+            })
+            .await
+    }
+}

@@ -1,0 +1,372 @@
+//! The `jobs` table behind [`JobStore`]. Each transition is one UPDATE
+//! guarded by the state (and attempt) it expects, `RETURNING` the new row;
+//! the two that must answer with the row as it was before run in one
+//! transaction.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::db::Db;
+use crate::backends::{JobQuery, JobStore, StoreError};
+use crate::domain::{Id, IdKind, JobId, JobRecord, JobState, Timestamp};
+use crate::output::OutputOptions;
+
+const COLUMNS: &str = "id, owner, filename, video_fid, mp3_fid, state, error, attempts, retries, \
+                       output, progress, node, notified, mailed, lease_until, created_at, updated_at";
+
+/// A stored value that is not what the schema promises (a hand-edited row).
+#[derive(Debug, thiserror::Error)]
+#[error("column {column} holds {value:?}")]
+struct BadColumn {
+    column: &'static str,
+    value: String,
+}
+
+fn bad(column: &'static str, value: String, index: usize) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        index,
+        rusqlite::types::Type::Text,
+        Box::new(BadColumn { column, value }),
+    )
+}
+
+fn id_at<K: IdKind>(row: &Row<'_>, index: usize, column: &'static str) -> rusqlite::Result<Id<K>> {
+    let text: String = row.get(index)?;
+    Id::parse(&text).map_err(|_| bad(column, text, index))
+}
+
+/// A row of `jobs` (selected as [`COLUMNS`]) as a record.
+fn record(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
+    let state: String = row.get(5)?;
+    let output: String = row.get(9)?;
+    Ok(JobRecord {
+        id: id_at(row, 0, "id")?,
+        owner: row.get(1)?,
+        filename: row.get(2)?,
+        video_fid: id_at(row, 3, "video_fid")?,
+        mp3_fid: id_at(row, 4, "mp3_fid")?,
+        state: JobState::from_stored(&state).ok_or_else(|| bad("state", state.clone(), 5))?,
+        error: row.get(6)?,
+        attempts: row.get(7)?,
+        retries: row.get(8)?,
+        output: serde_json::from_str::<OutputOptions>(&output)
+            .map_err(|_| bad("output", output.clone(), 9))?,
+        progress: row.get(10)?,
+        node: row.get(11)?,
+        notified: row.get(12)?,
+        mailed: row.get(13)?,
+        lease_until: row.get::<_, Option<i64>>(14)?.map(Timestamp::from_millis),
+        created_at: Timestamp::from_millis(row.get(15)?),
+        updated_at: Timestamp::from_millis(row.get(16)?),
+    })
+}
+
+fn now() -> i64 {
+    Timestamp::now().millis()
+}
+
+/// One row by id.
+fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<JobRecord>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+        [id],
+        record,
+    )
+    .optional()
+}
+
+/// An UPDATE … RETURNING of one job: the new row, if one matched.
+fn update_returning(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Option<JobRecord>> {
+    conn.query_row(&format!("{sql} RETURNING {COLUMNS}"), params, record)
+        .optional()
+}
+
+/// SQLite stores unsigned counters as signed 64-bit integers.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+#[async_trait]
+impl JobStore for Db {
+    async fn insert(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let output =
+            serde_json::to_string(&job.output).map_err(|e| StoreError::backend("SQLite", e))?;
+        let job = job.clone();
+        self.call(move |conn| {
+            conn.execute(
+                &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+                params![
+                    job.id.to_hex(),
+                    job.owner,
+                    job.filename,
+                    job.video_fid.to_hex(),
+                    job.mp3_fid.to_hex(),
+                    job.state.as_str(),
+                    job.error,
+                    job.attempts,
+                    job.retries,
+                    output,
+                    job.progress,
+                    job.node,
+                    job.notified,
+                    job.mailed,
+                    job.lease_until.map(Timestamp::millis),
+                    job.created_at.millis(),
+                    job.updated_at.millis(),
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.call(move |conn| Ok(get(conn, &id.to_hex())?)).await
+    }
+
+    async fn remove(&self, id: JobId) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            conn.execute("DELETE FROM jobs WHERE id = ?1", [id.to_hex()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list(&self, query: &JobQuery) -> Result<Vec<JobRecord>, StoreError> {
+        let query = query.clone();
+        self.call(move |conn| {
+            let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE 1");
+            let mut values: Vec<String> = Vec::new();
+            if let Some(owner) = query.owner {
+                values.push(owner);
+                sql.push_str(&format!(" AND owner = ?{}", values.len()));
+            }
+            match query.state {
+                Some(state) => {
+                    values.push(state.as_str().to_owned());
+                    sql.push_str(&format!(" AND state = ?{}", values.len()));
+                }
+                None => sql.push_str(" AND state <> 'deleted'"),
+            }
+            if let Some(before) = query.before {
+                values.push(before.to_hex());
+                sql.push_str(&format!(" AND id < ?{}", values.len()));
+            }
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", query.limit));
+            let mut statement = conn.prepare(&sql)?;
+            let rows = statement.query_map(rusqlite::params_from_iter(values), record)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        self.call(|conn| {
+            let mut counts = Vec::new();
+            for state in JobState::LIVE {
+                let n: i64 = conn.query_row(
+                    "SELECT COUNT(*) FROM jobs WHERE state = ?1",
+                    [state.as_str()],
+                    |row| row.get(0),
+                )?;
+                counts.push((state, count(n)));
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn active_jobs(&self, owner: &str) -> Result<u64, StoreError> {
+        let owner = owner.to_owned();
+        self.call(move |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM jobs WHERE owner = ?1 AND state IN ('queued', 'converting')",
+                [owner],
+                |row| row.get(0),
+            )?;
+            Ok(count(n))
+        })
+        .await
+    }
+
+    async fn mark_deleted(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let before = get(&tx, &id.to_hex())?;
+            if before.is_some() {
+                tx.execute(
+                    "UPDATE jobs SET state = 'deleted', lease_until = NULL, progress = NULL, \
+                     updated_at = ?2 WHERE id = ?1",
+                    params![id.to_hex(), now()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(before)
+        })
+        .await
+    }
+
+    async fn retry(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.call(move |conn| {
+            Ok(update_returning(
+                conn,
+                "UPDATE jobs SET state = 'queued', attempts = 0, error = NULL, progress = NULL, \
+                 node = NULL, notified = 0, mailed = 0, lease_until = NULL, updated_at = ?2, \
+                 retries = retries + 1 WHERE id = ?1 AND state = 'failed'",
+                params![id.to_hex(), now()],
+            )?)
+        })
+        .await
+    }
+
+    async fn undo_retry(&self, id: JobId, retries: u32, error: &str) -> Result<(), StoreError> {
+        let error = error.to_owned();
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE jobs SET state = 'failed', error = ?3, notified = 1, mailed = 1, \
+                 updated_at = ?4 \
+                 WHERE id = ?1 AND state = 'queued' AND retries = ?2 AND attempts = 0",
+                params![id.to_hex(), retries, error, now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn created_before(
+        &self,
+        cutoff: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.call(move |conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM jobs WHERE created_at < ?1 AND state <> 'deleted' \
+                 ORDER BY created_at LIMIT ?2"
+            ))?;
+            let rows = statement.query_map(params![cutoff.millis(), limit], record)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn purge_deleted(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
+        self.call(move |conn| {
+            let n = conn.execute(
+                "DELETE FROM jobs WHERE state = 'deleted' AND updated_at < ?1",
+                [cutoff.millis()],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn take(
+        &self,
+        id: JobId,
+        node: &str,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let node = node.to_owned();
+        self.call(move |conn| {
+            Ok(update_returning(
+                conn,
+                "UPDATE jobs SET state = 'converting', node = ?2, updated_at = ?3, \
+                 lease_until = ?4, attempts = attempts + 1 \
+                 WHERE id = ?1 AND (state = 'queued' OR (state = 'converting' \
+                 AND (lease_until IS NULL OR lease_until <= ?3)))",
+                params![id.to_hex(), node, now.millis(), now.plus(lease).millis()],
+            )?)
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: JobId,
+        attempt: u32,
+        lease: Duration,
+        progress: Option<f64>,
+    ) -> Result<bool, StoreError> {
+        self.call(move |conn| {
+            let until = Timestamp::now().plus(lease).millis();
+            let n = conn.execute(
+                "UPDATE jobs SET lease_until = ?3, progress = COALESCE(?4, progress) \
+                 WHERE id = ?1 AND state = 'converting' AND attempts = ?2",
+                params![id.to_hex(), attempt, until, progress],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn finish(
+        &self,
+        id: JobId,
+        attempt: u32,
+        state: JobState,
+        error: Option<&str>,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        debug_assert!(state.is_final());
+        let error = error.map(str::to_owned);
+        let progress = (state == JobState::Done).then_some(100.0);
+        self.call(move |conn| {
+            Ok(update_returning(
+                conn,
+                "UPDATE jobs SET state = ?3, error = ?4, progress = ?5, notified = 0, \
+                 lease_until = NULL, updated_at = ?6 \
+                 WHERE id = ?1 AND state = 'converting' AND attempts = ?2",
+                params![id.to_hex(), attempt, state.as_str(), error, progress, now()],
+            )?)
+        })
+        .await
+    }
+
+    async fn requeue(&self, id: JobId, attempt: u32, error: &str) -> Result<bool, StoreError> {
+        let error = error.to_owned();
+        self.call(move |conn| {
+            let n = conn.execute(
+                "UPDATE jobs SET state = 'queued', error = ?3, lease_until = NULL, updated_at = ?4 \
+                 WHERE id = ?1 AND state = 'converting' AND attempts = ?2",
+                params![id.to_hex(), attempt, error, now()],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn release_crashed(&self, id: JobId, node: &str, error: &str) -> Result<(), StoreError> {
+        let (node, error) = (node.to_owned(), error.to_owned());
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE jobs SET state = 'queued', error = ?3, lease_until = NULL, updated_at = ?4 \
+                 WHERE id = ?1 AND state = 'converting' AND node = ?2",
+                params![id.to_hex(), node, error, now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mark_mailed(&self, id: JobId) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            conn.execute("UPDATE jobs SET mailed = 1 WHERE id = ?1", [id.to_hex()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mark_notified(&self, id: JobId) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            conn.execute("UPDATE jobs SET notified = 1 WHERE id = ?1", [id.to_hex()])?;
+            Ok(())
+        })
+        .await
+    }
+}

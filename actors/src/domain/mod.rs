@@ -1,0 +1,18 @@
+//! The domain vocabulary every part of the node speaks: ids, times, the job
+//! record and its states, queue messages and job events.
+//!
+//! Architecture Invariant: nothing here names a driver type (no bson, no
+//! lapin, no SQL). Backends translate at their edge; an id or a time keeps
+//! its value whichever backend holds it.
+
+mod events;
+mod ids;
+mod job;
+mod messages;
+mod time;
+
+pub use events::JobEvent;
+pub use ids::{FileId, Id, IdError, IdKind, JobId};
+pub use job::{JobRecord, JobState, event_sequence};
+pub use messages::{Mp3Message, VideoMessage};
+pub use time::Timestamp;
