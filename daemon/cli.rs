@@ -23,8 +23,11 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Talk to a running node over its admin socket.
     Ctl(CtlArgs),
-    /// Manage user accounts in the MySQL user table.
+    /// Manage user accounts in the backend's user directory.
     User(UserArgs),
+    /// Copy this node's embedded data (users, jobs, files; ids kept) into a
+    /// cluster: the way to grow. Restartable; verifies at the end.
+    Migrate(crate::migrate::MigrateArgs),
 }
 
 #[derive(Args)]

@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod convert;
 mod ctl;
+mod migrate;
 mod reload;
 mod serve;
 mod systemd;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         cli::Command::Convert(args) => convert::run(args),
         cli::Command::Ctl(args) => ctl::run(args),
         cli::Command::User(args) => user::run(args),
+        cli::Command::Migrate(args) => migrate::run(args),
     }
 }
 

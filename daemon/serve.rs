@@ -104,7 +104,7 @@ async fn serve(
         shutdown: shutdown.clone(),
     };
     info!(node = %node_id, version = env!("CARGO_PKG_VERSION"), "starting");
-    systemd::status("connecting to MongoDB, RabbitMQ and MySQL");
+    systemd::status("connecting the backends");
     let (root, mut handle) = tokio::select! {
         spawned = Actor::spawn(Some(format!("root-{node_id}")), RootSupervisor, args) => {
             spawned.context("starting the actor tree")?

@@ -23,7 +23,7 @@ pub struct OperationLabels {
     pub operation: &'static str,
 }
 
-/// Latency of calls to MongoDB, GridFS, MySQL and RabbitMQ, by operation.
+/// Latency of calls to the cluster's MongoDB, GridFS, MySQL and RabbitMQ, by operation.
 /// Process-wide, so the adapters time their calls without carrying the
 /// node's `Metrics`; `Metrics::new` registers it.
 static OPERATIONS: LazyLock<Family<OperationLabels, Histogram>> = LazyLock::new(|| {

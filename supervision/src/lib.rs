@@ -2,12 +2,16 @@
 //!
 //! ```text
 //! RootSupervisor
-//! ├── auth        (MySQL users, token issue)
-//! ├── notifier    (consumes `mp3`, sends e-mail)
+//! ├── auth        (users of the user directory, token issue)
+//! ├── notifier    (consumes the finished-jobs queue `mp3`, sends e-mail)
 //! ├── transcoder  (pool actor) ── worker 0..N   (the pool supervises its workers)
-//! ├── bridge      (consumes `video`, feeds the pool)
+//! ├── bridge      (consumes the job queue `video`, feeds the pool)
+//! ├── retention   (the retention sweep)
 //! └── http        (the API; uses auth)
 //! ```
+//!
+//! Every child gets a clone of the node's `Backends` (built first, from
+//! `[backend] kind`): the tree is the same on both backends.
 //!
 //! Children start in that order, each only after the ones it depends on.
 //! When a child fails it is restarted together with the children that hold

@@ -491,19 +491,10 @@ impl Node {
     pub async fn queue_depth(&self, queue: &str) -> u32 {
         match self.options.backend {
             Backend::Cluster => queue_depth(queue).await,
-            Backend::Embedded => {
-                // The embedded queues keep the settings' default names.
-                let name = if queue == self.names.video_queue {
-                    "video"
-                } else if queue == self.names.mp3_queue {
-                    "mp3"
-                } else {
-                    "video.dead"
-                };
-                self.sql_scalar(&format!(
-                    "SELECT COUNT(*) FROM messages WHERE queue = '{name}' AND held_by IS NULL"
-                )) as u32
-            }
+            // The embedded queue keeps the settings' names too.
+            Backend::Embedded => self.sql_scalar(&format!(
+                "SELECT COUNT(*) FROM messages WHERE queue = '{queue}' AND held_by IS NULL"
+            )) as u32,
         }
     }
 

@@ -22,6 +22,7 @@ mod errors;
 mod events;
 mod health;
 mod jobs;
+pub mod migrate;
 mod queue;
 mod users;
 

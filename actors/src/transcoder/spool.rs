@@ -1,8 +1,8 @@
-//! Local spools: the video is copied from GridFS into an anonymous
+//! Local spools: the video is copied from the blob store into an anonymous
 //! temporary file so that demuxers get random access (an MP4 with its index
 //! at the end must seek to the end first), and the audio is written to one
 //! so that muxers can go back to the start (MP3 and FLAC headers, the M4A
-//! index) before it is streamed to GridFS.
+//! index) before it is streamed to the blob store.
 //!
 //! The file is unlinked from the moment it is created, so it has no name to
 //! leak: when the worker finishes, crashes or is killed, the kernel frees it.

@@ -1,0 +1,215 @@
+//! What only the embedded backend has to prove: a node killed mid-upload
+//! leaves nothing half-written, a full disk refuses an upload cleanly and
+//! a conversion waits for room without losing anything stored, and without
+//! an SMTP server mail lands in the data directory's Maildir. (Kill -9
+//! mid-conversion, restarts and the rest run on both backends in
+//! faults.rs.)
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::media::clip;
+use common::{Backend, Files, Node, NodeOptions};
+
+fn embedded() -> NodeOptions {
+    NodeOptions::default()
+        .on(Backend::Embedded)
+        .with("VIDAUD_TRANSCODER__LEASE_SECS", 3)
+}
+
+fn partials(node: &Node) -> usize {
+    std::fs::read_dir(node.names.data_dir.join("files/partial"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_9_mid_upload_leaves_nothing_half_written() {
+    let mut node = Node::start(embedded()).await;
+    let (email, token) = node.new_user().await;
+    let address = node.base.trim_start_matches("http://").to_owned();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 50000000\r\n\r\n\
+         --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.mp4\"\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(&address).expect("connect");
+    stream.write_all(head.as_bytes()).expect("head");
+    let chunk = vec![7u8; 1 << 20];
+    for _ in 0..4 {
+        stream.write_all(&chunk).expect("body");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while partials(&node) == 0 {
+        assert!(Instant::now() < deadline, "no partial write appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.kill9();
+    drop(stream);
+    node.restart().await;
+    assert_eq!(
+        partials(&node),
+        0,
+        "the partial write was swept at start-up"
+    );
+    node.assert_no_files(Files::Videos, "a cut upload").await;
+    assert_eq!(node.count_jobs().await, 0);
+    // And the node serves on.
+    let (status, body) = node.upload(&token, &clip("mp4")).await;
+    assert_eq!(status, 202, "{body}");
+    let job = node
+        .wait_final(&token, body["job_id"].as_str().unwrap())
+        .await;
+    assert_eq!(job["state"], "done");
+    let settled = node.assert_settled(&email, &[job], &[]).await;
+    assert_eq!(settled, (1, 0));
+}
+
+/// A small tmpfs as the data directory, so the disk can be filled.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &Path, megabytes: u32) -> Option<Self> {
+        std::fs::create_dir_all(path).expect("mount point");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then(|| Self {
+            path: path.to_owned(),
+        })
+    }
+
+    /// Fills the disk but for `leave` bytes; the filler file's path.
+    fn fill(&self, leave: u64) -> std::path::PathBuf {
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 1 << 16];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+        let len = file.metadata().expect("len").len();
+        file.set_len(len.saturating_sub(leave)).expect("shrink");
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_refuses_uploads_with_507_and_conversions_wait_for_room() {
+    let names = common::Names::fresh();
+    let Some(disk) = SmallDisk::mount(&names.data_dir, 64) else {
+        panic!("cannot mount a tmpfs (the suite runs as root)");
+    };
+    let node = Node::start_named(
+        names,
+        embedded().with("VIDAUD_TRANSCODER__MAX_ATTEMPTS", 100),
+        true,
+    )
+    .await;
+    let (_, token) = node.new_user().await;
+
+    // A first job done: what is stored must survive what follows.
+    let (status, first) = node.upload(&token, &clip("mp4")).await;
+    assert_eq!(status, 202, "{first}");
+    let first = node
+        .wait_final(&token, first["job_id"].as_str().unwrap())
+        .await;
+    let fid = first["mp3_fid"].as_str().expect("done").to_owned();
+    let before = node
+        .download(&token, &fid)
+        .await
+        .bytes()
+        .await
+        .expect("audio");
+
+    // Drained, a second upload is stored; then the disk fills up.
+    assert_eq!(node.ctl(&["drain"]).0, 0);
+    let (status, second) = node.upload(&token, &clip("long")).await;
+    assert_eq!(status, 202, "{second}");
+    let second_id = second["job_id"].as_str().unwrap().to_owned();
+    let filler = disk.fill(256 * 1024);
+
+    // An upload now: a clear 507, and nothing of it kept.
+    let (status, refused) = node.upload(&token, &clip("long")).await;
+    assert_eq!(status, 507, "{refused}");
+    assert_eq!(refused["type"], "urn:vidaud:problem:insufficient-storage");
+    assert_eq!(partials(&node), 0);
+    assert_eq!(node.count_files(Files::Videos).await, 2);
+
+    // The conversion cannot store its audio: the job is handed back, not
+    // failed, and waits; with room again it finishes.
+    assert_eq!(node.ctl(&["resume"]).0, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let records = node.job_records().await;
+        let job = records
+            .iter()
+            .find(|j| j["_id"] == second_id.as_str())
+            .expect("job");
+        if job["attempts"].as_u64() >= Some(1) && job["state"] == "queued" {
+            break;
+        }
+        assert_ne!(job["state"], "done", "converted onto a full disk?");
+        assert!(Instant::now() < deadline, "the attempt never failed: {job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    std::fs::remove_file(&filler).expect("free the disk");
+    let second = node.wait_final(&token, &second_id).await;
+    assert_eq!(second["state"], "done", "{second}");
+    let after = node
+        .download(&token, &fid)
+        .await
+        .bytes()
+        .await
+        .expect("audio");
+    assert!(after == before, "the first job's audio is intact");
+    assert_eq!(partials(&node), 0);
+    drop(node);
+    drop(disk);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_smtp_server_mail_lands_in_the_data_directory() {
+    let node = Node::start(embedded().with("VIDAUD_NOTIFIER__SMTP_HOST", "\"\"")).await;
+    let (email, token) = node.new_user().await;
+    let (status, body) = node.upload(&token, &clip("mp4")).await;
+    assert_eq!(status, 202, "{body}");
+    let job_id = body["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(node.wait_final(&token, &job_id).await["state"], "done");
+    let new = node.names.data_dir.join("maildir/new");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mail = loop {
+        let found = std::fs::read_dir(&new)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with(&job_id));
+        if let Some(entry) = found {
+            break std::fs::read_to_string(entry.path()).expect("mail");
+        }
+        assert!(Instant::now() < deadline, "no mail in {}", new.display());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        mail.contains(&email) && mail.contains("/download?fid="),
+        "{mail}"
+    );
+    let log = std::fs::read_to_string(&node.log).expect("log");
+    assert!(
+        log.contains("mails are written to a local Maildir"),
+        "start-up says where mail goes"
+    );
+}
