@@ -23,6 +23,11 @@ pub struct MigrateArgs {
     /// its `[backend] kind` is taken to be `cluster`).
     #[arg(long)]
     pub to: PathBuf,
+    /// Copy at most this many jobs in this run (a move in stages; the next
+    /// run goes on where this one stopped). Verification waits for a run
+    /// that copies everything.
+    #[arg(long)]
+    pub max_jobs: Option<u64>,
 }
 
 pub fn run(args: MigrateArgs) -> ExitCode {
@@ -74,7 +79,7 @@ pub fn run(args: MigrateArgs) -> ExitCode {
                 eprintln!("{}", describe(moved, started));
             }
         };
-        let moved = match migrate(&source, &target, &mut show).await {
+        let moved = match migrate(&source, &target, args.max_jobs, &mut show).await {
             Ok(moved) => moved,
             Err(e) => {
                 eprintln!(
@@ -85,6 +90,13 @@ pub fn run(args: MigrateArgs) -> ExitCode {
             }
         };
         println!("{}", describe(&moved, started));
+        if args
+            .max_jobs
+            .is_some_and(|max| moved.jobs_copied + moved.jobs_present >= max)
+        {
+            println!("stopped at --max-jobs; run again to go on");
+            return ExitCode::SUCCESS;
+        }
         match verify(&source, &target).await {
             Ok((here, there)) if here == there => {
                 println!(

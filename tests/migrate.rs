@@ -107,11 +107,18 @@ async fn an_embedded_node_moves_into_a_cluster_keeping_every_id() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let to = cluster_config(dir.path(), &names);
-    // Interrupted part-way (killed soon after it starts), then run again.
-    let mut first = migrate_command(&names, &to).spawn().expect("migrate");
+    // Stopped halfway (one job of three), killed soon after it starts
+    // again, then run to the end.
+    let half = migrate_command(&names, &to)
+        .args(["--max-jobs", "1"])
+        .output()
+        .expect("migrate");
+    assert!(half.status.success(), "{}", text(&half));
+    assert!(text(&half).contains("jobs 1 copied"), "{}", text(&half));
+    let mut killed = migrate_command(&names, &to).spawn().expect("migrate");
     std::thread::sleep(Duration::from_millis(300));
-    let _ = first.kill();
-    let _ = first.wait();
+    let _ = killed.kill();
+    let _ = killed.wait();
     let out = migrate_command(&names, &to).output().expect("migrate");
     assert!(out.status.success(), "{}", text(&out));
     assert!(

@@ -10,63 +10,65 @@ mod common;
 
 use std::process::Command;
 
-use common::{Node, NodeOptions};
+use common::{Backend, Node, NodeOptions};
 
 /// Examples per operation and phase: enough to cover every operation's
 /// parameters, bounded so the suite stays quick.
 const EXAMPLES: &str = "25";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
-    let node = Node::start(NodeOptions::default()).await;
-    let (_, token) = node.new_user().await;
-    // A done job, so that ids and downloads have something real behind them.
-    let ids = node
-        .upload_all(&token, &[common::media::clip("tone")])
-        .await;
-    node.wait_final(&token, &ids[0]).await;
+both_backends!(
+    schemathesis_finds_no_server_error_and_no_schema_violation,
+    |backend: Backend| async move {
+        let node = Node::start(NodeOptions::default().on(backend)).await;
+        let (_, token) = node.new_user().await;
+        // A done job, so that ids and downloads have something real behind them.
+        let ids = node
+            .upload_all(&token, &[common::media::clip("tone")])
+            .await;
+        node.wait_final(&token, &ids[0]).await;
 
-    let report = tempfile::tempdir().expect("tempdir");
-    let json = report.path().join("report.json");
-    let output = Command::new("schemathesis")
-        .args(["run", &node.url("/openapi.json")])
-        // Every check but positive_data_acceptance: some rules depend on
-        // values the schema cannot relate (an MP3 bitrate must be one of
-        // LAME's, an Opus one in a range), so schema-valid can still be 422.
-        .args([
-            "--checks",
-            "all",
-            "--exclude-checks",
-            "positive_data_acceptance",
-        ])
-        .args(["--max-examples", EXAMPLES, "--seed", "1", "--workers", "2"])
-        .args(["--phases", "examples,coverage,fuzzing,stateful"])
-        .args(["--generation-database", "none", "--no-color"])
-        .args(["--suppress-health-check", "all"])
-        .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--report", "json", "--report-json-path"])
-        .arg(&json)
-        .output()
-        .expect("schemathesis (pip install schemathesis; scripts/test does)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "schemathesis found problems:\n{stdout}\n{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        node.log_tail()
-    );
-    // The node came through it serving (the job itself may be deleted:
-    // the stateful phase follows DELETE links too).
-    let jobs = node
-        .http
-        .get(node.url("/jobs"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("jobs");
-    assert_eq!(jobs.status(), 200);
-}
+        let report = tempfile::tempdir().expect("tempdir");
+        let json = report.path().join("report.json");
+        let output = Command::new("schemathesis")
+            .args(["run", &node.url("/openapi.json")])
+            // Every check but positive_data_acceptance: some rules depend on
+            // values the schema cannot relate (an MP3 bitrate must be one of
+            // LAME's, an Opus one in a range), so schema-valid can still be 422.
+            .args([
+                "--checks",
+                "all",
+                "--exclude-checks",
+                "positive_data_acceptance",
+            ])
+            .args(["--max-examples", EXAMPLES, "--seed", "1", "--workers", "2"])
+            .args(["--phases", "examples,coverage,fuzzing,stateful"])
+            .args(["--generation-database", "none", "--no-color"])
+            .args(["--suppress-health-check", "all"])
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args(["--report", "json", "--report-json-path"])
+            .arg(&json)
+            .output()
+            .expect("schemathesis (pip install schemathesis; scripts/test does)");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        println!("{stdout}");
+        assert!(
+            output.status.success(),
+            "schemathesis found problems:\n{stdout}\n{}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            node.log_tail()
+        );
+        // The node came through it serving (the job itself may be deleted:
+        // the stateful phase follows DELETE links too).
+        let jobs = node
+            .http
+            .get(node.url("/jobs"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("jobs");
+        assert_eq!(jobs.status(), 200);
+    }
+);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn docs_are_served_from_the_binary() {

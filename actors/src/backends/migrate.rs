@@ -29,6 +29,9 @@ pub enum MigrateError {
     Users(#[from] UsersError),
     #[error("the job queue")]
     Queue(#[from] QueueError),
+    /// `max_jobs` reached (not an error to the caller).
+    #[error("stopped at the job limit of this run")]
+    Staged,
     #[error("file {id} of job {job}: {what}")]
     Mismatch {
         job: crate::domain::JobId,
@@ -61,11 +64,13 @@ pub struct Totals {
 
 const PAGE: u32 = 100;
 
-/// Copies everything of `from` into `to`; `progress` sees the running
-/// totals after each job.
+/// Copies everything of `from` into `to` (at most `max_jobs` jobs when
+/// given: a move in stages; the next run goes on); `progress` sees the
+/// running totals after each job.
 pub async fn migrate(
     from: &Backends,
     to: &Backends,
+    max_jobs: Option<u64>,
     progress: &mut (dyn FnMut(&Moved) + Send),
 ) -> Result<Moved, MigrateError> {
     let mut moved = Moved::default();
@@ -79,13 +84,19 @@ pub async fn migrate(
     })
     .await?;
     progress(&moved);
-    each_job(from, async |job| {
+    let result = each_job(from, async |job| {
+        if max_jobs.is_some_and(|max| moved.jobs_copied + moved.jobs_present >= max) {
+            return Err(MigrateError::Staged);
+        }
         copy_job(from, to, job, &mut moved).await?;
         progress(&moved);
         Ok(())
     })
-    .await?;
-    Ok(moved)
+    .await;
+    match result {
+        Ok(()) | Err(MigrateError::Staged) => Ok(moved),
+        Err(e) => Err(e),
+    }
 }
 
 /// Every user of `from`, a page at a time.
