@@ -23,7 +23,8 @@ pub struct OperationLabels {
     pub operation: &'static str,
 }
 
-/// Latency of calls to the cluster's MongoDB, GridFS, MySQL and RabbitMQ, by operation.
+/// Latency of calls to MongoDB, GridFS, MySQL and RabbitMQ (cluster) or SQLite
+/// (embedded), by operation.
 /// Process-wide, so the adapters time their calls without carrying the
 /// node's `Metrics`; `Metrics::new` registers it.
 static OPERATIONS: LazyLock<Family<OperationLabels, Histogram>> = LazyLock::new(|| {
@@ -251,7 +252,7 @@ impl Metrics {
         );
         registry.register(
             "dependency_operation_duration_seconds",
-            "Latency of calls to MongoDB, GridFS, MySQL and RabbitMQ by operation",
+            "Latency of calls to the backend (MongoDB, GridFS, MySQL, RabbitMQ; or SQLite) by operation",
             OPERATIONS.clone(),
         );
         registry.register(

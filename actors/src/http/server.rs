@@ -52,6 +52,9 @@ pub async fn serve(
                 }
             },
         };
+        // Responses are written whole by hyper: Nagle would only hold a
+        // short body back behind its headers for the client's delayed ACK.
+        let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request

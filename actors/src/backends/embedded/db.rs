@@ -117,15 +117,17 @@ impl Db {
         })
     }
 
-    /// Runs `work` on the connection, off the async threads.
-    pub async fn call<T, E, F>(&self, work: F) -> Result<T, E>
+    /// Runs `work` on the connection, off the async threads, timed as
+    /// `dependency_operation_duration_seconds{dependency="sqlite",operation}`.
+    pub async fn call<T, E, F>(&self, operation: &'static str, work: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<rusqlite::Error> + Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     {
         let db = self.clone();
-        match tokio::task::spawn_blocking(move || db.call_blocking(work)).await {
+        let blocking = tokio::task::spawn_blocking(move || db.call_blocking(work));
+        match crate::metrics::timed("sqlite", operation, blocking).await {
             Ok(result) => result,
             // The blocking pool is shutting down (the runtime is stopping).
             Err(_) => Err(E::from(rusqlite::Error::SqliteFailure(

@@ -168,7 +168,7 @@ impl BlobWrite for LocalWrite {
                 (self.bucket, self.id, self.meta.clone(), self.written);
             self.files
                 .db
-                .call(move |conn| {
+                .call("finish_file", move |conn| {
                     conn.execute(
                         "INSERT OR REPLACE INTO files \
                          (bucket, id, length, filename, owner, content_type, job_id, created_at) \
@@ -208,7 +208,7 @@ impl BlobWrite for LocalWrite {
 impl BlobStore for LocalFiles {
     async fn info(&self, bucket: Bucket, id: FileId) -> Result<Option<FileInfo>, StoreError> {
         self.db
-            .call(move |conn| {
+            .call("file_info", move |conn| {
                 let row = conn
                     .query_row(
                         "SELECT length, filename, owner, content_type, job_id FROM files \
@@ -283,12 +283,20 @@ impl BlobStore for LocalFiles {
             last + 1 - first
         };
         handle.seek(SeekFrom::Start(first)).await.map_err(io)?;
-        Ok(ReaderStream::with_capacity(handle.take(wanted), READ_CHUNK).boxed())
+        let mut stream = ReaderStream::with_capacity(handle.take(wanted), READ_CHUNK);
+        // The first piece is read before the caller answers, so headers and
+        // the start of the body leave together (and a read error is still
+        // a clean error answer, not a cut-off body).
+        let head = match stream.next().await {
+            Some(chunk) => Some(chunk.map_err(io)?),
+            None => None,
+        };
+        Ok(futures::stream::iter(head.map(Ok)).chain(stream).boxed())
     }
 
     async fn delete(&self, bucket: Bucket, id: FileId) -> Result<(), StoreError> {
         self.db
-            .call(move |conn| {
+            .call("delete_file", move |conn| {
                 conn.execute(
                     "DELETE FROM files WHERE bucket = ?1 AND id = ?2",
                     params![bucket.name(), id.to_hex()],
@@ -305,7 +313,7 @@ impl BlobStore for LocalFiles {
     async fn usage(&self, owner: &str) -> Result<u64, StoreError> {
         let owner = owner.to_owned();
         self.db
-            .call(move |conn| {
+            .call("usage", move |conn| {
                 let total: i64 = conn.query_row(
                     "SELECT COALESCE(SUM(length), 0) FROM files WHERE owner = ?1",
                     [owner],

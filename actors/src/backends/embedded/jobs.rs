@@ -98,7 +98,7 @@ impl JobStore for Db {
         let output =
             serde_json::to_string(&job.output).map_err(|e| StoreError::backend("SQLite", e))?;
         let job = job.clone();
-        self.call(move |conn| {
+        self.call("insert_job", move |conn| {
             conn.execute(
                 &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
                 params![
@@ -127,11 +127,12 @@ impl JobStore for Db {
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        self.call(move |conn| Ok(get(conn, &id.to_hex())?)).await
+        self.call("find_job", move |conn| Ok(get(conn, &id.to_hex())?))
+            .await
     }
 
     async fn remove(&self, id: JobId) -> Result<(), StoreError> {
-        self.call(move |conn| {
+        self.call("remove_job", move |conn| {
             conn.execute("DELETE FROM jobs WHERE id = ?1", [id.to_hex()])?;
             Ok(())
         })
@@ -140,7 +141,7 @@ impl JobStore for Db {
 
     async fn list(&self, query: &JobQuery) -> Result<Vec<JobRecord>, StoreError> {
         let query = query.clone();
-        self.call(move |conn| {
+        self.call("list_jobs", move |conn| {
             let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE 1");
             let mut values: Vec<String> = Vec::new();
             if let Some(owner) = query.owner {
@@ -167,7 +168,7 @@ impl JobStore for Db {
     }
 
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
-        self.call(|conn| {
+        self.call("count_jobs", |conn| {
             let mut counts = Vec::new();
             for state in JobState::LIVE {
                 let n: i64 = conn.query_row(
@@ -184,7 +185,7 @@ impl JobStore for Db {
 
     async fn active_jobs(&self, owner: &str) -> Result<u64, StoreError> {
         let owner = owner.to_owned();
-        self.call(move |conn| {
+        self.call("active_jobs", move |conn| {
             let n: i64 = conn.query_row(
                 "SELECT COUNT(*) FROM jobs WHERE owner = ?1 AND state IN ('queued', 'converting')",
                 [owner],
@@ -196,7 +197,7 @@ impl JobStore for Db {
     }
 
     async fn mark_deleted(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        self.call(move |conn| {
+        self.call("mark_deleted", move |conn| {
             let tx = conn.transaction()?;
             let before = get(&tx, &id.to_hex())?;
             if before.is_some() {
@@ -213,7 +214,7 @@ impl JobStore for Db {
     }
 
     async fn retry(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        self.call(move |conn| {
+        self.call("retry_job", move |conn| {
             Ok(update_returning(
                 conn,
                 "UPDATE jobs SET state = 'queued', attempts = 0, error = NULL, progress = NULL, \
@@ -227,7 +228,7 @@ impl JobStore for Db {
 
     async fn undo_retry(&self, id: JobId, retries: u32, error: &str) -> Result<(), StoreError> {
         let error = error.to_owned();
-        self.call(move |conn| {
+        self.call("undo_retry", move |conn| {
             conn.execute(
                 "UPDATE jobs SET state = 'failed', error = ?3, notified = 1, mailed = 1, \
                  updated_at = ?4 \
@@ -244,7 +245,7 @@ impl JobStore for Db {
         cutoff: Timestamp,
         limit: u32,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        self.call(move |conn| {
+        self.call("created_before", move |conn| {
             let mut statement = conn.prepare(&format!(
                 "SELECT {COLUMNS} FROM jobs WHERE created_at < ?1 AND state <> 'deleted' \
                  ORDER BY created_at LIMIT ?2"
@@ -256,7 +257,7 @@ impl JobStore for Db {
     }
 
     async fn purge_deleted(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
-        self.call(move |conn| {
+        self.call("purge_deleted", move |conn| {
             let n = conn.execute(
                 "DELETE FROM jobs WHERE state = 'deleted' AND updated_at < ?1",
                 [cutoff.millis()],
@@ -274,7 +275,7 @@ impl JobStore for Db {
         lease: Duration,
     ) -> Result<Option<JobRecord>, StoreError> {
         let node = node.to_owned();
-        self.call(move |conn| {
+        self.call("claim_job", move |conn| {
             Ok(update_returning(
                 conn,
                 "UPDATE jobs SET state = 'converting', node = ?2, updated_at = ?3, \
@@ -294,7 +295,7 @@ impl JobStore for Db {
         lease: Duration,
         progress: Option<f64>,
     ) -> Result<bool, StoreError> {
-        self.call(move |conn| {
+        self.call("renew_lease", move |conn| {
             let until = Timestamp::now().plus(lease).millis();
             let n = conn.execute(
                 "UPDATE jobs SET lease_until = ?3, progress = COALESCE(?4, progress) \
@@ -316,7 +317,7 @@ impl JobStore for Db {
         debug_assert!(state.is_final());
         let error = error.map(str::to_owned);
         let progress = (state == JobState::Done).then_some(100.0);
-        self.call(move |conn| {
+        self.call("finish_job", move |conn| {
             Ok(update_returning(
                 conn,
                 "UPDATE jobs SET state = ?3, error = ?4, progress = ?5, notified = 0, \
@@ -330,7 +331,7 @@ impl JobStore for Db {
 
     async fn requeue(&self, id: JobId, attempt: u32, error: &str) -> Result<bool, StoreError> {
         let error = error.to_owned();
-        self.call(move |conn| {
+        self.call("requeue_job", move |conn| {
             let n = conn.execute(
                 "UPDATE jobs SET state = 'queued', error = ?3, lease_until = NULL, updated_at = ?4 \
                  WHERE id = ?1 AND state = 'converting' AND attempts = ?2",
@@ -343,7 +344,7 @@ impl JobStore for Db {
 
     async fn release_crashed(&self, id: JobId, node: &str, error: &str) -> Result<(), StoreError> {
         let (node, error) = (node.to_owned(), error.to_owned());
-        self.call(move |conn| {
+        self.call("release_crashed", move |conn| {
             conn.execute(
                 "UPDATE jobs SET state = 'queued', error = ?3, lease_until = NULL, updated_at = ?4 \
                  WHERE id = ?1 AND state = 'converting' AND node = ?2",
@@ -355,7 +356,7 @@ impl JobStore for Db {
     }
 
     async fn mark_mailed(&self, id: JobId) -> Result<(), StoreError> {
-        self.call(move |conn| {
+        self.call("mark_mailed", move |conn| {
             conn.execute("UPDATE jobs SET mailed = 1 WHERE id = ?1", [id.to_hex()])?;
             Ok(())
         })
@@ -363,7 +364,7 @@ impl JobStore for Db {
     }
 
     async fn mark_notified(&self, id: JobId) -> Result<(), StoreError> {
-        self.call(move |conn| {
+        self.call("mark_notified", move |conn| {
             conn.execute("UPDATE jobs SET notified = 1 WHERE id = ?1", [id.to_hex()])?;
             Ok(())
         })

@@ -164,7 +164,7 @@ impl Check for SqliteCheck {
     }
     async fn up(&self) -> bool {
         self.0
-            .call(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .call("ping", |conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
             .is_ok()
     }

@@ -81,7 +81,7 @@ impl SqliteQueue {
         let (name, payload) = (self.name(queue), payload.to_vec());
         let (reason, node) = (reason.map(str::to_owned), self.node_id.clone());
         self.db
-            .call(move |conn| {
+            .call("publish", move |conn| {
                 conn.execute(
                     "INSERT INTO messages (queue, payload, reason, node, created_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -128,7 +128,7 @@ impl JobQueue for SqliteQueue {
     async fn depths(&self) -> Result<Vec<(String, u64)>, QueueError> {
         let names: Vec<String> = Queue::ALL.iter().map(|q| self.name(*q)).collect();
         self.db
-            .call(move |conn| {
+            .call("depths", move |conn| {
                 let mut depths = Vec::new();
                 for name in names {
                     let n: i64 = conn.query_row(
@@ -189,7 +189,7 @@ impl SqliteConsumer {
         let taken = self
             .queue
             .db
-            .call(move |conn| {
+            .call("deliver", move |conn| {
                 Ok::<_, QueueError>(
                     conn.query_row(
                         "UPDATE messages SET held_by = ?2, deliveries = deliveries + 1 \
@@ -274,7 +274,7 @@ impl SqliteSettle {
         let done = self
             .queue
             .db
-            .call(move |conn| {
+            .call("settle", move |conn| {
                 conn.execute(sql, params![seq, token])?;
                 Ok::<_, QueueError>(())
             })

@@ -26,7 +26,7 @@ impl UserDirectory for Db {
 
     async fn find(&self, email: &str) -> Result<Option<User>, UsersError> {
         let email = email.to_owned();
-        self.call(move |conn| {
+        self.call("find_user", move |conn| {
             Ok(conn
                 .query_row(
                     "SELECT email, password, is_admin FROM users WHERE email = ?1",
@@ -40,7 +40,7 @@ impl UserDirectory for Db {
 
     async fn create(&self, new: &User) -> Result<bool, UsersError> {
         let new = new.clone();
-        self.call(move |conn| {
+        self.call("create_user", move |conn| {
             let now = Timestamp::now().millis();
             let inserted = conn.execute(
                 "INSERT INTO users (email, password, is_admin, created_at, updated_at) \
@@ -54,7 +54,7 @@ impl UserDirectory for Db {
 
     async fn set_password(&self, email: &str, password_hash: &str) -> Result<(), UsersError> {
         let (email, hash) = (email.to_owned(), password_hash.to_owned());
-        self.call(move |conn| {
+        self.call("set_password", move |conn| {
             conn.execute(
                 "UPDATE users SET password = ?2, updated_at = ?3 WHERE email = ?1",
                 params![email, hash, Timestamp::now().millis()],
@@ -66,7 +66,7 @@ impl UserDirectory for Db {
 
     async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<User>, UsersError> {
         let after = after.unwrap_or("").to_owned();
-        self.call(move |conn| {
+        self.call("list_users", move |conn| {
             let mut statement = conn.prepare(
                 "SELECT email, password, is_admin FROM users WHERE email > ?1 \
                  ORDER BY email LIMIT ?2",
