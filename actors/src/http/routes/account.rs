@@ -25,7 +25,7 @@ pub struct Registration {
     #[schema(
         min_length = 8,
         max_length = 64,
-        pattern = "^[^\\x00-\\x1f\\x7f]*$",
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$",
         example = "correct horse battery"
     )]
     password: String,

@@ -32,29 +32,39 @@ pub struct Accepted {
 }
 
 /// The multipart form of an upload: the video in `file`, and optionally the
-/// output options as text fields (before or after the file).
+/// output options as text fields (before or after the file). A text field
+/// is never null: leave it out instead.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
     #[schema(format = Binary, content_media_type = "application/octet-stream")]
     file: String,
     /// mp3 (default), opus, aac or flac.
+    #[schema(nullable = false)]
     format: Option<String>,
     /// kb/s: CBR for MP3, target for Opus/AAC.
+    #[schema(nullable = false)]
     bitrate: Option<String>,
     /// MP3 VBR quality 0 (best)–9, instead of a bitrate.
+    #[schema(nullable = false)]
     quality: Option<String>,
     /// Output sample rate, Hz.
+    #[schema(nullable = false)]
     sample_rate: Option<String>,
     /// 1 or 2.
+    #[schema(nullable = false)]
     channels: Option<String>,
     /// Trim start, seconds.
+    #[schema(nullable = false)]
     start: Option<String>,
     /// Trim length, seconds.
+    #[schema(nullable = false)]
     duration: Option<String>,
     /// Title tag.
+    #[schema(nullable = false)]
     title: Option<String>,
     /// Audio track index (0 = first).
+    #[schema(nullable = false)]
     audio_track: Option<String>,
 }
 
