@@ -33,8 +33,10 @@ pub struct Accepted {
 
 /// The multipart form of an upload: the video in `file`, and optionally the
 /// output options as text fields (before or after the file). A text field
-/// is never null: leave it out instead.
-#[derive(utoipa::ToSchema)]
+/// is never null (leave it out instead), and no other field is taken.
+/// (Deserialize only so that utoipa reads `deny_unknown_fields`.)
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct UploadForm {
     #[schema(format = Binary, content_media_type = "application/octet-stream")]
