@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use vidaud_actors::output::OPTIONS;
 
 #[derive(Parser)]
 #[command(
@@ -19,7 +20,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a node: HTTP API, transcoder pool, queue bridge, notifier.
     Serve(ServeArgs),
-    /// Convert one local file to MP3, no services needed.
+    /// Convert one local file to audio (the options of an upload), no services needed.
     Convert(ConvertArgs),
     /// Talk to a running node over its admin socket.
     Ctl(CtlArgs),
@@ -94,54 +95,63 @@ pub struct ServeArgs {
 pub struct ConvertArgs {
     /// Input video or audio file.
     pub input: PathBuf,
-    /// Output file (written atomically: it appears only when complete).
+    /// Output file (written atomically: it appears only when complete); its
+    /// extension gives the format when --format is not given, else mp3.
     pub output: PathBuf,
-    /// mp3, opus, aac (M4A) or flac; by default from OUTPUT's extension, else mp3.
-    #[arg(long)]
-    pub format: Option<String>,
-    /// Bitrate in kb/s: constant for MP3 (default 192), target for Opus/AAC.
-    #[arg(long)]
-    pub bitrate: Option<String>,
-    /// MP3 variable bitrate quality, 0 (best) to 9, instead of a bitrate.
-    #[arg(long)]
-    pub quality: Option<String>,
-    /// Output sample rate in Hz (default: the input's, as the format allows).
-    #[arg(long)]
-    pub sample_rate: Option<String>,
-    /// 1/mono or 2/stereo (default: the input's, at most stereo for MP3/AAC/Opus).
-    #[arg(long)]
-    pub channels: Option<String>,
-    /// Trim: start at this position (seconds or [hh:]mm:ss[.fff]).
-    #[arg(long, allow_hyphen_values = true)]
-    pub start: Option<String>,
-    /// Trim: keep this much (seconds or [hh:]mm:ss[.fff]).
-    #[arg(long, allow_hyphen_values = true)]
-    pub duration: Option<String>,
-    /// Title tag; defaults to the input's file name without extension.
-    #[arg(long)]
-    pub title: Option<String>,
-    /// Which audio track to convert, 0 = the first [default: the track the
-    /// file marks as default, else the first].
-    #[arg(long)]
-    pub audio_track: Option<String>,
+    #[command(flatten)]
+    pub options: OptionFlags,
 }
 
-impl ConvertArgs {
-    /// The options as `name = value` pairs, for the shared parser.
-    pub fn option_pairs(&self) -> Vec<(&'static str, &str)> {
-        [
-            ("format", &self.format),
-            ("bitrate", &self.bitrate),
-            ("quality", &self.quality),
-            ("sample_rate", &self.sample_rate),
-            ("channels", &self.channels),
-            ("start", &self.start),
-            ("duration", &self.duration),
-            ("title", &self.title),
-            ("audio_track", &self.audio_track),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))
-        .collect()
+/// The output options as `--name value` flags: one per row of the options
+/// table (`vidaud_actors::output::OPTIONS`), `_` written `-`.
+pub struct OptionFlags {
+    /// `(option name, value)` for each flag given.
+    pub pairs: Vec<(&'static str, String)>,
+}
+
+impl OptionFlags {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl clap::FromArgMatches for OptionFlags {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let pairs = OPTIONS
+            .iter()
+            .filter_map(|o| {
+                matches
+                    .get_one::<String>(o.name)
+                    .map(|value| (o.name, value.clone()))
+            })
+            .collect();
+        Ok(Self { pairs })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for OptionFlags {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        OPTIONS.iter().fold(command, |command, option| {
+            command.arg(
+                clap::Arg::new(option.name)
+                    .long(option.name.replace('_', "-"))
+                    .value_name("VALUE")
+                    .help(option.description())
+                    // `--start -1` reaches the validator, which says why not.
+                    .allow_hyphen_values(true),
+            )
+        })
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
     }
 }

@@ -11,13 +11,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use vidaud_actors::output::{Format, OutputOptions};
+use vidaud_actors::output::{DEFAULT_MP3_KBPS, Format, OutputOptions};
 use vidaud_actors::transcoder::{Control, Progress, TranscodeError, transcode};
 
 use crate::cli::ConvertArgs;
-
-/// The MP3 bitrate when none is chosen (the service's default too).
-const DEFAULT_MP3_KBPS: u32 = 192;
 
 pub fn run(args: ConvertArgs) -> ExitCode {
     let options = match options(&args) {
@@ -98,12 +95,17 @@ fn exit_code(e: &TranscodeError) -> u8 {
 
 /// The flags as output options; the format defaults from OUT's extension.
 fn options(args: &ConvertArgs) -> Result<OutputOptions, String> {
-    let mut pairs = args.option_pairs();
+    let mut pairs: Vec<(&str, &str)> = args
+        .options
+        .pairs
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
     let extension = args
         .output
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase());
-    if args.format.is_none()
+    if args.options.get("format").is_none()
         && let Some(format) = extension.as_deref().and_then(|e| e.parse::<Format>().ok())
     {
         pairs.push(("format", format.name()));

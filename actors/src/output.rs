@@ -80,7 +80,7 @@ impl Format {
     }
 
     /// Bitrate when the user names none (MP3's comes from the config).
-    fn default_bitrate(self, mp3_kbps: u32) -> Option<u32> {
+    pub fn default_bitrate(self, mp3_kbps: u32) -> Option<u32> {
         match self {
             Format::Mp3 => Some(mp3_kbps),
             Format::Opus => Some(128),
@@ -169,26 +169,117 @@ pub struct OutputOptions {
     pub audio_track: Option<u32>,
 }
 
-/// The option names, as query parameters, multipart fields and (with `-`
-/// for `_`) `vidaud convert` flags.
-pub const OPTION_NAMES: [&str; 9] = [
-    "format",
-    "bitrate",
-    "quality",
-    "sample_rate",
-    "channels",
-    "start",
-    "duration",
-    "title",
-    "audio_track",
+/// One output option as clients spell it: the query parameter, the
+/// multipart field and (with `-` for `_`) the `vidaud convert` flag.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionSpec {
+    pub name: &'static str,
+    /// What it takes, for the OpenAPI description and `--help`.
+    pub help: &'static str,
+    /// An accepted value.
+    pub example: &'static str,
+}
+
+/// Every output option: the one table the upload's query parameters and
+/// form fields, the OpenAPI description and the `convert` flags come from.
+pub const OPTIONS: [OptionSpec; 9] = [
+    OptionSpec {
+        name: "format",
+        help: "mp3 (default), opus, aac (M4A) or flac",
+        example: "mp3",
+    },
+    OptionSpec {
+        name: "bitrate",
+        help: "kb/s: constant for MP3, target for Opus and AAC",
+        example: "192",
+    },
+    OptionSpec {
+        name: "quality",
+        help: "MP3 variable bitrate quality, 0 (best) to 9, instead of a bitrate",
+        example: "2",
+    },
+    OptionSpec {
+        name: "sample_rate",
+        help: "output sample rate, Hz (default: the input's, as far as the format allows)",
+        example: "44100",
+    },
+    OptionSpec {
+        name: "channels",
+        help: "1/mono or 2/stereo (default: the input's, at most stereo)",
+        example: "2",
+    },
+    OptionSpec {
+        name: "start",
+        help: "trim: start at this position, seconds or [hh:]mm:ss[.fff]",
+        example: "1:30",
+    },
+    OptionSpec {
+        name: "duration",
+        help: "trim: keep this much, seconds or [hh:]mm:ss[.fff]",
+        example: "60",
+    },
+    OptionSpec {
+        name: "title",
+        help: "title tag (default: the file's name without extension)",
+        example: "Talk",
+    },
+    OptionSpec {
+        name: "audio_track",
+        help: "audio track, 0 = first (default: the one the file marks as default, else the first)",
+        example: "0",
+    },
 ];
+
+/// The MP3 bitrate when the user names none and the configuration neither.
+pub const DEFAULT_MP3_KBPS: u32 = 192;
+
+impl OptionSpec {
+    /// The help text with the facts kept elsewhere in this module (each
+    /// format's bitrates, defaults and rates) spelled out.
+    pub fn description(&self) -> String {
+        let per_format = |fact: &dyn Fn(Format) -> String| {
+            Format::ALL
+                .iter()
+                .map(|f| format!("{} {}", f.name(), fact(*f)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        match self.name {
+            "bitrate" => format!(
+                "{}; by format: {}",
+                self.help,
+                per_format(&|f| match (f, f.default_bitrate(DEFAULT_MP3_KBPS)) {
+                    (Format::Mp3, Some(default)) => {
+                        format!("one of {MP3_BITRATES_KBPS:?}, default {default}")
+                    }
+                    (_, Some(default)) => {
+                        let range = f.bitrates();
+                        format!("{}-{}, default {default}", range.start(), range.end())
+                    }
+                    (_, None) => "none: lossless".to_owned(),
+                })
+            ),
+            "sample_rate" => format!(
+                "{}; by format: {}",
+                self.help,
+                per_format(&|f| format!("{:?}", f.sample_rates()))
+            ),
+            "title" => format!("{}, at most {MAX_TITLE_CHARS} characters", self.help),
+            _ => self.help.to_owned(),
+        }
+    }
+}
+
+fn is_option(name: &str) -> bool {
+    OPTIONS.iter().any(|o| o.name == name)
+}
 
 impl OutputOptions {
     /// Sets one option from its text form. An empty value leaves the option
     /// unset, as an HTML form sends its blank fields.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), OptionError> {
         let value = value.trim();
-        if value.is_empty() && OPTION_NAMES.contains(&name) {
+        if value.is_empty() && is_option(name) {
             return Ok(());
         }
         match name {
@@ -210,7 +301,10 @@ impl OutputOptions {
             other => {
                 return Err(OptionError::new(
                     other,
-                    format!("unknown option; known: {}", OPTION_NAMES.join(", ")),
+                    format!(
+                        "unknown option; known: {}",
+                        OPTIONS.map(|o| o.name).join(", ")
+                    ),
                 ));
             }
         }
@@ -477,6 +571,19 @@ mod tests {
         assert_eq!(o.audio_filename("talk.final.mkv"), "talk.final.m4a");
         assert_eq!(o.title_for("x.mkv"), "Talk");
         assert_eq!(seconds("start", "01:01:30.25"), Ok(3690.25));
+    }
+
+    #[test]
+    fn every_option_in_the_table_parses_its_example() {
+        let mut options = OutputOptions::default();
+        for spec in OPTIONS {
+            options
+                .set(spec.name, spec.example)
+                .unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+        }
+        let unset = OutputOptions::default();
+        assert_ne!(options.sample_rate, unset.sample_rate);
+        assert_ne!(options.audio_track, unset.audio_track);
     }
 
     #[test]

@@ -293,7 +293,7 @@ impl Default for TranscoderSettings {
     fn default() -> Self {
         Self {
             workers: 2,
-            bitrate_kbps: 192,
+            bitrate_kbps: crate::output::DEFAULT_MP3_KBPS,
             max_attempts: 5,
             spool_dir: String::new(),
             shutdown_grace_secs: 60,

@@ -1,6 +1,6 @@
 //! The one error type handlers return, sent as RFC 9457 problem details
 //! (`application/problem+json`): `type` (stable per kind of error, see
-//! [`KINDS`]), `title`, `status`, `detail`, plus `field` when one request
+//! [`ProblemKind`]), `title`, `status`, `detail`, plus `field` when one request
 //! field is at fault and `error` (= `detail`) for clients of the first
 //! versions. Errors axum produces itself (unknown route, wrong method,
 //! unparsable path) are rewritten into the same shape by [`problems_only`].
@@ -18,38 +18,94 @@ use crate::output::OptionError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// Every kind of error the API reports: the stable `type` suffix, its
-/// status and its title. The `type` is `urn:vidaud:problem:<kind>`.
-pub const KINDS: &[(&str, u16, &str)] = &[
-    ("bad-request", 400, "Bad request"),
-    ("unauthorized", 401, "Authentication required"),
-    ("forbidden", 403, "Not allowed"),
-    ("registration-closed", 403, "Registration closed"),
-    ("not-found", 404, "Not found"),
-    ("method-not-allowed", 405, "Method not allowed"),
-    ("request-timeout", 408, "Request too slow"),
-    ("conflict", 409, "Conflict"),
-    ("payload-too-large", 413, "Upload too large"),
-    ("quota-exceeded", 413, "Storage quota exceeded"),
-    ("unsupported-media-type", 415, "Unsupported media type"),
-    ("range-not-satisfiable", 416, "Range not satisfiable"),
-    ("invalid-input", 422, "Invalid input"),
-    ("invalid-option", 422, "Invalid output option"),
-    ("rate-limited", 429, "Too many requests"),
-    ("too-many-jobs", 429, "Too many jobs in progress"),
-    ("headers-too-large", 431, "Request headers too large"),
-    ("internal", 500, "Internal error"),
-    ("unavailable", 503, "Service unavailable"),
-    ("insufficient-storage", 507, "Insufficient storage"),
-];
+/// Declares [`ProblemKind`] from one table: variant, stable `type` suffix,
+/// status, title. The `type` is `urn:vidaud:problem:<suffix>`.
+macro_rules! problem_kinds {
+    ($($variant:ident = ($slug:literal, $status:literal, $title:literal),)+) => {
+        /// Every kind of error the API reports.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ProblemKind {
+            $($variant,)+
+        }
+
+        impl ProblemKind {
+            pub const ALL: &[ProblemKind] = &[$(ProblemKind::$variant,)+];
+
+            /// The stable suffix of the problem's `type`.
+            pub fn slug(self) -> &'static str {
+                match self {
+                    $(ProblemKind::$variant => $slug,)+
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                let code = match self {
+                    $(ProblemKind::$variant => $status,)+
+                };
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+
+            pub fn title(self) -> &'static str {
+                match self {
+                    $(ProblemKind::$variant => $title,)+
+                }
+            }
+        }
+    };
+}
+
+problem_kinds! {
+    BadRequest = ("bad-request", 400, "Bad request"),
+    Unauthorized = ("unauthorized", 401, "Authentication required"),
+    Forbidden = ("forbidden", 403, "Not allowed"),
+    RegistrationClosed = ("registration-closed", 403, "Registration closed"),
+    NotFound = ("not-found", 404, "Not found"),
+    MethodNotAllowed = ("method-not-allowed", 405, "Method not allowed"),
+    RequestTimeout = ("request-timeout", 408, "Request too slow"),
+    Conflict = ("conflict", 409, "Conflict"),
+    PayloadTooLarge = ("payload-too-large", 413, "Upload too large"),
+    QuotaExceeded = ("quota-exceeded", 413, "Storage quota exceeded"),
+    UnsupportedMediaType = ("unsupported-media-type", 415, "Unsupported media type"),
+    RangeNotSatisfiable = ("range-not-satisfiable", 416, "Range not satisfiable"),
+    InvalidInput = ("invalid-input", 422, "Invalid input"),
+    InvalidOption = ("invalid-option", 422, "Invalid output option"),
+    RateLimited = ("rate-limited", 429, "Too many requests"),
+    TooManyJobs = ("too-many-jobs", 429, "Too many jobs in progress"),
+    HeadersTooLarge = ("headers-too-large", 431, "Request headers too large"),
+    Internal = ("internal", 500, "Internal error"),
+    Unavailable = ("unavailable", 503, "Service unavailable"),
+    InsufficientStorage = ("insufficient-storage", 507, "Insufficient storage"),
+}
+
+impl ProblemKind {
+    /// The general kind of a status (the first kind listed with it).
+    pub fn for_status(status: StatusCode) -> ProblemKind {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|kind| kind.status() == status)
+            .unwrap_or(if status.is_server_error() {
+                ProblemKind::Internal
+            } else {
+                ProblemKind::BadRequest
+            })
+    }
+
+    /// The kinds answered with `status`.
+    pub fn with_status(status: u16) -> impl Iterator<Item = ProblemKind> {
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(move |kind| kind.status().as_u16() == status)
+    }
+}
 
 const TYPE_PREFIX: &str = "urn:vidaud:problem:";
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    /// One of [`KINDS`].
-    pub kind: &'static str,
+    pub kind: ProblemKind,
     pub message: String,
     /// The request field at fault, for refused options.
     pub field: Option<String>,
@@ -57,32 +113,11 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-/// The default kind for a status with no more specific one.
-fn kind_for(status: StatusCode) -> &'static str {
-    KINDS
-        .iter()
-        .find(|(_, code, _)| *code == status.as_u16())
-        .map(|(kind, _, _)| *kind)
-        .unwrap_or(if status.is_server_error() {
-            "internal"
-        } else {
-            "bad-request"
-        })
-}
-
-fn title_of(kind: &str) -> &'static str {
-    KINDS
-        .iter()
-        .find(|(k, _, _)| *k == kind)
-        .map(|(_, _, title)| *title)
-        .unwrap_or("Error")
-}
-
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
-            kind: kind_for(status),
+            kind: ProblemKind::for_status(status),
             message: message.into(),
             field: None,
             retry_after: match status {
@@ -92,16 +127,11 @@ impl ApiError {
         }
     }
 
-    /// An error of `kind` (one of [`KINDS`]), with that kind's status.
-    pub fn of_kind(kind: &'static str, message: impl Into<String>) -> Self {
-        let status = KINDS
-            .iter()
-            .find(|(k, _, _)| *k == kind)
-            .and_then(|(_, code, _)| StatusCode::from_u16(*code).ok())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    /// An error of `kind`, with that kind's status.
+    pub fn of_kind(kind: ProblemKind, message: impl Into<String>) -> Self {
         Self {
             kind,
-            ..Self::new(status, message)
+            ..Self::new(kind.status(), message)
         }
     }
 
@@ -119,7 +149,7 @@ impl ApiError {
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::of_kind("invalid-input", message)
+        Self::of_kind(ProblemKind::InvalidInput, message)
     }
 
     pub fn internal(cause: impl std::fmt::Display) -> Self {
@@ -139,8 +169,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = serde_json::json!({
-            "type": format!("{TYPE_PREFIX}{}", self.kind),
-            "title": title_of(self.kind),
+            "type": format!("{TYPE_PREFIX}{}", self.kind.slug()),
+            "title": self.kind.title(),
             "status": self.status.as_u16(),
             "detail": self.message,
             "error": self.message,
@@ -216,18 +246,18 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::TooLarge { limit } => Self::of_kind(
-                "payload-too-large",
+                ProblemKind::PayloadTooLarge,
                 format!("the upload is larger than the limit of {limit} bytes"),
             ),
             StoreError::QuotaExceeded { quota } => Self::of_kind(
-                "quota-exceeded",
+                ProblemKind::QuotaExceeded,
                 format!("the upload would exceed your storage quota of {quota} bytes"),
             ),
             StoreError::Gone { .. } => Self::not_found("file"),
             StoreError::Full(_) => {
                 warn!("storage full: {}", chain(&e));
                 Self::of_kind(
-                    "insufficient-storage",
+                    ProblemKind::InsufficientStorage,
                     "the server's storage is full; nothing of this upload was kept",
                 )
                 .retry_after(60)
@@ -241,7 +271,7 @@ impl From<OptionError> for ApiError {
     fn from(e: OptionError) -> Self {
         Self {
             field: Some(e.field.clone()),
-            ..Self::of_kind("invalid-option", e.to_string())
+            ..Self::of_kind(ProblemKind::InvalidOption, e.to_string())
         }
     }
 }
@@ -269,15 +299,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kinds_are_unique_and_statuses_valid() {
+    fn kinds_are_unique_and_map_from_statuses() {
         let mut seen = std::collections::HashSet::new();
-        for (kind, status, _) in KINDS {
-            assert!(seen.insert(kind), "{kind} twice");
-            assert!(StatusCode::from_u16(*status).is_ok());
+        for kind in ProblemKind::ALL {
+            assert!(seen.insert(kind.slug()), "{kind:?} twice");
+            assert!(!kind.title().is_empty());
         }
-        assert_eq!(kind_for(StatusCode::NOT_FOUND), "not-found");
         assert_eq!(
-            ApiError::of_kind("quota-exceeded", "x").status,
+            ProblemKind::for_status(StatusCode::NOT_FOUND),
+            ProblemKind::NotFound
+        );
+        assert_eq!(
+            ApiError::of_kind(ProblemKind::QuotaExceeded, "x").status,
             StatusCode::PAYLOAD_TOO_LARGE
         );
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use super::error::ApiError;
+use super::error::{ApiError, ProblemKind};
 use crate::settings::AuthSettings;
 
 /// Keys kept before idle ones are forgotten (bounds the limiters' memory).
@@ -72,7 +72,7 @@ where
     limiter.check_key(key).map_err(|not_until| {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         ApiError::of_kind(
-            "rate-limited",
+            ProblemKind::RateLimited,
             format!(
                 "too many attempts {whose}; try again in {} s",
                 wait.as_secs() + 1

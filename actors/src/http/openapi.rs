@@ -7,14 +7,19 @@
 //! The error responses every operation can give (problem details) are added
 //! by [`ProblemResponses`] rather than repeated on each handler.
 
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{
+    AdditionalProperties, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
+};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Ref, ResponseBuilder};
+use utoipa::openapi::{RefOr, Required};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::error::{KINDS, PROBLEM_JSON};
+use super::error::{PROBLEM_JSON, ProblemKind};
 use super::routes;
+use crate::output::{OPTIONS, OptionSpec};
 
 /// RFC 9457 problem details, as every error is sent.
 #[derive(ToSchema)]
@@ -33,6 +38,64 @@ pub struct Problem {
     error: String,
     /// The request field at fault, for refused output options.
     field: Option<String>,
+}
+
+/// The multipart form of an upload: the video in `file`, and optionally the
+/// output options (the options table, `output::OPTIONS`) as text fields,
+/// before or after the file. A text field is never null (leave it out
+/// instead), and no other field is taken.
+pub struct UploadForm;
+
+impl utoipa::PartialSchema for UploadForm {
+    fn schema() -> RefOr<Schema> {
+        let file = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .content_media_type("application/octet-stream");
+        let form = OPTIONS.iter().fold(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property("file", file)
+                .required("file")
+                .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false))),
+            |form, option| form.property(option.name, option_schema(option)),
+        );
+        RefOr::T(Schema::Object(form.build()))
+    }
+}
+
+impl ToSchema for UploadForm {}
+
+/// The output options as query parameters of `POST /upload`, from the
+/// options table.
+pub struct OptionQuery;
+
+impl utoipa::IntoParams for OptionQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        OPTIONS
+            .iter()
+            .map(|option| {
+                ParameterBuilder::new()
+                    .name(option.name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some(option.description()))
+                    .schema(Some(option_schema(option)))
+                    .build()
+            })
+            .collect()
+    }
+}
+
+/// One option's value: text, described by its row of the table.
+fn option_schema(option: &OptionSpec) -> Schema {
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(option.description()))
+            .examples([option.example])
+            .build(),
+    )
 }
 
 #[derive(OpenApi)]
@@ -61,7 +124,7 @@ pub struct Problem {
         routes::ops::ready,
         routes::ops::metrics,
     ),
-    components(schemas(Problem)),
+    components(schemas(Problem, UploadForm)),
     modifiers(&Security, &ProblemResponses),
     tags(
         (name = "account", description = "Registration, login, token check"),
@@ -131,15 +194,12 @@ fn add_problems(operation: &mut Operation, statuses: &[u16]) {
         if operation.responses.responses.contains_key(&key) {
             continue;
         }
-        let kinds: Vec<&str> = KINDS
-            .iter()
-            .filter(|(_, code, _)| code == status)
-            .map(|(kind, _, _)| *kind)
+        let kinds: Vec<&str> = ProblemKind::with_status(*status)
+            .map(ProblemKind::slug)
             .collect();
-        let title = KINDS
-            .iter()
-            .find(|(_, code, _)| code == status)
-            .map(|(_, _, title)| *title)
+        let title = ProblemKind::with_status(*status)
+            .next()
+            .map(ProblemKind::title)
             .unwrap_or("Error");
         let response = ResponseBuilder::new()
             .description(format!("{title} (problem type: {})", kinds.join(", ")))
@@ -189,5 +249,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_upload_takes_exactly_the_options_of_the_table() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let upload = &doc["paths"]["/upload"]["post"];
+        let query: Vec<&str> = upload["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        let names: Vec<&str> = OPTIONS.iter().map(|o| o.name).collect();
+        assert_eq!(query, names);
+        let form = &doc["components"]["schemas"]["UploadForm"];
+        assert_eq!(form["additionalProperties"], false);
+        assert_eq!(form["required"], serde_json::json!(["file"]));
+        let mut fields: Vec<&str> = form["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        let mut expected = names.clone();
+        expected.push("file");
+        expected.sort_unstable();
+        assert_eq!(fields, expected);
+        assert_eq!(
+            upload["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"],
+            "#/components/schemas/UploadForm"
+        );
+        assert!(
+            form["properties"]["bitrate"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("opus 6-510")
+        );
     }
 }

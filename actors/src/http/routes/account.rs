@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::auth::{AuthError, AuthMsg, Claims};
 use crate::http::AppState;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ProblemKind};
 use crate::http::extract::{BasicCredentials, Caller};
 use crate::mailbox::Ticket;
 
@@ -48,7 +48,7 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     if !app.registration_open {
         return Err(ApiError::of_kind(
-            "registration-closed",
+            ProblemKind::RegistrationClosed,
             "registration is closed on this service; ask an administrator for an account",
         ));
     }

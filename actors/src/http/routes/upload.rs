@@ -19,7 +19,7 @@ use crate::backends::{Bucket, FileMeta, StoreError, Upload};
 use crate::domain::{FileId, JobId, JobRecord};
 use crate::http::AppState;
 use crate::http::body::SlowBody;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ProblemKind};
 use crate::http::extract::Caller;
 use crate::output::OutputOptions;
 
@@ -31,61 +31,12 @@ pub struct Accepted {
     video_fid: FileId,
 }
 
-/// The multipart form of an upload: the video in `file`, and optionally the
-/// output options as text fields (before or after the file). A text field
-/// is never null (leave it out instead), and no other field is taken.
-/// (Deserialize only so that utoipa reads `deny_unknown_fields`.)
-#[derive(utoipa::ToSchema, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct UploadForm {
-    #[schema(format = Binary, content_media_type = "application/octet-stream")]
-    file: String,
-    /// mp3 (default), opus, aac or flac.
-    #[schema(nullable = false)]
-    format: Option<String>,
-    /// kb/s: CBR for MP3, target for Opus/AAC.
-    #[schema(nullable = false)]
-    bitrate: Option<String>,
-    /// MP3 VBR quality 0 (best)–9, instead of a bitrate.
-    #[schema(nullable = false)]
-    quality: Option<String>,
-    /// Output sample rate, Hz.
-    #[schema(nullable = false)]
-    sample_rate: Option<String>,
-    /// 1 or 2.
-    #[schema(nullable = false)]
-    channels: Option<String>,
-    /// Trim start, seconds.
-    #[schema(nullable = false)]
-    start: Option<String>,
-    /// Trim length, seconds.
-    #[schema(nullable = false)]
-    duration: Option<String>,
-    /// Title tag.
-    #[schema(nullable = false)]
-    title: Option<String>,
-    /// Audio track index (0 = first).
-    #[schema(nullable = false)]
-    audio_track: Option<String>,
-}
-
 /// Uploads a video (multipart field `file`) and queues its conversion.
 /// Output options may also be given as query parameters of the same names.
 #[utoipa::path(
     post, path = "/upload", tag = "jobs",
-    params(
-        ("format" = Option<String>, Query, description = "mp3 (default), opus, aac or flac"),
-        ("bitrate" = Option<String>, Query, description = "kb/s"),
-        ("quality" = Option<String>, Query, description = "MP3 VBR quality 0-9"),
-        ("sample_rate" = Option<String>, Query, description = "Hz"),
-        ("channels" = Option<String>, Query, description = "1 or 2"),
-        ("start" = Option<String>, Query, description = "trim start, seconds"),
-        ("duration" = Option<String>, Query, description = "trim length, seconds"),
-        ("title" = Option<String>, Query, description = "title tag"),
-        ("audio_track" = Option<String>, Query, description = "audio track index, 0 = first; absent: the track marked default, else the first"),
-    ),
-    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    params(crate::http::openapi::OptionQuery),
+    request_body(content = crate::http::openapi::UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 202, description = "Stored and queued", body = Accepted),
         (status = 408, description = "The body came too slowly", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
@@ -254,7 +205,7 @@ impl Room {
     /// An upload that outgrew the room: over the quota when that was the bound.
     fn refusal(&self, error: ApiError) -> ApiError {
         match self.quota {
-            Some(quota) if error.kind == "payload-too-large" => {
+            Some(quota) if error.kind == ProblemKind::PayloadTooLarge => {
                 StoreError::QuotaExceeded { quota }.into()
             }
             _ => error,
@@ -270,7 +221,7 @@ async fn room_for(app: &AppState, owner: &str) -> Result<Room, ApiError> {
         let active = app.backends.jobs.active_jobs(owner).await?;
         if active >= storage.max_active_jobs_per_user {
             return Err(ApiError::of_kind(
-                "too-many-jobs",
+                ProblemKind::TooManyJobs,
                 format!(
                     "you have {active} jobs queued or converting, the most allowed; \
                      upload again when one is done"
@@ -348,7 +299,7 @@ fn malformed(e: multer::Error) -> ApiError {
     {
         return match slow {
             SlowBody::Read(_) => ApiError::new(StatusCode::BAD_REQUEST, slow.to_string()),
-            _ => ApiError::of_kind("request-timeout", slow.to_string()),
+            _ => ApiError::of_kind(ProblemKind::RequestTimeout, slow.to_string()),
         };
     }
     ApiError::new(
