@@ -1,0 +1,305 @@
+//! Building the graph: source, parsebin, the chosen audio track's decoder,
+//! the tap, conversion and the encoder end; other streams end in fakesinks.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use super::encoders::{encode_mp3, encoder_chain, output_caps};
+use super::error::TranscodeError;
+use super::tap::{Tap, Trim, count_samples, dropped_as_handled, tap_audio};
+use super::tracks::{is_audio, is_demuxer, link_decoder, stream_start};
+use super::{AUDIO_DONE, Control, NO_AUDIO};
+use crate::output::{Format, OutputOptions};
+use crate::transcoder::gapless::InputGapless;
+use crate::transcoder::mp3_output::Mp3Output;
+
+pub(super) struct Graph {
+    pub(super) pipeline: gst::Pipeline,
+    pub(super) tap: Arc<Tap>,
+    pub(super) trim: Option<Trim>,
+    pub(super) sink: gst::Element,
+    /// The MP3 encoder and file, fed by a probe on `sink` (MP3 only).
+    pub(super) mp3: Arc<Mutex<Option<Mp3Output>>>,
+}
+
+impl Graph {
+    pub(super) fn build(
+        input: &Path,
+        options: &OutputOptions,
+        output: &Path,
+        gapless: Option<InputGapless>,
+    ) -> Result<Self, TranscodeError> {
+        let pipeline = gst::Pipeline::new();
+        let make = |name: &str| gst::ElementFactory::make(name).build();
+        let src = gst::ElementFactory::make("filesrc")
+            .property("location", input.to_string_lossy().as_ref())
+            .build()?;
+        let parse = make("parsebin")?;
+        // A demuxed stream that is not audio goes to a fakesink as it is:
+        // parsing it (h264parse copies every video frame) is wasted work.
+        // Whatever typefind finds (the container itself) is plugged.
+        parse.connect("autoplug-continue", false, |values| {
+            // The pad is parsebin's ghost of the element's own.
+            let from_demuxer = values
+                .get(1)
+                .and_then(|v| v.get::<gst::Pad>().ok())
+                .map(|pad| match pad.downcast_ref::<gst::GhostPad>() {
+                    Some(ghost) => ghost.target().unwrap_or(pad),
+                    None => pad,
+                })
+                .and_then(|pad| pad.parent_element())
+                .is_some_and(|element| is_demuxer(&element));
+            let audio = values
+                .get(2)
+                .and_then(|v| v.get::<gst::Caps>().ok())
+                .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with("audio/")))
+                .unwrap_or(true);
+            Some((audio || !from_demuxer).to_value())
+        });
+        // No dither when an encoder wants integers (voaacenc, flacenc): it
+        // costs CPU (random numbers per sample), an AAC encoder cannot keep
+        // noise at -96 dB anyway, and FLAC of a 16-bit source stays exact.
+        let convert = gst::ElementFactory::make("audioconvert")
+            .property_from_str("dithering", "none")
+            .property_from_str("noise-shaping", "none")
+            .build()?;
+        let resample = make("audioresample")?;
+        let caps = gst::ElementFactory::make("capsfilter")
+            .property("caps", output_caps(options, None))
+            .build()?;
+        let chain = encoder_chain(options)?;
+        if let Some(title) = options.title.as_deref().filter(|t| !t.is_empty())
+            && !chain.is_empty()
+        {
+            // The muxer (last) writes the tags where it has one.
+            let setter = chain
+                .iter()
+                .rev()
+                .find_map(|e| e.dynamic_cast_ref::<gst::TagSetter>())
+                .ok_or_else(|| TranscodeError::Internal("no element takes tags".into()))?;
+            // Our title wins over one the container may carry.
+            setter.set_tag_merge_mode(gst::TagMergeMode::Keep);
+            setter.add_tag::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
+        }
+        let mp3 = match options.format {
+            Format::Mp3 => Some(
+                Mp3Output::create(output, options)
+                    .map_err(|e| TranscodeError::Output(format!("{}: {e}", output.display())))?,
+            ),
+            _ => None,
+        };
+        let is_mp3 = mp3.is_some();
+        let mp3 = Arc::new(Mutex::new(mp3));
+        let sink = if is_mp3 {
+            gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .property("enable-last-sample", false)
+                .build()?
+        } else {
+            gst::ElementFactory::make("filesink")
+                .property("location", output.to_string_lossy().as_ref())
+                .property("sync", false)
+                .build()?
+        };
+
+        pipeline.add_many([&src, &parse, &convert, &resample, &caps])?;
+        pipeline.add_many(&chain)?;
+        pipeline.add(&sink)?;
+        src.link(&parse)?;
+        let mut branch = vec![&convert, &resample, &caps];
+        branch.extend(chain.iter());
+        branch.push(&sink);
+        gst::Element::link_many(branch)?;
+
+        let trim = Trim::new(options, gapless);
+        let tap = Arc::new(Tap::default());
+        let _ = tap.caps_filter.set((caps.downgrade(), options.clone()));
+        let audio_in = convert
+            .static_pad("sink")
+            .ok_or_else(|| TranscodeError::Internal("audioconvert has no sink pad".into()))?;
+        {
+            let tap = tap.clone();
+            audio_in.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |pad, info| {
+                    let ret = tap_audio(pad, info, &tap, trim);
+                    dropped_as_handled(info, ret)
+                },
+            );
+        }
+        let encoder_in = chain
+            .first()
+            .unwrap_or(&sink)
+            .static_pad("sink")
+            .ok_or_else(|| TranscodeError::Internal("the encoder has no sink pad".into()))?;
+        {
+            let tap = tap.clone();
+            encoder_in.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |_, info| {
+                    count_samples(info, &tap);
+                    gst::PadProbeReturn::Ok
+                },
+            );
+        }
+        let sink_in = sink
+            .static_pad("sink")
+            .ok_or_else(|| TranscodeError::Internal("the sink has no sink pad".into()))?;
+        if is_mp3 {
+            let mp3 = mp3.clone();
+            sink_in.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |pad, info| {
+                    let ret = encode_mp3(pad, info, &mp3);
+                    dropped_as_handled(info, ret)
+                },
+            );
+        }
+        sink_in.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |pad, info| {
+            if let Some(gst::PadProbeData::Event(event)) = &info.data
+                && event.type_() == gst::EventType::Eos
+                && let Some(parent) = pad.parent_element()
+            {
+                post(&parent, AUDIO_DONE);
+            }
+            gst::PadProbeReturn::Ok
+        });
+
+        let asked = options.audio_track;
+        let wanted = asked.unwrap_or(0);
+        let weak_pipeline = pipeline.downgrade();
+        let tracks = tap.clone();
+        parse.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = weak_pipeline.upgrade() else {
+                return;
+            };
+            if is_audio(pad) {
+                let index = tracks.audio_tracks.fetch_add(1, Ordering::SeqCst);
+                let default = tracks.default_audio.lock().ok().and_then(|d| d.clone());
+                let chosen = match (asked, default) {
+                    (Some(asked), _) => index == asked,
+                    (None, Some(default)) => stream_start(pad).is_some_and(|(id, _)| id == default),
+                    (None, None) => index == 0,
+                };
+                if chosen && link_decoder(&pipeline, pad, &audio_in).is_ok() {
+                    return;
+                }
+            }
+            // Every other stream (video, the other audio tracks) is dropped
+            // still encoded, on this same thread.
+            if let Ok(fakesink) = gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .property("async", false)
+                .build()
+                && pipeline.add(&fakesink).is_ok()
+            {
+                let _ = fakesink.sync_state_with_parent();
+                if let Some(sinkpad) = fakesink.static_pad("sink") {
+                    // The last word on "no audio" where no demuxer speaks
+                    // (one stream, not the track asked for): its end came
+                    // and no audio was ever linked.
+                    let audio_in = audio_in.clone();
+                    sinkpad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
+                        if let Some(gst::PadProbeData::Event(event)) = &info.data
+                            && event.type_() == gst::EventType::Eos
+                            && !audio_in.is_linked()
+                            && let Some(parent) = pad.parent_element()
+                        {
+                            post(&parent, NO_AUDIO);
+                        }
+                        gst::PadProbeReturn::Ok
+                    });
+                    let _ = pad.link(&sinkpad);
+                }
+            }
+        });
+        // parsebin (1.22) says nothing when a container has no audio, but
+        // its demuxer does: once it has made all its pads, count the audio ones.
+        let demuxed = tap.clone();
+        pipeline.connect_deep_element_added(move |_, _, element| {
+            if !is_demuxer(element) {
+                return;
+            }
+            let demuxed = demuxed.clone();
+            element.connect_no_more_pads(move |demuxer| {
+                let pads = demuxer.src_pads();
+                let audio: Vec<_> = pads.iter().filter(|p| is_audio(p)).collect();
+                // parsebin exposes its pads after this (once the group is
+                // complete), so the choice is made before any is linked.
+                let default = audio.iter().find_map(|pad| {
+                    let (id, flags) = stream_start(pad)?;
+                    flags.contains(gst::StreamFlags::SELECT).then_some(id)
+                });
+                if let Ok(mut slot) = demuxed.default_audio.lock() {
+                    *slot = default;
+                }
+                let audio = audio.len() as u32;
+                demuxed.demuxed_audio.store(audio, Ordering::SeqCst);
+                if audio <= wanted {
+                    post(demuxer, NO_AUDIO);
+                }
+            });
+        });
+
+        Ok(Self {
+            pipeline,
+            tap,
+            trim,
+            sink,
+            mp3,
+        })
+    }
+
+    /// Refuses an input longer than the limit: by its duration once known,
+    /// and by the position reached when no duration is known.
+    pub(super) fn check_length(
+        &self,
+        control: &Control,
+        input_duration: &mut Option<Duration>,
+    ) -> Result<(), TranscodeError> {
+        if input_duration.is_none() {
+            *input_duration = self
+                .pipeline
+                .query_duration::<gst::ClockTime>()
+                .map(|d| Duration::from_nanos(d.nseconds()));
+        }
+        let reached = Duration::from_nanos(self.tap.position.load(Ordering::SeqCst));
+        let length = input_duration.unwrap_or(reached).max(reached);
+        if length > control.max_input {
+            return Err(TranscodeError::TooLong(length, control.max_input));
+        }
+        Ok(())
+    }
+
+    /// Output position and total, from the tap and the trim.
+    pub(super) fn progress(
+        &self,
+        input_duration: Option<Duration>,
+    ) -> (Duration, Option<Duration>) {
+        let (start, stop) = self.trim.map(|t| (t.start, t.stop)).unwrap_or((0, None));
+        let input = self.tap.position.load(Ordering::SeqCst);
+        let total = match (input_duration, stop) {
+            (Some(d), Some(stop)) => Some((d.as_nanos() as u64).min(stop)),
+            (None, Some(stop)) => Some(stop),
+            (Some(d), None) => Some(d.as_nanos() as u64),
+            (None, None) => None,
+        }
+        .map(|end| Duration::from_nanos(end.saturating_sub(start)));
+        let position = Duration::from_nanos(input.saturating_sub(start));
+        let position = total.map_or(position, |t| position.min(t));
+        (position, total)
+    }
+}
+
+/// Posts an application message named `name` from `element`.
+pub(super) fn post(element: &gst::Element, name: &str) {
+    let message = gst::message::Application::builder(gst::Structure::new_empty(name))
+        .src(element)
+        .build();
+    let _ = element.post_message(message);
+}

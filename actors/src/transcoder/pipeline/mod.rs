@@ -1,0 +1,260 @@
+//! The GStreamer pipeline: any container in, the chosen audio format out,
+//! decoding only audio.
+//!
+//! ```text
+//! filesrc ! parsebin ─┬─ audio (parsed) ─ decodebin ─ [tap] audioconvert ! audioresample
+//!                     │                     ! capsfilter ! encoder [! muxer] ! filesink
+//!                     │                  (MP3: ! capsfilter ! fakesink [LAME, our file])
+//!                     └─ other ─ fakesink   (video is demuxed, never parsed or decoded)
+//! ```
+//!
+//! One streaming thread carries everything from the file to the encoder:
+//! parsebin demuxes and parses but, unlike decodebin, puts no multiqueue
+//! (and so no thread hand-off per buffer) between the demuxer and the
+//! streams, and the decodebin behind the audio stream holds only a decoder.
+//! A decodebin pipeline spent ~15 % more CPU, mostly waking the multiqueue's
+//! threads. For MP3, LAME is called from a probe on the last element
+//! (`mp3_output.rs`) with the decoder's floats as they are: lamemp3enc
+//! takes only S16, and the conversion to it and back cost 7-9 % against
+//! ffmpeg (which hands LAME floats); see benches/vs-ffmpeg. parsebin
+//! (1.22) does not say when a container has no audio, so the demuxer's own
+//! `no-more-pads` is watched (counting its audio pads), and where there is
+//! no demuxer, the end of the only stream with no audio linked says it.
+//! `filesrc` gives the demuxers random access (an MP4 whose index is at the
+//! end needs it); `filesink` gives the muxers theirs (flacenc and mp4mux go
+//! back to write what they learn at the end), as our MP3 file gives LAME
+//! its (the Xing/LAME header is written over LAME's placeholder frame).
+//!
+//! The tap, a pad probe where decoded audio enters, does three jobs: it
+//! reports the position in the input (progress, stall detection), applies a
+//! trim (drops and clips samples outside it, re-bases timestamps to zero, and
+//! ends the audio branch at the trim's end), and fixes the output's
+//! channels (and an MP3's rate) from the input's. The conversion is over when the
+//! end-of-stream reaches the audio branch's sink: the other branches need not
+//! finish.
+//!
+//! Everything here is blocking and runs on GStreamer's threads plus the
+//! caller's: call it from a blocking task.
+
+mod bus;
+mod encoders;
+mod error;
+mod graph;
+mod tap;
+mod tracks;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use crate::output::OutputOptions;
+
+pub use error::TranscodeError;
+use graph::Graph;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    pub position: Duration,
+    pub duration: Option<Duration>,
+}
+
+impl Progress {
+    pub fn percent(&self) -> Option<f64> {
+        let total = self.duration?.as_secs_f64();
+        (total > 0.0).then(|| (self.position.as_secs_f64() / total * 100.0).clamp(0.0, 100.0))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    /// Duration of the audio written.
+    pub duration: Option<Duration>,
+    /// Size of the output file.
+    pub bytes: u64,
+    /// Samples (per channel) the encoder was given, and their rate.
+    pub samples: u64,
+    pub sample_rate: u32,
+}
+
+/// Limits and the stop switch of one conversion.
+#[derive(Debug, Clone)]
+pub struct Control {
+    /// Set from outside to stop the conversion.
+    pub cancel: Arc<AtomicBool>,
+    /// Fail when the position does not move for this long.
+    pub stall_after: Duration,
+    /// Fail when the whole conversion takes longer than this.
+    pub max_wall: Duration,
+    /// Fail as unplayable when the pipeline has neither prerolled nor
+    /// decoded any audio by then.
+    pub preroll_within: Duration,
+    /// Refuse inputs longer than this.
+    pub max_input: Duration,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            cancel: Arc::new(AtomicBool::new(false)),
+            stall_after: Duration::from_secs(60),
+            max_wall: Duration::from_secs(24 * 3600),
+            preroll_within: PREROLL_WITHIN,
+            max_input: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+const NO_AUDIO: &str = "vidaud-no-audio";
+const AUDIO_DONE: &str = "vidaud-audio-done";
+
+/// Reading the headers of a local file takes milliseconds. The autoplugging
+/// bins of GStreamer 1.22 can swallow a demuxer's error posted while it is
+/// still activating it (e.g. qtdemux's "no playable streams" on a truncated
+/// MP4); the pipeline
+/// then never prerolls and nothing is said. Not prerolling in this time is
+/// taken to mean exactly that.
+const PREROLL_WITHIN: Duration = Duration::from_secs(15);
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Converts `input` into the file at `output` (created or truncated) as
+/// `options` say, calling `progress` about twice a second. `options` must be
+/// validated and resolved (a lossy format has its bitrate or quality).
+pub fn transcode(
+    input: &Path,
+    options: &OutputOptions,
+    output: &Path,
+    control: &Control,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Summary, TranscodeError> {
+    std::fs::File::open(input).map_err(|e| TranscodeError::Input(e.to_string()))?;
+    gst::init()?;
+    let gapless = super::gapless::read_input_gapless(input);
+    let graph = Graph::build(input, options, output, gapless)?;
+    let result = graph.run(control, progress);
+    // Null closes a filesink's file and stops the streaming threads, so
+    // nothing writes to the output once this returns.
+    let _ = graph.pipeline.set_state(gst::State::Null);
+    let mp3 = graph.mp3.lock().ok().and_then(|mut slot| slot.take());
+    let mut summary = result?;
+    if let Some(mp3) = mp3 {
+        mp3.finish()
+            .map_err(|e| TranscodeError::Output(format!("completing the MP3: {e}")))?;
+    }
+    summary.bytes = std::fs::metadata(output)
+        .map_err(|e| TranscodeError::Output(e.to_string()))?
+        .len();
+    if summary.samples == 0 || summary.bytes == 0 {
+        return Err(TranscodeError::NoAudio);
+    }
+    Ok(summary)
+}
+
+fn nanos(secs: f64) -> u64 {
+    (secs * 1e9).round() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permanence() {
+        assert!(TranscodeError::NoAudio.is_permanent());
+        assert!(TranscodeError::NotMedia.is_permanent());
+        assert!(!TranscodeError::Output("disk full".into()).is_permanent());
+        assert!(!TranscodeError::Input("x".into()).is_permanent());
+    }
+
+    /// A WAV file of a 440 Hz tone: 16-bit stereo at 44.1 kHz.
+    fn wav(seconds: u32) -> tempfile::NamedTempFile {
+        let frames = 44100 * seconds;
+        let mut bytes = Vec::with_capacity(44 + frames as usize * 4);
+        let data = frames * 4;
+        bytes.extend_from_slice(b"RIFF");
+        bytes.extend_from_slice(&(36 + data).to_le_bytes());
+        bytes.extend_from_slice(b"WAVEfmt ");
+        bytes.extend_from_slice(&16u32.to_le_bytes());
+        bytes.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        bytes.extend_from_slice(&2u16.to_le_bytes());
+        bytes.extend_from_slice(&44100u32.to_le_bytes());
+        bytes.extend_from_slice(&(44100u32 * 4).to_le_bytes());
+        bytes.extend_from_slice(&4u16.to_le_bytes());
+        bytes.extend_from_slice(&16u16.to_le_bytes());
+        bytes.extend_from_slice(b"data");
+        bytes.extend_from_slice(&data.to_le_bytes());
+        for i in 0..frames {
+            let v = ((i as f32 * 440.0 * std::f32::consts::TAU / 44100.0).sin() * 8000.0) as i16;
+            bytes.extend_from_slice(&v.to_le_bytes());
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let file = tempfile::NamedTempFile::new().expect("temp");
+        std::fs::write(file.path(), bytes).expect("wav");
+        file
+    }
+
+    fn mp3(title: &str) -> OutputOptions {
+        OutputOptions {
+            bitrate_kbps: Some(128),
+            title: Some(title.to_owned()),
+            ..OutputOptions::default()
+        }
+    }
+
+    #[test]
+    fn an_mp3_counts_its_samples_and_carries_its_header() {
+        let input = wav(2);
+        let output = tempfile::NamedTempFile::new().expect("temp");
+        let summary = transcode(
+            input.path(),
+            &mp3("tone"),
+            output.path(),
+            &Control::default(),
+            &mut |_| {},
+        )
+        .expect("converts");
+        assert_eq!((summary.samples, summary.sample_rate), (88200, 44100));
+        let bytes = std::fs::read(output.path()).expect("mp3");
+        assert_eq!(summary.bytes, bytes.len() as u64);
+        assert_eq!(&bytes[..3], b"ID3");
+        assert!(bytes.windows(4).any(|w| w == b"tone"), "the title");
+        assert!(bytes[..2048].windows(4).any(|w| w == b"Info"), "the header");
+    }
+
+    #[test]
+    fn a_full_disk_is_an_output_failure() {
+        let input = wav(2);
+        let failed = transcode(
+            input.path(),
+            &mp3("full"),
+            Path::new("/dev/full"),
+            &Control::default(),
+            &mut |_| {},
+        );
+        assert!(
+            matches!(&failed, Err(TranscodeError::Output(_))),
+            "{failed:?}"
+        );
+        assert!(!failed.is_err_and(|e| e.is_permanent()), "worth retrying");
+    }
+
+    #[test]
+    fn percent() {
+        let p = Progress {
+            position: Duration::from_secs(5),
+            duration: Some(Duration::from_secs(20)),
+        };
+        assert_eq!(p.percent(), Some(25.0));
+        assert_eq!(
+            Progress {
+                duration: None,
+                ..p
+            }
+            .percent(),
+            None
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! The tap: the pad probe where decoded audio enters. It reports the
+//! input position, applies a trim sample-accurately and fixes the output's
+//! channels from the input's; and the probe that counts what the encoder gets.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_audio as gst_audio;
+
+use super::encoders::output_caps;
+use super::nanos;
+use crate::output::OutputOptions;
+use crate::transcoder::gapless::InputGapless;
+
+/// The trim, in nanoseconds of input position.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Trim {
+    pub(super) start: u64,
+    pub(super) stop: Option<u64>,
+}
+
+impl Trim {
+    /// The user's trim, shifted past the delay an MP3 input's decoder leaves
+    /// in (and stopping before its padding), so the output holds exactly
+    /// the audio the input's encoder was given.
+    pub(super) fn new(options: &OutputOptions, gapless: Option<InputGapless>) -> Option<Self> {
+        let user = options.start_secs.is_some() || options.duration_secs.is_some();
+        if !user && gapless.is_none() {
+            return None;
+        }
+        let at = |samples: u64, rate: u32| samples * 1_000_000_000 / u64::from(rate.max(1));
+        let (skip, end) = gapless.map_or((0, None), |g| {
+            (at(g.skip, g.rate), Some(at(g.skip + g.keep, g.rate)))
+        });
+        let start = skip + nanos(options.start_secs.unwrap_or(0.0));
+        let stop = options.duration_secs.map(|d| start + nanos(d));
+        let stop = match (stop, end) {
+            (Some(stop), Some(end)) => Some(stop.min(end)),
+            (stop, end) => stop.or(end),
+        };
+        Some(Self { start, stop })
+    }
+}
+
+/// State shared between the pad probes (streaming threads) and `run`.
+#[derive(Default)]
+pub(super) struct Tap {
+    /// Input position of the latest decoded audio, ns (before trimming).
+    pub(super) position: AtomicU64,
+    /// Whether any audio was decoded yet.
+    pub(super) started: AtomicBool,
+    /// Samples handed to the encoder, their rate and bytes per frame.
+    pub(super) samples: AtomicU64,
+    pub(super) sample_rate: AtomicU32,
+    pub(super) encoder_bpf: AtomicU32,
+    /// Audio tracks seen so far (parsed streams), and as the demuxer
+    /// counted them.
+    pub(super) audio_tracks: AtomicU32,
+    pub(super) demuxed_audio: AtomicU32,
+    /// The stream id of the audio track the container marks as the
+    /// default (Matroska's FlagDefault), when it marks one.
+    pub(super) default_audio: Mutex<Option<String>>,
+    /// The upstream segment and caps of the decoded audio.
+    pub(super) segment: Mutex<Option<gst::FormattedSegment<gst::ClockTime>>>,
+    pub(super) info: Mutex<Option<gst_audio::AudioInfo>>,
+    /// The trim's end was reached and the audio branch ended.
+    pub(super) trim_ended: AtomicBool,
+    /// The capsfilter and the options it follows: its channels are fixed
+    /// from the input's once they are known (encoder caps list mono first,
+    /// so a range would turn 5.1 into mono).
+    pub(super) caps_filter: OnceLock<(gst::glib::WeakRef<gst::Element>, OutputOptions)>,
+}
+
+/// The probe where decoded audio enters: notes the input position and, with
+/// a trim, keeps only the samples inside it, re-based to start at zero.
+pub(super) fn tap_audio(
+    pad: &gst::Pad,
+    info: &mut gst::PadProbeInfo,
+    tap: &Tap,
+    trim: Option<Trim>,
+) -> gst::PadProbeReturn {
+    match &mut info.data {
+        Some(gst::PadProbeData::Event(event)) => {
+            match event.view() {
+                gst::EventView::Caps(caps) => {
+                    if let Ok(audio) = gst_audio::AudioInfo::from_caps(caps.caps()) {
+                        follow_input(tap, &audio);
+                        if let Ok(mut slot) = tap.info.lock() {
+                            *slot = Some(audio);
+                        }
+                    }
+                }
+                gst::EventView::Segment(segment) => {
+                    if let Ok(time) = segment.segment().clone().downcast::<gst::ClockTime>()
+                        && let Ok(mut slot) = tap.segment.lock()
+                    {
+                        *slot = Some(time);
+                    }
+                    if trim.is_some() {
+                        // Downstream sees a stream that starts at zero.
+                        *event = gst::event::Segment::new(
+                            &gst::FormattedSegment::<gst::ClockTime>::new(),
+                        );
+                    }
+                }
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        }
+        Some(gst::PadProbeData::Buffer(buffer)) => {
+            let segment = tap.segment.lock().ok().and_then(|s| s.clone());
+            let Some(segment) = segment else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Some(pts) = buffer.pts() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let position = segment
+                .to_stream_time(pts)
+                .map(|t| t.nseconds())
+                .unwrap_or(0);
+            tap.position.store(position, Ordering::SeqCst);
+            tap.started.store(true, Ordering::SeqCst);
+            let Some(trim) = trim else {
+                return gst::PadProbeReturn::Ok;
+            };
+            if tap.trim_ended.load(Ordering::SeqCst) {
+                return gst::PadProbeReturn::Drop;
+            }
+            let info = tap.info.lock().ok().and_then(|i| i.clone());
+            let Some(info) = info else {
+                return gst::PadProbeReturn::Drop;
+            };
+            if trim.stop.is_some_and(|stop| position >= stop) {
+                end_trim(pad, tap);
+                return gst::PadProbeReturn::Drop;
+            }
+            let rate = u64::from(info.rate().max(1));
+            let bpf = info.bpf().max(1) as usize;
+            let frames = (buffer.size() / bpf) as u64;
+            let end = position + frames * 1_000_000_000 / rate;
+            let stop = trim.stop.unwrap_or(u64::MAX);
+            if end <= trim.start {
+                return gst::PadProbeReturn::Drop;
+            }
+            // Samples to cut at the front and at the back of this buffer.
+            let samples = |ns: u64| ns * rate / 1_000_000_000;
+            let front = samples(trim.start.saturating_sub(position)).min(frames);
+            let back = samples(end.saturating_sub(stop)).min(frames - front);
+            let kept = (frames - front - back) as usize;
+            if kept == 0 {
+                return gst::PadProbeReturn::Drop;
+            }
+            let out_pts = gst::ClockTime::from_nseconds(
+                (position + front * 1_000_000_000 / rate).saturating_sub(trim.start),
+            );
+            if front > 0 || back > 0 {
+                // Truncating knows planar layouts (audio meta), bytes do not.
+                let whole = std::mem::replace(buffer, gst::Buffer::new());
+                *buffer =
+                    gst_audio::audio_buffer_truncate(whole, bpf as u32, front as usize, Some(kept));
+            }
+            let buffer = buffer.make_mut();
+            buffer.set_pts(out_pts);
+            buffer.set_duration(gst::ClockTime::from_nseconds(
+                kept as u64 * 1_000_000_000 / rate,
+            ));
+            gst::PadProbeReturn::Ok
+        }
+        _ => gst::PadProbeReturn::Ok,
+    }
+}
+
+/// `Drop` as gstreamer-rs 0.24 can do it safely: on `Drop` it frees the
+/// buffer and GStreamer then unrefs a null pointer; taking the buffer and
+/// answering `Handled` drops it once.
+pub(super) fn dropped_as_handled(
+    info: &mut gst::PadProbeInfo,
+    ret: gst::PadProbeReturn,
+) -> gst::PadProbeReturn {
+    if ret == gst::PadProbeReturn::Drop {
+        info.data = None;
+        return gst::PadProbeReturn::Handled;
+    }
+    ret
+}
+
+/// Fixes the output channels (and an MP3's rate) from the input's before
+/// audioconvert negotiates (this runs on the caps event, ahead of it).
+pub(super) fn follow_input(tap: &Tap, input: &gst_audio::AudioInfo) {
+    if let Some((filter, options)) = tap.caps_filter.get()
+        && let Some(filter) = filter.upgrade()
+    {
+        filter.set_property("caps", output_caps(options, Some(input)));
+    }
+}
+
+/// Ends the audio branch once the trim's end has passed.
+pub(super) fn end_trim(pad: &gst::Pad, tap: &Tap) {
+    if !tap.trim_ended.swap(true, Ordering::SeqCst) {
+        let _ = pad.send_event(gst::event::Eos::new());
+    }
+}
+
+/// Counts the samples going into the encoder (the output's length); the
+/// frame size and rate are taken from the caps event, not per buffer.
+pub(super) fn count_samples(info: &gst::PadProbeInfo, tap: &Tap) {
+    match &info.data {
+        Some(gst::PadProbeData::Event(event)) => {
+            if let gst::EventView::Caps(caps) = event.view()
+                && let Ok(audio) = gst_audio::AudioInfo::from_caps(caps.caps())
+            {
+                tap.encoder_bpf.store(audio.bpf().max(1), Ordering::SeqCst);
+                tap.sample_rate.store(audio.rate(), Ordering::SeqCst);
+            }
+        }
+        Some(gst::PadProbeData::Buffer(buffer)) => {
+            // A planar buffer that was trimmed keeps its memory and says
+            // how many samples it holds in its audio meta.
+            let frames = match buffer.meta::<gst_audio::AudioMeta>() {
+                Some(meta) => meta.samples() as u64,
+                None => {
+                    let bpf = u64::from(tap.encoder_bpf.load(Ordering::SeqCst).max(1));
+                    buffer.size() as u64 / bpf
+                }
+            };
+            tap.samples.fetch_add(frames, Ordering::SeqCst);
+        }
+        _ => {}
+    }
+}
