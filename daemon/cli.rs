@@ -29,6 +29,10 @@ pub enum Command {
     /// Copy this node's embedded data (users, jobs, files; ids kept) into a
     /// cluster: the way to grow. Restartable; verifies at the end.
     Migrate(crate::migrate::MigrateArgs),
+    /// Run by the node itself: one sandboxed conversion (see
+    /// actors/src/transcoder/isolation).
+    #[command(hide = true)]
+    TranscodeChild,
 }
 
 #[derive(Args)]

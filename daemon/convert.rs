@@ -90,6 +90,13 @@ fn exit_code(e: &TranscodeError) -> u8 {
         | TranscodeError::Stalled(_)
         | TranscodeError::TimedOut(_)
         | TranscodeError::Cancelled => 1,
+        // Only a node's isolated conversions end these ways.
+        TranscodeError::Crashed(_)
+        | TranscodeError::MemoryLimit(_)
+        | TranscodeError::CpuLimit(_)
+        | TranscodeError::OutputLimit(_)
+        | TranscodeError::Protocol(_)
+        | TranscodeError::Poison(_) => 1,
     }
 }
 

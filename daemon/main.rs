@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         cli::Command::Ctl(args) => ctl::run(args),
         cli::Command::User(args) => user::run(args),
         cli::Command::Migrate(args) => migrate::run(args),
+        cli::Command::TranscodeChild => vidaud_actors::transcoder::isolation::child_main(),
     }
 }
 

@@ -105,6 +105,8 @@ pub struct Metrics {
     pub http_duration: Family<RouteLabels, Histogram>,
     pub converter_jobs: Family<ResultLabels, Counter>,
     pub converter_duration: Histogram,
+    /// Conversion children that crashed or broke a limit.
+    pub converter_crashes: Counter,
     pub emails: Family<ResultLabels, Counter>,
     pub restarts: Family<ActorLabels, Counter>,
     pub uploads_refused: Counter,
@@ -159,6 +161,12 @@ impl Metrics {
             "converter_job_duration_seconds",
             "Wall time of a conversion attempt",
             Histogram::new(exponential_buckets(0.05, 2.0, 14)),
+        );
+        let converter_crashes = registered(
+            &mut registry,
+            "converter_crashes",
+            "Conversion children that died by a signal, broke a limit or their protocol",
+            Counter::default(),
         );
         let emails = registered(
             &mut registry,
@@ -293,6 +301,7 @@ impl Metrics {
             http_duration,
             converter_jobs,
             converter_duration,
+            converter_crashes,
             emails,
             restarts,
             uploads_refused,

@@ -287,6 +287,27 @@ pub struct TranscoderSettings {
     /// Failure injection for tests: the next N jobs make their worker panic
     /// mid-conversion. 0 (off) in any real deployment.
     pub inject_panics: u32,
+    /// Convert in a sandboxed child process (vidaud's own binary), so that
+    /// untrusted media is never parsed in the node. `false` converts inside
+    /// the node: for debugging only.
+    pub isolate: bool,
+    /// The binary started for conversions; empty: this one.
+    pub child_binary: String,
+    /// A conversion child's address-space limit, MiB (0: none).
+    pub child_memory_mib: u64,
+    /// Its CPU-time limit, seconds; 0: derived, 2 x max_job_secs + 60.
+    pub child_cpu_secs: u64,
+    /// Its open-files limit (0: none).
+    pub child_open_files: u64,
+    /// Largest file it may write, MiB; 0: derived from max_input_secs
+    /// (192 kHz stereo 32-bit PCM for that long).
+    pub child_output_mib: u64,
+    /// Failure injection for tests: the next N jobs' conversion children
+    /// die by SIGSEGV (every run of the job). 0 in any real deployment.
+    pub inject_child_crashes: u32,
+    /// Failure injection for tests: the next N jobs' conversion children
+    /// allocate without bound. 0 in any real deployment.
+    pub inject_child_runaway: u32,
 }
 
 impl Default for TranscoderSettings {
@@ -302,6 +323,14 @@ impl Default for TranscoderSettings {
             max_job_secs: 25 * 60,
             max_input_secs: 6 * 3600,
             inject_panics: 0,
+            isolate: true,
+            child_binary: String::new(),
+            child_memory_mib: 1024,
+            child_cpu_secs: 0,
+            child_open_files: 64,
+            child_output_mib: 0,
+            inject_child_crashes: 0,
+            inject_child_runaway: 0,
         }
     }
 }

@@ -146,6 +146,13 @@ pub async fn start(
                     settings: s.transcoder.clone(),
                     metrics: ctx.metrics.clone(),
                     panics_left: AtomicU32::new(s.transcoder.inject_panics),
+                    sandbox: if s.transcoder.isolate {
+                        Some(transcoder::Sandbox::from_settings(&s.transcoder))
+                    } else {
+                        None
+                    },
+                    child_crashes_left: AtomicU32::new(s.transcoder.inject_child_crashes),
+                    child_runaways_left: AtomicU32::new(s.transcoder.inject_child_runaway),
                 }),
             };
             let (actor, _) = Actor::spawn_linked(name, TranscoderPool, args, supervisor).await?;

@@ -20,14 +20,17 @@
 //! `max_attempts`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::isolation::protocol::{Fault, Limits, Request};
+use super::isolation::{self, Sandbox};
 use super::messages::JobDelivery;
-use super::pipeline::{Control, Progress, TranscodeError, transcode};
+use super::pipeline::{Progress, Summary, TranscodeError, transcode};
 use super::spool::Spool;
 use crate::backends::{Backends, Bucket, Claim, FileMeta, StoreError, Upload, chain, claim};
 use crate::domain::{FileId, JobEvent, JobId, JobRecord, JobState, Mp3Message};
@@ -42,6 +45,11 @@ pub struct WorkerContext {
     pub metrics: Arc<Metrics>,
     /// Panics still to inject (see `TranscoderSettings::inject_panics`).
     pub panics_left: AtomicU32,
+    /// How conversions are isolated; `None`: in this process (debugging).
+    pub sandbox: Option<Sandbox>,
+    /// Child faults still to inject (`inject_child_crashes`, `_runaway`).
+    pub child_crashes_left: AtomicU32,
+    pub child_runaways_left: AtomicU32,
 }
 
 impl WorkerContext {
@@ -52,6 +60,21 @@ impl WorkerContext {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if take.is_ok() {
             panic!("injected worker panic (transcoder.inject_panics)");
+        }
+    }
+
+    /// Failure injection: the fault this job's children are to bring about.
+    fn next_child_fault(&self) -> Option<Fault> {
+        let take = |left: &AtomicU32| {
+            left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        };
+        if take(&self.child_crashes_left) {
+            Some(Fault::Segfault)
+        } else if take(&self.child_runaways_left) {
+            Some(Fault::Runaway)
+        } else {
+            None
         }
     }
 }
@@ -291,34 +314,27 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
     ctx.maybe_panic();
     let mut options = job.output.clone();
     options.title = Some(options.title_for(&job.filename));
-    let control = Control {
-        cancel: Arc::new(AtomicBool::new(false)),
-        stall_after: Duration::from_secs(ctx.settings.stall_secs),
-        max_wall: Duration::from_secs(ctx.settings.max_job_secs),
-        max_input: Duration::from_secs(ctx.settings.max_input_secs),
-        ..Control::default()
+    let request = Request {
+        options,
+        limits: Limits {
+            stall_after: Duration::from_secs(ctx.settings.stall_secs),
+            max_wall: Duration::from_secs(ctx.settings.max_job_secs),
+            max_input: Duration::from_secs(ctx.settings.max_input_secs),
+        },
+        fault: ctx.next_child_fault(),
     };
-    let cancel = control.cancel.clone();
+    let cancel = CancellationToken::new();
     let (progress_tx, progress_rx) = tokio::sync::watch::channel(None::<f64>);
-    let output_path = output.path().to_owned();
-    let mut conversion = tokio::task::spawn_blocking(move || {
-        let mut report = |p: Progress| {
-            // Tenths of a percent: the record and the events show the same
-            // figure, and a change below that publishes nothing.
-            if let Some(percent) = p.percent() {
-                progress_tx.send_replace(Some((percent * 10.0).round() / 10.0));
-            }
-        };
-        transcode(input.path(), &options, &output_path, &control, &mut report)
-    });
+    let conversion = convert_twice_at_most(ctx, &input, &output, &request, &cancel, progress_tx);
+    tokio::pin!(conversion);
 
     // While it converts: renew the lease and record progress.
     let lease = Duration::from_secs(ctx.settings.lease_secs);
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     let mut published = None;
-    let joined = loop {
+    let converted = loop {
         tokio::select! {
-            joined = &mut conversion => break joined,
+            converted = &mut conversion => break converted,
             _ = tick.tick() => {
                 let progress = *progress_rx.borrow();
                 if progress != published {
@@ -333,17 +349,12 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
                     .renew_lease(job.id, job.attempts, lease, progress)
                     .await;
                 if let Ok(false) = renewed {
-                    cancel.store(true, Ordering::SeqCst);
+                    cancel.cancel();
                     let _ = conversion.await;
                     return Err(Failure::Lost);
                 }
             }
         }
-    };
-    let converted = match joined {
-        Ok(result) => result,
-        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-        Err(join) => Err(TranscodeError::Internal(join.to_string())),
     };
     if let Err(e) = converted {
         return Err(if e.is_permanent() {
@@ -353,6 +364,76 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
         });
     }
     store_audio(ctx, job, &output).await.map_err(transient)
+}
+
+/// Converts in a child, and once more if the child crashed or broke a
+/// limit: a fluke (the host's OOM killer, a cosmic ray) passes the second
+/// time; the same input failing so twice is poison, and fails the job for
+/// good, within this one attempt (the job's attempt counter moves once).
+async fn convert_twice_at_most(
+    ctx: &WorkerContext,
+    input: &Spool,
+    output: &Spool,
+    request: &Request,
+    cancel: &CancellationToken,
+    progress_tx: tokio::sync::watch::Sender<Option<f64>>,
+) -> Result<Summary, TranscodeError> {
+    // Tenths of a percent: the record and the events show the same figure,
+    // and a change below that publishes nothing.
+    let mut report = move |p: Progress| {
+        if let Some(percent) = p.percent() {
+            progress_tx.send_replace(Some((percent * 10.0).round() / 10.0));
+        }
+    };
+    let Some(sandbox) = &ctx.sandbox else {
+        return convert_here(input, output, request, cancel, report).await;
+    };
+    let first = isolation::convert(sandbox, input, output, request, cancel, &mut report).await;
+    match first {
+        Err(crash) if crash.is_crash() => {
+            warn!(reason = %crash, "the converter failed on this input; trying once more");
+            ctx.metrics.converter_crashes.inc();
+            let second =
+                isolation::convert(sandbox, input, output, request, cancel, &mut report).await;
+            match second {
+                Err(again) if again.is_crash() => {
+                    ctx.metrics.converter_crashes.inc();
+                    Err(TranscodeError::Poison(Box::new(again)))
+                }
+                other => other,
+            }
+        }
+        other => other,
+    }
+}
+
+/// The conversion inside this process (`transcoder.isolate = false`).
+async fn convert_here(
+    input: &Spool,
+    output: &Spool,
+    request: &Request,
+    cancel: &CancellationToken,
+    mut report: impl FnMut(Progress) + Send + 'static,
+) -> Result<Summary, TranscodeError> {
+    let control = request.limits.control();
+    let stop = control.cancel.clone();
+    let (input_path, output_path) = (input.path().to_owned(), output.path().to_owned());
+    let options = request.options.clone();
+    let mut blocking = tokio::task::spawn_blocking(move || {
+        transcode(&input_path, &options, &output_path, &control, &mut report)
+    });
+    let joined = tokio::select! {
+        joined = &mut blocking => joined,
+        () = cancel.cancelled() => {
+            stop.store(true, Ordering::SeqCst);
+            blocking.await
+        }
+    };
+    match joined {
+        Ok(result) => result,
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        Err(join) => Err(TranscodeError::Internal(join.to_string())),
+    }
 }
 
 /// Streams the finished audio from its spool to the blob store under the

@@ -11,6 +11,7 @@ mod attempt;
 mod bridge;
 mod gapless;
 mod id3;
+pub mod isolation;
 mod lame;
 mod messages;
 mod mp3_output;
@@ -21,6 +22,7 @@ mod worker;
 
 pub use attempt::WorkerContext;
 pub use bridge::{BridgeArgs, BridgeMsg, BridgeStatus, QueueBridge};
+pub use isolation::Sandbox;
 pub use messages::{JobDelivery, PoolMsg, PoolStatus};
 pub use pipeline::{Control, Progress, Summary, TranscodeError, transcode};
 pub use pool::{PoolArgs, TranscoderPool};

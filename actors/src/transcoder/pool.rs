@@ -322,6 +322,9 @@ mod tests {
             settings: transcoder,
             metrics: metrics.clone(),
             panics_left: AtomicU32::new(1),
+            sandbox: None,
+            child_crashes_left: AtomicU32::new(0),
+            child_runaways_left: AtomicU32::new(0),
         });
         let (pool, _) = Actor::spawn(
             None,

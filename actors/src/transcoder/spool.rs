@@ -23,6 +23,13 @@ pub struct Spool {
     path: PathBuf,
 }
 
+/// The spool's descriptor, for handing it to a conversion child.
+impl AsRawFd for Spool {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
 impl Spool {
     /// Copies `body` into a new anonymous file in `dir` (the system temp dir
     /// when empty).

@@ -6,7 +6,8 @@ use gstreamer::glib;
 
 /// Why a conversion did not produce audio. `is_permanent` errors are facts
 /// about the input: trying again gives the same answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TranscodeError {
     #[error("the file is not a recognised audio or video format")]
     NotMedia,
@@ -34,9 +35,37 @@ pub enum TranscodeError {
     Cancelled,
     #[error("internal transcoder error: {0}")]
     Internal(String),
+    /// The conversion child died by a signal (named).
+    #[error("the converter crashed ({0}) on this input")]
+    Crashed(String),
+    #[error("the conversion used more than its limit of {0} MiB of memory")]
+    MemoryLimit(u64),
+    #[error("the conversion used more than its limit of {0} s of CPU time")]
+    CpuLimit(u64),
+    #[error("the audio grew past the output limit of {0} MiB")]
+    OutputLimit(u64),
+    /// The child ended without an outcome, or said something malformed.
+    #[error("the converter broke off: {0}")]
+    Protocol(String),
+    /// A crash (as above) on two runs of the same input.
+    #[error("{0}, twice: the input is refused")]
+    Poison(Box<TranscodeError>),
 }
 
 impl TranscodeError {
+    /// The conversion child died or misbehaved: a fact about the input if
+    /// it happens again (see `attempt.rs`), a fluke if it does not.
+    pub fn is_crash(&self) -> bool {
+        matches!(
+            self,
+            TranscodeError::Crashed(_)
+                | TranscodeError::MemoryLimit(_)
+                | TranscodeError::CpuLimit(_)
+                | TranscodeError::OutputLimit(_)
+                | TranscodeError::Protocol(_)
+        )
+    }
+
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
@@ -48,6 +77,7 @@ impl TranscodeError {
                 | TranscodeError::Unsupported(_)
                 | TranscodeError::Decode(_)
                 | TranscodeError::TimedOut(_)
+                | TranscodeError::Poison(_)
         )
     }
 }

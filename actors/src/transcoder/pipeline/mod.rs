@@ -56,7 +56,7 @@ use crate::output::OutputOptions;
 pub use error::TranscodeError;
 use graph::Graph;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     pub position: Duration,
     pub duration: Option<Duration>,
@@ -69,7 +69,7 @@ impl Progress {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Duration of the audio written.
     pub duration: Option<Duration>,

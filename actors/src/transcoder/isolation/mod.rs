@@ -1,0 +1,237 @@
+//! Untrusted media is decoded outside the node: each conversion runs in a
+//! child process that holds nothing worth stealing and whose failure is
+//! only that conversion's.
+//!
+//! The demuxers and decoders that parse an upload are C code. In the node
+//! they would share an address space with the JWT secret, the backends'
+//! credentials and every other job in hand, and a crash on one crafted
+//! file would take all of that down. So the worker actor (the owner of the
+//! attempt: lease, progress, cancellation, storage) hands the spooled input
+//! and an empty output spool to a child — vidaud's own binary in its hidden
+//! `transcode-child` mode (child.rs) — and reads its reports (protocol.rs).
+//! The child starts with a cleared environment, in its own process group,
+//! with `no_new_privs`, the parent-death signal and rlimits (address
+//! space, CPU time, open files, file size) set before exec (spawn.rs).
+//! How it ended — an outcome, a signal, a limit, silence — is turned into a
+//! [`TranscodeError`] that says which (outcome.rs).
+//!
+//! Cancelling (lease lost, shutdown) kills the child's process group and
+//! reaps it; dropping a conversion does the same (`kill_on_drop`), and a
+//! node that dies takes its children with it.
+
+mod child;
+mod outcome;
+pub mod protocol;
+mod spawn;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+pub use child::main as child_main;
+use outcome::StderrTail;
+use protocol::{MAX_LINE, Report, Request};
+
+use crate::settings::TranscoderSettings;
+use crate::transcoder::pipeline::{Progress, Summary, TranscodeError};
+use crate::transcoder::spool::Spool;
+
+/// How a node starts its conversion children.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    /// The binary to run: vidaud's own (`/proc/self/exe`).
+    pub binary: PathBuf,
+    /// Address space limit, MiB (0: none).
+    pub memory_mib: u64,
+    /// CPU time limit, seconds (0: none).
+    pub cpu_secs: u64,
+    /// Open file limit (0: none).
+    pub open_files: u64,
+    /// Largest file the child may write, MiB (0: none).
+    pub output_mib: u64,
+}
+
+impl Sandbox {
+    /// From the settings: the limits given, else derived from the job
+    /// limits (CPU: the longest job may use both cores it could get for
+    /// its whole wall time, plus start-up; output: PCM at 192 kHz stereo in
+    /// 32 bits for the longest input, more than any format we write needs).
+    pub fn from_settings(settings: &TranscoderSettings) -> Self {
+        // The running binary's own inode, even if an upgrade has replaced
+        // the file since: the child always speaks the node's protocol.
+        let binary = if settings.child_binary.is_empty() {
+            PathBuf::from("/proc/self/exe")
+        } else {
+            PathBuf::from(&settings.child_binary)
+        };
+        let derived_cpu = settings.max_job_secs.saturating_mul(2).saturating_add(60);
+        let derived_output = settings.max_input_secs.saturating_mul(192_000 * 2 * 4) >> 20;
+        Self {
+            binary,
+            memory_mib: settings.child_memory_mib,
+            cpu_secs: or_derived(settings.child_cpu_secs, derived_cpu),
+            open_files: settings.child_open_files,
+            output_mib: or_derived(settings.child_output_mib, derived_output.max(64)),
+        }
+    }
+
+    /// The rlimits set in the child, (resource, soft, hard); unlimited
+    /// ones are left out. A core dump is never written: it would hold user
+    /// data. The CPU limit's soft value sends SIGXCPU (reported as such);
+    /// its hard one, a little later, SIGKILL.
+    fn rlimits(&self) -> Vec<(libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t)> {
+        let mut limits = vec![(libc::RLIMIT_CORE, 0, 0)];
+        let mib = |n: u64| n.saturating_mul(1 << 20);
+        for (resource, soft, grace) in [
+            (libc::RLIMIT_AS, mib(self.memory_mib), 0),
+            (libc::RLIMIT_CPU, self.cpu_secs, 5),
+            (libc::RLIMIT_NOFILE, self.open_files, 0),
+            (libc::RLIMIT_FSIZE, mib(self.output_mib), 0),
+        ] {
+            if soft > 0 {
+                limits.push((resource, soft, soft.saturating_add(grace)));
+            }
+        }
+        limits
+    }
+}
+
+fn or_derived(given: u64, derived: u64) -> u64 {
+    if given > 0 { given } else { derived }
+}
+
+/// Converts `input` into `output` in a child, reporting progress as it
+/// comes; `cancel` kills it. Errors say what happened to the child.
+pub async fn convert(
+    sandbox: &Sandbox,
+    input: &Spool,
+    output: &Spool,
+    request: &Request,
+    cancel: &CancellationToken,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Summary, TranscodeError> {
+    let mut child = spawn::start(sandbox, input, output)
+        .map_err(|e| TranscodeError::Internal(format!("starting the converter: {e}")))?;
+    let deadline = hard_deadline(&request.limits);
+    let talked = talk(&mut child, request, cancel, deadline, progress).await;
+    let status = match talked.outcome {
+        // It said how it went, and now exits by itself.
+        Talk::Outcome(_) => match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+            Ok(status) => status,
+            Err(_) => end(&mut child).await,
+        },
+        // Stopped talking, cancelled or broken: nothing of it survives.
+        _ => end(&mut child).await,
+    };
+    let tail = talked.stderr.finish().await;
+    match (talked.outcome, status) {
+        (Talk::Outcome(outcome), Ok(status)) if status.success() => outcome,
+        (Talk::Cancelled, _) => Err(TranscodeError::Cancelled),
+        (Talk::Broken(why), _) => Err(TranscodeError::Protocol(why)),
+        (_, Ok(status)) => Err(outcome::classify(status, &tail, sandbox)),
+        (_, Err(e)) => Err(TranscodeError::Internal(format!(
+            "waiting for the converter: {e}"
+        ))),
+    }
+}
+
+/// How long a child that reported its outcome has to exit.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// Kills the child's whole process group, then reaps the child. The group
+/// is signalled before the reaping, while its id cannot have been reused.
+async fn end(child: &mut tokio::process::Child) -> std::io::Result<std::process::ExitStatus> {
+    if let Some(pid) = child.id() {
+        // SAFETY: a signal to the process group our own child leads.
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        }
+    }
+    child.wait().await
+}
+
+enum Talk {
+    /// The child reported its outcome.
+    Outcome(Result<Summary, TranscodeError>),
+    /// The child's stdout ended without an outcome: its exit says why.
+    Ended,
+    /// It said something that is not a report.
+    Broken(String),
+    Cancelled,
+}
+
+/// What the conversation with a child came to, and its stderr.
+struct Talked {
+    outcome: Talk,
+    stderr: StderrTail,
+}
+
+async fn talk(
+    child: &mut tokio::process::Child,
+    request: &Request,
+    cancel: &CancellationToken,
+    deadline: Duration,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Talked {
+    let stderr = StderrTail::collect(child.stderr.take());
+    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Talked {
+            outcome: Talk::Broken("no pipes to the converter".into()),
+            stderr,
+        };
+    };
+    let mut line = match serde_json::to_string(request) {
+        Ok(line) => line,
+        Err(e) => {
+            return Talked {
+                outcome: Talk::Broken(format!("unencodable request: {e}")),
+                stderr,
+            };
+        }
+    };
+    line.push('\n');
+    if let Err(e) = stdin.write_all(line.as_bytes()).await {
+        // It died before reading: its exit status says how.
+        debug!("writing the request to the converter: {e}");
+    }
+    // `stdin` stays open until this returns: its end tells the child to stop.
+    let mut reports = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
+    let backstop = tokio::time::sleep(deadline);
+    tokio::pin!(backstop);
+    let outcome = loop {
+        let next = tokio::select! {
+            next = reports.next() => next,
+            () = cancel.cancelled() => break Talk::Cancelled,
+            () = &mut backstop => {
+                break Talk::Broken(format!("no outcome within {} s", deadline.as_secs()));
+            }
+        };
+        let line = match next {
+            None => break Talk::Ended,
+            Some(Ok(line)) => line,
+            Some(Err(e)) => break Talk::Broken(format!("unreadable report: {e}")),
+        };
+        match serde_json::from_str::<Report>(&line) {
+            Ok(Report::Progress { progress: p }) => progress(p),
+            Ok(Report::Done { summary }) => break Talk::Outcome(Ok(summary)),
+            Ok(Report::Failed { error }) => break Talk::Outcome(Err(error)),
+            Err(e) => {
+                warn!("the converter said something that is not a report: {e}");
+                break Talk::Broken(format!("not a report: {e}"));
+            }
+        }
+    };
+    drop(stdin);
+    Talked { outcome, stderr }
+}
+
+/// The wall-clock backstop for a child that stops reporting but lives on
+/// (the pipeline's own wall and stall limits run inside it).
+fn hard_deadline(limits: &protocol::Limits) -> Duration {
+    limits.max_wall + limits.stall_after + Duration::from_secs(30)
+}

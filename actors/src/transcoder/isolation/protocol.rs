@@ -1,0 +1,97 @@
+//! What the node and a conversion child say to each other: one request
+//! (a JSON line on the child's stdin), then reports (JSON lines on its
+//! stdout) — progress as it goes, and exactly one outcome at the end.
+//!
+//! The child's stdin stays open for the whole conversion: its end of file
+//! tells the child that the node is gone.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::output::OutputOptions;
+use crate::transcoder::pipeline::{Control, Progress, Summary, TranscodeError};
+
+/// The input is the child's file descriptor 3, the output its 4.
+pub const INPUT_FD: i32 = 3;
+pub const OUTPUT_FD: i32 = 4;
+
+/// Longest report line the node reads; a longer one breaks the protocol.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// The one message the node sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// Validated and resolved (a lossy format has its bitrate or quality).
+    pub options: OutputOptions,
+    pub limits: Limits,
+    /// Failure injection for tests (`transcoder.inject_child_faults`).
+    pub fault: Option<Fault>,
+}
+
+/// The limits the pipeline enforces itself (the rlimits are the kernel's).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Limits {
+    pub stall_after: Duration,
+    pub max_wall: Duration,
+    pub max_input: Duration,
+}
+
+impl Limits {
+    /// The pipeline's control for these limits, with its own stop switch.
+    pub fn control(&self) -> Control {
+        Control {
+            cancel: Arc::new(AtomicBool::new(false)),
+            stall_after: self.stall_after,
+            max_wall: self.max_wall,
+            max_input: self.max_input,
+            ..Control::default()
+        }
+    }
+}
+
+/// A failure the child brings about on purpose, to test the node's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Dies by SIGSEGV, as a memory-safety bug in a demuxer would.
+    Segfault,
+    /// Allocates without bound until its address-space limit stops it.
+    Runaway,
+}
+
+/// What the child says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "report", rename_all = "snake_case")]
+pub enum Report {
+    Progress { progress: Progress },
+    Done { summary: Summary },
+    Failed { error: TranscodeError },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_round_trip() {
+        for report in [
+            Report::Progress {
+                progress: Progress {
+                    position: Duration::from_millis(1500),
+                    duration: Some(Duration::from_secs(10)),
+                },
+            },
+            Report::Failed {
+                error: TranscodeError::NoSuchTrack { asked: 2, found: 1 },
+            },
+        ] {
+            let line = serde_json::to_string(&report).unwrap();
+            assert!(!line.contains('\n'));
+            let back: Report = serde_json::from_str(&line).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{report:?}"));
+        }
+    }
+}
