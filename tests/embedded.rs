@@ -1,14 +1,12 @@
-//! What only the embedded backend has to prove: a node killed mid-upload
-//! leaves nothing half-written, a full disk refuses an upload cleanly and
-//! a conversion waits for room without losing anything stored, and without
-//! an SMTP server mail lands in the data directory's Maildir. (Kill -9
-//! mid-conversion, restarts and the rest run on both backends in
-//! faults.rs.)
+//! What only the embedded backend has to prove: a full disk refuses an
+//! upload cleanly and a conversion waits for room without losing anything
+//! stored, and without an SMTP server mail lands in the data directory's
+//! Maildir. (Kill -9 mid-upload and mid-conversion, restarts and the rest
+//! run on both backends in faults.rs.)
 
 mod common;
 
 use std::io::Write;
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -26,48 +24,6 @@ fn partials(node: &Node) -> usize {
     std::fs::read_dir(node.names.data_dir.join("files/partial"))
         .map(|d| d.count())
         .unwrap_or(0)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_kill_9_mid_upload_leaves_nothing_half_written() {
-    let mut node = Node::start(embedded()).await;
-    let (email, token) = node.new_user().await;
-    let address = node.base.trim_start_matches("http://").to_owned();
-    let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 50000000\r\n\r\n\
-         --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.mp4\"\r\n\r\n"
-    );
-    let mut stream = TcpStream::connect(&address).expect("connect");
-    stream.write_all(head.as_bytes()).expect("head");
-    let chunk = vec![7u8; 1 << 20];
-    for _ in 0..4 {
-        stream.write_all(&chunk).expect("body");
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while partials(&node) == 0 {
-        assert!(Instant::now() < deadline, "no partial write appeared");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    node.kill9();
-    drop(stream);
-    node.restart().await;
-    assert_eq!(
-        partials(&node),
-        0,
-        "the partial write was swept at start-up"
-    );
-    node.assert_no_files(Files::Videos, "a cut upload").await;
-    assert_eq!(node.count_jobs().await, 0);
-    // And the node serves on.
-    let (status, body) = node.upload(&token, &clip("mp4")).await;
-    assert_eq!(status, 202, "{body}");
-    let job = node
-        .wait_final(&token, body["job_id"].as_str().unwrap())
-        .await;
-    assert_eq!(job["state"], "done");
-    let settled = node.assert_settled(&email, &[job], &[]).await;
-    assert_eq!(settled, (1, 0));
 }
 
 /// A small tmpfs as the data directory, so the disk can be filled.

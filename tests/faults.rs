@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::media::{self, named_copy};
-use common::{Backend, Names, Node, NodeOptions, free_port, publish_raw, queue_depth};
+use common::{Backend, Files, Names, Node, NodeOptions, free_port, publish_raw, queue_depth};
 use mongodb::bson::{DateTime, doc, oid::ObjectId};
 use tokio::sync::Mutex;
 
@@ -33,6 +33,58 @@ fn batch(dir: &tempfile::TempDir, kind: &str, n: usize) -> Vec<PathBuf> {
         .map(|i| named_copy(kind, &format!("{kind}{i}.mp4"), dir.path()))
         .collect()
 }
+
+both_backends!(
+    a_kill_9_mid_upload_leaves_nothing_behind_for_good,
+    |backend: Backend| async move {
+        // Abandoned uploads may be removed 2 s after they began (by default
+        // only once no upload begun then could still be running).
+        let mut node = Node::start(
+            fault_options()
+                .on(backend)
+                .with("VIDAUD_STORAGE__ABANDONED_UPLOAD_GRACE_SECS", 2)
+                .with("VIDAUD_STORAGE__SWEEP_EVERY_SECS", 1),
+        )
+        .await;
+        let (email, token) = node.new_user().await;
+        let stream = node.start_cut_upload(&token, 4);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while node.file_ids(Files::Videos).await.1.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "no piece of the upload was stored"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        node.kill9();
+        drop(stream);
+        node.restart().await;
+        // Embedded: swept at start-up; cluster: by the next sweep after
+        // the grace (GridFS chunks without a file document).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (files, pieces) = node.file_ids(Files::Videos).await;
+            assert!(files.is_empty(), "a cut upload became a file: {files:?}");
+            if pieces.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pieces of the cut upload left: {pieces:?}\n{}",
+                node.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(node.count_jobs().await, 0);
+        // And the node serves on, its finished files untouched by sweeps.
+        let ids = node.upload_all(&token, &[media::clip("mp4")]).await;
+        let job = node.wait_final(&token, &ids[0]).await;
+        assert_eq!(job["state"], "done");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let settled = node.assert_settled(&email, &[job], &[]).await;
+        assert_eq!(settled, (1, 0));
+    }
+);
 
 /// One line per scenario for the closing note. `refused` uploads got 503
 /// during an outage and were never accepted; duplicated and lost are 0 by

@@ -1,7 +1,9 @@
-//! The retention sweep: jobs older than `storage.retention_days` are
-//! deleted with their files, and tombstones of deleted jobs are purged once
-//! they are that old too. Every node sweeps; the steps are idempotent, so
-//! two nodes sweeping at once only repeat each other's work.
+//! The periodic sweep: jobs older than `storage.retention_days` are
+//! deleted with their files, tombstones of deleted jobs are purged once
+//! they are that old too, and what uploads cut off by a killed node left
+//! in the blob store is removed once no upload begun then can still be
+//! running (`upload_grace`). Every node sweeps; the steps are idempotent,
+//! so two nodes sweeping at once only repeat each other's work.
 
 use std::time::Duration;
 
@@ -14,31 +16,42 @@ use crate::domain::Timestamp;
 /// Jobs deleted per round trip of a sweep.
 const BATCH: u32 = 100;
 
-/// Sweeps now and then every `every`, until the handle is aborted. Does
-/// nothing when `retention_days` is 0.
-pub fn spawn_sweeper(
-    backends: Backends,
-    node_id: String,
-    retention_days: u64,
-    every: Duration,
-) -> Option<JoinHandle<()>> {
-    if retention_days == 0 {
-        return None;
-    }
-    let keep = Duration::from_secs(retention_days.saturating_mul(86_400));
-    Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+/// What to sweep, and how often.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepPlan {
+    /// Jobs older than this are deleted; `None`: kept forever.
+    pub keep: Option<Duration>,
+    /// Unfinished uploads begun longer ago than this are removed.
+    pub upload_grace: Duration,
+    pub every: Duration,
+}
+
+/// Sweeps now and then every `plan.every`, until the handle is aborted.
+pub fn spawn_sweeper(backends: Backends, node_id: String, plan: SweepPlan) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(plan.every.max(Duration::from_secs(1)));
         loop {
             tick.tick().await;
-            match sweep(&backends, &node_id, keep).await {
-                Ok((0, 0)) => {}
-                Ok((jobs, tombstones)) => {
-                    info!(jobs, tombstones, "retention sweep deleted old jobs")
+            if let Some(keep) = plan.keep {
+                match sweep(&backends, &node_id, keep).await {
+                    Ok((0, 0)) => {}
+                    Ok((jobs, tombstones)) => {
+                        info!(jobs, tombstones, "retention sweep deleted old jobs")
+                    }
+                    Err(e) => warn!("retention sweep failed (next one retries): {}", chain(&e)),
                 }
-                Err(e) => warn!("retention sweep failed (next one retries): {}", chain(&e)),
+            }
+            let begun_before = Timestamp::now().minus(plan.upload_grace);
+            match backends.blobs.remove_abandoned_uploads(begun_before).await {
+                Ok(0) => {}
+                Ok(uploads) => info!(uploads, "removed what abandoned uploads left"),
+                Err(e) => warn!(
+                    "sweeping abandoned uploads failed (next one retries): {}",
+                    chain(&e)
+                ),
             }
         }
-    }))
+    })
 }
 
 /// Deletes what is older than `keep`; returns (jobs deleted, tombstones purged).
@@ -71,8 +84,7 @@ pub struct Sweeper;
 pub struct SweeperArgs {
     pub backends: Backends,
     pub node_id: String,
-    pub retention_days: u64,
-    pub every: Duration,
+    pub plan: SweepPlan,
 }
 
 impl ractor::Actor for Sweeper {
@@ -85,12 +97,7 @@ impl ractor::Actor for Sweeper {
         _myself: ractor::ActorRef<()>,
         args: SweeperArgs,
     ) -> Result<Self::State, ractor::ActorProcessingErr> {
-        Ok(spawn_sweeper(
-            args.backends,
-            args.node_id,
-            args.retention_days,
-            args.every,
-        ))
+        Ok(Some(spawn_sweeper(args.backends, args.node_id, args.plan)))
     }
 
     async fn post_stop(

@@ -22,6 +22,20 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
+impl Settings {
+    /// How long after an upload began what it left unfinished may be
+    /// removed: `storage.abandoned_upload_grace_secs`, else the longest an
+    /// upload can take (the size limit at the minimum rate, after the
+    /// first idle window) plus an hour.
+    pub fn upload_grace(&self) -> std::time::Duration {
+        let given = self.storage.abandoned_upload_grace_secs;
+        let longest = (self.http.max_upload_bytes / self.http.min_upload_bytes_per_sec.max(1))
+            .saturating_add(self.http.body_idle_secs)
+            .saturating_add(3600);
+        std::time::Duration::from_secs(if given > 0 { given } else { longest })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSettings {
@@ -211,8 +225,13 @@ pub struct StorageSettings {
     /// Jobs (and their files) older than this many days are deleted by a
     /// periodic sweep (0: kept forever).
     pub retention_days: u64,
-    /// Seconds between retention sweeps.
+    /// Seconds between sweeps (retention, and abandoned uploads).
     pub sweep_every_secs: u64,
+    /// What an upload cut off by a killed node left in storage is removed
+    /// once the upload began this many seconds ago; 0: derived, the longest
+    /// an upload can take (`max_upload_bytes` at `min_upload_bytes_per_sec`)
+    /// plus an hour.
+    pub abandoned_upload_grace_secs: u64,
 }
 
 impl Default for StorageSettings {
@@ -226,6 +245,7 @@ impl Default for StorageSettings {
             max_active_jobs_per_user: 20,
             retention_days: 30,
             sweep_every_secs: 3600,
+            abandoned_upload_grace_secs: 0,
         }
     }
 }
@@ -382,5 +402,22 @@ impl Default for LogSettings {
             level: "info".into(),
             format: "human".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upload_grace_outlasts_the_slowest_upload() {
+        let mut settings = Settings::default();
+        // 2 GiB at 4 KiB/s, after a 30 s idle window, plus an hour.
+        assert_eq!(
+            settings.upload_grace().as_secs(),
+            (2u64 << 30) / 4096 + 30 + 3600
+        );
+        settings.storage.abandoned_upload_grace_secs = 60;
+        assert_eq!(settings.upload_grace().as_secs(), 60);
     }
 }

@@ -13,7 +13,7 @@ use vidaud_actors::http::{AppState, HttpFront};
 use vidaud_actors::mailbox::Mailboxes;
 use vidaud_actors::metrics::Metrics;
 use vidaud_actors::notifier::{Mailer, Notifier, NotifierArgs};
-use vidaud_actors::retention::{Sweeper, SweeperArgs};
+use vidaud_actors::retention::{SweepPlan, Sweeper, SweeperArgs};
 use vidaud_actors::transcoder::{
     BridgeArgs, BridgeMsg, PoolArgs, PoolMsg, QueueBridge, TranscoderPool,
 };
@@ -177,14 +177,15 @@ pub async fn start(
             actor.get_cell()
         }
         Child::Retention => {
-            if s.storage.retention_days == 0 {
-                return Ok(None);
-            }
             let args = SweeperArgs {
                 backends: ctx.backends.clone(),
                 node_id: ctx.node_id.clone(),
-                retention_days: s.storage.retention_days,
-                every: Duration::from_secs(s.storage.sweep_every_secs),
+                plan: SweepPlan {
+                    keep: (s.storage.retention_days > 0)
+                        .then(|| Duration::from_secs(s.storage.retention_days * 86_400)),
+                    upload_grace: s.upload_grace(),
+                    every: Duration::from_secs(s.storage.sweep_every_secs),
+                },
             };
             Actor::spawn_linked(name, Sweeper, args, supervisor)
                 .await?

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use super::StoreError;
-use crate::domain::{FileId, JobId};
+use crate::domain::{FileId, JobId, Timestamp};
 
 /// Which of a node's two kinds of file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,6 +89,13 @@ pub trait BlobStore: Send + Sync {
 
     /// Bytes `owner` keeps in both buckets (finished files).
     async fn usage(&self, owner: &str) -> Result<u64, StoreError>;
+
+    /// Removes what uploads begun before `begun_before` left without ever
+    /// finishing (a node killed mid-upload); returns how many. Uploads
+    /// only (`Videos`): their ids are minted as writing begins, so an id's
+    /// time says when; an audio id is minted at upload, long before its
+    /// file is written, and an audio file's pieces go with its job.
+    async fn remove_abandoned_uploads(&self, begun_before: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// A file being written; ends with `finish` or `abort`.

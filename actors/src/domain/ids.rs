@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::time::Timestamp;
+
 /// What kind of thing an [`Id`] names; only a marker.
 pub trait IdKind: 'static {
     /// In error messages: "job", "file".
@@ -100,6 +102,21 @@ impl<K> Id<K> {
 
     pub fn to_hex(&self) -> String {
         self.to_string()
+    }
+
+    /// When the id was minted (its first four bytes, seconds since the epoch).
+    pub fn minted(&self) -> Timestamp {
+        let secs = u32::from_be_bytes([self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]]);
+        Timestamp::from_millis(i64::from(secs) * 1000)
+    }
+
+    /// The smallest id minted at `time` (whole seconds): every id minted
+    /// before it sorts below this one.
+    pub fn first_minted_at(time: Timestamp) -> Self {
+        let secs = u32::try_from(time.millis().div_euclid(1000).max(0)).unwrap_or(u32::MAX);
+        let mut bytes = [0u8; 12];
+        bytes[..4].copy_from_slice(&secs.to_be_bytes());
+        Self::from_bytes(bytes)
     }
 }
 
@@ -196,6 +213,19 @@ impl<'de, K: IdKind> Deserialize<'de> for Id<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_knows_when_it_was_minted() {
+        let id = FileId::new();
+        let age = Timestamp::now().millis() - id.minted().millis();
+        assert!((0..2000).contains(&age), "{age}");
+        let floor = FileId::first_minted_at(id.minted());
+        assert!(floor.bytes() <= id.bytes());
+        assert!(
+            FileId::first_minted_at(id.minted().plus(std::time::Duration::from_secs(1))).bytes()
+                > id.bytes()
+        );
+    }
 
     #[test]
     fn hex_round_trip_and_refusals() {

@@ -310,6 +310,29 @@ impl BlobStore for LocalFiles {
         }
     }
 
+    /// One process writes to a data directory (its lock), so a partial
+    /// write named for another process id was abandoned, whatever its age;
+    /// this process's own are in progress. (Start-up removes them all.)
+    async fn remove_abandoned_uploads(&self, _begun_before: Timestamp) -> Result<u64, StoreError> {
+        let dir = self.root.join("partial");
+        let me = std::process::id().to_string();
+        let removed = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            let mut removed = 0;
+            for entry in std::fs::read_dir(&dir)? {
+                let path = entry?.path();
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if name.split('.').nth(1) != Some(me.as_str()) {
+                    std::fs::remove_file(&path)?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(|e| io(std::io::Error::other(e)))?;
+        removed.map_err(io)
+    }
+
     async fn usage(&self, owner: &str) -> Result<u64, StoreError> {
         let owner = owner.to_owned();
         self.db

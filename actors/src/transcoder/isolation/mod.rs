@@ -235,3 +235,27 @@ async fn talk(
 fn hard_deadline(limits: &protocol::Limits) -> Duration {
     limits.max_wall + limits.stall_after + Duration::from_secs(30)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_come_from_the_settings_or_the_job_limits() {
+        let settings = TranscoderSettings::default();
+        let sandbox = Sandbox::from_settings(&settings);
+        assert_eq!(sandbox.binary, PathBuf::from("/proc/self/exe"));
+        assert_eq!(sandbox.cpu_secs, 2 * settings.max_job_secs + 60);
+        // 6 h of 192 kHz stereo 32-bit PCM.
+        assert_eq!(sandbox.output_mib, 21_600 * 192_000 * 8 >> 20);
+        let limits = sandbox.rlimits();
+        assert!(limits.contains(&(libc::RLIMIT_CORE, 0, 0)));
+        assert!(limits.contains(&(libc::RLIMIT_AS, 1024 << 20, 1024 << 20)));
+        assert!(limits.contains(&(libc::RLIMIT_CPU, 2 * 1500 + 60, 2 * 1500 + 65)));
+        let unlimited = Sandbox {
+            memory_mib: 0,
+            ..sandbox
+        };
+        assert!(!unlimited.rlimits().iter().any(|l| l.0 == libc::RLIMIT_AS));
+    }
+}

@@ -4,6 +4,7 @@
 //! tools read: `owner`, `content_type`, and `job_id` on audio.
 
 use std::future::IntoFuture;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -15,8 +16,11 @@ use mongodb::gridfs::{FilesCollectionDocument, GridFsBucket, GridFsUploadStream}
 
 use super::{BACKEND, GridFs, Mongo, from_oid, oid};
 use crate::backends::{BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, StoreError};
-use crate::domain::FileId;
+use crate::domain::{FileId, Timestamp};
 use crate::metrics::timed;
+
+/// Unfinished uploads checked against `fs.files` per round trip.
+const ABANDONED_BATCH: usize = 500;
 
 /// Looks up a file's document; `None` when there is no such file.
 async fn file_info(bucket: &GridFsBucket, id: FileId) -> Result<Option<FileInfo>, StoreError> {
@@ -268,6 +272,48 @@ impl BlobStore for Mongo {
             self.mp3_infos.forget(id);
         }
         delete_file(&self.gridfs(bucket).bucket, id).await
+    }
+
+    async fn remove_abandoned_uploads(&self, begun_before: Timestamp) -> Result<u64, StoreError> {
+        let GridFs { chunks, files, .. } = &self.videos;
+        // Ids below the last sweep's cutoff were looked at by it already.
+        let from = FileId::first_minted_at(Timestamp::from_millis(
+            self.swept_uploads_until.load(Ordering::SeqCst),
+        ));
+        let until = FileId::first_minted_at(begun_before);
+        let mut first_chunks = chunks
+            .find(doc! { "n": 0, "files_id": { "$gte": oid(from), "$lt": oid(until) } })
+            .projection(doc! { "files_id": 1, "_id": 0 })
+            .await?;
+        let mut removed = 0;
+        let mut batch = Vec::new();
+        loop {
+            let next = first_chunks.try_next().await?;
+            if let Some(id) = next.as_ref().and_then(|c| c.get_object_id("files_id").ok()) {
+                batch.push(id);
+            }
+            if batch.len() >= ABANDONED_BATCH || (next.is_none() && !batch.is_empty()) {
+                let finished: Vec<_> = files
+                    .find(doc! { "_id": { "$in": &batch } })
+                    .projection(doc! { "_id": 1 })
+                    .await?
+                    .try_collect()
+                    .await?;
+                for id in batch.drain(..) {
+                    let has_file = finished.iter().any(|f| f.get_object_id("_id") == Ok(id));
+                    if !has_file {
+                        chunks.delete_many(doc! { "files_id": id }).await?;
+                        removed += 1;
+                    }
+                }
+            }
+            if next.is_none() {
+                break;
+            }
+        }
+        self.swept_uploads_until
+            .store(begun_before.millis(), Ordering::SeqCst);
+        Ok(removed)
     }
 
     async fn usage(&self, owner: &str) -> Result<u64, StoreError> {

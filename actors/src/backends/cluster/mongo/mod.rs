@@ -67,6 +67,9 @@ pub struct Mongo {
     mp3s: GridFs,
     jobs: Collection<JobDoc>,
     mp3_infos: std::sync::Arc<info_cache::InfoCache>,
+    /// Upload ids minted before this (ms) were looked at by an earlier
+    /// sweep for abandoned uploads; 0 at start: the first sweep sees all.
+    swept_uploads_until: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Mongo {
@@ -84,6 +87,7 @@ impl Mongo {
             mp3s: GridFs::new(&client.database(&settings.mp3s_db)),
             jobs: client.database(&settings.jobs_db).collection("jobs"),
             mp3_infos: std::sync::Arc::new(info_cache::InfoCache::new()),
+            swept_uploads_until: std::sync::Arc::default(),
             client,
         };
         store.ping().await?;
