@@ -15,9 +15,25 @@ use vidaud_actors::metrics::Metrics;
 use vidaud_supervision::{RootArgs, RootSupervisor, Shutdown};
 
 use crate::cli::ServeArgs;
+
+/// Makes the node non-dumpable: its /proc entries (environ, mem, maps…)
+/// then belong to root, so nothing else running as this user — a
+/// conversion child taken over by a crafted upload, say — can read the
+/// secrets from its environment or memory, or attach to it. (No core dump
+/// either: one would hold the same secrets.)
+fn not_dumpable() {
+    // SAFETY: changes only this process's dumpable flag.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        eprintln!(
+            "vidaud: could not make the process non-dumpable: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
 use crate::{admin, config, reload, systemd};
 
 pub fn run(args: ServeArgs) -> ExitCode {
+    not_dumpable();
     let settings = match config::load(&args.config) {
         Ok(s) => s,
         Err(e) => {

@@ -74,6 +74,13 @@ both_backends!(
 
         let child = a_child_of(&node).await;
         assert_eq!(status_field(child, "NoNewPrivs").as_deref(), Some("1"));
+        // Its system-call filter: mode 2, two filters (denials, clone3).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while status_field(child, "Seccomp").as_deref() != Some("2") {
+            assert!(Instant::now() < deadline, "no seccomp filter in the child");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(status_field(child, "Seccomp_filters").as_deref(), Some("2"));
         // Its own process group (it leads it), not the node's.
         let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).expect("stat");
         let after_name = &stat[stat.rfind(')').expect("comm") + 2..];
@@ -192,6 +199,48 @@ both_backends!(
         assert!(
             memory < 400 * 1024,
             "the node's own memory grew to {memory} KiB"
+        );
+    }
+);
+
+both_backends!(
+    a_taken_over_child_opens_no_socket_starts_no_process_and_signals_no_one,
+    |backend: Backend| async move {
+        // The injected child tries a socket, a fork and a signal to the
+        // node, and aborts if any of them works: a done job means all were
+        // denied.
+        let node = Node::start(
+            NodeOptions::default()
+                .on(backend)
+                .with("VIDAUD_TRANSCODER__INJECT_CHILD_ESCAPES", 1),
+        )
+        .await;
+        let (_, token) = node.new_user().await;
+        let ids = node.upload_all(&token, &[media::clip("mp4")]).await;
+        let job = node.wait_final(&token, &ids[0]).await;
+        assert_eq!(job["state"], "done", "{job}\n{}", node.log_tail());
+        let log = std::fs::read_to_string(&node.log).expect("node log");
+        assert!(
+            log.contains("conversion children in a sandbox: seccomp filters available"),
+            "the start-up report is missing"
+        );
+        // Without the filter the same child gets out, and says so.
+        let open = Node::start(
+            NodeOptions::default()
+                .on(backend)
+                .with("VIDAUD_TRANSCODER__INJECT_CHILD_ESCAPES", 1)
+                .with("VIDAUD_TRANSCODER__CHILD_SECCOMP", false),
+        )
+        .await;
+        let (_, token) = open.new_user().await;
+        let ids = open.upload_all(&token, &[media::clip("mp4")]).await;
+        let job = open.wait_final(&token, &ids[0]).await;
+        assert_eq!(job["state"], "failed", "{job}");
+        assert!(
+            job["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("SIGABRT")
         );
     }
 );

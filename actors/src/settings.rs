@@ -322,12 +322,19 @@ pub struct TranscoderSettings {
     /// Largest file it may write, MiB; 0: derived from max_input_secs
     /// (192 kHz stereo 32-bit PCM for that long).
     pub child_output_mib: u64,
+    /// Install the child's system-call filter (where the kernel has
+    /// seccomp filters). `false` for debugging only.
+    pub child_seccomp: bool,
     /// Failure injection for tests: the next N jobs' conversion children
     /// die by SIGSEGV (every run of the job). 0 in any real deployment.
     pub inject_child_crashes: u32,
     /// Failure injection for tests: the next N jobs' conversion children
     /// allocate without bound. 0 in any real deployment.
     pub inject_child_runaway: u32,
+    /// Failure injection for tests: the next N jobs' conversion children
+    /// try to open a socket, fork and signal the node, and abort if any of
+    /// it works. 0 in any real deployment.
+    pub inject_child_escapes: u32,
 }
 
 impl Default for TranscoderSettings {
@@ -351,6 +358,8 @@ impl Default for TranscoderSettings {
             child_output_mib: 0,
             inject_child_crashes: 0,
             inject_child_runaway: 0,
+            child_seccomp: true,
+            inject_child_escapes: 0,
         }
     }
 }

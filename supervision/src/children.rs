@@ -86,6 +86,26 @@ pub struct Running {
 
 /// Where mails go without an SMTP server: `notifier.maildir`, else the
 /// data directory's `maildir`.
+/// How conversions are confined (`None`: in the node, for debugging),
+/// with what the kernel offers reported in the log.
+fn sandbox(settings: &vidaud_actors::settings::TranscoderSettings) -> Option<transcoder::Sandbox> {
+    if !settings.isolate {
+        tracing::warn!("transcoder.isolate is off: uploads are decoded inside the node");
+        return None;
+    }
+    let kernel = transcoder::isolation::kernel::Support::probe();
+    let sandbox = transcoder::Sandbox::from_settings(settings, kernel);
+    if settings.child_seccomp && !sandbox.seccomp {
+        tracing::warn!("conversion children: {kernel}; they run without a system-call filter");
+    } else {
+        tracing::info!(
+            seccomp = sandbox.seccomp,
+            "conversion children in a sandbox: {kernel}"
+        );
+    }
+    Some(sandbox)
+}
+
 fn maildir(settings: &Settings) -> std::path::PathBuf {
     match settings.notifier.maildir.trim() {
         "" => std::path::Path::new(&settings.backend.data_dir).join("maildir"),
@@ -146,13 +166,10 @@ pub async fn start(
                     settings: s.transcoder.clone(),
                     metrics: ctx.metrics.clone(),
                     panics_left: AtomicU32::new(s.transcoder.inject_panics),
-                    sandbox: if s.transcoder.isolate {
-                        Some(transcoder::Sandbox::from_settings(&s.transcoder))
-                    } else {
-                        None
-                    },
+                    sandbox: sandbox(&s.transcoder),
                     child_crashes_left: AtomicU32::new(s.transcoder.inject_child_crashes),
                     child_runaways_left: AtomicU32::new(s.transcoder.inject_child_runaway),
+                    child_escapes_left: AtomicU32::new(s.transcoder.inject_child_escapes),
                 }),
             };
             let (actor, _) = Actor::spawn_linked(name, TranscoderPool, args, supervisor).await?;

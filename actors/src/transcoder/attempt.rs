@@ -47,9 +47,11 @@ pub struct WorkerContext {
     pub panics_left: AtomicU32,
     /// How conversions are isolated; `None`: in this process (debugging).
     pub sandbox: Option<Sandbox>,
-    /// Child faults still to inject (`inject_child_crashes`, `_runaway`).
+    /// Child faults still to inject (`inject_child_crashes`, `_runaway`,
+    /// `_escapes`).
     pub child_crashes_left: AtomicU32,
     pub child_runaways_left: AtomicU32,
+    pub child_escapes_left: AtomicU32,
 }
 
 impl WorkerContext {
@@ -73,6 +75,8 @@ impl WorkerContext {
             Some(Fault::Segfault)
         } else if take(&self.child_runaways_left) {
             Some(Fault::Runaway)
+        } else if take(&self.child_escapes_left) {
+            Some(Fault::Escape)
         } else {
             None
         }
@@ -321,6 +325,7 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
             max_wall: Duration::from_secs(ctx.settings.max_job_secs),
             max_input: Duration::from_secs(ctx.settings.max_input_secs),
         },
+        seccomp: ctx.sandbox.as_ref().is_some_and(|s| s.seccomp),
         fault: ctx.next_child_fault(),
     };
     let cancel = CancellationToken::new();

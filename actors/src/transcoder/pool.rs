@@ -325,6 +325,7 @@ mod tests {
             sandbox: None,
             child_crashes_left: AtomicU32::new(0),
             child_runaways_left: AtomicU32::new(0),
+            child_escapes_left: AtomicU32::new(0),
         });
         let (pool, _) = Actor::spawn(
             None,

@@ -47,6 +47,15 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if request.seccomp
+        && let Err(e) = super::seccomp::install()
+    {
+        eprintln!("vidaud transcode-child: {}", crate::backends::chain(&e));
+        let error = TranscodeError::Internal(format!("no system-call filter: {e}"));
+        REPORTED.store(true, Ordering::SeqCst);
+        say(&Report::Failed { error });
+        return ExitCode::SUCCESS;
+    }
     std::thread::spawn(move || {
         // The node keeps its end open while it wants the result.
         let mut rest = Vec::new();
@@ -95,6 +104,22 @@ fn bring_about(fault: Fault) {
             unsafe {
                 libc::signal(libc::SIGSEGV, libc::SIG_DFL);
                 libc::raise(libc::SIGSEGV);
+            }
+        }
+        Fault::Escape => {
+            // SAFETY: plain system calls whose results are only checked;
+            // a fork that worked ends its copy at once.
+            unsafe {
+                let socket = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                let forked = libc::fork();
+                if forked == 0 {
+                    libc::_exit(0);
+                }
+                let signalled = libc::kill(libc::getppid(), 0);
+                if socket >= 0 || forked > 0 || signalled == 0 {
+                    eprintln!("escaped: socket {socket}, fork {forked}, kill {signalled}");
+                    libc::abort();
+                }
             }
         }
         Fault::Runaway => {

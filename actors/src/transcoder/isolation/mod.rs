@@ -20,8 +20,10 @@
 //! node that dies takes its children with it.
 
 mod child;
+pub mod kernel;
 mod outcome;
 pub mod protocol;
+mod seccomp;
 mod spawn;
 
 use std::path::PathBuf;
@@ -54,6 +56,9 @@ pub struct Sandbox {
     pub open_files: u64,
     /// Largest file the child may write, MiB (0: none).
     pub output_mib: u64,
+    /// Whether the child installs its system-call filter (`child_seccomp`,
+    /// and a kernel that has seccomp filters).
+    pub seccomp: bool,
 }
 
 impl Sandbox {
@@ -61,7 +66,7 @@ impl Sandbox {
     /// limits (CPU: the longest job may use both cores it could get for
     /// its whole wall time, plus start-up; output: PCM at 192 kHz stereo in
     /// 32 bits for the longest input, more than any format we write needs).
-    pub fn from_settings(settings: &TranscoderSettings) -> Self {
+    pub fn from_settings(settings: &TranscoderSettings, kernel: kernel::Support) -> Self {
         // The running binary's own inode, even if an upgrade has replaced
         // the file since: the child always speaks the node's protocol.
         let binary = if settings.child_binary.is_empty() {
@@ -77,6 +82,7 @@ impl Sandbox {
             cpu_secs: or_derived(settings.child_cpu_secs, derived_cpu),
             open_files: settings.child_open_files,
             output_mib: or_derived(settings.child_output_mib, derived_output.max(64)),
+            seccomp: settings.child_seccomp && kernel.seccomp_filter,
         }
     }
 
@@ -243,7 +249,12 @@ mod tests {
     #[test]
     fn limits_come_from_the_settings_or_the_job_limits() {
         let settings = TranscoderSettings::default();
-        let sandbox = Sandbox::from_settings(&settings);
+        let kernel = kernel::Support {
+            seccomp_filter: true,
+            landlock_abi: None,
+        };
+        let sandbox = Sandbox::from_settings(&settings, kernel);
+        assert!(sandbox.seccomp);
         assert_eq!(sandbox.binary, PathBuf::from("/proc/self/exe"));
         assert_eq!(sandbox.cpu_secs, 2 * settings.max_job_secs + 60);
         // 6 h of 192 kHz stereo 32-bit PCM.

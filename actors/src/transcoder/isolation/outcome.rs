@@ -99,6 +99,7 @@ mod tests {
             cpu_secs: 100,
             open_files: 64,
             output_mib: 1024,
+            seccomp: true,
         }
     }
 

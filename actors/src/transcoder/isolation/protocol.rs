@@ -27,7 +27,9 @@ pub struct Request {
     /// Validated and resolved (a lossy format has its bitrate or quality).
     pub options: OutputOptions,
     pub limits: Limits,
-    /// Failure injection for tests (`transcoder.inject_child_faults`).
+    /// Install the system-call filter before anything else.
+    pub seccomp: bool,
+    /// Failure injection for tests (`transcoder.inject_child_*`).
     pub fault: Option<Fault>,
 }
 
@@ -60,6 +62,9 @@ pub enum Fault {
     Segfault,
     /// Allocates without bound until its address-space limit stops it.
     Runaway,
+    /// Tries what a taken-over decoder would (a socket, a new process, a
+    /// signal to its parent) and aborts if any of it works.
+    Escape,
 }
 
 /// What the child says.
