@@ -244,15 +244,7 @@ async fn uploads_beyond_the_limit_get_503_before_their_body_is_read() {
 /// Starts an upload that sends its headers and a little of the body, then
 /// stalls, holding one of the node's upload places while it lives.
 fn stalled_upload(node: &Node, token: &str) -> std::net::TcpStream {
-    let address = node.base.trim_start_matches("http://").to_owned();
-    let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 100000\r\n\r\n\
-         --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.mp4\"\r\n\r\nxxxx"
-    );
-    let mut stream = std::net::TcpStream::connect(&address).expect("connect");
-    stream.write_all(head.as_bytes()).expect("send");
-    stream
+    node.start_raw_upload(token, 100_000, 4)
 }
 
 #[tokio::test(flavor = "multi_thread")]

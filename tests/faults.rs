@@ -47,7 +47,7 @@ both_backends!(
         )
         .await;
         let (email, token) = node.new_user().await;
-        let stream = node.start_cut_upload(&token, 4);
+        let stream = node.start_raw_upload(&token, 50_000_000, 4 << 20);
         let deadline = Instant::now() + Duration::from_secs(10);
         while node.file_ids(Files::Videos).await.1.is_empty() {
             assert!(

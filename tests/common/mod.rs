@@ -824,23 +824,31 @@ impl Node {
         }
     }
 
-    /// Ids (hex) of the finished files of a kind, and the ids that stored
-    /// pieces belong to (GridFS chunks; files on disk and partial writes).
-    /// Starts an upload of a 50 MB body over a raw connection and sends its
-    /// first `megabytes` MiB; the caller cuts it off (or the node dies).
-    pub fn start_cut_upload(&self, token: &str, megabytes: usize) -> std::net::TcpStream {
+    /// Starts an upload over a raw connection that announces a body of
+    /// `content_length` bytes and sends the part's head and the first
+    /// `send` bytes of the file; the caller holds it, cuts it off, or the
+    /// node dies.
+    pub fn start_raw_upload(
+        &self,
+        token: &str,
+        content_length: u64,
+        send: usize,
+    ) -> std::net::TcpStream {
         use std::io::Write;
         let address = self.base.trim_start_matches("http://").to_owned();
         let head = format!(
             "POST /upload HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 50000000\r\n\r\n\
+             Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {content_length}\r\n\r\n\
              --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.mp4\"\r\n\r\n"
         );
         let mut stream = std::net::TcpStream::connect(&address).expect("connect");
         stream.write_all(head.as_bytes()).expect("head");
         let chunk = vec![7u8; 1 << 20];
-        for _ in 0..megabytes {
-            stream.write_all(&chunk).expect("body");
+        let mut left = send;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            stream.write_all(&chunk[..n]).expect("body");
+            left -= n;
         }
         stream
     }
