@@ -50,8 +50,11 @@ pub fn main() -> ExitCode {
     if request.seccomp
         && let Err(e) = super::seccomp::install()
     {
-        eprintln!("vidaud transcode-child: {}", crate::backends::chain(&e));
-        let error = TranscodeError::Internal(format!("no system-call filter: {e}"));
+        let cause = std::error::Error::source(&e)
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        eprintln!("vidaud transcode-child: {e}{cause}");
+        let error = TranscodeError::Internal(format!("no system-call filter: {e}{cause}"));
         REPORTED.store(true, Ordering::SeqCst);
         say(&Report::Failed { error });
         return ExitCode::SUCCESS;
