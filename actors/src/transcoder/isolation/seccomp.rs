@@ -1,5 +1,6 @@
 //! The conversion child's system-call filter (seccomp-bpf), installed
-//! before it reads its request, for all its threads.
+//! once it has read its request and before it touches any media, for all its
+//! threads.
 //!
 //! It denies, with EPERM, what decoding media never needs and an attacker
 //! who took over a decoder would want first: opening sockets (a child
