@@ -57,30 +57,29 @@ pub struct WorkerContext {
 impl WorkerContext {
     /// Failure injection: panics here while injected panics are left.
     fn maybe_panic(&self) {
-        let take = self
-            .panics_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if take.is_ok() {
+        if take_one(&self.panics_left) {
             panic!("injected worker panic (transcoder.inject_panics)");
         }
     }
 
     /// Failure injection: the fault this job's children are to bring about.
     fn next_child_fault(&self) -> Option<Fault> {
-        let take = |left: &AtomicU32| {
-            left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-        };
-        if take(&self.child_crashes_left) {
+        if take_one(&self.child_crashes_left) {
             Some(Fault::Segfault)
-        } else if take(&self.child_runaways_left) {
+        } else if take_one(&self.child_runaways_left) {
             Some(Fault::Runaway)
-        } else if take(&self.child_escapes_left) {
+        } else if take_one(&self.child_escapes_left) {
             Some(Fault::Escape)
         } else {
             None
         }
     }
+}
+
+/// Takes one from an injection counter; false when none are left.
+fn take_one(left: &AtomicU32) -> bool {
+    left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 enum Settle {
@@ -393,23 +392,19 @@ async fn convert_twice_at_most(
     let Some(sandbox) = &ctx.sandbox else {
         return convert_here(input, output, request, cancel, report).await;
     };
-    let first = isolation::convert(sandbox, input, output, request, cancel, &mut report).await;
-    match first {
-        Err(crash) if crash.is_crash() => {
-            warn!(reason = %crash, "the converter failed on this input; trying once more");
-            ctx.metrics.converter_crashes.inc();
-            let second =
-                isolation::convert(sandbox, input, output, request, cancel, &mut report).await;
-            match second {
-                Err(again) if again.is_crash() => {
-                    ctx.metrics.converter_crashes.inc();
-                    Err(TranscodeError::Poison(Box::new(again)))
-                }
-                other => other,
+    let mut crashed = None;
+    for run in ["first", "second"] {
+        match isolation::convert(sandbox, input, output, request, cancel, &mut report).await {
+            Err(crash) if crash.is_crash() => {
+                ctx.metrics.converter_crashes.inc();
+                warn!(reason = %crash, run, "the converter failed on this input");
+                crashed = Some(crash);
             }
+            other => return other,
         }
-        other => other,
     }
+    let last = crashed.unwrap_or(TranscodeError::Crashed("unknown".into()));
+    Err(TranscodeError::Poison(Box::new(last)))
 }
 
 /// The conversion inside this process (`transcoder.isolate = false`).

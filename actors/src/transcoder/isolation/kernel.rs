@@ -71,11 +71,18 @@ mod tests {
 
     #[test]
     fn reports_in_words() {
-        let support = Support::probe();
-        let text = support.to_string();
-        assert!(
-            text.contains("seccomp") && text.contains("Landlock"),
-            "{text}"
+        let both = Support {
+            seccomp_filter: true,
+            landlock_abi: Some(7),
+        };
+        assert_eq!(
+            both.to_string(),
+            "seccomp filters available, Landlock ABI 7"
         );
+        let neither = Support {
+            seccomp_filter: false,
+            landlock_abi: None,
+        };
+        assert_eq!(neither.to_string(), "no seccomp filters, no Landlock");
     }
 }

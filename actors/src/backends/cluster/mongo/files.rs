@@ -3,6 +3,7 @@
 //! GridFS stream. A file's metadata keeps the fields the reference and our
 //! tools read: `owner`, `content_type`, and `job_id` on audio.
 
+use std::collections::HashSet;
 use std::future::IntoFuture;
 use std::sync::atomic::Ordering;
 
@@ -11,6 +12,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use futures::io::AsyncWriteExt;
 use mongodb::Collection;
+use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::gridfs::{FilesCollectionDocument, GridFsBucket, GridFsUploadStream};
 
@@ -293,18 +295,22 @@ impl BlobStore for Mongo {
                 batch.push(id);
             }
             if batch.len() >= ABANDONED_BATCH || (next.is_none() && !batch.is_empty()) {
-                let finished: Vec<_> = files
+                let finished: HashSet<ObjectId> = files
                     .find(doc! { "_id": { "$in": &batch } })
                     .projection(doc! { "_id": 1 })
                     .await?
+                    .try_filter_map(|f| async move { Ok(f.get_object_id("_id").ok()) })
                     .try_collect()
                     .await?;
-                for id in batch.drain(..) {
-                    let has_file = finished.iter().any(|f| f.get_object_id("_id") == Ok(id));
-                    if !has_file {
-                        chunks.delete_many(doc! { "files_id": id }).await?;
-                        removed += 1;
-                    }
+                let abandoned: Vec<ObjectId> = batch
+                    .drain(..)
+                    .filter(|id| !finished.contains(id))
+                    .collect();
+                if !abandoned.is_empty() {
+                    chunks
+                        .delete_many(doc! { "files_id": { "$in": &abandoned } })
+                        .await?;
+                    removed += abandoned.len() as u64;
                 }
             }
             if next.is_none() {
