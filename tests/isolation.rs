@@ -35,20 +35,51 @@ fn children_of(node: u32) -> Vec<u32> {
     pids
 }
 
-async fn a_child_of(node: &Node) -> u32 {
+/// The child converting now: the one that has confined itself (the others
+/// were started ahead and wait for a job).
+async fn a_converting_child_of(node: &Node) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(pid) = children_of(node.pid()).first() {
-            return *pid;
+        let converting = children_of(node.pid())
+            .into_iter()
+            .find(|&pid| status_field(pid, "Seccomp").as_deref() == Some("2"));
+        if let Some(pid) = converting {
+            return pid;
         }
         assert!(
             Instant::now() < deadline,
-            "no conversion child appeared\n{}",
+            "no conversion child confined itself\n{}",
+            node.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the node holds `n` children, all waiting unconfined for a
+/// job (started ahead, one per idle worker).
+async fn standing_by(node: &Node, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let children = children_of(node.pid());
+        let waiting = children
+            .iter()
+            .filter(|&&pid| status_field(pid, "Seccomp").as_deref() == Some("0"))
+            .count();
+        if children.len() == n && waiting == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} children ({waiting} waiting), not {n} started ahead\n{}",
+            children.len(),
             node.log_tail()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Whether a child's last words show it got out.
+type Escaped = fn(&str) -> bool;
 
 fn status_field(pid: u32, field: &str) -> Option<String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -67,20 +98,18 @@ both_backends!(
                 .with("VIDAUD_TRANSCODER__CHILD_MEMORY_MIB", 900),
         )
         .await;
+        // Each idle worker holds a child started ahead.
+        let workers = NodeOptions::default().workers;
+        standing_by(&node, workers).await;
         let (_, token) = node.new_user().await;
         let (status, body) = node.upload(&token, &media::clip("long")).await;
         assert_eq!(status, 202, "{body}");
         let job_id = body["job_id"].as_str().expect("job_id").to_owned();
 
-        let child = a_child_of(&node).await;
+        let child = a_converting_child_of(&node).await;
         assert_eq!(status_field(child, "NoNewPrivs").as_deref(), Some("1"));
-        // Its system-call filter: mode 2, two filters (denials, clone3).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while status_field(child, "Seccomp").as_deref() != Some("2") {
-            assert!(Instant::now() < deadline, "no seccomp filter in the child");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(status_field(child, "Seccomp_filters").as_deref(), Some("2"));
+        // Its system-call filter: one, the allow-list.
+        assert_eq!(status_field(child, "Seccomp_filters").as_deref(), Some("1"));
         // Its own process group (it leads it), not the node's.
         let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).expect("stat");
         let after_name = &stat[stat.rfind(')').expect("comm") + 2..];
@@ -133,7 +162,8 @@ both_backends!(
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(children_of(node.pid()).is_empty());
+        // What is left are children waiting for jobs: one per idle worker.
+        standing_by(&node, workers).await;
     }
 );
 
@@ -206,9 +236,9 @@ both_backends!(
 both_backends!(
     a_taken_over_child_opens_no_socket_starts_no_process_and_signals_no_one,
     |backend: Backend| async move {
-        // The injected child tries a socket, a fork and a signal to the
-        // node, and aborts if any of them works: a done job means all were
-        // denied.
+        // The injected child tries a socket, a fork, a signal to the node
+        // and reading /etc/passwd, and aborts if any of them works: a done
+        // job means all were denied.
         let node = Node::start(
             NodeOptions::default()
                 .on(backend)
@@ -220,27 +250,52 @@ both_backends!(
         let job = node.wait_final(&token, &ids[0]).await;
         assert_eq!(job["state"], "done", "{job}\n{}", node.log_tail());
         let log = std::fs::read_to_string(&node.log).expect("node log");
+        let kernel = vidaud_actors::transcoder::isolation::kernel::Support::probe();
         assert!(
-            log.contains("conversion children in a sandbox: seccomp filters available"),
+            log.contains(&format!("conversion children in a sandbox: {kernel}")),
             "the start-up report is missing"
         );
-        // Without the filter the same child gets out, and says so.
-        let open = Node::start(
-            NodeOptions::default()
-                .on(backend)
-                .with("VIDAUD_TRANSCODER__INJECT_CHILD_ESCAPES", 1)
-                .with("VIDAUD_TRANSCODER__CHILD_SECCOMP", false),
-        )
-        .await;
-        let (_, token) = open.new_user().await;
-        let ids = open.upload_all(&token, &[media::clip("mp4")]).await;
-        let job = open.wait_final(&token, &ids[0]).await;
-        assert_eq!(job["state"], "failed", "{job}");
         assert!(
-            job["error"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("SIGABRT")
+            kernel.landlock_abi.is_some(),
+            "this test needs Landlock in the kernel: {kernel}"
         );
+        // Without the system-call filter, or without Landlock, the same
+        // child gets out (a socket; /etc/passwd), and says so.
+        // Each setting, and how the child's last words show what it got.
+        let cases: [(&str, Escaped); 2] = [
+            ("VIDAUD_TRANSCODER__CHILD_SECCOMP", |said| {
+                !said.contains("socket -1")
+            }),
+            ("VIDAUD_TRANSCODER__CHILD_LANDLOCK", |said| {
+                said.contains("/etc/passwd opened: true")
+            }),
+        ];
+        for (setting, escaped) in cases {
+            let open = Node::start(
+                NodeOptions::default()
+                    .on(backend)
+                    .with("VIDAUD_TRANSCODER__INJECT_CHILD_ESCAPES", 1)
+                    .with(setting, false),
+            )
+            .await;
+            let (_, token) = open.new_user().await;
+            let ids = open.upload_all(&token, &[media::clip("mp4")]).await;
+            let job = open.wait_final(&token, &ids[0]).await;
+            assert_eq!(job["state"], "failed", "{setting}: {job}");
+            assert!(
+                job["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("SIGABRT"),
+                "{job}"
+            );
+            // The child's last words, in the node's log.
+            let log = std::fs::read_to_string(&open.log).expect("node log");
+            let said = log
+                .lines()
+                .find(|l| l.contains("escaped: socket"))
+                .unwrap_or_default();
+            assert!(escaped(said), "{setting}: {said:?}\n{}", open.log_tail());
+        }
     }
 );

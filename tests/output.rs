@@ -196,17 +196,25 @@ async fn progress_is_readable_while_a_job_converts() {
 /// the input or the output.
 const HOUR_GROWTH_LIMIT_MIB: u64 = 48;
 
+/// The conversion child's address-space limit in this test, MiB: an hour
+/// converts well within it.
+const HOUR_CHILD_LIMIT_MIB: u64 = 512;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_hour_of_audio_converts_in_bounded_memory() {
-    let node = Node::start(NodeOptions {
-        workers: 1,
-        ..NodeOptions::default()
-    })
+    let node = Node::start(
+        NodeOptions {
+            workers: 1,
+            ..NodeOptions::default()
+        }
+        .with("VIDAUD_TRANSCODER__CHILD_MEMORY_MIB", HOUR_CHILD_LIMIT_MIB),
+    )
     .await;
     let (_, token) = node.new_user().await;
     // Warm up: GStreamer's plugins and the clients are loaded by a first job.
     converted(&node, &token, "", &[], &[]).await;
     let input = clip("hour");
+    let child_peaks_before = child_peak_sum(&node).await;
     let pid = node.pid();
     let before = common::memory_kib(pid, "VmRSS:");
     // Reset the peak, so it covers this job only.
@@ -226,11 +234,13 @@ async fn an_hour_of_audio_converts_in_bounded_memory() {
     assert_eq!(job["state"], "done", "{job}");
     let peak = common::memory_kib(pid, "VmHWM:");
     let growth_mib = peak.saturating_sub(before) / 1024;
+    // The child that converted it: its own peak, as it reported it.
+    let child_peak_mib = (child_peak_sum(&node).await - child_peaks_before) / f64::from(1 << 20);
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, audio) = download_to(&node, &token, &job, dir.path()).await;
     let seconds = probe(&audio).duration;
     println!(
-        "MEMORY: {} s of audio ({} MB in, {} MB out): RSS {} MiB before, peak {} MiB, growth {growth_mib} MiB (limit {HOUR_GROWTH_LIMIT_MIB})",
+        "MEMORY: {} s of audio ({} MB in, {} MB out): node RSS {} MiB before, peak {} MiB, growth {growth_mib} MiB (limit {HOUR_GROWTH_LIMIT_MIB}); conversion child peak RSS {child_peak_mib:.1} MiB (limit {HOUR_CHILD_LIMIT_MIB} MiB of address space)",
         common::media::HOUR_SECONDS,
         std::fs::metadata(&input)
             .map(|m| m.len() / 1_000_000)
@@ -246,6 +256,21 @@ async fn an_hour_of_audio_converts_in_bounded_memory() {
         growth_mib <= HOUR_GROWTH_LIMIT_MIB,
         "peak RSS grew by {growth_mib} MiB converting an hour"
     );
+    assert!(
+        child_peak_mib > 1.0 && child_peak_mib < HOUR_CHILD_LIMIT_MIB as f64,
+        "the child's peak was {child_peak_mib} MiB"
+    );
+}
+
+/// The summed peaks of the node's conversion children so far, bytes
+/// (`converter_child_peak_bytes_sum`; 0 with conversions in the node).
+async fn child_peak_sum(node: &Node) -> f64 {
+    node.metrics_text()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("converter_child_peak_bytes_sum "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 both_backends!(

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -153,5 +154,101 @@ async fn sighup_applies_the_pool_size_and_names_what_needs_a_restart() {
     assert!(
         !restart_line.contains("transcoder.workers"),
         "{restart_line}"
+    );
+}
+
+/// Each of systemd's system-call groups (`@name`) and what it lists
+/// (calls, and other groups), as `systemd-analyze syscall-filter` prints them.
+fn syscall_groups() -> BTreeMap<String, Vec<String>> {
+    let out = Command::new("systemd-analyze")
+        .arg("syscall-filter")
+        .output()
+        .expect("systemd-analyze (scripts/test installs systemd)");
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current = None;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(name) = line.strip_prefix('@') {
+            current = Some(format!("@{}", name.trim()));
+        } else if let (Some(group), Some(item)) = (&current, line.strip_prefix("    ")) {
+            let item = item.trim();
+            if !item.is_empty() && !item.starts_with('#') {
+                groups
+                    .entry(group.clone())
+                    .or_default()
+                    .push(item.to_owned());
+            }
+        }
+    }
+    groups
+}
+
+fn expand(item: &str, groups: &BTreeMap<String, Vec<String>>, into: &mut BTreeSet<String>) {
+    match groups.get(item) {
+        Some(members) => members.iter().for_each(|m| expand(m, groups, into)),
+        None => {
+            into.insert(item.to_owned());
+        }
+    }
+}
+
+/// The unit's own system-call filter is wider than what the conversion
+/// children allow themselves, and lets them install theirs: every call of
+/// their allow-list (read from its source), and seccomp and Landlock's.
+#[test]
+fn the_units_system_call_filter_lets_conversion_children_confine_themselves() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/vidaud.service"
+    ))
+    .expect("unit");
+    let groups = syscall_groups();
+    assert!(groups.contains_key("@system-service"), "{groups:?}");
+    let (mut allowed, mut denied) = (BTreeSet::new(), BTreeSet::new());
+    for value in unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+    {
+        let (into, items) = match value.strip_prefix('~') {
+            Some(items) => (&mut denied, items),
+            None => (&mut allowed, value),
+        };
+        for item in items.split_whitespace() {
+            expand(item, &groups, into);
+        }
+    }
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/actors/src/transcoder/isolation/seccomp.rs"
+    ))
+    .expect("seccomp.rs");
+    let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+    let mut needed: BTreeSet<String> = code
+        .split("libc::SYS_")
+        .skip(1)
+        .filter_map(|rest| {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        })
+        .collect();
+    assert!(needed.len() > 40, "{needed:?}");
+    needed.extend(
+        [
+            "seccomp",
+            "landlock_create_ruleset",
+            "landlock_add_rule",
+            "landlock_restrict_self",
+        ]
+        .map(String::from),
+    );
+    let refused: Vec<&String> = needed
+        .iter()
+        .filter(|call| !allowed.contains(*call) || denied.contains(*call))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the unit refuses what conversion children need: {refused:?}"
     );
 }

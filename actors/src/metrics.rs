@@ -107,6 +107,8 @@ pub struct Metrics {
     pub converter_duration: Histogram,
     /// Conversion children that crashed or broke a limit.
     pub converter_crashes: Counter,
+    /// Peak resident memory of conversion children that finished.
+    pub converter_child_peak: Histogram,
     pub emails: Family<ResultLabels, Counter>,
     pub restarts: Family<ActorLabels, Counter>,
     pub uploads_refused: Counter,
@@ -167,6 +169,12 @@ impl Metrics {
             "converter_crashes",
             "Conversion children that died by a signal, broke a limit or their protocol",
             Counter::default(),
+        );
+        let converter_child_peak = registered(
+            &mut registry,
+            "converter_child_peak_bytes",
+            "Peak resident memory of a conversion child that reported its outcome",
+            Histogram::new(exponential_buckets(8.0 * 1024.0 * 1024.0, 2.0, 10)),
         );
         let emails = registered(
             &mut registry,
@@ -302,6 +310,7 @@ impl Metrics {
             converter_jobs,
             converter_duration,
             converter_crashes,
+            converter_child_peak,
             emails,
             restarts,
             uploads_refused,

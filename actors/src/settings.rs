@@ -325,6 +325,10 @@ pub struct TranscoderSettings {
     /// Install the child's system-call filter (where the kernel has
     /// seccomp filters). `false` for debugging only.
     pub child_seccomp: bool,
+    /// Confine the child's file access to its input and output (and the
+    /// system's libraries) with Landlock, where the kernel has it. `false`
+    /// for debugging only.
+    pub child_landlock: bool,
     /// Failure injection for tests: the next N jobs' conversion children
     /// die by SIGSEGV (every run of the job). 0 in any real deployment.
     pub inject_child_crashes: u32,
@@ -332,8 +336,8 @@ pub struct TranscoderSettings {
     /// allocate without bound. 0 in any real deployment.
     pub inject_child_runaway: u32,
     /// Failure injection for tests: the next N jobs' conversion children
-    /// try to open a socket, fork and signal the node, and abort if any of
-    /// it works. 0 in any real deployment.
+    /// try to open a socket, fork, signal the node and read /etc/passwd,
+    /// and abort if any of it works. 0 in any real deployment.
     pub inject_child_escapes: u32,
 }
 
@@ -359,6 +363,7 @@ impl Default for TranscoderSettings {
             inject_child_crashes: 0,
             inject_child_runaway: 0,
             child_seccomp: true,
+            child_landlock: true,
             inject_child_escapes: 0,
         }
     }

@@ -95,11 +95,19 @@ fn sandbox(settings: &vidaud_actors::settings::TranscoderSettings) -> Option<tra
     }
     let kernel = transcoder::isolation::kernel::Support::probe();
     let sandbox = transcoder::Sandbox::from_settings(settings, kernel);
-    if settings.child_seccomp && !sandbox.seccomp {
-        tracing::warn!("conversion children: {kernel}; they run without a system-call filter");
+    let no_seccomp = settings.child_seccomp && !sandbox.seccomp;
+    let no_landlock = settings.child_landlock && sandbox.landlock_abi == 0;
+    if no_seccomp || no_landlock {
+        let missing = match (no_seccomp, no_landlock) {
+            (true, true) => "without a system-call filter or file-system confinement",
+            (true, false) => "without a system-call filter",
+            _ => "without file-system confinement (Landlock)",
+        };
+        tracing::warn!("conversion children: {kernel}; they run {missing}");
     } else {
         tracing::info!(
             seccomp = sandbox.seccomp,
+            landlock_abi = sandbox.landlock_abi,
             "conversion children in a sandbox: {kernel}"
         );
     }

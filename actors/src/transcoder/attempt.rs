@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::isolation::protocol::{Fault, Limits, Request};
-use super::isolation::{self, Sandbox};
+use super::isolation::{self, Converter, Sandbox, Standby};
 use super::messages::JobDelivery;
 use super::pipeline::{Progress, Summary, TranscodeError, transcode};
 use super::spool::Spool;
@@ -104,14 +104,22 @@ fn transient(e: impl std::error::Error + 'static) -> Failure {
     Failure::Transient(chain(&e))
 }
 
-pub async fn run_attempt(ctx: &WorkerContext, delivery: &JobDelivery) {
+/// Runs one delivery; a job that is converted takes `standby` (the child
+/// started ahead for this worker), one that is not leaves it.
+pub async fn run_attempt(
+    ctx: &WorkerContext,
+    delivery: &JobDelivery,
+    standby: &mut Option<Standby>,
+) {
     let span = info_span!(
         "job",
         job_id = %delivery.message.job_id,
         node = %ctx.node_id,
         redelivered = delivery.redelivered
     );
-    let settle = attempt(ctx, delivery).instrument(span.clone()).await;
+    let settle = attempt(ctx, delivery, standby)
+        .instrument(span.clone())
+        .await;
     let _enter = span.enter();
     let result = match settle {
         Settle::Ack => delivery.settle.ack().await,
@@ -123,7 +131,11 @@ pub async fn run_attempt(ctx: &WorkerContext, delivery: &JobDelivery) {
     }
 }
 
-async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
+async fn attempt(
+    ctx: &WorkerContext,
+    delivery: &JobDelivery,
+    standby: &mut Option<Standby>,
+) -> Settle {
     let job_id = delivery.message.job_id;
     let lease = Duration::from_secs(ctx.settings.lease_secs);
     let claimed = claim(
@@ -159,7 +171,7 @@ async fn attempt(ctx: &WorkerContext, delivery: &JobDelivery) -> Settle {
     info!(attempt = job.attempts, "converting");
     announce(ctx, &job, JobState::Converting, None).await;
     let started = Instant::now();
-    let result = convert(ctx, &job).await;
+    let result = convert(ctx, &job, standby.take()).await;
     ctx.metrics
         .converter_duration
         .observe(started.elapsed().as_secs_f64());
@@ -291,7 +303,11 @@ async fn dead_letter_only(ctx: &WorkerContext, delivery: &JobDelivery, reason: &
     }
 }
 
-async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
+async fn convert(
+    ctx: &WorkerContext,
+    job: &JobRecord,
+    standby: Option<Standby>,
+) -> Result<(), Failure> {
     let blobs = &ctx.backends.blobs;
     let info = blobs
         .info(Bucket::Videos, job.video_fid)
@@ -309,10 +325,19 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
         .read(Bucket::Videos, &info, None)
         .await
         .map_err(transient)?;
-    let input = Spool::fill(&ctx.settings.spool_dir, body)
-        .await
-        .map_err(transient)?;
-    let output = Spool::empty(&ctx.settings.spool_dir).map_err(transient)?;
+    let (input, output, converter) = match standby {
+        Some(Standby {
+            converter,
+            input,
+            output,
+        }) => (input, output, Some(converter)),
+        None => {
+            let dir = &ctx.settings.spool_dir;
+            let input = Spool::empty(dir).map_err(transient)?;
+            (input, Spool::empty(dir).map_err(transient)?, None)
+        }
+    };
+    input.fill(body).await.map_err(transient)?;
 
     ctx.maybe_panic();
     let mut options = job.output.clone();
@@ -324,12 +349,19 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
             max_wall: Duration::from_secs(ctx.settings.max_job_secs),
             max_input: Duration::from_secs(ctx.settings.max_input_secs),
         },
-        seccomp: ctx.sandbox.as_ref().is_some_and(|s| s.seccomp),
+        confine: Default::default(),
         fault: ctx.next_child_fault(),
     };
     let cancel = CancellationToken::new();
     let (progress_tx, progress_rx) = tokio::sync::watch::channel(None::<f64>);
-    let conversion = convert_twice_at_most(ctx, &input, &output, &request, &cancel, progress_tx);
+    let conversion = convert_twice_at_most(
+        ctx,
+        (&input, &output),
+        converter,
+        &request,
+        &cancel,
+        progress_tx,
+    );
     tokio::pin!(conversion);
 
     // While it converts: renew the lease and record progress.
@@ -370,14 +402,15 @@ async fn convert(ctx: &WorkerContext, job: &JobRecord) -> Result<(), Failure> {
     store_audio(ctx, job, &output).await.map_err(transient)
 }
 
-/// Converts in a child, and once more if the child crashed or broke a
-/// limit: a fluke (the host's OOM killer, a cosmic ray) passes the second
-/// time; the same input failing so twice is poison, and fails the job for
-/// good, within this one attempt (the job's attempt counter moves once).
+/// Converts in a child (`ready`, started ahead, if it still runs), and
+/// once more in a new one if the child crashed or broke a limit: a fluke
+/// (the host's OOM killer, a cosmic ray) passes the second time; the same
+/// input failing so twice is poison, and fails the job for good, within
+/// this one attempt (the job's attempt counter moves once).
 async fn convert_twice_at_most(
     ctx: &WorkerContext,
-    input: &Spool,
-    output: &Spool,
+    (input, output): (&Spool, &Spool),
+    mut ready: Option<Converter>,
     request: &Request,
     cancel: &CancellationToken,
     progress_tx: tokio::sync::watch::Sender<Option<f64>>,
@@ -394,13 +427,23 @@ async fn convert_twice_at_most(
     };
     let mut crashed = None;
     for run in ["first", "second"] {
-        match isolation::convert(sandbox, input, output, request, cancel, &mut report).await {
+        let converter = match ready.take_if(|c| c.alive()) {
+            Some(converter) => converter,
+            None => Converter::start(sandbox, input, output)
+                .map_err(|e| TranscodeError::Internal(format!("starting the converter: {e}")))?,
+        };
+        match isolation::convert(sandbox, converter, request, cancel, &mut report).await {
+            Ok(converted) => {
+                let peak = converted.peak_rss_kib.saturating_mul(1024);
+                ctx.metrics.converter_child_peak.observe(peak as f64);
+                return Ok(converted.summary);
+            }
             Err(crash) if crash.is_crash() => {
                 ctx.metrics.converter_crashes.inc();
                 warn!(reason = %crash, run, "the converter failed on this input");
                 crashed = Some(crash);
             }
-            other => return other,
+            Err(other) => return Err(other),
         }
     }
     let last = crashed.unwrap_or(TranscodeError::Crashed("unknown".into()));

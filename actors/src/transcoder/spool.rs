@@ -31,20 +31,19 @@ impl AsRawFd for Spool {
 }
 
 impl Spool {
-    /// Copies `body` into a new anonymous file in `dir` (the system temp dir
-    /// when empty).
-    pub async fn fill<S>(dir: &str, body: S) -> std::io::Result<Self>
+    /// Copies `body` into the spool (empty until now: a child may already
+    /// hold it, waiting for its job).
+    pub async fn fill<S>(&self, body: S) -> std::io::Result<()>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Unpin,
     {
-        let spool = Self::empty(dir)?;
-        let mut writer = tokio::fs::File::from_std(spool.file.try_clone()?);
+        let mut writer = tokio::fs::File::from_std(self.file.try_clone()?);
         let mut body = body;
         while let Some(chunk) = body.try_next().await? {
             writer.write_all(&chunk).await?;
         }
         writer.flush().await?;
-        Ok(spool)
+        Ok(())
     }
 
     /// A new empty anonymous file in `dir` (the system temp dir when empty).

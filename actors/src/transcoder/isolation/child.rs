@@ -1,6 +1,8 @@
 //! The child's side: `vidaud transcode-child`, started by the node for one
-//! conversion. It reads one [`Request`], converts its file descriptor 3
-//! into its file descriptor 4 with the pipeline, and reports on stdout.
+//! conversion, often ahead of it. It loads GStreamer and says it is ready,
+//! reads one [`Request`], confines itself (Landlock, then the system-call
+//! filter), converts its file descriptor 3 into its file descriptor 4 with
+//! the pipeline, and reports on stdout.
 //!
 //! It holds no secret and no configuration (its environment is cleared,
 //! its request names only output options and limits) and cannot outlive
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::protocol::{Fault, INPUT_FD, OUTPUT_FD, Report, Request};
+use super::protocol::{Confine, Fault, INPUT_FD, OUTPUT_FD, Report, Request};
 use crate::transcoder::pipeline::{TranscodeError, transcode};
 
 /// Exit code when the node went away (stdin closed) mid-conversion.
@@ -32,6 +34,13 @@ pub fn main() -> ExitCode {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
+    // The registry is read (and plugins listed) now, while the child waits
+    // for its job, and before the confinement, which leaves no path to it.
+    if let Err(e) = gstreamer::init() {
+        return fail(TranscodeError::Internal(format!("loading GStreamer: {e}")));
+    }
+    preload();
+    say(&Report::Ready);
     let stdin = std::io::stdin();
     let mut line = String::new();
     let request: Request = match stdin.lock().read_line(&mut line) {
@@ -47,17 +56,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if request.seccomp
-        && let Err(e) = super::seccomp::install()
-    {
-        let cause = std::error::Error::source(&e)
-            .map(|c| format!(": {c}"))
-            .unwrap_or_default();
-        eprintln!("vidaud transcode-child: {e}{cause}");
-        let error = TranscodeError::Internal(format!("no system-call filter: {e}{cause}"));
-        REPORTED.store(true, Ordering::SeqCst);
-        say(&Report::Failed { error });
-        return ExitCode::SUCCESS;
+    if let Err(error) = confine(request.confine) {
+        return fail(error);
     }
     std::thread::spawn(move || {
         // The node keeps its end open while it wants the result.
@@ -77,12 +77,84 @@ pub fn main() -> ExitCode {
     let output = PathBuf::from(format!("/proc/self/fd/{OUTPUT_FD}"));
     let mut report = |p| say(&Report::Progress { progress: p });
     let outcome = match transcode(&input, &request.options, &output, &control, &mut report) {
-        Ok(summary) => Report::Done { summary },
+        Ok(summary) => Report::Done {
+            summary,
+            peak_rss_kib: peak_rss_kib(),
+        },
         Err(error) => Report::Failed { error },
     };
     REPORTED.store(true, Ordering::SeqCst);
     say(&outcome);
     ExitCode::SUCCESS
+}
+
+/// The plugins every conversion loads (the pipeline's own elements) and
+/// those most inputs need (the common containers, libav's decoders),
+/// loaded while the child waits for its job rather than on its path.
+const PRELOADED: &[&str] = &[
+    "coreelements",
+    "typefindfunctions",
+    "playback",
+    "audioconvert",
+    "audioresample",
+    "audioparsers",
+    "isomp4",
+    "matroska",
+    "libav",
+    "ogg",
+    "opus",
+    "flac",
+    "voaacenc",
+    "id3demux",
+];
+
+/// Loads [`PRELOADED`]; one that is missing or fails is loaded (or
+/// reported) by the pipeline when it needs it.
+fn preload() {
+    let registry = gstreamer::Registry::get();
+    for name in PRELOADED {
+        if let Some(plugin) = registry.find_plugin(name) {
+            let _ = plugin.load();
+        }
+    }
+}
+
+/// Reports a failure before any conversion, and ends.
+fn fail(error: TranscodeError) -> ExitCode {
+    eprintln!("vidaud transcode-child: {error}");
+    REPORTED.store(true, Ordering::SeqCst);
+    say(&Report::Failed { error });
+    ExitCode::SUCCESS
+}
+
+/// Landlock first (its system calls are not in the filter), then the
+/// system-call filter; either failing fails the conversion (a node asks for
+/// each only where the kernel has it).
+fn confine(confine: Confine) -> Result<(), TranscodeError> {
+    let words = |what: &str, e: &dyn std::error::Error| {
+        let cause = e.source().map(|c| format!(": {c}")).unwrap_or_default();
+        TranscodeError::Internal(format!("{what}: {e}{cause}"))
+    };
+    if confine.landlock_abi > 0 {
+        super::landlock::confine(confine.landlock_abi, INPUT_FD, OUTPUT_FD)
+            .map_err(|e| words("no file-system confinement", &e))?;
+    }
+    if confine.seccomp {
+        super::seccomp::install(confine.landlock_abi > 0)
+            .map_err(|e| words("no system-call filter", &e))?;
+    }
+    Ok(())
+}
+
+/// This process's peak resident memory so far, KiB.
+fn peak_rss_kib() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+        u64::try_from(usage.ru_maxrss).unwrap_or(0)
+    } else {
+        0
+    }
 }
 
 /// Writes one report line; a node that stopped reading is gone.
@@ -110,6 +182,9 @@ fn bring_about(fault: Fault) {
             }
         }
         Fault::Escape => {
+            // A path outside its files: readable by this user, and by the
+            // child unless Landlock stops it.
+            let outside = std::fs::File::open("/etc/passwd").is_ok();
             // SAFETY: plain system calls whose results are only checked;
             // a fork that worked ends its copy at once.
             unsafe {
@@ -119,8 +194,11 @@ fn bring_about(fault: Fault) {
                     libc::_exit(0);
                 }
                 let signalled = libc::kill(libc::getppid(), 0);
-                if socket >= 0 || forked > 0 || signalled == 0 {
-                    eprintln!("escaped: socket {socket}, fork {forked}, kill {signalled}");
+                if socket >= 0 || forked > 0 || signalled == 0 || outside {
+                    eprintln!(
+                        "escaped: socket {socket}, fork {forked}, kill {signalled}, \
+                         /etc/passwd opened: {outside}"
+                    );
                     libc::abort();
                 }
             }

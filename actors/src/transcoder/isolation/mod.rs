@@ -11,7 +11,15 @@
 //! `transcode-child` mode (child.rs) — and reads its reports (protocol.rs).
 //! The child starts with a cleared environment, in its own process group,
 //! with `no_new_privs`, the parent-death signal and rlimits (address
-//! space, CPU time, open files, file size) set before exec (spawn.rs).
+//! space, CPU time, open files, file size) set before exec (spawn.rs); once
+//! it has its request it confines itself to its two files (landlock.rs)
+//! and to the system calls conversions make (seccomp.rs).
+//!
+//! Start-up (exec, linking, loading GStreamer's registry) is kept off the
+//! job's path: each idle worker holds a [`Standby`], a child started ahead
+//! with the spools it will convert between, that has said it is ready.
+//! One job per child: it is never reused.
+//!
 //! How it ended — an outcome, a signal, a limit, silence — is turned into a
 //! [`TranscodeError`] that says which (outcome.rs).
 //!
@@ -21,6 +29,7 @@
 
 mod child;
 pub mod kernel;
+mod landlock;
 mod outcome;
 pub mod protocol;
 mod seccomp;
@@ -37,7 +46,7 @@ use tracing::{debug, warn};
 
 pub use child::main as child_main;
 use outcome::StderrTail;
-use protocol::{MAX_LINE, Report, Request};
+use protocol::{Confine, MAX_LINE, Report, Request};
 
 use crate::settings::TranscoderSettings;
 use crate::transcoder::pipeline::{Progress, Summary, TranscodeError};
@@ -59,6 +68,9 @@ pub struct Sandbox {
     /// Whether the child installs its system-call filter (`child_seccomp`,
     /// and a kernel that has seccomp filters).
     pub seccomp: bool,
+    /// The Landlock ABI the child confines itself with (`child_landlock`,
+    /// and a kernel that has it); 0: none.
+    pub landlock_abi: u32,
 }
 
 impl Sandbox {
@@ -83,6 +95,19 @@ impl Sandbox {
             open_files: settings.child_open_files,
             output_mib: or_derived(settings.child_output_mib, derived_output.max(64)),
             seccomp: settings.child_seccomp && kernel.seccomp_filter,
+            landlock_abi: if settings.child_landlock {
+                kernel.landlock_abi.unwrap_or(0)
+            } else {
+                0
+            },
+        }
+    }
+
+    /// The confinement each child is asked to apply to itself.
+    fn confine(&self) -> Confine {
+        Confine {
+            seccomp: self.seccomp,
+            landlock_abi: self.landlock_abi,
         }
     }
 
@@ -111,20 +136,77 @@ fn or_derived(given: u64, derived: u64) -> u64 {
     if given > 0 { given } else { derived }
 }
 
-/// Converts `input` into `output` in a child, reporting progress as it
-/// comes; `cancel` kills it. Errors say what happened to the child.
+/// A child started ahead, with the (empty) spools it will convert between:
+/// the worker fills `input` when its job comes, and reads `output` after.
+pub struct Standby {
+    pub converter: Converter,
+    pub input: Spool,
+    pub output: Spool,
+}
+
+impl Standby {
+    /// Makes two spools in `spool_dir` and starts a child on them.
+    pub fn start(sandbox: &Sandbox, spool_dir: &str) -> std::io::Result<Self> {
+        let input = Spool::empty(spool_dir)?;
+        let output = Spool::empty(spool_dir)?;
+        let converter = Converter::start(sandbox, &input, &output)?;
+        Ok(Self {
+            converter,
+            input,
+            output,
+        })
+    }
+}
+
+/// What a child that converted says of it.
+#[derive(Debug)]
+pub struct Converted {
+    pub summary: Summary,
+    /// Its peak resident memory, KiB.
+    pub peak_rss_kib: u64,
+}
+
+/// A started child that has not had its request yet. Dropped unused, it is
+/// killed (and reaped by the runtime).
+pub struct Converter {
+    child: tokio::process::Child,
+}
+
+impl Converter {
+    /// Starts a child on `input` and `output` (spools, or for `vidaud
+    /// convert --sandbox` the user's own files).
+    pub fn start(
+        sandbox: &Sandbox,
+        input: &impl std::os::fd::AsRawFd,
+        output: &impl std::os::fd::AsRawFd,
+    ) -> std::io::Result<Self> {
+        spawn::start(sandbox, input, output).map(|child| Self { child })
+    }
+
+    /// Whether it still runs (a child started ahead may have been killed
+    /// while it waited).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Converts with `converter` (its input spool filled by now), reporting
+/// progress as it comes; `cancel` kills it. Errors say what happened to the
+/// child.
 pub async fn convert(
     sandbox: &Sandbox,
-    input: &Spool,
-    output: &Spool,
+    converter: Converter,
     request: &Request,
     cancel: &CancellationToken,
     progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<Summary, TranscodeError> {
-    let mut child = spawn::start(sandbox, input, output)
-        .map_err(|e| TranscodeError::Internal(format!("starting the converter: {e}")))?;
+) -> Result<Converted, TranscodeError> {
+    let mut child = converter.child;
+    let request = Request {
+        confine: sandbox.confine(),
+        ..request.clone()
+    };
     let deadline = hard_deadline(&request.limits);
-    let talked = talk(&mut child, request, cancel, deadline, progress).await;
+    let talked = talk(&mut child, &request, cancel, deadline, progress).await;
     let status = match talked.outcome {
         // It said how it went, and now exits by itself.
         Talk::Outcome(_) => match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
@@ -135,10 +217,18 @@ pub async fn convert(
         _ => end(&mut child).await,
     };
     let tail = talked.stderr.finish().await;
+    if !matches!(talked.outcome, Talk::Outcome(_) | Talk::Cancelled) && !tail.is_empty() {
+        warn!("the converter's last words: {}", tail.trim_end());
+    }
     match (talked.outcome, status) {
         (Talk::Outcome(outcome), Ok(status)) if status.success() => outcome,
         (Talk::Cancelled, _) => Err(TranscodeError::Cancelled),
         (Talk::Broken(why), _) => Err(TranscodeError::Protocol(why)),
+        // Not this input's doing: it never got as far as reading it.
+        (_, Ok(status)) if !talked.ready => Err(TranscodeError::Internal(format!(
+            "the converter did not start: {}",
+            outcome::classify(status, &tail, sandbox)
+        ))),
         (_, Ok(status)) => Err(outcome::classify(status, &tail, sandbox)),
         (_, Err(e)) => Err(TranscodeError::Internal(format!(
             "waiting for the converter: {e}"
@@ -163,7 +253,7 @@ async fn end(child: &mut tokio::process::Child) -> std::io::Result<std::process:
 
 enum Talk {
     /// The child reported its outcome.
-    Outcome(Result<Summary, TranscodeError>),
+    Outcome(Result<Converted, TranscodeError>),
     /// The child's stdout ended without an outcome: its exit says why.
     Ended,
     /// It said something that is not a report.
@@ -174,6 +264,8 @@ enum Talk {
 /// What the conversation with a child came to, and its stderr.
 struct Talked {
     outcome: Talk,
+    /// It said it was ready (so it got as far as its request).
+    ready: bool,
     stderr: StderrTail,
 }
 
@@ -188,6 +280,7 @@ async fn talk(
     let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return Talked {
             outcome: Talk::Broken("no pipes to the converter".into()),
+            ready: false,
             stderr,
         };
     };
@@ -196,6 +289,7 @@ async fn talk(
         Err(e) => {
             return Talked {
                 outcome: Talk::Broken(format!("unencodable request: {e}")),
+                ready: false,
                 stderr,
             };
         }
@@ -209,6 +303,7 @@ async fn talk(
     let mut reports = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
     let backstop = tokio::time::sleep(deadline);
     tokio::pin!(backstop);
+    let mut ready = false;
     let outcome = loop {
         let next = tokio::select! {
             next = reports.next() => next,
@@ -223,8 +318,18 @@ async fn talk(
             Some(Err(e)) => break Talk::Broken(format!("unreadable report: {e}")),
         };
         match serde_json::from_str::<Report>(&line) {
+            Ok(Report::Ready) => ready = true,
             Ok(Report::Progress { progress: p }) => progress(p),
-            Ok(Report::Done { summary }) => break Talk::Outcome(Ok(summary)),
+            Ok(Report::Done {
+                summary,
+                peak_rss_kib,
+            }) => {
+                debug!(peak_rss_kib, "the converter is done");
+                break Talk::Outcome(Ok(Converted {
+                    summary,
+                    peak_rss_kib,
+                }));
+            }
             Ok(Report::Failed { error }) => break Talk::Outcome(Err(error)),
             Err(e) => {
                 warn!("the converter said something that is not a report: {e}");
@@ -233,7 +338,11 @@ async fn talk(
         }
     };
     drop(stdin);
-    Talked { outcome, stderr }
+    Talked {
+        outcome,
+        ready,
+        stderr,
+    }
 }
 
 /// The wall-clock backstop for a child that stops reporting but lives on

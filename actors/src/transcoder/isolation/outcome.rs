@@ -100,6 +100,7 @@ mod tests {
             open_files: 64,
             output_mib: 1024,
             seccomp: true,
+            landlock_abi: 7,
         }
     }
 

@@ -1,6 +1,8 @@
-//! What the node and a conversion child say to each other: one request
-//! (a JSON line on the child's stdin), then reports (JSON lines on its
-//! stdout) — progress as it goes, and exactly one outcome at the end.
+//! What the node and a conversion child say to each other: the child says
+//! it is ready (started and GStreamer loaded; a child started ahead says
+//! so long before its job), then gets one request (a JSON line on its
+//! stdin), then reports (JSON lines on its stdout) — progress as it goes,
+//! and exactly one outcome at the end.
 //!
 //! The child's stdin stays open for the whole conversion: its end of file
 //! tells the child that the node is gone.
@@ -27,10 +29,21 @@ pub struct Request {
     /// Validated and resolved (a lossy format has its bitrate or quality).
     pub options: OutputOptions,
     pub limits: Limits,
-    /// Install the system-call filter before anything else.
-    pub seccomp: bool,
+    /// How the child confines itself before it touches the media; set by
+    /// the sandbox, not by whoever asks for the conversion.
+    #[serde(default)]
+    pub confine: Confine,
     /// Failure injection for tests (`transcoder.inject_child_*`).
     pub fault: Option<Fault>,
+}
+
+/// The confinement a child applies to itself once it has its request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confine {
+    /// Install the system-call filter (seccomp).
+    pub seccomp: bool,
+    /// Apply Landlock with this ABI version (0: not at all).
+    pub landlock_abi: u32,
 }
 
 /// The limits the pipeline enforces itself (the rlimits are the kernel's).
@@ -39,6 +52,16 @@ pub struct Limits {
     pub stall_after: Duration,
     pub max_wall: Duration,
     pub max_input: Duration,
+}
+
+impl From<&Control> for Limits {
+    fn from(control: &Control) -> Self {
+        Self {
+            stall_after: control.stall_after,
+            max_wall: control.max_wall,
+            max_input: control.max_input,
+        }
+    }
 }
 
 impl Limits {
@@ -71,9 +94,20 @@ pub enum Fault {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "report", rename_all = "snake_case")]
 pub enum Report {
-    Progress { progress: Progress },
-    Done { summary: Summary },
-    Failed { error: TranscodeError },
+    /// Started, with GStreamer loaded: waiting for its request.
+    Ready,
+    Progress {
+        progress: Progress,
+    },
+    Done {
+        summary: Summary,
+        /// The child's peak resident memory, KiB.
+        #[serde(default)]
+        peak_rss_kib: u64,
+    },
+    Failed {
+        error: TranscodeError,
+    },
 }
 
 #[cfg(test)]
@@ -83,6 +117,7 @@ mod tests {
     #[test]
     fn reports_round_trip() {
         for report in [
+            Report::Ready,
             Report::Progress {
                 progress: Progress {
                     position: Duration::from_millis(1500),

@@ -11,7 +11,6 @@ use tokio::process::{Child, Command};
 
 use super::Sandbox;
 use super::protocol::{INPUT_FD, OUTPUT_FD};
-use crate::transcoder::spool::Spool;
 
 /// Environment variables passed through: GStreamer's own, which select
 /// plugins and debug output and carry no secret. Everything else is cleared.
@@ -22,7 +21,13 @@ const PASSED_THROUGH: [&str; 4] = [
     "GST_REGISTRY",
 ];
 
-pub fn start(sandbox: &Sandbox, input: &Spool, output: &Spool) -> std::io::Result<Child> {
+/// Starts a child converting `input` into `output` (files it reads and
+/// writes through its descriptors 3 and 4).
+pub fn start(
+    sandbox: &Sandbox,
+    input: &impl AsRawFd,
+    output: &impl AsRawFd,
+) -> std::io::Result<Child> {
     let mut command = Command::new(&sandbox.binary);
     command
         .arg("transcode-child")
