@@ -102,6 +102,11 @@ pub struct ConvertArgs {
     /// Output file (written atomically: it appears only when complete); its
     /// extension gives the format when --format is not given, else mp3.
     pub output: PathBuf,
+    /// Convert in a confined child process, as a node does (seccomp,
+    /// Landlock, the default memory and CPU limits): for files you do not
+    /// trust.
+    #[arg(long)]
+    pub sandbox: bool,
     #[command(flatten)]
     pub options: OptionFlags,
 }

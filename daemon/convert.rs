@@ -1,10 +1,13 @@
 //! `vidaud convert IN OUT`: the node's transcoder on local files, with the
-//! same output options as an upload.
+//! same output options as an upload. It converts in its own process (the
+//! operator's command on their own file, with no secret loaded), or with
+//! `--sandbox` in a confined child exactly as a node does.
 //!
 //! Exit codes: 0 done, 1 internal error, 2 bad usage (a refused option),
 //! 3 input unreadable or not media, 4 no audio track, 5 audio present but
 //! not decodable. Progress is a bar on a terminal, plain lines otherwise.
 
+use std::fs::File;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,7 +15,11 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vidaud_actors::output::{DEFAULT_MP3_KBPS, Format, OutputOptions};
-use vidaud_actors::transcoder::{Control, Progress, TranscodeError, transcode};
+use vidaud_actors::settings::TranscoderSettings;
+use vidaud_actors::transcoder::isolation::kernel::Support;
+use vidaud_actors::transcoder::isolation::protocol::{Limits, Request};
+use vidaud_actors::transcoder::isolation::{self, Converter};
+use vidaud_actors::transcoder::{Control, Progress, Sandbox, Summary, TranscodeError, transcode};
 
 use crate::cli::ConvertArgs;
 
@@ -44,13 +51,17 @@ pub fn run(args: ConvertArgs) -> ExitCode {
     };
     let started = Instant::now();
     let mut report = Reporter::new();
-    let result = transcode(
-        &args.input,
-        &options,
-        partial.path(),
-        &Control::default(),
-        &mut |p| report.update(p),
-    );
+    let result = if args.sandbox {
+        sandboxed(&args.input, &options, partial.as_file(), &mut report)
+    } else {
+        transcode(
+            &args.input,
+            &options,
+            partial.path(),
+            &Control::default(),
+            &mut |p| report.update(p),
+        )
+    };
     report.finish();
     match result {
         Ok(summary) => {
@@ -79,6 +90,43 @@ pub fn run(args: ConvertArgs) -> ExitCode {
     }
 }
 
+/// The conversion in a confined child (`--sandbox`), with the node's
+/// default limits but for the job limits, which are the local ones.
+fn sandboxed(
+    input: &Path,
+    options: &OutputOptions,
+    output: &File,
+    report: &mut Reporter,
+) -> Result<Summary, TranscodeError> {
+    let input = File::open(input).map_err(|e| TranscodeError::Input(e.to_string()))?;
+    let control = Control::default();
+    let settings = TranscoderSettings {
+        max_job_secs: control.max_wall.as_secs(),
+        max_input_secs: control.max_input.as_secs(),
+        ..TranscoderSettings::default()
+    };
+    let sandbox = Sandbox::from_settings(&settings, Support::probe());
+    let request = Request {
+        options: options.clone(),
+        limits: Limits::from(&control),
+        confine: Default::default(),
+        fault: None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TranscodeError::Internal(format!("no runtime: {e}")))?;
+    runtime.block_on(async {
+        let converter = Converter::start(&sandbox, &input, output)
+            .map_err(|e| TranscodeError::Internal(format!("starting the converter: {e}")))?;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let mut progress = |p| report.update(p);
+        isolation::convert(&sandbox, converter, &request, &cancel, &mut progress)
+            .await
+            .map(|c| c.summary)
+    })
+}
+
 fn exit_code(e: &TranscodeError) -> u8 {
     match e {
         TranscodeError::Input(_) | TranscodeError::NotMedia | TranscodeError::TooLong(..) => 3,
@@ -90,7 +138,7 @@ fn exit_code(e: &TranscodeError) -> u8 {
         | TranscodeError::Stalled(_)
         | TranscodeError::TimedOut(_)
         | TranscodeError::Cancelled => 1,
-        // Only a node's isolated conversions end these ways.
+        // Only isolated conversions (a node's, `--sandbox`) end these ways.
         TranscodeError::Crashed(_)
         | TranscodeError::MemoryLimit(_)
         | TranscodeError::CpuLimit(_)
