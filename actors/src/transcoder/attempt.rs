@@ -332,9 +332,8 @@ async fn convert(
             output,
         }) => (input, output, Some(converter)),
         None => {
-            let dir = &ctx.settings.spool_dir;
-            let input = Spool::empty(dir).map_err(transient)?;
-            (input, Spool::empty(dir).map_err(transient)?, None)
+            let (input, output) = Spool::pair(&ctx.settings.spool_dir).map_err(transient)?;
+            (input, output, None)
         }
     };
     input.fill(body).await.map_err(transient)?;

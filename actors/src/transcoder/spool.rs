@@ -57,6 +57,11 @@ impl Spool {
         Ok(Self { file, path })
     }
 
+    /// A conversion's two spools, input and output, both empty, in `dir`.
+    pub fn pair(dir: &str) -> std::io::Result<(Self, Self)> {
+        Ok((Self::empty(dir)?, Self::empty(dir)?))
+    }
+
     /// Reads the spooled bytes from the start.
     pub async fn reader(&self) -> std::io::Result<tokio::fs::File> {
         let mut file = tokio::fs::File::from_std(self.file.try_clone()?);

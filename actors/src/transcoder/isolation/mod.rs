@@ -147,8 +147,7 @@ pub struct Standby {
 impl Standby {
     /// Makes two spools in `spool_dir` and starts a child on them.
     pub fn start(sandbox: &Sandbox, spool_dir: &str) -> std::io::Result<Self> {
-        let input = Spool::empty(spool_dir)?;
-        let output = Spool::empty(spool_dir)?;
+        let (input, output) = Spool::pair(spool_dir)?;
         let converter = Converter::start(sandbox, &input, &output)?;
         Ok(Self {
             converter,
