@@ -59,7 +59,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Logging to stderr, human or JSON; the filter can be swapped on SIGHUP.
+/// Logging to stderr, human (coloured at a terminal) or JSON; the filter can
+/// be swapped on SIGHUP.
 fn init_logging(settings: &Settings) -> reload::LogHandle {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
@@ -69,7 +70,12 @@ fn init_logging(settings: &Settings) -> reload::LogHandle {
         .or_else(|_| EnvFilter::try_new(&settings.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    let format = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: journald and log files show
+    // escape codes raw.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let format = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let format = if settings.log.format == "json" {
         format.json().boxed()
     } else {

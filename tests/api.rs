@@ -348,3 +348,13 @@ both_backends!(
         assert_eq!(gone.headers()["content-type"], "application/problem+json");
     }
 );
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_not_written_to_a_terminal_carry_no_colour_codes() {
+    // journald (and any log file) shows escape codes raw.
+    let node = Node::start(NodeOptions::default().on(Backend::Embedded)).await;
+    let _ = node.new_user().await;
+    let log = std::fs::read_to_string(&node.log).expect("node log");
+    assert!(log.contains("HTTP front listening"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in the log: {log}");
+}
