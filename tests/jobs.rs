@@ -370,6 +370,62 @@ async fn events_stream_a_job_converted_on_another_node_and_resume() {
     assert_eq!(status, 204);
 }
 
+/// How often the node has read a job record (`find_job`), from its metrics.
+async fn job_reads(node: &Node) -> f64 {
+    let dependency = match node.options.backend {
+        Backend::Cluster => "mongodb",
+        Backend::Embedded => "sqlite",
+    };
+    let wanted = format!(
+        "dependency_operation_duration_seconds_count{{dependency=\"{dependency}\",operation=\"find_job\"}}"
+    );
+    node.metrics_text()
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix(&wanted))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+both_backends!(
+    an_idle_event_stream_reads_nothing,
+    |backend: Backend| async move {
+        // The old streams re-read their job every 5 s; now only the event
+        // bus feeds them: a queued job's stream costs no reads at all.
+        let node = Node::start(NodeOptions::default().on(backend)).await;
+        let (code, answer) = node.ctl(&["drain"]);
+        assert_eq!(code, 0, "{answer}");
+        let (_, token) = node.new_user().await;
+        let (status, body) = node.upload(&token, &clip("mp4")).await;
+        assert_eq!(status, 202, "{body}");
+        let id = body["job_id"].as_str().expect("job_id").to_owned();
+        let watching = {
+            let (token, id, base) = (token.clone(), id.clone(), node.base.clone());
+            tokio::spawn(async move {
+                read_events(&base, &token, &id, None, Duration::from_secs(60)).await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = job_reads(&node).await;
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        assert_eq!(
+            job_reads(&node).await,
+            before,
+            "an idle stream read the job"
+        );
+        let (code, answer) = node.ctl(&["resume"]);
+        assert_eq!(code, 0, "{answer}");
+        let (status, events, _) = watching.await.expect("watcher");
+        assert_eq!(status, 200);
+        let states: Vec<&str> = events
+            .iter()
+            .map(|(_, e)| e["state"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(states.first(), Some(&"queued"), "{states:?}");
+        assert_eq!(states.last(), Some(&"done"), "{states:?}");
+    }
+);
+
 both_backends!(
     per_user_limits_and_retention,
     |backend: Backend| async move {

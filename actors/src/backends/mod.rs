@@ -28,7 +28,7 @@ mod users;
 
 pub use blobs::{BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, Upload};
 pub use errors::{Cause, QueueError, StoreError, UsersError, chain};
-pub use events::{EventBus, LocalFeed};
+pub use events::{EventBus, Feed, LocalFeed};
 pub use health::{Check, Health, Part};
 pub use jobs::{Claim, JobQuery, JobStore, claim};
 pub use queue::{Consumer, Delivery, JobQueue, Queue, Settle, run_consumer};

@@ -22,15 +22,11 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::jobs::owned_job;
+use crate::backends::Feed;
 use crate::domain::{JobEvent, JobId, JobState};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
-
-/// How often the record is read again when no event came: events are best
-/// effort (one published while the broker was away is lost), the record is
-/// the truth.
-const RECHECK: Duration = Duration::from_secs(5);
 
 /// The job's state and progress as server-sent events; each event's data
 /// is `{job_id, state, progress, error, attempts, node}`, its id grows over
@@ -114,7 +110,7 @@ struct Watch {
     _open: OpenStream,
     app: AppState,
     job_id: JobId,
-    feed: broadcast::Receiver<JobEvent>,
+    feed: broadcast::Receiver<Feed>,
     last_sent: Option<u64>,
     first: Option<JobEvent>,
     finished: bool,
@@ -137,13 +133,15 @@ impl Watch {
         while !self.finished {
             let candidate = tokio::select! {
                 got = self.feed.recv() => match got {
-                    Ok(event) if event.job_id == self.job_id => Some(event),
-                    Ok(_) => None,
-                    // Fell behind the feed: what was missed is in the record.
-                    Err(RecvError::Lagged(_)) => self.reread().await,
+                    Ok(Feed::Event(event)) if event.job_id == self.job_id => Some(event),
+                    Ok(Feed::Event(_)) => None,
+                    // Events may have been lost, or this watcher fell behind
+                    // the feed: what was missed is in the record. Only then
+                    // is the record read: an idle stream costs the store
+                    // nothing.
+                    Ok(Feed::Gap) | Err(RecvError::Lagged(_)) => self.reread().await,
                     Err(RecvError::Closed) => return None,
                 },
-                _ = tokio::time::sleep(RECHECK) => self.reread().await,
                 // The node is stopping: the client reconnects elsewhere.
                 _ = self.app.closing.cancelled() => return None,
             };
