@@ -43,21 +43,33 @@ ensure_debian_packages() {
   fi
 }
 
-# ensure_python_tools: SecantusDB (MongoDB wire protocol), aiosmtpd, and
-# Schemathesis (checks the running API against its OpenAPI description).
+# ensure_python_tools: SecantusDB (MongoDB wire protocol), aiosmtpd,
+# Schemathesis (checks the running API against its OpenAPI description) and
+# tuspy (a tus client nobody here wrote, for the resumable-upload tests).
 ensure_python_tools() {
   # pip's console scripts (secantusd-py) land here; under pyenv they get no
   # shim until a rehash, so put the directory itself on PATH.
   PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
   export PATH
   if ! command -v secantusd-py >/dev/null || ! python3 -c 'import aiosmtpd' 2>/dev/null \
-    || ! command -v schemathesis >/dev/null; then
-    log "installing SecantusDB, aiosmtpd and Schemathesis from PyPI"
-    python3 -m pip install -q SecantusDB aiosmtpd schemathesis
+    || ! command -v schemathesis >/dev/null || ! python3 -c 'import tusclient' 2>/dev/null; then
+    log "installing SecantusDB, aiosmtpd, Schemathesis and tuspy from PyPI"
+    python3 -m pip install -q SecantusDB aiosmtpd schemathesis tuspy
     if command -v pyenv >/dev/null; then pyenv rehash || true; fi
     hash -r
   fi
   command -v secantusd-py >/dev/null || { log "secantusd-py not found after installing SecantusDB"; return 1; }
+}
+
+# ensure_node_packages: the npm packages the tests drive (tests/tus:
+# tus-js-client), at the versions package-lock.json pins.
+ensure_node_packages() {
+  command -v npm >/dev/null || ensure_debian_packages nodejs npm
+  local dir="$VIDAUD_ROOT/tests/tus"
+  if [[ ! -d "$dir/node_modules/tus-js-client" ]]; then
+    log "installing the test's npm packages (tests/tus)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
 }
 
 ensure_rabbitmq() {

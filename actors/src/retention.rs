@@ -2,7 +2,9 @@
 //! deleted with their files, tombstones of deleted jobs are purged once
 //! they are that old too, and what uploads cut off by a killed node left
 //! in the blob store is removed once no upload begun then can still be
-//! running (`upload_grace`). Every node sweeps; the steps are idempotent,
+//! running (`upload_grace`). Resumable uploads past their expiry go with
+//! their data (one whose bytes all arrived but whose job was never queued,
+//! its request cut short by a crash, is completed instead). Every node sweeps; the steps are idempotent,
 //! so two nodes sweeping at once only repeat each other's work.
 
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::backends::{Backends, StoreError, chain};
+use crate::backends::{Backends, Bucket, CompleteError, StoreError, chain, complete_upload};
 use crate::domain::Timestamp;
 
 /// Jobs deleted per round trip of a sweep.
@@ -41,6 +43,14 @@ pub fn spawn_sweeper(backends: Backends, node_id: String, plan: SweepPlan) -> Jo
                     Err(e) => warn!("retention sweep failed (next one retries): {}", chain(&e)),
                 }
             }
+            match sweep_expired_uploads(&backends).await {
+                Ok(0) => {}
+                Ok(uploads) => info!(uploads, "removed expired resumable uploads"),
+                Err(e) => warn!(
+                    "sweeping expired resumable uploads failed (next one retries): {}",
+                    chain(&e)
+                ),
+            }
             let begun_before = Timestamp::now().minus(plan.upload_grace);
             match backends.blobs.remove_abandoned_uploads(begun_before).await {
                 Ok(0) => {}
@@ -52,6 +62,37 @@ pub fn spawn_sweeper(backends: Backends, node_id: String, plan: SweepPlan) -> Jo
             }
         }
     })
+}
+
+/// Removes resumable uploads past their expiry: the record, and the data
+/// of those that never became a job. Returns how many.
+pub async fn sweep_expired_uploads(backends: &Backends) -> Result<u64, CompleteError> {
+    let mut removed = 0;
+    loop {
+        let now = Timestamp::now();
+        let expired = backends.uploads.expired(now, BATCH).await?;
+        if expired.is_empty() {
+            return Ok(removed);
+        }
+        for upload in &expired {
+            // Held by a request right now: its hold runs out soon enough.
+            let holder = rand::random::<u64>();
+            let until = now.plus(Duration::from_secs(60));
+            let Some(held) = backends.uploads.hold(upload.id, holder, now, until).await? else {
+                continue;
+            };
+            if held.is_complete() && !held.queued {
+                complete_upload(backends, &held).await?;
+            } else if !held.queued {
+                backends.blobs.delete(Bucket::Videos, held.id).await?;
+            }
+            backends.uploads.remove(held.id).await?;
+            removed += 1;
+        }
+        if expired.len() < BATCH as usize {
+            return Ok(removed);
+        }
+    }
 }
 
 /// Deletes what is older than `keep`; returns (jobs deleted, tombstones purged).

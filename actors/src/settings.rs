@@ -141,6 +141,12 @@ pub struct HttpSettings {
     /// After the first `body_idle_secs`, an upload slower than this on
     /// average is cut off (408): a trickle cannot hold a slot for hours.
     pub min_upload_bytes_per_sec: u64,
+    /// A resumable (tus) upload not finished within this many seconds of
+    /// its creation expires and is swept with its data.
+    pub resumable_expire_secs: u64,
+    /// Web origins (`https://app.example.com`) whose pages may call the API
+    /// from a browser (CORS); empty: none but the node's own page.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -155,6 +161,8 @@ impl Default for HttpSettings {
             max_header_bytes: 16 * 1024,
             body_idle_secs: 30,
             min_upload_bytes_per_sec: 4096,
+            resumable_expire_secs: 24 * 3600,
+            cors_origins: Vec::new(),
         }
     }
 }

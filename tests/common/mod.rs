@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod media;
+pub mod proxy;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -543,6 +544,11 @@ impl Node {
         format!("{}{path}", self.base)
     }
 
+    /// The node's HTTP port (kept across restarts).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Registers a fresh user and logs in; returns (email, token).
     pub async fn new_user(&self) -> (String, String) {
         let email = format!("{}@example.com", unique("user"));
@@ -780,6 +786,75 @@ impl Node {
             .expect("count")
     }
 
+    /// The SHA-256 (hex) of stored file `id` (hex), read from the storage
+    /// itself, whichever backend.
+    pub async fn stored_sha256(&self, files: Files, id: &str) -> String {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        match self.options.backend {
+            Backend::Cluster => {
+                use futures::AsyncReadExt;
+                let oid = mongodb::bson::oid::ObjectId::parse_str(id).expect("oid");
+                let bucket = self
+                    .mongo()
+                    .await
+                    .database(self.files_db(files))
+                    .gridfs_bucket(None);
+                let mut stream = bucket
+                    .open_download_stream(Bson::ObjectId(oid))
+                    .await
+                    .expect("open the stored file");
+                let mut buffer = vec![0u8; 1 << 20];
+                loop {
+                    let n = stream
+                        .read(&mut buffer)
+                        .await
+                        .expect("read the stored file");
+                    if n == 0 {
+                        break;
+                    }
+                    hash.update(&buffer[..n]);
+                }
+            }
+            Backend::Embedded => {
+                let path = self
+                    .names
+                    .data_dir
+                    .join("files")
+                    .join(embedded_bucket(files))
+                    .join(&id[22..])
+                    .join(id);
+                let mut file = std::fs::File::open(path).expect("open the stored file");
+                std::io::copy(&mut file, &mut hash).expect("read the stored file");
+            }
+        }
+        hex(&hash.finalize())
+    }
+
+    /// Drops the group's MongoDB databases (cluster): a test that stored
+    /// hundreds of MB gives the suite's in-memory SecantusDB its room back.
+    pub async fn drop_databases(&self) {
+        if self.options.backend != Backend::Cluster {
+            return;
+        }
+        let client = self.mongo().await;
+        for db in [
+            &self.names.videos_db,
+            &self.names.mp3s_db,
+            &self.names.jobs_db,
+        ] {
+            let _ = client.database(db).drop().await;
+        }
+    }
+
+    /// Resumable uploads the node keeps a record of, whichever backend.
+    pub async fn upload_records(&self) -> u64 {
+        match self.options.backend {
+            Backend::Cluster => self.count(&self.names.jobs_db, "uploads").await,
+            Backend::Embedded => self.sql_scalar("SELECT COUNT(*) FROM uploads") as u64,
+        }
+    }
+
     /// Asserts no file of a kind is kept: no GridFS file and no stray
     /// chunk (cluster); no file record, no file on disk and no partial
     /// write (embedded).
@@ -890,6 +965,11 @@ impl Node {
                 }
                 for partial in walk(&root.join("partial")) {
                     pieces.insert(format!("partial:{partial}"));
+                }
+                if files == Files::Videos {
+                    for resumable in walk(&root.join("resumable")) {
+                        pieces.insert(format!("resumable:{resumable}"));
+                    }
                 }
                 (ids, pieces)
             }
@@ -1009,6 +1089,20 @@ fn embedded_bucket(files: Files) -> &'static str {
         Files::Videos => "videos",
         Files::Audio => "audio",
     }
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 (hex) of a local file.
+pub fn file_sha256(path: &Path) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    let mut file = std::fs::File::open(path).expect("open");
+    std::io::copy(&mut file, &mut hash).expect("read");
+    hex(&hash.finalize())
 }
 
 /// Names of the files anywhere below `dir` (none if it does not exist).

@@ -72,6 +72,19 @@ pub trait BlobStore: Send + Sync {
         meta: FileMeta,
     ) -> Result<Box<dyn BlobWrite>, StoreError>;
 
+    /// Continues the resumable write of file `id` (an upload that arrives
+    /// over many requests) from exactly `offset` bytes: whatever is stored
+    /// past `offset` is dropped first; `offset` 0 starts it. Unlike a
+    /// [`create`](BlobStore::create)d write, its pieces outlive the process:
+    /// they stay, invisible, until it is finished or the file deleted.
+    async fn resume(
+        &self,
+        bucket: Bucket,
+        id: FileId,
+        meta: FileMeta,
+        offset: u64,
+    ) -> Result<Box<dyn ResumableWrite>, StoreError>;
+
     /// Bytes `first..=last` of `file` (all of it without a range; a range
     /// lies within the file). `Gone` when the file was deleted since `file`
     /// was read: found out before the stream is returned, so a caller can
@@ -83,8 +96,9 @@ pub trait BlobStore: Send + Sync {
         range: Option<(u64, u64)>,
     ) -> Result<ByteStream, StoreError>;
 
-    /// Deletes the file and any pieces of it, finished or not; deleting a
-    /// file that does not exist is not an error.
+    /// Deletes the file and any pieces of it, finished or not (resumable
+    /// writes included); deleting a file that does not exist is not an
+    /// error.
     async fn delete(&self, bucket: Bucket, id: FileId) -> Result<(), StoreError>;
 
     /// Bytes `owner` keeps in both buckets (finished files).
@@ -108,6 +122,14 @@ pub trait BlobWrite: Send {
 
     /// Removes every piece written so far.
     async fn abort(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// A write that can be left unfinished and resumed later, by any node.
+#[async_trait]
+pub trait ResumableWrite: BlobWrite {
+    /// Makes every byte written so far durable, leaving the file unfinished;
+    /// writing may go on after.
+    async fn checkpoint(&mut self) -> Result<(), StoreError>;
 }
 
 /// An upload in progress, refused once it outgrows its limit. The same

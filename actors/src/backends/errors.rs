@@ -25,6 +25,14 @@ pub enum StoreError {
     /// record was read.
     #[error("file {id} is gone")]
     Gone { id: crate::domain::FileId },
+    /// A resumable write holds fewer bytes than its record says were
+    /// stored for good (its pieces were removed behind its back).
+    #[error("the unfinished file {id} holds {stored} bytes where {offset} were stored")]
+    Truncated {
+        id: crate::domain::FileId,
+        stored: u64,
+        offset: u64,
+    },
     /// The storage device is full: nothing was stored, what was is intact.
     #[error("the storage is full")]
     Full(#[source] std::io::Error),

@@ -5,6 +5,7 @@
 //! - [`BlobStore`]: uploaded videos and converted audio, streamed (blobs.rs)
 //! - [`JobQueue`]: durable queues with settle handles (queue.rs)
 //! - [`EventBus`]: job events to every listener on every node (events.rs)
+//! - [`UploadStore`]: resumable uploads between their requests (uploads.rs)
 //! - [`UserDirectory`]: accounts and their password hashes (users.rs)
 //! - [`Check`]: named health checks for `/ready` and metrics (health.rs)
 //!
@@ -24,14 +25,18 @@ mod health;
 mod jobs;
 pub mod migrate;
 mod queue;
+mod uploads;
 mod users;
 
-pub use blobs::{BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, Upload};
+pub use blobs::{
+    BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, ResumableWrite, Upload,
+};
 pub use errors::{Cause, QueueError, StoreError, UsersError, chain};
 pub use events::{EventBus, Feed, LocalFeed};
 pub use health::{Check, Health, Part};
 pub use jobs::{Claim, JobQuery, JobStore, claim};
 pub use queue::{Consumer, Delivery, JobQueue, Queue, Settle, run_consumer};
+pub use uploads::{CompleteError, UploadStore, complete as complete_upload};
 pub use users::{User, UserDirectory};
 
 use std::future::Future;
@@ -66,6 +71,7 @@ pub struct Backends {
     pub queue: Arc<dyn JobQueue>,
     pub events: Arc<dyn EventBus>,
     pub users: Arc<dyn UserDirectory>,
+    pub uploads: Arc<dyn UploadStore>,
     pub checks: Arc<[Arc<dyn Check>]>,
 }
 

@@ -1,5 +1,5 @@
 //! The domain vocabulary every part of the node speaks: ids, times, the job
-//! record and its states, queue messages and job events.
+//! record and its states, queue messages, job events and resumable uploads.
 //!
 //! Architecture Invariant: nothing here names a driver type (no bson, no
 //! lapin, no SQL). Backends translate at their edge; an id or a time keeps
@@ -10,9 +10,11 @@ mod ids;
 mod job;
 mod messages;
 mod time;
+mod upload;
 
 pub use events::JobEvent;
 pub use ids::{FileId, Id, IdError, IdKind, JobId};
 pub use job::{JobRecord, JobState, event_sequence};
 pub use messages::{Mp3Message, VideoMessage};
 pub use time::Timestamp;
+pub use upload::UploadRecord;

@@ -7,6 +7,7 @@
 //! the backends for jobs, files, the job queue and job events.
 
 mod body;
+mod cors;
 mod error;
 mod extract;
 mod limits;
@@ -76,10 +77,15 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(routes::ops::health))
         .route("/ready", get(routes::ops::ready))
         .route("/metrics", get(routes::ops::metrics))
+        .merge(routes::tus::router())
         .merge(openapi::docs_router())
         .fallback(error::no_route)
         .layer(middleware::from_fn(error::problems_only))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(
+            cors::Policy::new(&state.settings.cors_origins),
+            cors::cross_origin,
+        ))
         .with_state(state)
 }
 

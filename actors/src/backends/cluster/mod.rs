@@ -24,7 +24,8 @@ use rabbitmq::{Broker, RabbitEvents};
 /// dependency still starting delays the node, it does not kill it). MySQL
 /// is not needed to start: the directory makes its schema on first use.
 pub async fn connect(settings: &Settings, node_id: &str) -> Result<Backends, super::BuildError> {
-    let mongo = connect_with_backoff("MongoDB", || Mongo::connect(&settings.storage)).await;
+    let mongo =
+        connect_with_backoff("MongoDB", || Mongo::connect(&settings.storage, node_id)).await;
     let broker =
         connect_with_backoff("RabbitMQ", || Broker::connect(&settings.queue, node_id)).await;
     let users = Arc::new(MysqlUsers::new(&settings.auth.mysql_url)?);
@@ -48,6 +49,7 @@ pub async fn connect(settings: &Settings, node_id: &str) -> Result<Backends, sup
     Ok(Backends {
         kind: "cluster",
         jobs: mongo.clone(),
+        uploads: mongo.clone(),
         blobs: mongo,
         events: Arc::new(RabbitEvents::start(broker.as_ref().clone())),
         queue: broker,

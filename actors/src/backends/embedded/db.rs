@@ -1,5 +1,5 @@
 //! The embedded node's SQLite database (`vidaud.db` in the data directory):
-//! users, jobs, the durable queue and the files' records.
+//! users, jobs, the durable queue, the files' records and resumable uploads.
 //!
 //! One connection, used by one statement (or one transaction) at a time on
 //! the blocking pool: SQLite serialises writers anyway, each operation is
@@ -95,6 +95,25 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, held_by, seq);
+CREATE TABLE IF NOT EXISTS uploads (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    length INTEGER NOT NULL,
+    stored INTEGER NOT NULL,
+    filename TEXT NOT NULL,
+    content_type TEXT,
+    output TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    mp3_fid TEXT NOT NULL,
+    queued INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    holder INTEGER,
+    held_until INTEGER
+);
+CREATE INDEX IF NOT EXISTS uploads_by_expiry ON uploads (expires_at);
+CREATE INDEX IF NOT EXISTS uploads_by_owner ON uploads (owner, queued);
 ";
 
 /// The database; clones share the connection.

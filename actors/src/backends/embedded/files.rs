@@ -7,6 +7,12 @@
 //! half-written, and a crash at any point leaves at most a partial file or
 //! an unrecorded one, both removed when the node starts (`sweep_orphans`).
 //! Deleting removes the row first, then the file.
+//!
+//! A resumable write (an upload arriving over many requests) lives in
+//! `files/resumable/<id>` instead, which start-up leaves alone: its length
+//! after a checkpoint (flush + fsync) is what is stored for good, a resume
+//! truncates it to the recorded offset, and finishing moves it into place
+//! like any other write.
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
@@ -20,7 +26,9 @@ use tokio_util::io::ReaderStream;
 use tracing::info;
 
 use super::db::Db;
-use crate::backends::{BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, StoreError};
+use crate::backends::{
+    BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, ResumableWrite, StoreError,
+};
 use crate::domain::{FileId, Id, Timestamp};
 
 /// Bytes read from disk at a time when streaming a file out.
@@ -49,6 +57,7 @@ impl LocalFiles {
             std::fs::create_dir_all(root.join(bucket.name()))?;
         }
         std::fs::create_dir_all(root.join("partial"))?;
+        std::fs::create_dir_all(root.join("resumable"))?;
         Ok(Self { root, db })
     }
 
@@ -65,6 +74,10 @@ impl LocalFiles {
         self.root
             .join("partial")
             .join(format!("{id}.{}.{n}", std::process::id()))
+    }
+
+    fn resumable(&self, id: FileId) -> PathBuf {
+        self.root.join("resumable").join(id.to_hex())
     }
 
     /// Removes what a crash can leave: partial writes, and finished files
@@ -127,6 +140,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// A write into `partial/` (or, resumable, `resumable/`).
 struct LocalWrite {
     files: LocalFiles,
     bucket: Bucket,
@@ -135,6 +149,9 @@ struct LocalWrite {
     partial: PathBuf,
     file: tokio::io::BufWriter<tokio::fs::File>,
     written: u64,
+    /// A resumable write's data stays when finishing fails (a retry
+    /// finishes it); a plain one's goes.
+    resumable: bool,
 }
 
 #[async_trait]
@@ -146,50 +163,14 @@ impl BlobWrite for LocalWrite {
     }
 
     async fn finish(mut self: Box<Self>) -> Result<(), StoreError> {
-        let finished = async {
-            self.file.flush().await.map_err(io)?;
-            self.file.get_ref().sync_all().await.map_err(io)?;
-            let target = self.files.path(self.bucket, self.id);
-            let (partial, dir) = (self.partial.clone(), target.parent().map(Path::to_owned));
-            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                if let Some(dir) = &dir {
-                    std::fs::create_dir_all(dir)?;
-                }
-                std::fs::rename(&partial, &target)?;
-                if let Some(dir) = &dir {
-                    sync_dir(dir)?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
-            .map_err(io)?;
-            let (bucket, id, meta, length) =
-                (self.bucket, self.id, self.meta.clone(), self.written);
-            self.files
-                .db
-                .call("finish_file", move |conn| {
-                    conn.execute(
-                        "INSERT OR REPLACE INTO files \
-                         (bucket, id, length, filename, owner, content_type, job_id, created_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![
-                            bucket.name(),
-                            id.to_hex(),
-                            i64::try_from(length).unwrap_or(i64::MAX),
-                            meta.filename,
-                            meta.owner,
-                            meta.content_type,
-                            meta.job_id.map(|j| j.to_hex()),
-                            Timestamp::now().millis(),
-                        ],
-                    )?;
-                    Ok::<_, StoreError>(())
-                })
-                .await
-        }
-        .await;
-        if finished.is_err() {
+        let place = Placement {
+            bucket: self.bucket,
+            id: self.id,
+            meta: self.meta.clone(),
+            length: self.written,
+        };
+        let finished = place.from(&self.files, &mut self.file, &self.partial).await;
+        if finished.is_err() && !self.resumable {
             let _ = tokio::fs::remove_file(&self.partial).await;
         }
         finished
@@ -201,6 +182,77 @@ impl BlobWrite for LocalWrite {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
             _ => Ok(()),
         }
+    }
+}
+
+/// A finished write being made visible: durable data, renamed into place,
+/// the directory durable, then the row.
+struct Placement {
+    bucket: Bucket,
+    id: FileId,
+    meta: FileMeta,
+    length: u64,
+}
+
+impl Placement {
+    async fn from(
+        self,
+        files: &LocalFiles,
+        file: &mut tokio::io::BufWriter<tokio::fs::File>,
+        written: &Path,
+    ) -> Result<(), StoreError> {
+        file.flush().await.map_err(io)?;
+        file.get_ref().sync_all().await.map_err(io)?;
+        let target = files.path(self.bucket, self.id);
+        let (from, dir) = (written.to_owned(), target.parent().map(Path::to_owned));
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if let Some(dir) = &dir {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::rename(&from, &target)?;
+            if let Some(dir) = &dir {
+                sync_dir(dir)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+        .map_err(io)?;
+        let Placement {
+            bucket,
+            id,
+            meta,
+            length,
+        } = self;
+        files
+            .db
+            .call("finish_file", move |conn| {
+                conn.execute(
+                    "INSERT OR REPLACE INTO files \
+                     (bucket, id, length, filename, owner, content_type, job_id, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        bucket.name(),
+                        id.to_hex(),
+                        i64::try_from(length).unwrap_or(i64::MAX),
+                        meta.filename,
+                        meta.owner,
+                        meta.content_type,
+                        meta.job_id.map(|j| j.to_hex()),
+                        Timestamp::now().millis(),
+                    ],
+                )?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl ResumableWrite for LocalWrite {
+    async fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.file.flush().await.map_err(io)?;
+        self.file.get_ref().sync_data().await.map_err(io)
     }
 }
 
@@ -256,6 +308,50 @@ impl BlobStore for LocalFiles {
             partial,
             file: tokio::io::BufWriter::with_capacity(READ_CHUNK, file),
             written: 0,
+            resumable: false,
+        }))
+    }
+
+    async fn resume(
+        &self,
+        bucket: Bucket,
+        id: FileId,
+        meta: FileMeta,
+        offset: u64,
+    ) -> Result<Box<dyn ResumableWrite>, StoreError> {
+        let path = self.resumable(id);
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(offset == 0)
+            .truncate(offset == 0)
+            .open(&path)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => StoreError::Truncated {
+                    id,
+                    stored: 0,
+                    offset,
+                },
+                _ => io(e),
+            })?;
+        let stored = file.metadata().await.map_err(io)?.len();
+        if stored < offset {
+            return Err(StoreError::Truncated { id, stored, offset });
+        }
+        if stored > offset {
+            // What a request cut short (or refused) wrote past the offset.
+            file.set_len(offset).await.map_err(io)?;
+        }
+        file.seek(SeekFrom::Start(offset)).await.map_err(io)?;
+        Ok(Box::new(LocalWrite {
+            files: self.clone(),
+            bucket,
+            id,
+            meta,
+            partial: path,
+            file: tokio::io::BufWriter::with_capacity(READ_CHUNK, file),
+            written: offset,
+            resumable: true,
         }))
     }
 
@@ -304,10 +400,13 @@ impl BlobStore for LocalFiles {
                 Ok::<_, StoreError>(())
             })
             .await?;
-        match tokio::fs::remove_file(self.path(bucket, id)).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
-            _ => Ok(()),
+        for path in [self.path(bucket, id), self.resumable(id)] {
+            match tokio::fs::remove_file(path).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                _ => {}
+            }
         }
+        Ok(())
     }
 
     /// One process writes to a data directory (its lock), so a partial

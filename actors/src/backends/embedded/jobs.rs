@@ -24,7 +24,7 @@ struct BadColumn {
     value: String,
 }
 
-fn bad(column: &'static str, value: String, index: usize) -> rusqlite::Error {
+pub(super) fn bad(column: &'static str, value: String, index: usize) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         index,
         rusqlite::types::Type::Text,
@@ -32,7 +32,11 @@ fn bad(column: &'static str, value: String, index: usize) -> rusqlite::Error {
     )
 }
 
-fn id_at<K: IdKind>(row: &Row<'_>, index: usize, column: &'static str) -> rusqlite::Result<Id<K>> {
+pub(super) fn id_at<K: IdKind>(
+    row: &Row<'_>,
+    index: usize,
+    column: &'static str,
+) -> rusqlite::Result<Id<K>> {
     let text: String = row.get(index)?;
     Id::parse(&text).map_err(|_| bad(column, text, index))
 }
@@ -88,7 +92,7 @@ fn update_returning(
 }
 
 /// SQLite stores unsigned counters as signed 64-bit integers.
-fn count(n: i64) -> u64 {
+pub(super) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 

@@ -10,6 +10,7 @@ mod db;
 mod files;
 mod jobs;
 mod queue;
+mod uploads;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -78,6 +79,13 @@ pub fn open(settings: &Settings, node_id: &str) -> Result<Backends, DataDirError
             path: files_root,
             source,
         })?;
+    // One process per data directory: a hold on an upload is a request of
+    // a process that is gone.
+    db.release_upload_holds()
+        .map_err(|source| DataDirError::Database {
+            path: db_path.clone(),
+            source,
+        })?;
     let queue =
         SqliteQueue::open(db.clone(), &settings.queue, node_id).map_err(DataDirError::Queue)?;
     info!(data_dir = %root.display(), "embedded backend: SQLite and local files");
@@ -95,7 +103,8 @@ pub fn open(settings: &Settings, node_id: &str) -> Result<Backends, DataDirError
         blobs: Arc::new(files),
         queue: Arc::new(queue),
         events: Arc::new(InProcessEvents::default()),
-        users: Arc::new(db),
+        users: Arc::new(db.clone()),
+        uploads: Arc::new(db),
         checks: checks.into(),
     })
 }
@@ -147,7 +156,7 @@ impl EventBus for InProcessEvents {
         Ok(())
     }
 
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<JobEvent> {
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<super::Feed> {
         self.feed.subscribe()
     }
 }

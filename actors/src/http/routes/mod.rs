@@ -5,4 +5,5 @@ pub mod events;
 pub mod files;
 pub mod jobs;
 pub mod ops;
+pub mod tus;
 pub mod upload;

@@ -195,15 +195,15 @@ async fn accept(
 
 /// How much one upload of a user may hold, from the node's limit and the
 /// user's quota and active jobs.
-struct Room {
-    limit: u64,
+pub(super) struct Room {
+    pub limit: u64,
     /// The user's storage quota, when it (not the upload limit) is the bound.
     quota: Option<u64>,
 }
 
 impl Room {
     /// An upload that outgrew the room: over the quota when that was the bound.
-    fn refusal(&self, error: ApiError) -> ApiError {
+    pub fn refusal(&self, error: ApiError) -> ApiError {
         match self.quota {
             Some(quota) if error.kind == ProblemKind::PayloadTooLarge => {
                 StoreError::QuotaExceeded { quota }.into()
@@ -214,8 +214,9 @@ impl Room {
 }
 
 /// Checked before the body is read: a user at their limit of active jobs
-/// (429) or storage (413) is told at once.
-async fn room_for(app: &AppState, owner: &str) -> Result<Room, ApiError> {
+/// (429) or storage (413) is told at once. Unfinished resumable uploads
+/// count with the size they declared.
+pub(super) async fn room_for(app: &AppState, owner: &str) -> Result<Room, ApiError> {
     let storage = &app.storage;
     if storage.max_active_jobs_per_user > 0 {
         let active = app.backends.jobs.active_jobs(owner).await?;
@@ -238,7 +239,9 @@ async fn room_for(app: &AppState, owner: &str) -> Result<Room, ApiError> {
             quota: None,
         });
     }
-    let left = quota.saturating_sub(app.backends.blobs.usage(owner).await?);
+    let held = app.backends.blobs.usage(owner).await?;
+    let reserved = app.backends.uploads.reserved(owner).await?;
+    let left = quota.saturating_sub(held.saturating_add(reserved));
     if left == 0 {
         return Err(StoreError::QuotaExceeded { quota }.into());
     }

@@ -16,8 +16,11 @@ use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::gridfs::{FilesCollectionDocument, GridFsBucket, GridFsUploadStream};
 
+use super::resumable::GridFsResumable;
 use super::{BACKEND, GridFs, Mongo, from_oid, oid};
-use crate::backends::{BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, StoreError};
+use crate::backends::{
+    BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, ResumableWrite, StoreError,
+};
 use crate::domain::{FileId, Timestamp};
 use crate::metrics::timed;
 
@@ -256,6 +259,19 @@ impl BlobStore for Mongo {
         Ok(Box::new(GridFsWrite { stream }))
     }
 
+    async fn resume(
+        &self,
+        bucket: Bucket,
+        id: FileId,
+        meta: FileMeta,
+        offset: u64,
+    ) -> Result<Box<dyn ResumableWrite>, StoreError> {
+        let gridfs = self.gridfs(bucket).clone();
+        Ok(Box::new(
+            GridFsResumable::resume(gridfs, id, meta, offset).await?,
+        ))
+    }
+
     async fn read(
         &self,
         bucket: Bucket,
@@ -295,17 +311,21 @@ impl BlobStore for Mongo {
                 batch.push(id);
             }
             if batch.len() >= ABANDONED_BATCH || (next.is_none() && !batch.is_empty()) {
-                let finished: HashSet<ObjectId> = files
-                    .find(doc! { "_id": { "$in": &batch } })
-                    .projection(doc! { "_id": 1 })
-                    .await?
-                    .try_filter_map(|f| async move { Ok(f.get_object_id("_id").ok()) })
-                    .try_collect()
-                    .await?;
-                let abandoned: Vec<ObjectId> = batch
-                    .drain(..)
-                    .filter(|id| !finished.contains(id))
-                    .collect();
+                // Finished files, and resumable uploads still under way
+                // (their record is kept until they finish or expire).
+                let mut kept = HashSet::new();
+                for collection in [files, &self.uploads] {
+                    let ids: HashSet<ObjectId> = collection
+                        .find(doc! { "_id": { "$in": &batch } })
+                        .projection(doc! { "_id": 1 })
+                        .await?
+                        .try_filter_map(|f| async move { Ok(f.get_object_id("_id").ok()) })
+                        .try_collect()
+                        .await?;
+                    kept.extend(ids);
+                }
+                let abandoned: Vec<ObjectId> =
+                    batch.drain(..).filter(|id| !kept.contains(id)).collect();
                 if !abandoned.is_empty() {
                     chunks
                         .delete_many(doc! { "files_id": { "$in": &abandoned } })

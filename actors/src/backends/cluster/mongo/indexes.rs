@@ -27,6 +27,8 @@ impl Mongo {
         create(jobs, doc! { "owner": 1, "_id": -1 }, false).await?;
         create(jobs, doc! { "state": 1, "updated_at": 1 }, false).await?;
         create(jobs, doc! { "created_at": 1 }, false).await?;
+        create(&self.uploads, doc! { "expires_at": 1 }, false).await?;
+        create(&self.uploads, doc! { "owner": 1, "queued": 1 }, false).await?;
         Ok(())
     }
 }

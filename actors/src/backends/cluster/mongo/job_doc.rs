@@ -45,7 +45,7 @@ pub fn date(time: Timestamp) -> DateTime {
     DateTime::from_millis(time.millis())
 }
 
-fn time(date: DateTime) -> Timestamp {
+pub fn time(date: DateTime) -> Timestamp {
     Timestamp::from_millis(date.timestamp_millis())
 }
 

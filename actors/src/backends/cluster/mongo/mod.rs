@@ -1,6 +1,6 @@
 //! The cluster's storage in MongoDB: the two GridFS buckets (`videos`,
-//! `mp3s`, default bucket `fs`, the reference's layout) and the `jobs`
-//! collection.
+//! `mp3s`, default bucket `fs`, the reference's layout), the `jobs`
+//! collection and the resumable uploads' records (`uploads`).
 //!
 //! Everything here is a single-document operation, so it is atomic on a
 //! standalone mongod as well as on a replica set; job state changes are
@@ -12,6 +12,8 @@ mod indexes;
 mod info_cache;
 mod job_doc;
 mod jobs;
+mod resumable;
+mod uploads;
 
 use mongodb::bson::Document;
 use mongodb::bson::oid::ObjectId;
@@ -66,14 +68,19 @@ pub struct Mongo {
     videos: GridFs,
     mp3s: GridFs,
     jobs: Collection<JobDoc>,
+    /// Resumable uploads' records, beside `jobs` (raw documents: see uploads.rs).
+    uploads: Collection<Document>,
     mp3_infos: std::sync::Arc<info_cache::InfoCache>,
+    /// This node's id: the holds it takes on resumable uploads name it, so
+    /// that a restarted node can let go of its previous life's holds.
+    node_id: String,
     /// Upload ids minted before this (ms) were looked at by an earlier
     /// sweep for abandoned uploads; 0 at start: the first sweep sees all.
     swept_uploads_until: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Mongo {
-    pub async fn connect(settings: &StorageSettings) -> Result<Self, StoreError> {
+    pub async fn connect(settings: &StorageSettings, node_id: &str) -> Result<Self, StoreError> {
         let mut options = mongodb::options::ClientOptions::parse(&settings.mongodb_uri).await?;
         options.app_name.get_or_insert_with(|| "vidaud".to_owned());
         // Fail a request fast when the server is away (the default is 30 s),
@@ -86,11 +93,14 @@ impl Mongo {
             videos: GridFs::new(&client.database(&settings.videos_db)),
             mp3s: GridFs::new(&client.database(&settings.mp3s_db)),
             jobs: client.database(&settings.jobs_db).collection("jobs"),
+            uploads: client.database(&settings.jobs_db).collection("uploads"),
             mp3_infos: std::sync::Arc::new(info_cache::InfoCache::new()),
             swept_uploads_until: std::sync::Arc::default(),
+            node_id: node_id.to_owned(),
             client,
         };
         store.ping().await?;
+        store.release_upload_holds().await?;
         // A node without its indexes still works, slower: say so, go on.
         if let Err(e) = store.ensure_indexes().await {
             tracing::warn!(
