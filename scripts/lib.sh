@@ -61,15 +61,18 @@ ensure_python_tools() {
   command -v secantusd-py >/dev/null || { log "secantusd-py not found after installing SecantusDB"; return 1; }
 }
 
-# ensure_node_packages: the npm packages the tests drive (tests/tus:
-# tus-js-client), at the versions package-lock.json pins.
+# ensure_node_packages: the npm packages the tests drive, at the versions
+# each package-lock.json pins: tests/tus (tus-js-client) and tests/web
+# (playwright-core, which drives Debian's Chromium; it downloads no browser).
 ensure_node_packages() {
   command -v npm >/dev/null || ensure_debian_packages nodejs npm
-  local dir="$VIDAUD_ROOT/tests/tus"
-  if [[ ! -d "$dir/node_modules/tus-js-client" ]]; then
-    log "installing the test's npm packages (tests/tus)"
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-  fi
+  local dir
+  for dir in "$VIDAUD_ROOT/tests/tus" "$VIDAUD_ROOT/tests/web"; do
+    if [[ ! -d "$dir/node_modules" ]] || ! (cd "$dir" && npm ls --silent >/dev/null 2>&1); then
+      log "installing the test's npm packages (${dir#"$VIDAUD_ROOT"/})"
+      (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+  done
 }
 
 ensure_rabbitmq() {

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
 use common::{Backend, JWT_SECRET, Node, NodeOptions, unique};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mysql_async::prelude::Queryable;
@@ -243,35 +241,7 @@ both_backends!(
         let body: Value = r.json().await.expect("problem");
         assert_eq!(body["type"], "urn:vidaud:problem:registration-closed");
 
-        let add = |email: &str, password: &str, admin: bool| {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_vidaud"));
-            command
-                .args(["user", "add", email])
-                .env("VIDAUD_BACKEND__KIND", node.options.backend.name())
-                .env("VIDAUD_BACKEND__DATA_DIR", &node.names.data_dir)
-                .env("VIDAUD_AUTH__MYSQL_URL", TEST_DB)
-                .env("VIDAUD_AUTH__ARGON2_MEMORY_KIB", "256")
-                .env("VIDAUD_AUTH__ARGON2_ITERATIONS", "1")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            if admin {
-                command.arg("--admin");
-            }
-            let mut child = command.spawn().expect("vidaud user add");
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(format!("{password}\n").as_bytes())
-                .expect("password");
-            let out = child.wait_with_output().expect("wait");
-            (
-                out.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        };
+        let add = |email: &str, password: &str, admin: bool| node.add_user(email, password, admin);
         let admin = format!("{}@example.com", unique("admin"));
         assert_eq!(add(&admin, "a good passphrase", true).0, 0);
         let (code, stderr) = add(&admin, "a good passphrase", false);

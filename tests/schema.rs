@@ -40,6 +40,8 @@ both_backends!(
                 "--exclude-checks",
                 "positive_data_acceptance",
             ])
+            // `/events` streams for as long as the client stays.
+            .args(["--exclude-path", "/events"])
             .args(["--max-examples", EXAMPLES, "--seed", "1", "--workers", "2"])
             .args(["--phases", "examples,coverage,fuzzing,stateful"])
             .args(["--generation-database", "none", "--no-color"])

@@ -54,8 +54,9 @@ impl Format {
         }
     }
 
-    /// The bitrates a user may pick, kb/s; empty for lossless.
-    fn bitrates(self) -> std::ops::RangeInclusive<u32> {
+    /// The bitrates a user may pick, kb/s; empty for lossless. MP3 takes
+    /// only the [`MP3_BITRATES_KBPS`] among them.
+    pub fn bitrates(self) -> std::ops::RangeInclusive<u32> {
         match self {
             Format::Mp3 => 32..=320,
             Format::Opus => 6..=510,
@@ -63,6 +64,12 @@ impl Format {
             #[allow(clippy::reversed_empty_ranges)]
             Format::Flac => 1..=0,
         }
+    }
+
+    /// Whether a variable bitrate quality ([`QUALITIES`]) may replace the
+    /// bitrate.
+    pub fn takes_quality(self) -> bool {
+        self == Format::Mp3
     }
 
     pub fn sample_rates(self) -> &'static [u32] {
@@ -117,7 +124,16 @@ pub const MP3_BITRATES_KBPS: [u32; 14] = [
 ];
 
 /// Longest title kept, in characters.
-const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_TITLE_CHARS: usize = 200;
+
+/// MP3 variable bitrate qualities, best first.
+pub const QUALITIES: std::ops::RangeInclusive<u32> = 0..=9;
+
+/// Mono or stereo.
+pub const CHANNELS: std::ops::RangeInclusive<u32> = 1..=2;
+
+/// Highest audio track index taken.
+pub const MAX_AUDIO_TRACK: u32 = 63;
 
 /// A refused option: which one, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -352,13 +368,13 @@ impl OutputOptions {
             }
         }
         if let Some(quality) = self.quality {
-            if format != Format::Mp3 {
+            if !format.takes_quality() {
                 return Err(OptionError::new(
                     "quality",
                     "VBR quality applies to mp3 only; use bitrate",
                 ));
             }
-            if quality > 9 {
+            if !QUALITIES.contains(&quality) {
                 return Err(OptionError::new(
                     "quality",
                     format!("VBR quality must be 0 (best) to 9, got {quality}"),
@@ -384,7 +400,7 @@ impl OutputOptions {
             ));
         }
         if let Some(channels) = self.channels
-            && !(1..=2).contains(&channels)
+            && !CHANNELS.contains(&channels)
         {
             return Err(OptionError::new(
                 "channels",
@@ -422,11 +438,11 @@ impl OutputOptions {
             }
         }
         if let Some(track) = self.audio_track
-            && track > 63
+            && track > MAX_AUDIO_TRACK
         {
             return Err(OptionError::new(
                 "audio_track",
-                format!("audio_track must be 0 to 63, got {track}"),
+                format!("audio_track must be 0 to {MAX_AUDIO_TRACK}, got {track}"),
             ));
         }
         Ok(())

@@ -544,6 +544,41 @@ impl Node {
         format!("{}{path}", self.base)
     }
 
+    /// `vidaud user add` against this node's user store: its exit code and
+    /// stderr.
+    pub fn add_user(&self, email: &str, password: &str, admin: bool) -> (i32, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vidaud"));
+        command
+            .args(["user", "add", email])
+            .env("VIDAUD_BACKEND__KIND", self.options.backend.name())
+            .env("VIDAUD_BACKEND__DATA_DIR", &self.names.data_dir)
+            .env(
+                "VIDAUD_AUTH__MYSQL_URL",
+                "mysql://root@127.0.0.1:3306/vidaud_test",
+            )
+            .env("VIDAUD_AUTH__ARGON2_MEMORY_KIB", "256")
+            .env("VIDAUD_AUTH__ARGON2_ITERATIONS", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if admin {
+            command.arg("--admin");
+        }
+        let mut child = command.spawn().expect("vidaud user add");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("password");
+        let out = child.wait_with_output().expect("wait");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// The node's HTTP port (kept across restarts).
     pub fn port(&self) -> u16 {
         self.port

@@ -59,6 +59,7 @@ problem_kinds! {
     Unauthorized = ("unauthorized", 401, "Authentication required"),
     Forbidden = ("forbidden", 403, "Not allowed"),
     RegistrationClosed = ("registration-closed", 403, "Registration closed"),
+    CsrfRejected = ("csrf-rejected", 403, "Cross-site request refused"),
     NotFound = ("not-found", 404, "Not found"),
     MethodNotAllowed = ("method-not-allowed", 405, "Method not allowed"),
     RequestTimeout = ("request-timeout", 408, "Request too slow"),

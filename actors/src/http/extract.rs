@@ -1,16 +1,22 @@
-//! Request extractors: the authenticated caller (Bearer JWT, verified
-//! in-process) and HTTP Basic credentials for `/login`.
+//! Request extractors: the authenticated caller (Bearer JWT or the web
+//! app's session cookie, verified in-process) and HTTP Basic credentials
+//! for `/login`.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderValue;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
 
 use super::AppState;
 use super::error::ApiError;
+use super::web::session;
 use crate::auth::Claims;
 
-/// The caller, from a valid `Authorization: Bearer <jwt>`.
+/// The caller: from a valid `Authorization: Bearer <jwt>`, or, without that
+/// header, from the web app's session cookie (see [`super::web::session`]),
+/// which on any request that can change something must come with its CSRF
+/// token in `X-CSRF-Token`.
 pub struct Caller(pub Claims);
 
 impl Caller {
@@ -24,28 +30,31 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
-            })?;
+        let token = match parts.headers.get(AUTHORIZATION) {
+            Some(header) => bearer(header)?,
+            None => session::from_cookie(parts)?,
+        };
         let claims = state
             .keys
-            .verify(token)
+            .verify(&token)
             .map_err(|_| ApiError::unauthorized("the token is invalid or expired; log in again"))?;
         Ok(Caller(claims))
     }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+fn bearer(header: &HeaderValue) -> Result<String, ApiError> {
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))
 }
 
 /// `Authorization: Basic base64(email:password)`.

@@ -14,6 +14,7 @@ mod limits;
 pub mod openapi;
 mod routes;
 mod server;
+mod web;
 
 pub use error::ApiError;
 pub use limits::AuthLimits;
@@ -73,11 +74,14 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}/retry", post(routes::jobs::retry_job))
         .route("/jobs/{id}/audio", get(routes::files::job_audio))
         .route("/jobs/{id}/events", get(routes::events::job_events))
+        .route("/events", get(routes::events::all_events))
+        .route("/options", get(routes::options::catalogue))
         .route("/download", get(routes::files::download))
         .route("/health", get(routes::ops::health))
         .route("/ready", get(routes::ops::ready))
         .route("/metrics", get(routes::ops::metrics))
         .merge(routes::tus::router())
+        .merge(web::router())
         .merge(openapi::docs_router())
         .fallback(error::no_route)
         .layer(middleware::from_fn(error::problems_only))

@@ -96,15 +96,26 @@ pub async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     credentials: BasicCredentials,
 ) -> Result<String, ApiError> {
+    log_in(&app, peer, credentials.username, credentials.password).await
+}
+
+/// Checks the rate limits and the password; a new token. Shared by
+/// `/login` and the web app's `POST /session`.
+pub async fn log_in(
+    app: &AppState,
+    peer: SocketAddr,
+    email: String,
+    password: String,
+) -> Result<String, ApiError> {
     app.limits.check_ip(peer.ip())?;
-    app.limits.check_account(&credentials.username)?;
-    let ticket = auth_ticket(&app)?;
+    app.limits.check_account(&email)?;
+    let ticket = auth_ticket(app)?;
     let result = app
         .auth
         .call(
             |reply| AuthMsg::Login {
-                email: credentials.username,
-                password: credentials.password,
+                email,
+                password,
                 ticket,
                 reply,
             },

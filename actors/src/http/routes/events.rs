@@ -1,5 +1,7 @@
 //! `GET /jobs/{id}/events`: a job's state and progress as server-sent
-//! events, as they happen on whichever node converts it.
+//! events, as they happen on whichever node converts it; and `GET /events`,
+//! all of the caller's jobs' events in one stream (a browser holds only a
+//! few connections per host, so a page of jobs cannot hold one each).
 //!
 //! Every event is a whole snapshot (state, percent, error), and its id is
 //! the job's event sequence (`job::event_sequence`), which only grows over
@@ -178,18 +180,68 @@ impl Watch {
         }
         self.last_sent = Some(sequence);
         self.finished = event.state.is_final();
-        let data = serde_json::json!({
-            "job_id": event.job_id,
-            "state": event.state,
-            "progress": event.progress,
-            "error": event.error,
-            "attempts": event.attempts,
-            "node": event.node,
-        });
         Some(
             Event::default()
                 .id(sequence.to_string())
-                .data(data.to_string()),
+                .data(event_data(&event)),
         )
     }
+}
+
+/// An event's data as both streams send it.
+fn event_data(event: &JobEvent) -> String {
+    serde_json::json!({
+        "job_id": event.job_id,
+        "state": event.state,
+        "progress": event.progress,
+        "error": event.error,
+        "attempts": event.attempts,
+        "node": event.node,
+        "sequence": event.sequence(),
+    })
+    .to_string()
+}
+
+/// Every job event of the caller's jobs (an admin's: everyone's) as
+/// server-sent events, for as long as the client stays: what the web app's
+/// job list listens to. An event named `resync` (first, and whenever events
+/// may have been missed) means: read the list again (`GET /jobs`); the
+/// others are unnamed, with the same data as `/jobs/{id}/events`.
+#[utoipa::path(
+    get, path = "/events", tag = "jobs",
+    responses(
+        (status = 200, description = "The event stream, until the client or the node goes", body = ServerSentEvent, content_type = "text/event-stream"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn all_events(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let heartbeat = Duration::from_secs(app.settings.sse_heartbeat_secs.max(1));
+    let open = OpenStream::count(&app.metrics.event_streams);
+    let feed = app.backends.events.subscribe();
+    let state = (open, app, caller, feed, true);
+    let stream =
+        futures::stream::unfold(state, |(open, app, caller, mut feed, first)| async move {
+            let resync = || Event::default().event("resync").data("{}");
+            if first {
+                return Some((Ok(resync()), (open, app, caller, feed, false)));
+            }
+            loop {
+                let event = tokio::select! {
+                    got = feed.recv() => match got {
+                        Ok(Feed::Event(event)) if caller.may_access(&event.owner) => {
+                            Event::default().data(event_data(&event))
+                        }
+                        Ok(Feed::Event(_)) => continue,
+                        Ok(Feed::Gap) | Err(RecvError::Lagged(_)) => resync(),
+                        Err(RecvError::Closed) => return None,
+                    },
+                    _ = app.closing.cancelled() => return None,
+                };
+                return Some((Ok(event), (open, app, caller, feed, false)));
+            }
+        });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat))
 }

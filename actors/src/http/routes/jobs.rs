@@ -43,12 +43,17 @@ pub struct JobView {
     node: Option<String>,
     created_at: String,
     updated_at: String,
+    /// Where the job is in its life: only grows (the same number as its
+    /// events' ids), so of two views of a job the larger is the newer.
+    sequence: u64,
 }
 
 impl From<JobRecord> for JobView {
     fn from(job: JobRecord) -> Self {
         let event = job.event("");
+        let sequence = event.sequence();
         Self {
+            sequence,
             job_id: job.id,
             owner: job.owner,
             mp3_fid: (job.state == JobState::Done).then_some(job.mp3_fid),

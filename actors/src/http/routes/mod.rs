@@ -5,5 +5,6 @@ pub mod events;
 pub mod files;
 pub mod jobs;
 pub mod ops;
+pub mod options;
 pub mod tus;
 pub mod upload;
