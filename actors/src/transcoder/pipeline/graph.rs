@@ -174,6 +174,7 @@ impl Graph {
         let wanted = asked.unwrap_or(0);
         let weak_pipeline = pipeline.downgrade();
         let tracks = tap.clone();
+        let linked = audio_in.clone();
         parse.connect_pad_added(move |_, pad| {
             let Some(pipeline) = weak_pipeline.upgrade() else {
                 return;
@@ -186,7 +187,7 @@ impl Graph {
                     (None, Some(default)) => stream_start(pad).is_some_and(|(id, _)| id == default),
                     (None, None) => index == 0,
                 };
-                if chosen && link_decoder(&pipeline, pad, &audio_in).is_ok() {
+                if chosen && link_decoder(&pipeline, pad, &linked).is_ok() {
                     return;
                 }
             }
@@ -202,19 +203,36 @@ impl Graph {
                 if let Some(sinkpad) = fakesink.static_pad("sink") {
                     // The last word on "no audio" where no demuxer speaks
                     // (one stream, not the track asked for): its end came
-                    // and no audio was ever linked.
-                    let audio_in = audio_in.clone();
+                    // and no audio was ever linked. A small file's dropped
+                    // stream can end before parsebin has even exposed the
+                    // audio (pads come one by one on another thread): then
+                    // the verdict waits for the exposure to complete.
+                    let audio_in = linked.clone();
+                    let tracks = tracks.clone();
                     sinkpad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
                         if let Some(gst::PadProbeData::Event(event)) = &info.data
                             && event.type_() == gst::EventType::Eos
-                            && !audio_in.is_linked()
                             && let Some(parent) = pad.parent_element()
+                            && let Ok(mut exposure) = tracks.exposure.lock()
                         {
-                            post(&parent, NO_AUDIO);
+                            if !exposure.complete {
+                                exposure.dropped_ended = true;
+                            } else if !audio_in.is_linked() {
+                                post(&parent, NO_AUDIO);
+                            }
                         }
                         gst::PadProbeReturn::Ok
                     });
                     let _ = pad.link(&sinkpad);
+                }
+            }
+        });
+        let exposed = tap.clone();
+        parse.connect_no_more_pads(move |parse| {
+            if let Ok(mut exposure) = exposed.exposure.lock() {
+                exposure.complete = true;
+                if exposure.dropped_ended && !audio_in.is_linked() {
+                    post(parse, NO_AUDIO);
                 }
             }
         });

@@ -44,6 +44,13 @@ impl Trim {
     }
 }
 
+/// How far parsebin has got exposing its streams.
+#[derive(Debug, Default)]
+pub(super) struct Exposure {
+    pub(super) complete: bool,
+    pub(super) dropped_ended: bool,
+}
+
 /// State shared between the pad probes (streaming threads) and `run`.
 #[derive(Default)]
 pub(super) struct Tap {
@@ -62,6 +69,10 @@ pub(super) struct Tap {
     /// The stream id of the audio track the container marks as the
     /// default (Matroska's FlagDefault), when it marks one.
     pub(super) default_audio: Mutex<Option<String>>,
+    /// Whether parsebin has exposed all its streams, and whether a dropped
+    /// stream ended before that (see `Graph::build`: only then may "no
+    /// audio" be concluded from a dropped stream's end).
+    pub(super) exposure: Mutex<Exposure>,
     /// The upstream segment and caps of the decoded audio.
     pub(super) segment: Mutex<Option<gst::FormattedSegment<gst::ClockTime>>>,
     pub(super) info: Mutex<Option<gst_audio::AudioInfo>>,
