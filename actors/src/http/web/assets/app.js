@@ -12,6 +12,9 @@ const state = {
   session: null,
   catalogue: null,
   jobs: new Map(),
+  // The latest event of each job not (yet) in the list: its record, read
+  // because of the event, may be older than the event itself.
+  pending: new Map(),
   events: null,
   uploads: new Set(),
 };
@@ -474,19 +477,12 @@ function watchJobs() {
     if (event.state === "deleted") {
       state.jobs.delete(event.job_id);
     } else if (!job) {
+      const seen = state.pending.get(event.job_id);
+      if (!seen || seen.sequence <= event.sequence) state.pending.set(event.job_id, event);
       loadJob(event.job_id);
       return;
-    } else if (event.sequence >= job.sequence) {
-      Object.assign(job, {
-        state: event.state,
-        progress: event.progress,
-        error: event.error,
-        attempts: event.attempts,
-        node: event.node,
-        sequence: event.sequence,
-      });
-      // A finished job's file id comes with its record.
-      if (event.state === "done" && !job.mp3_fid) loadJob(event.job_id);
+    } else {
+      apply(job, event);
     }
     renderJobs();
   });
@@ -533,7 +529,25 @@ function merge(job) {
   const known = state.jobs.get(job.job_id);
   if (known && known.sequence > job.sequence) return;
   state.jobs.set(job.job_id, job);
+  const event = state.pending.get(job.job_id);
+  state.pending.delete(job.job_id);
+  if (event) apply(job, event);
   renderJobs();
+}
+
+/** An event onto the job it is about, if it is newer than what is shown. */
+function apply(job, event) {
+  if (event.sequence < job.sequence) return;
+  Object.assign(job, {
+    state: event.state,
+    progress: event.progress,
+    error: event.error,
+    attempts: event.attempts,
+    node: event.node,
+    sequence: event.sequence,
+  });
+  // A finished job's file id comes with its record.
+  if (event.state === "done" && !job.mp3_fid) loadJob(event.job_id);
 }
 
 const STATE_WORDS = {
