@@ -10,7 +10,7 @@ use ractor::Actor;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 use vidaud_actors::Settings;
-use vidaud_actors::auth::TokenKeys;
+use vidaud_actors::auth::{LinkKeys, TokenKeys};
 use vidaud_actors::metrics::Metrics;
 use vidaud_supervision::{RootArgs, RootSupervisor, Shutdown};
 
@@ -115,6 +115,11 @@ async fn serve(
         (!settings.admin.socket.is_empty()).then(|| PathBuf::from(&settings.admin.socket));
     let admin_listener = admin_socket.as_deref().map(admin::bind).transpose()?;
     let keys = Arc::new(TokenKeys::new(&secret, config::token_rules(&settings))?);
+    let links = Arc::new(LinkKeys::new(
+        &settings.auth.link_keys,
+        &secret,
+        settings.auth.link_ttl_secs,
+    )?);
     let node_id = node_id(&settings);
     let shutdown = Arc::new(Shutdown::default());
     let mut current = settings.clone();
@@ -122,6 +127,7 @@ async fn serve(
         settings,
         node_id: node_id.clone(),
         keys,
+        links,
         metrics: Arc::new(Metrics::new()),
         shutdown: shutdown.clone(),
     };

@@ -160,7 +160,7 @@ async fn without_an_smtp_server_mail_lands_in_the_data_directory() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(
-        mail.contains(&email) && mail.contains("/download?fid="),
+        mail.contains(&email) && common::download_link_in(&mail).is_some(),
         "{mail}"
     );
     let log = std::fs::read_to_string(&node.log).expect("log");

@@ -66,11 +66,15 @@ both_backends!(
 
         let mails = mails_to(&email, jobs.len()).await;
         assert_eq!(mails.len(), jobs.len(), "one mail per job");
+        let links: Vec<String> = mails
+            .iter()
+            .filter_map(|m| common::download_link_in(m))
+            .collect();
         for fid in &mp3_fids {
-            let link = format!("{}/download?fid={fid}", node.base);
+            let link = format!("{}/download?fid={fid}&", node.base);
             assert!(
-                mails.iter().any(|m| m.contains(&link)),
-                "no mail links {link}"
+                links.iter().any(|l| l.starts_with(&link)),
+                "no mail links {link}: {links:?}"
             );
         }
     }

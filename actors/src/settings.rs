@@ -194,6 +194,13 @@ pub struct AuthSettings {
     pub attempts_per_ip_per_minute: u32,
     /// Login attempts allowed per account per minute, from anywhere.
     pub attempts_per_account_per_minute: u32,
+    /// Keys of signed download links, `id:secret` (secret at least 32
+    /// bytes): the first signs new links, every one verifies. Secret: set
+    /// with `VIDAUD_AUTH__LINK_KEYS='["k2:...", "k1:..."]'`. Empty: one key
+    /// derived from the JWT secret.
+    pub link_keys: Vec<String>,
+    /// How long the link in a "ready" mail works, seconds.
+    pub link_ttl_secs: u64,
 }
 
 impl Default for AuthSettings {
@@ -210,6 +217,8 @@ impl Default for AuthSettings {
             argon2_iterations: 2,
             attempts_per_ip_per_minute: 30,
             attempts_per_account_per_minute: 10,
+            link_keys: Vec::new(),
+            link_ttl_secs: 7 * 86_400,
         }
     }
 }

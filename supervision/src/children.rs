@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU32;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use std::time::Duration;
 
-use vidaud_actors::auth::{AuthActor, AuthArgs, AuthMsg, TokenKeys};
+use vidaud_actors::auth::{AuthActor, AuthArgs, AuthMsg, LinkKeys, TokenKeys};
 use vidaud_actors::backends::Backends;
 use vidaud_actors::http::{AppState, HttpFront};
 use vidaud_actors::mailbox::Mailboxes;
@@ -70,6 +70,7 @@ pub struct NodeContext {
     pub draining: bool,
     pub node_id: String,
     pub keys: Arc<TokenKeys>,
+    pub links: Arc<LinkKeys>,
     pub metrics: Arc<Metrics>,
     /// Outlive the children: a restarted actor inherits its mailbox.
     pub mailboxes: Mailboxes,
@@ -155,7 +156,12 @@ pub async fn start(
             }
             let args = NotifierArgs {
                 backends: ctx.backends.clone(),
-                mailer: Mailer::new(&s.notifier, &s.http.public_url, maildir(s))?,
+                mailer: Mailer::new(
+                    &s.notifier,
+                    &s.http.public_url,
+                    ctx.links.clone(),
+                    maildir(s),
+                )?,
                 metrics: ctx.metrics.clone(),
                 mailbox: ctx.mailboxes.notifier.clone(),
                 node_id: ctx.node_id.clone(),
@@ -224,6 +230,7 @@ pub async fn start(
                     .clone()
                     .ok_or("the HTTP front needs the auth actor")?,
                 keys: ctx.keys.clone(),
+                links: ctx.links.clone(),
                 backends: ctx.backends.clone(),
                 metrics: ctx.metrics.clone(),
                 settings: s.http.clone(),

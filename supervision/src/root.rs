@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{error, info, warn};
 use vidaud_actors::Settings;
-use vidaud_actors::auth::TokenKeys;
+use vidaud_actors::auth::{LinkKeys, TokenKeys};
 use vidaud_actors::backends::{Backends, Part};
 use vidaud_actors::mailbox::Mailboxes;
 use vidaud_actors::metrics::{Metrics, QueueLabels, StateLabels};
@@ -38,6 +38,8 @@ pub struct RootArgs {
     pub settings: Settings,
     pub node_id: String,
     pub keys: Arc<TokenKeys>,
+    /// Signs and verifies download links (mail, `POST /jobs/{id}/link`).
+    pub links: Arc<LinkKeys>,
     pub metrics: Arc<Metrics>,
     pub shutdown: Arc<Shutdown>,
 }
@@ -142,6 +144,7 @@ impl Actor for RootSupervisor {
             draining: false,
             node_id: args.node_id,
             keys: args.keys,
+            links: args.links,
             metrics: args.metrics,
             backends,
         };

@@ -1269,6 +1269,17 @@ pub async fn publish_raw(queue: &str, payload: &[u8]) {
     let _ = conn.close(200, "done".into()).await;
 }
 
+/// The download link in a mail (its quoted-printable encoding undone).
+pub fn download_link_in(mail: &str) -> Option<String> {
+    let text = mail
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    text.split_whitespace()
+        .find(|word| word.starts_with("http") && word.contains("/download?"))
+        .map(str::to_owned)
+}
+
 pub async fn mails_to(to: &str, at_least: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -8,9 +8,11 @@
 //! hashing in flight. Token *verification* does not come here: the HTTP
 //! front checks tokens in-process with the shared [`TokenKeys`].
 
+mod links;
 mod password;
 mod tokens;
 
+pub use links::{DERIVED_KEY_ID, LinkError, LinkKeyError, LinkKeys, LinkProof};
 pub use password::{HashCost, Verified, check_email, check_rules, hash_now as password_hash};
 pub use tokens::{Claims, MIN_SECRET_LEN, TokenError, TokenKeys, TokenRules};
 

@@ -60,6 +60,7 @@ problem_kinds! {
     Forbidden = ("forbidden", 403, "Not allowed"),
     RegistrationClosed = ("registration-closed", 403, "Registration closed"),
     CsrfRejected = ("csrf-rejected", 403, "Cross-site request refused"),
+    LinkInvalid = ("link-invalid", 403, "Download link not valid"),
     NotFound = ("not-found", 404, "Not found"),
     MethodNotAllowed = ("method-not-allowed", 405, "Method not allowed"),
     RequestTimeout = ("request-timeout", 408, "Request too slow"),

@@ -2,7 +2,7 @@
 //! app's session cookie, verified in-process) and HTTP Basic credentials
 //! for `/login`.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::HeaderValue;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -39,6 +39,25 @@ impl FromRequestParts<AppState> for Caller {
             .verify(&token)
             .map_err(|_| ApiError::unauthorized("the token is invalid or expired; log in again"))?;
         Ok(Caller(claims))
+    }
+}
+
+/// The caller if the request says who it is (a bearer token or the session
+/// cookie), which must then be valid; `None` if it says nothing.
+impl OptionalFromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, ApiError> {
+        if parts.headers.contains_key(AUTHORIZATION) || session::present(parts) {
+            <Caller as FromRequestParts<AppState>>::from_request_parts(parts, state)
+                .await
+                .map(Some)
+        } else {
+            Ok(None)
+        }
     }
 }
 

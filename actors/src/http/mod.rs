@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 
-use crate::auth::{AuthMsg, TokenKeys};
+use crate::auth::{AuthMsg, LinkKeys, TokenKeys};
 use crate::backends::Backends;
 use crate::mailbox::Mailboxes;
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
@@ -42,6 +42,7 @@ use crate::settings::{HttpSettings, StorageSettings};
 pub struct AppState {
     pub auth: ActorRef<AuthMsg>,
     pub keys: Arc<TokenKeys>,
+    pub links: Arc<LinkKeys>,
     pub backends: Backends,
     pub metrics: Arc<Metrics>,
     pub settings: HttpSettings,
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
             get(routes::jobs::get_job).delete(routes::jobs::delete_job),
         )
         .route("/jobs/{id}/retry", post(routes::jobs::retry_job))
+        .route("/jobs/{id}/link", post(routes::links::create_link))
         .route("/jobs/{id}/audio", get(routes::files::job_audio))
         .route("/jobs/{id}/events", get(routes::events::job_events))
         .route("/events", get(routes::events::all_events))

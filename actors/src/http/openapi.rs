@@ -121,6 +121,7 @@ fn option_schema(option: &OptionSpec) -> Schema {
         routes::jobs::delete_job,
         routes::jobs::retry_job,
         routes::files::job_audio,
+        routes::links::create_link,
         routes::events::job_events,
         routes::events::all_events,
         routes::options::catalogue,

@@ -4,12 +4,14 @@
 //! against a server that is not there).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tracing::warn;
 
+use crate::auth::LinkKeys;
 use crate::domain::{JobState, Mp3Message};
 use crate::settings::NotifierSettings;
 
@@ -50,6 +52,8 @@ pub struct Mailer {
     transport: Transport,
     from: lettre::message::Mailbox,
     public_url: String,
+    /// Signs the download link in a "ready" mail.
+    links: Arc<LinkKeys>,
 }
 
 impl Mailer {
@@ -58,6 +62,7 @@ impl Mailer {
     pub fn new(
         settings: &NotifierSettings,
         public_url: &str,
+        links: Arc<LinkKeys>,
         maildir: PathBuf,
     ) -> Result<Self, MailError> {
         let from = settings
@@ -97,6 +102,7 @@ impl Mailer {
             transport,
             from,
             public_url: public_url.trim_end_matches('/').to_owned(),
+            links,
         })
     }
 
@@ -107,7 +113,12 @@ impl Mailer {
             warn!(job_id = %message.job_id, "job owner is not an e-mail address; no mail sent");
             return Ok(());
         };
-        let (subject, body) = compose(message, &self.public_url);
+        let link = self.links.url(
+            &self.public_url,
+            &message.mp3_fid.to_hex(),
+            jsonwebtoken::get_current_timestamp() + self.links.ttl_secs,
+        );
+        let (subject, body) = compose(message, &self.public_url, &link);
         let email = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -166,7 +177,7 @@ pub fn message_id(message: &Mp3Message, from: &lettre::message::Mailbox) -> Stri
 
 /// Subject and text of the mail. The file name is the user's: control
 /// characters are removed so it cannot inject headers.
-pub fn compose(message: &Mp3Message, public_url: &str) -> (String, String) {
+pub fn compose(message: &Mp3Message, public_url: &str, download: &str) -> (String, String) {
     let name: String = message
         .filename
         .chars()
@@ -179,10 +190,9 @@ pub fn compose(message: &Mp3Message, public_url: &str) -> (String, String) {
             format!("Your MP3 of \"{name}\" is ready"),
             format!(
                 "Your upload \"{name}\" has been converted.\n\n\
-                 Download: {public_url}/download?fid={mp3}\n\
-                 Job:      {job_url}\n\n\
-                 Both links need your login token (Authorization: Bearer).\n",
-                mp3 = message.mp3_fid
+                 Download (no login needed; the link works for a limited time):\n\
+                 {download}\n\n\
+                 Job (with your login): {job_url}\n"
             ),
         ),
         _ => (
@@ -218,8 +228,9 @@ mod tests {
 
     #[test]
     fn done_mail_has_the_download_link_and_a_clean_subject() {
-        let (subject, body) = compose(&message(JobState::Done), "http://h:8080");
-        assert!(body.contains(&format!("http://h:8080/download?fid={MP3}")));
+        let link = format!("http://h:8080/download?fid={MP3}&exp=1&kid=j0&sig=x");
+        let (subject, body) = compose(&message(JobState::Done), "http://h:8080", &link);
+        assert!(body.contains(&link));
         assert!(!subject.contains('\r') && !subject.contains('\n'));
     }
 
@@ -240,7 +251,7 @@ mod tests {
 
     #[test]
     fn failed_mail_gives_the_reason() {
-        let (subject, body) = compose(&message(JobState::Failed), "http://h");
+        let (subject, body) = compose(&message(JobState::Failed), "http://h", "");
         assert!(subject.contains("failed"));
         assert!(body.contains("no audio track"));
     }

@@ -10,9 +10,11 @@ use axum::response::Response;
 use futures::TryStreamExt;
 use serde::Deserialize;
 
-use super::jobs::{owned_job, parse_id};
+use super::jobs::{owned_job, parse_id, require_done};
+use super::links;
+use crate::auth::LinkProof;
 use crate::backends::{Bucket, FileInfo};
-use crate::domain::{FileId, JobState};
+use crate::domain::FileId;
 use crate::http::AppState;
 use crate::http::error::{ApiError, finish};
 use crate::http::extract::Caller;
@@ -23,10 +25,17 @@ pub struct DownloadQuery {
     /// The audio file id (`mp3_fid` of a done job).
     #[param(required = true)]
     fid: Option<String>,
+    /// Signed links: when the link lapses (Unix seconds).
+    exp: Option<u64>,
+    /// Signed links: the key that signed it.
+    kid: Option<String>,
+    /// Signed links: the signature; with it, no login is needed.
+    sig: Option<String>,
 }
 
-/// A converted audio file by id (the reference's download). Supports HEAD,
-/// `Range` and `If-None-Match`.
+/// A converted audio file by id (the reference's download), for its owner,
+/// or for anyone with a signed link (`exp`, `kid`, `sig`: from the mail or
+/// `POST /jobs/{id}/link`). Supports HEAD, `Range` and `If-None-Match`.
 #[utoipa::path(
     get, path = "/download", tag = "files",
     params(DownloadQuery),
@@ -35,12 +44,13 @@ pub struct DownloadQuery {
         (status = 206, description = "The byte range asked for", body = Vec<u8>, content_type = "audio/mpeg"),
         (status = 304, description = "Unchanged (If-None-Match)"),
         (status = 416, description = "The range is outside the file", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The signed link is altered, expired or signed with a retired key", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = []), ())
 )]
 pub async fn download(
     State(app): State<AppState>,
-    caller: Caller,
+    caller: Option<Caller>,
     headers: HeaderMap,
     Query(query): Query<DownloadQuery>,
 ) -> Result<Response, ApiError> {
@@ -48,11 +58,30 @@ pub async fn download(
         .fid
         .ok_or_else(|| ApiError::invalid("give the file id as ?fid="))?;
     let id: FileId = parse_id(&fid)?;
-    let info = match app.backends.blobs.info(Bucket::Audio, id).await? {
-        Some(info) if info.owner.as_deref().is_some_and(|o| caller.may_access(o)) => info,
-        _ => return Err(ApiError::not_found("file")),
+    let may_see: Box<dyn Fn(&FileInfo) -> bool + Send> = match (query.sig, caller) {
+        (Some(signature), _) => {
+            let proof = LinkProof {
+                expires: query.exp.unwrap_or(0),
+                key_id: query.kid.unwrap_or_default(),
+                signature,
+            };
+            links::check(&app, &id.to_hex(), &proof)?;
+            Box::new(|_| true)
+        }
+        (None, Some(caller)) => Box::new(move |info: &FileInfo| {
+            info.owner.as_deref().is_some_and(|o| caller.may_access(o))
+        }),
+        (None, None) => {
+            return Err(ApiError::unauthorized(
+                "missing Authorization: Bearer token (or use a signed link, with exp, kid and sig)",
+            ));
+        }
     };
-    serve(&app, &headers, info).await
+    match app.backends.blobs.info(Bucket::Audio, id).await? {
+        Some(info) if may_see(&info) => serve(&app, &headers, info).await,
+        // A valid link whose file is gone: its job was deleted.
+        _ => Err(ApiError::not_found("file")),
+    }
 }
 
 /// The job's audio once it is done. Supports HEAD, `Range` and
@@ -76,15 +105,7 @@ pub async fn job_audio(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = owned_job(&app, &caller, &id).await?;
-    if job.state != JobState::Done {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "the job is {}; its audio exists once it is done",
-                job.state.as_str()
-            ),
-        ));
-    }
+    require_done(&job, "its audio")?;
     match app.backends.blobs.info(Bucket::Audio, job.mp3_fid).await? {
         Some(info) => serve(&app, &headers, info).await,
         None => Err(ApiError::not_found("file")),

@@ -93,6 +93,20 @@ pub async fn owned_job(
     }
 }
 
+/// 409 unless the job is done: `what` (its audio, a link) exists only then.
+pub fn require_done(job: &JobRecord, what: &str) -> Result<(), ApiError> {
+    if job.state == JobState::Done {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "the job is {}; {what} exists once it is done",
+            job.state.as_str()
+        ),
+    ))
+}
+
 /// One job.
 #[utoipa::path(
     get, path = "/jobs/{id}", tag = "jobs",

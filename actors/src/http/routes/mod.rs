@@ -4,6 +4,7 @@ pub mod account;
 pub mod events;
 pub mod files;
 pub mod jobs;
+pub mod links;
 pub mod ops;
 pub mod options;
 pub mod tus;

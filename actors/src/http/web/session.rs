@@ -64,6 +64,11 @@ pub fn from_cookie(parts: &Parts) -> Result<String, ApiError> {
     Ok(token)
 }
 
+/// Whether the request carries a session cookie.
+pub fn present(parts: &Parts) -> bool {
+    cookie(&parts.headers).is_some()
+}
+
 /// The value of the session cookie, if the request has one.
 fn cookie(headers: &HeaderMap) -> Option<String> {
     headers
