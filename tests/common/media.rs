@@ -457,6 +457,14 @@ pub fn big_video(bytes: u64) -> PathBuf {
     if path.exists() {
         return path;
     }
+    // Several tests ask for it at once: one makes it while the others wait
+    // (a test must never read a file still being written), and it appears
+    // under its name only when whole.
+    let lock = std::fs::File::create(dir().join("big.lock")).expect("lock file");
+    lock.lock().expect("lock");
+    if path.exists() {
+        return path;
+    }
     let part = dir().join("big-part.mp4");
     if !part.exists() {
         let mut args = ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"]
@@ -477,7 +485,9 @@ pub fn big_video(bytes: u64) -> PathBuf {
             .map(String::from),
         );
         args.extend(["-pix_fmt", "yuv420p", "-c:a", "aac"].map(String::from));
-        ffmpeg(&args, &part, "the big video's part");
+        let partial = dir().join("big-part.partial.mp4");
+        ffmpeg(&args, &partial, "the big video's part");
+        std::fs::rename(&partial, &part).expect("rename the big video's part");
     }
     let size = std::fs::metadata(&part).expect("part").len();
     let copies = bytes.div_ceil(size);
@@ -486,6 +496,8 @@ pub fn big_video(bytes: u64) -> PathBuf {
     std::fs::write(&list, line.repeat(copies as usize)).expect("list");
     let list = list.to_string_lossy().into_owned();
     let args = ["-f", "concat", "-safe", "0", "-i", &list, "-c", "copy"];
-    ffmpeg(args, &path, "the big video");
+    let partial = dir().join(format!("big-{bytes}.partial.mp4"));
+    ffmpeg(args, &partial, "the big video");
+    std::fs::rename(&partial, &path).expect("rename the big video");
     path
 }
