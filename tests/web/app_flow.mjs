@@ -238,6 +238,7 @@ await row(page, big).waitFor({ state: "detached" });
   await page.keyboard.type(config.password);
   await page.keyboard.press("Enter");
   await page.locator("#app-screen").waitFor();
+  await page.locator("#option-format").waitFor();
   const input = await tabTo((f) => f.id === "files");
   const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.keyboard.press("Space")]);
   await chooser.setFiles([config.files.first]);

@@ -183,6 +183,9 @@ async function enterApp() {
   $("#jobs-title").textContent = state.session.admin ? "Everyone's jobs" : "Your jobs";
   document.body.classList.toggle("admin", state.session.admin);
   show("app");
+  // Focus moves now, not after the loads below: a keyboard user may
+  // already be on the way through the form by then.
+  $("#upload-title").focus();
   if (!state.catalogue) {
     try {
       state.catalogue = await api("GET", "/options");
@@ -193,7 +196,6 @@ async function enterApp() {
   }
   listUnfinished();
   watchJobs();
-  $("#upload-title").focus();
 }
 
 // ---- the option form, from the server's option table --------------------
