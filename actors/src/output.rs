@@ -36,6 +36,16 @@ impl Format {
         }
     }
 
+    /// The format as people name it (a mail says "Your Opus of …").
+    pub fn label(self) -> &'static str {
+        match self {
+            Format::Mp3 => "MP3",
+            Format::Opus => "Opus",
+            Format::Aac => "AAC",
+            Format::Flac => "FLAC",
+        }
+    }
+
     pub fn extension(self) -> &'static str {
         match self {
             Format::Mp3 => "mp3",

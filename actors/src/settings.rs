@@ -397,10 +397,35 @@ pub struct NotifierSettings {
     /// Secret: `VIDAUD_NOTIFIER__SMTP_PASSWORD` or `smtp_password_file`.
     pub smtp_password: String,
     pub smtp_password_file: String,
+    /// How the connection to the SMTP server is secured.
+    pub smtp_tls: SmtpTls,
+    /// A PEM file of CA certificates the server's certificate is checked
+    /// against instead of the system's roots; empty: the system's roots.
+    pub smtp_ca_file: String,
+    /// Send the password even over a connection that is not encrypted.
+    pub smtp_allow_plain_auth: bool,
+    /// Longest wait for each step of an SMTP exchange (connect, TLS, AUTH,
+    /// each command, the data).
+    pub smtp_timeout_secs: u64,
     pub from: String,
     /// Where mails are written when `smtp_host` is empty; empty: the data
     /// directory's `maildir`.
     pub maildir: String,
+}
+
+/// How the mailer secures its SMTP connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP, never encrypted (a relay on this host or network).
+    None,
+    /// STARTTLS when the server offers it, else plain.
+    Opportunistic,
+    /// STARTTLS, required: no mail (and no password) goes out without it.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (implicit TLS, "SMTPS", port 465).
+    Tls,
 }
 
 impl Default for NotifierSettings {
@@ -412,6 +437,10 @@ impl Default for NotifierSettings {
             smtp_username: String::new(),
             smtp_password: String::new(),
             smtp_password_file: String::new(),
+            smtp_tls: SmtpTls::default(),
+            smtp_ca_file: String::new(),
+            smtp_allow_plain_auth: false,
+            smtp_timeout_secs: 30,
             from: "vidaud <vidaud@localhost>".into(),
             maildir: String::new(),
         }

@@ -11,7 +11,7 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, Supervisio
 use tracing::{error, info, warn};
 use vidaud_actors::Settings;
 use vidaud_actors::auth::{LinkKeys, TokenKeys};
-use vidaud_actors::backends::{Backends, Part};
+use vidaud_actors::backends::{Backends, Part, chain};
 use vidaud_actors::mailbox::Mailboxes;
 use vidaud_actors::metrics::{Metrics, QueueLabels, StateLabels};
 use vidaud_actors::settings::MailboxSettings;
@@ -153,7 +153,7 @@ impl Actor for RootSupervisor {
         for child in Child::START_ORDER {
             let cell = children::start(child, &ctx, &mut running, myself.get_cell())
                 .await
-                .map_err(|e| format!("starting {}: {e}", child.name()))?;
+                .map_err(|e| format!("starting {}: {}", child.name(), chain(e.as_ref())))?;
             if let Some(cell) = cell {
                 info!(child = child.name(), "started");
                 cells.insert(child, cell);

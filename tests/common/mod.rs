@@ -308,6 +308,8 @@ impl Node {
             )
             .env("VIDAUD_NOTIFIER__SMTP_HOST", "127.0.0.1")
             .env("VIDAUD_NOTIFIER__SMTP_PORT", smtp_port().to_string())
+            // The suite's sink speaks plain SMTP (tests/mail.rs has TLS).
+            .env("VIDAUD_NOTIFIER__SMTP_TLS", "none")
             .env("VIDAUD_ADMIN__SOCKET", Self::socket_path(port))
             .env("VIDAUD_LOG__LEVEL", "info,vidaud_actors=debug")
             .env_remove("RUST_LOG")
@@ -337,6 +339,11 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("vidaud did not become healthy:\n{}", self.log_tail());
+    }
+
+    /// Everything the node has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn log_tail(&self) -> String {

@@ -59,6 +59,11 @@ impl Proxy {
         cuts.sort_unstable();
     }
 
+    /// Drops every connection now.
+    pub fn cut_now(&self) {
+        self.shared.cut.send_modify(|n| *n += 1);
+    }
+
     /// Waits until clients have sent at least `bytes` in all (panics after
     /// `limit`).
     pub async fn wait_sent(&self, bytes: u64, limit: std::time::Duration) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::domain::{JobId, JobRecord, JobState, Timestamp};
+use crate::domain::{AudioSummary, JobId, JobRecord, JobState, Timestamp};
 
 /// A page of jobs, newest first.
 #[derive(Debug, Clone, Default)]
@@ -86,15 +86,17 @@ pub trait JobStore: Send + Sync {
         progress: Option<f64>,
     ) -> Result<bool, StoreError>;
 
-    /// Ends attempt `attempt`: `converting → done | failed` with `error`,
-    /// progress 100 when done, notified cleared, lease cleared. The new
-    /// record, or `None` when the job was moved by someone else meanwhile.
+    /// Ends attempt `attempt`: `converting → done | failed` with `error`
+    /// and what the audio turned out to be, progress 100 when done,
+    /// notified cleared, lease cleared. The new record, or `None` when the
+    /// job was moved by someone else meanwhile.
     async fn finish(
         &self,
         id: JobId,
         attempt: u32,
         state: JobState,
         error: Option<&str>,
+        audio: Option<AudioSummary>,
     ) -> Result<Option<JobRecord>, StoreError>;
 
     /// Hands attempt `attempt` back: `converting → queued`, keeping `error`
@@ -106,7 +108,20 @@ pub trait JobStore: Send + Sync {
     /// Only that node's attempt is touched.
     async fn release_crashed(&self, id: JobId, node: &str, error: &str) -> Result<(), StoreError>;
 
-    /// Records that the owner was mailed about the job's end.
+    /// Claims the sending of the job's mail for `node` until `now + lease`
+    /// when it is not mailed yet, not deleted, and no other node's claim
+    /// is live (a node renews its own claim by claiming again). The new
+    /// record, or `None` when the claim was not taken.
+    async fn claim_mail(
+        &self,
+        id: JobId,
+        node: &str,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Records that the owner was mailed about the job's end (and drops
+    /// the mail claim).
     async fn mark_mailed(&self, id: JobId) -> Result<(), StoreError>;
 
     /// Records that the job's final `mp3` message is queued.
@@ -155,7 +170,7 @@ pub async fn claim(
         job.error.as_deref().unwrap_or("none recorded")
     );
     match jobs
-        .finish(id, job.attempts, JobState::Failed, Some(&error))
+        .finish(id, job.attempts, JobState::Failed, Some(&error), None)
         .await?
     {
         Some(job) => Ok(Claim::Exhausted(job)),

@@ -93,6 +93,22 @@ pub fn event_sequence(retries: u32, attempts: u32, state: JobState, progress: Op
         + permille
 }
 
+/// A node's claim on sending a job's mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailClaim {
+    pub node: String,
+    pub until: Timestamp,
+}
+
+/// The audio a done job made: its size and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AudioSummary {
+    /// Size of the audio file.
+    pub bytes: u64,
+    /// Length of the audio, milliseconds.
+    pub duration_ms: u64,
+}
+
 /// A job record, one per accepted upload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
@@ -116,6 +132,12 @@ pub struct JobRecord {
     pub notified: bool,
     /// Set by the notifier once the owner's mail was accepted by SMTP.
     pub mailed: bool,
+    /// The node sending the owner's mail right now, and until when its
+    /// claim holds (renewed while SMTP runs): another node that gets the
+    /// same `mp3` message meanwhile waits instead of sending it again.
+    pub mail_claim: Option<MailClaim>,
+    /// What the audio turned out to be (set when the job is done).
+    pub audio: Option<AudioSummary>,
     /// Until when the converting attempt owns the job; it renews the lease
     /// while it works, so an expired lease means the attempt is gone.
     pub lease_until: Option<Timestamp>,
@@ -141,6 +163,8 @@ impl JobRecord {
             node: None,
             notified: false,
             mailed: false,
+            mail_claim: None,
+            audio: None,
             lease_until: None,
             created_at: now,
             updated_at: now,

@@ -14,7 +14,7 @@ mod upload;
 
 pub use events::JobEvent;
 pub use ids::{FileId, Id, IdError, IdKind, JobId};
-pub use job::{JobRecord, JobState, event_sequence};
+pub use job::{AudioSummary, JobRecord, JobState, MailClaim, event_sequence};
 pub use messages::{Mp3Message, VideoMessage};
 pub use time::Timestamp;
 pub use upload::UploadRecord;

@@ -1,24 +1,27 @@
-//! Composing and sending the e-mail for a finished job: over SMTP (lettre)
-//! when a server is configured, else into a local Maildir, so a node with
-//! no mail server still keeps every notification (and never retries
-//! against a server that is not there).
+//! Sending the e-mail for a finished job: over SMTP (see `smtp.rs`) when a
+//! server is configured, else into a local Maildir, so a node with no mail
+//! server still keeps every notification (and never retries against a
+//! server that is not there).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use lettre::message::header::ContentType;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::Message;
+use lettre::message::MultiPart;
 use tracing::warn;
 
+use super::compose::{Notice, compose};
+use super::smtp::{SmtpClient, SmtpConfigError, SmtpError};
 use crate::auth::LinkKeys;
-use crate::domain::{JobState, Mp3Message};
+use crate::domain::{JobRecord, JobState, Mp3Message, Timestamp};
 use crate::settings::NotifierSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
-    #[error("SMTP")]
-    Smtp(#[from] lettre::transport::smtp::Error),
+    #[error(transparent)]
+    Smtp(#[from] SmtpError),
+    #[error("the SMTP settings")]
+    Config(#[from] SmtpConfigError),
     #[error("sender address `{0}` is not valid")]
     Sender(String),
     #[error("writing the mail into the Maildir {dir}")]
@@ -30,11 +33,11 @@ pub enum MailError {
 }
 
 impl MailError {
-    /// A 5xx answer: the server will refuse this mail every time.
+    /// The server will refuse this mail every time (a 5xx to it).
     pub fn is_permanent(&self) -> bool {
         match self {
             MailError::Smtp(e) => e.is_permanent(),
-            MailError::Sender(_) => true,
+            MailError::Sender(_) | MailError::Config(_) => true,
             MailError::Maildir { .. } => false,
         }
     }
@@ -43,7 +46,7 @@ impl MailError {
 /// Where mails go.
 #[derive(Clone)]
 enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Arc<SmtpClient>),
     Maildir(PathBuf),
 }
 
@@ -58,7 +61,7 @@ pub struct Mailer {
 
 impl Mailer {
     /// SMTP to `smtp_host`; with no host, the Maildir `maildir` (made if
-    /// missing).
+    /// missing). Settings that cannot work are refused here, at start-up.
     pub fn new(
         settings: &NotifierSettings,
         public_url: &str,
@@ -85,18 +88,14 @@ impl Mailer {
             );
             Transport::Maildir(maildir)
         } else {
-            // Plain SMTP to a relay on the local network or loopback; the
-            // relay does the TLS to the outside world.
-            let mut builder =
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.smtp_host)
-                    .port(settings.smtp_port);
-            if !settings.smtp_username.is_empty() {
-                builder = builder.credentials(Credentials::new(
-                    settings.smtp_username.clone(),
-                    settings.smtp_password.clone(),
-                ));
-            }
-            Transport::Smtp(builder.build())
+            let client = SmtpClient::new(settings)?;
+            tracing::info!(
+                server = %client.server(),
+                tls = ?settings.smtp_tls,
+                login = !settings.smtp_username.is_empty(),
+                "mails go to the SMTP server"
+            );
+            Transport::Smtp(Arc::new(client))
         };
         Ok(Self {
             transport,
@@ -106,40 +105,47 @@ impl Mailer {
         })
     }
 
-    /// Sends the mail for `message`. An owner that is not an e-mail address
-    /// cannot be mailed, ever: that is logged and counts as done.
-    pub async fn send(&self, message: &Mp3Message) -> Result<(), MailError> {
+    /// Sends the mail for `message` about `job`. An owner that is not an
+    /// e-mail address cannot be mailed, ever: that is logged and counts as
+    /// done.
+    pub async fn send(&self, message: &Mp3Message, job: &JobRecord) -> Result<(), MailError> {
         let Ok(to) = message.username.parse::<lettre::message::Mailbox>() else {
             warn!(job_id = %message.job_id, "job owner is not an e-mail address; no mail sent");
             return Ok(());
         };
-        let link = self.links.url(
-            &self.public_url,
-            &message.mp3_fid.to_hex(),
-            jsonwebtoken::get_current_timestamp() + self.links.ttl_secs,
-        );
-        let (subject, body) = compose(message, &self.public_url, &link);
+        let download = (message.state == JobState::Done).then(|| {
+            let exp = jsonwebtoken::get_current_timestamp() + self.links.ttl_secs;
+            let url = self
+                .links
+                .url(&self.public_url, &message.mp3_fid.to_hex(), exp);
+            let millis = i64::try_from(exp.saturating_mul(1000)).unwrap_or(i64::MAX);
+            (url, Timestamp::from_millis(millis))
+        });
+        let mail = compose(&Notice {
+            message,
+            output: &job.output,
+            audio: job.audio,
+            job_url: format!("{}/jobs/{}", self.public_url, message.job_id),
+            download,
+        });
         let email = Message::builder()
             .from(self.from.clone())
             .to(to)
             .message_id(Some(message_id(message, &self.from)))
-            .subject(subject)
-            .header(ContentType::TEXT_PLAIN)
-            .body(body);
-        match email {
-            Ok(email) => match &self.transport {
-                Transport::Smtp(smtp) => {
-                    smtp.send(email).await?;
-                    Ok(())
-                }
-                Transport::Maildir(dir) => {
-                    let name = format!("{}.{}.vidaud", message.job_id, message.state.as_str());
-                    deliver_to_maildir(dir.clone(), name, email.formatted()).await
-                }
-            },
+            .subject(mail.subject)
+            .multipart(MultiPart::alternative_plain_html(mail.text, mail.html));
+        let email = match email {
+            Ok(email) => email,
             Err(e) => {
                 warn!(job_id = %message.job_id, "cannot build the e-mail: {e}");
-                Ok(())
+                return Ok(());
+            }
+        };
+        match &self.transport {
+            Transport::Smtp(smtp) => Ok(smtp.send(email.envelope(), &email.formatted()).await?),
+            Transport::Maildir(dir) => {
+                let name = format!("{}.{}.vidaud", message.job_id, message.state.as_str());
+                deliver_to_maildir(dir.clone(), name, email.formatted()).await
             }
         }
     }
@@ -175,36 +181,6 @@ pub fn message_id(message: &Mp3Message, from: &lettre::message::Mailbox) -> Stri
     format!("<{}.{}@{domain}>", message.job_id, message.state.as_str())
 }
 
-/// Subject and text of the mail. The file name is the user's: control
-/// characters are removed so it cannot inject headers.
-pub fn compose(message: &Mp3Message, public_url: &str, download: &str) -> (String, String) {
-    let name: String = message
-        .filename
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(120)
-        .collect();
-    let job_url = format!("{public_url}/jobs/{}", message.job_id);
-    match message.state {
-        JobState::Done => (
-            format!("Your MP3 of \"{name}\" is ready"),
-            format!(
-                "Your upload \"{name}\" has been converted.\n\n\
-                 Download (no login needed; the link works for a limited time):\n\
-                 {download}\n\n\
-                 Job (with your login): {job_url}\n"
-            ),
-        ),
-        _ => (
-            format!("Conversion of \"{name}\" failed"),
-            format!(
-                "Your upload \"{name}\" could not be converted.\n\nReason: {}\nJob:    {job_url}\n",
-                message.error.as_deref().unwrap_or("unknown")
-            ),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,14 +203,6 @@ mod tests {
     }
 
     #[test]
-    fn done_mail_has_the_download_link_and_a_clean_subject() {
-        let link = format!("http://h:8080/download?fid={MP3}&exp=1&kid=j0&sig=x");
-        let (subject, body) = compose(&message(JobState::Done), "http://h:8080", &link);
-        assert!(body.contains(&link));
-        assert!(!subject.contains('\r') && !subject.contains('\n'));
-    }
-
-    #[test]
     fn message_id_is_stable_per_job_outcome() {
         let from: lettre::message::Mailbox = "vidaud <v@example.org>".parse().unwrap();
         let done = message(JobState::Done);
@@ -247,12 +215,5 @@ mod tests {
             message_id(&done, &from),
             message_id(&message(JobState::Failed), &from)
         );
-    }
-
-    #[test]
-    fn failed_mail_gives_the_reason() {
-        let (subject, body) = compose(&message(JobState::Failed), "http://h", "");
-        assert!(subject.contains("failed"));
-        assert!(body.contains("no audio track"));
     }
 }

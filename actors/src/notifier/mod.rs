@@ -3,14 +3,25 @@
 //! A message is acked only after the SMTP server accepted the mail (or the
 //! mail can never be sent, e.g. the relay refuses it for good); an SMTP or
 //! storage failure hands the message back after a pause, so mail is delayed,
-//! not lost. The job record's `mailed` flag, checked before sending and set
-//! after, makes a re-published `mp3` message harmless: one mail per job.
-//! Only a crash between the SMTP server's accept and that mark can send a
-//! mail twice, and then with the same Message-ID, so it is the same message.
+//! not lost.
+//!
+//! One mail per job, across nodes and redeliveries: before it talks to the
+//! SMTP server a node claims the job's mail (a short lease on the job
+//! record, renewed while SMTP runs), and marks it mailed after. A copy of
+//! the message delivered elsewhere meanwhile (the broker hands back an
+//! unacked message when a connection drops) waits for the claim instead of
+//! sending, then finds the job mailed. Once the server has the mail, the
+//! mark is retried until written, never the mail. Only a node that dies
+//! between the server's accept and the mark sends a mail twice, and then
+//! with the same Message-ID, so it is the same message.
 
+mod compose;
 mod mail;
+mod smtp;
 
-pub use mail::{MailError, Mailer, compose, message_id};
+pub use compose::{Composed, Notice, compose};
+pub use mail::{MailError, Mailer, message_id};
+pub use smtp::{SmtpClient, SmtpConfigError, SmtpError, Step};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,12 +33,16 @@ use tracing::{info, warn};
 use crate::backends::{
     Backends, Consumer, Delivery, JobStore, Queue, QueueError, chain, run_consumer,
 };
-use crate::domain::{JobState, Mp3Message};
+use crate::domain::{JobId, JobRecord, JobState, Mp3Message, Timestamp};
 use crate::mailbox::Mailbox;
 use crate::metrics::{Metrics, ResultLabels};
 
 /// How long a stopping notifier may take to finish the mails in hand.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a node's claim on sending a job's mail lasts unrenewed; it is
+/// renewed every third of that while the SMTP exchange runs.
+const MAIL_CLAIM: Duration = Duration::from_secs(30);
 
 pub enum NotifierMsg {
     ConsumerEnded(String),
@@ -47,6 +62,7 @@ struct Work {
     mailer: Mailer,
     jobs: Arc<dyn JobStore>,
     metrics: Arc<Metrics>,
+    node_id: String,
 }
 
 pub struct NotifierState {
@@ -86,12 +102,13 @@ impl Actor for Notifier {
             metrics,
             backends,
             mailbox,
-            ..
+            node_id,
         } = args;
         let work = Arc::new(Work {
             mailer,
             jobs: backends.jobs,
             metrics,
+            node_id,
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let consumer = tokio::spawn(async move {
@@ -141,8 +158,6 @@ impl Actor for Notifier {
 
 /// Mails deliveries one at a time, each holding a ticket of the notifier's
 /// mailbox until it is settled (the broker holds up to the prefetch more).
-/// One at a time on purpose: the `mailed` check and mark are not atomic, so
-/// two copies of one job's message mailed concurrently could both send.
 /// Returns why the stream ended (cancelled, or the channel lost).
 async fn consume(
     consumer: Box<dyn Consumer>,
@@ -171,6 +186,16 @@ async fn settle(delivery: Delivery, work: &Work) -> Result<(), QueueError> {
     }
 }
 
+/// Whether this node may send a job's mail.
+enum Turn {
+    /// Ours: the record as claimed.
+    Ours(Box<JobRecord>),
+    /// Nothing to send: mailed already, deleted, or no such job.
+    Settled,
+    /// The job store is out of reach.
+    Unavailable,
+}
+
 async fn deliver(delivery: &Delivery, work: &Work) -> Outcome {
     let count = |result| {
         work.metrics
@@ -186,29 +211,106 @@ async fn deliver(delivery: &Delivery, work: &Work) -> Outcome {
         }
     };
     let id = message.job_id;
-    match work.jobs.get(id).await {
-        Ok(Some(job)) if job.mailed || job.state == JobState::Deleted => return Outcome::Done,
-        Ok(_) => {}
-        Err(e) => {
-            warn!(job_id = %id, "cannot check whether the owner was mailed: {}", chain(&e));
-            return Outcome::RetryLater;
-        }
-    }
-    match work.mailer.send(&message).await {
+    let job = match claim_mail(work, id).await {
+        Turn::Ours(job) => job,
+        Turn::Settled => return Outcome::Done,
+        Turn::Unavailable => return Outcome::RetryLater,
+    };
+    match send_holding_claim(work, &message, &job).await {
         Ok(()) => count("sent"),
         Err(e) if e.is_permanent() => {
             // The relay refused this mail for good: retrying would loop.
             count("failed");
-            warn!(job_id = %message.job_id, "e-mail refused by the SMTP server, not retrying: {e}");
+            warn!(job_id = %id, "e-mail refused by the SMTP server, not retrying: {}", chain(&e));
         }
         Err(e) => {
             count("failed");
-            warn!(job_id = %message.job_id, "e-mail not sent, will retry: {e}");
+            warn!(job_id = %id, "e-mail not sent, will retry: {}", chain(&e));
             return Outcome::RetryLater;
         }
     }
-    if let Err(e) = work.jobs.mark_mailed(id).await {
-        warn!(job_id = %id, "cannot record the mail: {}", chain(&e));
-    }
+    mark_mailed(work, id).await;
     Outcome::Done
+}
+
+/// Claims the job's mail, waiting while another node holds the claim (it
+/// is sending that mail right now) until it marks the job mailed or its
+/// claim runs out.
+async fn claim_mail(work: &Work, id: JobId) -> Turn {
+    let mut waited = false;
+    loop {
+        let now = Timestamp::now();
+        match work
+            .jobs
+            .claim_mail(id, &work.node_id, now, MAIL_CLAIM)
+            .await
+        {
+            Ok(Some(job)) => return Turn::Ours(Box::new(job)),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(job_id = %id, "cannot claim the owner's mail: {}", chain(&e));
+                return Turn::Unavailable;
+            }
+        }
+        let held_until = match work.jobs.get(id).await {
+            Ok(Some(job)) if job.mailed || job.state == JobState::Deleted => {
+                return Turn::Settled;
+            }
+            Ok(None) => return Turn::Settled,
+            Ok(Some(job)) => job.mail_claim.map(|claim| claim.until),
+            Err(e) => {
+                warn!(job_id = %id, "cannot check whether the owner was mailed: {}", chain(&e));
+                return Turn::Unavailable;
+            }
+        };
+        if !waited {
+            info!(job_id = %id, "another node is sending this job's mail; waiting for it");
+            waited = true;
+        }
+        let left = held_until.map_or(0, |until| until.millis() - now.millis());
+        let pause = u64::try_from(left).unwrap_or(0).clamp(100, 1000);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// Sends the mail, renewing this node's claim on it while SMTP runs.
+async fn send_holding_claim(
+    work: &Work,
+    message: &Mp3Message,
+    job: &JobRecord,
+) -> Result<(), MailError> {
+    let send = work.mailer.send(message, job);
+    tokio::pin!(send);
+    let every = MAIL_CLAIM / 3;
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            sent = &mut send => return sent,
+            _ = renew.tick() => {
+                let renewed = work
+                    .jobs
+                    .claim_mail(job.id, &work.node_id, Timestamp::now(), MAIL_CLAIM)
+                    .await;
+                if let Err(e) = renewed {
+                    warn!(job_id = %job.id, "cannot renew the claim on the owner's mail: {}", chain(&e));
+                }
+            }
+        }
+    }
+}
+
+/// Records the mail as sent, retrying until the record is written: the
+/// SMTP server has the mail, so sending it again is what must not happen.
+async fn mark_mailed(work: &Work, id: JobId) {
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match work.jobs.mark_mailed(id).await {
+            Ok(()) => return,
+            Err(e) => {
+                warn!(job_id = %id, "cannot record the mail yet, retrying: {}", chain(&e));
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
 }

@@ -33,7 +33,7 @@ use super::messages::JobDelivery;
 use super::pipeline::{Progress, Summary, TranscodeError, transcode};
 use super::spool::Spool;
 use crate::backends::{Backends, Bucket, Claim, FileMeta, StoreError, Upload, chain, claim};
-use crate::domain::{FileId, JobEvent, JobId, JobRecord, JobState, Mp3Message};
+use crate::domain::{AudioSummary, FileId, JobEvent, JobId, JobRecord, JobState, Mp3Message};
 use crate::metrics::Metrics;
 use crate::settings::TranscoderSettings;
 
@@ -175,16 +175,16 @@ async fn attempt(
     ctx.metrics
         .converter_duration
         .observe(started.elapsed().as_secs_f64());
-    let (state, error) = match result {
-        Ok(()) => {
+    let (state, error, audio) = match result {
+        Ok(audio) => {
             ctx.metrics.job_result("success");
             info!(seconds = started.elapsed().as_secs_f64(), "done");
-            (JobState::Done, None)
+            (JobState::Done, None, Some(audio))
         }
         Err(Failure::Permanent(reason)) => {
             ctx.metrics.job_result("error");
             info!(%reason, "failed");
-            (JobState::Failed, Some(reason))
+            (JobState::Failed, Some(reason), None)
         }
         Err(Failure::Lost) => {
             info!("the job was deleted or taken over by another attempt; stopping");
@@ -210,7 +210,7 @@ async fn attempt(
     match ctx
         .backends
         .jobs
-        .finish(job.id, job.attempts, state, error.as_deref())
+        .finish(job.id, job.attempts, state, error.as_deref(), audio)
         .await
     {
         Ok(Some(job)) => {
@@ -307,7 +307,7 @@ async fn convert(
     ctx: &WorkerContext,
     job: &JobRecord,
     standby: Option<Standby>,
-) -> Result<(), Failure> {
+) -> Result<AudioSummary, Failure> {
     let blobs = &ctx.backends.blobs;
     let info = blobs
         .info(Bucket::Videos, job.video_fid)
@@ -391,14 +391,18 @@ async fn convert(
             }
         }
     };
-    if let Err(e) = converted {
-        return Err(if e.is_permanent() {
+    let summary = converted.map_err(|e| {
+        if e.is_permanent() {
             Failure::Permanent(e.to_string())
         } else {
             transient(e)
-        });
-    }
-    store_audio(ctx, job, &output).await.map_err(transient)
+        }
+    })?;
+    let bytes = store_audio(ctx, job, &output).await.map_err(transient)?;
+    Ok(AudioSummary {
+        bytes,
+        duration_ms: summary.length().as_millis().try_into().unwrap_or(u64::MAX),
+    })
 }
 
 /// Converts in a child (`ready`, started ahead, if it still runs), and
@@ -479,12 +483,13 @@ async fn convert_here(
 }
 
 /// Streams the finished audio from its spool to the blob store under the
-/// job's audio id, replacing whatever an interrupted attempt left there.
+/// job's audio id, replacing whatever an interrupted attempt left there;
+/// how many bytes it stored.
 async fn store_audio(
     ctx: &WorkerContext,
     job: &JobRecord,
     audio: &Spool,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let blobs = ctx.backends.blobs.as_ref();
     blobs.delete(Bucket::Audio, job.mp3_fid).await?;
     let meta = FileMeta {
@@ -508,5 +513,6 @@ async fn store_audio(
             return Err(e);
         }
     }
-    upload.finish().await.map(|_| ())
+    let bytes = upload.written();
+    upload.finish().await.map(|_| bytes)
 }

@@ -116,6 +116,31 @@ CREATE INDEX IF NOT EXISTS uploads_by_expiry ON uploads (expires_at);
 CREATE INDEX IF NOT EXISTS uploads_by_owner ON uploads (owner, queued);
 ";
 
+/// Columns added since the first schema: (table, column, type). A database
+/// made before them gets them at open; a new one gets them the same way,
+/// so this list is the only place they are declared.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("jobs", "audio_bytes", "INTEGER"),
+    ("jobs", "audio_ms", "INTEGER"),
+    ("jobs", "mail_node", "TEXT"),
+    ("jobs", "mail_until", "INTEGER"),
+];
+
+/// Adds the [`ADDED_COLUMNS`] a table lacks.
+fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
+    for (table, column, kind) in ADDED_COLUMNS {
+        let present: bool = connection.query_row(
+            &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+            [column],
+            |row| row.get(0),
+        )?;
+        if !present {
+            connection.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// The database; clones share the connection.
 #[derive(Clone)]
 pub struct Db {
@@ -131,6 +156,7 @@ impl Db {
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.execute_batch(SCHEMA)?;
+        add_missing_columns(&connection)?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
         })

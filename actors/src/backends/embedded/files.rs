@@ -26,6 +26,7 @@ use tokio_util::io::ReaderStream;
 use tracing::info;
 
 use super::db::Db;
+use super::jobs::signed;
 use crate::backends::{
     BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, ResumableWrite, StoreError,
 };
@@ -234,7 +235,7 @@ impl Placement {
                     params![
                         bucket.name(),
                         id.to_hex(),
-                        i64::try_from(length).unwrap_or(i64::MAX),
+                        signed(length),
                         meta.filename,
                         meta.owner,
                         meta.content_type,

@@ -10,11 +10,12 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::db::Db;
 use crate::backends::{JobQuery, JobStore, StoreError};
-use crate::domain::{Id, IdKind, JobId, JobRecord, JobState, Timestamp};
+use crate::domain::{AudioSummary, Id, IdKind, JobId, JobRecord, JobState, MailClaim, Timestamp};
 use crate::output::OutputOptions;
 
 const COLUMNS: &str = "id, owner, filename, video_fid, mp3_fid, state, error, attempts, retries, \
-                       output, progress, node, notified, mailed, lease_until, created_at, updated_at";
+                       output, progress, node, notified, mailed, lease_until, created_at, updated_at, \
+                       audio_bytes, audio_ms, mail_node, mail_until";
 
 /// A stored value that is not what the schema promises (a hand-edited row).
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,26 @@ fn record(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
         lease_until: row.get::<_, Option<i64>>(14)?.map(Timestamp::from_millis),
         created_at: Timestamp::from_millis(row.get(15)?),
         updated_at: Timestamp::from_millis(row.get(16)?),
+        audio: match (
+            row.get::<_, Option<i64>>(17)?,
+            row.get::<_, Option<i64>>(18)?,
+        ) {
+            (Some(bytes), Some(ms)) => Some(AudioSummary {
+                bytes: count(bytes),
+                duration_ms: count(ms),
+            }),
+            _ => None,
+        },
+        mail_claim: match (
+            row.get::<_, Option<String>>(19)?,
+            row.get::<_, Option<i64>>(20)?,
+        ) {
+            (Some(node), Some(until)) => Some(MailClaim {
+                node,
+                until: Timestamp::from_millis(until),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -96,6 +117,10 @@ pub(super) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+pub(super) fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 #[async_trait]
 impl JobStore for Db {
     async fn insert(&self, job: &JobRecord) -> Result<(), StoreError> {
@@ -104,7 +129,7 @@ impl JobStore for Db {
         let job = job.clone();
         self.call("insert_job", move |conn| {
             conn.execute(
-                &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+                &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"),
                 params![
                     job.id.to_hex(),
                     job.owner,
@@ -123,6 +148,10 @@ impl JobStore for Db {
                     job.lease_until.map(Timestamp::millis),
                     job.created_at.millis(),
                     job.updated_at.millis(),
+                    job.audio.map(|a| signed(a.bytes)),
+                    job.audio.map(|a| signed(a.duration_ms)),
+                    job.mail_claim.as_ref().map(|c| c.node.clone()),
+                    job.mail_claim.as_ref().map(|c| c.until.millis()),
                 ],
             )?;
             Ok(())
@@ -222,7 +251,8 @@ impl JobStore for Db {
             Ok(update_returning(
                 conn,
                 "UPDATE jobs SET state = 'queued', attempts = 0, error = NULL, progress = NULL, \
-                 node = NULL, notified = 0, mailed = 0, lease_until = NULL, updated_at = ?2, \
+                 node = NULL, notified = 0, mailed = 0, mail_node = NULL, mail_until = NULL, \
+                 audio_bytes = NULL, audio_ms = NULL, lease_until = NULL, updated_at = ?2, \
                  retries = retries + 1 WHERE id = ?1 AND state = 'failed'",
                 params![id.to_hex(), now()],
             )?)
@@ -317,6 +347,7 @@ impl JobStore for Db {
         attempt: u32,
         state: JobState,
         error: Option<&str>,
+        audio: Option<AudioSummary>,
     ) -> Result<Option<JobRecord>, StoreError> {
         debug_assert!(state.is_final());
         let error = error.map(str::to_owned);
@@ -325,9 +356,18 @@ impl JobStore for Db {
             Ok(update_returning(
                 conn,
                 "UPDATE jobs SET state = ?3, error = ?4, progress = ?5, notified = 0, \
-                 lease_until = NULL, updated_at = ?6 \
+                 lease_until = NULL, updated_at = ?6, audio_bytes = ?7, audio_ms = ?8 \
                  WHERE id = ?1 AND state = 'converting' AND attempts = ?2",
-                params![id.to_hex(), attempt, state.as_str(), error, progress, now()],
+                params![
+                    id.to_hex(),
+                    attempt,
+                    state.as_str(),
+                    error,
+                    progress,
+                    now(),
+                    audio.map(|a| signed(a.bytes)),
+                    audio.map(|a| signed(a.duration_ms)),
+                ],
             )?)
         })
         .await
@@ -359,9 +399,32 @@ impl JobStore for Db {
         .await
     }
 
+    async fn claim_mail(
+        &self,
+        id: JobId,
+        node: &str,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let node = node.to_owned();
+        self.call("claim_mail", move |conn| {
+            Ok(update_returning(
+                conn,
+                "UPDATE jobs SET mail_node = ?2, mail_until = ?4 \
+                 WHERE id = ?1 AND mailed = 0 AND state <> 'deleted' \
+                 AND (mail_until IS NULL OR mail_until <= ?3 OR mail_node = ?2)",
+                params![id.to_hex(), node, now.millis(), now.plus(lease).millis()],
+            )?)
+        })
+        .await
+    }
+
     async fn mark_mailed(&self, id: JobId) -> Result<(), StoreError> {
         self.call("mark_mailed", move |conn| {
-            conn.execute("UPDATE jobs SET mailed = 1 WHERE id = ?1", [id.to_hex()])?;
+            conn.execute(
+                "UPDATE jobs SET mailed = 1, mail_node = NULL, mail_until = NULL WHERE id = ?1",
+                [id.to_hex()],
+            )?;
             Ok(())
         })
         .await

@@ -58,7 +58,7 @@ async fn a_job_moves_only_by_the_rules() {
         Some(42.0)
     );
     assert!(
-        jobs.finish(record.id, 2, JobState::Done, None)
+        jobs.finish(record.id, 2, JobState::Done, None, None)
             .await
             .unwrap()
             .is_none()
@@ -73,7 +73,7 @@ async fn a_job_moves_only_by_the_rules() {
         (2, Some("broker away"))
     );
     let done = jobs
-        .finish(record.id, 2, JobState::Done, None)
+        .finish(record.id, 2, JobState::Done, None, None)
         .await
         .unwrap()
         .unwrap();

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::db::Db;
-use super::jobs::{bad, count, id_at};
+use super::jobs::{bad, count, id_at, signed};
 use crate::backends::{StoreError, UploadStore};
 use crate::domain::{FileId, Timestamp, UploadRecord};
 use crate::output::OutputOptions;
@@ -32,11 +32,6 @@ fn record(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
         expires_at: Timestamp::from_millis(row.get(11)?),
         metadata: row.get(12)?,
     })
-}
-
-/// Byte counts as SQLite's signed integers.
-fn signed(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl Db {

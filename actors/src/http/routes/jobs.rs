@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::backends::{Bucket, JobQuery, chain};
-use crate::domain::{FileId, Id, IdKind, JobId, JobRecord, JobState};
+use crate::domain::{AudioSummary, FileId, Id, IdKind, JobId, JobRecord, JobState};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
@@ -41,6 +41,8 @@ pub struct JobView {
     output: OutputOptions,
     /// The node converting it, or that converted it last.
     node: Option<String>,
+    /// The audio's size and length, once done.
+    audio: Option<AudioSummary>,
     created_at: String,
     updated_at: String,
     /// Where the job is in its life: only grows (the same number as its
@@ -69,6 +71,7 @@ impl From<JobRecord> for JobView {
             },
             output: job.output,
             node: job.node,
+            audio: job.audio.filter(|_| job.state == JobState::Done),
             created_at: job.created_at.to_rfc3339(),
             updated_at: job.updated_at.to_rfc3339(),
         }

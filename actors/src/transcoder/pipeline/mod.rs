@@ -80,6 +80,19 @@ pub struct Summary {
     pub sample_rate: u32,
 }
 
+impl Summary {
+    /// How long the audio is: its samples at its rate (exact), else the
+    /// duration the pipeline reported.
+    pub fn length(&self) -> Duration {
+        if self.sample_rate > 0 {
+            let millis = u128::from(self.samples) * 1000 / u128::from(self.sample_rate);
+            Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+        } else {
+            self.duration.unwrap_or_default()
+        }
+    }
+}
+
 /// Limits and the stop switch of one conversion.
 #[derive(Debug, Clone)]
 pub struct Control {

@@ -6,7 +6,7 @@ use mongodb::bson::{DateTime, oid::ObjectId};
 use serde::{Deserialize, Serialize};
 
 use super::{from_oid, oid};
-use crate::domain::{JobRecord, JobState, Timestamp};
+use crate::domain::{AudioSummary, JobRecord, JobState, MailClaim, Timestamp};
 use crate::output::OutputOptions;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,8 +37,40 @@ pub struct JobDoc {
     pub mailed: bool,
     #[serde(default)]
     pub lease_until: Option<DateTime>,
+    /// The node sending the mail, and until when (see `claim_mail`).
+    #[serde(default)]
+    pub mail_node: Option<String>,
+    #[serde(default)]
+    pub mail_until: Option<DateTime>,
+    #[serde(default)]
+    pub audio: Option<AudioDoc>,
     pub created_at: DateTime,
     pub updated_at: DateTime,
+}
+
+/// What a done job's audio is (counts as BSON's signed 64-bit integers).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct AudioDoc {
+    pub bytes: i64,
+    pub duration_ms: i64,
+}
+
+impl From<AudioSummary> for AudioDoc {
+    fn from(audio: AudioSummary) -> Self {
+        Self {
+            bytes: i64::try_from(audio.bytes).unwrap_or(i64::MAX),
+            duration_ms: i64::try_from(audio.duration_ms).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+impl From<AudioDoc> for AudioSummary {
+    fn from(audio: AudioDoc) -> Self {
+        Self {
+            bytes: u64::try_from(audio.bytes).unwrap_or(0),
+            duration_ms: u64::try_from(audio.duration_ms).unwrap_or(0),
+        }
+    }
 }
 
 pub fn date(time: Timestamp) -> DateTime {
@@ -67,6 +99,9 @@ impl From<&JobRecord> for JobDoc {
             notified: job.notified,
             mailed: job.mailed,
             lease_until: job.lease_until.map(date),
+            mail_node: job.mail_claim.as_ref().map(|c| c.node.clone()),
+            mail_until: job.mail_claim.as_ref().map(|c| date(c.until)),
+            audio: job.audio.map(AudioDoc::from),
             created_at: date(job.created_at),
             updated_at: date(job.updated_at),
         }
@@ -91,6 +126,14 @@ impl From<JobDoc> for JobRecord {
             notified: doc.notified,
             mailed: doc.mailed,
             lease_until: doc.lease_until.map(time),
+            mail_claim: match (doc.mail_node, doc.mail_until) {
+                (Some(node), Some(until)) => Some(MailClaim {
+                    node,
+                    until: time(until),
+                }),
+                _ => None,
+            },
+            audio: doc.audio.map(AudioSummary::from),
             created_at: time(doc.created_at),
             updated_at: time(doc.updated_at),
         }

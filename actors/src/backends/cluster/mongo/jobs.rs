@@ -10,10 +10,10 @@ use futures::TryStreamExt;
 use mongodb::bson::{DateTime, Document, doc};
 use mongodb::options::ReturnDocument;
 
-use super::job_doc::{JobDoc, date};
+use super::job_doc::{AudioDoc, JobDoc, date};
 use super::{Mongo, oid};
 use crate::backends::{JobQuery, JobStore, StoreError};
-use crate::domain::{JobId, JobRecord, JobState, Timestamp};
+use crate::domain::{AudioSummary, JobId, JobRecord, JobState, Timestamp};
 use crate::metrics::timed;
 
 fn records(docs: Vec<JobDoc>) -> Vec<JobRecord> {
@@ -139,6 +139,9 @@ impl JobStore for Mongo {
                         "node": null,
                         "notified": false,
                         "mailed": false,
+                        "mail_node": null,
+                        "mail_until": null,
+                        "audio": null,
                         "lease_until": null,
                         "updated_at": DateTime::now(),
                     },
@@ -259,8 +262,12 @@ impl JobStore for Mongo {
         attempt: u32,
         state: JobState,
         error: Option<&str>,
+        audio: Option<AudioSummary>,
     ) -> Result<Option<JobRecord>, StoreError> {
         debug_assert!(state.is_final());
+        let audio = audio
+            .map(AudioDoc::from)
+            .map(|a| doc! { "bytes": a.bytes, "duration_ms": a.duration_ms });
         let finish = self
             .jobs
             .find_one_and_update(
@@ -271,6 +278,7 @@ impl JobStore for Mongo {
                     "progress": if state == JobState::Done { Some(100.0) } else { None },
                     "notified": false,
                     "lease_until": null,
+                    "audio": audio,
                     "updated_at": DateTime::now(),
                 } },
             )
@@ -298,8 +306,42 @@ impl JobStore for Mongo {
         .map(|_| ())
     }
 
+    async fn claim_mail(
+        &self,
+        id: JobId,
+        node: &str,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let claim = self
+            .jobs
+            .find_one_and_update(
+                doc! {
+                    "_id": oid(id),
+                    "mailed": { "$ne": true },
+                    "state": { "$ne": JobState::Deleted.as_str() },
+                    "$or": [
+                        { "mail_until": { "$not": { "$gt": date(now) } } },
+                        { "mail_node": node },
+                    ],
+                },
+                doc! { "$set": { "mail_node": node, "mail_until": date(now.plus(lease)) } },
+            )
+            .return_document(ReturnDocument::After)
+            .into_future();
+        Ok(timed("mongodb", "claim_mail", claim)
+            .await?
+            .map(JobRecord::from))
+    }
+
     async fn mark_mailed(&self, id: JobId) -> Result<(), StoreError> {
-        self.set_flag(id, "mailed").await
+        self.jobs
+            .update_one(
+                doc! { "_id": oid(id) },
+                doc! { "$set": { "mailed": true, "mail_node": null, "mail_until": null } },
+            )
+            .await?;
+        Ok(())
     }
 
     async fn mark_notified(&self, id: JobId) -> Result<(), StoreError> {
