@@ -3,7 +3,7 @@
 # overridden through the environment. Sourced after scripts/lib.sh.
 
 # start_bench_node WORK NAME GROUP PORT MONGO_PORT [VAR=VALUE...]: starts
-# target/release/vidaud as node NAME of GROUP (nodes of a group share
+# target/release/vidaud (or $VIDAUD_BIN) as node NAME of GROUP (nodes of a group share
 # queues and databases), listening on PORT, its admin socket at
 # WORK/admin-NAME.sock, its pid in WORK/node-NAME.pid and its log in
 # WORK/node-NAME.log. Extra VAR=VALUE settings override the defaults here.
@@ -22,7 +22,7 @@ start_bench_node() {
     VIDAUD_ADMIN__SOCKET="$work/admin-$name.sock" VIDAUD_NODE__ID="\"$name\"" \
     VIDAUD_BACKEND__KIND=cluster VIDAUD_NOTIFIER__ENABLED=false VIDAUD_LOG__LEVEL=warn \
     "$@" \
-    nohup target/release/vidaud serve --config config.toml >"$work/node-$name.log" 2>&1 &
+    nohup "${VIDAUD_BIN:-target/release/vidaud}" serve --config config.toml >"$work/node-$name.log" 2>&1 &
   echo $! >"$work/node-$name.pid"
   wait_port "$port" "vidaud node $name" 60
 }

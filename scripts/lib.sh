@@ -44,17 +44,19 @@ ensure_debian_packages() {
 }
 
 # ensure_python_tools: SecantusDB (MongoDB wire protocol), aiosmtpd,
-# Schemathesis (checks the running API against its OpenAPI description) and
-# tuspy (a tus client nobody here wrote, for the resumable-upload tests).
+# Schemathesis (checks the running API against its OpenAPI description),
+# tuspy (a tus client nobody here wrote, for the resumable-upload tests) and
+# standardwebhooks (verifies the webhooks' signatures in the tests).
 ensure_python_tools() {
   # pip's console scripts (secantusd-py) land here; under pyenv they get no
   # shim until a rehash, so put the directory itself on PATH.
   PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
   export PATH
   if ! command -v secantusd-py >/dev/null || ! python3 -c 'import aiosmtpd' 2>/dev/null \
-    || ! command -v schemathesis >/dev/null || ! python3 -c 'import tusclient' 2>/dev/null; then
-    log "installing SecantusDB, aiosmtpd, Schemathesis and tuspy from PyPI"
-    python3 -m pip install -q SecantusDB aiosmtpd schemathesis tuspy
+    || ! command -v schemathesis >/dev/null || ! python3 -c 'import tusclient' 2>/dev/null \
+    || ! python3 -c 'import standardwebhooks' 2>/dev/null; then
+    log "installing SecantusDB, aiosmtpd, Schemathesis, tuspy and standardwebhooks from PyPI"
+    python3 -m pip install -q SecantusDB aiosmtpd schemathesis tuspy standardwebhooks
     if command -v pyenv >/dev/null; then pyenv rehash || true; fi
     hash -r
   fi

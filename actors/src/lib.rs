@@ -20,5 +20,6 @@ pub mod output;
 pub mod retention;
 pub mod settings;
 pub mod transcoder;
+pub mod webhooks;
 
 pub use settings::Settings;

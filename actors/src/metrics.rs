@@ -110,6 +110,10 @@ pub struct Metrics {
     /// Peak resident memory of conversion children that finished.
     pub converter_child_peak: Histogram,
     pub emails: Family<ResultLabels, Counter>,
+    /// Webhook attempts by result (delivered, retry, gave_up, refused).
+    pub webhooks: Family<ResultLabels, Counter>,
+    /// Webhook attempts, request to answer (or failure).
+    pub webhook_duration: Histogram,
     pub restarts: Family<ActorLabels, Counter>,
     pub uploads_refused: Counter,
     mailbox_depth: Family<ActorLabels, Gauge>,
@@ -181,6 +185,18 @@ impl Metrics {
             "notifier_emails",
             "E-mails by result (sent, failed)",
             Family::<ResultLabels, Counter>::default(),
+        );
+        let webhooks = registered(
+            &mut registry,
+            "webhook_deliveries",
+            "Webhook delivery attempts by result (delivered, retry, gave_up, refused)",
+            Family::<ResultLabels, Counter>::default(),
+        );
+        let webhook_duration = registered(
+            &mut registry,
+            "webhook_delivery_duration_seconds",
+            "Webhook delivery attempts, from the request to the answer's head or the failure",
+            Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         );
         let restarts = registered(
             &mut registry,
@@ -300,6 +316,9 @@ impl Metrics {
         for result in ["sent", "failed"] {
             let _ = emails.get_or_create(&ResultLabels { result });
         }
+        for result in ["delivered", "retry", "gave_up", "refused"] {
+            let _ = webhooks.get_or_create(&ResultLabels { result });
+        }
         for actor in ["auth", "notifier", "transcoder", "bridge", "http", "worker"] {
             let _ = restarts.get_or_create(&ActorLabels { actor });
         }
@@ -312,6 +331,8 @@ impl Metrics {
             converter_crashes,
             converter_child_peak,
             emails,
+            webhooks,
+            webhook_duration,
             restarts,
             uploads_refused,
             mailbox_depth,

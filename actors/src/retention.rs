@@ -1,5 +1,5 @@
 //! The periodic sweep: jobs older than `storage.retention_days` are
-//! deleted with their files, tombstones of deleted jobs are purged once
+//! deleted with their files (and `job.deleted` announced to webhooks), tombstones of deleted jobs are purged once
 //! they are that old too, and what uploads cut off by a killed node left
 //! in the blob store is removed once no upload begun then can still be
 //! running (`upload_grace`). Resumable uploads past their expiry go with
@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::backends::{Backends, Bucket, CompleteError, StoreError, chain, complete_upload};
-use crate::domain::Timestamp;
+use crate::domain::{JobEventType, Timestamp};
+use crate::webhooks::Intake;
 
 /// Jobs deleted per round trip of a sweep.
 const BATCH: u32 = 100;
@@ -29,13 +30,18 @@ pub struct SweepPlan {
 }
 
 /// Sweeps now and then every `plan.every`, until the handle is aborted.
-pub fn spawn_sweeper(backends: Backends, node_id: String, plan: SweepPlan) -> JoinHandle<()> {
+pub fn spawn_sweeper(
+    backends: Backends,
+    intake: Intake,
+    node_id: String,
+    plan: SweepPlan,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(plan.every.max(Duration::from_secs(1)));
         loop {
             tick.tick().await;
             if let Some(keep) = plan.keep {
-                match sweep(&backends, &node_id, keep).await {
+                match sweep(&backends, &intake, &node_id, keep).await {
                     Ok((0, 0)) => {}
                     Ok((jobs, tombstones)) => {
                         info!(jobs, tombstones, "retention sweep deleted old jobs")
@@ -98,6 +104,7 @@ pub async fn sweep_expired_uploads(backends: &Backends) -> Result<u64, CompleteE
 /// Deletes what is older than `keep`; returns (jobs deleted, tombstones purged).
 pub async fn sweep(
     backends: &Backends,
+    intake: &Intake,
     node_id: &str,
     keep: Duration,
 ) -> Result<(u64, u64), StoreError> {
@@ -109,6 +116,9 @@ pub async fn sweep(
             break;
         }
         for job in &old {
+            // Announced first, as a deletion by its owner is: a crash in
+            // between announces again (the same delivery) next sweep.
+            intake.announce(job, JobEventType::Deleted).await?;
             backends.delete_job_and_files(job).await?;
             let _ = backends.events.publish(&job.deleted_event(node_id)).await;
             deleted += 1;
@@ -124,6 +134,8 @@ pub struct Sweeper;
 
 pub struct SweeperArgs {
     pub backends: Backends,
+    /// Where a job deleted by age is announced to webhooks.
+    pub intake: Intake,
     pub node_id: String,
     pub plan: SweepPlan,
 }
@@ -138,7 +150,12 @@ impl ractor::Actor for Sweeper {
         _myself: ractor::ActorRef<()>,
         args: SweeperArgs,
     ) -> Result<Self::State, ractor::ActorProcessingErr> {
-        Ok(Some(spawn_sweeper(args.backends, args.node_id, args.plan)))
+        Ok(Some(spawn_sweeper(
+            args.backends,
+            args.intake,
+            args.node_id,
+            args.plan,
+        )))
     }
 
     async fn post_stop(

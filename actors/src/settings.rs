@@ -17,6 +17,7 @@ pub struct Settings {
     pub queue: QueueSettings,
     pub transcoder: TranscoderSettings,
     pub notifier: NotifierSettings,
+    pub webhooks: WebhookSettings,
     pub admin: AdminSettings,
     pub mailboxes: MailboxSettings,
     pub log: LogSettings,
@@ -411,6 +412,42 @@ pub struct NotifierSettings {
     /// Where mails are written when `smtp_host` is empty; empty: the data
     /// directory's `maildir`.
     pub maildir: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Deliver webhooks (endpoints can be registered either way; an
+    /// upload's `callback_url` is refused when off, not ignored).
+    pub enabled: bool,
+    /// The pauses between a delivery's attempts, seconds: after the last,
+    /// it has failed (it can be re-sent).
+    pub retry_schedule_secs: Vec<u64>,
+    /// Longest wait for a receiver's answer (connect included).
+    pub timeout_secs: u64,
+    /// The most of a receiver's answer body read (the rest is dropped).
+    pub max_response_bytes: u64,
+    /// Networks (CIDR) a destination may be in although they are refused
+    /// by default: loopback, private, link-local, CGNAT, metadata...
+    pub allowed_networks: Vec<String>,
+    /// Endpoints one user may register.
+    pub max_endpoints_per_user: u32,
+    /// Targets a node delivers to at once (each one delivery at a time).
+    pub concurrency: u32,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retry_schedule_secs: vec![5, 60, 300, 1800, 7200, 21600, 43200],
+            timeout_secs: 15,
+            max_response_bytes: 64 * 1024,
+            allowed_networks: Vec::new(),
+            max_endpoints_per_user: 10,
+            concurrency: 8,
+        }
+    }
 }
 
 /// How the mailer secures its SMTP connection.

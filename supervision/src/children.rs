@@ -17,12 +17,14 @@ use vidaud_actors::retention::{SweepPlan, Sweeper, SweeperArgs};
 use vidaud_actors::transcoder::{
     BridgeArgs, BridgeMsg, PoolArgs, PoolMsg, QueueBridge, TranscoderPool,
 };
+use vidaud_actors::webhooks::{Dispatcher, DispatcherArgs, Intake};
 use vidaud_actors::{Settings, transcoder};
 
 /// Start order is declaration order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Child {
     Auth,
+    Webhooks,
     Notifier,
     Transcoder,
     Bridge,
@@ -31,8 +33,9 @@ pub enum Child {
 }
 
 impl Child {
-    pub const START_ORDER: [Child; 6] = [
+    pub const START_ORDER: [Child; 7] = [
         Child::Auth,
+        Child::Webhooks,
         Child::Notifier,
         Child::Transcoder,
         Child::Bridge,
@@ -43,6 +46,7 @@ impl Child {
     pub fn name(self) -> &'static str {
         match self {
             Child::Auth => "auth",
+            Child::Webhooks => "webhooks",
             Child::Notifier => "notifier",
             Child::Transcoder => "transcoder",
             Child::Bridge => "bridge",
@@ -56,7 +60,9 @@ impl Child {
         match self {
             Child::Auth => &[Child::Http],
             Child::Transcoder => &[Child::Bridge],
-            Child::Notifier | Child::Bridge | Child::Retention | Child::Http => &[],
+            Child::Webhooks | Child::Notifier | Child::Bridge | Child::Retention | Child::Http => {
+                &[]
+            }
         }
     }
 }
@@ -75,6 +81,9 @@ pub struct NodeContext {
     /// Outlive the children: a restarted actor inherits its mailbox.
     pub mailboxes: Mailboxes,
     pub backends: Backends,
+    /// Where job events become webhook deliveries (notifier, HTTP front),
+    /// and what wakes the dispatcher.
+    pub intake: Intake,
 }
 
 /// References the dependents need, filled as children start.
@@ -150,18 +159,38 @@ pub async fn start(
             running.auth = Some(actor.clone());
             actor.get_cell()
         }
-        Child::Notifier => {
-            if !s.notifier.enabled {
+        Child::Webhooks => {
+            if !s.webhooks.enabled {
                 return Ok(None);
             }
-            let args = NotifierArgs {
-                backends: ctx.backends.clone(),
-                mailer: Mailer::new(
+            let args = DispatcherArgs {
+                intake: ctx.intake.clone(),
+                settings: s.webhooks.clone(),
+                metrics: ctx.metrics.clone(),
+                node_id: ctx.node_id.clone(),
+            };
+            Actor::spawn_linked(name, Dispatcher, args, supervisor)
+                .await?
+                .0
+                .get_cell()
+        }
+        Child::Notifier => {
+            if !s.notifier.enabled && !s.webhooks.enabled {
+                return Ok(None);
+            }
+            let mailer = match s.notifier.enabled {
+                true => Some(Mailer::new(
                     &s.notifier,
                     &s.http.public_url,
                     ctx.links.clone(),
                     maildir(s),
-                )?,
+                )?),
+                false => None,
+            };
+            let args = NotifierArgs {
+                backends: ctx.backends.clone(),
+                mailer,
+                intake: s.webhooks.enabled.then(|| ctx.intake.clone()),
                 metrics: ctx.metrics.clone(),
                 mailbox: ctx.mailboxes.notifier.clone(),
                 node_id: ctx.node_id.clone(),
@@ -210,6 +239,7 @@ pub async fn start(
         Child::Retention => {
             let args = SweeperArgs {
                 backends: ctx.backends.clone(),
+                intake: ctx.intake.clone(),
                 node_id: ctx.node_id.clone(),
                 plan: SweepPlan {
                     keep: (s.storage.retention_days > 0)
@@ -241,6 +271,7 @@ pub async fn start(
                 registration_open: s.auth.registration_open,
                 closing: Default::default(),
                 storage: s.storage.clone(),
+                webhooks: vidaud_actors::webhooks::Front::new(ctx.intake.clone(), &s.webhooks)?,
             };
             Actor::spawn_linked(name, HttpFront, state, supervisor)
                 .await?

@@ -138,7 +138,14 @@ impl Actor for RootSupervisor {
         let backends = Backends::connect(&settings, &args.node_id).await?;
         info!(backend = backends.kind, "backends connected");
         let mailboxes = Mailboxes::new(&settings.mailboxes, &args.metrics);
+        let intake = vidaud_actors::webhooks::Intake::new(
+            backends.webhooks.clone(),
+            args.links.clone(),
+            &settings.http.public_url,
+            settings.webhooks.enabled,
+        );
         let ctx = NodeContext {
+            intake,
             mailboxes,
             settings,
             draining: false,

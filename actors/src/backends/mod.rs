@@ -7,6 +7,7 @@
 //! - [`EventBus`]: job events to every listener on every node (events.rs)
 //! - [`UploadStore`]: resumable uploads between their requests (uploads.rs)
 //! - [`UserDirectory`]: accounts and their password hashes (users.rs)
+//! - [`WebhookStore`]: webhook endpoints and pending deliveries (webhooks.rs)
 //! - [`Check`]: named health checks for `/ready` and metrics (health.rs)
 //!
 //! One [`Backends`] value, chosen by configuration and built once by the
@@ -27,6 +28,7 @@ pub mod migrate;
 mod queue;
 mod uploads;
 mod users;
+mod webhooks;
 
 pub use blobs::{
     BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, ResumableWrite, Upload,
@@ -38,6 +40,7 @@ pub use jobs::{Claim, JobQuery, JobStore, claim};
 pub use queue::{Consumer, Delivery, JobQueue, Queue, Settle, run_consumer};
 pub use uploads::{CompleteError, UploadStore, complete as complete_upload};
 pub use users::{User, UserDirectory};
+pub use webhooks::WebhookStore;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -72,6 +75,7 @@ pub struct Backends {
     pub events: Arc<dyn EventBus>,
     pub users: Arc<dyn UserDirectory>,
     pub uploads: Arc<dyn UploadStore>,
+    pub webhooks: Arc<dyn WebhookStore>,
     pub checks: Arc<[Arc<dyn Check>]>,
 }
 

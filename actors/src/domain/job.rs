@@ -10,6 +10,7 @@ use super::events::JobEvent;
 use super::ids::{FileId, JobId};
 use super::messages::VideoMessage;
 use super::time::Timestamp;
+use super::webhook::Callback;
 use crate::output::OutputOptions;
 
 /// Where a job is in its life. Transitions only go forward:
@@ -138,6 +139,8 @@ pub struct JobRecord {
     pub mail_claim: Option<MailClaim>,
     /// What the audio turned out to be (set when the job is done).
     pub audio: Option<AudioSummary>,
+    /// The job's own webhook, if a `callback_url` was given at upload.
+    pub callback: Option<Callback>,
     /// Until when the converting attempt owns the job; it renews the lease
     /// while it works, so an expired lease means the attempt is gone.
     pub lease_until: Option<Timestamp>,
@@ -165,6 +168,7 @@ impl JobRecord {
             mailed: false,
             mail_claim: None,
             audio: None,
+            callback: None,
             lease_until: None,
             created_at: now,
             updated_at: now,

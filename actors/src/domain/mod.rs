@@ -11,6 +11,7 @@ mod job;
 mod messages;
 mod time;
 mod upload;
+mod webhook;
 
 pub use events::JobEvent;
 pub use ids::{FileId, Id, IdError, IdKind, JobId};
@@ -18,3 +19,7 @@ pub use job::{AudioSummary, JobRecord, JobState, MailClaim, event_sequence};
 pub use messages::{Mp3Message, VideoMessage};
 pub use time::Timestamp;
 pub use upload::UploadRecord;
+pub use webhook::{
+    Attempt, Callback, Delivery, DeliveryId, DeliveryState, Endpoint, EndpointId, JobEventType,
+    KEPT_ATTEMPTS,
+};

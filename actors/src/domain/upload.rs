@@ -7,6 +7,7 @@
 use super::ids::{FileId, JobId};
 use super::job::JobRecord;
 use super::time::Timestamp;
+use super::webhook::Callback;
 use crate::output::OutputOptions;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +25,9 @@ pub struct UploadRecord {
     pub metadata: String,
     /// The output options as given (defaults are applied at completion).
     pub output: OutputOptions,
+    /// The job's own webhook (`callback_url` in the metadata), its secret
+    /// made at creation.
+    pub callback: Option<Callback>,
     /// The job the upload becomes, minted at creation.
     pub job_id: JobId,
     pub mp3_fid: FileId,
@@ -44,6 +48,7 @@ impl UploadRecord {
         JobRecord {
             id: self.job_id,
             mp3_fid: self.mp3_fid,
+            callback: self.callback.clone(),
             ..JobRecord::new(&self.owner, &self.filename, self.id, output)
         }
     }

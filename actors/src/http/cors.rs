@@ -101,6 +101,7 @@ fn layer(origins: &[String]) -> CorsLayer {
                 "tus-max-size",
                 "tus-checksum-algorithm",
                 "job-id",
+                "callback-secret",
             ]))
             .collect::<Vec<_>>(),
         )

@@ -158,6 +158,14 @@ impl ApiError {
         Self::of_kind(ProblemKind::InvalidInput, message)
     }
 
+    /// Invalid input in the named field (of a form, a query, tus metadata).
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.to_owned()),
+            ..Self::invalid(message)
+        }
+    }
+
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         warn!("internal error: {cause}");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")

@@ -59,6 +59,8 @@ pub struct AppState {
     pub closing: CancellationToken,
     /// Per-user quotas and retention.
     pub storage: StorageSettings,
+    /// Endpoints, deliveries, and `job.deleted` announcements.
+    pub webhooks: crate::webhooks::Front,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -76,8 +78,32 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}/link", post(routes::links::create_link))
         .route("/jobs/{id}/audio", get(routes::files::job_audio))
         .route("/jobs/{id}/events", get(routes::events::job_events))
+        .route(
+            "/jobs/{id}/deliveries",
+            get(routes::webhooks::job_deliveries),
+        )
+        .route(
+            "/jobs/{id}/deliveries/{delivery_id}/resend",
+            post(routes::webhooks::job_resend),
+        )
         .route("/events", get(routes::events::all_events))
         .route("/options", get(routes::options::catalogue))
+        .route(
+            "/webhooks",
+            get(routes::webhooks::list).post(routes::webhooks::create),
+        )
+        .route(
+            "/webhooks/{id}",
+            get(routes::webhooks::show).delete(routes::webhooks::delete),
+        )
+        .route(
+            "/webhooks/{id}/deliveries",
+            get(routes::webhooks::deliveries),
+        )
+        .route(
+            "/webhooks/{id}/deliveries/{delivery_id}/resend",
+            post(routes::webhooks::resend),
+        )
         .route("/download", get(routes::files::download))
         .route("/health", get(routes::ops::health))
         .route("/ready", get(routes::ops::ready))

@@ -19,6 +19,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::error::{PROBLEM_JSON, ProblemKind};
 use super::routes;
+use super::routes::upload::CALLBACK_FIELD;
 use crate::output::{OPTIONS, OptionSpec};
 
 /// RFC 9457 problem details, as every error is sent.
@@ -60,6 +61,7 @@ impl utoipa::PartialSchema for UploadForm {
                 .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false))),
             |form, option| form.property(option.name, option_schema(option)),
         );
+        let form = form.property(CALLBACK_FIELD, callback_schema());
         RefOr::T(Schema::Object(form.build()))
     }
 }
@@ -83,8 +85,31 @@ impl utoipa::IntoParams for OptionQuery {
                     .schema(Some(option_schema(option)))
                     .build()
             })
+            .chain([ParameterBuilder::new()
+                .name(CALLBACK_FIELD)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(CALLBACK_DESCRIPTION))
+                .schema(Some(callback_schema()))
+                .build()])
             .collect()
     }
+}
+
+const CALLBACK_DESCRIPTION: &str = "Where this job's events (job.done, job.failed, job.deleted) \
+    are POSTed, signed per Standard Webhooks with the `callback_secret` of the answer. \
+    Loopback, private and other special addresses are refused unless \
+    `webhooks.allowed_networks` allows them.";
+
+fn callback_schema() -> Schema {
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::Custom("uri".into())))
+            .description(Some(CALLBACK_DESCRIPTION))
+            .examples(["https://example.com/hooks/vidaud"])
+            .build(),
+    )
 }
 
 /// One option's value: text, described by its row of the table.
@@ -125,6 +150,14 @@ fn option_schema(option: &OptionSpec) -> Schema {
         routes::events::job_events,
         routes::events::all_events,
         routes::options::catalogue,
+        routes::webhooks::create,
+        routes::webhooks::list,
+        routes::webhooks::show,
+        routes::webhooks::delete,
+        routes::webhooks::deliveries,
+        routes::webhooks::resend,
+        routes::webhooks::job_deliveries,
+        routes::webhooks::job_resend,
         routes::files::download,
         routes::ops::health,
         routes::ops::ready,
@@ -258,7 +291,7 @@ mod tests {
     }
 
     #[test]
-    fn the_upload_takes_exactly_the_options_of_the_table() {
+    fn the_upload_takes_exactly_the_options_of_the_table_and_a_callback() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
         let upload = &doc["paths"]["/upload"]["post"];
         let query: Vec<&str> = upload["parameters"]
@@ -267,7 +300,8 @@ mod tests {
             .iter()
             .map(|p| p["name"].as_str().unwrap())
             .collect();
-        let names: Vec<&str> = OPTIONS.iter().map(|o| o.name).collect();
+        let mut names: Vec<&str> = OPTIONS.iter().map(|o| o.name).collect();
+        names.push(CALLBACK_FIELD);
         assert_eq!(query, names);
         let form = &doc["components"]["schemas"]["UploadForm"];
         assert_eq!(form["additionalProperties"], false);

@@ -33,9 +33,10 @@ use tracing::{info, warn};
 use crate::backends::{
     Backends, Consumer, Delivery, JobStore, Queue, QueueError, chain, run_consumer,
 };
-use crate::domain::{JobId, JobRecord, JobState, Mp3Message, Timestamp};
+use crate::domain::{JobEventType, JobId, JobRecord, JobState, Mp3Message, Timestamp};
 use crate::mailbox::Mailbox;
 use crate::metrics::{Metrics, ResultLabels};
+use crate::webhooks::Intake;
 
 /// How long a stopping notifier may take to finish the mails in hand.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -50,7 +51,10 @@ pub enum NotifierMsg {
 
 pub struct NotifierArgs {
     pub backends: Backends,
-    pub mailer: Mailer,
+    /// `None` when mail is off (`notifier.enabled = false`).
+    pub mailer: Option<Mailer>,
+    /// Announces each job's end as webhooks; `None` when they are off.
+    pub intake: Option<Intake>,
     pub metrics: Arc<Metrics>,
     /// Its capacity is the `mp3` prefetch: mails in hand at once.
     pub mailbox: Mailbox,
@@ -59,7 +63,8 @@ pub struct NotifierArgs {
 
 /// What every mail in hand needs.
 struct Work {
-    mailer: Mailer,
+    mailer: Option<Mailer>,
+    intake: Option<Intake>,
     jobs: Arc<dyn JobStore>,
     metrics: Arc<Metrics>,
     node_id: String,
@@ -99,6 +104,7 @@ impl Actor for Notifier {
         info!(prefetch, "notifier consuming finished jobs");
         let NotifierArgs {
             mailer,
+            intake,
             metrics,
             backends,
             mailbox,
@@ -106,6 +112,7 @@ impl Actor for Notifier {
         } = args;
         let work = Arc::new(Work {
             mailer,
+            intake,
             jobs: backends.jobs,
             metrics,
             node_id,
@@ -211,12 +218,23 @@ async fn deliver(delivery: &Delivery, work: &Work) -> Outcome {
         }
     };
     let id = message.job_id;
+    // Webhooks first: stored before the ack, so a crash announces again
+    // (the same deliveries: their ids are the job's event).
+    if let Some(intake) = &work.intake
+        && let Err(e) = announce(intake, work, &message).await
+    {
+        warn!(job_id = %id, "cannot queue the job's webhooks: {}", chain(&e));
+        return Outcome::RetryLater;
+    }
+    let Some(mailer) = &work.mailer else {
+        return Outcome::Done;
+    };
     let job = match claim_mail(work, id).await {
         Turn::Ours(job) => job,
         Turn::Settled => return Outcome::Done,
         Turn::Unavailable => return Outcome::RetryLater,
     };
-    match send_holding_claim(work, &message, &job).await {
+    match send_holding_claim(work, mailer, &message, &job).await {
         Ok(()) => count("sent"),
         Err(e) if e.is_permanent() => {
             // The relay refused this mail for good: retrying would loop.
@@ -231,6 +249,24 @@ async fn deliver(delivery: &Delivery, work: &Work) -> Outcome {
     }
     mark_mailed(work, id).await;
     Outcome::Done
+}
+
+/// Queues the webhooks of the job's end, as the record has it now (a job
+/// retried since is announced by its own later message).
+async fn announce(
+    intake: &Intake,
+    work: &Work,
+    message: &Mp3Message,
+) -> Result<(), crate::backends::StoreError> {
+    let event = match message.state {
+        JobState::Done => JobEventType::Done,
+        JobState::Failed => JobEventType::Failed,
+        _ => return Ok(()),
+    };
+    match work.jobs.get(message.job_id).await? {
+        Some(job) if job.state == message.state => intake.announce(&job, event).await.map(|_| ()),
+        _ => Ok(()),
+    }
 }
 
 /// Claims the job's mail, waiting while another node holds the claim (it
@@ -276,10 +312,11 @@ async fn claim_mail(work: &Work, id: JobId) -> Turn {
 /// Sends the mail, renewing this node's claim on it while SMTP runs.
 async fn send_holding_claim(
     work: &Work,
+    mailer: &Mailer,
     message: &Mp3Message,
     job: &JobRecord,
 ) -> Result<(), MailError> {
-    let send = work.mailer.send(message, job);
+    let send = mailer.send(message, job);
     tokio::pin!(send);
     let every = MAIL_CLAIM / 3;
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);

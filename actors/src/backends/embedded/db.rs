@@ -114,6 +114,41 @@ CREATE TABLE IF NOT EXISTS uploads (
 );
 CREATE INDEX IF NOT EXISTS uploads_by_expiry ON uploads (expires_at);
 CREATE INDEX IF NOT EXISTS uploads_by_owner ON uploads (owner, queued);
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    events TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_endpoints_by_owner ON webhook_endpoints (owner, id);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id TEXT PRIMARY KEY,
+    target TEXT NOT NULL,
+    endpoint TEXT,
+    owner TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    event TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_at INTEGER,
+    created_at INTEGER NOT NULL,
+    history TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (state, next_at);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_target
+    ON webhook_deliveries (target, state, created_at);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_listed ON webhook_deliveries (target, created_at);
+CREATE TABLE IF NOT EXISTS webhook_targets (
+    target TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    until INTEGER NOT NULL
+);
 ";
 
 /// Columns added since the first schema: (table, column, type). A database
@@ -124,6 +159,10 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("jobs", "audio_ms", "INTEGER"),
     ("jobs", "mail_node", "TEXT"),
     ("jobs", "mail_until", "INTEGER"),
+    ("jobs", "callback_url", "TEXT"),
+    ("jobs", "callback_secret", "TEXT"),
+    ("uploads", "callback_url", "TEXT"),
+    ("uploads", "callback_secret", "TEXT"),
 ];
 
 /// Adds the [`ADDED_COLUMNS`] a table lacks.

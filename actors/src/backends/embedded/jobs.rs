@@ -10,12 +10,14 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::db::Db;
 use crate::backends::{JobQuery, JobStore, StoreError};
-use crate::domain::{AudioSummary, Id, IdKind, JobId, JobRecord, JobState, MailClaim, Timestamp};
+use crate::domain::{
+    AudioSummary, Callback, Id, IdKind, JobId, JobRecord, JobState, MailClaim, Timestamp,
+};
 use crate::output::OutputOptions;
 
 const COLUMNS: &str = "id, owner, filename, video_fid, mp3_fid, state, error, attempts, retries, \
                        output, progress, node, notified, mailed, lease_until, created_at, updated_at, \
-                       audio_bytes, audio_ms, mail_node, mail_until";
+                       audio_bytes, audio_ms, mail_node, mail_until, callback_url, callback_secret";
 
 /// A stored value that is not what the schema promises (a hand-edited row).
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +87,19 @@ fn record(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
             }),
             _ => None,
         },
+        callback: callback_at(row, 21)?,
     })
+}
+
+/// A job's callback, from its `callback_url` column at `index` and
+/// `callback_secret` after it.
+pub(super) fn callback_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Callback>> {
+    Ok(
+        match (row.get::<_, Option<String>>(index)?, row.get(index + 1)?) {
+            (Some(url), Some(secret)) => Some(Callback { url, secret }),
+            _ => None,
+        },
+    )
 }
 
 fn now() -> i64 {
@@ -129,7 +143,7 @@ impl JobStore for Db {
         let job = job.clone();
         self.call("insert_job", move |conn| {
             conn.execute(
-                &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"),
+                &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"),
                 params![
                     job.id.to_hex(),
                     job.owner,
@@ -152,6 +166,8 @@ impl JobStore for Db {
                     job.audio.map(|a| signed(a.duration_ms)),
                     job.mail_claim.as_ref().map(|c| c.node.clone()),
                     job.mail_claim.as_ref().map(|c| c.until.millis()),
+                    job.callback.as_ref().map(|c| c.url.clone()),
+                    job.callback.as_ref().map(|c| c.secret.clone()),
                 ],
             )?;
             Ok(())

@@ -12,6 +12,7 @@ mod jobs;
 mod queue;
 mod uploads;
 mod users;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -104,6 +105,7 @@ pub fn open(settings: &Settings, node_id: &str) -> Result<Backends, DataDirError
         queue: Arc::new(queue),
         events: Arc::new(InProcessEvents::default()),
         users: Arc::new(db.clone()),
+        webhooks: Arc::new(db.clone()),
         uploads: Arc::new(db),
         checks: checks.into(),
     })

@@ -6,13 +6,14 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::db::Db;
-use super::jobs::{bad, count, id_at, signed};
+use super::jobs::{bad, callback_at, count, id_at, signed};
 use crate::backends::{StoreError, UploadStore};
 use crate::domain::{FileId, Timestamp, UploadRecord};
 use crate::output::OutputOptions;
 
 const COLUMNS: &str = "id, owner, length, stored, filename, content_type, output, job_id, \
-                       mp3_fid, queued, created_at, expires_at, metadata";
+                       mp3_fid, queued, created_at, expires_at, metadata, callback_url, \
+                       callback_secret";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
     let output: String = row.get(6)?;
@@ -31,6 +32,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
         created_at: Timestamp::from_millis(row.get(10)?),
         expires_at: Timestamp::from_millis(row.get(11)?),
         metadata: row.get(12)?,
+        callback: callback_at(row, 13)?,
     })
 }
 
@@ -57,7 +59,7 @@ impl UploadStore for Db {
             conn.execute(
                 &format!(
                     "INSERT INTO uploads ({COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
                 ),
                 params![
                     u.id.to_hex(),
@@ -73,6 +75,8 @@ impl UploadStore for Db {
                     u.created_at.millis(),
                     u.expires_at.millis(),
                     u.metadata,
+                    u.callback.as_ref().map(|c| c.url.clone()),
+                    u.callback.as_ref().map(|c| c.secret.clone()),
                 ],
             )?;
             Ok(())

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::backends::{Bucket, JobQuery, chain};
-use crate::domain::{AudioSummary, FileId, Id, IdKind, JobId, JobRecord, JobState};
+use crate::domain::{AudioSummary, FileId, Id, IdKind, JobEventType, JobId, JobRecord, JobState};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
@@ -43,6 +43,8 @@ pub struct JobView {
     node: Option<String>,
     /// The audio's size and length, once done.
     audio: Option<AudioSummary>,
+    /// Where this job's events are POSTed, if a `callback_url` was given.
+    callback_url: Option<String>,
     created_at: String,
     updated_at: String,
     /// Where the job is in its life: only grows (the same number as its
@@ -72,6 +74,7 @@ impl From<JobRecord> for JobView {
             output: job.output,
             node: job.node,
             audio: job.audio.filter(|_| job.state == JobState::Done),
+            callback_url: job.callback.map(|c| c.url),
             created_at: job.created_at.to_rfc3339(),
             updated_at: job.updated_at.to_rfc3339(),
         }
@@ -224,6 +227,14 @@ pub async fn delete_job(
         Some(job) if caller.may_access(&job.owner) => job,
         _ => return Err(ApiError::not_found("job")),
     };
+    // Announced first, so a failure leaves the job as it was (and a
+    // retried DELETE announces again: the same deliveries).
+    if job.state != JobState::Deleted {
+        app.webhooks
+            .intake
+            .announce(&job, JobEventType::Deleted)
+            .await?;
+    }
     // Also on a repeated delete: a first one may have been cut short
     // between marking and removing the files.
     app.backends.delete_job_and_files(&job).await?;

@@ -9,3 +9,4 @@ pub mod ops;
 pub mod options;
 pub mod tus;
 pub mod upload;
+pub mod webhooks;

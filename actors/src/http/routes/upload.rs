@@ -16,12 +16,13 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::backends::{Bucket, FileMeta, StoreError, Upload};
-use crate::domain::{FileId, JobId, JobRecord};
+use crate::domain::{Callback, FileId, JobId, JobRecord};
 use crate::http::AppState;
 use crate::http::body::SlowBody;
 use crate::http::error::{ApiError, ProblemKind};
 use crate::http::extract::Caller;
 use crate::output::OutputOptions;
+use crate::webhooks::Front;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Accepted {
@@ -29,6 +30,41 @@ pub struct Accepted {
     job_id: JobId,
     #[schema(value_type = String)]
     video_fid: FileId,
+    /// With a `callback_url` only, and only here: the Standard Webhooks
+    /// secret (`whsec_…`) the job's callbacks are signed with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    callback_secret: Option<String>,
+}
+
+/// The form field (or query parameter, or tus metadata key) that asks for
+/// a job's events to be POSTed to a URL.
+pub const CALLBACK_FIELD: &str = "callback_url";
+
+/// The output options and the callback an upload asks for, as its fields
+/// and query parameters come.
+#[derive(Default)]
+struct Asked {
+    options: OutputOptions,
+    callback: Option<Callback>,
+}
+
+impl Asked {
+    /// Takes one named value: the callback's URL (checked at once, so a
+    /// refused one stops the upload before more is read) or an option.
+    fn set(&mut self, front: &Front, name: &str, value: &str) -> Result<(), ApiError> {
+        if name == CALLBACK_FIELD {
+            self.callback = Some(callback(front, value)?);
+            return Ok(());
+        }
+        Ok(self.options.set(name, value)?)
+    }
+}
+
+/// The callback to `url` with a fresh secret, or a 422 naming the field.
+pub fn callback(front: &Front, url: &str) -> Result<Callback, ApiError> {
+    front
+        .callback(url)
+        .map_err(|why| ApiError::invalid_field(CALLBACK_FIELD, format!("{CALLBACK_FIELD}: {why}")))
 }
 
 /// Uploads a video (multipart field `file`) and queues its conversion.
@@ -42,6 +78,7 @@ pub struct Accepted {
         (status = 408, description = "The body came too slowly", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Over the upload limit or the user's quota", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not multipart/form-data", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An option or the callback_url is refused, or no file", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -75,9 +112,9 @@ async fn accept(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     // Options in the query are checked before a byte of the body is read.
     let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let mut options = OutputOptions::default();
+    let mut asked = Asked::default();
     for (name, value) in &query {
-        options.set(name, value)?;
+        asked.set(&app.webhooks, name, value)?;
     }
     // Backpressure before a byte of the body is read: a node at its limit
     // of uploads in progress says so, and the client retries.
@@ -117,7 +154,7 @@ async fn accept(
     let field = loop {
         match multipart.next_field().await.map_err(malformed)? {
             Some(field) if field.name() == Some("file") => break field,
-            Some(field) => set_option(&mut options, field).await?,
+            Some(field) => set_field(&app, &mut asked, field).await?,
             None => {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -151,9 +188,9 @@ async fn accept(
                     "send exactly one file per upload (field `file`)",
                 ));
             }
-            set_option(&mut options, field).await?;
+            set_field(&app, &mut asked, field).await?;
         }
-        options.validate()?;
+        asked.options.validate()?;
         Ok(())
     }
     .await;
@@ -177,8 +214,11 @@ async fn accept(
     // (hyper drops a handler whose connection closed): a finished video
     // without its job and message would break the invariant. A task of
     // its own runs to the end either way.
-    let options = options.with_defaults(app.bitrate_kbps);
-    let job = JobRecord::new(&owner, &filename, upload.id(), options);
+    let options = asked.options.with_defaults(app.bitrate_kbps);
+    let job = JobRecord {
+        callback: asked.callback,
+        ..JobRecord::new(&owner, &filename, upload.id(), options)
+    };
     let size = upload.written();
     tokio::spawn(commit(app, upload, job.clone()))
         .await
@@ -189,6 +229,7 @@ async fn accept(
         Json(Accepted {
             job_id: job.id,
             video_fid: job.video_fid,
+            callback_secret: job.callback.map(|c| c.secret),
         }),
     ))
 }
@@ -268,11 +309,16 @@ async fn commit(app: AppState, upload: Upload, job: JobRecord) -> Result<(), Api
     Ok(())
 }
 
-/// Option fields are short text: a larger one is refused, not buffered.
-const OPTION_FIELD_BYTES: usize = 1024;
+/// Text fields are short (an option, a URL): a larger one is refused, not
+/// buffered.
+const OPTION_FIELD_BYTES: usize = 4096;
 
-/// Reads a text field of the form and sets the output option it names.
-async fn set_option(options: &mut OutputOptions, field: multer::Field<'_>) -> Result<(), ApiError> {
+/// Reads a text field of the form and sets what it names.
+async fn set_field(
+    app: &AppState,
+    asked: &mut Asked,
+    field: multer::Field<'_>,
+) -> Result<(), ApiError> {
     let name = field.name().unwrap_or("").to_owned();
     if field.file_name().is_some() {
         return Err(ApiError::new(
@@ -292,8 +338,7 @@ async fn set_option(options: &mut OutputOptions, field: multer::Field<'_>) -> Re
     }
     let value = String::from_utf8(value)
         .map_err(|_| ApiError::invalid(format!("the field `{name}` is not UTF-8 text")))?;
-    options.set(&name, &value)?;
-    Ok(())
+    asked.set(&app.webhooks, &name, &value)
 }
 
 fn malformed(e: multer::Error) -> ApiError {

@@ -29,6 +29,22 @@ impl Mongo {
         create(jobs, doc! { "created_at": 1 }, false).await?;
         create(&self.uploads, doc! { "expires_at": 1 }, false).await?;
         create(&self.uploads, doc! { "owner": 1, "queued": 1 }, false).await?;
+        create(
+            &self.webhook_endpoints,
+            doc! { "owner": 1, "_id": 1 },
+            false,
+        )
+        .await?;
+        let deliveries = &self.webhook_deliveries;
+        create(deliveries, doc! { "state": 1, "next_at": 1 }, false).await?;
+        create(
+            deliveries,
+            doc! { "target": 1, "state": 1, "created_at": 1 },
+            false,
+        )
+        .await?;
+        create(deliveries, doc! { "endpoint": 1 }, false).await?;
+        create(deliveries, doc! { "target": 1, "created_at": -1 }, false).await?;
         Ok(())
     }
 }

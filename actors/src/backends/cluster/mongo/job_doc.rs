@@ -6,7 +6,7 @@ use mongodb::bson::{DateTime, oid::ObjectId};
 use serde::{Deserialize, Serialize};
 
 use super::{from_oid, oid};
-use crate::domain::{AudioSummary, JobRecord, JobState, MailClaim, Timestamp};
+use crate::domain::{AudioSummary, Callback, JobRecord, JobState, MailClaim, Timestamp};
 use crate::output::OutputOptions;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,6 +44,9 @@ pub struct JobDoc {
     pub mail_until: Option<DateTime>,
     #[serde(default)]
     pub audio: Option<AudioDoc>,
+    /// The job's own webhook (`callback_url` at upload), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackDoc>,
     pub created_at: DateTime,
     pub updated_at: DateTime,
 }
@@ -69,6 +72,31 @@ impl From<AudioDoc> for AudioSummary {
         Self {
             bytes: u64::try_from(audio.bytes).unwrap_or(0),
             duration_ms: u64::try_from(audio.duration_ms).unwrap_or(0),
+        }
+    }
+}
+
+/// A job's callback: where, and the secret it is signed with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallbackDoc {
+    pub url: String,
+    pub secret: String,
+}
+
+impl From<&Callback> for CallbackDoc {
+    fn from(c: &Callback) -> Self {
+        Self {
+            url: c.url.clone(),
+            secret: c.secret.clone(),
+        }
+    }
+}
+
+impl From<CallbackDoc> for Callback {
+    fn from(c: CallbackDoc) -> Self {
+        Self {
+            url: c.url,
+            secret: c.secret,
         }
     }
 }
@@ -102,6 +130,7 @@ impl From<&JobRecord> for JobDoc {
             mail_node: job.mail_claim.as_ref().map(|c| c.node.clone()),
             mail_until: job.mail_claim.as_ref().map(|c| date(c.until)),
             audio: job.audio.map(AudioDoc::from),
+            callback: job.callback.as_ref().map(CallbackDoc::from),
             created_at: date(job.created_at),
             updated_at: date(job.updated_at),
         }
@@ -134,6 +163,7 @@ impl From<JobDoc> for JobRecord {
                 _ => None,
             },
             audio: doc.audio.map(AudioSummary::from),
+            callback: doc.callback.map(Callback::from),
             created_at: time(doc.created_at),
             updated_at: time(doc.updated_at),
         }

@@ -1,6 +1,6 @@
 //! The cluster's storage in MongoDB: the two GridFS buckets (`videos`,
 //! `mp3s`, default bucket `fs`, the reference's layout), the `jobs`
-//! collection and the resumable uploads' records (`uploads`).
+//! collection, the resumable uploads' records (`uploads`) and webhooks.
 //!
 //! Everything here is a single-document operation, so it is atomic on a
 //! standalone mongod as well as on a replica set; job state changes are
@@ -14,6 +14,7 @@ mod job_doc;
 mod jobs;
 mod resumable;
 mod uploads;
+mod webhooks;
 
 use mongodb::bson::Document;
 use mongodb::bson::oid::ObjectId;
@@ -70,6 +71,10 @@ pub struct Mongo {
     jobs: Collection<JobDoc>,
     /// Resumable uploads' records, beside `jobs` (raw documents: see uploads.rs).
     uploads: Collection<Document>,
+    /// Webhooks, beside `jobs` (see webhooks.rs).
+    webhook_endpoints: Collection<webhooks::EndpointDoc>,
+    webhook_deliveries: Collection<webhooks::DeliveryDoc>,
+    webhook_targets: Collection<Document>,
     mp3_infos: std::sync::Arc<info_cache::InfoCache>,
     /// This node's id: the holds it takes on resumable uploads name it, so
     /// that a restarted node can let go of its previous life's holds.
@@ -94,6 +99,15 @@ impl Mongo {
             mp3s: GridFs::new(&client.database(&settings.mp3s_db)),
             jobs: client.database(&settings.jobs_db).collection("jobs"),
             uploads: client.database(&settings.jobs_db).collection("uploads"),
+            webhook_endpoints: client
+                .database(&settings.jobs_db)
+                .collection("webhook_endpoints"),
+            webhook_deliveries: client
+                .database(&settings.jobs_db)
+                .collection("webhook_deliveries"),
+            webhook_targets: client
+                .database(&settings.jobs_db)
+                .collection("webhook_targets"),
             mp3_infos: std::sync::Arc::new(info_cache::InfoCache::new()),
             swept_uploads_until: std::sync::Arc::default(),
             node_id: node_id.to_owned(),

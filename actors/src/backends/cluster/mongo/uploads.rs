@@ -13,7 +13,7 @@ use mongodb::bson::{DateTime, doc, oid::ObjectId};
 use mongodb::options::ReturnDocument;
 use serde::{Deserialize, Serialize};
 
-use super::job_doc::{date, time};
+use super::job_doc::{CallbackDoc, date, time};
 use super::{Mongo, from_oid, oid};
 use crate::backends::{StoreError, UploadStore};
 use crate::domain::{FileId, Timestamp, UploadRecord};
@@ -34,6 +34,8 @@ struct UploadDoc {
     metadata: String,
     #[serde(default)]
     output: OutputOptions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    callback: Option<CallbackDoc>,
     job_id: ObjectId,
     mp3_fid: ObjectId,
     #[serde(default)]
@@ -65,6 +67,7 @@ impl From<&UploadRecord> for UploadDoc {
             content_type: u.content_type.clone(),
             metadata: u.metadata.clone(),
             output: u.output.clone(),
+            callback: u.callback.as_ref().map(CallbackDoc::from),
             job_id: oid(u.job_id),
             mp3_fid: oid(u.mp3_fid),
             queued: u.queued,
@@ -88,6 +91,7 @@ impl From<UploadDoc> for UploadRecord {
             content_type: d.content_type,
             metadata: d.metadata,
             output: d.output,
+            callback: d.callback.map(Into::into),
             job_id: from_oid(d.job_id),
             mp3_fid: from_oid(d.mp3_fid),
             queued: d.queued,

@@ -26,10 +26,12 @@ use axum::routing::{head, post};
 use std::time::Duration;
 use tracing::info;
 
-use self::protocol::{Expected, JOB_ID, RESUMABLE, VERSION, check_version, http_date, number};
+use self::protocol::{
+    CALLBACK_SECRET, Expected, JOB_ID, RESUMABLE, VERSION, check_version, http_date, number,
+};
 use self::receive::{Received, hold_for, receive};
 use super::jobs::parse_id;
-use super::upload::room_for;
+use super::upload::{self, room_for};
 use crate::backends::{Bucket, StoreError, complete_upload};
 use crate::domain::{FileId, JobId, Timestamp, UploadRecord};
 use crate::http::AppState;
@@ -111,6 +113,10 @@ async fn create(
         return Err(StoreError::TooLarge { limit }.into());
     }
     let meta = protocol::metadata(&headers)?;
+    let callback = match &meta.callback_url {
+        Some(url) => Some(upload::callback(&app.webhooks, url)?),
+        None => None,
+    };
     let owner = caller.0.username.clone();
     let room = room_for(&app, &owner).await?;
     if length > room.limit {
@@ -126,6 +132,7 @@ async fn create(
         content_type: meta.content_type,
         metadata: meta.raw,
         output: meta.output.with_defaults(app.bitrate_kbps),
+        callback,
         job_id: JobId::new(),
         mp3_fid: FileId::new(),
         queued: false,
@@ -156,6 +163,11 @@ async fn create(
     .unwrap_or_else(IntoResponse::into_response);
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
+    }
+    if let Some(secret) = &upload.callback.as_ref().map(|c| c.secret.as_str())
+        && let Ok(value) = HeaderValue::from_str(secret)
+    {
+        response.headers_mut().insert(CALLBACK_SECRET, value);
     }
     Ok(response)
 }

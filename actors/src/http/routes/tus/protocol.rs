@@ -10,7 +10,7 @@ use sha1::Digest as _;
 
 use crate::domain::Timestamp;
 use crate::http::error::{ApiError, ProblemKind};
-use crate::http::routes::upload::sanitize_filename;
+use crate::http::routes::upload::{CALLBACK_FIELD, sanitize_filename};
 use crate::output::OutputOptions;
 
 pub const RESUMABLE: &str = "Tus-Resumable";
@@ -21,6 +21,8 @@ pub const CHECKSUM_ALGORITHMS: &str = "sha1,sha256";
 pub const OFFSET_STREAM: &str = "application/offset+octet-stream";
 /// The header saying which job a completed upload became.
 pub const JOB_ID: &str = "Job-Id";
+/// The header that gives, once, the secret of the job's `callback_url`.
+pub const CALLBACK_SECRET: &str = "Callback-Secret";
 
 /// Every request but OPTIONS names the protocol version it speaks.
 pub fn check_version(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -69,6 +71,8 @@ pub struct Metadata {
     pub filename: String,
     pub content_type: Option<String>,
     pub output: OutputOptions,
+    /// Where the job's events go (`callback_url`), not yet checked.
+    pub callback_url: Option<String>,
     /// The header as sent, echoed on HEAD.
     pub raw: String,
 }
@@ -78,6 +82,7 @@ const METADATA_BYTES: usize = 4096;
 
 /// Parses `Upload-Metadata`: comma-separated `key base64(value)` pairs.
 /// `filename` (or `name`) and `filetype` (or `type`) describe the file;
+/// `callback_url` asks for the job's events to be POSTed there;
 /// every other key must be an output option of `POST /upload`, checked
 /// here, so a bad option is refused before any byte is sent.
 pub fn metadata(headers: &HeaderMap) -> Result<Metadata, ApiError> {
@@ -99,10 +104,10 @@ pub fn metadata(headers: &HeaderMap) -> Result<Metadata, ApiError> {
     for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (key, encoded) = pair.split_once(' ').unwrap_or((pair, ""));
         let bytes = STANDARD.decode(encoded.trim()).map_err(|_| {
-            field_error(key, format!("the metadata value of `{key}` is not base64"))
+            ApiError::invalid_field(key, format!("the metadata value of `{key}` is not base64"))
         })?;
         let value = String::from_utf8(bytes).map_err(|_| {
-            field_error(
+            ApiError::invalid_field(
                 key,
                 format!("the metadata value of `{key}` is not UTF-8 text"),
             )
@@ -112,6 +117,7 @@ pub fn metadata(headers: &HeaderMap) -> Result<Metadata, ApiError> {
             "filetype" | "type" => {
                 meta.content_type = Some(value).filter(|v| !v.is_empty() && v.len() <= 255)
             }
+            CALLBACK_FIELD => meta.callback_url = Some(value),
             option => meta.output.set(option, &value)?,
         }
     }
@@ -120,13 +126,6 @@ pub fn metadata(headers: &HeaderMap) -> Result<Metadata, ApiError> {
         meta.filename = sanitize_filename("");
     }
     Ok(meta)
-}
-
-fn field_error(key: &str, message: String) -> ApiError {
-    ApiError {
-        field: Some(key.to_owned()),
-        ..ApiError::invalid(message)
-    }
 }
 
 /// What `Upload-Checksum` says a request's body must hash to.

@@ -1,0 +1,258 @@
+//! Where webhooks may go: not into this machine, its networks or a cloud's
+//! metadata service, unless the operator allows a network.
+//!
+//! Every address a destination's name resolves to is checked, and only the
+//! addresses that pass are handed to the HTTP client to connect to (it
+//! resolves through [`GuardedResolver`]), so a name that resolves to a
+//! public address when checked and a private one a moment later (DNS
+//! rebinding) still only reaches the checked one. A URL with an address
+//! for a host is checked the same way before the request.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+/// A network, `address/prefix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a network (CIDR, e.g. 10.1.0.0/16 or fd00::/8)")]
+pub struct CidrError(String);
+
+impl std::str::FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(text: &str) -> Result<Self, CidrError> {
+        let error = || CidrError(text.to_owned());
+        let (address, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let network: IpAddr = address.trim().parse().map_err(|_| error())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().map_err(|_| error())?,
+            None => max,
+        };
+        if prefix > max {
+            return Err(error());
+        }
+        Ok(Cidr { network, prefix })
+    }
+}
+
+impl Cidr {
+    const fn v4(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> Cidr {
+        Cidr {
+            network: IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
+            prefix,
+        }
+    }
+
+    const fn v6(segments: [u16; 8], prefix: u8) -> Cidr {
+        let [a, b, c, d, e, f, g, h] = segments;
+        Cidr {
+            network: IpAddr::V6(Ipv6Addr::new(a, b, c, d, e, f, g, h)),
+            prefix,
+        }
+    }
+
+    pub fn contains(&self, address: IpAddr) -> bool {
+        match (self.network, address) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The ranges refused by default, with what they are.
+pub const REFUSED: &[(Cidr, &str)] = &[
+    (Cidr::v4(0, 0, 0, 0, 8), "\"this network\""),
+    (Cidr::v4(10, 0, 0, 0, 8), "private"),
+    (Cidr::v4(100, 64, 0, 0, 10), "shared address space (CGNAT)"),
+    (Cidr::v4(127, 0, 0, 0, 8), "loopback"),
+    (Cidr::v4(169, 254, 0, 0, 16), "link-local (cloud metadata)"),
+    (Cidr::v4(172, 16, 0, 0, 12), "private"),
+    (Cidr::v4(192, 0, 0, 0, 24), "IETF protocol assignments"),
+    (Cidr::v4(192, 0, 2, 0, 24), "documentation"),
+    (Cidr::v4(192, 88, 99, 0, 24), "6to4 relay anycast"),
+    (Cidr::v4(192, 168, 0, 0, 16), "private"),
+    (Cidr::v4(198, 18, 0, 0, 15), "benchmarking"),
+    (Cidr::v4(198, 51, 100, 0, 24), "documentation"),
+    (Cidr::v4(203, 0, 113, 0, 24), "documentation"),
+    (Cidr::v4(224, 0, 0, 0, 4), "multicast"),
+    (Cidr::v4(240, 0, 0, 0, 4), "reserved"),
+    (Cidr::v6([0, 0, 0, 0, 0, 0, 0, 0], 128), "unspecified"),
+    (Cidr::v6([0, 0, 0, 0, 0, 0, 0, 1], 128), "loopback"),
+    (Cidr::v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96), "NAT64"),
+    (Cidr::v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64), "discard"),
+    (
+        Cidr::v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32),
+        "documentation",
+    ),
+    (
+        Cidr::v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),
+        "unique local (private)",
+    ),
+    (Cidr::v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), "link-local"),
+    (Cidr::v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), "multicast"),
+];
+
+/// A destination address refused, and why.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refused {
+    #[error("{address} is {what} (refused unless webhooks.allowed_networks allows it)")]
+    Range { address: IpAddr, what: &'static str },
+    #[error("{host} resolves to no allowed address ({reasons})")]
+    Name { host: String, reasons: String },
+}
+
+/// Which destinations pass.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    allowed: Vec<Cidr>,
+}
+
+impl Guard {
+    pub fn new(allowed: &[String]) -> Result<Self, CidrError> {
+        Ok(Self {
+            allowed: allowed
+                .iter()
+                .map(|c| c.parse())
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Checks a URL as a destination: http or https, a host, no
+    /// credentials, and (when the host is an address) one that passes.
+    pub fn check_url(&self, url: &str) -> Result<reqwest::Url, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err("only http and https URLs can receive webhooks".into());
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err("the URL must not carry credentials".into());
+        }
+        let address = match parsed.host() {
+            None => return Err("the URL has no host".into()),
+            Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+            Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+            Some(url::Host::Domain(_)) => return Ok(parsed),
+        };
+        self.check(address).map_err(|e| e.to_string())?;
+        Ok(parsed)
+    }
+
+    /// Passes an address in no refused range, or in an allowed network.
+    pub fn check(&self, address: IpAddr) -> Result<(), Refused> {
+        // An IPv4 address written as IPv6 (::ffff:a.b.c.d) is that address.
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        if self.allowed.iter().any(|c| c.contains(address)) {
+            return Ok(());
+        }
+        match REFUSED.iter().find(|(range, _)| range.contains(address)) {
+            Some((_, what)) => Err(Refused::Range { address, what }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The HTTP client's resolver: the system's answer, only the addresses
+/// the guard passes.
+pub struct GuardedResolver(pub Arc<Guard>);
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let guard = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut reasons = Vec::new();
+            let passed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| match guard.check(a.ip()) {
+                    Ok(()) => true,
+                    Err(refused) => {
+                        reasons.push(refused.to_string());
+                        false
+                    }
+                })
+                .collect();
+            if passed.is_empty() {
+                let reasons = if reasons.is_empty() {
+                    "no address at all".to_owned()
+                } else {
+                    reasons.join("; ")
+                };
+                return Err(Box::new(Refused::Name { host, reasons }) as _);
+            }
+            Ok(Box::new(passed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn special_ranges_are_refused_public_ones_pass() {
+        let guard = Guard::default();
+        for refused in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "::ffff:127.0.0.1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "224.0.0.1",
+        ] {
+            assert!(guard.check(ip(refused)).is_err(), "{refused}");
+        }
+        for passes in [
+            "93.184.215.14",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+        ] {
+            assert!(guard.check(ip(passes)).is_ok(), "{passes}");
+        }
+    }
+
+    #[test]
+    fn an_allowed_network_passes() {
+        let guard = Guard::new(&["127.0.0.0/8".into(), "fd00::/8".into()]).unwrap();
+        assert!(guard.check(ip("127.0.0.1")).is_ok());
+        assert!(guard.check(ip("fd12::1")).is_ok());
+        assert!(guard.check(ip("10.0.0.1")).is_err());
+        assert!(Guard::new(&["10.0.0.0/33".into()]).is_err());
+        assert!(Guard::new(&["nonsense".into()]).is_err());
+    }
+}
