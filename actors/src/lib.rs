@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod backends;
+pub mod cidr;
 pub mod domain;
 pub mod http;
 pub mod mailbox;

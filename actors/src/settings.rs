@@ -142,6 +142,18 @@ pub struct HttpSettings {
     /// After the first `body_idle_secs`, an upload slower than this on
     /// average is cut off (408): a trickle cannot hold a slot for hours.
     pub min_upload_bytes_per_sec: u64,
+    /// Any other request body (JSON, a small form, none) must have arrived
+    /// whole within this many seconds (else 408) and be at most
+    /// `max_request_body_bytes` (else 413).
+    pub request_body_secs: u64,
+    pub max_request_body_bytes: usize,
+    /// Connections one client address may hold open at once; more are
+    /// answered 429 and closed. 0: no cap. Addresses in `trusted_proxies`
+    /// are not capped (their connections are many clients').
+    pub max_connections_per_client: u32,
+    /// Reverse proxies (addresses or CIDRs) whose `Forwarded` /
+    /// `X-Forwarded-For` name the client; anyone else's are ignored.
+    pub trusted_proxies: Vec<String>,
     /// A resumable (tus) upload not finished within this many seconds of
     /// its creation expires and is swept with its data.
     pub resumable_expire_secs: u64,
@@ -162,6 +174,10 @@ impl Default for HttpSettings {
             max_header_bytes: 16 * 1024,
             body_idle_secs: 30,
             min_upload_bytes_per_sec: 4096,
+            request_body_secs: 10,
+            max_request_body_bytes: 64 * 1024,
+            max_connections_per_client: 256,
+            trusted_proxies: Vec::new(),
             resumable_expire_secs: 24 * 3600,
             cors_origins: Vec::new(),
         }

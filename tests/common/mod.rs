@@ -1416,3 +1416,12 @@ impl EventTap {
         events
     }
 }
+
+/// An HTTP client whose connections come from `address` (any of
+/// 127.0.0.0/8 on loopback), so a test can be several clients at once.
+pub fn client_from(address: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(address.parse::<std::net::IpAddr>().expect("address"))
+        .build()
+        .expect("client")
+}

@@ -69,12 +69,14 @@ problem_kinds! {
     PayloadTooLarge = ("payload-too-large", 413, "Upload too large"),
     TusVersion = ("tus-version", 412, "Unsupported tus version"),
     QuotaExceeded = ("quota-exceeded", 413, "Storage quota exceeded"),
+    BodyTooLarge = ("body-too-large", 413, "Request body too large"),
     UnsupportedMediaType = ("unsupported-media-type", 415, "Unsupported media type"),
     RangeNotSatisfiable = ("range-not-satisfiable", 416, "Range not satisfiable"),
     InvalidInput = ("invalid-input", 422, "Invalid input"),
     InvalidOption = ("invalid-option", 422, "Invalid output option"),
     RateLimited = ("rate-limited", 429, "Too many requests"),
     TooManyJobs = ("too-many-jobs", 429, "Too many jobs in progress"),
+    TooManyConnections = ("too-many-connections", 429, "Too many connections from your address"),
     UploadLocked = ("upload-locked", 423, "Upload in use by another request"),
     HeadersTooLarge = ("headers-too-large", 431, "Request headers too large"),
     ChecksumMismatch = ("checksum-mismatch", 460, "Checksum mismatch"),
@@ -180,8 +182,9 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem document (RFC 9457) of this error.
+    pub fn problem_json(&self) -> String {
         let mut body = serde_json::json!({
             "type": format!("{TYPE_PREFIX}{}", self.kind.slug()),
             "title": self.kind.title(),
@@ -189,10 +192,16 @@ impl IntoResponse for ApiError {
             "detail": self.message,
             "error": self.message,
         });
-        if let Some(field) = self.field {
-            body["field"] = field.into();
+        if let Some(field) = &self.field {
+            body["field"] = field.clone().into();
         }
-        let mut response = (self.status, body.to_string()).into_response();
+        body.to_string()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.problem_json()).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if self.status == StatusCode::UNAUTHORIZED {

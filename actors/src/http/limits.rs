@@ -3,8 +3,9 @@
 //! of a minute's allowance. Going over is a 429 with Retry-After before any
 //! hashing, so guessing passwords costs the guesser time, not us CPU.
 //!
-//! The client IP is the peer address: behind a reverse proxy, limit there
-//! (or every client shares the proxy's allowance).
+//! The client IP is the request's [`ClientAddr`](super::ClientAddr): the
+//! peer, or behind a proxy in `http.trusted_proxies` the client it names,
+//! so clients behind one proxy do not share one allowance.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;

@@ -7,6 +7,7 @@
 //! the backends for jobs, files, the job queue and job events.
 
 mod body;
+mod client_addr;
 mod cors;
 mod error;
 mod extract;
@@ -14,8 +15,10 @@ mod limits;
 pub mod openapi;
 mod routes;
 mod server;
+mod small_body;
 mod web;
 
+pub use client_addr::ClientAddr;
 pub use error::ApiError;
 pub use limits::AuthLimits;
 
@@ -64,11 +67,12 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // Every route but the uploads reads its (small) body whole first,
+    // under a deadline and a size cap; the uploads stream theirs.
+    let bounded = Router::new()
         .route("/register", post(routes::account::register))
         .route("/login", post(routes::account::login))
         .route("/validate", post(routes::account::validate))
-        .route("/upload", post(routes::upload::upload))
         .route("/jobs", get(routes::jobs::list_jobs))
         .route(
             "/jobs/{id}",
@@ -108,9 +112,15 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(routes::ops::health))
         .route("/ready", get(routes::ops::ready))
         .route("/metrics", get(routes::ops::metrics))
-        .merge(routes::tus::router())
         .merge(web::router())
         .merge(openapi::docs_router())
+        .route_layer(middleware::from_fn_with_state(
+            small_body::BodyBounds::new(&state.settings),
+            small_body::bounded,
+        ));
+    bounded
+        .route("/upload", post(routes::upload::upload))
+        .merge(routes::tus::router())
         .fallback(error::no_route)
         .layer(middleware::from_fn(error::problems_only))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -123,14 +133,19 @@ pub fn router(state: AppState) -> Router {
 
 /// A span per request, and the reference's request metrics labelled with
 /// the route template (never the raw URL, which carries ids).
-async fn observe(State(app): State<AppState>, request: Request, next: Next) -> Response {
+async fn observe(
+    State(app): State<AppState>,
+    client: ClientAddr,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = request.method().as_str().to_owned();
     let path = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let span = info_span!("request", %method, %path);
+    let span = info_span!("request", %method, %path, client = %client.0);
     let started = Instant::now();
     let response = next.run(request).instrument(span).await;
     let status = response.status().as_u16();
@@ -185,18 +200,20 @@ impl Actor for HttpFront {
                     .route("/metrics", get(routes::ops::metrics))
                     .with_state(state.clone());
                 let (settings, closing) = (state.settings.clone(), state.closing.clone());
+                let peers = server::Peers::new(&settings)?;
                 Some(tokio::spawn(async move {
-                    server::serve(listener, app, &settings, closing, DRAIN).await;
+                    server::serve(listener, app, &settings, peers, closing, DRAIN).await;
                 }))
             }
         };
         let closing = state.closing.clone();
         let settings = state.settings.clone();
+        let peers = server::Peers::new(&settings)?;
         let app = router(state);
         let server = {
             let closing = closing.clone();
             tokio::spawn(async move {
-                server::serve(listener, app, &settings, closing, DRAIN).await;
+                server::serve(listener, app, &settings, peers, closing, DRAIN).await;
             })
         };
         Ok(HttpState {

@@ -8,76 +8,10 @@
 //! rebinding) still only reaches the checked one. A URL with an address
 //! for a host is checked the same way before the request.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// A network, `address/prefix`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("`{0}` is not a network (CIDR, e.g. 10.1.0.0/16 or fd00::/8)")]
-pub struct CidrError(String);
-
-impl std::str::FromStr for Cidr {
-    type Err = CidrError;
-
-    fn from_str(text: &str) -> Result<Self, CidrError> {
-        let error = || CidrError(text.to_owned());
-        let (address, prefix) = match text.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (text, None),
-        };
-        let network: IpAddr = address.trim().parse().map_err(|_| error())?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().map_err(|_| error())?,
-            None => max,
-        };
-        if prefix > max {
-            return Err(error());
-        }
-        Ok(Cidr { network, prefix })
-    }
-}
-
-impl Cidr {
-    const fn v4(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> Cidr {
-        Cidr {
-            network: IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
-            prefix,
-        }
-    }
-
-    const fn v6(segments: [u16; 8], prefix: u8) -> Cidr {
-        let [a, b, c, d, e, f, g, h] = segments;
-        Cidr {
-            network: IpAddr::V6(Ipv6Addr::new(a, b, c, d, e, f, g, h)),
-            prefix,
-        }
-    }
-
-    pub fn contains(&self, address: IpAddr) -> bool {
-        match (self.network, address) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
+pub use crate::cidr::{Cidr, CidrError};
 
 /// The ranges refused by default, with what they are.
 pub const REFUSED: &[(Cidr, &str)] = &[

@@ -1,18 +1,18 @@
 //! `/register`, `/login`, `/validate`: the reference's auth endpoints.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use ractor::rpc::CallResult;
 use serde::Deserialize;
 
 use crate::auth::{AuthError, AuthMsg, Claims};
-use crate::http::AppState;
 use crate::http::error::{ApiError, ProblemKind};
 use crate::http::extract::{BasicCredentials, Caller};
+use crate::http::{AppState, ClientAddr};
 use crate::mailbox::Ticket;
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
@@ -43,7 +43,7 @@ pub struct Registration {
 )]
 pub async fn register(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     body: Result<Json<Registration>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     if !app.registration_open {
@@ -52,7 +52,7 @@ pub async fn register(
             "registration is closed on this service; ask an administrator for an account",
         ));
     }
-    app.limits.check_ip(peer.ip())?;
+    app.limits.check_ip(client)?;
     let Json(form) = body.map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -93,21 +93,21 @@ pub async fn register(
 )]
 pub async fn login(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     credentials: BasicCredentials,
 ) -> Result<String, ApiError> {
-    log_in(&app, peer, credentials.username, credentials.password).await
+    log_in(&app, client, credentials.username, credentials.password).await
 }
 
 /// Checks the rate limits and the password; a new token. Shared by
 /// `/login` and the web app's `POST /session`.
 pub async fn log_in(
     app: &AppState,
-    peer: SocketAddr,
+    client: IpAddr,
     email: String,
     password: String,
 ) -> Result<String, ApiError> {
-    app.limits.check_ip(peer.ip())?;
+    app.limits.check_ip(client)?;
     app.limits.check_account(&email)?;
     let ticket = auth_ticket(app)?;
     let result = app

@@ -72,10 +72,16 @@ pub async fn job_events(
         first: Some(now),
         finished: false,
     };
-    Ok(Sse::new(watch.into_stream())
-        .keep_alive(KeepAlive::new().interval(heartbeat))
+    Ok((
+        UNBUFFERED,
+        Sse::new(watch.into_stream()).keep_alive(KeepAlive::new().interval(heartbeat)),
+    )
         .into_response())
 }
+
+/// Tells a reverse proxy (nginx reads it; others have their own switch)
+/// to pass an event stream on as it comes rather than buffer it.
+const UNBUFFERED: [(&str, &str); 1] = [("x-accel-buffering", "no")];
 
 /// One event of the stream, as an SSE client sees it.
 #[derive(utoipa::ToSchema)]
@@ -214,10 +220,7 @@ fn event_data(event: &JobEvent) -> String {
     ),
     security(("bearer" = []))
 )]
-pub async fn all_events(
-    State(app): State<AppState>,
-    caller: Caller,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn all_events(State(app): State<AppState>, caller: Caller) -> Response {
     let heartbeat = Duration::from_secs(app.settings.sse_heartbeat_secs.max(1));
     let open = OpenStream::count(&app.metrics.event_streams);
     let feed = app.backends.events.subscribe();
@@ -226,7 +229,10 @@ pub async fn all_events(
         futures::stream::unfold(state, |(open, app, caller, mut feed, first)| async move {
             let resync = || Event::default().event("resync").data("{}");
             if first {
-                return Some((Ok(resync()), (open, app, caller, feed, false)));
+                return Some((
+                    Ok::<Event, Infallible>(resync()),
+                    (open, app, caller, feed, false),
+                ));
             }
             loop {
                 let event = tokio::select! {
@@ -243,5 +249,9 @@ pub async fn all_events(
                 return Some((Ok(event), (open, app, caller, feed, false)));
             }
         });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat))
+    (
+        UNBUFFERED,
+        Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat)),
+    )
+        .into_response()
 }

@@ -15,10 +15,8 @@
 //! rate limits as `/login`), `GET /session` says who is logged in (and the
 //! CSRF token), `DELETE /session` logs out.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::header::{COOKIE, ORIGIN, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -28,9 +26,9 @@ use sha2::Digest;
 
 use crate::auth::Claims;
 use crate::domain::Timestamp;
-use crate::http::AppState;
 use crate::http::error::{ApiError, ProblemKind};
 use crate::http::routes::account::log_in;
+use crate::http::{AppState, ClientAddr};
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "vidaud_session";
@@ -138,7 +136,7 @@ impl SessionView {
 )]
 pub async fn create(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     body: Result<Json<Credentials>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -148,7 +146,7 @@ pub async fn create(
             e.body_text()
         ))
     })?;
-    let token = log_in(&app, peer, form.email.trim().to_owned(), form.password).await?;
+    let token = log_in(&app, client, form.email.trim().to_owned(), form.password).await?;
     let claims = app.keys.verify(&token).map_err(ApiError::internal)?;
     let max_age = claims
         .exp

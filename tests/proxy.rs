@@ -1,0 +1,233 @@
+//! Behind a real nginx (Debian's, started here with tests/proxy/nginx.conf,
+//! the README's example): with `http.trusted_proxies` naming it, per-IP
+//! login limits apply per real client (two clients behind the proxy do not
+//! share an allowance), a forged `X-Forwarded-For` changes nothing, and
+//! uploads and event streams pass through as they happen. Clients are told
+//! apart by the loopback address they connect from (127.0.0.2, .3, ...).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, Node, NodeOptions, client_from, free_port, media};
+use futures::StreamExt;
+
+struct Nginx {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Nginx {
+    fn start(upstream: u16) -> Nginx {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let template = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/proxy/nginx.conf"),
+        )
+        .expect("nginx.conf");
+        let conf = template
+            .replace("{{DIR}}", &dir.path().display().to_string())
+            .replace("{{PORT}}", &port.to_string())
+            .replace("{{UPSTREAM}}", &upstream.to_string());
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).expect("write nginx.conf");
+        let child = Command::new("/usr/sbin/nginx")
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (Debian's package nginx)");
+        let nginx = Nginx { port, dir, child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx: {}", nginx.errors());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        nginx
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn errors(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn options(backend: Backend) -> NodeOptions {
+    NodeOptions::default()
+        .on(backend)
+        .with("VIDAUD_HTTP__TRUSTED_PROXIES", r#"["127.0.0.1"]"#)
+}
+
+async fn login_status(client: &reqwest::Client, url: &str, forged: Option<&str>) -> u16 {
+    let mut request = client
+        .post(url)
+        .basic_auth("nobody@example.com", Some("wrong password"));
+    if let Some(forged) = forged {
+        request = request.header("X-Forwarded-For", forged);
+    }
+    request.send().await.expect("login").status().as_u16()
+}
+
+both_backends!(
+    limits_apply_per_real_client_behind_a_trusted_proxy,
+    |backend: Backend| async move {
+        let node = Node::start(
+            options(backend)
+                .with("VIDAUD_AUTH__ATTEMPTS_PER_IP_PER_MINUTE", 3)
+                .with("VIDAUD_AUTH__ATTEMPTS_PER_ACCOUNT_PER_MINUTE", 1000),
+        )
+        .await;
+        let nginx = Nginx::start(node.port());
+        let proxied = nginx.url("/login");
+        let (a, b) = (client_from("127.0.0.2"), client_from("127.0.0.3"));
+        for _ in 0..3 {
+            assert_eq!(
+                login_status(&a, &proxied, None).await,
+                401,
+                "{}",
+                nginx.errors()
+            );
+        }
+        assert_eq!(
+            login_status(&a, &proxied, None).await,
+            429,
+            "A's allowance is spent"
+        );
+        // Forging the header a proxy would write gains A nothing: nginx
+        // appends the real address, and that is the hop believed.
+        for forged in ["198.51.100.7", "127.0.0.3", "127.0.0.1"] {
+            assert_eq!(
+                login_status(&a, &proxied, Some(forged)).await,
+                429,
+                "{forged}"
+            );
+        }
+        // B behind the same proxy has an allowance of its own.
+        assert_eq!(login_status(&b, &proxied, None).await, 401);
+        // Straight to the node, A is no trusted proxy: its header is ignored.
+        let direct = node.url("/login");
+        assert_eq!(login_status(&a, &direct, Some("203.0.113.9")).await, 429);
+        let c = client_from("127.0.0.4");
+        assert_eq!(login_status(&c, &direct, Some("127.0.0.2")).await, 401);
+    }
+);
+
+both_backends!(
+    uploads_and_event_streams_pass_through_as_they_happen,
+    |backend: Backend| async move {
+        let node = Node::start(options(backend)).await;
+        let (_, token) = node.new_user().await;
+        let nginx = Nginx::start(node.port());
+        let client = client_from("127.0.0.2");
+
+        // All of the user's events, through the proxy: the first one (a
+        // resync) arrives while the stream stays open.
+        let events = client
+            .get(nginx.url("/events"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("GET /events");
+        assert_eq!(events.status(), 200);
+        let mut events = events.bytes_stream();
+        let first = tokio::time::timeout(Duration::from_secs(30), events.next())
+            .await
+            .expect("an event through the proxy while the stream is open")
+            .expect("a chunk")
+            .expect("bytes");
+        assert!(
+            String::from_utf8_lossy(&first).contains("resync"),
+            "{first:?}"
+        );
+
+        // An upload whose body comes in two halves: the node has the first
+        // half before the client sends the second.
+        let video = std::fs::read(media::clip("mp4")).expect("clip");
+        let boundary = "vidaud-proxy-test";
+        let head = format!(
+            "--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; \
+             filename=\"clip.mp4\"\r\ncontent-type: video/mp4\r\n\r\n"
+        );
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let mut body = head.into_bytes();
+        body.extend_from_slice(&video);
+        body.extend_from_slice(tail.as_bytes());
+        let half = body.len() / 2;
+        let (second, first_half) = (body.split_off(half), body);
+        let (send, receive) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+        let length = first_half.len() + second.len();
+        let upload = tokio::spawn({
+            let client = client.clone();
+            let (url, token) = (nginx.url("/upload"), token.clone());
+            async move {
+                let stream = tokio_stream_of(receive);
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .header(
+                        "content-type",
+                        format!("multipart/form-data; boundary={boundary}"),
+                    )
+                    .header("content-length", length)
+                    .body(reqwest::Body::wrap_stream(stream))
+                    .send()
+                    .await
+            }
+        });
+        let received_before = upload_bytes(&node).await;
+        send.send(Ok(first_half.clone())).await.expect("first half");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while upload_bytes(&node).await < received_before + first_half.len() as u64 {
+            assert!(
+                Instant::now() < deadline,
+                "the first half never reached the node: nginx buffered the upload"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        send.send(Ok(second)).await.expect("second half");
+        drop(send);
+        let answer = upload.await.expect("task").expect("upload through nginx");
+        assert_eq!(
+            answer.status(),
+            202,
+            "{}",
+            answer.text().await.unwrap_or_default()
+        );
+    }
+);
+
+/// A stream of the chunks `receive` gets, until its sender is dropped.
+fn tokio_stream_of(
+    receive: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures::stream::unfold(receive, |mut receive| async move {
+        receive.recv().await.map(|chunk| (chunk, receive))
+    })
+}
+
+/// Upload bytes the node has received so far (its metric).
+async fn upload_bytes(node: &Node) -> u64 {
+    node.metrics_text()
+        .await
+        .lines()
+        .find(|l| l.contains("http_upload_bytes") && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
