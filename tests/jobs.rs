@@ -435,6 +435,8 @@ both_backends!(
             NodeOptions::default()
                 .on(backend)
                 .with("VIDAUD_STORAGE__QUOTA_BYTES_PER_USER", size * 3 / 2)
+                // Audio small enough to fit beside the video (it counts).
+                .with("VIDAUD_TRANSCODER__BITRATE_KBPS", 32)
                 .with("VIDAUD_STORAGE__MAX_ACTIVE_JOBS_PER_USER", 1)
                 .with("VIDAUD_STORAGE__RETENTION_DAYS", 7)
                 .with("VIDAUD_STORAGE__SWEEP_EVERY_SECS", 1),

@@ -158,16 +158,7 @@ both_backends!(
 
         // An upload whose body comes in two halves: the node has the first
         // half before the client sends the second.
-        let video = std::fs::read(media::clip("mp4")).expect("clip");
-        let boundary = "vidaud-proxy-test";
-        let head = format!(
-            "--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; \
-             filename=\"clip.mp4\"\r\ncontent-type: video/mp4\r\n\r\n"
-        );
-        let tail = format!("\r\n--{boundary}--\r\n");
-        let mut body = head.into_bytes();
-        body.extend_from_slice(&video);
-        body.extend_from_slice(tail.as_bytes());
+        let (content_type, mut body) = common::multipart_file(&media::clip("mp4"));
         let half = body.len() / 2;
         let (second, first_half) = (body.split_off(half), body);
         let (send, receive) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
@@ -180,10 +171,7 @@ both_backends!(
                 client
                     .post(url)
                     .bearer_auth(token)
-                    .header(
-                        "content-type",
-                        format!("multipart/form-data; boundary={boundary}"),
-                    )
+                    .header("content-type", content_type)
                     .header("content-length", length)
                     .body(reqwest::Body::wrap_stream(stream))
                     .send()

@@ -213,6 +213,7 @@ pub async fn start(
                     child_crashes_left: AtomicU32::new(s.transcoder.inject_child_crashes),
                     child_runaways_left: AtomicU32::new(s.transcoder.inject_child_runaway),
                     child_escapes_left: AtomicU32::new(s.transcoder.inject_child_escapes),
+                    quota_bytes_per_user: s.storage.quota_bytes_per_user,
                 }),
             };
             let (actor, _) = Actor::spawn_linked(name, TranscoderPool, args, supervisor).await?;

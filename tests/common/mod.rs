@@ -1425,3 +1425,21 @@ pub fn client_from(address: &str) -> reqwest::Client {
         .build()
         .expect("client")
 }
+
+/// `path` as the body of a `POST /upload` form (field `file`): its
+/// Content-Type and bytes.
+pub fn multipart_file(path: &Path) -> (String, Vec<u8>) {
+    let boundary = "vidaud-test-boundary";
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut body = format!(
+        "--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; \
+         filename=\"{name}\"\r\ncontent-type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&std::fs::read(path).expect("test media"));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}

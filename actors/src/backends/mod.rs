@@ -6,6 +6,7 @@
 //! - [`JobQueue`]: durable queues with settle handles (queue.rs)
 //! - [`EventBus`]: job events to every listener on every node (events.rs)
 //! - [`UploadStore`]: resumable uploads between their requests (uploads.rs)
+//! - [`ReservationStore`]: room held by uploads in progress (reservations.rs)
 //! - [`UserDirectory`]: accounts and their password hashes (users.rs)
 //! - [`WebhookStore`]: webhook endpoints and pending deliveries (webhooks.rs)
 //! - [`Check`]: named health checks for `/ready` and metrics (health.rs)
@@ -26,6 +27,7 @@ mod health;
 mod jobs;
 pub mod migrate;
 mod queue;
+mod reservations;
 mod uploads;
 mod users;
 mod webhooks;
@@ -38,6 +40,7 @@ pub use events::{EventBus, Feed, LocalFeed};
 pub use health::{Check, Health, Part};
 pub use jobs::{Claim, JobQuery, JobStore, claim};
 pub use queue::{Consumer, Delivery, JobQueue, Queue, Settle, run_consumer};
+pub use reservations::{ReservationStore, Reserved};
 pub use uploads::{CompleteError, UploadStore, complete as complete_upload};
 pub use users::{User, UserDirectory};
 pub use webhooks::WebhookStore;
@@ -75,6 +78,7 @@ pub struct Backends {
     pub events: Arc<dyn EventBus>,
     pub users: Arc<dyn UserDirectory>,
     pub uploads: Arc<dyn UploadStore>,
+    pub reservations: Arc<dyn ReservationStore>,
     pub webhooks: Arc<dyn WebhookStore>,
     pub checks: Arc<[Arc<dyn Check>]>,
 }

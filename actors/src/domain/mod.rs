@@ -9,6 +9,7 @@ mod events;
 mod ids;
 mod job;
 mod messages;
+mod reservation;
 mod time;
 mod upload;
 mod webhook;
@@ -17,6 +18,7 @@ pub use events::JobEvent;
 pub use ids::{FileId, Id, IdError, IdKind, JobId};
 pub use job::{AudioSummary, JobRecord, JobState, MailClaim, event_sequence};
 pub use messages::{Mp3Message, VideoMessage};
+pub use reservation::{Held, Reservation, ReservationId};
 pub use time::Timestamp;
 pub use upload::UploadRecord;
 pub use webhook::{

@@ -52,6 +52,8 @@ pub struct WorkerContext {
     pub child_crashes_left: AtomicU32,
     pub child_runaways_left: AtomicU32,
     pub child_escapes_left: AtomicU32,
+    /// `storage.quota_bytes_per_user` (0: none): the audio counts too.
+    pub quota_bytes_per_user: u64,
 }
 
 impl WorkerContext {
@@ -398,7 +400,17 @@ async fn convert(
             transient(e)
         }
     })?;
-    let bytes = store_audio(ctx, job, &output).await.map_err(transient)?;
+    let bytes = match store_audio(ctx, job, &output).await {
+        Ok(bytes) => bytes,
+        // Over the owner's quota: trying again would not make room.
+        Err(StoreError::TooLarge { limit }) => {
+            return Err(Failure::Permanent(format!(
+                "the audio is larger than the {limit} bytes left of your storage quota \
+                 (storage.quota_bytes_per_user); delete some jobs and retry"
+            )));
+        }
+        Err(e) => return Err(transient(e)),
+    };
     Ok(AudioSummary {
         bytes,
         duration_ms: summary.length().as_millis().try_into().unwrap_or(u64::MAX),
@@ -498,7 +510,18 @@ async fn store_audio(
         content_type: Some(job.output.format.content_type().to_owned()),
         job_id: Some(job.id),
     };
-    let mut upload = Upload::open(blobs, Bucket::Audio, job.mp3_fid, meta, u64::MAX).await?;
+    // Checked as it is written: the owner's quota, less what they keep
+    // (this job's earlier audio was just deleted) and what their unfinished
+    // resumable uploads declared.
+    let limit = match ctx.quota_bytes_per_user {
+        0 => u64::MAX,
+        quota => {
+            let kept = blobs.usage(&job.owner).await?;
+            let unfinished = ctx.backends.uploads.reserved(&job.owner).await?;
+            quota.saturating_sub(kept.saturating_add(unfinished))
+        }
+    };
+    let mut upload = Upload::open(blobs, Bucket::Audio, job.mp3_fid, meta, limit).await?;
     let mut reader = audio.reader().await?;
     let mut chunk = vec![0u8; 255 * 1024];
     loop {

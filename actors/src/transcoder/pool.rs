@@ -326,6 +326,7 @@ mod tests {
             child_crashes_left: AtomicU32::new(0),
             child_runaways_left: AtomicU32::new(0),
             child_escapes_left: AtomicU32::new(0),
+            quota_bytes_per_user: 0,
         });
         let (pool, _) = Actor::spawn(
             None,

@@ -50,6 +50,7 @@ pub async fn connect(settings: &Settings, node_id: &str) -> Result<Backends, sup
         kind: "cluster",
         jobs: mongo.clone(),
         uploads: mongo.clone(),
+        reservations: mongo.clone(),
         webhooks: mongo.clone(),
         blobs: mongo,
         events: Arc::new(RabbitEvents::start(broker.as_ref().clone())),

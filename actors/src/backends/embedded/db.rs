@@ -144,6 +144,18 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_by_target
     ON webhook_deliveries (target, state, created_at);
 CREATE INDEX IF NOT EXISTS webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint);
 CREATE INDEX IF NOT EXISTS webhook_deliveries_listed ON webhook_deliveries (target, created_at);
+CREATE TABLE IF NOT EXISTS reservations (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    jobs INTEGER NOT NULL,
+    until INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reservations_by_owner ON reservations (owner, until);
+CREATE TABLE IF NOT EXISTS reservation_versions (
+    owner TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS webhook_targets (
     target TEXT PRIMARY KEY,
     node TEXT NOT NULL,

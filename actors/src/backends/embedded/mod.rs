@@ -10,6 +10,7 @@ mod db;
 mod files;
 mod jobs;
 mod queue;
+mod reservations;
 mod uploads;
 mod users;
 mod webhooks;
@@ -105,6 +106,7 @@ pub fn open(settings: &Settings, node_id: &str) -> Result<Backends, DataDirError
         queue: Arc::new(queue),
         events: Arc::new(InProcessEvents::default()),
         users: Arc::new(db.clone()),
+        reservations: Arc::new(db.clone()),
         webhooks: Arc::new(db.clone()),
         uploads: Arc::new(db),
         checks: checks.into(),

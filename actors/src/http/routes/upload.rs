@@ -13,11 +13,12 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use std::time::Duration;
 use tracing::{info, warn};
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
-use crate::backends::{Bucket, FileMeta, StoreError, Upload};
-use crate::domain::{Callback, FileId, JobId, JobRecord};
+use crate::backends::{Bucket, FileMeta, Reserved, StoreError, Upload};
+use crate::domain::{Callback, FileId, JobId, JobRecord, Reservation, ReservationId, Timestamp};
 use crate::http::AppState;
 use crate::http::body::SlowBody;
 use crate::http::error::{ApiError, ProblemKind};
@@ -127,7 +128,11 @@ async fn accept(
         )
     })?;
     let owner = caller.0.username.clone();
-    let room = room_for(&app, &owner).await?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let room = room_for(&app, &owner, declared).await?;
     let limit = room.limit;
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -141,10 +146,6 @@ async fn accept(
     })?;
     // Refuse an announced oversize body before reading any of it (the
     // multipart framing adds a little, hence the slack).
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit.saturating_add(64 * 1024)) {
         return Err(room.refusal(StoreError::TooLarge { limit }.into()));
     }
@@ -221,9 +222,16 @@ async fn accept(
         ..JobRecord::new(&owner, &filename, upload.id(), options)
     };
     let size = upload.written();
-    tokio::spawn(commit(app, upload, job.clone()))
-        .await
-        .map_err(ApiError::internal)??;
+    let job_copy = job.clone();
+    // The room is given back only after the file and job count (or were
+    // undone), in the same task: see backends::reservations.
+    tokio::spawn(async move {
+        let committed = commit(app, upload, job_copy).await;
+        room.release().await;
+        committed
+    })
+    .await
+    .map_err(ApiError::internal)??;
     info!(job_id = %job.id, bytes = size, "upload accepted");
     Ok((
         StatusCode::ACCEPTED,
@@ -236,11 +244,13 @@ async fn accept(
 }
 
 /// How much one upload of a user may hold, from the node's limit and the
-/// user's quota and active jobs.
+/// user's quota and active jobs, and the reservation that holds it.
 pub(super) struct Room {
     pub limit: u64,
     /// The user's storage quota, when it (not the upload limit) is the bound.
     quota: Option<u64>,
+    /// Held until the upload's file and job count for themselves.
+    reserved: Option<Reserved>,
 }
 
 impl Room {
@@ -253,44 +263,118 @@ impl Room {
             _ => error,
         }
     }
-}
 
-/// Checked before the body is read: a user at their limit of active jobs
-/// (429) or storage (413) is told at once. Unfinished resumable uploads
-/// count with the size they declared.
-pub(super) async fn room_for(app: &AppState, owner: &str) -> Result<Room, ApiError> {
-    let storage = &app.storage;
-    if storage.max_active_jobs_per_user > 0 {
-        let active = app.backends.jobs.active_jobs(owner).await?;
-        if active >= storage.max_active_jobs_per_user {
-            return Err(ApiError::of_kind(
-                ProblemKind::TooManyJobs,
-                format!(
-                    "you have {active} jobs queued or converting, the most allowed; \
-                     upload again when one is done"
-                ),
-            )
-            .retry_after(30));
+    /// Gives the room back (the upload's file and job now count, or it is
+    /// abandoned); dropping the room does the same in the background.
+    pub async fn release(mut self) {
+        if let Some(reserved) = self.reserved.take() {
+            reserved.release().await;
         }
     }
+}
+
+/// Compare-and-reserve rounds before a busy user is told to try again.
+const RESERVE_TRIES: u32 = 50;
+
+/// Checked and reserved before the body is read: a user at their limit of
+/// active jobs (429) or storage (413) is told at once; otherwise the room
+/// (`wanted` bytes if the upload declared its size, else all that is left)
+/// is reserved, so that concurrent uploads of one user, on any nodes, never
+/// together go over. Unfinished resumable uploads count with the size they
+/// declared.
+pub(super) async fn room_for(
+    app: &AppState,
+    owner: &str,
+    wanted: Option<u64>,
+) -> Result<Room, ApiError> {
+    let storage = &app.storage;
     let max_upload = app.settings.max_upload_bytes;
     let quota = storage.quota_bytes_per_user;
-    if quota == 0 {
+    let max_jobs = storage.max_active_jobs_per_user;
+    if quota == 0 && max_jobs == 0 {
         return Ok(Room {
             limit: max_upload,
             quota: None,
+            reserved: None,
         });
     }
-    let held = app.backends.blobs.usage(owner).await?;
-    let reserved = app.backends.uploads.reserved(owner).await?;
-    let left = quota.saturating_sub(held.saturating_add(reserved));
-    if left == 0 {
-        return Err(StoreError::QuotaExceeded { quota }.into());
+    let store = app.backends.reservations.clone();
+    for _ in 0..RESERVE_TRIES {
+        let now = Timestamp::now();
+        // The reservations (and their version) first, then the usage they
+        // are added to: see backends::reservations.
+        let held = store.held(owner, now).await?;
+        if max_jobs > 0 {
+            let active = app.backends.jobs.active_jobs(owner).await?;
+            let active = active.saturating_add(u64::from(held.jobs));
+            if active >= max_jobs {
+                return Err(ApiError::of_kind(
+                    ProblemKind::TooManyJobs,
+                    format!(
+                        "you have {active} jobs queued, converting or uploading, the most \
+                         allowed; upload again when one is done"
+                    ),
+                )
+                .retry_after(30));
+            }
+        }
+        let (limit, bound) = if quota == 0 {
+            (max_upload, None)
+        } else {
+            let stored = app.backends.blobs.usage(owner).await?;
+            let unfinished = app.backends.uploads.reserved(owner).await?;
+            let used = stored.saturating_add(unfinished).saturating_add(held.bytes);
+            let left = quota.saturating_sub(used);
+            if left == 0 {
+                return Err(StoreError::QuotaExceeded { quota }.into());
+            }
+            (max_upload.min(left), (left < max_upload).then_some(quota))
+        };
+        let bytes = if quota == 0 {
+            0
+        } else {
+            wanted.map_or(limit, |w| w.min(limit))
+        };
+        let reservation = Reservation {
+            id: ReservationId::new(),
+            owner: owner.to_owned(),
+            bytes,
+            jobs: 1,
+            until: now.plus(longest_upload(&app.settings, bytes.max(limit))),
+        };
+        if store
+            .add_if_unchanged(&reservation, held.version, now)
+            .await?
+        {
+            return Ok(Room {
+                limit: if quota == 0 { limit } else { bytes },
+                quota: bound,
+                reserved: Some(Reserved::new(store, reservation)),
+            });
+        }
+        // Another upload of this user reserved meanwhile: read again.
+        tokio::time::sleep(Duration::from_millis(
+            1 + u64::from(rand::random::<u8>() % 8),
+        ))
+        .await;
     }
-    Ok(Room {
-        limit: max_upload.min(left),
-        quota: (left < max_upload).then_some(quota),
-    })
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many of your uploads are starting at once; try again shortly",
+    )
+    .retry_after(1))
+}
+
+/// The longest an upload of `bytes` may take before it is cut off as too
+/// slow (`http.min_upload_bytes_per_sec` after the first idle period), and
+/// a minute: how long its reservation counts if nobody releases it.
+fn longest_upload(settings: &crate::settings::HttpSettings, bytes: u64) -> Duration {
+    let idle = settings.body_idle_secs.max(1);
+    let transfer = match settings.min_upload_bytes_per_sec {
+        0 => 24 * 3600,
+        rate => bytes / rate,
+    };
+    Duration::from_secs(idle + transfer + 60)
 }
 
 /// Makes the video visible, records its job and queues it; on any failure,

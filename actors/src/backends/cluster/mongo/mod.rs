@@ -1,6 +1,7 @@
 //! The cluster's storage in MongoDB: the two GridFS buckets (`videos`,
 //! `mp3s`, default bucket `fs`, the reference's layout), the `jobs`
-//! collection, the resumable uploads' records (`uploads`) and webhooks.
+//! collection, the resumable uploads' records (`uploads`), the uploads'
+//! reservations (`reservations`) and webhooks.
 //!
 //! Everything here is a single-document operation, so it is atomic on a
 //! standalone mongod as well as on a replica set; job state changes are
@@ -12,6 +13,7 @@ mod indexes;
 mod info_cache;
 mod job_doc;
 mod jobs;
+mod reservations;
 mod resumable;
 mod uploads;
 mod webhooks;
@@ -75,6 +77,8 @@ pub struct Mongo {
     webhook_endpoints: Collection<webhooks::EndpointDoc>,
     webhook_deliveries: Collection<webhooks::DeliveryDoc>,
     webhook_targets: Collection<Document>,
+    /// Room held by uploads in progress, one document per owner.
+    reservations: Collection<reservations::OwnerDoc>,
     mp3_infos: std::sync::Arc<info_cache::InfoCache>,
     /// This node's id: the holds it takes on resumable uploads name it, so
     /// that a restarted node can let go of its previous life's holds.
@@ -108,6 +112,9 @@ impl Mongo {
             webhook_targets: client
                 .database(&settings.jobs_db)
                 .collection("webhook_targets"),
+            reservations: client
+                .database(&settings.jobs_db)
+                .collection("reservations"),
             mp3_infos: std::sync::Arc::new(info_cache::InfoCache::new()),
             swept_uploads_until: std::sync::Arc::default(),
             node_id: node_id.to_owned(),

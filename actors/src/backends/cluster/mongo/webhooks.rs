@@ -117,7 +117,7 @@ impl From<DeliveryDoc> for Delivery {
     }
 }
 
-fn duplicate_key(e: &mongodb::error::Error) -> bool {
+pub(super) fn duplicate_key(e: &mongodb::error::Error) -> bool {
     matches!(&*e.kind, ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == 11000)
 }
 

@@ -118,7 +118,7 @@ async fn create(
         None => None,
     };
     let owner = caller.0.username.clone();
-    let room = room_for(&app, &owner).await?;
+    let room = room_for(&app, &owner, Some(length)).await?;
     if length > room.limit {
         return Err(room.refusal(StoreError::TooLarge { limit: room.limit }.into()));
     }
@@ -147,7 +147,11 @@ async fn create(
     } else {
         None
     };
-    app.backends.uploads.create(&upload).await?;
+    let created = app.backends.uploads.create(&upload).await;
+    // The record now holds the room (unfinished uploads count with their
+    // declared size): the reservation is given back after it is written.
+    room.release().await;
+    created?;
     info!(upload = %upload.id, bytes = length, "resumable upload created");
     let location = format!("/uploads/{}", upload.id);
     let mut response = match first_bytes {

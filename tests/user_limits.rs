@@ -1,0 +1,215 @@
+//! Per-user limits that hold under concurrency: many uploads of one user at
+//! once, on one node or two, never together go over the storage quota or
+//! the active-job limit (each upload reserves its room before its body is
+//! read), and a conversion's audio counts against the quota as it is
+//! written (an audio that would not fit fails its job, keeping nothing).
+
+mod common;
+
+use common::{Backend, Files, Names, Node, NodeOptions, media};
+use serde_json::Value;
+
+/// The size of one multipart body of `clip` as `Node::upload` sends it
+/// (the file and a little framing), and of the file alone.
+fn sizes() -> (u64, u64) {
+    let file = std::fs::metadata(media::clip("mp4")).expect("clip").len();
+    (file + 400, file)
+}
+
+/// A node that takes uploads but converts nothing (drained), so stored
+/// videos stay what they are and jobs stay queued.
+async fn drained(options: NodeOptions) -> Node {
+    let node = Node::start(options.with("VIDAUD_MAILBOXES__HTTP", 64)).await;
+    let (code, answer) = node.ctl(&["drain"]);
+    assert_eq!(code, 0, "{answer}");
+    node
+}
+
+/// `n` uploads of one clip by `token` at once, spread over `nodes`: each
+/// sends the first half of its body, all wait until every one has begun,
+/// then each sends the rest. The statuses and the answers (0: no answer).
+async fn at_once(nodes: &[&Node], token: &str, n: usize) -> Vec<(u16, Value)> {
+    let (content_type, body) = common::multipart_file(&media::clip("mp4"));
+    let (go, ready) = tokio::sync::watch::channel(false);
+    let mut uploads = Vec::new();
+    for i in 0..n {
+        let node = nodes[i % nodes.len()];
+        let (first, second) = body.split_at(body.len() / 2);
+        let halves = [first.to_vec(), second.to_vec()];
+        let waiting = ready.clone();
+        let stream = futures::stream::unfold((0, halves), move |(part, halves)| {
+            let mut ready = waiting.clone();
+            async move {
+                if part == 2 {
+                    return None;
+                }
+                if part == 1 {
+                    let _ = ready.wait_for(|go| *go).await;
+                }
+                let chunk = halves[part].clone();
+                Some((Ok::<_, std::io::Error>(chunk), (part + 1, halves)))
+            }
+        });
+        let request = node
+            .http
+            .post(node.url("/upload"))
+            .bearer_auth(token)
+            .header("content-type", content_type.clone())
+            .header("content-length", body.len())
+            .body(reqwest::Body::wrap_stream(stream))
+            .send();
+        uploads.push(tokio::spawn(async move {
+            match request.await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    (status, r.json().await.unwrap_or(Value::Null))
+                }
+                Err(_) => (0, Value::Null),
+            }
+        }));
+    }
+    // Every upload has begun (and those refused have their answer).
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    go.send_replace(true);
+    let mut answers = Vec::new();
+    for upload in uploads {
+        answers.push(upload.await.expect("upload task"));
+    }
+    answers
+}
+
+fn count(answers: &[(u16, Value)], status: u16) -> usize {
+    answers.iter().filter(|(s, _)| *s == status).count()
+}
+
+fn kinds(answers: &[(u16, Value)]) -> Vec<String> {
+    answers
+        .iter()
+        .filter(|(s, _)| *s != 202)
+        .map(|(_, body)| body["type"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+both_backends!(
+    concurrent_uploads_never_exceed_the_quota,
+    |backend: Backend| async move {
+        let (body, file) = sizes();
+        // Room for three bodies and half of a fourth.
+        let quota = 3 * body + body / 2;
+        let node = drained(
+            NodeOptions::default()
+                .on(backend)
+                .with("VIDAUD_STORAGE__QUOTA_BYTES_PER_USER", quota),
+        )
+        .await;
+        let (_, token) = node.new_user().await;
+        let answers = at_once(&[&node], &token, 16).await;
+        assert_eq!(count(&answers, 202), 3, "{answers:?}");
+        assert_eq!(count(&answers, 413), 13, "{answers:?}");
+        assert!(
+            kinds(&answers)
+                .iter()
+                .all(|k| k == "urn:vidaud:problem:quota-exceeded"),
+            "{:?}",
+            kinds(&answers)
+        );
+        // What is stored is what was accepted (3 × the clip's bytes), and
+        // nothing of the refused.
+        assert_eq!(node.count_files(Files::Videos).await, 3);
+        assert_eq!(node.count_jobs().await, 3);
+        println!(
+            "{backend:?}: 16 concurrent uploads, quota {quota} B for 3 of {file} B: \
+             3 stored, 13 refused (413)"
+        );
+    }
+);
+
+both_backends!(
+    concurrent_uploads_never_exceed_the_active_job_limit,
+    |backend: Backend| async move {
+        let node = drained(
+            NodeOptions::default()
+                .on(backend)
+                .with("VIDAUD_STORAGE__MAX_ACTIVE_JOBS_PER_USER", 4),
+        )
+        .await;
+        let (_, token) = node.new_user().await;
+        let answers = at_once(&[&node], &token, 16).await;
+        assert_eq!(count(&answers, 202), 4, "{answers:?}");
+        assert_eq!(count(&answers, 429), 12, "{answers:?}");
+        assert!(
+            kinds(&answers)
+                .iter()
+                .all(|k| k == "urn:vidaud:problem:too-many-jobs"),
+            "{:?}",
+            kinds(&answers)
+        );
+        assert_eq!(node.count_jobs().await, 4);
+        assert_eq!(node.count_files(Files::Videos).await, 4);
+    }
+);
+
+/// Two cluster nodes of one group, both drained.
+async fn two_nodes(options: NodeOptions) -> (Node, Node) {
+    let options = options
+        .on(Backend::Cluster)
+        .with("VIDAUD_MAILBOXES__HTTP", 64);
+    let names = Names::fresh();
+    let a = Node::start_named(names.clone(), options.clone(), true).await;
+    let b = Node::start_named(names, options, false).await;
+    for node in [&a, &b] {
+        let (code, answer) = node.ctl(&["drain"]);
+        assert_eq!(code, 0, "{answer}");
+    }
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_at_once_hold_one_quota() {
+    let (body, _) = sizes();
+    let options =
+        NodeOptions::default().with("VIDAUD_STORAGE__QUOTA_BYTES_PER_USER", 3 * body + body / 2);
+    let (a, b) = two_nodes(options).await;
+    let (_, token) = a.new_user().await;
+    let answers = at_once(&[&a, &b], &token, 16).await;
+    assert_eq!(count(&answers, 202), 3, "{answers:?}");
+    assert_eq!(count(&answers, 413), 13, "{answers:?}");
+    assert_eq!(a.count_files(Files::Videos).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_at_once_hold_one_active_job_limit() {
+    let options = NodeOptions::default().with("VIDAUD_STORAGE__MAX_ACTIVE_JOBS_PER_USER", 5);
+    let (a, b) = two_nodes(options).await;
+    let (_, token) = a.new_user().await;
+    let answers = at_once(&[&a, &b], &token, 16).await;
+    assert_eq!(count(&answers, 202), 5, "{answers:?}");
+    assert_eq!(count(&answers, 429), 11, "{answers:?}");
+    assert_eq!(a.count_jobs().await, 5);
+}
+
+both_backends!(
+    audio_that_would_exceed_the_quota_fails_its_job_and_keeps_nothing,
+    |backend: Backend| async move {
+        // Room for the video and a kilobyte: not for its audio.
+        let (_, file) = sizes();
+        let node = Node::start(
+            NodeOptions::default()
+                .on(backend)
+                .with("VIDAUD_STORAGE__QUOTA_BYTES_PER_USER", file + 1000),
+        )
+        .await;
+        let (_, token) = node.new_user().await;
+        let id = node
+            .upload_all(&token, &[media::clip("mp4")])
+            .await
+            .remove(0);
+        let job = node.wait_final(&token, &id).await;
+        assert_eq!(job["state"], "failed", "{job}");
+        assert_eq!(job["attempts"], 1, "not retried: {job}");
+        let error = job["error"].as_str().unwrap_or_default();
+        assert!(error.contains("storage quota"), "{job}");
+        node.assert_no_files(Files::Audio, "the audio over the quota")
+            .await;
+    }
+);
