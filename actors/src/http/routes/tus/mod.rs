@@ -19,7 +19,7 @@ mod receive;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{head, post};
@@ -49,6 +49,22 @@ pub fn router() -> Router<AppState> {
                 .options(capabilities),
         )
         .layer(middleware::map_response(protocol_headers))
+        .layer(middleware::from_fn(close_after_refusal))
+}
+
+/// A refused creation or PATCH may leave its body unread: the connection is
+/// closed after the answer, so the client does not reuse a connection that
+/// still holds that body's bytes (its next request would fail).
+async fn close_after_refusal(request: axum::extract::Request, next: middleware::Next) -> Response {
+    let sends_body = matches!(*request.method(), Method::POST | Method::PATCH);
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if sends_body && (status.is_client_error() || status.is_server_error()) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Every answer says the protocol version; a refused version says which
