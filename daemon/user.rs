@@ -55,6 +55,7 @@ pub fn run(args: UserArgs) -> ExitCode {
             email: email.clone(),
             password_hash: hash,
             admin,
+            ..User::default()
         };
         users
             .create(&user)

@@ -40,8 +40,10 @@ both_backends!(
                 "--exclude-checks",
                 "positive_data_acceptance",
             ])
-            // `/events` streams for as long as the client stays.
+            // `/events` streams for as long as the client stays;
+            // `/me/logout-all` revokes the very token the run uses.
             .args(["--exclude-path", "/events"])
+            .args(["--exclude-path", "/me/logout-all"])
             .args(["--max-examples", EXAMPLES, "--seed", "1", "--workers", "2"])
             .args(["--phases", "examples,coverage,fuzzing,stateful"])
             .args(["--generation-database", "none", "--no-color"])

@@ -273,6 +273,9 @@ pub async fn start(
                 closing: Default::default(),
                 storage: s.storage.clone(),
                 webhooks: vidaud_actors::webhooks::Front::new(ctx.intake.clone(), &s.webhooks)?,
+                standings: Arc::new(vidaud_actors::auth::Standings::new(
+                    ctx.backends.users.clone(),
+                )),
             };
             Actor::spawn_linked(name, HttpFront, state, supervisor)
                 .await?

@@ -22,6 +22,8 @@ struct Shared {
     cuts: Mutex<Vec<u64>>,
     /// Bumped at each cut; every connection ends when it changes.
     cut: watch::Sender<u64>,
+    /// While set, new connections are closed at once (the server is "down").
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Proxy {
@@ -33,6 +35,7 @@ impl Proxy {
             sent: AtomicU64::new(0),
             cuts: Mutex::new(Vec::new()),
             cut: watch::channel(0).0,
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         let accepting = shared.clone();
         let task = tokio::spawn(async move {
@@ -64,6 +67,18 @@ impl Proxy {
         self.shared.cut.send_modify(|n| *n += 1);
     }
 
+    /// Drops every connection and refuses new ones until [`Proxy::open`]:
+    /// to the client, the server behind is down.
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.cut_now();
+    }
+
+    /// Lets connections through again.
+    pub fn open(&self) {
+        self.shared.closed.store(false, Ordering::SeqCst);
+    }
+
     /// Waits until clients have sent at least `bytes` in all (panics after
     /// `limit`).
     pub async fn wait_sent(&self, bytes: u64, limit: std::time::Duration) {
@@ -86,6 +101,9 @@ impl Drop for Proxy {
 }
 
 async fn forward(mut client: TcpStream, target: u16, shared: Arc<Shared>) {
+    if shared.closed.load(Ordering::SeqCst) {
+        return;
+    }
     let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)).await else {
         return;
     };

@@ -10,10 +10,12 @@
 
 mod links;
 mod password;
+mod standings;
 mod tokens;
 
 pub use links::{DERIVED_KEY_ID, LinkError, LinkKeyError, LinkKeys, LinkProof};
 pub use password::{HashCost, Verified, check_email, check_rules, hash_now as password_hash};
+pub use standings::{REFRESH as REVOCATION_REFRESH, Revoked, Standings, spawn_refresher};
 pub use tokens::{Claims, MIN_SECRET_LEN, TokenError, TokenKeys, TokenRules};
 
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("a user with this e-mail already exists")]
     EmailTaken,
+    #[error("this account is disabled; ask an administrator")]
+    Disabled,
     #[error("the user directory is unavailable")]
     Unavailable(#[from] UsersError),
     #[error("internal error: {0}")]
@@ -50,6 +54,16 @@ pub enum AuthMsg {
         password: String,
         ticket: Ticket,
         reply: RpcReplyPort<Result<String, AuthError>>,
+    },
+    /// A new password for `email`, given its current one: every token
+    /// issued before is revoked; the answer is a fresh token and the user
+    /// as stored now.
+    ChangePassword {
+        email: String,
+        current: String,
+        new: String,
+        ticket: Ticket,
+        reply: RpcReplyPort<Result<(String, User), AuthError>>,
     },
 }
 
@@ -117,17 +131,22 @@ impl Actor for AuthActor {
                 ticket,
                 reply,
             } => {
-                let keys = state.keys.clone();
-                let dummy = state.dummy_hash.clone();
-                let cost = state.cost;
+                let login = state.login();
                 tokio::spawn(async move {
-                    let login = Login {
-                        users: &users,
-                        keys: &keys,
-                        dummy_hash: &dummy,
-                        cost,
-                    };
                     let _ = reply.send(login.run(email, password).await);
+                    drop(ticket);
+                });
+            }
+            AuthMsg::ChangePassword {
+                email,
+                current,
+                new,
+                ticket,
+                reply,
+            } => {
+                let login = state.login();
+                tokio::spawn(async move {
+                    let _ = reply.send(login.change_password(email, current, new).await);
                     drop(ticket);
                 });
             }
@@ -148,7 +167,7 @@ async fn register(
     let user = User {
         email,
         password_hash: hash,
-        admin: false,
+        ..User::default()
     };
     if users.create(&user).await? {
         Ok(())
@@ -157,20 +176,34 @@ async fn register(
     }
 }
 
-struct Login<'a> {
-    users: &'a Arc<dyn UserDirectory>,
-    keys: &'a TokenKeys,
-    dummy_hash: &'a str,
+/// What checking a password and issuing a token needs; one per request.
+struct Login {
+    users: Arc<dyn UserDirectory>,
+    keys: Arc<TokenKeys>,
+    dummy_hash: Arc<str>,
     cost: HashCost,
 }
 
-impl Login<'_> {
-    async fn run(&self, email: String, password: String) -> Result<String, AuthError> {
-        let Some(user) = self.users.find(&email).await? else {
-            let _ = password::verify(password, self.dummy_hash.to_owned(), self.cost).await;
+impl AuthState {
+    fn login(&self) -> Login {
+        Login {
+            users: self.users.clone(),
+            keys: self.keys.clone(),
+            dummy_hash: self.dummy_hash.clone(),
+            cost: self.cost,
+        }
+    }
+}
+
+impl Login {
+    /// The user, if `password` is theirs (a reference bcrypt row, or a
+    /// cheaper hash, is re-hashed on the way).
+    async fn authenticate(&self, email: &str, password: String) -> Result<User, AuthError> {
+        let Some(user) = self.users.find(email).await? else {
+            let _ = password::verify(password, self.dummy_hash.to_string(), self.cost).await;
             return Err(AuthError::InvalidCredentials);
         };
-        match password::verify(password.clone(), user.password_hash, self.cost).await {
+        match password::verify(password.clone(), user.password_hash.clone(), self.cost).await {
             Verified::No => return Err(AuthError::InvalidCredentials),
             Verified::Yes => {}
             Verified::Rehash => {
@@ -189,8 +222,40 @@ impl Login<'_> {
                 }
             }
         }
+        if user.disabled {
+            return Err(AuthError::Disabled);
+        }
+        Ok(user)
+    }
+
+    fn issue(&self, user: &User) -> Result<String, AuthError> {
         self.keys
-            .issue(&user.email, user.admin)
+            .issue(&user.email, user.admin, user.generation)
             .map_err(|e| AuthError::Internal(e.to_string()))
+    }
+
+    async fn run(&self, email: String, password: String) -> Result<String, AuthError> {
+        let user = self.authenticate(&email, password).await?;
+        self.issue(&user)
+    }
+
+    async fn change_password(
+        &self,
+        email: String,
+        current: String,
+        new: String,
+    ) -> Result<(String, User), AuthError> {
+        let user = self.authenticate(&email, current).await?;
+        check_rules(&new, &user.email)?;
+        let hash = password::hash(new, self.cost).await?;
+        if !self.users.change_password(&user.email, &hash).await? {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let user = self
+            .users
+            .find(&user.email)
+            .await?
+            .ok_or(AuthError::InvalidCredentials)?;
+        Ok((self.issue(&user)?, user))
     }
 }

@@ -1,6 +1,7 @@
 //! JWT issue and verification (HS256), in-process: verifying a token costs a
 //! hash, not a network round trip. Claims are the reference's: `username`,
-//! `exp`, `iat`, `admin`; plus `nbf`, and `iss`/`aud` when configured.
+//! `exp`, `iat`, `admin`; plus `nbf`, `gen` (the user's token generation,
+//! see `standings.rs`), and `iss`/`aud` when configured.
 //!
 //! The algorithm is pinned: a token whose header names anything but HS256
 //! (`none`, RS256 with the secret as a "public key", HS512) is refused
@@ -20,6 +21,10 @@ pub struct Claims {
     pub exp: u64,
     pub iat: u64,
     pub admin: bool,
+    /// The user's token generation when it was issued (0 in the
+    /// reference's tokens): bumping it revokes the token.
+    #[serde(default)]
+    pub r#gen: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,13 +95,19 @@ impl TokenKeys {
         })
     }
 
-    pub fn issue(&self, username: &str, admin: bool) -> Result<String, TokenError> {
+    pub fn issue(
+        &self,
+        username: &str,
+        admin: bool,
+        generation: u32,
+    ) -> Result<String, TokenError> {
         let iat = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             username: username.to_owned(),
             exp: iat + self.rules.ttl_secs,
             iat,
             admin,
+            r#gen: generation,
             nbf: Some(iat),
             iss: self.rules.issuer.clone(),
             aud: self.rules.audience.clone(),
@@ -133,7 +144,7 @@ mod tests {
     #[test]
     fn issued_token_verifies_with_reference_claims() {
         let keys = TokenKeys::new(SECRET, rules(60)).unwrap();
-        let token = keys.issue("a@example.com", false).unwrap();
+        let token = keys.issue("a@example.com", false, 0).unwrap();
         let claims = keys.verify(&token).unwrap();
         assert_eq!(claims.username, "a@example.com");
         assert!(!claims.admin);
@@ -152,7 +163,7 @@ mod tests {
     fn wrong_key_expired_and_other_algorithms_are_rejected() {
         let keys = TokenKeys::new(SECRET, rules(60)).unwrap();
         let other = TokenKeys::new(b"another-secret-another-secret-xx", rules(60)).unwrap();
-        assert!(keys.verify(&other.issue("u", true).unwrap()).is_err());
+        assert!(keys.verify(&other.issue("u", true, 0).unwrap()).is_err());
 
         let now = jsonwebtoken::get_current_timestamp();
         let expired = Claims {
@@ -160,6 +171,7 @@ mod tests {
             exp: now - 3600,
             iat: now - 7200,
             admin: false,
+            r#gen: 0,
             nbf: None,
             iss: None,
             aud: None,
@@ -216,7 +228,7 @@ mod tests {
             },
         )
         .unwrap();
-        let own = strict.issue("u", false).unwrap();
+        let own = strict.issue("u", false, 0).unwrap();
         let claims_back = strict.verify(&own).unwrap();
         assert_eq!(claims_back.aud.as_deref(), Some("vidaud-api"));
         // Without the claims, or with other values: refused.

@@ -1,16 +1,24 @@
 //! What a backend must do to keep users: accounts by e-mail with their
-//! password hash (argon2id, or a reference bcrypt row until its next login)
-//! and whether they are admins.
+//! password hash (argon2id, or a reference bcrypt row until its next login),
+//! whether they are admins, and their token generation: a number every
+//! token carries, bumped to revoke all of a user's tokens at once (a new
+//! password, "log out everywhere", a disabled account).
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::UsersError;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct User {
     pub email: String,
     pub password_hash: String,
     pub admin: bool,
+    /// Tokens issued with another generation are revoked.
+    pub generation: u32,
+    /// A disabled account cannot log in, and its tokens are revoked.
+    pub disabled: bool,
 }
 
 #[async_trait]
@@ -23,8 +31,21 @@ pub trait UserDirectory: Send + Sync {
     /// Inserts a user; `Ok(false)` when the e-mail is already taken.
     async fn create(&self, user: &User) -> Result<bool, UsersError>;
 
-    /// Replaces a user's password hash.
+    /// Replaces a user's password hash (a re-hash at login: tokens stay).
     async fn set_password(&self, email: &str, password_hash: &str) -> Result<(), UsersError>;
+
+    /// Replaces a user's password and revokes every token issued before;
+    /// `false` when there is no such user.
+    async fn change_password(&self, email: &str, password_hash: &str) -> Result<bool, UsersError>;
+
+    /// Revokes every token of the user issued before, and disables or
+    /// enables the account when `disabled` says so; `false` when there is
+    /// no such user.
+    async fn revoke(&self, email: &str, disabled: Option<bool>) -> Result<bool, UsersError>;
+
+    /// The users changed (revoked, disabled, a new password) within the
+    /// last `within`, by the directory's own clock.
+    async fn changed_within(&self, within: Duration) -> Result<Vec<User>, UsersError>;
 
     /// Every user, ordered by e-mail, after `after`, at most `limit` (for
     /// moving users between backends).

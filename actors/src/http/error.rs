@@ -57,8 +57,10 @@ macro_rules! problem_kinds {
 problem_kinds! {
     BadRequest = ("bad-request", 400, "Bad request"),
     Unauthorized = ("unauthorized", 401, "Authentication required"),
+    TokenRevoked = ("token-revoked", 401, "Token revoked"),
     Forbidden = ("forbidden", 403, "Not allowed"),
     RegistrationClosed = ("registration-closed", 403, "Registration closed"),
+    AccountDisabled = ("account-disabled", 403, "Account disabled"),
     CsrfRejected = ("csrf-rejected", 403, "Cross-site request refused"),
     LinkInvalid = ("link-invalid", 403, "Download link not valid"),
     NotFound = ("not-found", 404, "Not found"),
@@ -311,6 +313,7 @@ impl From<AuthError> for ApiError {
             AuthError::BadInput(m) => Self::invalid(m),
             AuthError::InvalidCredentials => Self::unauthorized(e.to_string()),
             AuthError::EmailTaken => Self::new(StatusCode::CONFLICT, e.to_string()),
+            AuthError::Disabled => Self::of_kind(ProblemKind::AccountDisabled, e.to_string()),
             AuthError::Unavailable(cause) => Self::unavailable("the user database", chain(&cause)),
             AuthError::Internal(cause) => Self::internal(format!("auth: {cause}")),
         }

@@ -1,5 +1,5 @@
 //! Request extractors: the authenticated caller (Bearer JWT or the web
-//! app's session cookie, verified in-process) and HTTP Basic credentials
+//! app's session cookie, verified in-process, not revoked) and HTTP Basic credentials
 //! for `/login`.
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use base64::Engine;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ProblemKind};
 use super::web::session;
 use crate::auth::Claims;
 
@@ -38,6 +38,13 @@ impl FromRequestParts<AppState> for Caller {
             .keys
             .verify(&token)
             .map_err(|_| ApiError::unauthorized("the token is invalid or expired; log in again"))?;
+        // A good signature is not enough: the user's tokens may have been
+        // revoked since (a map lookup; see auth::Standings).
+        state
+            .standings
+            .check(&claims)
+            .await
+            .map_err(|revoked| ApiError::of_kind(ProblemKind::TokenRevoked, revoked.to_string()))?;
         Ok(Caller(claims))
     }
 }

@@ -64,6 +64,8 @@ pub struct AppState {
     pub storage: StorageSettings,
     /// Endpoints, deliveries, and `job.deleted` announcements.
     pub webhooks: crate::webhooks::Front,
+    /// Each user's token generation: revoked tokens are refused.
+    pub standings: Arc<crate::auth::Standings>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -73,6 +75,11 @@ pub fn router(state: AppState) -> Router {
         .route("/register", post(routes::account::register))
         .route("/login", post(routes::account::login))
         .route("/validate", post(routes::account::validate))
+        .route("/me", get(routes::me::me))
+        .route("/me/password", post(routes::me::change_password))
+        .route("/me/logout-all", post(routes::me::logout_all))
+        .route("/users/{email}/disable", post(routes::me::disable))
+        .route("/users/{email}/enable", post(routes::me::enable))
         .route("/jobs", get(routes::jobs::list_jobs))
         .route(
             "/jobs/{id}",
@@ -168,6 +175,8 @@ pub struct HttpFront;
 
 pub struct HttpState {
     closing: CancellationToken,
+    /// Keeps `standings` current.
+    refresher: JoinHandle<()>,
     server: JoinHandle<()>,
     metrics_server: Option<JoinHandle<()>>,
 }
@@ -207,6 +216,7 @@ impl Actor for HttpFront {
             }
         };
         let closing = state.closing.clone();
+        let refresher = crate::auth::spawn_refresher(state.standings.clone(), closing.clone());
         let settings = state.settings.clone();
         let peers = server::Peers::new(&settings)?;
         let app = router(state);
@@ -218,6 +228,7 @@ impl Actor for HttpFront {
         };
         Ok(HttpState {
             closing,
+            refresher,
             server,
             metrics_server,
         })
@@ -229,6 +240,7 @@ impl Actor for HttpFront {
         state: &mut HttpState,
     ) -> Result<(), ActorProcessingErr> {
         state.closing.cancel();
+        state.refresher.abort();
         let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), &mut state.server).await;
         if let Some(metrics) = state.metrics_server.as_mut() {
             let _ = tokio::time::timeout(Duration::from_secs(1), metrics).await;

@@ -5,6 +5,7 @@
 //! become argon2id at their next login).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use mysql_async::prelude::{Query, Queryable, WithParams};
@@ -39,6 +40,27 @@ const CREATE_USERS: &str = "CREATE TABLE IF NOT EXISTS users (
     created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
     updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP
 )";
+
+/// Columns added to the reference's `users` table: (name, definition).
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("is_admin", "BOOLEAN NOT NULL DEFAULT FALSE"),
+    ("token_generation", "INT UNSIGNED NOT NULL DEFAULT 0"),
+    ("disabled", "BOOLEAN NOT NULL DEFAULT FALSE"),
+];
+
+const COLUMNS: &str = "email, password, is_admin, token_generation, disabled";
+
+type Row = (String, String, bool, u32, bool);
+
+fn user((email, password_hash, admin, generation, disabled): Row) -> User {
+    User {
+        email,
+        password_hash,
+        admin,
+        generation,
+        disabled,
+    }
+}
 
 impl MysqlUsers {
     pub fn new(url: &str) -> Result<Self, UsersError> {
@@ -78,21 +100,35 @@ impl MysqlUsers {
     async fn migrate(&self) -> Result<(), UsersError> {
         let mut conn = self.pool.get_conn().await?;
         conn.query_drop(CREATE_USERS).await?;
-        let has_admin: Option<u8> = conn
-            .query_first(
-                "SELECT 1 FROM information_schema.columns
-                 WHERE table_schema = DATABASE() AND table_name = 'users' AND column_name = 'is_admin'",
-            )
-            .await?;
-        if has_admin.is_none() {
-            let added = conn
-                .query_drop("ALTER TABLE users ADD COLUMN is_admin BOOLEAN NOT NULL DEFAULT FALSE")
-                .await;
-            match added {
-                // ER_DUP_FIELDNAME: another node migrated at the same moment.
-                Err(mysql_async::Error::Server(e)) if e.code == 1060 => {}
-                other => other?,
+        // Columns the reference's table lacks, added in place (its rows
+        // keep working: the defaults are what they meant).
+        for (column, definition) in ADDED_COLUMNS {
+            let present: Option<u8> = "SELECT 1 FROM information_schema.columns \
+                 WHERE table_schema = DATABASE() AND table_name = 'users' AND column_name = ?"
+                .with((column,))
+                .first(&mut conn)
+                .await?;
+            if present.is_none() {
+                let added = conn
+                    .query_drop(format!(
+                        "ALTER TABLE users ADD COLUMN {column} {definition}"
+                    ))
+                    .await;
+                match added {
+                    // ER_DUP_FIELDNAME: another node migrated at the same moment.
+                    Err(mysql_async::Error::Server(e)) if e.code == 1060 => {}
+                    other => other?,
+                }
             }
+        }
+        // The revocation cache reads recent changes every few seconds.
+        match conn
+            .query_drop("CREATE INDEX users_by_change ON users (updated_at)")
+            .await
+        {
+            // ER_DUP_KEYNAME: there already.
+            Err(mysql_async::Error::Server(e)) if e.code == 1061 => {}
+            other => other?,
         }
         Ok(())
     }
@@ -112,23 +148,24 @@ impl UserDirectory for MysqlUsers {
     async fn find(&self, email: &str) -> Result<Option<User>, UsersError> {
         self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
-        let query = "SELECT email, password, is_admin FROM users WHERE email = ?"
-            .with((email,))
-            .first(&mut conn);
-        let row: Option<(String, String, bool)> =
-            crate::metrics::timed("mysql", "find_user", query).await?;
-        Ok(row.map(|(email, password_hash, admin)| User {
-            email,
-            password_hash,
-            admin,
-        }))
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?");
+        let query = sql.with((email,)).first(&mut conn);
+        let row: Option<Row> = crate::metrics::timed("mysql", "find_user", query).await?;
+        Ok(row.map(user))
     }
 
     async fn create(&self, user: &User) -> Result<bool, UsersError> {
         self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
-        let insert = "INSERT INTO users (email, password, is_admin) VALUES (?, ?, ?)"
-            .with((&user.email, &user.password_hash, user.admin))
+        let insert = "INSERT INTO users (email, password, is_admin, token_generation, disabled) \
+                      VALUES (?, ?, ?, ?, ?)"
+            .with((
+                &user.email,
+                &user.password_hash,
+                user.admin,
+                user.generation,
+                user.disabled,
+            ))
             .ignore(&mut conn);
         let result = crate::metrics::timed("mysql", "create_user", insert).await;
         match result {
@@ -149,21 +186,48 @@ impl UserDirectory for MysqlUsers {
         Ok(())
     }
 
+    async fn change_password(&self, email: &str, password_hash: &str) -> Result<bool, UsersError> {
+        self.ensure_schema().await?;
+        let mut conn = self.pool.get_conn().await?;
+        "UPDATE users SET password = ?, token_generation = token_generation + 1, \
+         updated_at = CURRENT_TIMESTAMP WHERE email = ?"
+            .with((password_hash, email))
+            .ignore(&mut conn)
+            .await?;
+        Ok(conn.affected_rows() == 1)
+    }
+
+    async fn revoke(&self, email: &str, disabled: Option<bool>) -> Result<bool, UsersError> {
+        self.ensure_schema().await?;
+        let mut conn = self.pool.get_conn().await?;
+        "UPDATE users SET token_generation = token_generation + 1, \
+         disabled = COALESCE(?, disabled), updated_at = CURRENT_TIMESTAMP WHERE email = ?"
+            .with((disabled, email))
+            .ignore(&mut conn)
+            .await?;
+        Ok(conn.affected_rows() == 1)
+    }
+
+    async fn changed_within(&self, within: Duration) -> Result<Vec<User>, UsersError> {
+        self.ensure_schema().await?;
+        let mut conn = self.pool.get_conn().await?;
+        // The server's clock on both sides: nodes' clocks may differ from it.
+        let rows: Vec<Row> =
+            format!("SELECT {COLUMNS} FROM users WHERE updated_at >= NOW() - INTERVAL ? SECOND")
+                .with((within.as_secs().max(1),))
+                .fetch(&mut conn)
+                .await?;
+        Ok(rows.into_iter().map(user).collect())
+    }
+
     async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<User>, UsersError> {
         self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
-        let rows: Vec<(String, String, bool)> =
-            "SELECT email, password, is_admin FROM users WHERE email > ? ORDER BY email LIMIT ?"
+        let rows: Vec<Row> =
+            format!("SELECT {COLUMNS} FROM users WHERE email > ? ORDER BY email LIMIT ?")
                 .with((after.unwrap_or(""), limit))
                 .fetch(&mut conn)
                 .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(email, password_hash, admin)| User {
-                email,
-                password_hash,
-                admin,
-            })
-            .collect())
+        Ok(rows.into_iter().map(user).collect())
     }
 }

@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS users (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS users_by_change ON users (updated_at);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -167,6 +168,8 @@ CREATE TABLE IF NOT EXISTS webhook_targets (
 /// made before them gets them at open; a new one gets them the same way,
 /// so this list is the only place they are declared.
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("users", "token_generation", "INTEGER NOT NULL DEFAULT 0"),
+    ("users", "disabled", "INTEGER NOT NULL DEFAULT 0"),
     ("jobs", "audio_bytes", "INTEGER"),
     ("jobs", "audio_ms", "INTEGER"),
     ("jobs", "mail_node", "TEXT"),

@@ -2,6 +2,8 @@
 //! reference's MySQL table plus `is_admin`, so `vidaud migrate` copies rows
 //! as they are (bcrypt hashes included).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
@@ -9,11 +11,15 @@ use super::db::Db;
 use crate::backends::{User, UserDirectory, UsersError};
 use crate::domain::Timestamp;
 
+const COLUMNS: &str = "email, password, is_admin, token_generation, disabled";
+
 fn user(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         email: row.get(0)?,
         password_hash: row.get(1)?,
         admin: row.get(2)?,
+        generation: row.get(3)?,
+        disabled: row.get(4)?,
     })
 }
 
@@ -29,7 +35,7 @@ impl UserDirectory for Db {
         self.call("find_user", move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT email, password, is_admin FROM users WHERE email = ?1",
+                    &format!("SELECT {COLUMNS} FROM users WHERE email = ?1"),
                     [email],
                     user,
                 )
@@ -43,9 +49,17 @@ impl UserDirectory for Db {
         self.call("create_user", move |conn| {
             let now = Timestamp::now().millis();
             let inserted = conn.execute(
-                "INSERT INTO users (email, password, is_admin, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (email) DO NOTHING",
-                params![new.email, new.password_hash, new.admin, now],
+                "INSERT INTO users (email, password, is_admin, token_generation, disabled, \
+                 created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (email) DO NOTHING",
+                params![
+                    new.email,
+                    new.password_hash,
+                    new.admin,
+                    new.generation,
+                    new.disabled,
+                    now
+                ],
             )?;
             Ok(inserted == 1)
         })
@@ -64,13 +78,50 @@ impl UserDirectory for Db {
         .await
     }
 
+    async fn change_password(&self, email: &str, password_hash: &str) -> Result<bool, UsersError> {
+        let (email, hash) = (email.to_owned(), password_hash.to_owned());
+        self.call("change_password", move |conn| {
+            let n = conn.execute(
+                "UPDATE users SET password = ?2, token_generation = token_generation + 1, \
+                 updated_at = ?3 WHERE email = ?1",
+                params![email, hash, Timestamp::now().millis()],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn revoke(&self, email: &str, disabled: Option<bool>) -> Result<bool, UsersError> {
+        let email = email.to_owned();
+        self.call("revoke_tokens", move |conn| {
+            let n = conn.execute(
+                "UPDATE users SET token_generation = token_generation + 1, \
+                 disabled = COALESCE(?2, disabled), updated_at = ?3 WHERE email = ?1",
+                params![email, disabled, Timestamp::now().millis()],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn changed_within(&self, within: Duration) -> Result<Vec<User>, UsersError> {
+        let since = Timestamp::now().minus(within).millis();
+        self.call("changed_users", move |conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM users WHERE updated_at >= ?1"
+            ))?;
+            let rows = statement.query_map([since], user)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<User>, UsersError> {
         let after = after.unwrap_or("").to_owned();
         self.call("list_users", move |conn| {
-            let mut statement = conn.prepare(
-                "SELECT email, password, is_admin FROM users WHERE email > ?1 \
-                 ORDER BY email LIMIT ?2",
-            )?;
+            let mut statement = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM users WHERE email > ?1 ORDER BY email LIMIT ?2"
+            ))?;
             let rows = statement.query_map(params![after, limit], user)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })

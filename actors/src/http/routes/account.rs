@@ -15,7 +15,7 @@ use crate::http::extract::{BasicCredentials, Caller};
 use crate::http::{AppState, ClientAddr};
 use crate::mailbox::Ticket;
 
-const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
+pub(super) const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct Registration {
@@ -137,7 +137,7 @@ pub async fn validate(caller: Caller) -> Json<Claims> {
 
 /// A place in the auth actor's mailbox; the actor keeps it until it has
 /// answered, so the bound holds even when the client goes away.
-fn auth_ticket(app: &AppState) -> Result<Ticket, ApiError> {
+pub(super) fn auth_ticket(app: &AppState) -> Result<Ticket, ApiError> {
     app.mailboxes.auth.try_take().map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -146,7 +146,7 @@ fn auth_ticket(app: &AppState) -> Result<Ticket, ApiError> {
     })
 }
 
-fn unwrap_call<T>(
+pub(super) fn unwrap_call<T>(
     result: Result<CallResult<Result<T, AuthError>>, ractor::MessagingErr<AuthMsg>>,
 ) -> Result<Result<T, AuthError>, ApiError> {
     match result {

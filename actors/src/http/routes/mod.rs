@@ -5,6 +5,7 @@ pub mod events;
 pub mod files;
 pub mod jobs;
 pub mod links;
+pub mod me;
 pub mod ops;
 pub mod options;
 pub mod tus;

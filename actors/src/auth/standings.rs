@@ -1,0 +1,192 @@
+//! Whether a token still stands: every node keeps each user's token
+//! generation and whether the account is disabled, so that checking a token
+//! costs a map lookup, not a database read. A password change, "log out
+//! everywhere" and disabling an account bump the generation in the user
+//! directory; every node reads the users changed lately every
+//! [`REFRESH`], so a token revoked on one node is refused on all of them
+//! within that (and a query). The node that revoked knows at once.
+//!
+//! While the directory is away, the last known generations stay in force:
+//! valid tokens keep working and revoked ones stay revoked. A user not yet
+//! known here (registered since the last refresh) is read once; if the
+//! directory is away then too, the token's signature is all there is to go
+//! by, and it is accepted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::Claims;
+use crate::backends::{User, UserDirectory, UsersError, chain};
+
+/// How often a node reads the users changed lately.
+pub const REFRESH: Duration = Duration::from_secs(2);
+/// How far back each refresh reads: refreshes overlap, so a change is seen
+/// even when one refresh is late; after a longer gap, everyone is read.
+const WINDOW: Duration = Duration::from_secs(30);
+/// Users read per page on a full load.
+const PAGE: u32 = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Standing {
+    generation: u32,
+    disabled: bool,
+}
+
+impl From<&User> for Standing {
+    fn from(user: &User) -> Self {
+        Self {
+            generation: user.generation,
+            disabled: user.disabled,
+        }
+    }
+}
+
+/// Why a token does not stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Revoked {
+    #[error("the token was revoked (a new password, or logged out everywhere); log in again")]
+    Superseded,
+    #[error("the account is disabled")]
+    Disabled,
+    #[error("the account no longer exists")]
+    Gone,
+}
+
+pub struct Standings {
+    users: Arc<dyn UserDirectory>,
+    known: RwLock<HashMap<String, Standing>>,
+    /// When the last refresh succeeded (`None`: never: load everyone).
+    fresh_at: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Standings {
+    pub fn new(users: Arc<dyn UserDirectory>) -> Self {
+        Self {
+            users,
+            known: RwLock::new(HashMap::new()),
+            fresh_at: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn get(&self, email: &str) -> Option<Standing> {
+        self.known
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(email)
+            .copied()
+    }
+
+    fn put(&self, users: &[User]) {
+        let mut known = self
+            .known
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for user in users {
+            known.insert(user.email.clone(), Standing::from(user));
+        }
+    }
+
+    /// Whether the token with `claims` still stands.
+    pub async fn check(&self, claims: &Claims) -> Result<(), Revoked> {
+        let standing = match self.get(&claims.username) {
+            Some(standing) => standing,
+            None => match self.users.find(&claims.username).await {
+                Ok(Some(user)) => {
+                    self.put(std::slice::from_ref(&user));
+                    Standing::from(&user)
+                }
+                Ok(None) => return Err(Revoked::Gone),
+                Err(e) => {
+                    debug!(
+                        "user directory away; a token of a user not known here is taken on \
+                         its signature: {}",
+                        chain(&e)
+                    );
+                    return Ok(());
+                }
+            },
+        };
+        if standing.disabled {
+            Err(Revoked::Disabled)
+        } else if standing.generation != claims.r#gen {
+            Err(Revoked::Superseded)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Takes in a change made on this node at once (the others see it at
+    /// their next refresh).
+    pub fn note(&self, user: &User) {
+        self.put(std::slice::from_ref(user));
+    }
+
+    /// Reads the users changed lately (or everyone, after a gap).
+    pub async fn refresh(&self) -> Result<usize, UsersError> {
+        let started = Instant::now();
+        let last = *self
+            .fresh_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let read = match last {
+            Some(at) if at.elapsed() + REFRESH * 2 < WINDOW => {
+                let changed = self.users.changed_within(WINDOW).await?;
+                self.put(&changed);
+                changed.len()
+            }
+            _ => self.load_everyone().await?,
+        };
+        *self
+            .fresh_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(started);
+        Ok(read)
+    }
+
+    async fn load_everyone(&self) -> Result<usize, UsersError> {
+        let mut after: Option<String> = None;
+        let mut read = 0;
+        loop {
+            let page = self.users.page(after.as_deref(), PAGE).await?;
+            read += page.len();
+            self.put(&page);
+            match page.last() {
+                Some(last) if page.len() == PAGE as usize => after = Some(last.email.clone()),
+                _ => return Ok(read),
+            }
+        }
+    }
+}
+
+/// Refreshes `standings` every [`REFRESH`] until `stop`.
+pub fn spawn_refresher(standings: Arc<Standings>, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut away = false;
+        loop {
+            match standings.refresh().await {
+                Ok(_) if away => {
+                    info!("user directory back: token revocations current again");
+                    away = false;
+                }
+                Ok(_) => {}
+                Err(e) if !away => {
+                    warn!(
+                        "cannot read token revocations (the last known stay in force): {}",
+                        chain(&e)
+                    );
+                    away = true;
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(REFRESH) => {}
+            }
+        }
+    })
+}

@@ -1,0 +1,211 @@
+//! The caller's own account (`GET /me`, `POST /me/password`,
+//! `POST /me/logout-all`) and an administrator's hold on others'
+//! (`POST /users/{email}/disable`, `/enable`).
+//!
+//! A new password, logging out everywhere and disabling an account bump
+//! the user's token generation: every token issued before is refused, on
+//! this node at once and on every other within `auth::REVOCATION_REFRESH`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::account::{AUTH_TIMEOUT, auth_ticket, unwrap_call};
+use crate::auth::{AuthError, AuthMsg};
+use crate::http::AppState;
+use crate::http::error::{ApiError, ProblemKind};
+use crate::http::extract::Caller;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Usage {
+    /// Bytes of videos and audio kept.
+    stored_bytes: u64,
+    /// Jobs queued or converting.
+    active_jobs: u64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Limits {
+    /// `storage.quota_bytes_per_user`; 0: none.
+    quota_bytes: u64,
+    /// `storage.max_active_jobs_per_user`; 0: none.
+    max_active_jobs: u64,
+    /// The largest upload (`http.max_upload_bytes`).
+    max_upload_bytes: u64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Me {
+    email: String,
+    admin: bool,
+    usage: Usage,
+    limits: Limits,
+}
+
+/// Who you are, what you hold, and your limits.
+#[utoipa::path(
+    get, path = "/me", tag = "account",
+    responses((status = 200, description = "Your account", body = Me)),
+    security(("bearer" = []))
+)]
+pub async fn me(State(app): State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
+    let owner = &caller.0.username;
+    let stored_bytes = app.backends.blobs.usage(owner).await?;
+    let active_jobs = app.backends.jobs.active_jobs(owner).await?;
+    Ok(Json(Me {
+        email: owner.clone(),
+        admin: caller.0.admin,
+        usage: Usage {
+            stored_bytes,
+            active_jobs,
+        },
+        limits: Limits {
+            quota_bytes: app.storage.quota_bytes_per_user,
+            max_active_jobs: app.storage.max_active_jobs_per_user,
+            max_upload_bytes: app.settings.max_upload_bytes,
+        },
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    current: String,
+    new: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FreshToken {
+    /// A token of the new generation (every earlier one is revoked).
+    token: String,
+}
+
+/// A new password (the current one is asked for): every other token is
+/// revoked; the answer holds a fresh one.
+#[utoipa::path(
+    post, path = "/me/password", tag = "account",
+    request_body(content = NewPassword, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Changed; a fresh token", body = FreshToken),
+        (status = 401, description = "The current password is wrong", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The new password breaks the rules", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn change_password(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Json<FreshToken>, ApiError> {
+    let request: NewPassword = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(format!(
+            "expected JSON {{\"current\": ..., \"new\": ...}}: {e}"
+        ))
+    })?;
+    let email = caller.0.username.clone();
+    // Guessing the current password here costs what guessing at /login does.
+    app.limits.check_account(&email)?;
+    let ticket = auth_ticket(&app)?;
+    let result = app
+        .auth
+        .call(
+            |reply| AuthMsg::ChangePassword {
+                email,
+                current: request.current,
+                new: request.new,
+                ticket,
+                reply,
+            },
+            Some(AUTH_TIMEOUT),
+        )
+        .await;
+    let (token, user) = unwrap_call(result)??;
+    app.standings.note(&user);
+    Ok(Json(FreshToken { token }))
+}
+
+/// Revokes every token of yours, this one included.
+#[utoipa::path(
+    post, path = "/me/logout-all", tag = "account",
+    responses((status = 204, description = "Every token of yours is revoked")),
+    security(("bearer" = []))
+)]
+pub async fn logout_all(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    revoke(&app, &caller.0.username, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Disables an account (admins only): it cannot log in, its tokens are revoked.
+#[utoipa::path(
+    post, path = "/users/{email}/disable", tag = "account",
+    params(("email" = String, Path, description = "The account's e-mail")),
+    responses(
+        (status = 204, description = "Disabled"),
+        (status = 403, description = "Not an administrator", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn disable(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(email): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    admin_only(&caller)?;
+    revoke(&app, &email, Some(true)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enables a disabled account again (admins only); its old tokens stay revoked.
+#[utoipa::path(
+    post, path = "/users/{email}/enable", tag = "account",
+    params(("email" = String, Path, description = "The account's e-mail")),
+    responses(
+        (status = 204, description = "Enabled"),
+        (status = 403, description = "Not an administrator", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn enable(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(email): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    admin_only(&caller)?;
+    revoke(&app, &email, Some(false)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn admin_only(caller: &Caller) -> Result<(), ApiError> {
+    if caller.0.admin {
+        Ok(())
+    } else {
+        Err(ApiError::of_kind(
+            ProblemKind::Forbidden,
+            "only an administrator may do this",
+        ))
+    }
+}
+
+/// Bumps `email`'s token generation (and sets `disabled` if given), and
+/// takes the change in on this node at once.
+async fn revoke(app: &AppState, email: &str, disabled: Option<bool>) -> Result<(), ApiError> {
+    let users = &app.backends.users;
+    if !users
+        .revoke(email, disabled)
+        .await
+        .map_err(AuthError::from)?
+    {
+        return Err(ApiError::not_found("user"));
+    }
+    if let Some(user) = users.find(email).await.map_err(AuthError::from)? {
+        app.standings.note(&user);
+    }
+    Ok(())
+}

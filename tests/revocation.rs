@@ -1,0 +1,166 @@
+//! Tokens that can be revoked: a new password, "log out everywhere" and a
+//! disabled account refuse every token issued before, on the node that did
+//! it at once and on another node within `auth::REVOCATION_REFRESH` (2 s);
+//! while the user directory (MySQL) is away, valid tokens still pass and
+//! revoked ones still fail.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::proxy::Proxy;
+use common::{Backend, Names, Node, NodeOptions};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse";
+
+/// `GET /me` with `token`: its status and answer.
+async fn me(node: &Node, token: &str) -> (u16, Value) {
+    let r = node
+        .http
+        .get(node.url("/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET /me");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(node: &Node, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = node.http.post(node.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let r = request.send().await.expect(path);
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn assert_revoked((status, body): (u16, Value)) {
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["type"], "urn:vidaud:problem:token-revoked", "{body}");
+}
+
+/// Polls until `token` is refused on `node`; how long that took.
+async fn until_refused(node: &Node, token: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, body) = me(node, token).await;
+        if status == 401 {
+            assert_eq!(body["type"], "urn:vidaud:problem:token-revoked", "{body}");
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+both_backends!(
+    a_new_password_logout_all_and_disabling_revoke_earlier_tokens,
+    |backend: Backend| async move {
+        let node = Node::start(NodeOptions::default().on(backend)).await;
+        let (email, first) = node.new_user().await;
+        let second = node.login(&email, PASSWORD).await.expect("login");
+        let (status, account) = me(&node, &first).await;
+        assert_eq!(status, 200, "{account}");
+        assert_eq!(account["email"], email.as_str());
+        assert_eq!(account["usage"]["stored_bytes"], 0);
+
+        // A new password: both earlier tokens go, the answer's works.
+        let (status, wrong) = post(
+            &node,
+            "/me/password",
+            &first,
+            Some(json!({"current": "not it at all", "new": "battery staple"})),
+        )
+        .await;
+        assert_eq!(status, 401, "{wrong}");
+        let (status, fresh) = post(
+            &node,
+            "/me/password",
+            &first,
+            Some(json!({"current": PASSWORD, "new": "battery staple"})),
+        )
+        .await;
+        assert_eq!(status, 200, "{fresh}");
+        let fresh = fresh["token"].as_str().expect("token").to_owned();
+        assert_revoked(me(&node, &first).await);
+        assert_revoked(me(&node, &second).await);
+        assert_eq!(me(&node, &fresh).await.0, 200);
+        assert_eq!(node.login(&email, PASSWORD).await, Err(401));
+        let latest = node.login(&email, "battery staple").await.expect("login");
+
+        // Log out everywhere: every token, the caller's too.
+        assert_eq!(post(&node, "/me/logout-all", &fresh, None).await.0, 204);
+        assert_revoked(me(&node, &fresh).await);
+        assert_revoked(me(&node, &latest).await);
+
+        // Disabled by an administrator: no login, no token; enabled again,
+        // the tokens from before stay revoked.
+        let admin_email = format!("admin-{email}");
+        assert_eq!(node.add_user(&admin_email, PASSWORD, true).0, 0);
+        let admin = node
+            .login(&admin_email, PASSWORD)
+            .await
+            .expect("admin login");
+        let before = node.login(&email, "battery staple").await.expect("login");
+        let (status, _) = post(&node, &format!("/users/{email}/disable"), &before, None).await;
+        assert_eq!(status, 403, "not an admin");
+        let disable = format!("/users/{email}/disable");
+        assert_eq!(post(&node, &disable, &admin, None).await.0, 204);
+        assert_revoked(me(&node, &before).await);
+        assert_eq!(node.login(&email, "battery staple").await, Err(403));
+        let enable = format!("/users/{email}/enable");
+        assert_eq!(post(&node, &enable, &admin, None).await.0, 204);
+        let after = node.login(&email, "battery staple").await.expect("login");
+        assert_eq!(me(&node, &after).await.0, 200);
+        assert_revoked(me(&node, &before).await);
+        let missing = "/users/nobody-here@example.com/disable";
+        assert_eq!(post(&node, missing, &admin, None).await.0, 404);
+    }
+);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_revoked_on_one_node_is_refused_on_another_within_the_bound() {
+    let options = NodeOptions::default().on(Backend::Cluster);
+    let names = Names::fresh();
+    let a = Node::start_named(names.clone(), options.clone(), true).await;
+    let b = Node::start_named(names, options, false).await;
+    let mut delays = Vec::new();
+    for _ in 0..5 {
+        let (_, token) = a.new_user().await;
+        // b knows the user (and the token's generation) first.
+        assert_eq!(me(&b, &token).await.0, 200);
+        assert_eq!(post(&a, "/me/logout-all", &token, None).await.0, 204);
+        delays.push(until_refused(&b, &token).await);
+    }
+    delays.sort();
+    println!("revocation seen on a second node after {delays:?}");
+    // The bound is the refresh (2 s) and a query; allow for a slow machine.
+    assert!(
+        delays.iter().all(|d| *d < Duration::from_secs(30)),
+        "{delays:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_mysql_away_valid_tokens_pass_and_revoked_ones_fail() {
+    let mysql = Proxy::start(3306).await;
+    let node = Node::start(NodeOptions::default().on(Backend::Cluster).with(
+        "VIDAUD_AUTH__MYSQL_URL",
+        format!("mysql://root@127.0.0.1:{}/vidaud_test", mysql.port),
+    ))
+    .await;
+    let (_, kept) = node.new_user().await;
+    let (_, revoked) = node.new_user().await;
+    assert_eq!(post(&node, "/me/logout-all", &revoked, None).await.0, 204);
+    assert_revoked(me(&node, &revoked).await);
+    assert_eq!(me(&node, &kept).await.0, 200);
+    // Long enough for refreshes to fail, and past the window they read.
+    mysql.close();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(me(&node, &kept).await.0, 200, "a valid token still passes");
+    assert_revoked(me(&node, &revoked).await);
+    mysql.open();
+}
