@@ -54,6 +54,15 @@ pub enum UserAction {
         #[arg(long)]
         admin: bool,
     },
+    /// Set a user's password (first line of stdin); every token issued
+    /// before is revoked.
+    Passwd { email: String },
+    /// Disable an account: it cannot log in, and its tokens are revoked.
+    Disable { email: String },
+    /// Enable a disabled account again (its old tokens stay revoked).
+    Enable { email: String },
+    /// List the accounts: e-mail, role, state.
+    List,
 }
 
 #[derive(Args)]

@@ -164,3 +164,28 @@ async fn with_mysql_away_valid_tokens_pass_and_revoked_ones_fail() {
     assert_revoked(me(&node, &revoked).await);
     mysql.open();
 }
+
+both_backends!(
+    the_cli_disables_and_sets_passwords_and_nodes_follow,
+    |backend: Backend| async move {
+        // Changed by `vidaud user` behind the node's back: the node learns
+        // it from the directory at its next refresh, not from a note.
+        let node = Node::start(NodeOptions::default().on(backend)).await;
+        let (email, token) = node.new_user().await;
+        assert_eq!(me(&node, &token).await.0, 200);
+        let (code, out, err) = node.user_cli(&["disable", &email], None);
+        assert_eq!(code, 0, "{out}{err}");
+        let delay = until_refused(&node, &token).await;
+        println!("{backend:?}: disabled by the CLI, refused after {delay:?}");
+        assert_eq!(node.login(&email, PASSWORD).await, Err(403));
+        let (code, out, _) = node.user_cli(&["list"], None);
+        assert_eq!(code, 0);
+        assert!(out.contains(&format!("{email}\tuser\tdisabled")), "{out}");
+        assert_eq!(node.user_cli(&["enable", &email], None).0, 0);
+        let (code, _, err) = node.user_cli(&["passwd", &email], Some("a whole new one"));
+        assert_eq!(code, 0, "{err}");
+        let fresh = node.login(&email, "a whole new one").await.expect("login");
+        assert_eq!(me(&node, &fresh).await.0, 200);
+        assert_eq!(node.user_cli(&["disable", "nobody@example.com"], None).0, 4);
+    }
+);

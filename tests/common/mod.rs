@@ -554,9 +554,21 @@ impl Node {
     /// `vidaud user add` against this node's user store: its exit code and
     /// stderr.
     pub fn add_user(&self, email: &str, password: &str, admin: bool) -> (i32, String) {
+        let mut args = vec!["add", email];
+        if admin {
+            args.push("--admin");
+        }
+        let (code, _, stderr) = self.user_cli(&args, Some(password));
+        (code, stderr)
+    }
+
+    /// `vidaud user ARGS` against this node's user store, `stdin` (a
+    /// password) on its first line: exit code, stdout, stderr.
+    pub fn user_cli(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_vidaud"));
         command
-            .args(["user", "add", email])
+            .arg("user")
+            .args(args)
             .env("VIDAUD_BACKEND__KIND", self.options.backend.name())
             .env("VIDAUD_BACKEND__DATA_DIR", &self.names.data_dir)
             .env(
@@ -568,20 +580,19 @@ impl Node {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if admin {
-            command.arg("--admin");
-        }
-        let mut child = command.spawn().expect("vidaud user add");
+        let mut child = command.spawn().expect("vidaud user");
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{password}\n").as_bytes())
-            .expect("password");
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(line) = stdin {
+            input
+                .write_all(format!("{line}\n").as_bytes())
+                .expect("stdin");
+        }
+        drop(input);
         let out = child.wait_with_output().expect("wait");
         (
             out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }

@@ -8,9 +8,10 @@
 //!
 //! While the directory is away, the last known generations stay in force:
 //! valid tokens keep working and revoked ones stay revoked. A user not yet
-//! known here (registered since the last refresh) is read once; if the
-//! directory is away then too, the token's signature is all there is to go
-//! by, and it is accepted.
+//! known here (registered since the last refresh), or a token of a newer
+//! generation than known here (issued after a revocation this node has not
+//! read yet), is read once; if the directory is away then too, the token's
+//! signature is all there is to go by, and it is accepted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -94,8 +95,10 @@ impl Standings {
     /// Whether the token with `claims` still stands.
     pub async fn check(&self, claims: &Claims) -> Result<(), Revoked> {
         let standing = match self.get(&claims.username) {
-            Some(standing) => standing,
-            None => match self.users.find(&claims.username).await {
+            // A token newer than what is known here was issued after a
+            // revocation this node has not read yet: read it now.
+            Some(standing) if claims.r#gen <= standing.generation => standing,
+            _ => match self.users.find(&claims.username).await {
                 Ok(Some(user)) => {
                     self.put(std::slice::from_ref(&user));
                     Standing::from(&user)
@@ -103,8 +106,8 @@ impl Standings {
                 Ok(None) => return Err(Revoked::Gone),
                 Err(e) => {
                     debug!(
-                        "user directory away; a token of a user not known here is taken on \
-                         its signature: {}",
+                        "user directory away; a token newer than what is known here is \
+                         taken on its signature: {}",
                         chain(&e)
                     );
                     return Ok(());
