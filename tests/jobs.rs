@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::media::clip;
-use common::{Backend, Files, JWT_SECRET, Names, Node, NodeOptions, forge_token};
+use common::{Backend, Files, Names, Node, NodeOptions};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -62,7 +62,13 @@ both_backends!(
         let node = Node::start(NodeOptions::default().on(backend)).await;
         let (alice, token) = node.new_user().await;
         let (_, other) = node.new_user().await;
-        let admin = forge_token(JWT_SECRET, "root@example.com", 600, true);
+        // An administrator: a real account (a token of nobody's is refused).
+        let admin_email = format!("admin-{alice}");
+        assert_eq!(node.add_user(&admin_email, "correct horse", true).0, 0);
+        let admin = node
+            .login(&admin_email, "correct horse")
+            .await
+            .expect("admin login");
 
         let mut mine = node
             .upload_all(&token, &[clip("tone"), clip("mp4"), clip("random")])
