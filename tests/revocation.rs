@@ -118,6 +118,42 @@ both_backends!(
         assert_revoked(me(&node, &before).await);
         let missing = "/users/nobody-here@example.com/disable";
         assert_eq!(post(&node, missing, &admin, None).await.0, 404);
+
+        // The administrator's list shows the account and whether it is
+        // disabled; nobody else may list.
+        let list = |token: String, cursor: String| {
+            let node = &node;
+            async move {
+                let r = node
+                    .http
+                    .get(node.url(&format!("/users?limit=500&cursor={cursor}")))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .expect("GET /users");
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+        assert_eq!(post(&node, &disable, &admin, None).await.0, 204);
+        // The directory may hold other tests' users too: page until found.
+        let mut cursor = String::new();
+        let listed = loop {
+            let (status, page) = list(admin.clone(), cursor.clone()).await;
+            assert_eq!(status, 200, "{page}");
+            let users = page["users"].as_array().expect("users");
+            if let Some(user) = users.iter().find(|u| u["email"] == email.as_str()) {
+                break user.clone();
+            }
+            cursor = page["next_cursor"]
+                .as_str()
+                .expect("the account is listed before the last page")
+                .to_owned();
+        };
+        assert_eq!(listed["disabled"], true, "{listed}");
+        assert_eq!(listed["admin"], false, "{listed}");
+        let other = node.new_user().await.1;
+        assert_eq!(list(other, String::new()).await.0, 403);
     }
 );
 

@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(routes::me::me))
         .route("/me/password", post(routes::me::change_password))
         .route("/me/logout-all", post(routes::me::logout_all))
+        .route("/users", get(routes::me::list_users))
         .route("/users/{email}/disable", post(routes::me::disable))
         .route("/users/{email}/enable", post(routes::me::enable))
         .route("/jobs", get(routes::jobs::list_jobs))

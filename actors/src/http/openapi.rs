@@ -153,6 +153,7 @@ fn option_schema(option: &OptionSpec) -> Schema {
         routes::me::me,
         routes::me::change_password,
         routes::me::logout_all,
+        routes::me::list_users,
         routes::me::disable,
         routes::me::enable,
         routes::webhooks::create,

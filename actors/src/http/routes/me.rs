@@ -1,6 +1,6 @@
 //! The caller's own account (`GET /me`, `POST /me/password`,
-//! `POST /me/logout-all`) and an administrator's hold on others'
-//! (`POST /users/{email}/disable`, `/enable`).
+//! `POST /me/logout-all`) and an administrator's view of and hold on
+//! others' (`GET /users`, `POST /users/{email}/disable`, `/enable`).
 //!
 //! A new password, logging out everywhere and disabling an account bump
 //! the user's token generation: every token issued before is refused, on
@@ -8,7 +8,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -180,6 +181,74 @@ pub async fn enable(
     admin_only(&caller)?;
     revoke(&app, &email, Some(false)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserQuery {
+    /// Accounts per page (1–500, default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UserView {
+    email: String,
+    admin: bool,
+    disabled: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UserPage {
+    users: Vec<UserView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+/// The accounts, by e-mail (admins only).
+#[utoipa::path(
+    get, path = "/users", tag = "account",
+    params(UserQuery),
+    responses(
+        (status = 200, description = "A page of accounts", body = UserPage),
+        (status = 403, description = "Not an administrator", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_users(
+    State(app): State<AppState>,
+    caller: Caller,
+    query: Result<Query<UserQuery>, QueryRejection>,
+) -> Result<Json<UserPage>, ApiError> {
+    admin_only(&caller)?;
+    let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit must be between 1 and 500"));
+    }
+    let after = query.cursor.filter(|c| !c.is_empty());
+    let users = app
+        .backends
+        .users
+        .page(after.as_deref(), limit)
+        .await
+        .map_err(AuthError::from)?;
+    let next_cursor = (users.len() == limit as usize)
+        .then(|| users.last().map(|u| u.email.clone()))
+        .flatten();
+    Ok(Json(UserPage {
+        users: users
+            .into_iter()
+            .map(|u| UserView {
+                email: u.email,
+                admin: u.admin,
+                disabled: u.disabled,
+            })
+            .collect(),
+        next_cursor,
+    }))
 }
 
 fn admin_only(caller: &Caller) -> Result<(), ApiError> {
