@@ -330,17 +330,15 @@ pub(super) async fn room_for(
             }
             (max_upload.min(left), (left < max_upload).then_some(quota))
         };
-        let bytes = if quota == 0 {
-            0
-        } else {
-            wanted.map_or(limit, |w| w.min(limit))
-        };
+        // What the upload may send: what it declared, within the room.
+        let expected = wanted.map_or(limit, |w| w.min(limit));
+        let bytes = if quota == 0 { 0 } else { expected };
         let reservation = Reservation {
             id: ReservationId::new(),
             owner: owner.to_owned(),
             bytes,
             jobs: 1,
-            until: now.plus(longest_upload(&app.settings, bytes.max(limit))),
+            until: now.plus(longest_upload(&app.settings, expected)),
         };
         if store
             .add_if_unchanged(&reservation, held.version, now)

@@ -98,23 +98,17 @@ impl Mongo {
             .server_selection_timeout
             .get_or_insert(std::time::Duration::from_secs(5));
         let client = Client::with_options(options)?;
+        // Jobs, uploads, reservations and webhooks live side by side.
+        let jobs_db = client.database(&settings.jobs_db);
         let store = Self {
             videos: GridFs::new(&client.database(&settings.videos_db)),
             mp3s: GridFs::new(&client.database(&settings.mp3s_db)),
-            jobs: client.database(&settings.jobs_db).collection("jobs"),
-            uploads: client.database(&settings.jobs_db).collection("uploads"),
-            webhook_endpoints: client
-                .database(&settings.jobs_db)
-                .collection("webhook_endpoints"),
-            webhook_deliveries: client
-                .database(&settings.jobs_db)
-                .collection("webhook_deliveries"),
-            webhook_targets: client
-                .database(&settings.jobs_db)
-                .collection("webhook_targets"),
-            reservations: client
-                .database(&settings.jobs_db)
-                .collection("reservations"),
+            jobs: jobs_db.collection("jobs"),
+            uploads: jobs_db.collection("uploads"),
+            webhook_endpoints: jobs_db.collection("webhook_endpoints"),
+            webhook_deliveries: jobs_db.collection("webhook_deliveries"),
+            webhook_targets: jobs_db.collection("webhook_targets"),
+            reservations: jobs_db.collection("reservations"),
             mp3_infos: std::sync::Arc::new(info_cache::InfoCache::new()),
             swept_uploads_until: std::sync::Arc::default(),
             node_id: node_id.to_owned(),
