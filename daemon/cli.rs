@@ -61,6 +61,9 @@ pub enum UserAction {
     Disable { email: String },
     /// Enable a disabled account again (its old tokens stay revoked).
     Enable { email: String },
+    /// Delete an account: its tokens are revoked, and the running nodes
+    /// erase its jobs, files, uploads and webhooks within seconds.
+    Delete { email: String },
     /// List the accounts: e-mail, role, state.
     List,
 }

@@ -1,4 +1,4 @@
-//! `vidaud user add|passwd|disable|enable|list`: accounts managed by an
+//! `vidaud user add|passwd|disable|enable|delete|list`: accounts managed by an
 //! operator (how accounts are made when registration is closed). It writes
 //! the same table the auth actor reads, with the same argon2id cost and
 //! password rules, so a user made here logs in like any other; a new
@@ -8,7 +8,9 @@
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
-use vidaud_actors::auth::{AuthError, HashCost, check_email, check_rules, password_hash};
+use vidaud_actors::auth::{
+    AuthError, HashCost, check_email, check_rules, delete_account, password_hash,
+};
 use vidaud_actors::backends::{Backends, User, UserDirectory, UsersError, chain};
 
 use crate::cli::{UserAction, UserArgs};
@@ -70,6 +72,20 @@ pub fn run(args: UserArgs) -> ExitCode {
         UserAction::Enable { email } => runtime.block_on(async {
             let revoked = users.revoke(&email, Some(false)).await;
             found(revoked, &email, "enabled")
+        }),
+        UserAction::Delete { email } => runtime.block_on(async {
+            let deleted = match delete_account(users.as_ref(), &email).await {
+                Ok(_) => Ok(true),
+                Err(AuthError::InvalidCredentials) => Ok(false),
+                Err(AuthError::Unavailable(e)) => Err(e),
+                Err(e) => return Err(Failed(1, e.to_string())),
+            };
+            found(
+                deleted,
+                &email,
+                "deleted; its tokens revoked, its data erased by the running nodes \
+                 within seconds (by the next retention sweep if none runs)",
+            )
         }),
         UserAction::List => runtime.block_on(list(users.as_ref())),
     };
@@ -150,7 +166,7 @@ async fn list(users: &dyn UserDirectory) -> Result<(), Failed> {
             .page(after.as_deref(), 500)
             .await
             .map_err(|e| Failed(1, chain(&AuthError::from(e))))?;
-        for user in &page {
+        for user in page.iter().filter(|u| !u.deleted) {
             let role = if user.admin { "admin" } else { "user" };
             let state = if user.disabled { "disabled" } else { "active" };
             println!("{}\t{role}\t{state}", user.email);

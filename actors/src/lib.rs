@@ -13,6 +13,7 @@ pub mod auth;
 pub mod backends;
 pub mod cidr;
 pub mod domain;
+pub mod erasure;
 pub mod http;
 pub mod mailbox;
 pub mod metrics;

@@ -2,7 +2,8 @@
 //! deleted with their files (and `job.deleted` announced to webhooks), tombstones of deleted jobs are purged once
 //! they are that old too, and what uploads cut off by a killed node left
 //! in the blob store is removed once no upload begun then can still be
-//! running (`upload_grace`). Resumable uploads past their expiry go with
+//! running (`upload_grace`). What accounts deleted within the last day
+//! still hold is erased again (see `erasure`). Resumable uploads past their expiry go with
 //! their data (one whose bytes all arrived but whose job was never queued,
 //! its request cut short by a crash, is completed instead). Every node sweeps; the steps are idempotent,
 //! so two nodes sweeping at once only repeat each other's work.
@@ -54,6 +55,20 @@ pub fn spawn_sweeper(
                 Ok(uploads) => info!(uploads, "removed expired resumable uploads"),
                 Err(e) => warn!(
                     "sweeping expired resumable uploads failed (next one retries): {}",
+                    chain(&e)
+                ),
+            }
+            match crate::erasure::erase_lately_deleted(
+                &backends,
+                &node_id,
+                crate::erasure::SWEEP_WITHIN,
+            )
+            .await
+            {
+                Ok(0) => {}
+                Ok(accounts) => info!(accounts, "erased what deleted accounts still held"),
+                Err(e) => warn!(
+                    "erasing deleted accounts' data failed (next sweep retries): {}",
                     chain(&e)
                 ),
             }

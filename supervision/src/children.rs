@@ -12,7 +12,7 @@ use vidaud_actors::backends::Backends;
 use vidaud_actors::http::{AppState, HttpFront};
 use vidaud_actors::mailbox::Mailboxes;
 use vidaud_actors::metrics::Metrics;
-use vidaud_actors::notifier::{Mailer, Notifier, NotifierArgs};
+use vidaud_actors::notifier::{MailError, Mailer, Notifier, NotifierArgs};
 use vidaud_actors::retention::{SweepPlan, Sweeper, SweeperArgs};
 use vidaud_actors::transcoder::{
     BridgeArgs, BridgeMsg, PoolArgs, PoolMsg, QueueBridge, TranscoderPool,
@@ -124,6 +124,21 @@ fn sandbox(settings: &vidaud_actors::settings::TranscoderSettings) -> Option<tra
     Some(sandbox)
 }
 
+/// The notifier's mailer, when mails are on (the notifier's, and the
+/// HTTP front's for account-deletion confirmations).
+fn mailer(settings: &Settings, ctx: &NodeContext) -> Result<Option<Mailer>, MailError> {
+    if !settings.notifier.enabled {
+        return Ok(None);
+    }
+    Mailer::new(
+        &settings.notifier,
+        &settings.http.public_url,
+        ctx.links.clone(),
+        maildir(settings),
+    )
+    .map(Some)
+}
+
 fn maildir(settings: &Settings) -> std::path::PathBuf {
     match settings.notifier.maildir.trim() {
         "" => std::path::Path::new(&settings.backend.data_dir).join("maildir"),
@@ -178,18 +193,9 @@ pub async fn start(
             if !s.notifier.enabled && !s.webhooks.enabled {
                 return Ok(None);
             }
-            let mailer = match s.notifier.enabled {
-                true => Some(Mailer::new(
-                    &s.notifier,
-                    &s.http.public_url,
-                    ctx.links.clone(),
-                    maildir(s),
-                )?),
-                false => None,
-            };
             let args = NotifierArgs {
                 backends: ctx.backends.clone(),
-                mailer,
+                mailer: mailer(s, ctx)?,
                 intake: s.webhooks.enabled.then(|| ctx.intake.clone()),
                 metrics: ctx.metrics.clone(),
                 mailbox: ctx.mailboxes.notifier.clone(),
@@ -276,6 +282,7 @@ pub async fn start(
                 standings: Arc::new(vidaud_actors::auth::Standings::new(
                     ctx.backends.users.clone(),
                 )),
+                mailer: mailer(s, ctx)?,
             };
             Actor::spawn_linked(name, HttpFront, state, supervisor)
                 .await?

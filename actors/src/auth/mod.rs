@@ -65,6 +65,14 @@ pub enum AuthMsg {
         ticket: Ticket,
         reply: RpcReplyPort<Result<(String, User), AuthError>>,
     },
+    /// Deletes `email`'s account, given its password: the answer is its
+    /// tombstone (every token revoked). Its data is the caller's to erase.
+    Delete {
+        email: String,
+        password: String,
+        ticket: Ticket,
+        reply: RpcReplyPort<Result<User, AuthError>>,
+    },
 }
 
 #[derive(Clone)]
@@ -120,9 +128,8 @@ impl Actor for AuthActor {
                 reply,
             } => {
                 let cost = state.cost;
-                tokio::spawn(async move {
-                    let _ = reply.send(register(&users, email, password, cost).await);
-                    drop(ticket);
+                answer(ticket, reply, async move {
+                    register(&users, email, password, cost).await
                 });
             }
             AuthMsg::Login {
@@ -132,10 +139,11 @@ impl Actor for AuthActor {
                 reply,
             } => {
                 let login = state.login();
-                tokio::spawn(async move {
-                    let _ = reply.send(login.run(email, password).await);
-                    drop(ticket);
-                });
+                answer(
+                    ticket,
+                    reply,
+                    async move { login.run(email, password).await },
+                );
             }
             AuthMsg::ChangePassword {
                 email,
@@ -145,14 +153,39 @@ impl Actor for AuthActor {
                 reply,
             } => {
                 let login = state.login();
-                tokio::spawn(async move {
-                    let _ = reply.send(login.change_password(email, current, new).await);
-                    drop(ticket);
+                answer(ticket, reply, async move {
+                    login.change_password(email, current, new).await
                 });
+            }
+            AuthMsg::Delete {
+                email,
+                password,
+                ticket,
+                reply,
+            } => {
+                let login = state.login();
+                answer(
+                    ticket,
+                    reply,
+                    async move { login.delete(email, password).await },
+                );
             }
         }
         Ok(())
     }
+}
+
+/// Serves one request in a task of its own; its ticket is held until the
+/// answer is sent.
+fn answer<T: Send + 'static>(
+    ticket: Ticket,
+    reply: RpcReplyPort<T>,
+    work: impl Future<Output = T> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let _ = reply.send(work.await);
+        drop(ticket);
+    });
 }
 
 async fn register(
@@ -199,7 +232,8 @@ impl Login {
     /// The user, if `password` is theirs (a reference bcrypt row, or a
     /// cheaper hash, is re-hashed on the way).
     async fn authenticate(&self, email: &str, password: String) -> Result<User, AuthError> {
-        let Some(user) = self.users.find(email).await? else {
+        // A deleted account's tombstone is no account.
+        let Some(user) = self.users.find(email).await?.filter(|u| !u.deleted) else {
             let _ = password::verify(password, self.dummy_hash.to_string(), self.cost).await;
             return Err(AuthError::InvalidCredentials);
         };
@@ -258,4 +292,21 @@ impl Login {
             .ok_or(AuthError::InvalidCredentials)?;
         Ok((self.issue(&user)?, user))
     }
+
+    async fn delete(&self, email: String, password: String) -> Result<User, AuthError> {
+        let user = self.authenticate(&email, password).await?;
+        delete_account(self.users.as_ref(), &user.email).await
+    }
+}
+
+/// Turns `email`'s account into its tombstone, which is returned;
+/// `InvalidCredentials` when there is no such live account.
+pub async fn delete_account(users: &dyn UserDirectory, email: &str) -> Result<User, AuthError> {
+    if !users.delete(email).await? {
+        return Err(AuthError::InvalidCredentials);
+    }
+    users
+        .find(email)
+        .await?
+        .ok_or(AuthError::InvalidCredentials)
 }

@@ -1,7 +1,7 @@
 //! Whether a token still stands: every node keeps each user's token
 //! generation and whether the account is disabled, so that checking a token
 //! costs a map lookup, not a database read. A password change, "log out
-//! everywhere" and disabling an account bump the generation in the user
+//! everywhere", disabling and deleting an account bump the generation in the user
 //! directory; every node reads the users changed lately every
 //! [`REFRESH`], so a token revoked on one node is refused on all of them
 //! within that (and a query). The node that revoked knows at once.
@@ -36,6 +36,7 @@ const PAGE: u32 = 1000;
 struct Standing {
     generation: u32,
     disabled: bool,
+    deleted: bool,
 }
 
 impl From<&User> for Standing {
@@ -43,6 +44,7 @@ impl From<&User> for Standing {
         Self {
             generation: user.generation,
             disabled: user.disabled,
+            deleted: user.deleted,
         }
     }
 }
@@ -63,6 +65,9 @@ pub struct Standings {
     known: RwLock<HashMap<String, Standing>>,
     /// When the last refresh succeeded (`None`: never: load everyone).
     fresh_at: std::sync::Mutex<Option<Instant>>,
+    /// Accounts a refresh found deleted that were live here: their data is
+    /// to be erased (see [`Standings::take_deleted`]).
+    deleted: std::sync::Mutex<Vec<String>>,
 }
 
 impl Standings {
@@ -71,6 +76,7 @@ impl Standings {
             users,
             known: RwLock::new(HashMap::new()),
             fresh_at: std::sync::Mutex::new(None),
+            deleted: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -82,14 +88,43 @@ impl Standings {
             .copied()
     }
 
-    fn put(&self, users: &[User]) {
+    /// Takes in `users`; returns those that were live here and are deleted.
+    fn put(&self, users: &[User]) -> Vec<String> {
         let mut known = self
             .known
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut deleted = Vec::new();
         for user in users {
-            known.insert(user.email.clone(), Standing::from(user));
+            let before = known.insert(user.email.clone(), Standing::from(user));
+            if user.deleted && before.is_some_and(|s| !s.deleted) {
+                deleted.push(user.email.clone());
+            }
         }
+        deleted
+    }
+
+    /// Takes in what a refresh read, keeping the deletions it found.
+    fn put_refreshed(&self, users: &[User]) {
+        let deleted = self.put(users);
+        if !deleted.is_empty() {
+            self.deleted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(deleted);
+        }
+    }
+
+    /// The accounts deleted elsewhere (another node, the CLI) that this
+    /// node has learnt of since the last call: live here before, so this
+    /// node may hold data of theirs to erase.
+    pub fn take_deleted(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .deleted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// Whether the token with `claims` still stands.
@@ -100,7 +135,7 @@ impl Standings {
             Some(standing) if claims.r#gen <= standing.generation => standing,
             _ => match self.users.find(&claims.username).await {
                 Ok(Some(user)) => {
-                    self.put(std::slice::from_ref(&user));
+                    let _ = self.put(std::slice::from_ref(&user));
                     Standing::from(&user)
                 }
                 Ok(None) => return Err(Revoked::Gone),
@@ -114,7 +149,9 @@ impl Standings {
                 }
             },
         };
-        if standing.disabled {
+        if standing.deleted {
+            Err(Revoked::Gone)
+        } else if standing.disabled {
             Err(Revoked::Disabled)
         } else if standing.generation != claims.r#gen {
             Err(Revoked::Superseded)
@@ -126,7 +163,7 @@ impl Standings {
     /// Takes in a change made on this node at once (the others see it at
     /// their next refresh).
     pub fn note(&self, user: &User) {
-        self.put(std::slice::from_ref(user));
+        let _ = self.put(std::slice::from_ref(user));
     }
 
     /// Reads the users changed lately (or everyone, after a gap).
@@ -139,7 +176,7 @@ impl Standings {
         let read = match last {
             Some(at) if at.elapsed() + REFRESH * 2 < WINDOW => {
                 let changed = self.users.changed_within(WINDOW).await?;
-                self.put(&changed);
+                self.put_refreshed(&changed);
                 changed.len()
             }
             _ => self.load_everyone().await?,
@@ -157,7 +194,7 @@ impl Standings {
         loop {
             let page = self.users.page(after.as_deref(), PAGE).await?;
             read += page.len();
-            self.put(&page);
+            self.put_refreshed(&page);
             match page.last() {
                 Some(last) if page.len() == PAGE as usize => after = Some(last.email.clone()),
                 _ => return Ok(read),

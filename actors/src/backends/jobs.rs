@@ -41,6 +41,11 @@ pub trait JobStore: Send + Sync {
     /// Jobs of `owner` queued or converting.
     async fn active_jobs(&self, owner: &str) -> Result<u64, StoreError>;
 
+    /// Cuts the deleted jobs of `owner` (a removed account) loose from it:
+    /// their tombstones keep no owner, file name or callback. Returns how
+    /// many.
+    async fn forget_owner(&self, owner: &str) -> Result<u64, StoreError>;
+
     /// Marks a job deleted (from any state; lease and progress cleared) and
     /// returns it as it was, or `None` when there is no such job.
     async fn mark_deleted(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;

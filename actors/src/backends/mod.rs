@@ -21,6 +21,7 @@
 mod blobs;
 mod cluster;
 mod embedded;
+mod erase;
 mod errors;
 mod events;
 mod health;
@@ -35,6 +36,7 @@ mod webhooks;
 pub use blobs::{
     BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, ResumableWrite, Upload,
 };
+pub use erase::Erased;
 pub use errors::{Cause, QueueError, StoreError, UsersError, chain};
 pub use events::{EventBus, Feed, LocalFeed};
 pub use health::{Check, Health, Part};

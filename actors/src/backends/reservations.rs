@@ -35,6 +35,9 @@ pub trait ReservationStore: Send + Sync {
 
     /// Releases a reservation (releasing none is not an error).
     async fn release(&self, owner: &str, id: ReservationId) -> Result<(), StoreError>;
+
+    /// Drops everything kept for `owner` (a removed account).
+    async fn forget(&self, owner: &str) -> Result<(), StoreError>;
 }
 
 /// A reservation taken: released when dropped (or by [`Reserved::release`]);

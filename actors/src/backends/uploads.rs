@@ -50,6 +50,9 @@ pub trait UploadStore: Send + Sync {
     /// Bytes `owner`'s unfinished uploads have declared: what they will
     /// hold, counted toward the quota before they are stored files.
     async fn reserved(&self, owner: &str) -> Result<u64, StoreError>;
+
+    /// Up to `limit` of `owner`'s uploads, finished or not.
+    async fn owned(&self, owner: &str, limit: u32) -> Result<Vec<UploadRecord>, StoreError>;
 }
 
 /// Completing an upload failed; nothing was lost: the next request (or the

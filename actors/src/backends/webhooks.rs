@@ -26,6 +26,11 @@ pub trait WebhookStore: Send + Sync {
     /// Removes an endpoint and every delivery to it; whether it was there.
     async fn remove_endpoint(&self, id: EndpointId) -> Result<bool, StoreError>;
 
+    /// Removes every endpoint of `owner` and every delivery meant for them
+    /// (their endpoints' and their jobs' callbacks'). Returns how many
+    /// endpoints.
+    async fn remove_owned(&self, owner: &str) -> Result<u64, StoreError>;
+
     /// Stores a delivery unless one with its id is already there (the same
     /// event for the same target): the first one stays.
     async fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError>;

@@ -29,7 +29,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +66,8 @@ pub struct AppState {
     pub webhooks: crate::webhooks::Front,
     /// Each user's token generation: revoked tokens are refused.
     pub standings: Arc<crate::auth::Standings>,
+    /// Sends the confirmation of an account's deletion (`None`: mails off).
+    pub mailer: Option<crate::notifier::Mailer>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -75,12 +77,13 @@ pub fn router(state: AppState) -> Router {
         .route("/register", post(routes::account::register))
         .route("/login", post(routes::account::login))
         .route("/validate", post(routes::account::validate))
-        .route("/me", get(routes::me::me))
+        .route("/me", get(routes::me::me).delete(routes::me::delete_me))
         .route("/me/password", post(routes::me::change_password))
         .route("/me/logout-all", post(routes::me::logout_all))
         .route("/users", get(routes::me::list_users))
         .route("/users/{email}/disable", post(routes::me::disable))
         .route("/users/{email}/enable", post(routes::me::enable))
+        .route("/users/{email}", delete(routes::me::delete_user))
         .route("/jobs", get(routes::jobs::list_jobs))
         .route(
             "/jobs/{id}",
@@ -178,6 +181,8 @@ pub struct HttpState {
     closing: CancellationToken,
     /// Keeps `standings` current.
     refresher: JoinHandle<()>,
+    /// Erases the data of accounts deleted elsewhere.
+    eraser: JoinHandle<()>,
     server: JoinHandle<()>,
     metrics_server: Option<JoinHandle<()>>,
 }
@@ -218,6 +223,12 @@ impl Actor for HttpFront {
         };
         let closing = state.closing.clone();
         let refresher = crate::auth::spawn_refresher(state.standings.clone(), closing.clone());
+        let eraser = crate::erasure::spawn_eraser(
+            state.backends.clone(),
+            state.standings.clone(),
+            state.node_id.clone(),
+            closing.clone(),
+        );
         let settings = state.settings.clone();
         let peers = server::Peers::new(&settings)?;
         let app = router(state);
@@ -230,6 +241,7 @@ impl Actor for HttpFront {
         Ok(HttpState {
             closing,
             refresher,
+            eraser,
             server,
             metrics_server,
         })
@@ -242,6 +254,7 @@ impl Actor for HttpFront {
     ) -> Result<(), ActorProcessingErr> {
         state.closing.cancel();
         state.refresher.abort();
+        state.eraser.abort();
         let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), &mut state.server).await;
         if let Some(metrics) = state.metrics_server.as_mut() {
             let _ = tokio::time::timeout(Duration::from_secs(1), metrics).await;

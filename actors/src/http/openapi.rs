@@ -156,6 +156,8 @@ fn option_schema(option: &OptionSpec) -> Schema {
         routes::me::list_users,
         routes::me::disable,
         routes::me::enable,
+        routes::me::delete_me,
+        routes::me::delete_user,
         routes::webhooks::create,
         routes::webhooks::list,
         routes::webhooks::show,

@@ -10,7 +10,7 @@ use lettre::Message;
 use lettre::message::MultiPart;
 use tracing::warn;
 
-use super::compose::{Notice, compose};
+use super::compose::{Notice, compose, escape};
 use super::smtp::{SmtpClient, SmtpConfigError, SmtpError};
 use crate::auth::LinkKeys;
 use crate::domain::{JobRecord, JobState, Mp3Message, Timestamp};
@@ -141,11 +141,52 @@ impl Mailer {
                 return Ok(());
             }
         };
+        let name = format!("{}.{}.vidaud", message.job_id, message.state.as_str());
+        self.deliver(&email, name).await
+    }
+
+    /// Tells `address` that its account and everything in it are gone. An
+    /// address that cannot be mailed is logged and counts as done.
+    pub async fn send_account_deleted(&self, address: &str) -> Result<(), MailError> {
+        let Ok(to) = address.parse::<lettre::message::Mailbox>() else {
+            warn!("a deleted account's e-mail is not an address; no confirmation sent");
+            return Ok(());
+        };
+        let text = format!(
+            "Your vidaud account {address} was deleted, with its jobs, files, \
+             uploads and webhooks.\n\nIf you did not ask for this, tell the \
+             administrator of {}.\n",
+            self.public_url
+        );
+        let html = format!(
+            "<p>Your vidaud account <b>{}</b> was deleted, with its jobs, files, uploads \
+             and webhooks.</p><p>If you did not ask for this, tell the administrator of \
+             {}.</p>",
+            escape(address),
+            escape(&self.public_url)
+        );
+        let email = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject("Your vidaud account was deleted")
+            .multipart(MultiPart::alternative_plain_html(text, html));
+        let email = match email {
+            Ok(email) => email,
+            Err(e) => {
+                warn!("cannot build the account-deletion e-mail: {e}");
+                return Ok(());
+            }
+        };
+        let name = format!("account-deleted.{}.vidaud", Timestamp::now().millis());
+        self.deliver(&email, name).await
+    }
+
+    /// Hands `email` to the transport; `maildir_name` names it in a Maildir.
+    async fn deliver(&self, email: &Message, maildir_name: String) -> Result<(), MailError> {
         match &self.transport {
             Transport::Smtp(smtp) => Ok(smtp.send(email.envelope(), &email.formatted()).await?),
             Transport::Maildir(dir) => {
-                let name = format!("{}.{}.vidaud", message.job_id, message.state.as_str());
-                deliver_to_maildir(dir.clone(), name, email.formatted()).await
+                deliver_to_maildir(dir.clone(), maildir_name, email.formatted()).await
             }
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mysql_async::prelude::{Query, Queryable, WithParams};
-use mysql_async::{Opts, OptsBuilder, Pool};
+use mysql_async::{Opts, OptsBuilder, Pool, TxOpts};
 use tokio::sync::OnceCell;
 
 use crate::backends::{User, UserDirectory, UsersError};
@@ -46,19 +46,21 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("is_admin", "BOOLEAN NOT NULL DEFAULT FALSE"),
     ("token_generation", "INT UNSIGNED NOT NULL DEFAULT 0"),
     ("disabled", "BOOLEAN NOT NULL DEFAULT FALSE"),
+    ("deleted", "BOOLEAN NOT NULL DEFAULT FALSE"),
 ];
 
-const COLUMNS: &str = "email, password, is_admin, token_generation, disabled";
+const COLUMNS: &str = "email, password, is_admin, token_generation, disabled, deleted";
 
-type Row = (String, String, bool, u32, bool);
+type Row = (String, String, bool, u32, bool, bool);
 
-fn user((email, password_hash, admin, generation, disabled): Row) -> User {
+fn user((email, password_hash, admin, generation, disabled, deleted): Row) -> User {
     User {
         email,
         password_hash,
         admin,
         generation,
         disabled,
+        deleted,
     }
 }
 
@@ -157,29 +159,60 @@ impl UserDirectory for MysqlUsers {
     async fn create(&self, user: &User) -> Result<bool, UsersError> {
         self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
-        let insert = "INSERT INTO users (email, password, is_admin, token_generation, disabled) \
-                      VALUES (?, ?, ?, ?, ?)"
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        // A tombstone gives way, and passes on its generation.
+        let tombstone: Option<u32> =
+            "SELECT token_generation FROM users WHERE email = ? AND deleted = TRUE FOR UPDATE"
+                .with((&user.email,))
+                .first(&mut tx)
+                .await?;
+        if tombstone.is_some() {
+            "DELETE FROM users WHERE email = ? AND deleted = TRUE"
+                .with((&user.email,))
+                .ignore(&mut tx)
+                .await?;
+        }
+        let generation = tombstone.map_or(user.generation, |g| user.generation.max(g + 1));
+        let insert = "INSERT INTO users \
+                      (email, password, is_admin, token_generation, disabled, deleted) \
+                      VALUES (?, ?, ?, ?, ?, ?)"
             .with((
                 &user.email,
                 &user.password_hash,
                 user.admin,
-                user.generation,
+                generation,
                 user.disabled,
+                user.deleted,
             ))
-            .ignore(&mut conn);
+            .ignore(&mut tx);
         let result = crate::metrics::timed("mysql", "create_user", insert).await;
         match result {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                tx.commit().await?;
+                Ok(true)
+            }
             // ER_DUP_ENTRY
             Err(mysql_async::Error::Server(e)) if e.code == 1062 => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
 
+    async fn delete(&self, email: &str) -> Result<bool, UsersError> {
+        self.ensure_schema().await?;
+        let mut conn = self.pool.get_conn().await?;
+        "UPDATE users SET deleted = TRUE, password = '', is_admin = FALSE, disabled = FALSE, \
+         token_generation = token_generation + 1, updated_at = CURRENT_TIMESTAMP \
+         WHERE email = ? AND deleted = FALSE"
+            .with((email,))
+            .ignore(&mut conn)
+            .await?;
+        Ok(conn.affected_rows() == 1)
+    }
+
     async fn set_password(&self, email: &str, password_hash: &str) -> Result<(), UsersError> {
         self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
-        "UPDATE users SET password = ? WHERE email = ?"
+        "UPDATE users SET password = ? WHERE email = ? AND deleted = FALSE"
             .with((password_hash, email))
             .ignore(&mut conn)
             .await?;
@@ -190,7 +223,7 @@ impl UserDirectory for MysqlUsers {
         self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
         "UPDATE users SET password = ?, token_generation = token_generation + 1, \
-         updated_at = CURRENT_TIMESTAMP WHERE email = ?"
+         updated_at = CURRENT_TIMESTAMP WHERE email = ? AND deleted = FALSE"
             .with((password_hash, email))
             .ignore(&mut conn)
             .await?;
@@ -201,7 +234,8 @@ impl UserDirectory for MysqlUsers {
         self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
         "UPDATE users SET token_generation = token_generation + 1, \
-         disabled = COALESCE(?, disabled), updated_at = CURRENT_TIMESTAMP WHERE email = ?"
+         disabled = COALESCE(?, disabled), updated_at = CURRENT_TIMESTAMP \
+         WHERE email = ? AND deleted = FALSE"
             .with((disabled, email))
             .ignore(&mut conn)
             .await?;

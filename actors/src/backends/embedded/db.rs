@@ -170,6 +170,7 @@ CREATE TABLE IF NOT EXISTS webhook_targets (
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("users", "token_generation", "INTEGER NOT NULL DEFAULT 0"),
     ("users", "disabled", "INTEGER NOT NULL DEFAULT 0"),
+    ("users", "deleted", "INTEGER NOT NULL DEFAULT 0"),
     ("jobs", "audio_bytes", "INTEGER"),
     ("jobs", "audio_ms", "INTEGER"),
     ("jobs", "mail_node", "TEXT"),

@@ -245,6 +245,19 @@ impl JobStore for Db {
         .await
     }
 
+    async fn forget_owner(&self, owner: &str) -> Result<u64, StoreError> {
+        let owner = owner.to_owned();
+        self.call("forget_owner", move |conn| {
+            let n = conn.execute(
+                "UPDATE jobs SET owner = '', filename = '', callback_url = NULL, \
+                 callback_secret = NULL WHERE owner = ?1 AND state = 'deleted'",
+                [owner],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn mark_deleted(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
         self.call("mark_deleted", move |conn| {
             let tx = conn.transaction()?;

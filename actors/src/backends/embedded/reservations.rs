@@ -100,4 +100,19 @@ impl ReservationStore for Db {
         })
         .await
     }
+
+    async fn forget(&self, owner: &str) -> Result<(), StoreError> {
+        let owner = owner.to_owned();
+        self.call("forget_reservations", move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM reservations WHERE owner = ?1", [&owner])?;
+            tx.execute(
+                "DELETE FROM reservation_versions WHERE owner = ?1",
+                [&owner],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
 }

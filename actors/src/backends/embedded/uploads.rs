@@ -171,6 +171,18 @@ impl UploadStore for Db {
         .await
     }
 
+    async fn owned(&self, owner: &str, limit: u32) -> Result<Vec<UploadRecord>, StoreError> {
+        let owner = owner.to_owned();
+        self.call("owned_uploads", move |conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM uploads WHERE owner = ?1 LIMIT ?2"
+            ))?;
+            let rows = statement.query_map(params![owner, limit], record)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
     async fn reserved(&self, owner: &str) -> Result<u64, StoreError> {
         let owner = owner.to_owned();
         self.call("reserved_by_uploads", move |conn| {

@@ -11,7 +11,7 @@ use super::db::Db;
 use crate::backends::{User, UserDirectory, UsersError};
 use crate::domain::Timestamp;
 
-const COLUMNS: &str = "email, password, is_admin, token_generation, disabled";
+const COLUMNS: &str = "email, password, is_admin, token_generation, disabled, deleted";
 
 fn user(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -20,6 +20,7 @@ fn user(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         admin: row.get(2)?,
         generation: row.get(3)?,
         disabled: row.get(4)?,
+        deleted: row.get(5)?,
     })
 }
 
@@ -48,20 +49,46 @@ impl UserDirectory for Db {
         let new = new.clone();
         self.call("create_user", move |conn| {
             let now = Timestamp::now().millis();
-            let inserted = conn.execute(
+            let tx = conn.transaction()?;
+            // A tombstone gives way, and passes on its generation.
+            let tombstone: Option<u32> = tx
+                .query_row(
+                    "DELETE FROM users WHERE email = ?1 AND deleted = 1 RETURNING token_generation",
+                    [&new.email],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let generation = tombstone.map_or(new.generation, |g| new.generation.max(g + 1));
+            let inserted = tx.execute(
                 "INSERT INTO users (email, password, is_admin, token_generation, disabled, \
-                 created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (email) DO NOTHING",
+                 deleted, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (email) DO NOTHING",
                 params![
                     new.email,
                     new.password_hash,
                     new.admin,
-                    new.generation,
+                    generation,
                     new.disabled,
+                    new.deleted,
                     now
                 ],
             )?;
+            tx.commit()?;
             Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn delete(&self, email: &str) -> Result<bool, UsersError> {
+        let email = email.to_owned();
+        self.call("delete_user", move |conn| {
+            let n = conn.execute(
+                "UPDATE users SET deleted = 1, password = '', is_admin = 0, disabled = 0, \
+                 token_generation = token_generation + 1, updated_at = ?2 \
+                 WHERE email = ?1 AND deleted = 0",
+                params![email, Timestamp::now().millis()],
+            )?;
+            Ok(n == 1)
         })
         .await
     }
@@ -70,7 +97,7 @@ impl UserDirectory for Db {
         let (email, hash) = (email.to_owned(), password_hash.to_owned());
         self.call("set_password", move |conn| {
             conn.execute(
-                "UPDATE users SET password = ?2, updated_at = ?3 WHERE email = ?1",
+                "UPDATE users SET password = ?2, updated_at = ?3 WHERE email = ?1 AND deleted = 0",
                 params![email, hash, Timestamp::now().millis()],
             )?;
             Ok(())
@@ -83,7 +110,7 @@ impl UserDirectory for Db {
         self.call("change_password", move |conn| {
             let n = conn.execute(
                 "UPDATE users SET password = ?2, token_generation = token_generation + 1, \
-                 updated_at = ?3 WHERE email = ?1",
+                 updated_at = ?3 WHERE email = ?1 AND deleted = 0",
                 params![email, hash, Timestamp::now().millis()],
             )?;
             Ok(n == 1)
@@ -96,7 +123,7 @@ impl UserDirectory for Db {
         self.call("revoke_tokens", move |conn| {
             let n = conn.execute(
                 "UPDATE users SET token_generation = token_generation + 1, \
-                 disabled = COALESCE(?2, disabled), updated_at = ?3 WHERE email = ?1",
+                 disabled = COALESCE(?2, disabled), updated_at = ?3 WHERE email = ?1 AND deleted = 0",
                 params![email, disabled, Timestamp::now().millis()],
             )?;
             Ok(n == 1)

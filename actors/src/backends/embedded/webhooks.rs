@@ -124,6 +124,18 @@ impl WebhookStore for Db {
         .await
     }
 
+    async fn remove_owned(&self, owner: &str) -> Result<u64, StoreError> {
+        let owner = owner.to_owned();
+        self.call("remove_owned_webhooks", move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM webhook_deliveries WHERE owner = ?1", [&owner])?;
+            let n = tx.execute("DELETE FROM webhook_endpoints WHERE owner = ?1", [&owner])?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn enqueue(&self, d: &Delivery) -> Result<(), StoreError> {
         let history = json(&d.history)?;
         let d = d.clone();

@@ -1,10 +1,13 @@
 //! The caller's own account (`GET /me`, `POST /me/password`,
-//! `POST /me/logout-all`) and an administrator's view of and hold on
-//! others' (`GET /users`, `POST /users/{email}/disable`, `/enable`).
+//! `POST /me/logout-all`, `DELETE /me`) and an administrator's view of and
+//! hold on others' (`GET /users`, `POST /users/{email}/disable`, `/enable`,
+//! `DELETE /users/{email}`).
 //!
-//! A new password, logging out everywhere and disabling an account bump
-//! the user's token generation: every token issued before is refused, on
-//! this node at once and on every other within `auth::REVOCATION_REFRESH`.
+//! A new password, logging out everywhere, disabling and deleting an
+//! account bump the user's token generation: every token issued before is
+//! refused, on this node at once and on every other within
+//! `auth::REVOCATION_REFRESH`. A deletion also erases the account's data
+//! before it answers (see `erasure`).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -14,7 +17,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::account::{AUTH_TIMEOUT, auth_ticket, unwrap_call};
-use crate::auth::{AuthError, AuthMsg};
+use crate::auth::{AuthError, AuthMsg, delete_account};
+use crate::backends::User;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ProblemKind};
 use crate::http::extract::Caller;
@@ -241,6 +245,7 @@ pub async fn list_users(
     Ok(Json(UserPage {
         users: users
             .into_iter()
+            .filter(|u| !u.deleted)
             .map(|u| UserView {
                 email: u.email,
                 admin: u.admin,
@@ -249,6 +254,89 @@ pub async fn list_users(
             .collect(),
         next_cursor,
     }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmation {
+    /// Your password.
+    password: String,
+}
+
+/// Deletes your account (your password is asked for): your jobs, files,
+/// unfinished uploads and webhooks are removed, every token of yours is
+/// revoked, and a confirmation is mailed to you.
+#[utoipa::path(
+    delete, path = "/me", tag = "account",
+    request_body(content = Confirmation, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Deleted, with everything in it"),
+        (status = 401, description = "The password is wrong", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_me(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let request: Confirmation = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("expected JSON {{\"password\": ...}}: {e}")))?;
+    let email = caller.0.username.clone();
+    // Guessing the password here costs what guessing at /login does.
+    app.limits.check_account(&email)?;
+    let ticket = auth_ticket(&app)?;
+    let result = app
+        .auth
+        .call(
+            |reply| AuthMsg::Delete {
+                email,
+                password: request.password,
+                ticket,
+                reply,
+            },
+            Some(AUTH_TIMEOUT),
+        )
+        .await;
+    let tombstone = unwrap_call(result)??;
+    finish(&app, &tombstone).await
+}
+
+/// Deletes an account with everything in it (admins only).
+#[utoipa::path(
+    delete, path = "/users/{email}", tag = "account",
+    params(("email" = String, Path, description = "The account's e-mail")),
+    responses(
+        (status = 204, description = "Deleted, with everything in it"),
+        (status = 403, description = "Not an administrator", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_user(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(email): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    admin_only(&caller)?;
+    let tombstone = match delete_account(app.backends.users.as_ref(), &email).await {
+        Err(AuthError::InvalidCredentials) => return Err(ApiError::not_found("user")),
+        other => other?,
+    };
+    finish(&app, &tombstone).await
+}
+
+/// Erases a deleted account's data and mails the confirmation.
+async fn finish(app: &AppState, tombstone: &User) -> Result<StatusCode, ApiError> {
+    crate::erasure::finish_deletion(
+        &app.backends,
+        &app.standings,
+        app.mailer.as_ref(),
+        tombstone,
+        &app.node_id,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn admin_only(caller: &Caller) -> Result<(), ApiError> {

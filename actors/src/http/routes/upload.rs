@@ -212,6 +212,15 @@ async fn accept(
             "the uploaded file is empty",
         ));
     }
+    // The account may have been deleted (or disabled) while the body
+    // arrived: then no job is made for it.
+    if let Err(revoked) = app.standings.check(&caller.0).await {
+        let _ = upload.abort().await;
+        return Err(ApiError::of_kind(
+            ProblemKind::TokenRevoked,
+            revoked.to_string(),
+        ));
+    }
     // From here on the work must not be cut short by the client going away
     // (hyper drops a handler whose connection closed): a finished video
     // without its job and message would break the invariant. A task of

@@ -108,6 +108,20 @@ impl JobStore for Mongo {
             .await?)
     }
 
+    async fn forget_owner(&self, owner: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .jobs
+            .update_many(
+                doc! { "owner": owner, "state": JobState::Deleted.as_str() },
+                doc! {
+                    "$set": { "owner": "", "filename": "" },
+                    "$unset": { "callback": "" },
+                },
+            )
+            .await?
+            .modified_count)
+    }
+
     async fn mark_deleted(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
         Ok(self
             .jobs

@@ -104,4 +104,9 @@ impl ReservationStore for Mongo {
             .await?;
         Ok(())
     }
+
+    async fn forget(&self, owner: &str) -> Result<(), StoreError> {
+        self.reservations.delete_one(doc! { "_id": owner }).await?;
+        Ok(())
+    }
 }

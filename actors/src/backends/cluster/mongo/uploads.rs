@@ -207,6 +207,17 @@ impl UploadStore for Mongo {
         Ok(docs.into_iter().map(UploadRecord::from).collect())
     }
 
+    async fn owned(&self, owner: &str, limit: u32) -> Result<Vec<UploadRecord>, StoreError> {
+        let docs: Vec<UploadDoc> = self
+            .upload_docs()
+            .find(doc! { "owner": owner })
+            .limit(i64::from(limit))
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs.into_iter().map(UploadRecord::from).collect())
+    }
+
     async fn reserved(&self, owner: &str) -> Result<u64, StoreError> {
         let mut cursor = self
             .upload_docs()

@@ -168,6 +168,19 @@ impl WebhookStore for Mongo {
         Ok(removed == 1)
     }
 
+    async fn remove_owned(&self, owner: &str) -> Result<u64, StoreError> {
+        // Endpoints first, as in `remove_endpoint`.
+        let removed = self
+            .webhook_endpoints
+            .delete_many(doc! { "owner": owner })
+            .await?
+            .deleted_count;
+        self.webhook_deliveries
+            .delete_many(doc! { "owner": owner })
+            .await?;
+        Ok(removed)
+    }
+
     async fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError> {
         match self
             .webhook_deliveries
