@@ -61,6 +61,15 @@ pub enum UserAction {
     Disable { email: String },
     /// Enable a disabled account again (its old tokens stay revoked).
     Enable { email: String },
+    /// Set an account's storage quota and active-job limit (each a number,
+    /// 0 for none, or `default` for the node's; one not given is kept).
+    Limits {
+        email: String,
+        #[arg(long, value_name = "BYTES|default")]
+        quota_bytes: Option<String>,
+        #[arg(long, value_name = "JOBS|default")]
+        max_active_jobs: Option<String>,
+    },
     /// Delete an account: its tokens are revoked, and the running nodes
     /// erase its jobs, files, uploads and webhooks within seconds.
     Delete { email: String },

@@ -1,4 +1,4 @@
-//! `vidaud user add|passwd|disable|enable|delete|list`: accounts managed by an
+//! `vidaud user add|passwd|disable|enable|limits|delete|list`: accounts managed by an
 //! operator (how accounts are made when registration is closed). It writes
 //! the same table the auth actor reads, with the same argon2id cost and
 //! password rules, so a user made here logs in like any other; a new
@@ -87,6 +87,16 @@ pub fn run(args: UserArgs) -> ExitCode {
                  within seconds (by the next retention sweep if none runs)",
             )
         }),
+        UserAction::Limits {
+            email,
+            quota_bytes,
+            max_active_jobs,
+        } => runtime.block_on(set_limits(
+            users.as_ref(),
+            &email,
+            quota_bytes.as_deref(),
+            max_active_jobs.as_deref(),
+        )),
         UserAction::List => runtime.block_on(list(users.as_ref())),
     };
     match outcome {
@@ -157,6 +167,48 @@ fn found(changed: Result<bool, UsersError>, email: &str, done: &str) -> Result<(
         Ok(false) => Err(Failed(4, format!("no user with the e-mail {email}"))),
         Err(e) => Err(Failed(1, chain(&AuthError::from(e)))),
     }
+}
+
+/// A limit as given: a number, or `default` (the node's).
+fn limit(given: &str) -> Result<Option<u64>, Failed> {
+    match given {
+        "default" => Ok(None),
+        n => n.parse().map(Some).map_err(|_| {
+            Failed(
+                2,
+                format!("a limit is a number (0: none) or `default`, not {n:?}"),
+            )
+        }),
+    }
+}
+
+async fn set_limits(
+    users: &dyn UserDirectory,
+    email: &str,
+    quota_bytes: Option<&str>,
+    max_active_jobs: Option<&str>,
+) -> Result<(), Failed> {
+    let unavailable = |e: UsersError| Failed(1, chain(&AuthError::from(e)));
+    let Some(user) = users.find(email).await.map_err(unavailable)? else {
+        return Err(Failed(4, format!("no user with the e-mail {email}")));
+    };
+    let mut limits = user.limits;
+    if let Some(given) = quota_bytes {
+        limits.quota_bytes = limit(given)?;
+    }
+    if let Some(given) = max_active_jobs {
+        limits.max_active_jobs = limit(given)?;
+    }
+    let shown = |l: Option<u64>| l.map_or_else(|| "default".to_owned(), |n| n.to_string());
+    found(
+        users.set_limits(email, limits).await,
+        email,
+        &format!(
+            "quota_bytes {}, max_active_jobs {}",
+            shown(limits.quota_bytes),
+            shown(limits.max_active_jobs)
+        ),
+    )
 }
 
 async fn list(users: &dyn UserDirectory) -> Result<(), Failed> {

@@ -174,6 +174,7 @@ async fn messages_without_a_video_or_job_are_dead_lettered_without_a_crash_loop(
     let (email, token) = node.new_user().await;
 
     // A job whose video is not in GridFS (deleted, or a foreign producer).
+    let owner = node.user_id(&token).await;
     let job_id = ObjectId::new();
     let now = DateTime::now();
     node.mongo()
@@ -181,7 +182,7 @@ async fn messages_without_a_video_or_job_are_dead_lettered_without_a_crash_loop(
         .database(&node.names.jobs_db)
         .collection("jobs")
         .insert_one(doc! {
-            "_id": job_id, "owner": &email, "filename": "ghost.mp4",
+            "_id": job_id, "owner": &owner, "username": &email, "filename": "ghost.mp4",
             "video_fid": ObjectId::new(), "mp3_fid": ObjectId::new(), "state": "queued",
             "attempts": 0, "bitrate_kbps": 192, "created_at": now, "updated_at": now,
         })

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::proxy::Proxy;
 use common::{Backend, Names, Node, NodeOptions};
@@ -40,20 +40,6 @@ async fn post(node: &Node, path: &str, token: &str, body: Option<Value>) -> (u16
 fn assert_revoked((status, body): (u16, Value)) {
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["type"], "urn:vidaud:problem:token-revoked", "{body}");
-}
-
-/// Polls until `token` is refused on `node`; how long that took.
-async fn until_refused(node: &Node, token: &str) -> Duration {
-    let started = Instant::now();
-    loop {
-        let (status, body) = me(node, token).await;
-        if status == 401 {
-            assert_eq!(body["type"], "urn:vidaud:problem:token-revoked", "{body}");
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "never refused");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 both_backends!(
@@ -169,7 +155,7 @@ async fn a_token_revoked_on_one_node_is_refused_on_another_within_the_bound() {
         // b knows the user (and the token's generation) first.
         assert_eq!(me(&b, &token).await.0, 200);
         assert_eq!(post(&a, "/me/logout-all", &token, None).await.0, 204);
-        delays.push(until_refused(&b, &token).await);
+        delays.push(b.until_refused(&token, Duration::from_secs(60)).await);
     }
     delays.sort();
     println!("revocation seen on a second node after {delays:?}");
@@ -211,7 +197,7 @@ both_backends!(
         assert_eq!(me(&node, &token).await.0, 200);
         let (code, out, err) = node.user_cli(&["disable", &email], None);
         assert_eq!(code, 0, "{out}{err}");
-        let delay = until_refused(&node, &token).await;
+        let delay = node.until_refused(&token, Duration::from_secs(60)).await;
         println!("{backend:?}: disabled by the CLI, refused after {delay:?}");
         assert_eq!(node.login(&email, PASSWORD).await, Err(403));
         let (code, out, _) = node.user_cli(&["list"], None);

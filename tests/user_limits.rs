@@ -213,3 +213,95 @@ both_backends!(
             .await;
     }
 );
+
+/// The limits `GET /me` reports.
+async fn my_limits(node: &Node, token: &str) -> Value {
+    let me: Value = node
+        .http
+        .get(node.url("/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET /me")
+        .json()
+        .await
+        .expect("GET /me JSON");
+    me["limits"].clone()
+}
+
+/// `PUT /users/{id}/limits` with `admin`; the status and answer.
+async fn put_limits(node: &Node, admin: &str, user: &str, limits: Value) -> (u16, Value) {
+    let r = node
+        .http
+        .put(node.url(&format!("/users/{user}/limits")))
+        .bearer_auth(admin)
+        .json(&limits)
+        .send()
+        .await
+        .expect("PUT limits");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+both_backends!(
+    an_administrator_sets_one_users_limits,
+    |backend: Backend| async move {
+        // The node's default: 6 active jobs; this user gets 2, another keeps 6.
+        let node = drained(
+            NodeOptions::default()
+                .on(backend)
+                .with("VIDAUD_STORAGE__MAX_ACTIVE_JOBS_PER_USER", 6),
+        )
+        .await;
+        let (email, token) = node.new_user().await;
+        let id = node.user_id(&token).await;
+        let (_, other) = node.new_user().await;
+        let admin_email = format!("admin-{email}");
+        assert_eq!(node.add_user(&admin_email, "correct horse", true).0, 0);
+        let admin = node
+            .login(&admin_email, "correct horse")
+            .await
+            .expect("admin login");
+
+        let limits = serde_json::json!({"quota_bytes": null, "max_active_jobs": 2});
+        let (status, _) = put_limits(&node, &token, &id, limits.clone()).await;
+        assert_eq!(status, 403, "not an administrator");
+        let (status, _) = put_limits(&node, &admin, "nobody@example.com", limits.clone()).await;
+        assert_eq!(status, 404);
+        let (status, bad) = put_limits(&node, &admin, &id, serde_json::json!({"quota": 1})).await;
+        assert_eq!(status, 422, "{bad}");
+        let (status, set) = put_limits(&node, &admin, &id, limits.clone()).await;
+        assert_eq!((status, set), (200, limits));
+
+        assert_eq!(my_limits(&node, &token).await["max_active_jobs"], 2);
+        let answers = at_once(&[&node], &token, 8).await;
+        assert_eq!(count(&answers, 202), 2, "{answers:?}");
+        assert_eq!(count(&answers, 429), 6, "{answers:?}");
+        let answers = at_once(&[&node], &other, 8).await;
+        assert_eq!(
+            count(&answers, 202),
+            6,
+            "the default holds for others: {answers:?}"
+        );
+
+        // Back to the default, by e-mail this time (and through the CLI).
+        let (code, out, err) =
+            node.user_cli(&["limits", &email, "--max-active-jobs", "default"], None);
+        assert_eq!(code, 0, "{out}{err}");
+        // The node takes the change in at its next revocation refresh.
+        let started = std::time::Instant::now();
+        while my_limits(&node, &token).await["max_active_jobs"] != 6 {
+            assert!(
+                started.elapsed().as_secs() < 30,
+                "the CLI's change never arrived"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let answers = at_once(&[&node], &token, 8).await;
+        assert_eq!(
+            count(&answers, 202),
+            4,
+            "up to the default of 6: {answers:?}"
+        );
+    }
+);

@@ -38,7 +38,7 @@ pub async fn finish_deletion(
     node: &str,
 ) -> Result<Erased, StoreError> {
     standings.note(tombstone);
-    let erased = backends.erase_owner(&tombstone.email, node).await?;
+    let erased = backends.erase_owner(&tombstone.id.to_hex(), node).await?;
     info!(
         jobs = erased.jobs,
         uploads = erased.uploads,
@@ -66,8 +66,8 @@ pub fn spawn_eraser(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            for email in standings.take_deleted() {
-                match backends.erase_owner(&email, &node).await {
+            for id in standings.take_deleted() {
+                match backends.erase_owner(&id.to_hex(), &node).await {
                     Ok(erased) if !erased.is_empty() => info!(
                         jobs = erased.jobs,
                         uploads = erased.uploads,
@@ -112,7 +112,7 @@ pub async fn erase_lately_deleted(
     let mut held = 0;
     for user in changed.iter().filter(|u| u.deleted) {
         let erased = backends
-            .erase_owner(&user.email, node)
+            .erase_owner(&user.id.to_hex(), node)
             .await
             .map_err(SweepError::Store)?;
         if !erased.is_empty() {

@@ -434,6 +434,24 @@ impl Node {
         db
     }
 
+    /// Runs `sql` on the user directory by hand, as an operator would:
+    /// the embedded node's SQLite, or the cluster's MySQL (the `mysql`
+    /// client, as root over loopback).
+    pub fn users_sql(&self, sql: &str) {
+        match self.options.backend {
+            Backend::Embedded => {
+                self.sqlite().execute_batch(sql).expect("users sql");
+            }
+            Backend::Cluster => {
+                let status = Command::new("mysql")
+                    .args(["-uroot", "-h127.0.0.1", "-P3306", "vidaud_test", "-e", sql])
+                    .status()
+                    .expect("run the mysql client");
+                assert!(status.success(), "mysql: {sql}");
+            }
+        }
+    }
+
     /// Runs one statement on the embedded node's database.
     pub fn sql_scalar(&self, sql: &str) -> i64 {
         self.sqlite()
@@ -605,10 +623,17 @@ impl Node {
     /// Registers a fresh user and logs in; returns (email, token).
     pub async fn new_user(&self) -> (String, String) {
         let email = format!("{}@example.com", unique("user"));
+        self.register(&email, "correct horse").await;
+        let token = self.login(&email, "correct horse").await.expect("login");
+        (email, token)
+    }
+
+    /// Registers `email` (which must succeed).
+    pub async fn register(&self, email: &str, password: &str) {
         let r = self
             .http
             .post(self.url("/register"))
-            .json(&serde_json::json!({ "email": email, "password": "correct horse" }))
+            .json(&serde_json::json!({ "email": email, "password": password }))
             .send()
             .await
             .expect("register");
@@ -618,8 +643,43 @@ impl Node {
             "register: {}",
             r.text().await.unwrap_or_default()
         );
-        let token = self.login(&email, "correct horse").await.expect("login");
-        (email, token)
+    }
+
+    /// Polls `GET /me` with `token` until it is refused as revoked (failing
+    /// after `limit`); how long that took.
+    pub async fn until_refused(&self, token: &str, limit: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            let r = self
+                .http
+                .get(self.url("/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("GET /me");
+            if r.status() == 401 {
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                assert_eq!(body["type"], "urn:vidaud:problem:token-revoked", "{body}");
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < limit, "never refused");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The id of the account `token` stands for (`GET /me`).
+    pub async fn user_id(&self, token: &str) -> String {
+        let me: Value = self
+            .http
+            .get(self.url("/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET /me")
+            .json()
+            .await
+            .expect("GET /me JSON");
+        me["id"].as_str().expect("an id").to_owned()
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Result<String, u16> {

@@ -15,7 +15,10 @@ mod tokens;
 
 pub use links::{DERIVED_KEY_ID, LinkError, LinkKeyError, LinkKeys, LinkProof};
 pub use password::{HashCost, Verified, check_email, check_rules, hash_now as password_hash};
-pub use standings::{REFRESH as REVOCATION_REFRESH, Revoked, Standings, spawn_refresher};
+pub use standings::{
+    Account, FULL_RELOAD as REVOCATION_FULL_RELOAD, REFRESH as REVOCATION_REFRESH, Revoked,
+    Standings, spawn_refresher,
+};
 pub use tokens::{Claims, MIN_SECRET_LEN, TokenError, TokenKeys, TokenRules};
 
 use std::sync::Arc;
@@ -264,7 +267,7 @@ impl Login {
 
     fn issue(&self, user: &User) -> Result<String, AuthError> {
         self.keys
-            .issue(&user.email, user.admin, user.generation)
+            .issue(&user.email, &user.id.to_hex(), user.admin, user.generation)
             .map_err(|e| AuthError::Internal(e.to_string()))
     }
 

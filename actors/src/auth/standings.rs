@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Claims;
-use crate::backends::{User, UserDirectory, UsersError, chain};
+use crate::backends::{User, UserDirectory, UserLimits, UsersError, chain};
+use crate::domain::UserId;
 
 /// How often a node reads the users changed lately.
 pub const REFRESH: Duration = Duration::from_secs(2);
@@ -31,9 +32,15 @@ pub const REFRESH: Duration = Duration::from_secs(2);
 const WINDOW: Duration = Duration::from_secs(30);
 /// Users read per page on a full load.
 const PAGE: u32 = 1000;
+/// How often everyone is read again, which is how a row removed by hand
+/// (not through the API, so no tombstone) is noticed: its tokens are
+/// refused within this.
+pub const FULL_RELOAD: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Standing {
+    id: UserId,
+    limits: UserLimits,
     generation: u32,
     disabled: bool,
     deleted: bool,
@@ -42,11 +49,21 @@ struct Standing {
 impl From<&User> for Standing {
     fn from(user: &User) -> Self {
         Self {
+            id: user.id,
+            limits: user.limits,
             generation: user.generation,
             disabled: user.disabled,
             deleted: user.deleted,
         }
     }
+}
+
+/// The account a standing token is for: what a request acts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Account {
+    pub id: UserId,
+    /// As last read from the directory (the node's defaults while unknown).
+    pub limits: UserLimits,
 }
 
 /// Why a token does not stand.
@@ -58,6 +75,10 @@ pub enum Revoked {
     Disabled,
     #[error("the account no longer exists")]
     Gone,
+    /// The user directory is away and this node has not met the account
+    /// yet, nor does the token say the account's id (a reference token).
+    #[error("the user directory is unavailable, and this node does not know the account yet")]
+    Unknown,
 }
 
 pub struct Standings {
@@ -65,9 +86,11 @@ pub struct Standings {
     known: RwLock<HashMap<String, Standing>>,
     /// When the last refresh succeeded (`None`: never: load everyone).
     fresh_at: std::sync::Mutex<Option<Instant>>,
+    /// When everyone was last read.
+    loaded_at: std::sync::Mutex<Option<Instant>>,
     /// Accounts a refresh found deleted that were live here: their data is
     /// to be erased (see [`Standings::take_deleted`]).
-    deleted: std::sync::Mutex<Vec<String>>,
+    deleted: std::sync::Mutex<Vec<UserId>>,
 }
 
 impl Standings {
@@ -76,6 +99,7 @@ impl Standings {
             users,
             known: RwLock::new(HashMap::new()),
             fresh_at: std::sync::Mutex::new(None),
+            loaded_at: std::sync::Mutex::new(None),
             deleted: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -89,7 +113,7 @@ impl Standings {
     }
 
     /// Takes in `users`; returns those that were live here and are deleted.
-    fn put(&self, users: &[User]) -> Vec<String> {
+    fn put(&self, users: &[User]) -> Vec<UserId> {
         let mut known = self
             .known
             .write()
@@ -98,7 +122,7 @@ impl Standings {
         for user in users {
             let before = known.insert(user.email.clone(), Standing::from(user));
             if user.deleted && before.is_some_and(|s| !s.deleted) {
-                deleted.push(user.email.clone());
+                deleted.push(user.id);
             }
         }
         deleted
@@ -118,7 +142,7 @@ impl Standings {
     /// The accounts deleted elsewhere (another node, the CLI) that this
     /// node has learnt of since the last call: live here before, so this
     /// node may hold data of theirs to erase.
-    pub fn take_deleted(&self) -> Vec<String> {
+    pub fn take_deleted(&self) -> Vec<UserId> {
         std::mem::take(
             &mut *self
                 .deleted
@@ -127,12 +151,18 @@ impl Standings {
         )
     }
 
-    /// Whether the token with `claims` still stands.
-    pub async fn check(&self, claims: &Claims) -> Result<(), Revoked> {
+    /// Whether the token with `claims` still stands; if it does, its
+    /// account.
+    pub async fn check(&self, claims: &Claims) -> Result<Account, Revoked> {
+        let fits = |s: &Standing| {
+            claims.r#gen <= s.generation
+                && claims.uid.as_deref().is_none_or(|uid| uid == s.id.to_hex())
+        };
         let standing = match self.get(&claims.username) {
+            Some(standing) if fits(&standing) => standing,
             // A token newer than what is known here was issued after a
-            // revocation this node has not read yet: read it now.
-            Some(standing) if claims.r#gen <= standing.generation => standing,
+            // revocation (or to an account made again) that this node has
+            // not read yet: read it now.
             _ => match self.users.find(&claims.username).await {
                 Ok(Some(user)) => {
                     let _ = self.put(std::slice::from_ref(&user));
@@ -145,18 +175,36 @@ impl Standings {
                          taken on its signature: {}",
                         chain(&e)
                     );
-                    return Ok(());
+                    return claims
+                        .uid
+                        .as_deref()
+                        .and_then(|uid| UserId::parse(uid).ok())
+                        .map(|id| Account {
+                            id,
+                            limits: UserLimits::default(),
+                        })
+                        .ok_or(Revoked::Unknown);
                 }
             },
         };
         if standing.deleted {
+            Err(Revoked::Gone)
+        } else if claims
+            .uid
+            .as_deref()
+            .is_some_and(|uid| uid != standing.id.to_hex())
+        {
+            // A token of an earlier account on this e-mail.
             Err(Revoked::Gone)
         } else if standing.disabled {
             Err(Revoked::Disabled)
         } else if standing.generation != claims.r#gen {
             Err(Revoked::Superseded)
         } else {
-            Ok(())
+            Ok(Account {
+                id: standing.id,
+                limits: standing.limits,
+            })
         }
     }
 
@@ -173,8 +221,15 @@ impl Standings {
             .fresh_at
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let loaded = *self
+            .loaded_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let read = match last {
-            Some(at) if at.elapsed() + REFRESH * 2 < WINDOW => {
+            Some(at)
+                if at.elapsed() + REFRESH * 2 < WINDOW
+                    && loaded.is_some_and(|at| at.elapsed() < FULL_RELOAD) =>
+            {
                 let changed = self.users.changed_within(WINDOW).await?;
                 self.put_refreshed(&changed);
                 changed.len()
@@ -188,18 +243,30 @@ impl Standings {
         Ok(read)
     }
 
+    /// Reads every user; forgets those no longer there (removed by hand),
+    /// whose tokens are then refused.
     async fn load_everyone(&self) -> Result<usize, UsersError> {
+        let started = Instant::now();
         let mut after: Option<String> = None;
-        let mut read = 0;
+        let mut seen = std::collections::HashSet::new();
         loop {
             let page = self.users.page(after.as_deref(), PAGE).await?;
-            read += page.len();
             self.put_refreshed(&page);
+            seen.extend(page.iter().map(|u| u.email.clone()));
             match page.last() {
                 Some(last) if page.len() == PAGE as usize => after = Some(last.email.clone()),
-                _ => return Ok(read),
+                _ => break,
             }
         }
+        self.known
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|email, _| seen.contains(email));
+        *self
+            .loaded_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(started);
+        Ok(seen.len())
     }
 }
 

@@ -1,7 +1,9 @@
 //! JWT issue and verification (HS256), in-process: verifying a token costs a
 //! hash, not a network round trip. Claims are the reference's: `username`,
-//! `exp`, `iat`, `admin`; plus `nbf`, `gen` (the user's token generation,
-//! see `standings.rs`), and `iss`/`aud` when configured.
+//! `exp`, `iat`, `admin`; plus `uid` (the user's stable id: a token of an
+//! account deleted and made again on the same e-mail is not the new
+//! one's), `nbf`, `gen` (the user's token generation, see `standings.rs`),
+//! and `iss`/`aud` when configured.
 //!
 //! The algorithm is pinned: a token whose header names anything but HS256
 //! (`none`, RS256 with the secret as a "public key", HS512) is refused
@@ -25,6 +27,9 @@ pub struct Claims {
     /// reference's tokens): bumping it revokes the token.
     #[serde(default)]
     pub r#gen: u32,
+    /// The user's id (none in the reference's tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,9 +100,11 @@ impl TokenKeys {
         })
     }
 
+    /// A token for `username` (user id `uid`).
     pub fn issue(
         &self,
         username: &str,
+        uid: &str,
         admin: bool,
         generation: u32,
     ) -> Result<String, TokenError> {
@@ -108,6 +115,7 @@ impl TokenKeys {
             iat,
             admin,
             r#gen: generation,
+            uid: Some(uid.to_owned()),
             nbf: Some(iat),
             iss: self.rules.issuer.clone(),
             aud: self.rules.audience.clone(),
@@ -144,7 +152,9 @@ mod tests {
     #[test]
     fn issued_token_verifies_with_reference_claims() {
         let keys = TokenKeys::new(SECRET, rules(60)).unwrap();
-        let token = keys.issue("a@example.com", false, 0).unwrap();
+        let token = keys
+            .issue("a@example.com", "656f0a0b0c0d0e0f10111213", false, 0)
+            .unwrap();
         let claims = keys.verify(&token).unwrap();
         assert_eq!(claims.username, "a@example.com");
         assert!(!claims.admin);
@@ -163,7 +173,14 @@ mod tests {
     fn wrong_key_expired_and_other_algorithms_are_rejected() {
         let keys = TokenKeys::new(SECRET, rules(60)).unwrap();
         let other = TokenKeys::new(b"another-secret-another-secret-xx", rules(60)).unwrap();
-        assert!(keys.verify(&other.issue("u", true, 0).unwrap()).is_err());
+        assert!(
+            keys.verify(
+                &other
+                    .issue("u", "656f0a0b0c0d0e0f10111213", true, 0)
+                    .unwrap()
+            )
+            .is_err()
+        );
 
         let now = jsonwebtoken::get_current_timestamp();
         let expired = Claims {
@@ -172,6 +189,7 @@ mod tests {
             iat: now - 7200,
             admin: false,
             r#gen: 0,
+            uid: None,
             nbf: None,
             iss: None,
             aud: None,
@@ -228,7 +246,9 @@ mod tests {
             },
         )
         .unwrap();
-        let own = strict.issue("u", false, 0).unwrap();
+        let own = strict
+            .issue("u", "656f0a0b0c0d0e0f10111213", false, 0)
+            .unwrap();
         let claims_back = strict.verify(&own).unwrap();
         assert_eq!(claims_back.aud.as_deref(), Some("vidaud-api"));
         // Without the claims, or with other values: refused.

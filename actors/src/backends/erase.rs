@@ -27,8 +27,8 @@ impl Erased {
 }
 
 impl Backends {
-    /// Removes what `owner` owns (see the module docs); `node` names this
-    /// node in the deletion events.
+    /// Removes what `owner` (a user id, hex) owns (see the module docs);
+    /// `node` names this node in the deletion events.
     pub async fn erase_owner(&self, owner: &str, node: &str) -> Result<Erased, StoreError> {
         // Webhooks first: nothing more is sent on the account's behalf.
         let mut erased = Erased {

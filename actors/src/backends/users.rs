@@ -1,4 +1,5 @@
-//! What a backend must do to keep users: accounts by e-mail with their
+//! What a backend must do to keep users: accounts by e-mail, each with a
+//! stable id (what owns its jobs, files, uploads and webhooks), their
 //! password hash (argon2id, or a reference bcrypt row until its next login),
 //! whether they are admins, and their token generation: a number every
 //! token carries, bumped to revoke all of a user's tokens at once (a new
@@ -14,9 +15,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::UsersError;
+use crate::domain::UserId;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct User {
+    /// Given at creation, never changed, never reused: a new account on
+    /// the same e-mail is another id.
+    pub id: UserId,
     pub email: String,
     pub password_hash: String,
     pub admin: bool,
@@ -27,6 +32,44 @@ pub struct User {
     /// A deleted account: a tombstone, as if absent to everyone but the
     /// token checks.
     pub deleted: bool,
+    /// Limits set for this user by an administrator.
+    pub limits: UserLimits,
+}
+
+/// Limits an administrator set for one user; `None`: the node's defaults
+/// (`storage.quota_bytes_per_user`, `storage.max_active_jobs_per_user`).
+/// As there, 0 is no limit.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct UserLimits {
+    /// Bytes of videos and audio the user may keep.
+    #[serde(default)]
+    pub quota_bytes: Option<u64>,
+    /// Jobs queued, converting or uploading at once.
+    #[serde(default)]
+    pub max_active_jobs: Option<u64>,
+}
+
+impl UserLimits {
+    /// The storage quota in force, given the node's default.
+    pub fn quota_bytes_or(&self, default: u64) -> u64 {
+        self.quota_bytes.unwrap_or(default)
+    }
+
+    /// The active-job limit in force, given the node's default.
+    pub fn max_active_jobs_or(&self, default: u64) -> u64 {
+        self.max_active_jobs.unwrap_or(default)
+    }
 }
 
 #[async_trait]
@@ -35,6 +78,8 @@ pub trait UserDirectory: Send + Sync {
     async fn prepare(&self) -> Result<(), UsersError>;
 
     async fn find(&self, email: &str) -> Result<Option<User>, UsersError>;
+
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, UsersError>;
 
     /// Inserts a user; `Ok(false)` when the e-mail is already taken. On
     /// the tombstone of a deleted account, the new one replaces it at a
@@ -51,6 +96,10 @@ pub trait UserDirectory: Send + Sync {
     /// Replaces a user's password and revokes every token issued before;
     /// `false` when there is no such user.
     async fn change_password(&self, email: &str, password_hash: &str) -> Result<bool, UsersError>;
+
+    /// Sets `email`'s limits (tokens stay); `false` when there is no such
+    /// (live) user.
+    async fn set_limits(&self, email: &str, limits: UserLimits) -> Result<bool, UsersError>;
 
     /// Revokes every token of the user issued before, and disables or
     /// enables the account when `disabled` says so; `false` when there is

@@ -1,4 +1,4 @@
-//! Ids of jobs and files: 12 bytes, written as 24 lowercase hex digits.
+//! Ids of jobs, files and users: 12 bytes, written as 24 lowercase hex digits.
 //!
 //! The same value in every backend: the cluster stores it as a MongoDB
 //! ObjectId, the embedded one as its hex text, so a job or file keeps its id
@@ -38,6 +38,12 @@ impl IdKind for FileKind {
     const WHAT: &'static str = "file";
 }
 
+#[derive(Debug)]
+pub enum UserKind {}
+impl IdKind for UserKind {
+    const WHAT: &'static str = "user";
+}
+
 /// A 12-byte id of a `K`.
 pub struct Id<K> {
     bytes: [u8; 12],
@@ -46,6 +52,9 @@ pub struct Id<K> {
 
 pub type JobId = Id<JobKind>;
 pub type FileId = Id<FileKind>;
+/// A user's stable id: what owns jobs, files, uploads and webhooks (the
+/// e-mail is only an attribute of the account).
+pub type UserId = Id<UserKind>;
 
 /// Text that is not 24 hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

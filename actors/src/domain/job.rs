@@ -114,7 +114,11 @@ pub struct AudioSummary {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
     pub id: JobId,
+    /// The owner's user id (hex): who may see, retry and delete the job.
     pub owner: String,
+    /// The owner's e-mail when the job was made: where its mail goes, and
+    /// the `username` of its queue messages (the reference's field).
+    pub username: String,
     pub filename: String,
     pub video_fid: FileId,
     pub mp3_fid: FileId,
@@ -149,11 +153,18 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    pub fn new(owner: &str, filename: &str, video_fid: FileId, output: OutputOptions) -> Self {
+    pub fn new(
+        owner: &str,
+        username: &str,
+        filename: &str,
+        video_fid: FileId,
+        output: OutputOptions,
+    ) -> Self {
         let now = Timestamp::now();
         Self {
             id: JobId::new(),
             owner: owner.to_owned(),
+            username: username.to_owned(),
             filename: filename.to_owned(),
             video_fid,
             mp3_fid: FileId::new(),
@@ -211,7 +222,8 @@ impl JobRecord {
             job_id: self.id,
             video_fid: self.video_fid,
             mp3_fid: self.mp3_fid,
-            username: self.owner.clone(),
+            username: self.username.clone(),
+            user_id: Some(self.owner.clone()),
         }
     }
 }

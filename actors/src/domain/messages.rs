@@ -14,7 +14,11 @@ pub struct VideoMessage {
     pub job_id: JobId,
     pub video_fid: FileId,
     pub mp3_fid: FileId,
+    /// The owner's e-mail (the reference's field).
     pub username: String,
+    /// The owner's user id (not in the reference's messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 /// Queued when a job reaches a final state (queue `mp3`), for the notifier.
@@ -23,7 +27,11 @@ pub struct Mp3Message {
     pub job_id: JobId,
     pub video_fid: FileId,
     pub mp3_fid: FileId,
+    /// The owner's e-mail: where the mail goes.
     pub username: String,
+    /// The owner's user id (not in the reference's messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
     pub filename: String,
     /// `done` or `failed`.
     pub state: JobState,
@@ -37,7 +45,8 @@ impl Mp3Message {
             job_id: job.id,
             video_fid: job.video_fid,
             mp3_fid: job.mp3_fid,
-            username: job.owner.clone(),
+            username: job.username.clone(),
+            user_id: Some(job.owner.clone()),
             filename: job.filename.clone(),
             state: job.state,
             error: job.error.clone(),
@@ -53,6 +62,7 @@ mod tests {
 
     fn job() -> JobRecord {
         JobRecord::new(
+            "656f0a0b0c0d0e0f10111213",
             "a@example.com",
             "clip.mp4",
             FileId::new(),

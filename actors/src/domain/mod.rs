@@ -15,7 +15,7 @@ mod upload;
 mod webhook;
 
 pub use events::JobEvent;
-pub use ids::{FileId, Id, IdError, IdKind, JobId};
+pub use ids::{FileId, Id, IdError, IdKind, JobId, UserId};
 pub use job::{AudioSummary, JobRecord, JobState, MailClaim, event_sequence};
 pub use messages::{Mp3Message, VideoMessage};
 pub use reservation::{Held, Reservation, ReservationId};

@@ -14,7 +14,9 @@ use crate::output::OutputOptions;
 pub struct UploadRecord {
     /// The video's file id; also the upload's id in its URL.
     pub id: FileId,
+    /// The owner's user id (hex), and e-mail (for the job).
     pub owner: String,
+    pub username: String,
     /// The whole upload's size in bytes, declared at creation.
     pub length: u64,
     /// Bytes stored for good so far (the next request starts here).
@@ -49,7 +51,7 @@ impl UploadRecord {
             id: self.job_id,
             mp3_fid: self.mp3_fid,
             callback: self.callback.clone(),
-            ..JobRecord::new(&self.owner, &self.filename, self.id, output)
+            ..JobRecord::new(&self.owner, &self.username, &self.filename, self.id, output)
         }
     }
 }

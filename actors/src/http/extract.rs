@@ -11,18 +11,25 @@ use base64::Engine;
 use super::AppState;
 use super::error::{ApiError, ProblemKind};
 use super::web::session;
-use crate::auth::Claims;
+use crate::auth::{Account, Claims, Revoked};
 
 /// The caller: from a valid `Authorization: Bearer <jwt>`, or, without that
 /// header, from the web app's session cookie (see [`super::web::session`]),
 /// which on any request that can change something must come with its CSRF
 /// token in `X-CSRF-Token`.
-pub struct Caller(pub Claims);
+/// Who calls: the token's claims, and the account it stands for (whose id
+/// owns jobs, files, uploads and webhooks).
+pub struct Caller(pub Claims, pub Account);
 
 impl Caller {
+    /// The owner of what the caller makes: its user id, as stored.
+    pub fn owner(&self) -> String {
+        self.1.id.to_hex()
+    }
+
     /// Whether the caller may see things owned by `owner`.
     pub fn may_access(&self, owner: &str) -> bool {
-        self.0.admin || self.0.username == owner
+        self.0.admin || self.owner() == owner
     }
 }
 
@@ -40,12 +47,17 @@ impl FromRequestParts<AppState> for Caller {
             .map_err(|_| ApiError::unauthorized("the token is invalid or expired; log in again"))?;
         // A good signature is not enough: the user's tokens may have been
         // revoked since (a map lookup; see auth::Standings).
-        state
+        let account = state
             .standings
             .check(&claims)
             .await
-            .map_err(|revoked| ApiError::of_kind(ProblemKind::TokenRevoked, revoked.to_string()))?;
-        Ok(Caller(claims))
+            .map_err(|revoked| match revoked {
+                Revoked::Unknown => {
+                    ApiError::unavailable("the user directory", revoked.to_string())
+                }
+                _ => ApiError::of_kind(ProblemKind::TokenRevoked, revoked.to_string()),
+            })?;
+        Ok(Caller(claims, account))
     }
 }
 

@@ -29,7 +29,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{email}/disable", post(routes::me::disable))
         .route("/users/{email}/enable", post(routes::me::enable))
         .route("/users/{email}", delete(routes::me::delete_user))
+        .route("/users/{email}/limits", put(routes::me::set_limits))
         .route("/jobs", get(routes::jobs::list_jobs))
         .route(
             "/jobs/{id}",

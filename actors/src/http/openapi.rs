@@ -158,6 +158,7 @@ fn option_schema(option: &OptionSpec) -> Schema {
         routes::me::enable,
         routes::me::delete_me,
         routes::me::delete_user,
+        routes::me::set_limits,
         routes::webhooks::create,
         routes::webhooks::list,
         routes::webhooks::show,

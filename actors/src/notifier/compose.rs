@@ -189,6 +189,7 @@ mod tests {
             video_fid: FileId::new(),
             mp3_fid: FileId::new(),
             username: "u@example.com".into(),
+            user_id: None,
             filename: "evil\r\nBcc: x@y <b>.mp4".into(),
             state,
             error: Some("the file has no audio track".into()),

@@ -237,6 +237,7 @@ mod tests {
             video_fid: FileId::new(),
             mp3_fid: FileId::parse(MP3).unwrap(),
             username: "u@example.com".into(),
+            user_id: None,
             filename: "evil\r\nBcc: x@y.mp4".into(),
             state,
             error: Some("the file has no audio track".into()),

@@ -33,7 +33,9 @@ use super::messages::JobDelivery;
 use super::pipeline::{Progress, Summary, TranscodeError, transcode};
 use super::spool::Spool;
 use crate::backends::{Backends, Bucket, Claim, FileMeta, StoreError, Upload, chain, claim};
-use crate::domain::{AudioSummary, FileId, JobEvent, JobId, JobRecord, JobState, Mp3Message};
+use crate::domain::{
+    AudioSummary, FileId, JobEvent, JobId, JobRecord, JobState, Mp3Message, UserId,
+};
 use crate::metrics::Metrics;
 use crate::settings::TranscoderSettings;
 
@@ -405,8 +407,8 @@ async fn convert(
         // Over the owner's quota: trying again would not make room.
         Err(StoreError::TooLarge { limit }) => {
             return Err(Failure::Permanent(format!(
-                "the audio is larger than the {limit} bytes left of your storage quota \
-                 (storage.quota_bytes_per_user); delete some jobs and retry"
+                "the audio is larger than the {limit} bytes left of your storage quota; \
+                 delete some jobs and retry"
             )));
         }
         Err(e) => return Err(transient(e)),
@@ -497,6 +499,26 @@ async fn convert_here(
 /// Streams the finished audio from its spool to the blob store under the
 /// job's audio id, replacing whatever an interrupted attempt left there;
 /// how many bytes it stored.
+/// The owner's storage quota: theirs if an administrator set one, else
+/// the node's (also when the directory cannot be read just now).
+async fn owner_quota(ctx: &WorkerContext, owner: &str) -> u64 {
+    let default = ctx.quota_bytes_per_user;
+    let Ok(id) = UserId::parse(owner) else {
+        return default;
+    };
+    match ctx.backends.users.find_by_id(id).await {
+        Ok(Some(user)) => user.limits.quota_bytes_or(default),
+        Ok(None) => default,
+        Err(e) => {
+            warn!(
+                "cannot read the owner's quota; the node's default holds: {}",
+                chain(&e)
+            );
+            default
+        }
+    }
+}
+
 async fn store_audio(
     ctx: &WorkerContext,
     job: &JobRecord,
@@ -513,7 +535,7 @@ async fn store_audio(
     // Checked as it is written: the owner's quota, less what they keep
     // (this job's earlier audio was just deleted) and what their unfinished
     // resumable uploads declared.
-    let limit = match ctx.quota_bytes_per_user {
+    let limit = match owner_quota(ctx, &job.owner).await {
         0 => u64::MAX,
         quota => {
             let kept = blobs.usage(&job.owner).await?;

@@ -309,7 +309,13 @@ mod tests {
         .unwrap();
         upload.write(b"not really a video").await.unwrap();
         upload.finish().await.unwrap();
-        let job = JobRecord::new("a@example.com", "clip.mp4", video, OutputOptions::default());
+        let job = JobRecord::new(
+            "656f0a0b0c0d0e0f10111213",
+            "a@example.com",
+            "clip.mp4",
+            video,
+            OutputOptions::default(),
+        );
         backends.jobs.insert(&job).await.unwrap();
         backends.publish_job(&job.video_message()).await.unwrap();
 

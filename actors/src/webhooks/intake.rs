@@ -164,7 +164,8 @@ impl Intake {
             "timestamp": now.to_rfc3339(),
             "data": {
                 "job_id": job.id.to_hex(),
-                "owner": job.owner,
+                "owner": job.username,
+                "owner_id": job.owner,
                 "filename": job.filename,
                 "state": match event {
                     JobEventType::Deleted => "deleted",

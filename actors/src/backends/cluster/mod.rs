@@ -29,17 +29,8 @@ pub async fn connect(settings: &Settings, node_id: &str) -> Result<Backends, sup
     let broker =
         connect_with_backoff("RabbitMQ", || Broker::connect(&settings.queue, node_id)).await;
     let users = Arc::new(MysqlUsers::new(&settings.auth.mysql_url)?);
-    let prepared = users.clone();
-    tokio::spawn(async move {
-        use super::UserDirectory;
-        if let Err(e) = prepared.prepare().await {
-            tracing::warn!(
-                "MySQL not reachable yet ({}); login and register answer 503 until it is",
-                super::chain(&e)
-            );
-        }
-    });
     let mongo = Arc::new(mongo);
+    tokio::spawn(prepare_users(users.clone(), mongo.clone()));
     let broker = Arc::new(broker);
     let checks: Vec<Arc<dyn Check>> = vec![
         Arc::new(MongoCheck(mongo.clone())),
@@ -58,6 +49,40 @@ pub async fn connect(settings: &Settings, node_id: &str) -> Result<Backends, sup
         users,
         checks: checks.into(),
     })
+}
+
+/// Makes the users' schema (every user with its id), then carries data
+/// owned by e-mail over to ids, retrying both until MySQL answers.
+async fn prepare_users(users: Arc<MysqlUsers>, mongo: Arc<Mongo>) {
+    use super::UserDirectory;
+    let mut delay = std::time::Duration::from_secs(1);
+    let mut warned = false;
+    loop {
+        let done = match users.prepare().await {
+            Ok(()) => mongo
+                .carry_over_owners(users.as_ref())
+                .await
+                .map(|moved| {
+                    if moved > 0 {
+                        tracing::info!(moved, "data owned by e-mail now owned by user ids");
+                    }
+                })
+                .map_err(|e| super::chain(&e)),
+            Err(e) => Err(super::chain(&e)),
+        };
+        match done {
+            Ok(()) => return,
+            Err(e) if !warned => {
+                tracing::warn!(
+                    "MySQL not reachable yet ({e}); login and register answer 503 until it is"
+                );
+                warned = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(30));
+    }
 }
 
 /// Connects to MySQL only: what `vidaud user` needs.

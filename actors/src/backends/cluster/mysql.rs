@@ -12,7 +12,8 @@ use mysql_async::prelude::{Query, Queryable, WithParams};
 use mysql_async::{Opts, OptsBuilder, Pool, TxOpts};
 use tokio::sync::OnceCell;
 
-use crate::backends::{User, UserDirectory, UsersError};
+use crate::backends::{User, UserDirectory, UserLimits, UsersError};
+use crate::domain::UserId;
 
 const BACKEND: &str = "MySQL";
 
@@ -47,21 +48,58 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("token_generation", "INT UNSIGNED NOT NULL DEFAULT 0"),
     ("disabled", "BOOLEAN NOT NULL DEFAULT FALSE"),
     ("deleted", "BOOLEAN NOT NULL DEFAULT FALSE"),
+    ("user_id", "CHAR(24) NULL"),
+    ("quota_bytes", "BIGINT UNSIGNED NULL"),
+    ("max_active_jobs", "BIGINT UNSIGNED NULL"),
 ];
 
-const COLUMNS: &str = "email, password, is_admin, token_generation, disabled, deleted";
+const COLUMNS: &str = "email, password, is_admin, token_generation, disabled, deleted, user_id, \
+                       quota_bytes, max_active_jobs";
 
-type Row = (String, String, bool, u32, bool, bool);
+type Row = (
+    String,
+    String,
+    bool,
+    u32,
+    bool,
+    bool,
+    Option<String>,
+    Option<u64>,
+    Option<u64>,
+);
 
-fn user((email, password_hash, admin, generation, disabled, deleted): Row) -> User {
-    User {
+/// A row as a user, if it has its id (see [`MysqlUsers::users`]).
+fn user(
+    (email, password_hash, admin, generation, disabled, deleted, id, quota_bytes, max_active_jobs): Row,
+) -> Option<User> {
+    Some(User {
+        limits: UserLimits {
+            quota_bytes,
+            max_active_jobs,
+        },
+        id: UserId::parse(id.as_deref()?).ok()?,
         email,
         password_hash,
         admin,
         generation,
         disabled,
         deleted,
+    })
+}
+
+/// Gives every row that has none (the reference's rows, rows made by
+/// hand) its stable id.
+async fn name_unnamed(conn: &mut mysql_async::Conn) -> Result<(), UsersError> {
+    let unnamed: Vec<String> = conn
+        .query("SELECT email FROM users WHERE user_id IS NULL OR LENGTH(user_id) <> 24")
+        .await?;
+    for email in unnamed {
+        "UPDATE users SET user_id = ? WHERE email = ? AND (user_id IS NULL OR LENGTH(user_id) <> 24)"
+            .with((UserId::new().to_hex(), email))
+            .ignore(&mut *conn)
+            .await?;
     }
+    Ok(())
 }
 
 impl MysqlUsers {
@@ -123,6 +161,16 @@ impl MysqlUsers {
                 }
             }
         }
+        // Every user gets a stable id (rows of the reference's table have none).
+        name_unnamed(&mut conn).await?;
+        match conn
+            .query_drop("CREATE UNIQUE INDEX users_by_user_id ON users (user_id)")
+            .await
+        {
+            // ER_DUP_KEYNAME: there already.
+            Err(mysql_async::Error::Server(e)) if e.code == 1061 => {}
+            other => other?,
+        }
         // The revocation cache reads recent changes every few seconds.
         match conn
             .query_drop("CREATE INDEX users_by_change ON users (updated_at)")
@@ -133,6 +181,36 @@ impl MysqlUsers {
             other => other?,
         }
         Ok(())
+    }
+
+    /// The users `sql` selects (as [`COLUMNS`]) with `params`. A row made
+    /// by hand since start-up has no id yet: it is given one, and read again.
+    async fn users<P>(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: P,
+    ) -> Result<Vec<User>, UsersError>
+    where
+        P: Into<mysql_async::Params> + Clone + Send + Sync,
+    {
+        self.ensure_schema().await?;
+        let mut conn = self.pool.get_conn().await?;
+        let mut named = false;
+        loop {
+            let query = sql.with(params.clone()).fetch(&mut conn);
+            let rows: Vec<Row> = crate::metrics::timed("mysql", operation, query).await?;
+            if named
+                || rows
+                    .iter()
+                    .all(|row| row.6.as_deref().is_some_and(|id| UserId::parse(id).is_ok()))
+            {
+                // A row whose id is not one even now was spoilt by hand.
+                return Ok(rows.into_iter().filter_map(user).collect());
+            }
+            name_unnamed(&mut conn).await?;
+            named = true;
+        }
     }
 
     pub async fn ping(&self) -> Result<(), UsersError> {
@@ -148,12 +226,16 @@ impl UserDirectory for MysqlUsers {
     }
 
     async fn find(&self, email: &str) -> Result<Option<User>, UsersError> {
-        self.ensure_schema().await?;
-        let mut conn = self.pool.get_conn().await?;
         let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?");
-        let query = sql.with((email,)).first(&mut conn);
-        let row: Option<Row> = crate::metrics::timed("mysql", "find_user", query).await?;
-        Ok(row.map(user))
+        Ok(self.users("find_user", &sql, (email,)).await?.pop())
+    }
+
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, UsersError> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE user_id = ?");
+        Ok(self
+            .users("find_user_by_id", &sql, (id.to_hex(),))
+            .await?
+            .pop())
     }
 
     async fn create(&self, user: &User) -> Result<bool, UsersError> {
@@ -174,8 +256,9 @@ impl UserDirectory for MysqlUsers {
         }
         let generation = tombstone.map_or(user.generation, |g| user.generation.max(g + 1));
         let insert = "INSERT INTO users \
-                      (email, password, is_admin, token_generation, disabled, deleted) \
-                      VALUES (?, ?, ?, ?, ?, ?)"
+                      (email, password, is_admin, token_generation, disabled, deleted, user_id, \
+                      quota_bytes, max_active_jobs) \
+                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             .with((
                 &user.email,
                 &user.password_hash,
@@ -183,6 +266,9 @@ impl UserDirectory for MysqlUsers {
                 generation,
                 user.disabled,
                 user.deleted,
+                user.id.to_hex(),
+                user.limits.quota_bytes,
+                user.limits.max_active_jobs,
             ))
             .ignore(&mut tx);
         let result = crate::metrics::timed("mysql", "create_user", insert).await;
@@ -230,6 +316,25 @@ impl UserDirectory for MysqlUsers {
         Ok(conn.affected_rows() == 1)
     }
 
+    async fn set_limits(&self, email: &str, limits: UserLimits) -> Result<bool, UsersError> {
+        self.ensure_schema().await?;
+        let mut conn = self.pool.get_conn().await?;
+        "UPDATE users SET quota_bytes = ?, max_active_jobs = ?, updated_at = CURRENT_TIMESTAMP \
+         WHERE email = ? AND deleted = FALSE"
+            .with((limits.quota_bytes, limits.max_active_jobs, email))
+            .ignore(&mut conn)
+            .await?;
+        if conn.affected_rows() == 1 {
+            return Ok(true);
+        }
+        // MySQL counts a row set to what it held as unaffected.
+        let live: Option<u8> = "SELECT 1 FROM users WHERE email = ? AND deleted = FALSE"
+            .with((email,))
+            .first(&mut conn)
+            .await?;
+        Ok(live.is_some())
+    }
+
     async fn revoke(&self, email: &str, disabled: Option<bool>) -> Result<bool, UsersError> {
         self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
@@ -243,25 +348,16 @@ impl UserDirectory for MysqlUsers {
     }
 
     async fn changed_within(&self, within: Duration) -> Result<Vec<User>, UsersError> {
-        self.ensure_schema().await?;
-        let mut conn = self.pool.get_conn().await?;
         // The server's clock on both sides: nodes' clocks may differ from it.
-        let rows: Vec<Row> =
-            format!("SELECT {COLUMNS} FROM users WHERE updated_at >= NOW() - INTERVAL ? SECOND")
-                .with((within.as_secs().max(1),))
-                .fetch(&mut conn)
-                .await?;
-        Ok(rows.into_iter().map(user).collect())
+        let sql =
+            format!("SELECT {COLUMNS} FROM users WHERE updated_at >= NOW() - INTERVAL ? SECOND");
+        self.users("changed_users", &sql, (within.as_secs().max(1),))
+            .await
     }
 
     async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<User>, UsersError> {
-        self.ensure_schema().await?;
-        let mut conn = self.pool.get_conn().await?;
-        let rows: Vec<Row> =
-            format!("SELECT {COLUMNS} FROM users WHERE email > ? ORDER BY email LIMIT ?")
-                .with((after.unwrap_or(""), limit))
-                .fetch(&mut conn)
-                .await?;
-        Ok(rows.into_iter().map(user).collect())
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE email > ? ORDER BY email LIMIT ?");
+        self.users("list_users", &sql, (after.unwrap_or("").to_owned(), limit))
+            .await
     }
 }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 use crate::backends::{QueueError, StoreError, UsersError};
+use crate::domain::UserId;
 
 pub const BACKEND: &str = "SQLite";
 
@@ -171,6 +172,11 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("users", "token_generation", "INTEGER NOT NULL DEFAULT 0"),
     ("users", "disabled", "INTEGER NOT NULL DEFAULT 0"),
     ("users", "deleted", "INTEGER NOT NULL DEFAULT 0"),
+    ("users", "user_id", "TEXT"),
+    ("users", "quota_bytes", "INTEGER"),
+    ("users", "max_active_jobs", "INTEGER"),
+    ("jobs", "username", "TEXT NOT NULL DEFAULT ''"),
+    ("uploads", "username", "TEXT NOT NULL DEFAULT ''"),
     ("jobs", "audio_bytes", "INTEGER"),
     ("jobs", "audio_ms", "INTEGER"),
     ("jobs", "mail_node", "TEXT"),
@@ -196,6 +202,44 @@ fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Gives every user that has none its stable id, then makes whatever a
+/// database from before user ids holds owned by e-mail owned by the id of
+/// the user with that e-mail (an e-mail no user has any more stays as it
+/// is: no id is ever an e-mail, so nobody owns it). Cheap when done: the
+/// owners looked for are those with an `@`.
+fn carry_over_owners(connection: &Connection) -> rusqlite::Result<()> {
+    let unnamed: Vec<String> = connection
+        .prepare("SELECT email FROM users WHERE user_id IS NULL")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for email in unnamed {
+        connection.execute(
+            "UPDATE users SET user_id = ?2 WHERE email = ?1 AND user_id IS NULL",
+            [email, UserId::new().to_hex()],
+        )?;
+    }
+    connection.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS users_by_id ON users (user_id);
+         UPDATE jobs SET username = owner WHERE username = '' AND owner LIKE '%@%';
+         UPDATE uploads SET username = owner WHERE username = '' AND owner LIKE '%@%';",
+    )?;
+    for table in [
+        "jobs",
+        "files",
+        "uploads",
+        "webhook_endpoints",
+        "webhook_deliveries",
+        "reservations",
+    ] {
+        connection.execute_batch(&format!(
+            "UPDATE {table} SET owner = (SELECT user_id FROM users WHERE users.email = {table}.owner) \
+             WHERE owner LIKE '%@%' \
+             AND EXISTS (SELECT 1 FROM users WHERE users.email = {table}.owner)"
+        ))?;
+    }
+    Ok(())
+}
+
 /// The database; clones share the connection.
 #[derive(Clone)]
 pub struct Db {
@@ -212,6 +256,7 @@ impl Db {
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.execute_batch(SCHEMA)?;
         add_missing_columns(&connection)?;
+        carry_over_owners(&connection)?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
         })

@@ -17,7 +17,8 @@ use crate::output::OutputOptions;
 
 const COLUMNS: &str = "id, owner, filename, video_fid, mp3_fid, state, error, attempts, retries, \
                        output, progress, node, notified, mailed, lease_until, created_at, updated_at, \
-                       audio_bytes, audio_ms, mail_node, mail_until, callback_url, callback_secret";
+                       audio_bytes, audio_ms, mail_node, mail_until, callback_url, callback_secret, \
+                       username";
 
 /// A stored value that is not what the schema promises (a hand-edited row).
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
     Ok(JobRecord {
         id: id_at(row, 0, "id")?,
         owner: row.get(1)?,
+        username: row.get(23)?,
         filename: row.get(2)?,
         video_fid: id_at(row, 3, "video_fid")?,
         mp3_fid: id_at(row, 4, "mp3_fid")?,
@@ -143,7 +145,7 @@ impl JobStore for Db {
         let job = job.clone();
         self.call("insert_job", move |conn| {
             conn.execute(
-                &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"),
+                &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"),
                 params![
                     job.id.to_hex(),
                     job.owner,
@@ -168,6 +170,7 @@ impl JobStore for Db {
                     job.mail_claim.as_ref().map(|c| c.until.millis()),
                     job.callback.as_ref().map(|c| c.url.clone()),
                     job.callback.as_ref().map(|c| c.secret.clone()),
+                    job.username,
                 ],
             )?;
             Ok(())

@@ -23,7 +23,13 @@ fn backends(dir: &std::path::Path) -> Backends {
 }
 
 fn job(owner: &str) -> JobRecord {
-    JobRecord::new(owner, "clip.mp4", FileId::new(), OutputOptions::default())
+    JobRecord::new(
+        owner,
+        owner,
+        "clip.mp4",
+        FileId::new(),
+        OutputOptions::default(),
+    )
 }
 
 const LEASE: Duration = Duration::from_secs(30);

@@ -13,13 +13,14 @@ use crate::output::OutputOptions;
 
 const COLUMNS: &str = "id, owner, length, stored, filename, content_type, output, job_id, \
                        mp3_fid, queued, created_at, expires_at, metadata, callback_url, \
-                       callback_secret";
+                       callback_secret, username";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
     let output: String = row.get(6)?;
     Ok(UploadRecord {
         id: id_at(row, 0, "id")?,
         owner: row.get(1)?,
+        username: row.get(15)?,
         length: count(row.get(2)?),
         offset: count(row.get(3)?),
         filename: row.get(4)?,
@@ -59,7 +60,7 @@ impl UploadStore for Db {
             conn.execute(
                 &format!(
                     "INSERT INTO uploads ({COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
                 ),
                 params![
                     u.id.to_hex(),
@@ -77,6 +78,7 @@ impl UploadStore for Db {
                     u.metadata,
                     u.callback.as_ref().map(|c| c.url.clone()),
                     u.callback.as_ref().map(|c| c.secret.clone()),
+                    u.username,
                 ],
             )?;
             Ok(())

@@ -8,10 +8,12 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::db::Db;
-use crate::backends::{User, UserDirectory, UsersError};
-use crate::domain::Timestamp;
+use super::jobs::{count, signed};
+use crate::backends::{User, UserDirectory, UserLimits, UsersError};
+use crate::domain::{Timestamp, UserId};
 
-const COLUMNS: &str = "email, password, is_admin, token_generation, disabled, deleted";
+const COLUMNS: &str = "email, password, is_admin, token_generation, disabled, deleted, user_id, \
+                       quota_bytes, max_active_jobs";
 
 fn user(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -21,6 +23,11 @@ fn user(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         generation: row.get(3)?,
         disabled: row.get(4)?,
         deleted: row.get(5)?,
+        id: super::jobs::id_at(row, 6, "user_id")?,
+        limits: UserLimits {
+            quota_bytes: row.get::<_, Option<i64>>(7)?.map(count),
+            max_active_jobs: row.get::<_, Option<i64>>(8)?.map(count),
+        },
     })
 }
 
@@ -45,6 +52,19 @@ impl UserDirectory for Db {
         .await
     }
 
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, UsersError> {
+        self.call("find_user_by_id", move |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {COLUMNS} FROM users WHERE user_id = ?1"),
+                    [id.to_hex()],
+                    user,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
     async fn create(&self, new: &User) -> Result<bool, UsersError> {
         let new = new.clone();
         self.call("create_user", move |conn| {
@@ -61,8 +81,9 @@ impl UserDirectory for Db {
             let generation = tombstone.map_or(new.generation, |g| new.generation.max(g + 1));
             let inserted = tx.execute(
                 "INSERT INTO users (email, password, is_admin, token_generation, disabled, \
-                 deleted, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (email) DO NOTHING",
+                 deleted, created_at, updated_at, user_id, quota_bytes, max_active_jobs) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10) \
+                 ON CONFLICT (email) DO NOTHING",
                 params![
                     new.email,
                     new.password_hash,
@@ -70,7 +91,10 @@ impl UserDirectory for Db {
                     generation,
                     new.disabled,
                     new.deleted,
-                    now
+                    now,
+                    new.id.to_hex(),
+                    new.limits.quota_bytes.map(signed),
+                    new.limits.max_active_jobs.map(signed)
                 ],
             )?;
             tx.commit()?;
@@ -112,6 +136,24 @@ impl UserDirectory for Db {
                 "UPDATE users SET password = ?2, token_generation = token_generation + 1, \
                  updated_at = ?3 WHERE email = ?1 AND deleted = 0",
                 params![email, hash, Timestamp::now().millis()],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn set_limits(&self, email: &str, limits: UserLimits) -> Result<bool, UsersError> {
+        let email = email.to_owned();
+        self.call("set_user_limits", move |conn| {
+            let n = conn.execute(
+                "UPDATE users SET quota_bytes = ?2, max_active_jobs = ?3, updated_at = ?4 \
+                 WHERE email = ?1 AND deleted = 0",
+                params![
+                    email,
+                    limits.quota_bytes.map(signed),
+                    limits.max_active_jobs.map(signed),
+                    Timestamp::now().millis()
+                ],
             )?;
             Ok(n == 1)
         })

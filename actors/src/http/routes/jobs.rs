@@ -23,8 +23,10 @@ use crate::output::OutputOptions;
 pub struct JobView {
     #[schema(value_type = String)]
     job_id: JobId,
-    /// Who uploaded it.
+    /// Who uploaded it (their e-mail then).
     owner: String,
+    /// Their account's stable id.
+    owner_id: String,
     state: JobState,
     filename: String,
     #[schema(value_type = String)]
@@ -59,7 +61,8 @@ impl From<JobRecord> for JobView {
         Self {
             sequence,
             job_id: job.id,
-            owner: job.owner,
+            owner: job.username,
+            owner_id: job.owner,
             mp3_fid: (job.state == JobState::Done).then_some(job.mp3_fid),
             state: job.state,
             filename: job.filename,
@@ -188,10 +191,10 @@ pub async fn list_jobs(
                 .map_err(|_| ApiError::invalid("cursor is not one this API gave out"))?,
         ),
     };
-    let owner = if caller.0.admin {
-        query.owner.clone().filter(|o| !o.is_empty())
-    } else {
-        Some(caller.0.username.clone())
+    let owner = match query.owner.as_deref().filter(|o| !o.is_empty()) {
+        Some(wanted) if caller.0.admin => Some(owner_id(&app, wanted).await?),
+        _ if caller.0.admin => None,
+        _ => Some(caller.owner()),
     };
     let query = JobQuery {
         owner,
@@ -250,6 +253,22 @@ pub async fn delete_job(
         info!(job_id = %id, was = job.state.as_str(), "job deleted");
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The owner an administrator's `?owner=` means: a user id as it is, an
+/// e-mail as its account's id (an e-mail no account has as itself: what
+/// only data from before user ids, orphaned, can be owned by).
+async fn owner_id(app: &AppState, wanted: &str) -> Result<String, ApiError> {
+    if !wanted.contains('@') {
+        return Ok(wanted.to_owned());
+    }
+    let user = app
+        .backends
+        .users
+        .find(wanted)
+        .await
+        .map_err(crate::auth::AuthError::from)?;
+    Ok(user.map_or_else(|| wanted.to_owned(), |u| u.id.to_hex()))
 }
 
 /// A failed job gets a fresh set of attempts.

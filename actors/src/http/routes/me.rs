@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::account::{AUTH_TIMEOUT, auth_ticket, unwrap_call};
 use crate::auth::{AuthError, AuthMsg, delete_account};
-use crate::backends::User;
+use crate::backends::{User, UserLimits};
+use crate::domain::UserId;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ProblemKind};
 use crate::http::extract::Caller;
@@ -33,9 +34,9 @@ pub struct Usage {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Limits {
-    /// `storage.quota_bytes_per_user`; 0: none.
+    /// Yours if an administrator set one, else `storage.quota_bytes_per_user`; 0: none.
     quota_bytes: u64,
-    /// `storage.max_active_jobs_per_user`; 0: none.
+    /// Yours if an administrator set one, else `storage.max_active_jobs_per_user`; 0: none.
     max_active_jobs: u64,
     /// The largest upload (`http.max_upload_bytes`).
     max_upload_bytes: u64,
@@ -44,6 +45,8 @@ pub struct Limits {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Me {
     email: String,
+    /// Your account's stable id (what owns your jobs and files).
+    id: String,
     admin: bool,
     usage: Usage,
     limits: Limits,
@@ -56,19 +59,26 @@ pub struct Me {
     security(("bearer" = []))
 )]
 pub async fn me(State(app): State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
-    let owner = &caller.0.username;
-    let stored_bytes = app.backends.blobs.usage(owner).await?;
-    let active_jobs = app.backends.jobs.active_jobs(owner).await?;
+    let owner = caller.owner();
+    let stored_bytes = app.backends.blobs.usage(&owner).await?;
+    let active_jobs = app.backends.jobs.active_jobs(&owner).await?;
     Ok(Json(Me {
-        email: owner.clone(),
+        email: caller.0.username.clone(),
+        id: owner,
         admin: caller.0.admin,
         usage: Usage {
             stored_bytes,
             active_jobs,
         },
         limits: Limits {
-            quota_bytes: app.storage.quota_bytes_per_user,
-            max_active_jobs: app.storage.max_active_jobs_per_user,
+            quota_bytes: caller
+                .1
+                .limits
+                .quota_bytes_or(app.storage.quota_bytes_per_user),
+            max_active_jobs: caller
+                .1
+                .limits
+                .max_active_jobs_or(app.storage.max_active_jobs_per_user),
             max_upload_bytes: app.settings.max_upload_bytes,
         },
     }))
@@ -148,7 +158,7 @@ pub async fn logout_all(
 /// Disables an account (admins only): it cannot log in, its tokens are revoked.
 #[utoipa::path(
     post, path = "/users/{email}/disable", tag = "account",
-    params(("email" = String, Path, description = "The account's e-mail")),
+    params(("email" = String, Path, description = "The account's e-mail, or its id")),
     responses(
         (status = 204, description = "Disabled"),
         (status = 403, description = "Not an administrator", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
@@ -162,6 +172,7 @@ pub async fn disable(
     Path(email): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     admin_only(&caller)?;
+    let email = account_email(&app, &email).await?;
     revoke(&app, &email, Some(true)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -169,7 +180,7 @@ pub async fn disable(
 /// Enables a disabled account again (admins only); its old tokens stay revoked.
 #[utoipa::path(
     post, path = "/users/{email}/enable", tag = "account",
-    params(("email" = String, Path, description = "The account's e-mail")),
+    params(("email" = String, Path, description = "The account's e-mail, or its id")),
     responses(
         (status = 204, description = "Enabled"),
         (status = 403, description = "Not an administrator", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
@@ -183,6 +194,7 @@ pub async fn enable(
     Path(email): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     admin_only(&caller)?;
+    let email = account_email(&app, &email).await?;
     revoke(&app, &email, Some(false)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -200,6 +212,10 @@ pub struct UserQuery {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct UserView {
     email: String,
+    /// The account's stable id.
+    id: String,
+    /// Limits set for this account (`null`: the node's default).
+    limits: UserLimits,
     admin: bool,
     disabled: bool,
 }
@@ -247,6 +263,8 @@ pub async fn list_users(
             .into_iter()
             .filter(|u| !u.deleted)
             .map(|u| UserView {
+                id: u.id.to_hex(),
+                limits: u.limits,
                 email: u.email,
                 admin: u.admin,
                 disabled: u.disabled,
@@ -305,7 +323,7 @@ pub async fn delete_me(
 /// Deletes an account with everything in it (admins only).
 #[utoipa::path(
     delete, path = "/users/{email}", tag = "account",
-    params(("email" = String, Path, description = "The account's e-mail")),
+    params(("email" = String, Path, description = "The account's e-mail, or its id")),
     responses(
         (status = 204, description = "Deleted, with everything in it"),
         (status = 403, description = "Not an administrator", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
@@ -319,6 +337,7 @@ pub async fn delete_user(
     Path(email): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     admin_only(&caller)?;
+    let email = account_email(&app, &email).await?;
     let tombstone = match delete_account(app.backends.users.as_ref(), &email).await {
         Err(AuthError::InvalidCredentials) => return Err(ApiError::not_found("user")),
         other => other?,
@@ -337,6 +356,69 @@ async fn finish(app: &AppState, tombstone: &User) -> Result<StatusCode, ApiError
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets one account's storage quota and active-job limit (admins only):
+/// a number (0: none) replaces the node's default for this user, `null`
+/// goes back to it. Uploads starting after the answer (on another node:
+/// within the revocation refresh) are held to it; the audio of a
+/// conversion is checked against it as it is written.
+#[utoipa::path(
+    put, path = "/users/{email}/limits", tag = "account",
+    params(("email" = String, Path, description = "The account's e-mail, or its id")),
+    request_body(content = UserLimits, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Set; the limits as stored", body = UserLimits),
+        (status = 422, description = "Not limits", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn set_limits(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(email): Path<String>,
+    body: Bytes,
+) -> Result<Json<UserLimits>, ApiError> {
+    admin_only(&caller)?;
+    let limits: UserLimits = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(format!(
+            "expected JSON {{\"quota_bytes\": n or null, \"max_active_jobs\": n or null}}: {e}"
+        ))
+    })?;
+    let email = account_email(&app, &email).await?;
+    let users = &app.backends.users;
+    if !users
+        .set_limits(&email, limits)
+        .await
+        .map_err(AuthError::from)?
+    {
+        return Err(ApiError::not_found("user"));
+    }
+    if let Some(user) = users.find(&email).await.map_err(AuthError::from)? {
+        app.standings.note(&user);
+    }
+    Ok(Json(limits))
+}
+
+/// The e-mail of the account an administrator's path names: by e-mail
+/// (as it is) or by id.
+async fn account_email(app: &AppState, key: &str) -> Result<String, ApiError> {
+    if key.contains('@') {
+        return Ok(key.to_owned());
+    }
+    let id = UserId::parse(key).map_err(|_| ApiError::not_found("user"))?;
+    match app
+        .backends
+        .users
+        .find_by_id(id)
+        .await
+        .map_err(AuthError::from)?
+    {
+        Some(user) if !user.deleted => Ok(user.email),
+        _ => Err(ApiError::not_found("user")),
+    }
 }
 
 fn admin_only(caller: &Caller) -> Result<(), ApiError> {

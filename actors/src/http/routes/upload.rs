@@ -127,12 +127,12 @@ async fn accept(
             "this node has its limit of uploads in progress; try again shortly",
         )
     })?;
-    let owner = caller.0.username.clone();
+    let owner = caller.owner();
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let room = room_for(&app, &owner, declared).await?;
+    let room = room_for(&app, &caller, declared).await?;
     let limit = room.limit;
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -228,7 +228,7 @@ async fn accept(
     let options = asked.options.with_defaults(app.bitrate_kbps);
     let job = JobRecord {
         callback: asked.callback,
-        ..JobRecord::new(&owner, &filename, upload.id(), options)
+        ..JobRecord::new(&owner, &caller.0.username, &filename, upload.id(), options)
     };
     let size = upload.written();
     let job_copy = job.clone();
@@ -293,13 +293,15 @@ const RESERVE_TRIES: u32 = 50;
 /// declared.
 pub(super) async fn room_for(
     app: &AppState,
-    owner: &str,
+    caller: &Caller,
     wanted: Option<u64>,
 ) -> Result<Room, ApiError> {
+    let owner = &caller.owner();
     let storage = &app.storage;
     let max_upload = app.settings.max_upload_bytes;
-    let quota = storage.quota_bytes_per_user;
-    let max_jobs = storage.max_active_jobs_per_user;
+    let limits = caller.1.limits;
+    let quota = limits.quota_bytes_or(storage.quota_bytes_per_user);
+    let max_jobs = limits.max_active_jobs_or(storage.max_active_jobs_per_user);
     if quota == 0 && max_jobs == 0 {
         return Ok(Room {
             limit: max_upload,

@@ -104,7 +104,7 @@ async fn owned_endpoint(
 ) -> Result<Endpoint, ApiError> {
     let id: EndpointId = parse_id(raw_id)?;
     match app.webhooks.intake.store().endpoint(id).await? {
-        Some(endpoint) if endpoint.owner == caller.0.username => Ok(endpoint),
+        Some(endpoint) if endpoint.owner == caller.owner() => Ok(endpoint),
         _ => Err(ApiError::not_found("webhook")),
     }
 }
@@ -135,7 +135,7 @@ pub async fn create(
         .check_url(&url)
         .map_err(|why| ApiError::invalid(format!("{url}: {why}")))?;
     let store = app.webhooks.intake.store();
-    let owner = caller.0.username.clone();
+    let owner = caller.owner();
     let existing = store.endpoints(&owner).await?;
     if existing.len() >= app.webhooks.max_endpoints as usize {
         return Err(ApiError::of_kind(
@@ -175,7 +175,7 @@ pub async fn list(
         .webhooks
         .intake
         .store()
-        .endpoints(&caller.0.username)
+        .endpoints(&caller.owner())
         .await?;
     Ok(Json(
         endpoints

@@ -366,7 +366,7 @@ mod tests {
         assert_eq!(sandbox.binary, PathBuf::from("/proc/self/exe"));
         assert_eq!(sandbox.cpu_secs, 2 * settings.max_job_secs + 60);
         // 6 h of 192 kHz stereo 32-bit PCM.
-        assert_eq!(sandbox.output_mib, 21_600 * 192_000 * 8 >> 20);
+        assert_eq!(sandbox.output_mib, (21_600 * 192_000 * 8) >> 20);
         let limits = sandbox.rlimits();
         assert!(limits.contains(&(libc::RLIMIT_CORE, 0, 0)));
         assert!(limits.contains(&(libc::RLIMIT_AS, 1024 << 20, 1024 << 20)));

@@ -13,7 +13,12 @@ use crate::output::OutputOptions;
 pub struct JobDoc {
     #[serde(rename = "_id")]
     pub id: ObjectId,
+    /// The owner's user id (hex; an e-mail in records from before ids,
+    /// until `carry_over` rewrites them).
     pub owner: String,
+    /// The owner's e-mail when the job was made.
+    #[serde(default)]
+    pub username: String,
     pub filename: String,
     pub video_fid: ObjectId,
     pub mp3_fid: ObjectId,
@@ -114,6 +119,7 @@ impl From<&JobRecord> for JobDoc {
         Self {
             id: oid(job.id),
             owner: job.owner.clone(),
+            username: job.username.clone(),
             filename: job.filename.clone(),
             video_fid: oid(job.video_fid),
             mp3_fid: oid(job.mp3_fid),
@@ -142,6 +148,7 @@ impl From<JobDoc> for JobRecord {
         Self {
             id: from_oid(doc.id),
             owner: doc.owner,
+            username: doc.username,
             filename: doc.filename,
             video_fid: from_oid(doc.video_fid),
             mp3_fid: from_oid(doc.mp3_fid),

@@ -8,6 +8,7 @@
 //! compare-and-set on the record's current state, which is what makes a
 //! redelivered message harmless.
 
+mod carry_over;
 mod files;
 mod indexes;
 mod info_cache;

@@ -25,6 +25,8 @@ struct UploadDoc {
     #[serde(rename = "_id")]
     id: ObjectId,
     owner: String,
+    #[serde(default)]
+    username: String,
     length: i64,
     stored: i64,
     filename: String,
@@ -61,6 +63,7 @@ impl From<&UploadRecord> for UploadDoc {
         Self {
             id: oid(u.id),
             owner: u.owner.clone(),
+            username: u.username.clone(),
             length: signed(u.length),
             stored: signed(u.offset),
             filename: u.filename.clone(),
@@ -85,6 +88,7 @@ impl From<UploadDoc> for UploadRecord {
         Self {
             id: from_oid(d.id),
             owner: d.owner,
+            username: d.username,
             length: u64::try_from(d.length).unwrap_or(0),
             offset: u64::try_from(d.stored).unwrap_or(0),
             filename: d.filename,

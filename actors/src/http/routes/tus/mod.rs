@@ -133,8 +133,8 @@ async fn create(
         Some(url) => Some(upload::callback(&app.webhooks, url)?),
         None => None,
     };
-    let owner = caller.0.username.clone();
-    let room = room_for(&app, &owner, Some(length)).await?;
+    let owner = caller.owner();
+    let room = room_for(&app, &caller, Some(length)).await?;
     if length > room.limit {
         return Err(room.refusal(StoreError::TooLarge { limit: room.limit }.into()));
     }
@@ -142,6 +142,7 @@ async fn create(
     let upload = UploadRecord {
         id: FileId::new(),
         owner,
+        username: caller.0.username.clone(),
         length,
         offset: 0,
         filename: meta.filename,
@@ -317,7 +318,7 @@ async fn owned_upload(
     let id: FileId = parse_id(raw_id).map_err(|_| ApiError::not_found("upload"))?;
     match app.backends.uploads.get(id).await? {
         Some(upload)
-            if upload.owner == caller.0.username
+            if upload.owner == caller.owner()
                 && (upload.queued || upload.expires_at > Timestamp::now()) =>
         {
             Ok(upload)
