@@ -68,6 +68,7 @@ both_backends!(
         let password = "a browser passphrase";
         let admin_email = format!("{}@example.com", unique("webadmin"));
         let admin_password = "an admin passphrase";
+        let account_email = format!("{}@example.com", unique("webaccount"));
         assert_eq!(node.add_user(&admin_email, admin_password, true).0, 0);
         let files = tempfile::tempdir().expect("tempdir");
         let first = media::named_copy("mp4", "holiday clip.mp4", files.path());
@@ -84,6 +85,9 @@ both_backends!(
             "password": password,
             "admin_email": admin_email,
             "admin_password": admin_password,
+            "account_email": account_email,
+            "account_password": "a first passphrase",
+            "new_password": "a second passphrase",
             "files": {"first": first, "second": second, "broken": broken, "big": big},
             "screenshots": shots,
             "downloads": downloads.path(),
@@ -168,6 +172,28 @@ both_backends!(
         assert!(
             phone["scroll_width"].as_u64() <= phone["layout_width"].as_u64(),
             "no sideways scrolling at a phone's width: {phone}"
+        );
+        // The account page: who, a new password (this session goes on, the
+        // others end), log out everywhere, delete (with the password).
+        let account = &seen["account"];
+        assert_eq!(account["email"], account_email.as_str(), "{account}");
+        assert_eq!(account["focused"], "account-title", "{account}");
+        assert_eq!(
+            account["wrong_current"], "That is not your password.",
+            "{account}"
+        );
+        assert_eq!(account["status_after_change"], 200, "{account}");
+        assert_eq!(account["status_after_logout_all"], 401, "{account}");
+        assert_eq!(
+            account["wrong_delete"], "That is not your password.",
+            "{account}"
+        );
+        assert_eq!(account["status_after_delete"], 401, "{account}");
+        assert_eq!(account["login_after_delete"], "Wrong e-mail or password.");
+        assert_eq!(
+            node.login(&account_email, "a second passphrase").await,
+            Err(401),
+            "the account is gone"
         );
         for shot in seen["screenshots"].as_array().expect("screenshots") {
             let file = shot["file"].as_str().expect("file");

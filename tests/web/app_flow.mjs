@@ -4,7 +4,8 @@
 // reload, download one, delete the other, retry a failed one, lose the
 // network mid-upload (offline mode) and resume, reload mid-upload and
 // resume, see an option refused in words, do the main flow by keyboard
-// alone, look as an admin, and at a phone's width in dark mode. A
+// alone, look as an admin, at a phone's width in dark mode, and use the
+// account page (a new password, log out everywhere, delete the account). A
 // screenshot of each screen goes to `screenshots`. Prints one JSON line of
 // what it saw for the Rust test to check against the server.
 //
@@ -297,6 +298,68 @@ await row(page, big).waitFor({ state: "detached" });
     background: getComputedStyle(document.body).backgroundColor,
   }));
   await shot(page, "11-phone-dark", "At a phone's width in dark mode: one card per job");
+  await context.close();
+}
+
+// ---- the account page: a new password, log out everywhere, delete ------------
+{
+  const { page, context } = await newPage();
+  const status = () => page.evaluate(async () => (await fetch("/me", { credentials: "same-origin" })).status);
+  const alertText = async (text) => {
+    await page.locator("#alert", { hasText: text }).waitFor();
+    return (await page.locator("#alert").textContent()).trim();
+  };
+  const logIn = async (password) => {
+    await page.locator("#login-email").fill(config.account_email);
+    await page.locator("#login-password").fill(password);
+    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await page.locator("#upload-title").waitFor();
+  };
+  await page.goto(config.url);
+  await page.locator("#register-email").fill(config.account_email);
+  await page.locator("#register-password").fill(config.account_password);
+  await page.getByRole("button", { name: "Create account and log in" }).click();
+  await page.locator("#upload-title").waitFor();
+  await page.getByRole("button", { name: "Account", exact: true }).click();
+  await page.locator("#account-email", { hasText: config.account_email }).waitFor();
+  await page.locator("#account-id").filter({ hasText: /^[0-9a-f]{24}$/ }).waitFor();
+  const account = {
+    email: (await page.locator("#account-email").textContent()).trim(),
+    id: (await page.locator("#account-id").textContent()).trim(),
+    stored: (await page.locator("#account-stored").textContent()).trim(),
+    focused: await page.evaluate(() => document.activeElement?.id),
+  };
+  await shot(page, "12-account", "The account page: who you are, what you keep, a new password, log out everywhere, delete");
+
+  await page.locator("#current-password").fill("not my password at all");
+  await page.locator("#new-password").fill(config.new_password);
+  await page.getByRole("button", { name: "Change password" }).click();
+  account.wrong_current = await alertText("not your password");
+  await page.locator("#current-password").fill(config.account_password);
+  await page.locator("#new-password").fill(config.new_password);
+  await page.getByRole("button", { name: "Change password" }).click();
+  account.changed = await alertText("password is changed");
+  account.status_after_change = await status();
+
+  await page.getByRole("button", { name: "Log out everywhere" }).click();
+  account.logged_out_everywhere = await alertText("logged out everywhere");
+  account.status_after_logout_all = await status();
+
+  await logIn(config.new_password);
+  await page.getByRole("button", { name: "Account", exact: true }).click();
+  await page.locator("#delete-password").fill("not my password at all");
+  await page.getByRole("button", { name: "Delete my account" }).click();
+  account.wrong_delete = await alertText("not your password");
+  await page.locator("#delete-password").fill(config.new_password);
+  await page.getByRole("button", { name: "Delete my account" }).click();
+  account.deleted = await alertText("deleted");
+  await shot(page, "13-deleted", "After deleting the account: back at the login, told so");
+  account.status_after_delete = await status();
+  await page.locator("#login-email").fill(config.account_email);
+  await page.locator("#login-password").fill(config.new_password);
+  await page.getByRole("button", { name: "Log in", exact: true }).click();
+  account.login_after_delete = await alertText("Wrong");
+  report.account = account;
   await context.close();
 }
 

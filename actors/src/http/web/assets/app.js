@@ -70,7 +70,11 @@ function describe(error, context = "") {
   const wait = error.retryAfter ? ` Try again in ${error.retryAfter} s.` : "";
   switch (kind) {
     case "unauthorized":
-      return context === "login" ? "Wrong e-mail or password." : "Your session has ended. Please log in again.";
+      if (context === "login") return "Wrong e-mail or password.";
+      if (context === "password" || context === "delete") return "That is not your password.";
+      return "Your session has ended. Please log in again.";
+    case "token-revoked":
+      return "Your session has ended. Please log in again.";
     case "invalid-option":
       return `The ${label(problem.field)} option was refused: ${detail}`;
     case "quota-exceeded":
@@ -116,13 +120,16 @@ function announce(message, kind = "error") {
 function show(screen) {
   $("#auth-screen").hidden = screen !== "auth";
   $("#app-screen").hidden = screen !== "app";
-  $("#account").hidden = screen !== "app";
+  $("#account-screen").hidden = screen !== "account";
+  $("#account").hidden = screen === "auth";
+  $("#to-account").hidden = screen === "account";
 }
 
 async function boot() {
   wireAuthForms();
   wireUploadForm();
   $("#logout").addEventListener("click", logOut);
+  wireAccount();
   try {
     state.session = await api("GET", "/session");
     await enterApp();
@@ -167,9 +174,14 @@ async function logIn(email, password, context) {
 }
 
 async function logOut() {
+  await api("DELETE", "/session").catch(() => {});
+  leave();
+}
+
+/** Back to the login screen: the session is gone (logged out, or ended). */
+function leave() {
   state.events?.close();
   for (const upload of state.uploads) upload.pause();
-  await api("DELETE", "/session").catch(() => {});
   state.session = null;
   state.jobs.clear();
   renderJobs();
@@ -196,6 +208,95 @@ async function enterApp() {
   }
   listUnfinished();
   watchJobs();
+}
+
+// ---- the account page ---------------------------------------------------
+
+function bytes(n) {
+  if (n === 0) return "0 bytes";
+  const units = ["bytes", "kB", "MB", "GB", "TB"];
+  const power = Math.min(Math.floor(Math.log10(n) / 3), units.length - 1);
+  const value = n / 1000 ** power;
+  return `${power === 0 ? value : value.toFixed(1)} ${units[power]}`;
+}
+
+function ofLimit(used, limit, format) {
+  return limit ? `${format(used)} of ${format(limit)}` : `${format(used)} (no limit)`;
+}
+
+async function openAccount() {
+  show("account");
+  $("#account-title").focus();
+  try {
+    const me = await api("GET", "/me");
+    $("#account-email").textContent = me.email;
+    $("#account-id").textContent = me.id;
+    $("#account-stored").textContent = ofLimit(me.usage.stored_bytes, me.limits.quota_bytes, bytes);
+    $("#account-active").textContent = ofLimit(me.usage.active_jobs, me.limits.max_active_jobs, String);
+    $("#account-max-upload").textContent = bytes(me.limits.max_upload_bytes);
+  } catch (error) {
+    announce(describe(error));
+  }
+}
+
+function wireAccount() {
+  $("#to-account").addEventListener("click", () => {
+    announce("");
+    openAccount();
+  });
+  $("#to-jobs").addEventListener("click", () => {
+    announce("");
+    show("app");
+    $("#upload-title").focus();
+  });
+  $("#password-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    const email = state.session.username;
+    try {
+      await api("POST", "/me/password", { current: form.get("current"), new: form.get("new") });
+    } catch (error) {
+      announce(describe(error, "password"));
+      $("#current-password").focus();
+      return;
+    }
+    // Every earlier token is revoked, this session's too: a new one.
+    event.target.reset();
+    try {
+      state.session = await api("POST", "/session", { email, password: form.get("new") });
+    } catch (error) {
+      leave();
+      announce(describe(error, "login"));
+      return;
+    }
+    announce("Your password is changed; every other session is logged out.", "info");
+  });
+  $("#logout-all").addEventListener("click", async () => {
+    try {
+      await api("POST", "/me/logout-all");
+    } catch (error) {
+      announce(describe(error));
+      return;
+    }
+    await api("DELETE", "/session").catch(() => {});
+    leave();
+    announce("You are logged out everywhere.", "info");
+  });
+  $("#delete-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    try {
+      await api("DELETE", "/me", { password: form.get("password") });
+    } catch (error) {
+      announce(describe(error, "delete"));
+      $("#delete-password").focus();
+      return;
+    }
+    event.target.reset();
+    await api("DELETE", "/session").catch(() => {});
+    leave();
+    announce("Your account and everything in it are deleted.", "info");
+  });
 }
 
 // ---- the option form, from the server's option table --------------------
