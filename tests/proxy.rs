@@ -1,9 +1,10 @@
-//! Behind a real nginx (Debian's, started here with tests/proxy/nginx.conf,
-//! the README's example): with `http.trusted_proxies` naming it, per-IP
-//! login limits apply per real client (two clients behind the proxy do not
-//! share an allowance), a forged `X-Forwarded-For` changes nothing, and
-//! uploads and event streams pass through as they happen. Clients are told
-//! apart by the loopback address they connect from (127.0.0.2, .3, ...).
+//! Behind a real nginx and a real Caddy (Debian's, started here with
+//! tests/proxy/nginx.conf and tests/proxy/Caddyfile, the README's
+//! examples): with `http.trusted_proxies` naming the proxy, per-IP login
+//! limits apply per real client (two clients behind the proxy do not share
+//! an allowance), a forged `X-Forwarded-For` changes nothing, and uploads
+//! and event streams pass through as they happen. Clients are told apart
+//! by the loopback address they connect from (127.0.0.2, .3, ...).
 
 mod common;
 
@@ -14,42 +15,78 @@ use std::time::{Duration, Instant};
 use common::{Backend, Node, NodeOptions, client_from, free_port, media};
 use futures::StreamExt;
 
-struct Nginx {
+/// Which reverse proxy.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Nginx,
+    Caddy,
+}
+
+const KINDS: [Kind; 2] = [Kind::Nginx, Kind::Caddy];
+
+/// A reverse proxy in front of a node, on a port of its own.
+struct Proxy {
+    kind: Kind,
     port: u16,
     dir: tempfile::TempDir,
     child: Child,
 }
 
-impl Nginx {
-    fn start(upstream: u16) -> Nginx {
+impl Proxy {
+    fn start(kind: Kind, upstream: u16) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
+        let file = match kind {
+            Kind::Nginx => "nginx.conf",
+            Kind::Caddy => "Caddyfile",
+        };
         let template = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/proxy/nginx.conf"),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/proxy")
+                .join(file),
         )
-        .expect("nginx.conf");
+        .expect("the proxy's configuration");
         let conf = template
             .replace("{{DIR}}", &dir.path().display().to_string())
             .replace("{{PORT}}", &port.to_string())
             .replace("{{UPSTREAM}}", &upstream.to_string());
-        let path = dir.path().join("nginx.conf");
-        std::fs::write(&path, conf).expect("write nginx.conf");
-        let child = Command::new("/usr/sbin/nginx")
-            .arg("-c")
-            .arg(&path)
-            .arg("-p")
-            .arg(dir.path())
+        let path = dir.path().join(file);
+        std::fs::write(&path, conf).expect("write the proxy's configuration");
+        let log = std::fs::File::create(dir.path().join("error.log")).expect("log");
+        let mut command = match kind {
+            Kind::Nginx => {
+                let mut nginx = Command::new("/usr/sbin/nginx");
+                nginx.arg("-c").arg(&path).arg("-p").arg(dir.path());
+                nginx
+            }
+            Kind::Caddy => {
+                let mut caddy = Command::new("/usr/bin/caddy");
+                caddy
+                    .args(["run", "--adapter", "caddyfile", "--config"])
+                    .arg(&path)
+                    .env("HOME", dir.path())
+                    .env("XDG_DATA_HOME", dir.path())
+                    .env("XDG_CONFIG_HOME", dir.path());
+                caddy
+            }
+        };
+        let child = command
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
-            .expect("nginx (Debian's package nginx)");
-        let nginx = Nginx { port, dir, child };
+            .expect("the proxy (Debian's package nginx or caddy)");
+        let proxy = Proxy {
+            kind,
+            port,
+            dir,
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nginx: {}", nginx.errors());
+            assert!(Instant::now() < deadline, "{}", proxy.errors());
             std::thread::sleep(Duration::from_millis(50));
         }
-        nginx
+        proxy
     }
 
     fn url(&self, path: &str) -> String {
@@ -57,11 +94,12 @@ impl Nginx {
     }
 
     fn errors(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+        let log = std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
+        format!("{:?}: {log}", self.kind)
     }
 }
 
-impl Drop for Nginx {
+impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -93,33 +131,41 @@ both_backends!(
                 .with("VIDAUD_AUTH__ATTEMPTS_PER_ACCOUNT_PER_MINUTE", 1000),
         )
         .await;
-        let nginx = Nginx::start(node.port());
-        let proxied = nginx.url("/login");
-        let (a, b) = (client_from("127.0.0.2"), client_from("127.0.0.3"));
-        for _ in 0..3 {
+        // Each proxy's clients have loopback addresses of their own.
+        for (kind, (a, b)) in KINDS
+            .into_iter()
+            .zip([("127.0.0.2", "127.0.0.3"), ("127.0.0.5", "127.0.0.6")])
+        {
+            let proxy = Proxy::start(kind, node.port());
+            let proxied = proxy.url("/login");
+            let (a, b) = (client_from(a), client_from(b));
+            for _ in 0..3 {
+                assert_eq!(
+                    login_status(&a, &proxied, None).await,
+                    401,
+                    "{}",
+                    proxy.errors()
+                );
+            }
             assert_eq!(
                 login_status(&a, &proxied, None).await,
-                401,
-                "{}",
-                nginx.errors()
-            );
-        }
-        assert_eq!(
-            login_status(&a, &proxied, None).await,
-            429,
-            "A's allowance is spent"
-        );
-        // Forging the header a proxy would write gains A nothing: nginx
-        // appends the real address, and that is the hop believed.
-        for forged in ["198.51.100.7", "127.0.0.3", "127.0.0.1"] {
-            assert_eq!(
-                login_status(&a, &proxied, Some(forged)).await,
                 429,
-                "{forged}"
+                "{kind:?}: A's allowance is spent"
             );
+            // Forging the header a proxy would write gains A nothing: the
+            // proxy appends (nginx) or writes (Caddy) the real address, and
+            // that is the hop believed.
+            for forged in ["198.51.100.7", "127.0.0.3", "127.0.0.1"] {
+                assert_eq!(
+                    login_status(&a, &proxied, Some(forged)).await,
+                    429,
+                    "{kind:?}: {forged}"
+                );
+            }
+            // B behind the same proxy has an allowance of its own.
+            assert_eq!(login_status(&b, &proxied, None).await, 401, "{kind:?}");
         }
-        // B behind the same proxy has an allowance of its own.
-        assert_eq!(login_status(&b, &proxied, None).await, 401);
+        let a = client_from("127.0.0.2");
         // Straight to the node, A is no trusted proxy: its header is ignored.
         let direct = node.url("/login");
         assert_eq!(login_status(&a, &direct, Some("203.0.113.9")).await, 429);
@@ -133,72 +179,82 @@ both_backends!(
     |backend: Backend| async move {
         let node = Node::start(options(backend)).await;
         let (_, token) = node.new_user().await;
-        let nginx = Nginx::start(node.port());
-        let client = client_from("127.0.0.2");
-
-        // All of the user's events, through the proxy: the first one (a
-        // resync) arrives while the stream stays open.
-        let events = client
-            .get(nginx.url("/events"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("GET /events");
-        assert_eq!(events.status(), 200);
-        let mut events = events.bytes_stream();
-        let first = tokio::time::timeout(Duration::from_secs(30), events.next())
-            .await
-            .expect("an event through the proxy while the stream is open")
-            .expect("a chunk")
-            .expect("bytes");
-        assert!(
-            String::from_utf8_lossy(&first).contains("resync"),
-            "{first:?}"
-        );
-
-        // An upload whose body comes in two halves: the node has the first
-        // half before the client sends the second.
-        let (content_type, mut body) = common::multipart_file(&media::clip("mp4"));
-        let half = body.len() / 2;
-        let (second, first_half) = (body.split_off(half), body);
-        let (send, receive) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
-        let length = first_half.len() + second.len();
-        let upload = tokio::spawn({
-            let client = client.clone();
-            let (url, token) = (nginx.url("/upload"), token.clone());
-            async move {
-                let stream = tokio_stream_of(receive);
-                client
-                    .post(url)
-                    .bearer_auth(token)
-                    .header("content-type", content_type)
-                    .header("content-length", length)
-                    .body(reqwest::Body::wrap_stream(stream))
-                    .send()
-                    .await
-            }
-        });
-        let received_before = upload_bytes(&node).await;
-        send.send(Ok(first_half.clone())).await.expect("first half");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while upload_bytes(&node).await < received_before + first_half.len() as u64 {
-            assert!(
-                Instant::now() < deadline,
-                "the first half never reached the node: nginx buffered the upload"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        for kind in KINDS {
+            through(&node, &token, kind).await;
         }
-        send.send(Ok(second)).await.expect("second half");
-        drop(send);
-        let answer = upload.await.expect("task").expect("upload through nginx");
-        assert_eq!(
-            answer.status(),
-            202,
-            "{}",
-            answer.text().await.unwrap_or_default()
-        );
     }
 );
+
+/// Through a `kind` proxy: the event stream's first event arrives while it
+/// stays open, and the first half of an upload reaches the node before the
+/// client sends the second.
+async fn through(node: &Node, token: &str, kind: Kind) {
+    let proxy = Proxy::start(kind, node.port());
+    let client = client_from("127.0.0.2");
+    let token = token.to_owned();
+
+    // All of the user's events, through the proxy: the first one (a
+    // resync) arrives while the stream stays open.
+    let events = client
+        .get(proxy.url("/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET /events");
+    assert_eq!(events.status(), 200);
+    let mut events = events.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(30), events.next())
+        .await
+        .expect("an event through the proxy while the stream is open")
+        .expect("a chunk")
+        .expect("bytes");
+    assert!(
+        String::from_utf8_lossy(&first).contains("resync"),
+        "{first:?}"
+    );
+
+    // An upload whose body comes in two halves: the node has the first
+    // half before the client sends the second.
+    let (content_type, mut body) = common::multipart_file(&media::clip("mp4"));
+    let half = body.len() / 2;
+    let (second, first_half) = (body.split_off(half), body);
+    let (send, receive) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    let length = first_half.len() + second.len();
+    let upload = tokio::spawn({
+        let client = client.clone();
+        let (url, token) = (proxy.url("/upload"), token.clone());
+        async move {
+            let stream = tokio_stream_of(receive);
+            client
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", content_type)
+                .header("content-length", length)
+                .body(reqwest::Body::wrap_stream(stream))
+                .send()
+                .await
+        }
+    });
+    let received_before = upload_bytes(node).await;
+    send.send(Ok(first_half.clone())).await.expect("first half");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while upload_bytes(node).await < received_before + first_half.len() as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "{kind:?}: the first half never reached the node: the proxy buffered the upload"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send.send(Ok(second)).await.expect("second half");
+    drop(send);
+    let answer = upload.await.expect("task").expect("upload through nginx");
+    assert_eq!(
+        answer.status(),
+        202,
+        "{kind:?}: {}",
+        answer.text().await.unwrap_or_default()
+    );
+}
 
 /// A stream of the chunks `receive` gets, until its sender is dropped.
 fn tokio_stream_of(
