@@ -117,6 +117,12 @@ both_backends!(
         // nothing of the refused.
         assert_eq!(node.count_files(Files::Videos).await, 3);
         assert_eq!(node.count_jobs().await, 3);
+        let me = me(&node, &token).await;
+        assert_eq!(
+            me["usage"]["stored_bytes"],
+            3 * file,
+            "usage is what is stored: {me}"
+        );
         println!(
             "{backend:?}: 16 concurrent uploads, quota {quota} B for 3 of {file} B: \
              3 stored, 13 refused (413)"
@@ -214,10 +220,9 @@ both_backends!(
     }
 );
 
-/// The limits `GET /me` reports.
-async fn my_limits(node: &Node, token: &str) -> Value {
-    let me: Value = node
-        .http
+/// What `GET /me` says.
+async fn me(node: &Node, token: &str) -> Value {
+    node.http
         .get(node.url("/me"))
         .bearer_auth(token)
         .send()
@@ -225,8 +230,7 @@ async fn my_limits(node: &Node, token: &str) -> Value {
         .expect("GET /me")
         .json()
         .await
-        .expect("GET /me JSON");
-    me["limits"].clone()
+        .expect("GET /me JSON")
 }
 
 /// `PUT /users/{id}/limits` with `admin`; the status and answer.
@@ -273,7 +277,7 @@ both_backends!(
         let (status, set) = put_limits(&node, &admin, &id, limits.clone()).await;
         assert_eq!((status, set), (200, limits));
 
-        assert_eq!(my_limits(&node, &token).await["max_active_jobs"], 2);
+        assert_eq!(me(&node, &token).await["limits"]["max_active_jobs"], 2);
         let answers = at_once(&[&node], &token, 8).await;
         assert_eq!(count(&answers, 202), 2, "{answers:?}");
         assert_eq!(count(&answers, 429), 6, "{answers:?}");
@@ -290,7 +294,7 @@ both_backends!(
         assert_eq!(code, 0, "{out}{err}");
         // The node takes the change in at its next revocation refresh.
         let started = std::time::Instant::now();
-        while my_limits(&node, &token).await["max_active_jobs"] != 6 {
+        while me(&node, &token).await["limits"]["max_active_jobs"] != 6 {
             assert!(
                 started.elapsed().as_secs() < 30,
                 "the CLI's change never arrived"
