@@ -617,3 +617,68 @@ both_backends!(
         assert_eq!(got, want);
     }
 );
+
+both_backends!(
+    finished_deliveries_are_pruned_after_their_keeping_time,
+    |backend: Backend| async move {
+        // A sweep every second; deliveries kept the default 30 days.
+        let node = Node::start(options(backend).with("VIDAUD_STORAGE__SWEEP_EVERY_SECS", 1)).await;
+        let (_, token) = node.new_user().await;
+        let mut receiver = Receiver::new();
+        let (status, endpoint) =
+            register(&node, &token, json!({"url": receiver.url("127.0.0.1")})).await;
+        assert_eq!(status, 201, "{endpoint}");
+        receiver.start(endpoint["secret"].as_str().expect("secret"), &[]);
+        let id = endpoint["id"].as_str().expect("id").to_owned();
+        let path = format!("/webhooks/{id}/deliveries");
+        done_job(&node, &token).await;
+        receiver
+            .wait("job.done accepted", Duration::from_secs(60), |r| {
+                r.iter().any(|q| q["status"] == 204)
+            })
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while get(&node, &token, &path).await[0]["state"] != "delivered" {
+            assert!(Instant::now() < deadline, "never delivered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Kept while young (a few sweeps pass) ...
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            get(&node, &token, &path).await.as_array().map(Vec::len),
+            Some(1)
+        );
+        // ... gone once older than 30 days.
+        let shift = 31 * 86_400_000_i64;
+        match backend {
+            Backend::Embedded => {
+                node.sqlite()
+                    .execute(
+                        "UPDATE webhook_deliveries SET created_at = created_at - ?1",
+                        [shift],
+                    )
+                    .expect("age the deliveries");
+            }
+            Backend::Cluster => {
+                let old = mongodb::bson::DateTime::from_millis(
+                    mongodb::bson::DateTime::now().timestamp_millis() - shift,
+                );
+                node.mongo()
+                    .await
+                    .database(&node.names.jobs_db)
+                    .collection::<mongodb::bson::Document>("webhook_deliveries")
+                    .update_many(
+                        mongodb::bson::doc! {},
+                        mongodb::bson::doc! { "$set": { "created_at": old } },
+                    )
+                    .await
+                    .expect("age the deliveries");
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while get(&node, &token, &path).await != json!([]) {
+            assert!(Instant::now() < deadline, "never pruned");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+);

@@ -3,7 +3,8 @@
 //! they are that old too, and what uploads cut off by a killed node left
 //! in the blob store is removed once no upload begun then can still be
 //! running (`upload_grace`). What accounts deleted within the last day
-//! still hold is erased again (see `erasure`). Resumable uploads past their expiry go with
+//! still hold is erased again (see `erasure`); finished webhook deliveries
+//! older than `webhooks.keep_deliveries_days` go. Resumable uploads past their expiry go with
 //! their data (one whose bytes all arrived but whose job was never queued,
 //! its request cut short by a crash, is completed instead). Every node sweeps; the steps are idempotent,
 //! so two nodes sweeping at once only repeat each other's work.
@@ -27,6 +28,9 @@ pub struct SweepPlan {
     pub keep: Option<Duration>,
     /// Unfinished uploads begun longer ago than this are removed.
     pub upload_grace: Duration,
+    /// Finished webhook deliveries older than this are removed; `None`:
+    /// kept forever.
+    pub keep_deliveries: Option<Duration>,
     pub every: Duration,
 }
 
@@ -71,6 +75,20 @@ pub fn spawn_sweeper(
                     "erasing deleted accounts' data failed (next sweep retries): {}",
                     chain(&e)
                 ),
+            }
+            if let Some(keep) = plan.keep_deliveries {
+                match backends
+                    .webhooks
+                    .prune_deliveries(Timestamp::now().minus(keep))
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(deliveries) => info!(deliveries, "removed old webhook deliveries"),
+                    Err(e) => warn!(
+                        "pruning webhook deliveries failed (next sweep retries): {}",
+                        chain(&e)
+                    ),
+                }
             }
             let begun_before = Timestamp::now().minus(plan.upload_grace);
             match backends.blobs.remove_abandoned_uploads(begun_before).await {

@@ -450,6 +450,8 @@ pub struct WebhookSettings {
     pub max_endpoints_per_user: u32,
     /// Targets a node delivers to at once (each one delivery at a time).
     pub concurrency: u32,
+    /// Days finished deliveries are kept (0: forever).
+    pub keep_deliveries_days: u64,
 }
 
 impl Default for WebhookSettings {
@@ -462,6 +464,7 @@ impl Default for WebhookSettings {
             allowed_networks: Vec::new(),
             max_endpoints_per_user: 10,
             concurrency: 8,
+            keep_deliveries_days: 30,
         }
     }
 }

@@ -252,6 +252,8 @@ pub async fn start(
                     keep: (s.storage.retention_days > 0)
                         .then(|| Duration::from_secs(s.storage.retention_days * 86_400)),
                     upload_grace: s.upload_grace(),
+                    keep_deliveries: (s.webhooks.keep_deliveries_days > 0)
+                        .then(|| Duration::from_secs(s.webhooks.keep_deliveries_days * 86_400)),
                     every: Duration::from_secs(s.storage.sweep_every_secs),
                 },
             };

@@ -31,6 +31,10 @@ pub trait WebhookStore: Send + Sync {
     /// endpoints.
     async fn remove_owned(&self, owner: &str) -> Result<u64, StoreError>;
 
+    /// Removes the deliveries that are over (delivered or failed) and were
+    /// made before `before`; returns how many.
+    async fn prune_deliveries(&self, before: Timestamp) -> Result<u64, StoreError>;
+
     /// Stores a delivery unless one with its id is already there (the same
     /// event for the same target): the first one stays.
     async fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError>;

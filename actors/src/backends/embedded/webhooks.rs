@@ -136,6 +136,18 @@ impl WebhookStore for Db {
         .await
     }
 
+    async fn prune_deliveries(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.call("prune_webhook_deliveries", move |conn| {
+            let n = conn.execute(
+                "DELETE FROM webhook_deliveries \
+                 WHERE state IN ('delivered', 'failed') AND created_at < ?1",
+                [before.millis()],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn enqueue(&self, d: &Delivery) -> Result<(), StoreError> {
         let history = json(&d.history)?;
         let d = d.clone();

@@ -181,6 +181,21 @@ impl WebhookStore for Mongo {
         Ok(removed)
     }
 
+    async fn prune_deliveries(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let over = [
+            DeliveryState::Delivered.as_str(),
+            DeliveryState::Failed.as_str(),
+        ];
+        Ok(self
+            .webhook_deliveries
+            .delete_many(doc! {
+                "state": { "$in": over.to_vec() },
+                "created_at": { "$lt": date(before) },
+            })
+            .await?
+            .deleted_count)
+    }
+
     async fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError> {
         match self
             .webhook_deliveries
