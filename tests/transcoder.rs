@@ -294,3 +294,46 @@ fn exit_codes_tell_what_went_wrong() {
         assert!(!out.exists(), "no partial output is left behind");
     }
 }
+
+/// An input at a rate the format's players do not take comes out at the
+/// nearest one they do, as a rate asked for must be one of them: a 384 kHz
+/// FLAC and a 655.35 kHz WAV (FLAC's highest) do not stay what they are.
+#[test]
+fn inherited_rates_are_ones_the_format_takes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let make = |name: &str, rate: u32| {
+        let path = dir.path().join(name);
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("sine=frequency=440:sample_rate={rate}"))
+            .args(["-t", "1"])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success(), "{name}");
+        path
+    };
+    let hi_res = make("hi-res.flac", 384_000);
+    let extreme = make("extreme.wav", 655_350);
+    let cases: &[(&Path, &str, u32)] = &[
+        (&hi_res, "flac", 192_000),
+        (&hi_res, "mp3", 48_000),
+        (&hi_res, "opus", 48_000),
+        (&hi_res, "aac", 96_000),
+        (&extreme, "flac", 192_000),
+    ];
+    for (input, format, rate) in cases {
+        let output = converted(
+            input,
+            dir.path().join(format!("out-{format}-{rate}.{format}")),
+            &["--format", format],
+        );
+        let p = probe(&output);
+        assert_eq!(p.sample_rate, *rate, "{input:?} as {format}");
+        assert_decodes(&output);
+    }
+    // The input's own rate when the format takes it.
+    let cd = make("cd.flac", 44_100);
+    let output = converted(&cd, dir.path().join("cd-out.flac"), &["--format", "flac"]);
+    assert_eq!(probe(&output).sample_rate, 44_100);
+}

@@ -96,6 +96,18 @@ impl Format {
         }
     }
 
+    /// The rate an input at `rate` Hz comes out at when the user names
+    /// none: its own if the format's players take it, else the nearest
+    /// one they do (the higher of two as near). The same rule as for a
+    /// rate asked for: only [`Format::sample_rates`].
+    pub fn nearest_sample_rate(self, rate: u32) -> u32 {
+        self.sample_rates()
+            .iter()
+            .copied()
+            .min_by_key(|r| (r.abs_diff(rate), u32::MAX - r))
+            .unwrap_or(48_000)
+    }
+
     /// Bitrate when the user names none (MP3's comes from the config).
     pub fn default_bitrate(self, mp3_kbps: u32) -> Option<u32> {
         match self {
@@ -174,7 +186,7 @@ pub struct OutputOptions {
     /// MP3 variable bitrate quality, 0 (best) to 9; instead of a bitrate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quality: Option<u32>,
-    /// Output sample rate, Hz; the input's (as far as the format allows) if absent.
+    /// Output sample rate, Hz; if absent, the input's if the format takes it, else the nearest it takes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_rate: Option<u32>,
     /// 1 (mono) or 2 (stereo); the input's (at most 2 for MP3/AAC) if absent.
@@ -226,7 +238,7 @@ pub const OPTIONS: [OptionSpec; 9] = [
     },
     OptionSpec {
         name: "sample_rate",
-        help: "output sample rate, Hz (default: the input's, as far as the format allows)",
+        help: "output sample rate, Hz (default: the input's if the format takes it, else the nearest it takes)",
         example: "44100",
     },
     OptionSpec {
@@ -530,6 +542,20 @@ mod tests {
 
     fn parse(pairs: &[(&str, &str)]) -> Result<OutputOptions, OptionError> {
         OutputOptions::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn an_inherited_rate_is_one_the_format_takes() {
+        assert_eq!(Format::Mp3.nearest_sample_rate(44100), 44100);
+        assert_eq!(Format::Mp3.nearest_sample_rate(96000), 48000);
+        assert_eq!(Format::Mp3.nearest_sample_rate(7000), 8000);
+        assert_eq!(Format::Mp3.nearest_sample_rate(11500), 11025);
+        assert_eq!(Format::Opus.nearest_sample_rate(44100), 48000);
+        assert_eq!(Format::Flac.nearest_sample_rate(655_350), 192_000);
+        assert_eq!(Format::Flac.nearest_sample_rate(37_800), 32_000);
+        assert_eq!(Format::Aac.nearest_sample_rate(384_000), 96_000);
+        // A tie goes up.
+        assert_eq!(Format::Opus.nearest_sample_rate(10_000), 12_000);
     }
 
     #[test]

@@ -86,15 +86,6 @@ pub enum LameError {
     TooLarge(usize),
 }
 
-/// The MP3 rate for audio at `rate`: the nearest one, rounding up on ties.
-pub fn nearest_rate(rate: u32) -> u32 {
-    MP3_SAMPLE_RATES
-        .iter()
-        .copied()
-        .min_by_key(|r| (r.abs_diff(rate), u32::MAX - r))
-        .unwrap_or(44100)
-}
-
 /// LAME's worst case of MP3 bytes for `samples` samples per channel (and
 /// for a flush, with none).
 fn worst_case(samples: usize) -> usize {
@@ -290,15 +281,6 @@ mod tests {
         assert!(lame.encode_interleaved(&pcm).is_ok());
         assert!(lame.flush().is_ok_and(|b| !b.is_empty()));
         assert!(lame.lametag().windows(4).any(|w| w == b"Xing"));
-    }
-
-    #[test]
-    fn nearest_rates() {
-        assert_eq!(nearest_rate(44100), 44100);
-        assert_eq!(nearest_rate(96000), 48000);
-        assert_eq!(nearest_rate(88200), 48000);
-        assert_eq!(nearest_rate(7000), 8000);
-        assert_eq!(nearest_rate(11500), 11025);
     }
 
     #[test]

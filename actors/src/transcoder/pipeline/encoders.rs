@@ -9,7 +9,6 @@ use gstreamer_audio as gst_audio;
 
 use super::error::TranscodeError;
 use crate::output::{DEFAULT_MP3_KBPS, Format, OutputOptions};
-use crate::transcoder::lame::nearest_rate;
 use crate::transcoder::mp3_output::{Mp3Error, Mp3Output};
 
 /// The encoder (and muxer) elements for a format, in order; none for MP3,
@@ -42,10 +41,11 @@ pub(super) fn encoder_chain(options: &OutputOptions) -> Result<Vec<gst::Element>
 }
 
 /// Raw audio caps the encoder gets: the rate and channels asked for, else
-/// the input's channels, downmixed to stereo for the lossy formats (FLAC
-/// keeps them all). The input is known once the audio is decoded. LAME gets
-/// floats in either layout, as the decoder made them, at the MP3 rate
-/// nearest the input's.
+/// the input's rate if the format takes it (the nearest one it takes if
+/// not: a 384 kHz FLAC comes out at 192 kHz, as asking for 384 kHz is
+/// refused) and the input's channels, downmixed to stereo for the lossy
+/// formats (FLAC keeps them all). The input is known once the audio is
+/// decoded. LAME gets floats in either layout, as the decoder made them.
 pub(super) fn output_caps(
     options: &OutputOptions,
     input: Option<&gst_audio::AudioInfo>,
@@ -56,19 +56,17 @@ pub(super) fn output_caps(
         caps = caps
             .field("format", gst_audio::AUDIO_FORMAT_F32.to_str())
             .field("layout", gst::List::new(["interleaved", "non-interleaved"]));
-        let rate = options
-            .sample_rate
-            .or_else(|| input.map(|i| nearest_rate(i.rate())));
-        caps = match rate {
-            Some(rate) => caps.field("rate", rate as i32),
-            None => caps.field(
-                "rate",
-                gst::List::new(crate::output::MP3_SAMPLE_RATES.map(|r| r as i32)),
-            ),
-        };
-    } else if let Some(rate) = options.sample_rate {
-        caps = caps.field("rate", rate as i32);
     }
+    let rate = options
+        .sample_rate
+        .or_else(|| input.map(|i| options.format.nearest_sample_rate(i.rate())));
+    caps = match rate {
+        Some(rate) => caps.field("rate", rate as i32),
+        None => caps.field(
+            "rate",
+            gst::List::new(options.format.sample_rates().iter().map(|r| *r as i32)),
+        ),
+    };
     let lossy = options.format != Format::Flac;
     match (options.channels, input_channels) {
         (Some(channels), _) => caps = caps.field("channels", channels as i32),
