@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mysql_async::prelude::{Query, Queryable, WithParams};
-use mysql_async::{Opts, OptsBuilder, Pool, TxOpts};
+use mysql_async::{Opts, OptsBuilder, Pool};
 use tokio::sync::OnceCell;
 
 use crate::backends::{User, UserDirectory, UserLimits, UsersError};
@@ -200,13 +200,11 @@ impl MysqlUsers {
         loop {
             let query = sql.with(params.clone()).fetch(&mut conn);
             let rows: Vec<Row> = crate::metrics::timed("mysql", operation, query).await?;
-            if named
-                || rows
-                    .iter()
-                    .all(|row| row.6.as_deref().is_some_and(|id| UserId::parse(id).is_ok()))
-            {
-                // A row whose id is not one even now was spoilt by hand.
-                return Ok(rows.into_iter().filter_map(user).collect());
+            let read = rows.len();
+            let users: Vec<User> = rows.into_iter().filter_map(user).collect();
+            // A row whose id is not one even after naming was spoilt by hand.
+            if named || users.len() == read {
+                return Ok(users);
             }
             name_unnamed(&mut conn).await?;
             named = true;
@@ -241,20 +239,9 @@ impl UserDirectory for MysqlUsers {
     async fn create(&self, user: &User) -> Result<bool, UsersError> {
         self.ensure_schema().await?;
         let mut conn = self.pool.get_conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        // A tombstone gives way, and passes on its generation.
-        let tombstone: Option<u32> =
-            "SELECT token_generation FROM users WHERE email = ? AND deleted = TRUE FOR UPDATE"
-                .with((&user.email,))
-                .first(&mut tx)
-                .await?;
-        if tombstone.is_some() {
-            "DELETE FROM users WHERE email = ? AND deleted = TRUE"
-                .with((&user.email,))
-                .ignore(&mut tx)
-                .await?;
-        }
-        let generation = tombstone.map_or(user.generation, |g| user.generation.max(g + 1));
+        // No transaction: a locking read of an absent e-mail takes a gap
+        // lock, and concurrent registrations then deadlock on it. A plain
+        // insert; if the e-mail is a tombstone's, one guarded update.
         let insert = "INSERT INTO users \
                       (email, password, is_admin, token_generation, disabled, deleted, user_id, \
                       quota_bytes, max_active_jobs) \
@@ -263,24 +250,40 @@ impl UserDirectory for MysqlUsers {
                 &user.email,
                 &user.password_hash,
                 user.admin,
-                generation,
+                user.generation,
                 user.disabled,
                 user.deleted,
                 user.id.to_hex(),
                 user.limits.quota_bytes,
                 user.limits.max_active_jobs,
             ))
-            .ignore(&mut tx);
-        let result = crate::metrics::timed("mysql", "create_user", insert).await;
-        match result {
-            Ok(()) => {
-                tx.commit().await?;
-                Ok(true)
-            }
-            // ER_DUP_ENTRY
-            Err(mysql_async::Error::Server(e)) if e.code == 1062 => Ok(false),
-            Err(e) => Err(e.into()),
+            .ignore(&mut conn);
+        match crate::metrics::timed("mysql", "create_user", insert).await {
+            Ok(()) => return Ok(true),
+            // ER_DUP_ENTRY: taken, perhaps by a tombstone.
+            Err(mysql_async::Error::Server(e)) if e.code == 1062 => {}
+            Err(e) => return Err(e.into()),
         }
+        // The new account replaces the tombstone, at a later generation
+        // than any token of the old one.
+        "UPDATE users SET password = ?, is_admin = ?, \
+         token_generation = GREATEST(token_generation + 1, ?), disabled = ?, deleted = ?, \
+         user_id = ?, quota_bytes = ?, max_active_jobs = ?, created_at = CURRENT_TIMESTAMP, \
+         updated_at = CURRENT_TIMESTAMP WHERE email = ? AND deleted = TRUE"
+            .with((
+                &user.password_hash,
+                user.admin,
+                user.generation,
+                user.disabled,
+                user.deleted,
+                user.id.to_hex(),
+                user.limits.quota_bytes,
+                user.limits.max_active_jobs,
+                &user.email,
+            ))
+            .ignore(&mut conn)
+            .await?;
+        Ok(conn.affected_rows() == 1)
     }
 
     async fn delete(&self, email: &str) -> Result<bool, UsersError> {
