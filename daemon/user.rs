@@ -8,9 +8,7 @@
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
-use vidaud_actors::auth::{
-    AuthError, HashCost, check_email, check_rules, delete_account, password_hash,
-};
+use vidaud_actors::auth::{AuthError, HashCost, check_email, check_rules, password_hash};
 use vidaud_actors::backends::{Backends, User, UserDirectory, UsersError, chain};
 
 use crate::cli::{UserAction, UserArgs};
@@ -74,14 +72,8 @@ pub fn run(args: UserArgs) -> ExitCode {
             found(revoked, &email, "enabled")
         }),
         UserAction::Delete { email } => runtime.block_on(async {
-            let deleted = match delete_account(users.as_ref(), &email).await {
-                Ok(_) => Ok(true),
-                Err(AuthError::InvalidCredentials) => Ok(false),
-                Err(AuthError::Unavailable(e)) => Err(e),
-                Err(e) => return Err(Failed(1, e.to_string())),
-            };
             found(
-                deleted,
+                users.delete(&email).await,
                 &email,
                 "deleted; its tokens revoked, its data erased by the running nodes \
                  within seconds (by the next retention sweep if none runs)",

@@ -117,7 +117,7 @@ both_backends!(
         // nothing of the refused.
         assert_eq!(node.count_files(Files::Videos).await, 3);
         assert_eq!(node.count_jobs().await, 3);
-        let me = me(&node, &token).await;
+        let me = node.me(&token).await;
         assert_eq!(
             me["usage"]["stored_bytes"],
             3 * file,
@@ -220,19 +220,6 @@ both_backends!(
     }
 );
 
-/// What `GET /me` says.
-async fn me(node: &Node, token: &str) -> Value {
-    node.http
-        .get(node.url("/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("GET /me")
-        .json()
-        .await
-        .expect("GET /me JSON")
-}
-
 /// `PUT /users/{id}/limits` with `admin`; the status and answer.
 async fn put_limits(node: &Node, admin: &str, user: &str, limits: Value) -> (u16, Value) {
     let r = node
@@ -277,7 +264,7 @@ both_backends!(
         let (status, set) = put_limits(&node, &admin, &id, limits.clone()).await;
         assert_eq!((status, set), (200, limits));
 
-        assert_eq!(me(&node, &token).await["limits"]["max_active_jobs"], 2);
+        assert_eq!(node.me(&token).await["limits"]["max_active_jobs"], 2);
         let answers = at_once(&[&node], &token, 8).await;
         assert_eq!(count(&answers, 202), 2, "{answers:?}");
         assert_eq!(count(&answers, 429), 6, "{answers:?}");
@@ -294,7 +281,7 @@ both_backends!(
         assert_eq!(code, 0, "{out}{err}");
         // The node takes the change in at its next revocation refresh.
         let started = std::time::Instant::now();
-        while me(&node, &token).await["limits"]["max_active_jobs"] != 6 {
+        while node.me(&token).await["limits"]["max_active_jobs"] != 6 {
             assert!(
                 started.elapsed().as_secs() < 30,
                 "the CLI's change never arrived"

@@ -667,10 +667,9 @@ impl Node {
         }
     }
 
-    /// The id of the account `token` stands for (`GET /me`).
-    pub async fn user_id(&self, token: &str) -> String {
-        let me: Value = self
-            .http
+    /// What `GET /me` says to `token`.
+    pub async fn me(&self, token: &str) -> Value {
+        self.http
             .get(self.url("/me"))
             .bearer_auth(token)
             .send()
@@ -678,7 +677,12 @@ impl Node {
             .expect("GET /me")
             .json()
             .await
-            .expect("GET /me JSON");
+            .expect("GET /me JSON")
+    }
+
+    /// The id of the account `token` stands for.
+    pub async fn user_id(&self, token: &str) -> String {
+        let me = self.me(token).await;
         me["id"].as_str().expect("an id").to_owned()
     }
 

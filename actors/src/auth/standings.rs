@@ -39,8 +39,7 @@ pub const FULL_RELOAD: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Standing {
-    id: UserId,
-    limits: UserLimits,
+    account: Account,
     generation: u32,
     disabled: bool,
     deleted: bool,
@@ -49,8 +48,10 @@ struct Standing {
 impl From<&User> for Standing {
     fn from(user: &User) -> Self {
         Self {
-            id: user.id,
-            limits: user.limits,
+            account: Account {
+                id: user.id,
+                limits: user.limits,
+            },
             generation: user.generation,
             disabled: user.disabled,
             deleted: user.deleted,
@@ -154,12 +155,14 @@ impl Standings {
     /// Whether the token with `claims` still stands; if it does, its
     /// account.
     pub async fn check(&self, claims: &Claims) -> Result<Account, Revoked> {
-        let fits = |s: &Standing| {
-            claims.r#gen <= s.generation
-                && claims.uid.as_deref().is_none_or(|uid| uid == s.id.to_hex())
-        };
+        // The account the token names (none: a reference token, any
+        // account of its e-mail; an id that is no id fits none).
+        let named = claims.uid.as_deref().map(|uid| UserId::parse(uid).ok());
+        let same_account = |s: &Standing| named.is_none_or(|id| id == Some(s.account.id));
         let standing = match self.get(&claims.username) {
-            Some(standing) if fits(&standing) => standing,
+            Some(standing) if claims.r#gen <= standing.generation && same_account(&standing) => {
+                standing
+            }
             // A token newer than what is known here was issued after a
             // revocation (or to an account made again) that this node has
             // not read yet: read it now.
@@ -175,10 +178,8 @@ impl Standings {
                          taken on its signature: {}",
                         chain(&e)
                     );
-                    return claims
-                        .uid
-                        .as_deref()
-                        .and_then(|uid| UserId::parse(uid).ok())
+                    return named
+                        .flatten()
                         .map(|id| Account {
                             id,
                             limits: UserLimits::default(),
@@ -187,24 +188,15 @@ impl Standings {
                 }
             },
         };
-        if standing.deleted {
-            Err(Revoked::Gone)
-        } else if claims
-            .uid
-            .as_deref()
-            .is_some_and(|uid| uid != standing.id.to_hex())
-        {
-            // A token of an earlier account on this e-mail.
+        // Not the same account: a token of an earlier one on this e-mail.
+        if standing.deleted || !same_account(&standing) {
             Err(Revoked::Gone)
         } else if standing.disabled {
             Err(Revoked::Disabled)
         } else if standing.generation != claims.r#gen {
             Err(Revoked::Superseded)
         } else {
-            Ok(Account {
-                id: standing.id,
-                limits: standing.limits,
-            })
+            Ok(standing.account)
         }
     }
 

@@ -307,6 +307,19 @@ impl From<QueueError> for ApiError {
     }
 }
 
+/// A token that does not stand: 401 `token-revoked`; 503 when that cannot
+/// be told (the directory is away and the account unknown here).
+impl From<crate::auth::Revoked> for ApiError {
+    fn from(revoked: crate::auth::Revoked) -> Self {
+        match revoked {
+            crate::auth::Revoked::Unknown => {
+                Self::unavailable("the user directory", revoked.to_string())
+            }
+            _ => Self::of_kind(ProblemKind::TokenRevoked, revoked.to_string()),
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {

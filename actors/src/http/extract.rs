@@ -9,27 +9,32 @@ use axum::http::request::Parts;
 use base64::Engine;
 
 use super::AppState;
-use super::error::{ApiError, ProblemKind};
+use super::error::ApiError;
 use super::web::session;
-use crate::auth::{Account, Claims, Revoked};
+use crate::auth::{Account, Claims};
 
 /// The caller: from a valid `Authorization: Bearer <jwt>`, or, without that
 /// header, from the web app's session cookie (see [`super::web::session`]),
 /// which on any request that can change something must come with its CSRF
-/// token in `X-CSRF-Token`.
-/// Who calls: the token's claims, and the account it stands for (whose id
-/// owns jobs, files, uploads and webhooks).
-pub struct Caller(pub Claims, pub Account);
+/// token in `X-CSRF-Token`. It carries the token's claims and the account
+/// the token stands for, whose id owns jobs, files, uploads and webhooks.
+pub struct Caller {
+    pub claims: Claims,
+    pub account: Account,
+    /// The account's id as stored in owner fields (made once per request:
+    /// an event stream compares it with every event).
+    owner: String,
+}
 
 impl Caller {
     /// The owner of what the caller makes: its user id, as stored.
-    pub fn owner(&self) -> String {
-        self.1.id.to_hex()
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// Whether the caller may see things owned by `owner`.
     pub fn may_access(&self, owner: &str) -> bool {
-        self.0.admin || self.owner() == owner
+        self.claims.admin || self.owner == owner
     }
 }
 
@@ -47,17 +52,12 @@ impl FromRequestParts<AppState> for Caller {
             .map_err(|_| ApiError::unauthorized("the token is invalid or expired; log in again"))?;
         // A good signature is not enough: the user's tokens may have been
         // revoked since (a map lookup; see auth::Standings).
-        let account = state
-            .standings
-            .check(&claims)
-            .await
-            .map_err(|revoked| match revoked {
-                Revoked::Unknown => {
-                    ApiError::unavailable("the user directory", revoked.to_string())
-                }
-                _ => ApiError::of_kind(ProblemKind::TokenRevoked, revoked.to_string()),
-            })?;
-        Ok(Caller(claims, account))
+        let account = state.standings.check(&claims).await?;
+        Ok(Caller {
+            owner: account.id.to_hex(),
+            claims,
+            account,
+        })
     }
 }
 

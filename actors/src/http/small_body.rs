@@ -102,3 +102,10 @@ async fn read_all(body: Body, max_bytes: usize) -> Result<Vec<u8>, Unread> {
     }
     Ok(bytes)
 }
+
+/// A small body as the JSON a handler expects; a 422 that shows `shape`
+/// (what was expected) and says what is wrong otherwise.
+pub fn json<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("expected JSON {shape}: {e}")))
+}

@@ -496,9 +496,6 @@ async fn convert_here(
     }
 }
 
-/// Streams the finished audio from its spool to the blob store under the
-/// job's audio id, replacing whatever an interrupted attempt left there;
-/// how many bytes it stored.
 /// The owner's storage quota: theirs if an administrator set one, else
 /// the node's (also when the directory cannot be read just now).
 async fn owner_quota(ctx: &WorkerContext, owner: &str) -> u64 {
@@ -519,6 +516,9 @@ async fn owner_quota(ctx: &WorkerContext, owner: &str) -> u64 {
     }
 }
 
+/// Streams the finished audio from its spool to the blob store under the
+/// job's audio id, replacing whatever an interrupted attempt left there;
+/// how many bytes it stored.
 async fn store_audio(
     ctx: &WorkerContext,
     job: &JobRecord,

@@ -52,36 +52,20 @@ pub async fn connect(settings: &Settings, node_id: &str) -> Result<Backends, sup
 }
 
 /// Makes the users' schema (every user with its id), then carries data
-/// owned by e-mail over to ids, retrying both until MySQL answers.
+/// owned by e-mail over to ids, retrying both until MySQL answers (login
+/// and register answer 503 meanwhile).
 async fn prepare_users(users: Arc<MysqlUsers>, mongo: Arc<Mongo>) {
     use super::UserDirectory;
-    let mut delay = std::time::Duration::from_secs(1);
-    let mut warned = false;
-    loop {
-        let done = match users.prepare().await {
-            Ok(()) => mongo
-                .carry_over_owners(users.as_ref())
-                .await
-                .map(|moved| {
-                    if moved > 0 {
-                        tracing::info!(moved, "data owned by e-mail now owned by user ids");
-                    }
-                })
-                .map_err(|e| super::chain(&e)),
-            Err(e) => Err(super::chain(&e)),
-        };
-        match done {
-            Ok(()) => return,
-            Err(e) if !warned => {
-                tracing::warn!(
-                    "MySQL not reachable yet ({e}); login and register answer 503 until it is"
-                );
-                warned = true;
-            }
-            Err(_) => {}
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(std::time::Duration::from_secs(30));
+    let moved = connect_with_backoff(
+        "MySQL (login and register answer 503 until it is)",
+        || async {
+            users.prepare().await?;
+            mongo.carry_over_owners(users.as_ref()).await
+        },
+    )
+    .await;
+    if moved > 0 {
+        tracing::info!(moved, "data owned by e-mail now owned by user ids");
     }
 }
 

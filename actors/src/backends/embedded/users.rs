@@ -31,6 +31,27 @@ fn user(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
+impl Db {
+    /// The user whose `column` (a unique one) holds `value`.
+    async fn user_where(
+        &self,
+        operation: &'static str,
+        column: &'static str,
+        value: String,
+    ) -> Result<Option<User>, UsersError> {
+        self.call(operation, move |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {COLUMNS} FROM users WHERE {column} = ?1"),
+                    [value],
+                    user,
+                )
+                .optional()?)
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl UserDirectory for Db {
     async fn prepare(&self) -> Result<(), UsersError> {
@@ -39,30 +60,13 @@ impl UserDirectory for Db {
     }
 
     async fn find(&self, email: &str) -> Result<Option<User>, UsersError> {
-        let email = email.to_owned();
-        self.call("find_user", move |conn| {
-            Ok(conn
-                .query_row(
-                    &format!("SELECT {COLUMNS} FROM users WHERE email = ?1"),
-                    [email],
-                    user,
-                )
-                .optional()?)
-        })
-        .await
+        self.user_where("find_user", "email", email.to_owned())
+            .await
     }
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, UsersError> {
-        self.call("find_user_by_id", move |conn| {
-            Ok(conn
-                .query_row(
-                    &format!("SELECT {COLUMNS} FROM users WHERE user_id = ?1"),
-                    [id.to_hex()],
-                    user,
-                )
-                .optional()?)
-        })
-        .await
+        self.user_where("find_user_by_id", "user_id", id.to_hex())
+            .await
     }
 
     async fn create(&self, new: &User) -> Result<bool, UsersError> {

@@ -132,7 +132,7 @@ pub async fn log_in(
     security(("bearer" = []))
 )]
 pub async fn validate(caller: Caller) -> Json<Claims> {
-    Json(caller.0)
+    Json(caller.claims)
 }
 
 /// A place in the auth actor's mailbox; the actor keeps it until it has

@@ -192,9 +192,9 @@ pub async fn list_jobs(
         ),
     };
     let owner = match query.owner.as_deref().filter(|o| !o.is_empty()) {
-        Some(wanted) if caller.0.admin => Some(owner_id(&app, wanted).await?),
-        _ if caller.0.admin => None,
-        _ => Some(caller.owner()),
+        Some(wanted) if caller.claims.admin => Some(owner_id(&app, wanted).await?),
+        _ if caller.claims.admin => None,
+        _ => Some(caller.owner().to_owned()),
     };
     let query = JobQuery {
         owner,

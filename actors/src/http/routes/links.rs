@@ -13,6 +13,7 @@ use crate::domain::Timestamp;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ProblemKind};
 use crate::http::extract::Caller;
+use crate::http::small_body::json;
 
 /// The longest a link asked for may work: 30 days.
 const MAX_EXPIRES_IN_SECS: u64 = 30 * 86_400;
@@ -53,9 +54,7 @@ pub async fn create_link(
     let request: LinkRequest = if body.iter().all(u8::is_ascii_whitespace) {
         LinkRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::invalid(format!("expected JSON {{\"expires_in\": seconds}}: {e}"))
-        })?
+        json(&body, r#"{"expires_in": seconds}"#)?
     };
     let expires_in = request.expires_in.unwrap_or(app.links.ttl_secs);
     if !(1..=MAX_EXPIRES_IN_SECS).contains(&expires_in) {

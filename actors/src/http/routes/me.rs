@@ -18,11 +18,12 @@ use serde::{Deserialize, Serialize};
 
 use super::account::{AUTH_TIMEOUT, auth_ticket, unwrap_call};
 use crate::auth::{AuthError, AuthMsg, delete_account};
-use crate::backends::{User, UserLimits};
+use crate::backends::{User, UserLimits, UsersError};
 use crate::domain::UserId;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ProblemKind};
 use crate::http::extract::Caller;
+use crate::http::small_body::json;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Usage {
@@ -60,23 +61,23 @@ pub struct Me {
 )]
 pub async fn me(State(app): State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
     let owner = caller.owner();
-    let stored_bytes = app.backends.blobs.usage(&owner).await?;
-    let active_jobs = app.backends.jobs.active_jobs(&owner).await?;
+    let stored_bytes = app.backends.blobs.usage(owner).await?;
+    let active_jobs = app.backends.jobs.active_jobs(owner).await?;
     Ok(Json(Me {
-        email: caller.0.username.clone(),
-        id: owner,
-        admin: caller.0.admin,
+        email: caller.claims.username.clone(),
+        id: owner.to_owned(),
+        admin: caller.claims.admin,
         usage: Usage {
             stored_bytes,
             active_jobs,
         },
         limits: Limits {
             quota_bytes: caller
-                .1
+                .account
                 .limits
                 .quota_bytes_or(app.storage.quota_bytes_per_user),
             max_active_jobs: caller
-                .1
+                .account
                 .limits
                 .max_active_jobs_or(app.storage.max_active_jobs_per_user),
             max_upload_bytes: app.settings.max_upload_bytes,
@@ -114,12 +115,8 @@ pub async fn change_password(
     caller: Caller,
     body: Bytes,
 ) -> Result<Json<FreshToken>, ApiError> {
-    let request: NewPassword = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid(format!(
-            "expected JSON {{\"current\": ..., \"new\": ...}}: {e}"
-        ))
-    })?;
-    let email = caller.0.username.clone();
+    let request: NewPassword = json(&body, r#"{"current": ..., "new": ...}"#)?;
+    let email = caller.claims.username.clone();
     // Guessing the current password here costs what guessing at /login does.
     app.limits.check_account(&email)?;
     let ticket = auth_ticket(&app)?;
@@ -151,7 +148,7 @@ pub async fn logout_all(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
-    revoke(&app, &caller.0.username, None).await?;
+    revoke(&app, &caller.claims.username, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -298,9 +295,8 @@ pub async fn delete_me(
     caller: Caller,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let request: Confirmation = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid(format!("expected JSON {{\"password\": ...}}: {e}")))?;
-    let email = caller.0.username.clone();
+    let request: Confirmation = json(&body, r#"{"password": ...}"#)?;
+    let email = caller.claims.username.clone();
     // Guessing the password here costs what guessing at /login does.
     app.limits.check_account(&email)?;
     let ticket = auth_ticket(&app)?;
@@ -382,23 +378,13 @@ pub async fn set_limits(
     body: Bytes,
 ) -> Result<Json<UserLimits>, ApiError> {
     admin_only(&caller)?;
-    let limits: UserLimits = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid(format!(
-            "expected JSON {{\"quota_bytes\": n or null, \"max_active_jobs\": n or null}}: {e}"
-        ))
-    })?;
+    let limits: UserLimits = json(
+        &body,
+        r#"{"quota_bytes": n or null, "max_active_jobs": n or null}"#,
+    )?;
     let email = account_email(&app, &email).await?;
-    let users = &app.backends.users;
-    if !users
-        .set_limits(&email, limits)
-        .await
-        .map_err(AuthError::from)?
-    {
-        return Err(ApiError::not_found("user"));
-    }
-    if let Some(user) = users.find(&email).await.map_err(AuthError::from)? {
-        app.standings.note(&user);
-    }
+    let changed = app.backends.users.set_limits(&email, limits).await;
+    take_in(&app, &email, changed).await?;
     Ok(Json(limits))
 }
 
@@ -422,7 +408,7 @@ async fn account_email(app: &AppState, key: &str) -> Result<String, ApiError> {
 }
 
 fn admin_only(caller: &Caller) -> Result<(), ApiError> {
-    if caller.0.admin {
+    if caller.claims.admin {
         Ok(())
     } else {
         Err(ApiError::of_kind(
@@ -435,14 +421,22 @@ fn admin_only(caller: &Caller) -> Result<(), ApiError> {
 /// Bumps `email`'s token generation (and sets `disabled` if given), and
 /// takes the change in on this node at once.
 async fn revoke(app: &AppState, email: &str, disabled: Option<bool>) -> Result<(), ApiError> {
-    let users = &app.backends.users;
-    if !users
-        .revoke(email, disabled)
-        .await
-        .map_err(AuthError::from)?
-    {
+    let changed = app.backends.users.revoke(email, disabled).await;
+    take_in(app, email, changed).await
+}
+
+/// After a change to `email`'s row (`changed`: whether there was one):
+/// 404 if there was none, else the row as it is now is taken in here at
+/// once (the other nodes read it at their next refresh).
+async fn take_in(
+    app: &AppState,
+    email: &str,
+    changed: Result<bool, UsersError>,
+) -> Result<(), ApiError> {
+    if !changed.map_err(AuthError::from)? {
         return Err(ApiError::not_found("user"));
     }
+    let users = &app.backends.users;
     if let Some(user) = users.find(email).await.map_err(AuthError::from)? {
         app.standings.note(&user);
     }

@@ -168,7 +168,7 @@ async fn accept(
     let filename = sanitize_filename(field.file_name().unwrap_or(""));
     let meta = FileMeta {
         filename: filename.clone(),
-        owner: owner.clone(),
+        owner: owner.to_owned(),
         content_type: field.content_type().map(|m| m.to_string()),
         job_id: None,
     };
@@ -214,12 +214,9 @@ async fn accept(
     }
     // The account may have been deleted (or disabled) while the body
     // arrived: then no job is made for it.
-    if let Err(revoked) = app.standings.check(&caller.0).await {
+    if let Err(revoked) = app.standings.check(&caller.claims).await {
         let _ = upload.abort().await;
-        return Err(ApiError::of_kind(
-            ProblemKind::TokenRevoked,
-            revoked.to_string(),
-        ));
+        return Err(revoked.into());
     }
     // From here on the work must not be cut short by the client going away
     // (hyper drops a handler whose connection closed): a finished video
@@ -228,7 +225,13 @@ async fn accept(
     let options = asked.options.with_defaults(app.bitrate_kbps);
     let job = JobRecord {
         callback: asked.callback,
-        ..JobRecord::new(&owner, &caller.0.username, &filename, upload.id(), options)
+        ..JobRecord::new(
+            owner,
+            &caller.claims.username,
+            &filename,
+            upload.id(),
+            options,
+        )
     };
     let size = upload.written();
     let job_copy = job.clone();
@@ -296,10 +299,10 @@ pub(super) async fn room_for(
     caller: &Caller,
     wanted: Option<u64>,
 ) -> Result<Room, ApiError> {
-    let owner = &caller.owner();
+    let owner = caller.owner();
     let storage = &app.storage;
     let max_upload = app.settings.max_upload_bytes;
-    let limits = caller.1.limits;
+    let limits = caller.account.limits;
     let quota = limits.quota_bytes_or(storage.quota_bytes_per_user);
     let max_jobs = limits.max_active_jobs_or(storage.max_active_jobs_per_user);
     if quota == 0 && max_jobs == 0 {

@@ -17,6 +17,7 @@ use crate::domain::{
 use crate::http::AppState;
 use crate::http::error::{ApiError, ProblemKind};
 use crate::http::extract::Caller;
+use crate::http::small_body::json;
 use crate::webhooks::sign;
 
 /// Deliveries one listing shows at most.
@@ -125,17 +126,13 @@ pub async fn create(
     caller: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
-    let request: NewEndpoint = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid(format!(
-            "expected JSON {{\"url\": \"https://…\", \"events\": [\"job.done\", …]}}: {e}"
-        ))
-    })?;
+    let request: NewEndpoint = json(&body, r#"{"url": "https://…", "events": ["job.done", …]}"#)?;
     let url = request.url.trim().to_owned();
     app.webhooks
         .check_url(&url)
         .map_err(|why| ApiError::invalid(format!("{url}: {why}")))?;
     let store = app.webhooks.intake.store();
-    let owner = caller.owner();
+    let owner = caller.owner().to_owned();
     let existing = store.endpoints(&owner).await?;
     if existing.len() >= app.webhooks.max_endpoints as usize {
         return Err(ApiError::of_kind(
@@ -175,7 +172,7 @@ pub async fn list(
         .webhooks
         .intake
         .store()
-        .endpoints(&caller.owner())
+        .endpoints(caller.owner())
         .await?;
     Ok(Json(
         endpoints

@@ -7,8 +7,8 @@
 //! one). An e-mail no user has any more stays as it is, owned by nobody.
 //! Reservations keyed by an e-mail are dropped: they expire in minutes.
 
+use mongodb::Collection;
 use mongodb::bson::{Bson, Document, doc};
-use mongodb::{Collection, Database};
 
 use super::Mongo;
 use crate::backends::{StoreError, UserDirectory, UsersError};
@@ -17,7 +17,7 @@ use crate::backends::{StoreError, UserDirectory, UsersError};
 pub enum CarryOverError {
     #[error("reading the owners to carry over")]
     Store(#[from] StoreError),
-    #[error("looking their users up")]
+    #[error("the user directory")]
     Users(#[from] UsersError),
 }
 
@@ -42,40 +42,19 @@ struct Owned {
 }
 
 impl Mongo {
-    fn owned(&self) -> Vec<Owned> {
-        let jobs_db: Database = self.client.database(self.jobs.namespace().db.as_str());
-        let of = |db: &Database, name: &str| db.collection::<Document>(name);
-        vec![
-            Owned {
-                collection: of(&jobs_db, self.jobs.name()),
-                field: "owner",
-                username: true,
-            },
-            Owned {
-                collection: self.uploads.clone(),
-                field: "owner",
-                username: true,
-            },
-            Owned {
-                collection: of(&jobs_db, self.webhook_endpoints.name()),
-                field: "owner",
-                username: false,
-            },
-            Owned {
-                collection: of(&jobs_db, self.webhook_deliveries.name()),
-                field: "owner",
-                username: false,
-            },
-            Owned {
-                collection: self.videos.files.clone(),
-                field: "metadata.owner",
-                username: false,
-            },
-            Owned {
-                collection: self.mp3s.files.clone(),
-                field: "metadata.owner",
-                username: false,
-            },
+    fn owned(&self) -> [Owned; 6] {
+        let owned = |collection, field, username| Owned {
+            collection,
+            field,
+            username,
+        };
+        [
+            owned(self.jobs.clone_with_type(), "owner", true),
+            owned(self.uploads.clone(), "owner", true),
+            owned(self.webhook_endpoints.clone_with_type(), "owner", false),
+            owned(self.webhook_deliveries.clone_with_type(), "owner", false),
+            owned(self.videos.files.clone(), "metadata.owner", false),
+            owned(self.mp3s.files.clone(), "metadata.owner", false),
         ]
     }
 

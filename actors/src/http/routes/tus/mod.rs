@@ -133,7 +133,7 @@ async fn create(
         Some(url) => Some(upload::callback(&app.webhooks, url)?),
         None => None,
     };
-    let owner = caller.owner();
+    let owner = caller.owner().to_owned();
     let room = room_for(&app, &caller, Some(length)).await?;
     if length > room.limit {
         return Err(room.refusal(StoreError::TooLarge { limit: room.limit }.into()));
@@ -142,7 +142,7 @@ async fn create(
     let upload = UploadRecord {
         id: FileId::new(),
         owner,
-        username: caller.0.username.clone(),
+        username: caller.claims.username.clone(),
         length,
         offset: 0,
         filename: meta.filename,
