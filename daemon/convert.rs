@@ -81,6 +81,9 @@ pub fn run(args: ConvertArgs) -> ExitCode {
                 summary.bytes,
                 started.elapsed().as_secs_f64()
             );
+            if let Some(loudness) = summary.loudness {
+                eprintln!("loudness: {loudness}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -1,5 +1,5 @@
 //! What the user asked the audio to be: format, quality, rate, channels,
-//! trim, title, and which audio track to take.
+//! trim, title, which audio track to take, and how loud it should be.
 //!
 //! The same options come from upload query parameters, multipart fields and
 //! `vidaud convert` flags, all as `name = text` pairs, so one parser and one
@@ -205,7 +205,58 @@ pub struct OutputOptions {
     /// one the container marks as default, else the first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audio_track: Option<u32>,
+    /// Loudness normalisation: the integrated loudness the output is
+    /// brought to, LUFS (a named target resolved); absent: as the input is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loudness_lufs: Option<f64>,
+    /// The true-peak ceiling of a normalised output, dBTP; absent:
+    /// [`DEFAULT_TRUE_PEAK_DBTP`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub true_peak_dbtp: Option<f64>,
 }
+
+/// A loudness target people name instead of a number.
+#[derive(Debug, Clone, Copy)]
+pub struct LoudnessTarget {
+    pub name: &'static str,
+    pub lufs: f64,
+    /// Whose target it is.
+    pub source: &'static str,
+}
+
+/// The named loudness targets: the one table `loudness` values, their help
+/// text and the tests come from.
+pub const LOUDNESS_TARGETS: [LoudnessTarget; 4] = [
+    LoudnessTarget {
+        name: "podcast",
+        lufs: -16.0,
+        source: "podcast platforms",
+    },
+    LoudnessTarget {
+        name: "streaming",
+        lufs: -14.0,
+        source: "music streaming services",
+    },
+    LoudnessTarget {
+        name: "ebu",
+        lufs: -23.0,
+        source: "EBU R128 broadcast",
+    },
+    LoudnessTarget {
+        name: "atsc",
+        lufs: -24.0,
+        source: "ATSC A/85 broadcast",
+    },
+];
+
+/// The loudness targets a user may give as a number, LUFS.
+pub const LOUDNESS_LUFS: std::ops::RangeInclusive<f64> = -70.0..=-5.0;
+
+/// The true-peak ceilings a user may give, dBTP.
+pub const TRUE_PEAK_DBTP: std::ops::RangeInclusive<f64> = -9.0..=0.0;
+
+/// The true-peak ceiling of a normalised output when the user gives none.
+pub const DEFAULT_TRUE_PEAK_DBTP: f64 = -1.0;
 
 /// One output option as clients spell it: the query parameter, the
 /// multipart field and (with `-` for `_`) the `vidaud convert` flag.
@@ -220,7 +271,7 @@ pub struct OptionSpec {
 
 /// Every output option: the one table the upload's query parameters and
 /// form fields, the OpenAPI description and the `convert` flags come from.
-pub const OPTIONS: [OptionSpec; 9] = [
+pub const OPTIONS: [OptionSpec; 11] = [
     OptionSpec {
         name: "format",
         help: "mp3 (default), opus, aac (M4A) or flac",
@@ -266,6 +317,16 @@ pub const OPTIONS: [OptionSpec; 9] = [
         help: "audio track, 0 = first (default: the one the file marks as default, else the first)",
         example: "0",
     },
+    OptionSpec {
+        name: "loudness",
+        help: "normalise to this integrated loudness: LUFS or a named target (default: as the input is)",
+        example: "podcast",
+    },
+    OptionSpec {
+        name: "true_peak",
+        help: "true-peak ceiling of a normalised output, dBTP",
+        example: "-1.5",
+    },
 ];
 
 /// The MP3 bitrate when the user names none and the configuration neither.
@@ -303,6 +364,23 @@ impl OptionSpec {
                 per_format(&|f| format!("{:?}", f.sample_rates()))
             ),
             "title" => format!("{}, at most {MAX_TITLE_CHARS} characters", self.help),
+            "loudness" => format!(
+                "{}; {} to {} LUFS, or {}",
+                self.help,
+                LOUDNESS_LUFS.start(),
+                LOUDNESS_LUFS.end(),
+                LOUDNESS_TARGETS
+                    .iter()
+                    .map(|t| format!("{} ({} LUFS, {})", t.name, t.lufs, t.source))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "true_peak" => format!(
+                "{}, {} to {} (default {DEFAULT_TRUE_PEAK_DBTP}); needs loudness",
+                self.help,
+                TRUE_PEAK_DBTP.start(),
+                TRUE_PEAK_DBTP.end()
+            ),
             _ => self.help.to_owned(),
         }
     }
@@ -336,6 +414,16 @@ impl OutputOptions {
             "duration" => self.duration_secs = Some(seconds(name, value)?),
             "title" => self.title = Some(value.to_owned()),
             "audio_track" => self.audio_track = Some(number(name, value)?),
+            "loudness" => {
+                let named = LOUDNESS_TARGETS
+                    .iter()
+                    .find(|t| t.name.eq_ignore_ascii_case(value));
+                self.loudness_lufs = Some(match named {
+                    Some(target) => target.lufs,
+                    None => decibels(name, value, "LUFS")?,
+                })
+            }
+            "true_peak" => self.true_peak_dbtp = Some(decibels(name, value, "dBTP")?),
             other => {
                 return Err(OptionError::new(
                     other,
@@ -467,7 +555,43 @@ impl OutputOptions {
                 format!("audio_track must be 0 to {MAX_AUDIO_TRACK}, got {track}"),
             ));
         }
+        if let Some(lufs) = self.loudness_lufs
+            && !LOUDNESS_LUFS.contains(&lufs)
+        {
+            return Err(OptionError::new(
+                "loudness",
+                format!(
+                    "loudness must be {} to {} LUFS or one of {}, got {lufs}",
+                    LOUDNESS_LUFS.start(),
+                    LOUDNESS_LUFS.end(),
+                    LOUDNESS_TARGETS.map(|t| t.name).join(", ")
+                ),
+            ));
+        }
+        if let Some(ceiling) = self.true_peak_dbtp {
+            if !TRUE_PEAK_DBTP.contains(&ceiling) {
+                return Err(OptionError::new(
+                    "true_peak",
+                    format!(
+                        "true_peak must be {} to {} dBTP, got {ceiling}",
+                        TRUE_PEAK_DBTP.start(),
+                        TRUE_PEAK_DBTP.end()
+                    ),
+                ));
+            }
+            if self.loudness_lufs.is_none() {
+                return Err(OptionError::new(
+                    "true_peak",
+                    "true_peak is the ceiling of a normalised output; give loudness too",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The true-peak ceiling a normalisation keeps to, dBTP.
+    pub fn true_peak_ceiling(&self) -> f64 {
+        self.true_peak_dbtp.unwrap_or(DEFAULT_TRUE_PEAK_DBTP)
     }
 
     /// Fills the bitrate a lossy format needs when the user chose neither a
@@ -507,6 +631,26 @@ fn number(field: &str, value: &str) -> Result<u32, OptionError> {
     value
         .parse()
         .map_err(|_| OptionError::new(field, format!("expected a whole number, got `{value}`")))
+}
+
+/// `-16`, `-16.5 LUFS`, `-1dBTP` → decibels (the unit is optional).
+fn decibels(field: &str, value: &str, unit: &str) -> Result<f64, OptionError> {
+    let number = value
+        .get(..value.len().saturating_sub(unit.len()))
+        .filter(|_| value.len() > unit.len())
+        .filter(|_| value[value.len() - unit.len()..].eq_ignore_ascii_case(unit))
+        .unwrap_or(value)
+        .trim();
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite())
+        .ok_or_else(|| {
+            OptionError::new(
+                field,
+                format!("expected a number of {unit} (`-16`), got `{value}`"),
+            )
+        })
 }
 
 /// `90`, `90.5`, `1:30`, `01:01:30.25` → seconds.
@@ -595,6 +739,12 @@ mod tests {
             (vec![("title", "a\r\nBcc: x")], "title"),
             (vec![("audio_track", "99")], "audio_track"),
             (vec![("volume", "11")], "volume"),
+            (vec![("loudness", "loud")], "loudness"),
+            (vec![("loudness", "-80")], "loudness"),
+            (vec![("loudness", "0")], "loudness"),
+            (vec![("loudness", "NaN")], "loudness"),
+            (vec![("loudness", "-16"), ("true_peak", "1")], "true_peak"),
+            (vec![("true_peak", "-1")], "true_peak"),
         ] {
             let err = parse(&pairs).expect_err(&format!("{pairs:?} must be refused"));
             assert_eq!(err.field, field, "{pairs:?}: {err}");
@@ -636,6 +786,24 @@ mod tests {
         let unset = OutputOptions::default();
         assert_ne!(options.sample_rate, unset.sample_rate);
         assert_ne!(options.audio_track, unset.audio_track);
+    }
+
+    #[test]
+    fn loudness_takes_a_number_or_a_name() {
+        for target in LOUDNESS_TARGETS {
+            let o = parse(&[("loudness", target.name)]).expect(target.name);
+            assert_eq!(o.loudness_lufs, Some(target.lufs));
+            assert_eq!(o.true_peak_ceiling(), DEFAULT_TRUE_PEAK_DBTP);
+        }
+        let o = parse(&[("loudness", "-18.5 LUFS"), ("true_peak", "-2dBTP")]).expect("numbers");
+        assert_eq!(
+            (o.loudness_lufs, o.true_peak_dbtp),
+            (Some(-18.5), Some(-2.0))
+        );
+        assert_eq!(
+            parse(&[("loudness", "EBU")]).expect("ebu").loudness_lufs,
+            Some(-23.0)
+        );
     }
 
     #[test]

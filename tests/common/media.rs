@@ -501,3 +501,84 @@ pub fn big_video(bytes: u64) -> PathBuf {
     std::fs::rename(&partial, &path).expect("rename the big video");
     path
 }
+
+/// Loudness as an independent meter (ffmpeg's `ebur128` filter) reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub integrated_lufs: f64,
+    pub range_lu: f64,
+    pub true_peak_dbtp: f64,
+}
+
+/// Measures `path` with ffmpeg's EBU R128 meter (true peak on).
+pub fn loudness_of(path: &Path) -> Measured {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(path)
+        .args(["-vn", "-af", "ebur128=peak=true", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg could not measure {}",
+        path.display()
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    let summary = text.rsplit("Summary:").next().unwrap_or_default();
+    let value = |label: &str| -> f64 {
+        summary
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {label} in ffmpeg's summary:\n{summary}"))
+    };
+    Measured {
+        integrated_lufs: value("I:"),
+        range_lu: value("LRA:"),
+        true_peak_dbtp: value("Peak:"),
+    }
+}
+
+/// A test signal for loudness: `speech` (mono 48 kHz band-limited noise
+/// in syllables and pauses) or `music` (a stereo 44.1 kHz chord with
+/// moving voices and some noise), ten seconds, brought to about `lufs`
+/// (the louder ones held under 0 dBFS by a limiter, as a master is).
+/// Written as 32-bit float WAV under `dir`.
+pub fn loudness_signal(kind: &str, lufs: f64, dir: &Path) -> PathBuf {
+    let source = match kind {
+        "speech" => "anoisesrc=c=pink:a=0.5:d=10:r=48000:s=7,highpass=f=150,lowpass=f=3500,\
+             volume='if(lt(mod(t,2.3),1.6),0.55+0.45*sin(2*PI*4.3*t),0.01)':eval=frame"
+            .to_owned(),
+        "music" => "aevalsrc='0.22*sin(2*PI*220*t)+0.16*sin(2*PI*261.63*t)*(0.6+0.4*sin(2*PI*0.5*t))\
+             +0.12*sin(2*PI*329.63*t)+0.05*sin(2*PI*1760*t)*(0.5+0.5*sin(2*PI*3*t))\
+             |0.2*sin(2*PI*220*t+1)+0.15*sin(2*PI*329.63*t)+0.1*sin(2*PI*440*t)*(0.5+0.5*sin(2*PI*2*t))\
+             +0.04*sin(2*PI*2637*t)':s=44100:d=10"
+            .to_owned(),
+        other => panic!("no loudness signal {other}"),
+    };
+    let path = dir.join(format!("{kind}{lufs}.wav"));
+    if path.exists() {
+        return path;
+    }
+    let raw = dir.join(format!("{kind}-raw.wav"));
+    ffmpeg(
+        ["-f", "lavfi", "-i", &source, "-c:a", "pcm_f32le"],
+        &raw,
+        kind,
+    );
+    let delta = lufs - loudness_of(&raw).integrated_lufs;
+    ffmpeg(
+        [
+            "-i".to_owned(),
+            raw.display().to_string(),
+            "-af".to_owned(),
+            format!("volume={delta}dB,alimiter=limit=0.95:level=false:attack=2:release=50"),
+            "-c:a".to_owned(),
+            "pcm_f32le".to_owned(),
+        ],
+        &path,
+        kind,
+    );
+    path
+}

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::events::JobEvent;
 use super::ids::{FileId, JobId};
+use super::loudness::LoudnessReport;
 use super::messages::VideoMessage;
 use super::time::Timestamp;
 use super::webhook::Callback;
@@ -101,13 +102,17 @@ pub struct MailClaim {
     pub until: Timestamp,
 }
 
-/// The audio a done job made: its size and length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// The audio a done job made: its size and length, and its loudness when
+/// it was normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AudioSummary {
     /// Size of the audio file.
     pub bytes: u64,
     /// Length of the audio, milliseconds.
     pub duration_ms: u64,
+    /// What normalising measured and did (jobs with `loudness` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness: Option<LoudnessReport>,
 }
 
 /// A job record, one per accepted upload.

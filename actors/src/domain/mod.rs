@@ -1,5 +1,6 @@
 //! The domain vocabulary every part of the node speaks: ids, times, the job
-//! record and its states, queue messages, job events and resumable uploads.
+//! record and its states, queue messages, job events, resumable uploads and
+//! loudness figures.
 //!
 //! Architecture Invariant: nothing here names a driver type (no bson, no
 //! lapin, no SQL). Backends translate at their edge; an id or a time keeps
@@ -8,6 +9,7 @@
 mod events;
 mod ids;
 mod job;
+mod loudness;
 mod messages;
 mod reservation;
 mod time;
@@ -17,6 +19,7 @@ mod webhook;
 pub use events::JobEvent;
 pub use ids::{FileId, Id, IdError, IdKind, JobId, UserId};
 pub use job::{AudioSummary, JobRecord, JobState, MailClaim, event_sequence};
+pub use loudness::{Loudness, LoudnessReport};
 pub use messages::{Mp3Message, VideoMessage};
 pub use reservation::{Held, Reservation, ReservationId};
 pub use time::Timestamp;

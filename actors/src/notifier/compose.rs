@@ -214,6 +214,7 @@ mod tests {
             audio: Some(AudioSummary {
                 bytes: 3_216_000,
                 duration_ms: 245_400,
+                loudness: None,
             }),
             job_url: "http://h/jobs/1".into(),
             download: Some((link.clone(), Timestamp::from_millis(1_796_000_000_000))),

@@ -416,6 +416,7 @@ async fn convert(
     Ok(AudioSummary {
         bytes,
         duration_ms: summary.length().as_millis().try_into().unwrap_or(u64::MAX),
+        loudness: summary.loudness,
     })
 }
 

@@ -179,6 +179,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("uploads", "username", "TEXT NOT NULL DEFAULT ''"),
     ("jobs", "audio_bytes", "INTEGER"),
     ("jobs", "audio_ms", "INTEGER"),
+    ("jobs", "audio_loudness", "TEXT"),
     ("jobs", "mail_node", "TEXT"),
     ("jobs", "mail_until", "INTEGER"),
     ("jobs", "callback_url", "TEXT"),

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::http::AppState;
 use crate::output::{
-    CHANNELS, Format, MAX_AUDIO_TRACK, MAX_TITLE_CHARS, MP3_BITRATES_KBPS, OPTIONS, QUALITIES,
+    CHANNELS, Format, LOUDNESS_TARGETS, MAX_AUDIO_TRACK, MAX_TITLE_CHARS, MP3_BITRATES_KBPS,
+    OPTIONS, QUALITIES, TRUE_PEAK_DBTP,
 };
 
 /// What an upload may ask the audio to be.
@@ -24,6 +25,10 @@ pub struct OptionCatalogue {
     channels: [u32; 2],
     max_audio_track: u32,
     max_title_chars: usize,
+    /// The named `loudness` targets.
+    loudness_targets: Vec<TargetView>,
+    /// The true-peak ceilings `true_peak` takes, dBTP: `[min, max]`.
+    true_peak_dbtp: [f64; 2],
     /// The largest upload this node takes, bytes.
     max_upload_bytes: u64,
 }
@@ -36,6 +41,14 @@ struct OptionView {
     /// The same with each format's values spelled out.
     description: String,
     example: &'static str,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct TargetView {
+    name: &'static str,
+    lufs: f64,
+    /// Whose target it is.
+    source: &'static str,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -96,6 +109,15 @@ pub async fn catalogue(State(app): State<AppState>) -> Json<OptionCatalogue> {
         channels: [*CHANNELS.start(), *CHANNELS.end()],
         max_audio_track: MAX_AUDIO_TRACK,
         max_title_chars: MAX_TITLE_CHARS,
+        loudness_targets: LOUDNESS_TARGETS
+            .iter()
+            .map(|t| TargetView {
+                name: t.name,
+                lufs: t.lufs,
+                source: t.source,
+            })
+            .collect(),
+        true_peak_dbtp: [*TRUE_PEAK_DBTP.start(), *TRUE_PEAK_DBTP.end()],
         max_upload_bytes: app.settings.max_upload_bytes,
     })
 }

@@ -117,7 +117,18 @@ impl Graph {
             bytes: 0,
             samples,
             sample_rate,
+            loudness: None,
         })
+    }
+
+    /// What the loudness stage measured, once the stream has ended.
+    pub(super) fn measured(&self) -> Result<super::loudness::Measured, TranscodeError> {
+        measured(self.loudness.as_ref())
+    }
+
+    /// What the input meter measured (a measuring pass).
+    pub(super) fn measured_input(&self) -> Result<super::loudness::Measured, TranscodeError> {
+        measured(self.input_meter.as_ref())
     }
 
     pub(super) fn first_error(&self, bus: &gst::Bus) -> Option<TranscodeError> {
@@ -161,4 +172,12 @@ impl Graph {
         }
         TranscodeError::Internal(format!("{detail} ({:?})", err.debug()))
     }
+}
+
+fn measured(
+    stage: Option<&super::loudness::LoudnessStage>,
+) -> Result<super::loudness::Measured, TranscodeError> {
+    stage
+        .and_then(|stage| stage.measured())
+        .ok_or_else(|| TranscodeError::Internal("the loudness stage measured nothing".into()))
 }

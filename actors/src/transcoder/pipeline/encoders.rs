@@ -45,14 +45,20 @@ pub(super) fn encoder_chain(options: &OutputOptions) -> Result<Vec<gst::Element>
 /// not: a 384 kHz FLAC comes out at 192 kHz, as asking for 384 kHz is
 /// refused) and the input's channels, downmixed to stereo for the lossy
 /// formats (FLAC keeps them all). The input is known once the audio is
-/// decoded. LAME gets floats in either layout, as the decoder made them.
+/// decoded. LAME gets floats in either layout, as the decoder made them;
+/// the loudness stage interleaved floats.
 pub(super) fn output_caps(
     options: &OutputOptions,
     input: Option<&gst_audio::AudioInfo>,
 ) -> gst::Caps {
     let mut caps = gst::Caps::builder("audio/x-raw");
     let input_channels = input.map(|i| i.channels());
-    if options.format == Format::Mp3 {
+    if options.loudness_lufs.is_some() {
+        // The loudness stage's floats.
+        caps = caps
+            .field("format", gst_audio::AUDIO_FORMAT_F32.to_str())
+            .field("layout", "interleaved");
+    } else if options.format == Format::Mp3 {
         caps = caps
             .field("format", gst_audio::AUDIO_FORMAT_F32.to_str())
             .field("layout", gst::List::new(["interleaved", "non-interleaved"]));

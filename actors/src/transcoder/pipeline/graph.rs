@@ -1,5 +1,7 @@
 //! Building the graph: source, parsebin, the chosen audio track's decoder,
-//! the tap, conversion and the encoder end; other streams end in fakesinks.
+//! the tap, conversion, the loudness stage when normalising, and the
+//! encoder end (or, in a measuring pass, a fakesink); other streams end in
+//! fakesinks.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -8,9 +10,11 @@ use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
+use gstreamer_audio as gst_audio;
 
 use super::encoders::{encode_mp3, encoder_chain, output_caps};
 use super::error::TranscodeError;
+use super::loudness::{LoudnessStage, Mode};
 use super::tap::{Tap, Trim, count_samples, dropped_as_handled, tap_audio};
 use super::tracks::{is_audio, is_demuxer, link_decoder, stream_start};
 use super::{AUDIO_DONE, Control, NO_AUDIO};
@@ -25,14 +29,28 @@ pub(super) struct Graph {
     pub(super) sink: gst::Element,
     /// The MP3 encoder and file, fed by a probe on `sink` (MP3 only).
     pub(super) mp3: Arc<Mutex<Option<Mp3Output>>>,
+    /// The loudness stage, when there is one.
+    pub(super) loudness: Option<LoudnessStage>,
+    /// The meter of the input as it is (a measuring pass only).
+    pub(super) input_meter: Option<LoudnessStage>,
+}
+
+/// Where the audio goes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum End<'a> {
+    /// Encoded into this file.
+    File(&'a Path),
+    /// Nowhere: a measuring pass.
+    Measure,
 }
 
 impl Graph {
     pub(super) fn build(
         input: &Path,
         options: &OutputOptions,
-        output: &Path,
+        end: End<'_>,
         gapless: Option<InputGapless>,
+        loudness: Option<Mode>,
     ) -> Result<Self, TranscodeError> {
         let pipeline = gst::Pipeline::new();
         let make = |name: &str| gst::ElementFactory::make(name).build();
@@ -72,7 +90,49 @@ impl Graph {
         let caps = gst::ElementFactory::make("capsfilter")
             .property("caps", output_caps(options, None))
             .build()?;
-        let chain = encoder_chain(options)?;
+        let output = match end {
+            End::File(path) => Some(path),
+            End::Measure => None,
+        };
+        let chain = match output {
+            Some(_) => encoder_chain(options)?,
+            None => Vec::new(),
+        };
+        // The stage works on floats; a converter after it gives the
+        // encoder what it takes (for MP3, floats already: a pass-through).
+        let stage = loudness.map(LoudnessStage::new);
+        let unconverted = || {
+            gst::ElementFactory::make("audioconvert")
+                .property_from_str("dithering", "none")
+                .property_from_str("noise-shaping", "none")
+                .build()
+        };
+        let stage_chain = match (&stage, output) {
+            (Some(stage), Some(_)) => vec![stage.clone().upcast::<gst::Element>(), unconverted()?],
+            (Some(stage), None) => vec![stage.clone().upcast::<gst::Element>()],
+            (None, _) => Vec::new(),
+        };
+        // A measuring pass also meters the input as it is (its own rate
+        // and channels), ahead of the resampler and the downmix.
+        let input_meter = match (loudness, output) {
+            (Some(Mode::Measure), None) => Some(LoudnessStage::new(Mode::Measure)),
+            _ => None,
+        };
+        let meter_chain = match &input_meter {
+            Some(meter) => vec![
+                gst::ElementFactory::make("capsfilter")
+                    .property(
+                        "caps",
+                        gst_audio::AudioCapsBuilder::new_interleaved()
+                            .format(gst_audio::AUDIO_FORMAT_F32)
+                            .build(),
+                    )
+                    .build()?,
+                meter.clone().upcast::<gst::Element>(),
+                unconverted()?,
+            ],
+            None => Vec::new(),
+        };
         if let Some(title) = options.title.as_deref().filter(|t| !t.is_empty())
             && !chain.is_empty()
         {
@@ -86,8 +146,8 @@ impl Graph {
             setter.set_tag_merge_mode(gst::TagMergeMode::Keep);
             setter.add_tag::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
         }
-        let mp3 = match options.format {
-            Format::Mp3 => Some(
+        let mp3 = match (options.format, output) {
+            (Format::Mp3, Some(output)) => Some(
                 Mp3Output::create(output, options)
                     .map_err(|e| TranscodeError::Output(format!("{}: {e}", output.display())))?,
             ),
@@ -95,23 +155,28 @@ impl Graph {
         };
         let is_mp3 = mp3.is_some();
         let mp3 = Arc::new(Mutex::new(mp3));
-        let sink = if is_mp3 {
-            gst::ElementFactory::make("fakesink")
-                .property("sync", false)
-                .property("enable-last-sample", false)
-                .build()?
-        } else {
+        let sink = if let Some(output) = output.filter(|_| !is_mp3) {
             gst::ElementFactory::make("filesink")
                 .property("location", output.to_string_lossy().as_ref())
                 .property("sync", false)
                 .build()?
+        } else {
+            gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .property("enable-last-sample", false)
+                .build()?
         };
 
         pipeline.add_many([&src, &parse, &convert, &resample, &caps])?;
+        pipeline.add_many(&meter_chain)?;
+        pipeline.add_many(&stage_chain)?;
         pipeline.add_many(&chain)?;
         pipeline.add(&sink)?;
         src.link(&parse)?;
-        let mut branch = vec![&convert, &resample, &caps];
+        let mut branch = vec![&convert];
+        branch.extend(meter_chain.iter());
+        branch.extend([&resample, &caps]);
+        branch.extend(stage_chain.iter());
         branch.extend(chain.iter());
         branch.push(&sink);
         gst::Element::link_many(branch)?;
@@ -270,6 +335,8 @@ impl Graph {
             trim,
             sink,
             mp3,
+            loudness: stage,
+            input_meter,
         })
     }
 

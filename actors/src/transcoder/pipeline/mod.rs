@@ -40,6 +40,7 @@ mod bus;
 mod encoders;
 mod error;
 mod graph;
+mod loudness;
 mod tap;
 mod tracks;
 
@@ -51,10 +52,12 @@ use std::time::Duration;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
+use crate::domain::LoudnessReport;
 use crate::output::OutputOptions;
 
 pub use error::TranscodeError;
-use graph::Graph;
+use graph::{End, Graph};
+use loudness::{Mode, Plan};
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
@@ -78,6 +81,9 @@ pub struct Summary {
     /// Samples (per channel) the encoder was given, and their rate.
     pub samples: u64,
     pub sample_rate: u32,
+    /// What normalising measured and did, when it was asked for.
+    #[serde(default)]
+    pub loudness: Option<LoudnessReport>,
 }
 
 impl Summary {
@@ -146,13 +152,41 @@ pub fn transcode(
     std::fs::File::open(input).map_err(|e| TranscodeError::Input(e.to_string()))?;
     gst::init()?;
     let gapless = super::gapless::read_input_gapless(input);
-    let graph = Graph::build(input, options, output, gapless)?;
-    let result = graph.run(control, progress);
+    let mut passes = Passes::new(
+        progress,
+        if options.loudness_lufs.is_some() {
+            2
+        } else {
+            1
+        },
+    );
+    let plan = match options.loudness_lufs {
+        Some(target) => Some(plan_loudness(
+            input,
+            options,
+            target,
+            gapless,
+            control,
+            &mut passes,
+        )?),
+        None => None,
+    };
+    let graph = Graph::build(
+        input,
+        options,
+        End::File(output),
+        gapless,
+        plan.map(|p| p.mode),
+    )?;
+    let result = graph.run(control, &mut |p| passes.report(p));
     // Null closes a filesink's file and stops the streaming threads, so
     // nothing writes to the output once this returns.
     let _ = graph.pipeline.set_state(gst::State::Null);
     let mp3 = graph.mp3.lock().ok().and_then(|mut slot| slot.take());
     let mut summary = result?;
+    if let Some(plan) = plan {
+        summary.loudness = Some(plan.report(graph.measured()?));
+    }
     if let Some(mp3) = mp3 {
         mp3.finish()
             .map_err(|e| TranscodeError::Output(format!("completing the MP3: {e}")))?;
@@ -164,6 +198,96 @@ pub fn transcode(
         return Err(TranscodeError::NoAudio);
     }
     Ok(summary)
+}
+
+/// The normalisation's plan: a measuring pass, then, where the limiter
+/// must act (it takes some loudness with the peaks), trial passes that
+/// measure the limited result and correct the gain by what it lacks.
+fn plan_loudness(
+    input: &Path,
+    options: &OutputOptions,
+    target: f64,
+    gapless: Option<super::gapless::InputGapless>,
+    control: &Control,
+    passes: &mut Passes<'_>,
+) -> Result<Plan, TranscodeError> {
+    let measure = |mode: Mode, passes: &mut Passes<'_>| {
+        let graph = Graph::build(input, options, End::Measure, gapless, Some(mode))?;
+        let result = graph.run(control, &mut |p| passes.report(p));
+        let _ = graph.pipeline.set_state(gst::State::Null);
+        result?;
+        passes.next();
+        Ok::<_, TranscodeError>(graph)
+    };
+    let graph = measure(Mode::Measure, passes)?;
+    let mut plan = Plan::new(
+        options,
+        target,
+        graph.measured_input()?.loudness,
+        graph.measured()?.loudness,
+    );
+    if plan.limits() {
+        passes.planned += MAX_TRIALS;
+    }
+    for _ in 0..MAX_TRIALS {
+        if !plan.limits() {
+            break;
+        }
+        let trial = measure(plan.mode, passes)?.measured()?;
+        match plan.corrected(trial.loudness) {
+            Some(better) => plan = better,
+            None => break,
+        }
+    }
+    passes.skip_to_last();
+    Ok(plan)
+}
+
+/// Trial passes at most: a light limiting lands within a tenth of a LU
+/// after one correction; a heavy one (the gain bought back at half rate
+/// or less) after two or three.
+const MAX_TRIALS: u32 = 3;
+
+/// Progress over several passes, as progress through all of them: each
+/// planned pass is an equal share, and it never goes back.
+struct Passes<'a> {
+    progress: &'a mut dyn FnMut(Progress),
+    done: u32,
+    planned: u32,
+    reached: Duration,
+}
+
+impl<'a> Passes<'a> {
+    fn new(progress: &'a mut dyn FnMut(Progress), planned: u32) -> Self {
+        Self {
+            progress,
+            done: 0,
+            planned,
+            reached: Duration::ZERO,
+        }
+    }
+
+    fn report(&mut self, progress: Progress) {
+        let Some(total) = progress.duration.filter(|_| self.planned > 1) else {
+            return (self.progress)(progress);
+        };
+        let through =
+            total * self.done / self.planned + progress.position.min(total) / self.planned;
+        self.reached = self.reached.max(through);
+        (self.progress)(Progress {
+            position: self.reached,
+            duration: Some(total),
+        });
+    }
+
+    fn next(&mut self) {
+        self.done += 1;
+        self.planned = self.planned.max(self.done + 1);
+    }
+
+    fn skip_to_last(&mut self) {
+        self.done = self.planned - 1;
+    }
 }
 
 fn nanos(secs: f64) -> u64 {

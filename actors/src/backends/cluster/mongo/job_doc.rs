@@ -6,7 +6,9 @@ use mongodb::bson::{DateTime, oid::ObjectId};
 use serde::{Deserialize, Serialize};
 
 use super::{from_oid, oid};
-use crate::domain::{AudioSummary, Callback, JobRecord, JobState, MailClaim, Timestamp};
+use crate::domain::{
+    AudioSummary, Callback, JobRecord, JobState, LoudnessReport, MailClaim, Timestamp,
+};
 use crate::output::OutputOptions;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +63,8 @@ pub struct JobDoc {
 pub struct AudioDoc {
     pub bytes: i64,
     pub duration_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness: Option<LoudnessReport>,
 }
 
 impl From<AudioSummary> for AudioDoc {
@@ -68,6 +72,7 @@ impl From<AudioSummary> for AudioDoc {
         Self {
             bytes: i64::try_from(audio.bytes).unwrap_or(i64::MAX),
             duration_ms: i64::try_from(audio.duration_ms).unwrap_or(i64::MAX),
+            loudness: audio.loudness,
         }
     }
 }
@@ -77,6 +82,7 @@ impl From<AudioDoc> for AudioSummary {
         Self {
             bytes: u64::try_from(audio.bytes).unwrap_or(0),
             duration_ms: u64::try_from(audio.duration_ms).unwrap_or(0),
+            loudness: audio.loudness,
         }
     }
 }

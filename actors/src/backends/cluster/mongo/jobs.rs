@@ -281,7 +281,9 @@ impl JobStore for Mongo {
         debug_assert!(state.is_final());
         let audio = audio
             .map(AudioDoc::from)
-            .map(|a| doc! { "bytes": a.bytes, "duration_ms": a.duration_ms });
+            .map(|a| mongodb::bson::to_document(&a))
+            .transpose()
+            .map_err(|e| StoreError::backend("MongoDB", e))?;
         let finish = self
             .jobs
             .find_one_and_update(

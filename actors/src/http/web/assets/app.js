@@ -359,6 +359,18 @@ function buildOptionForm(catalogue) {
     channels: () => select([["", "As the input"], ["1", "Mono"], ["2", "Stereo"]]),
     audio_track: () => input("number", { min: 0, max: catalogue.max_audio_track, inputmode: "numeric", placeholder: "default" }),
     title: () => input("text", { maxlength: catalogue.max_title_chars, placeholder: "the file's name" }),
+    loudness: () =>
+      select([
+        ["", "As the input"],
+        ...catalogue.loudness_targets.map((t) => [t.name, `${t.name} (${t.lufs} LUFS, ${t.source})`]),
+      ]),
+    true_peak: () =>
+      input("number", {
+        min: catalogue.true_peak_dbtp[0],
+        max: catalogue.true_peak_dbtp[1],
+        step: 0.1,
+        placeholder: "-1",
+      }),
   };
   const fieldset = $("#options");
   const fields = catalogue.options.map((option) => {
