@@ -9,7 +9,11 @@
 //! upload's file and job become visible *before* its reservation is
 //! released (which bumps the version). A check that read usage too early to
 //! see a finished upload's file then either still sees that upload's
-//! reservation or fails its compare and reads again.
+//! reservation or fails its compare and reads again. The same order can
+//! count an upload twice (its reservation and its file or job, read after
+//! it finished but before it released): the caller does not refuse on such
+//! a reading while reservations are in flight, but reads again once they
+//! settle (`http::routes::upload::room_for`).
 
 use std::sync::Arc;
 

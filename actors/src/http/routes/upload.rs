@@ -313,14 +313,24 @@ pub(super) async fn room_for(
         });
     }
     let store = app.backends.reservations.clone();
-    for _ in 0..RESERVE_TRIES {
+    let settle_by = std::time::Instant::now() + SETTLE_WITHIN;
+    let mut tries = 0;
+    while tries < RESERVE_TRIES {
         let now = Timestamp::now();
         // The reservations (and their version) first, then the usage they
         // are added to: see backends::reservations.
         let held = store.held(owner, now).await?;
+        // Reading in that order, an upload finishing in between counts
+        // twice (its reservation and its job or file): a refusal while
+        // others are in flight waits for them to settle, and reads again.
+        let in_flight = held.jobs > 0 && std::time::Instant::now() < settle_by;
         if max_jobs > 0 {
             let active = app.backends.jobs.active_jobs(owner).await?;
             let active = active.saturating_add(u64::from(held.jobs));
+            if active >= max_jobs && in_flight {
+                settle().await;
+                continue;
+            }
             if active >= max_jobs {
                 return Err(ApiError::of_kind(
                     ProblemKind::TooManyJobs,
@@ -339,6 +349,10 @@ pub(super) async fn room_for(
             let unfinished = app.backends.uploads.reserved(owner).await?;
             let used = stored.saturating_add(unfinished).saturating_add(held.bytes);
             let left = quota.saturating_sub(used);
+            if left == 0 && in_flight {
+                settle().await;
+                continue;
+            }
             if left == 0 {
                 return Err(StoreError::QuotaExceeded { quota }.into());
             }
@@ -365,6 +379,7 @@ pub(super) async fn room_for(
             });
         }
         // Another upload of this user reserved meanwhile: read again.
+        tries += 1;
         tokio::time::sleep(Duration::from_millis(
             1 + u64::from(rand::random::<u8>() % 8),
         ))
@@ -375,6 +390,18 @@ pub(super) async fn room_for(
         "too many of your uploads are starting at once; try again shortly",
     )
     .retry_after(1))
+}
+
+/// How long a refusal waits for the user's other uploads in flight to
+/// settle (each finishes or fails) before it stands.
+const SETTLE_WITHIN: Duration = Duration::from_secs(3);
+
+/// A pause before reading a user's usage and reservations again.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(
+        20 + u64::from(rand::random::<u8>() % 20),
+    ))
+    .await;
 }
 
 /// The longest an upload of `bytes` may take before it is cut off as too
