@@ -534,7 +534,16 @@ both_backends!(
             requests.iter().all(|q| q["verified"] == true),
             "{requests:#?}"
         );
-        let deliveries = get(&node, &token, &format!("/jobs/{form_job}/deliveries")).await;
+        // The receiver answers before the node records the attempt.
+        let path = format!("/jobs/{form_job}/deliveries");
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let deliveries = loop {
+            let deliveries = get(&node, &token, &path).await;
+            if deliveries[0]["state"] == "delivered" || std::time::Instant::now() > deadline {
+                break deliveries;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         assert_eq!(deliveries[0]["state"], "delivered", "{deliveries}");
         assert_eq!(deliveries[0]["event"], "job.done");
         let (_, other) = node.new_user().await;
