@@ -9,7 +9,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vidaud_actors::output::OutputOptions;
-use vidaud_actors::transcoder::{Control, transcode};
+use vidaud_actors::transcoder::{Control, Output, transcode};
 
 // The clips the load bench uploads; this bench takes its 30 s 720p one.
 #[allow(dead_code)]
@@ -28,10 +28,16 @@ fn formats(c: &mut Criterion) {
         let options = OutputOptions::from_pairs([("format", format)])
             .expect("valid")
             .with_defaults(192);
-        let output = out.path().join(format!("out.{format}"));
+        let audio = out.path().join(format!("out.{format}"));
+        let waveform = out.path().join(format!("out.{format}.json"));
+        // With its waveform, as a node converts.
+        let output = Output {
+            audio: &audio,
+            waveform: Some(&waveform),
+        };
         group.bench_function(format, |b| {
             b.iter(|| {
-                transcode(&input, &options, &output, &Control::default(), &mut |_| {})
+                transcode(&input, &options, output, &Control::default(), &mut |_| {})
                     .expect("converts")
             })
         });

@@ -128,6 +128,10 @@ pub struct ConvertArgs {
     /// trust.
     #[arg(long)]
     pub sandbox: bool,
+    /// Also write the audio's waveform data to this file (BBC
+    /// audiowaveform's JSON, as `GET /jobs/{id}/waveform` serves it).
+    #[arg(long, value_name = "FILE")]
+    pub waveform: Option<PathBuf>,
     #[command(flatten)]
     pub options: OptionFlags,
 }

@@ -1,5 +1,6 @@
 //! `vidaud convert IN OUT`: the node's transcoder on local files, with the
-//! same output options as an upload. It converts in its own process (the
+//! same output options as an upload (and, with `--waveform FILE`, the
+//! waveform data a node stores with each job). It converts in its own process (the
 //! operator's command on their own file, with no secret loaded), or with
 //! `--sandbox` in a confined child exactly as a node does.
 //!
@@ -10,16 +11,20 @@
 use std::fs::File;
 use std::io::IsTerminal;
 use std::path::Path;
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use tempfile::NamedTempFile;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vidaud_actors::output::{DEFAULT_MP3_KBPS, Format, OutputOptions};
 use vidaud_actors::settings::TranscoderSettings;
 use vidaud_actors::transcoder::isolation::kernel::Support;
 use vidaud_actors::transcoder::isolation::protocol::{Limits, Request};
-use vidaud_actors::transcoder::isolation::{self, Converter};
-use vidaud_actors::transcoder::{Control, Progress, Sandbox, Summary, TranscodeError, transcode};
+use vidaud_actors::transcoder::isolation::{self, ChildFiles, Converter};
+use vidaud_actors::transcoder::{
+    Control, Output, Progress, Sandbox, Summary, TranscodeError, transcode,
+};
 
 use crate::cli::ConvertArgs;
 
@@ -31,33 +36,36 @@ pub fn run(args: ConvertArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let dir = args
-        .output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    // Created as any new file is (0666 less the umask), not 0600: it
-    // becomes the user's output file.
-    let partial = tempfile::Builder::new()
-        .prefix(".vidaud-convert-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir);
-    let partial = match partial {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("vidaud convert: cannot write in {}: {e}", dir.display());
-            return ExitCode::from(1);
-        }
+    let Some(partial) = partial_beside(&args.output) else {
+        return ExitCode::from(1);
+    };
+    let waveform = match &args.waveform {
+        Some(path) => match partial_beside(path) {
+            Some(partial) => Some((partial, path)),
+            None => return ExitCode::from(1),
+        },
+        None => None,
     };
     let started = Instant::now();
     let mut report = Reporter::new();
     let result = if args.sandbox {
-        sandboxed(&args.input, &options, partial.as_file(), &mut report)
+        let waveform = waveform.as_ref().map(|(partial, _)| partial.as_file());
+        sandboxed(
+            &args.input,
+            &options,
+            partial.as_file(),
+            waveform,
+            &mut report,
+        )
     } else {
+        let output = Output {
+            audio: partial.path(),
+            waveform: waveform.as_ref().map(|(partial, _)| partial.path()),
+        };
         transcode(
             &args.input,
             &options,
-            partial.path(),
+            output,
             &Control::default(),
             &mut |p| report.update(p),
         )
@@ -65,12 +73,15 @@ pub fn run(args: ConvertArgs) -> ExitCode {
     report.finish();
     match result {
         Ok(summary) => {
-            if let Err(e) = partial.persist(&args.output) {
-                eprintln!(
-                    "vidaud convert: cannot create {}: {e}",
-                    args.output.display()
-                );
-                return ExitCode::from(1);
+            let waveform = waveform.map(|(partial, path)| partial.persist(path));
+            for persisted in [Some(partial.persist(&args.output)), waveform]
+                .into_iter()
+                .flatten()
+            {
+                if let Err(e) = persisted {
+                    eprintln!("vidaud convert: cannot create a file: {e}");
+                    return ExitCode::from(1);
+                }
             }
             let secs = summary.duration.map(|d| d.as_secs_f64()).unwrap_or(0.0);
             eprintln!(
@@ -93,15 +104,48 @@ pub fn run(args: ConvertArgs) -> ExitCode {
     }
 }
 
+/// A temporary file beside `path`, to be persisted as `path` once it is
+/// complete; `None` (said) when the folder cannot be written. Created as any
+/// new file is (0666 less the umask), not 0600: it becomes the user's file.
+fn partial_beside(path: &Path) -> Option<NamedTempFile> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let partial = tempfile::Builder::new()
+        .prefix(".vidaud-convert-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir);
+    partial
+        .inspect_err(|e| eprintln!("vidaud convert: cannot write in {}: {e}", dir.display()))
+        .ok()
+}
+
 /// The conversion in a confined child (`--sandbox`), with the node's
-/// default limits but for the job limits, which are the local ones.
+/// default limits but for the job limits, which are the local ones. Without
+/// a waveform file, the child writes it to an anonymous one, dropped.
 fn sandboxed(
     input: &Path,
     options: &OutputOptions,
     output: &File,
+    waveform: Option<&File>,
     report: &mut Reporter,
 ) -> Result<Summary, TranscodeError> {
     let input = File::open(input).map_err(|e| TranscodeError::Input(e.to_string()))?;
+    let anonymous;
+    let waveform = match waveform {
+        Some(file) => file,
+        None => {
+            anonymous = tempfile::tempfile()
+                .map_err(|e| TranscodeError::Output(format!("a temporary file: {e}")))?;
+            &anonymous
+        }
+    };
+    let files = ChildFiles {
+        input: &input,
+        audio: output,
+        waveform,
+    };
     let control = Control::default();
     let settings = TranscoderSettings {
         max_job_secs: control.max_wall.as_secs(),
@@ -120,7 +164,7 @@ fn sandboxed(
         .build()
         .map_err(|e| TranscodeError::Internal(format!("no runtime: {e}")))?;
     runtime.block_on(async {
-        let converter = Converter::start(&sandbox, &input, output)
+        let converter = Converter::start(&sandbox, &files)
             .map_err(|e| TranscodeError::Internal(format!("starting the converter: {e}")))?;
         let cancel = tokio_util::sync::CancellationToken::new();
         let mut progress = |p| report.update(p);

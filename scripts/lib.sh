@@ -64,12 +64,13 @@ ensure_python_tools() {
 }
 
 # ensure_node_packages: the npm packages the tests drive, at the versions
-# each package-lock.json pins: tests/tus (tus-js-client) and tests/web
+# each package-lock.json pins: tests/tus (tus-js-client), tests/waveform
+# (waveform-data, what peaks.js reads waveforms with) and tests/web
 # (playwright-core, which drives Debian's Chromium; it downloads no browser).
 ensure_node_packages() {
   command -v npm >/dev/null || ensure_debian_packages nodejs npm
   local dir
-  for dir in "$VIDAUD_ROOT/tests/tus" "$VIDAUD_ROOT/tests/web"; do
+  for dir in "$VIDAUD_ROOT/tests/tus" "$VIDAUD_ROOT/tests/waveform" "$VIDAUD_ROOT/tests/web"; do
     if [[ ! -d "$dir/node_modules" ]] || ! (cd "$dir" && npm ls --silent >/dev/null 2>&1); then
       log "installing the test's npm packages (${dir#"$VIDAUD_ROOT"/})"
       (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)

@@ -110,13 +110,14 @@ async fn assert_erased(node: &Node, email: &str, owner: &str) {
         let uploads = node.upload_records().await;
         let (videos, video_pieces) = node.file_ids(Files::Videos).await;
         let (audio, audio_pieces) = node.file_ids(Files::Audio).await;
+        let (waveforms, waveform_pieces) = node.file_ids(Files::Waveforms).await;
         let webhooks = webhook_rows(node).await;
         let queued = node.queue_depth(&node.names.video_queue).await;
         let left = (
             named,
             uploads,
             videos.len() + video_pieces.len(),
-            audio.len() + audio_pieces.len(),
+            audio.len() + audio_pieces.len() + waveforms.len() + waveform_pieces.len(),
             webhooks,
             queued,
         );

@@ -144,14 +144,7 @@ both_backends!(
         assert!(!limit("Max file size").contains("unlimited"), "{limits}");
 
         // Deleting the job mid-conversion ends the child (and reaps it).
-        let deleted = node
-            .http
-            .delete(node.url(&format!("/jobs/{job_id}")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("delete");
-        assert_eq!(deleted.status(), 204);
+        assert_eq!(node.delete_job(&token, &job_id).await, 204);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::path::Path::new(&format!("/proc/{child}")).exists() {
             assert!(

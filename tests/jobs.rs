@@ -185,7 +185,11 @@ both_backends!(
         assert_eq!(node.download(&token, fid).await.status(), 404);
         let (_, _, page) = send(&node, "GET", "/jobs", &token).await;
         assert!(!ids(&page).contains(done_id));
-        for (files, id) in [(Files::Audio, fid), (Files::Videos, &video_fid)] {
+        for (files, id) in [
+            (Files::Audio, fid),
+            (Files::Waveforms, fid),
+            (Files::Videos, &video_fid),
+        ] {
             assert!(
                 !node.has_file(files, id).await,
                 "{files:?} still holds {id}"
@@ -220,16 +224,18 @@ both_backends!(
         let job = node.wait_final(&token, &next[0]).await;
         assert_eq!(job["state"], "done", "{job}");
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = node.count_files(Files::Audio).await;
-            if left == 1 {
-                break;
+        for files in [Files::Audio, Files::Waveforms] {
+            loop {
+                let left = node.count_files(files).await;
+                if left == 1 {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{left} {files:?} files: the deleted job's stayed"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{left} audio files: the deleted job's stayed"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert_eq!(node.count_files(Files::Videos).await, 1);
         let log = std::fs::read_to_string(&node.log).expect("log");
@@ -483,12 +489,19 @@ both_backends!(
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         // The record goes first (a tombstone), its files right after.
-        while node.count_files(Files::Videos).await + node.count_files(Files::Audio).await > 0
-            && Instant::now() < deadline
-        {
+        let all = [Files::Videos, Files::Audio, Files::Waveforms];
+        loop {
+            let mut left = 0;
+            for files in all {
+                left += node.count_files(files).await;
+            }
+            if left == 0 || Instant::now() >= deadline {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        node.assert_no_files(Files::Videos, "retention").await;
-        node.assert_no_files(Files::Audio, "retention").await;
+        for files in all {
+            node.assert_no_files(files, "retention").await;
+        }
     }
 );

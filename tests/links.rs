@@ -188,14 +188,7 @@ both_backends!(
         assert_eq!(curl(&[], &rotated).0, 200);
 
         // The link dies with its job.
-        let deleted = node
-            .http
-            .delete(node.url(&format!("/jobs/{}", ids[0])))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("delete");
-        assert_eq!(deleted.status(), 204);
+        assert_eq!(node.delete_job(&token, &ids[0]).await, 204);
         let (code, body) = curl(&[], &rotated);
         assert_eq!(code, 404);
         assert_eq!(problem(&body)["type"], "urn:vidaud:problem:not-found");

@@ -23,12 +23,13 @@ fn cluster_config(dir: &Path, names: &Names) -> std::path::PathBuf {
     let text = format!(
         "[backend]\nkind = \"cluster\"\n\
          [storage]\nmongodb_uri = \"mongodb://127.0.0.1:{mongo}\"\nvideos_db = \"{videos}\"\n\
-         mp3s_db = \"{mp3s}\"\njobs_db = \"{jobs}\"\n\
+         mp3s_db = \"{mp3s}\"\nwaveforms_db = \"{waveforms}\"\njobs_db = \"{jobs}\"\n\
          [queue]\nvideo_queue = \"{video}\"\nmp3_queue = \"{mp3}\"\ndead_letter_queue = \"{dead}\"\n\
          [auth]\nmysql_url = \"mysql://root@127.0.0.1:3306/vidaud_test\"\n",
         mongo = mongo_port(),
         videos = names.videos_db,
         mp3s = names.mp3s_db,
+        waveforms = names.waveforms_db,
         jobs = names.jobs_db,
         video = names.video_queue,
         mp3 = names.mp3_queue,
@@ -103,6 +104,14 @@ async fn an_embedded_node_moves_into_a_cluster_keeping_every_id() {
         .bytes()
         .await
         .expect("audio");
+    let done_id = done["job_id"].as_str().unwrap().to_owned();
+    let waveform = embedded
+        .waveform(&token, &done_id)
+        .await
+        .bytes()
+        .await
+        .expect("waveform");
+    assert!(waveform.starts_with(b"{\"version\":2"), "a waveform");
     assert_eq!(embedded.terminate(Duration::from_secs(30)), Some(0));
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -152,6 +161,13 @@ async fn an_embedded_node_moves_into_a_cluster_keeping_every_id() {
         .await
         .expect("audio");
     assert!(moved == audio, "byte-identical download");
+    let moved = cluster
+        .waveform(&token, &done_id)
+        .await
+        .bytes()
+        .await
+        .expect("waveform");
+    assert!(moved == waveform, "the waveform came along, byte-identical");
     assert!(
         cluster
             .has_file(Files::Videos, done["video_fid"].as_str().unwrap())

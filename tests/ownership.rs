@@ -59,7 +59,11 @@ async fn as_before_ids(node: &Node, email: &str, owner: &str) {
                 )
                 .await
                 .expect("rewrite job owners");
-            for db in [&node.names.videos_db, &node.names.mp3s_db] {
+            for db in [
+                &node.names.videos_db,
+                &node.names.mp3s_db,
+                &node.names.waveforms_db,
+            ] {
                 client
                     .database(db)
                     .collection::<mongodb::bson::Document>("fs.files")

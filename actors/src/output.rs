@@ -609,6 +609,11 @@ impl OutputOptions {
         format!("{}.{}", stem(original), self.format.extension())
     }
 
+    /// The name of the audio's waveform data: `holiday.waveform.json`.
+    pub fn waveform_filename(&self, original: &str) -> String {
+        format!("{}.waveform.json", stem(original))
+    }
+
     /// The title tag: the one asked for, or the original file's name.
     pub fn title_for(&self, original: &str) -> String {
         self.title

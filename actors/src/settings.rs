@@ -248,9 +248,12 @@ pub struct StorageSettings {
     pub videos_db: String,
     /// GridFS database holding converted audio (default bucket `fs`).
     pub mp3s_db: String,
+    /// GridFS database holding the audio's waveform data (default bucket
+    /// `fs`), each under its audio's id.
+    pub waveforms_db: String,
     /// Database holding the `jobs` collection.
     pub jobs_db: String,
-    /// Bytes of uploads and audio one user may keep (0: no limit); an
+    /// Bytes of uploads, audio and waveforms one user may keep (0: no limit); an
     /// upload that would go over gets 413.
     pub quota_bytes_per_user: u64,
     /// Jobs one user may have queued or converting at once (0: no limit);
@@ -274,6 +277,7 @@ impl Default for StorageSettings {
             mongodb_uri: "mongodb://127.0.0.1:27017".into(),
             videos_db: "videos".into(),
             mp3s_db: "mp3s".into(),
+            waveforms_db: "waveforms".into(),
             jobs_db: "vidaud".into(),
             quota_bytes_per_user: 10 * 1024 * 1024 * 1024,
             max_active_jobs_per_user: 20,

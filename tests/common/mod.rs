@@ -116,11 +116,12 @@ macro_rules! both_backends {
     };
 }
 
-/// The two kinds of stored file.
+/// The kinds of stored file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Files {
     Videos,
     Audio,
+    Waveforms,
 }
 
 #[derive(Clone)]
@@ -172,6 +173,7 @@ pub struct Names {
     pub dead_letter_queue: String,
     pub videos_db: String,
     pub mp3s_db: String,
+    pub waveforms_db: String,
     pub jobs_db: String,
 }
 
@@ -185,6 +187,7 @@ impl Names {
             dead_letter_queue: format!("video.dead-{id}"),
             videos_db: format!("videos_{id}"),
             mp3s_db: format!("mp3s_{id}"),
+            waveforms_db: format!("waveforms_{id}"),
             jobs_db: format!("vidaud_{id}"),
         }
     }
@@ -294,6 +297,7 @@ impl Node {
             )
             .env("VIDAUD_STORAGE__VIDEOS_DB", &names.videos_db)
             .env("VIDAUD_STORAGE__MP3S_DB", &names.mp3s_db)
+            .env("VIDAUD_STORAGE__WAVEFORMS_DB", &names.waveforms_db)
             .env("VIDAUD_STORAGE__JOBS_DB", &names.jobs_db)
             .env("VIDAUD_QUEUE__VIDEO_QUEUE", &names.video_queue)
             .env("VIDAUD_QUEUE__MP3_QUEUE", &names.mp3_queue)
@@ -510,6 +514,7 @@ impl Node {
         match files {
             Files::Videos => &self.names.videos_db,
             Files::Audio => &self.names.mp3s_db,
+            Files::Waveforms => &self.names.waveforms_db,
         }
     }
 
@@ -836,6 +841,28 @@ impl Node {
         jobs
     }
 
+    /// `DELETE /jobs/{id}`: its status.
+    pub async fn delete_job(&self, token: &str, job_id: &str) -> u16 {
+        self.http
+            .delete(self.url(&format!("/jobs/{job_id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("delete request")
+            .status()
+            .as_u16()
+    }
+
+    /// `GET /jobs/{id}/waveform`.
+    pub async fn waveform(&self, token: &str, job_id: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(&format!("/jobs/{job_id}/waveform")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("waveform request")
+    }
+
     pub async fn download(&self, token: &str, fid: &str) -> reqwest::Response {
         self.http
             .get(self.url(&format!("/download?fid={fid}")))
@@ -958,6 +985,7 @@ impl Node {
         for db in [
             &self.names.videos_db,
             &self.names.mp3s_db,
+            &self.names.waveforms_db,
             &self.names.jobs_db,
         ] {
             let _ = client.database(db).drop().await;
@@ -1143,20 +1171,23 @@ impl Node {
         }
         assert_eq!(done.len() + failed.len(), jobs.len());
 
-        let (mp3_ids, mp3_pieces) = self.file_ids(Files::Audio).await;
-        assert_eq!(
-            mp3_ids.len(),
-            done.len(),
-            "one audio file per done job, none for failed ones"
-        );
-        for job in &done {
-            let fid = job["mp3_fid"].as_str().expect("done job has mp3_fid");
-            assert!(mp3_ids.contains(fid), "missing audio {fid}");
+        // The audio and its waveform, each under the job's audio id.
+        for files in [Files::Audio, Files::Waveforms] {
+            let (ids, pieces) = self.file_ids(files).await;
+            assert_eq!(
+                ids.len(),
+                done.len(),
+                "one {files:?} file per done job, none for failed ones"
+            );
+            for job in &done {
+                let fid = job["mp3_fid"].as_str().expect("done job has mp3_fid");
+                assert!(ids.contains(fid), "missing {files:?} {fid}");
+            }
+            assert!(
+                pieces.is_subset(&ids),
+                "orphan {files:?} pieces: {pieces:?}"
+            );
         }
-        assert!(
-            mp3_pieces.is_subset(&mp3_ids),
-            "orphan audio pieces: {mp3_pieces:?}"
-        );
 
         let (video_ids, video_pieces) = self.file_ids(Files::Videos).await;
         assert_eq!(
@@ -1205,6 +1236,7 @@ fn embedded_bucket(files: Files) -> &'static str {
     match files {
         Files::Videos => "videos",
         Files::Audio => "audio",
+        Files::Waveforms => "waveforms",
     }
 }
 

@@ -1,5 +1,5 @@
-//! What a backend must do to keep files: uploaded videos and converted
-//! audio, each in its own bucket. Files are written once, streamed in and
+//! What a backend must do to keep files: uploaded videos, converted audio
+//! and the audio's waveform data, each in its own bucket. Files are written once, streamed in and
 //! out a piece at a time (nothing holds a whole file), and become visible
 //! only when their write is finished; an abandoned write leaves nothing a
 //! reader can see, and `abort` (or a later `delete`) removes its pieces.
@@ -9,26 +9,47 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use super::StoreError;
-use crate::domain::{FileId, JobId, Timestamp};
+use crate::domain::{FileId, JobId, JobRecord, Timestamp};
 
-/// Which of a node's two kinds of file.
+/// Which of a node's kinds of file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Bucket {
     /// Uploads (the cluster's GridFS database `videos`).
     Videos,
     /// Converted audio (the cluster's GridFS database `mp3s`).
     Audio,
+    /// The audio's waveform data, under the audio's id (the cluster's
+    /// GridFS database `waveforms`).
+    Waveforms,
 }
 
+/// The waveform data's MIME type (audiowaveform's JSON).
+pub const WAVEFORM_CONTENT_TYPE: &str = "application/json";
+
 impl Bucket {
-    pub const ALL: [Bucket; 2] = [Bucket::Videos, Bucket::Audio];
+    pub const ALL: [Bucket; 3] = [Bucket::Videos, Bucket::Audio, Bucket::Waveforms];
+
+    /// What a conversion stores, each under the job's audio id (`mp3_fid`).
+    pub const OUTPUTS: [Bucket; 2] = [Bucket::Audio, Bucket::Waveforms];
 
     pub fn name(self) -> &'static str {
         match self {
             Bucket::Videos => "videos",
             Bucket::Audio => "audio",
+            Bucket::Waveforms => "waveforms",
         }
     }
+}
+
+/// Every file a job can have, with its bucket: its video, and its audio
+/// and waveform under the audio's id. The one list that deleting, erasing
+/// and migrating a job go through.
+pub fn job_files(job: &JobRecord) -> [(Bucket, FileId); 3] {
+    [
+        (Bucket::Videos, job.video_fid),
+        (Bucket::Audio, job.mp3_fid),
+        (Bucket::Waveforms, job.mp3_fid),
+    ]
 }
 
 /// What the service keeps about a stored file.
@@ -101,7 +122,7 @@ pub trait BlobStore: Send + Sync {
     /// error.
     async fn delete(&self, bucket: Bucket, id: FileId) -> Result<(), StoreError>;
 
-    /// Bytes `owner` keeps in both buckets (finished files).
+    /// Bytes `owner` keeps in every bucket (finished files).
     async fn usage(&self, owner: &str) -> Result<u64, StoreError>;
 
     /// Removes what uploads begun before `begun_before` left without ever

@@ -18,6 +18,7 @@ use futures::TryStreamExt;
 
 use super::{
     Backends, Bucket, FileMeta, JobQuery, QueueError, StoreError, Upload, User, UsersError,
+    job_files,
 };
 use crate::domain::{FileId, JobRecord, JobState};
 
@@ -147,9 +148,11 @@ async fn copy_job(
     job: &JobRecord,
     moved: &mut Moved,
 ) -> Result<(), MigrateError> {
-    copy_file(from, to, job, Bucket::Videos, job.video_fid, moved).await?;
-    if job.state == JobState::Done {
-        copy_file(from, to, job, Bucket::Audio, job.mp3_fid, moved).await?;
+    // The video always; the audio and its waveform once they are final.
+    for (bucket, id) in job_files(job) {
+        if bucket == Bucket::Videos || job.state == JobState::Done {
+            copy_file(from, to, job, bucket, id, moved).await?;
+        }
     }
     let arriving = arriving(job);
     let target = match to.jobs.get(job.id).await? {
@@ -259,10 +262,7 @@ pub async fn verify(from: &Backends, to: &Backends) -> Result<(Totals, Totals), 
         if to.jobs.get(job.id).await?.is_some() {
             target.jobs += 1;
         }
-        for (bucket, id) in [
-            (Bucket::Videos, job.video_fid),
-            (Bucket::Audio, job.mp3_fid),
-        ] {
+        for (bucket, id) in job_files(job) {
             let Some(file) = from.blobs.info(bucket, id).await? else {
                 continue;
             };

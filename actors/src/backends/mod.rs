@@ -35,6 +35,7 @@ mod webhooks;
 
 pub use blobs::{
     BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, ResumableWrite, Upload,
+    WAVEFORM_CONTENT_TYPE, job_files,
 };
 pub use erase::Erased;
 pub use errors::{Cause, QueueError, StoreError, UsersError, chain};
@@ -136,8 +137,10 @@ impl Backends {
         if job.state != JobState::Deleted {
             self.jobs.mark_deleted(job.id).await?;
         }
-        self.blobs.delete(Bucket::Videos, job.video_fid).await?;
-        self.blobs.delete(Bucket::Audio, job.mp3_fid).await
+        for (bucket, id) in job_files(job) {
+            self.blobs.delete(bucket, id).await?;
+        }
+        Ok(())
     }
 }
 

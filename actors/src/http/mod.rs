@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}/retry", post(routes::jobs::retry_job))
         .route("/jobs/{id}/link", post(routes::links::create_link))
         .route("/jobs/{id}/audio", get(routes::files::job_audio))
+        .route("/jobs/{id}/waveform", get(routes::files::job_waveform))
         .route("/jobs/{id}/events", get(routes::events::job_events))
         .route(
             "/jobs/{id}/deliveries",

@@ -41,6 +41,31 @@ pub struct Problem {
     field: Option<String>,
 }
 
+/// A job's waveform data: BBC audiowaveform's JSON (version 2), as peaks.js
+/// and `waveform-data` read it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Waveform {
+    #[schema(example = 2)]
+    version: u32,
+    /// Always 1: the mean of the audio's channels.
+    #[schema(example = 1)]
+    channels: u32,
+    /// The audio's sample rate, Hz.
+    #[schema(example = 44100)]
+    sample_rate: u32,
+    /// Audio frames per min/max pair.
+    #[schema(example = 256)]
+    samples_per_pixel: u32,
+    /// Always 8: values are -128..127 (`floor(127 × sample)`).
+    #[schema(example = 8)]
+    bits: u32,
+    /// Pairs in `data`.
+    length: u64,
+    /// `min, max` of each block of `samples_per_pixel` frames, in order.
+    data: Vec<i8>,
+}
+
 /// The multipart form of an upload: the video in `file`, and optionally the
 /// output options (the options table, `output::OPTIONS`) as text fields,
 /// before or after the file. A text field is never null (leave it out
@@ -146,6 +171,7 @@ fn option_schema(option: &OptionSpec) -> Schema {
         routes::jobs::delete_job,
         routes::jobs::retry_job,
         routes::files::job_audio,
+        routes::files::job_waveform,
         routes::links::create_link,
         routes::events::job_events,
         routes::events::all_events,
@@ -172,7 +198,7 @@ fn option_schema(option: &OptionSpec) -> Schema {
         routes::ops::ready,
         routes::ops::metrics,
     ),
-    components(schemas(Problem, UploadForm)),
+    components(schemas(Problem, UploadForm, Waveform)),
     modifiers(&Security, &ProblemResponses),
     tags(
         (name = "account", description = "Registration, login, token check"),

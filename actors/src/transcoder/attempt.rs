@@ -5,9 +5,10 @@
 //!    attempt renews while it works) — a job already final is not converted
 //!    again, only its hand-off is completed; a job another live attempt
 //!    holds is left to it, so two attempts never write the same file;
-//! 2. spool the video, convert it into an audio spool (renewing the lease
-//!    and recording progress every second), then replace whatever an earlier
-//!    attempt left under the job's pre-allocated audio id with it;
+//! 2. spool the video, convert it into an audio spool and a waveform spool
+//!    (renewing the lease and recording progress every second), then replace
+//!    whatever an earlier attempt left under the job's pre-allocated audio
+//!    id with them (the audio, then its waveform);
 //! 3. mark the job final (guarded by state and attempt number);
 //! 4. for a failed job, park its message in the dead-letter queue; publish
 //!    the `mp3` message with a confirm; then record `notified`;
@@ -28,11 +29,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::isolation::protocol::{Fault, Limits, Request};
-use super::isolation::{self, Converter, Sandbox, Standby};
+use super::isolation::{self, ChildFiles, Converter, Sandbox, Standby};
 use super::messages::JobDelivery;
-use super::pipeline::{Progress, Summary, TranscodeError, transcode};
-use super::spool::Spool;
-use crate::backends::{Backends, Bucket, Claim, FileMeta, StoreError, Upload, chain, claim};
+use super::pipeline::{Output, Progress, Summary, TranscodeError, transcode};
+use super::spool::{Spool, Spools};
+use crate::backends::{
+    Backends, BlobStore, Bucket, Claim, FileMeta, StoreError, Upload, WAVEFORM_CONTENT_TYPE, chain,
+    claim,
+};
 use crate::domain::{
     AudioSummary, FileId, JobEvent, JobId, JobRecord, JobState, Mp3Message, UserId,
 };
@@ -225,7 +229,7 @@ async fn attempt(
         // Deleted or moved by another attempt meanwhile: the audio just
         // stored belongs to nobody if the job was deleted.
         Ok(None) => {
-            remove_audio_if_deleted(ctx, job.id, job.mp3_fid).await;
+            remove_output_if_deleted(ctx, job.id, job.mp3_fid).await;
             Settle::Ack
         }
         Err(e) => {
@@ -256,13 +260,21 @@ async fn back_off(attempt: u32) -> Settle {
     Settle::Requeue
 }
 
-/// The owner deleted the job while its audio was being stored: remove it.
-async fn remove_audio_if_deleted(ctx: &WorkerContext, id: JobId, mp3_fid: FileId) {
+/// The owner deleted the job while its audio was being stored: remove it
+/// (and its waveform).
+async fn remove_output_if_deleted(ctx: &WorkerContext, id: JobId, mp3_fid: FileId) {
     if let Ok(Some(job)) = ctx.backends.jobs.get(id).await
         && job.state == JobState::Deleted
-        && let Err(e) = ctx.backends.blobs.delete(Bucket::Audio, mp3_fid).await
     {
-        warn!("could not remove a deleted job's audio: {}", chain(&e));
+        for bucket in Bucket::OUTPUTS {
+            if let Err(e) = ctx.backends.blobs.delete(bucket, mp3_fid).await {
+                warn!(
+                    "could not remove a deleted job's {}: {}",
+                    bucket.name(),
+                    chain(&e)
+                );
+            }
+        }
     }
 }
 
@@ -329,18 +341,14 @@ async fn convert(
         .read(Bucket::Videos, &info, None)
         .await
         .map_err(transient)?;
-    let (input, output, converter) = match standby {
-        Some(Standby {
-            converter,
-            input,
-            output,
-        }) => (input, output, Some(converter)),
-        None => {
-            let (input, output) = Spool::pair(&ctx.settings.spool_dir).map_err(transient)?;
-            (input, output, None)
-        }
+    let (spools, converter) = match standby {
+        Some(Standby { converter, spools }) => (spools, Some(converter)),
+        None => (
+            Spools::new(&ctx.settings.spool_dir).map_err(transient)?,
+            None,
+        ),
     };
-    input.fill(body).await.map_err(transient)?;
+    spools.input.fill(body).await.map_err(transient)?;
 
     ctx.maybe_panic();
     let mut options = job.output.clone();
@@ -357,14 +365,7 @@ async fn convert(
     };
     let cancel = CancellationToken::new();
     let (progress_tx, progress_rx) = tokio::sync::watch::channel(None::<f64>);
-    let conversion = convert_twice_at_most(
-        ctx,
-        (&input, &output),
-        converter,
-        &request,
-        &cancel,
-        progress_tx,
-    );
+    let conversion = convert_twice_at_most(ctx, &spools, converter, &request, &cancel, progress_tx);
     tokio::pin!(conversion);
 
     // While it converts: renew the lease and record progress.
@@ -402,7 +403,7 @@ async fn convert(
             transient(e)
         }
     })?;
-    let bytes = match store_audio(ctx, job, &output).await {
+    let bytes = match store_output(ctx, job, &spools).await {
         Ok(bytes) => bytes,
         // Over the owner's quota: trying again would not make room.
         Err(StoreError::TooLarge { limit }) => {
@@ -427,7 +428,7 @@ async fn convert(
 /// this one attempt (the job's attempt counter moves once).
 async fn convert_twice_at_most(
     ctx: &WorkerContext,
-    (input, output): (&Spool, &Spool),
+    spools: &Spools,
     mut ready: Option<Converter>,
     request: &Request,
     cancel: &CancellationToken,
@@ -441,13 +442,13 @@ async fn convert_twice_at_most(
         }
     };
     let Some(sandbox) = &ctx.sandbox else {
-        return convert_here(input, output, request, cancel, report).await;
+        return convert_here(spools, request, cancel, report).await;
     };
     let mut crashed = None;
     for run in ["first", "second"] {
         let converter = match ready.take_if(|c| c.alive()) {
             Some(converter) => converter,
-            None => Converter::start(sandbox, input, output)
+            None => Converter::start(sandbox, &ChildFiles::of(spools))
                 .map_err(|e| TranscodeError::Internal(format!("starting the converter: {e}")))?,
         };
         match isolation::convert(sandbox, converter, request, cancel, &mut report).await {
@@ -470,18 +471,22 @@ async fn convert_twice_at_most(
 
 /// The conversion inside this process (`transcoder.isolate = false`).
 async fn convert_here(
-    input: &Spool,
-    output: &Spool,
+    spools: &Spools,
     request: &Request,
     cancel: &CancellationToken,
     mut report: impl FnMut(Progress) + Send + 'static,
 ) -> Result<Summary, TranscodeError> {
     let control = request.limits.control();
     let stop = control.cancel.clone();
-    let (input_path, output_path) = (input.path().to_owned(), output.path().to_owned());
+    let [input, audio, waveform] =
+        [&spools.input, &spools.audio, &spools.waveform].map(|s| s.path().to_owned());
     let options = request.options.clone();
     let mut blocking = tokio::task::spawn_blocking(move || {
-        transcode(&input_path, &options, &output_path, &control, &mut report)
+        let output = Output {
+            audio: &audio,
+            waveform: Some(&waveform),
+        };
+        transcode(&input, &options, output, &control, &mut report)
     });
     let joined = tokio::select! {
         joined = &mut blocking => joined,
@@ -517,26 +522,23 @@ async fn owner_quota(ctx: &WorkerContext, owner: &str) -> u64 {
     }
 }
 
-/// Streams the finished audio from its spool to the blob store under the
-/// job's audio id, replacing whatever an interrupted attempt left there;
-/// how many bytes it stored.
-async fn store_audio(
+/// Streams the finished audio, then its waveform, from their spools to the
+/// blob store under the job's audio id, replacing whatever an interrupted
+/// attempt left there; how many bytes of audio it stored. Both count
+/// against the owner's quota.
+async fn store_output(
     ctx: &WorkerContext,
     job: &JobRecord,
-    audio: &Spool,
+    spools: &Spools,
 ) -> Result<u64, StoreError> {
     let blobs = ctx.backends.blobs.as_ref();
-    blobs.delete(Bucket::Audio, job.mp3_fid).await?;
-    let meta = FileMeta {
-        filename: job.output.audio_filename(&job.filename),
-        owner: job.owner.clone(),
-        content_type: Some(job.output.format.content_type().to_owned()),
-        job_id: Some(job.id),
-    };
+    for bucket in Bucket::OUTPUTS {
+        blobs.delete(bucket, job.mp3_fid).await?;
+    }
     // Checked as it is written: the owner's quota, less what they keep
-    // (this job's earlier audio was just deleted) and what their unfinished
-    // resumable uploads declared.
-    let limit = match owner_quota(ctx, &job.owner).await {
+    // (this job's earlier output was just deleted) and what their
+    // unfinished resumable uploads declared.
+    let room = match owner_quota(ctx, &job.owner).await {
         0 => u64::MAX,
         quota => {
             let kept = blobs.usage(&job.owner).await?;
@@ -544,8 +546,51 @@ async fn store_audio(
             quota.saturating_sub(kept.saturating_add(unfinished))
         }
     };
-    let mut upload = Upload::open(blobs, Bucket::Audio, job.mp3_fid, meta, limit).await?;
-    let mut reader = audio.reader().await?;
+    let meta = |filename: String, content_type: &str| FileMeta {
+        filename,
+        owner: job.owner.clone(),
+        content_type: Some(content_type.to_owned()),
+        job_id: Some(job.id),
+    };
+    let audio = meta(
+        job.output.audio_filename(&job.filename),
+        job.output.format.content_type(),
+    );
+    let bytes = store_spool(
+        blobs,
+        (Bucket::Audio, job.mp3_fid),
+        audio,
+        &spools.audio,
+        room,
+    )
+    .await?;
+    let waveform = meta(
+        job.output.waveform_filename(&job.filename),
+        WAVEFORM_CONTENT_TYPE,
+    );
+    let room = room.saturating_sub(bytes);
+    store_spool(
+        blobs,
+        (Bucket::Waveforms, job.mp3_fid),
+        waveform,
+        &spools.waveform,
+        room,
+    )
+    .await?;
+    Ok(bytes)
+}
+
+/// Streams a spool into a new file, refused past `limit` bytes; how many
+/// bytes it stored.
+async fn store_spool(
+    blobs: &dyn BlobStore,
+    (bucket, id): (Bucket, FileId),
+    meta: FileMeta,
+    spool: &Spool,
+    limit: u64,
+) -> Result<u64, StoreError> {
+    let mut upload = Upload::open(blobs, bucket, id, meta, limit).await?;
+    let mut reader = spool.reader().await?;
     let mut chunk = vec![0u8; 255 * 1024];
     loop {
         let read = reader.read(&mut chunk).await;

@@ -24,6 +24,6 @@ pub use attempt::WorkerContext;
 pub use bridge::{BridgeArgs, BridgeMsg, BridgeStatus, QueueBridge};
 pub use isolation::Sandbox;
 pub use messages::{JobDelivery, PoolMsg, PoolStatus};
-pub use pipeline::{Control, Progress, Summary, TranscodeError, transcode};
+pub use pipeline::{Control, Output, Progress, Summary, TranscodeError, transcode};
 pub use pool::{PoolArgs, TranscoderPool};
 pub use spool::Spool;

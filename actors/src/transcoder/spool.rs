@@ -2,7 +2,8 @@
 //! temporary file so that demuxers get random access (an MP4 with its index
 //! at the end must seek to the end first), and the audio is written to one
 //! so that muxers can go back to the start (MP3 and FLAC headers, the M4A
-//! index) before it is streamed to the blob store.
+//! index) before it is streamed to the blob store; the waveform data the
+//! conversion makes beside it goes to a third.
 //!
 //! The file is unlinked from the moment it is created, so it has no name to
 //! leak: when the worker finishes, crashes or is killed, the kernel frees it.
@@ -57,11 +58,6 @@ impl Spool {
         Ok(Self { file, path })
     }
 
-    /// A conversion's two spools, input and output, both empty, in `dir`.
-    pub fn pair(dir: &str) -> std::io::Result<(Self, Self)> {
-        Ok((Self::empty(dir)?, Self::empty(dir)?))
-    }
-
     /// Reads the spooled bytes from the start.
     pub async fn reader(&self) -> std::io::Result<tokio::fs::File> {
         let mut file = tokio::fs::File::from_std(self.file.try_clone()?);
@@ -72,5 +68,24 @@ impl Spool {
     /// A path that opens the spooled bytes while `self` lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// A conversion's spools: the video it reads, the audio and the waveform
+/// it writes.
+pub struct Spools {
+    pub input: Spool,
+    pub audio: Spool,
+    pub waveform: Spool,
+}
+
+impl Spools {
+    /// Three empty spools in `dir`.
+    pub fn new(dir: &str) -> std::io::Result<Self> {
+        Ok(Self {
+            input: Spool::empty(dir)?,
+            audio: Spool::empty(dir)?,
+            waveform: Spool::empty(dir)?,
+        })
     }
 }

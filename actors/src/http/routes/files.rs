@@ -1,6 +1,7 @@
-//! File downloads: `GET /download?fid=` (the reference's) and
-//! `GET /jobs/{id}/audio`. Both answer 404 for anything the caller does not
-//! own, HEAD, single byte ranges (206, 416) and conditional requests (ETag,
+//! File downloads: `GET /download?fid=` (the reference's),
+//! `GET /jobs/{id}/audio` and `GET /jobs/{id}/waveform` (the audio's peaks,
+//! for players). Each answers 404 for anything the caller does not own,
+//! HEAD, single byte ranges (206, 416) and conditional requests (ETag,
 //! If-None-Match → 304), so a large file can be resumed.
 
 use axum::body::Body;
@@ -78,7 +79,7 @@ pub async fn download(
         }
     };
     match app.backends.blobs.info(Bucket::Audio, id).await? {
-        Some(info) if may_see(&info) => serve(&app, &headers, info).await,
+        Some(info) if may_see(&info) => serve(&app, &headers, Bucket::Audio, info).await,
         // A valid link whose file is gone: its job was deleted.
         _ => Err(ApiError::not_found("file")),
     }
@@ -104,16 +105,57 @@ pub async fn job_audio(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = owned_job(&app, &caller, &id).await?;
-    require_done(&job, "its audio")?;
-    match app.backends.blobs.info(Bucket::Audio, job.mp3_fid).await? {
-        Some(info) => serve(&app, &headers, info).await,
+    job_file(&app, &caller, &headers, &id, Bucket::Audio).await
+}
+
+/// The waveform data of the job's audio once it is done, for players
+/// (peaks.js, wavesurfer): BBC audiowaveform's JSON (version 2), one
+/// channel (the channels' mean), 8 bits, `samples_per_pixel` frames of the
+/// audio per min/max pair. Supports HEAD, `Range` and `If-None-Match`.
+#[utoipa::path(
+    get, path = "/jobs/{id}/waveform", tag = "files",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "audiowaveform JSON: {version: 2, channels: 1, sample_rate, samples_per_pixel, bits: 8, data: [min, max, …], length}", body = crate::http::openapi::Waveform, content_type = "application/json"),
+        (status = 304, description = "Unchanged (If-None-Match)"),
+        (status = 404, description = "No such job of yours, or a job converted before waveforms were kept", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not done", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn job_waveform(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    job_file(&app, &caller, &headers, &id, Bucket::Waveforms).await
+}
+
+/// One of a done job's outputs (kept under its audio id), for its owner.
+async fn job_file(
+    app: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    id: &str,
+    bucket: Bucket,
+) -> Result<Response, ApiError> {
+    let job = owned_job(app, caller, id).await?;
+    require_done(&job, &format!("its {}", bucket.name()))?;
+    match app.backends.blobs.info(bucket, job.mp3_fid).await? {
+        Some(info) => serve(app, headers, bucket, info).await,
         None => Err(ApiError::not_found("file")),
     }
 }
 
-/// Sends a stored audio file, whole or the one range asked for.
-async fn serve(app: &AppState, headers: &HeaderMap, info: FileInfo) -> Result<Response, ApiError> {
+/// Sends a stored file, whole or the one range asked for: audio as an
+/// attachment, a waveform inline (a player reads it).
+async fn serve(
+    app: &AppState,
+    headers: &HeaderMap,
+    bucket: Bucket,
+    info: FileInfo,
+) -> Result<Response, ApiError> {
     // A file id always names the same bytes once its job is done.
     let etag = format!("\"{}-{}\"", info.id.to_hex(), info.length);
     let builder = Response::builder()
@@ -125,7 +167,14 @@ async fn serve(app: &AppState, headers: &HeaderMap, info: FileInfo) -> Result<Re
         )
         .header(
             header::CONTENT_DISPOSITION,
-            content_disposition(&info.filename),
+            content_disposition(
+                if bucket == Bucket::Audio {
+                    "attachment"
+                } else {
+                    "inline"
+                },
+                &info.filename,
+            ),
         );
     let header_str = |name| {
         headers
@@ -150,7 +199,7 @@ async fn serve(app: &AppState, headers: &HeaderMap, info: FileInfo) -> Result<Re
         }
     };
     let sent = app.metrics.download_bytes.clone();
-    let stream = app.backends.blobs.read(Bucket::Audio, &info, range).await?;
+    let stream = app.backends.blobs.read(bucket, &info, range).await?;
     let body = Body::from_stream(stream.inspect_ok(move |chunk| {
         sent.inc_by(chunk.len() as u64);
     }));
@@ -208,9 +257,9 @@ fn parse_range(header: &str, length: u64) -> RangeAsk {
     }
 }
 
-/// An `attachment` disposition with an ASCII fallback name and the exact
-/// name percent-encoded (RFC 6266 / 8187).
-pub fn content_disposition(filename: &str) -> String {
+/// A disposition (`attachment`, `inline`) with an ASCII fallback name and
+/// the exact name percent-encoded (RFC 6266 / 8187).
+pub fn content_disposition(kind: &str, filename: &str) -> String {
     let ascii: String = filename
         .chars()
         .map(|c| {
@@ -231,7 +280,7 @@ pub fn content_disposition(filename: &str) -> String {
             }
         })
         .collect();
-    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 #[cfg(test)]
@@ -257,9 +306,9 @@ mod tests {
 
     #[test]
     fn disposition_is_header_safe() {
-        let value = content_disposition("my \"song\"\r\n.mp3");
+        let value = content_disposition("attachment", "my \"song\"\r\n.mp3");
         assert!(!value.contains('\r') && !value.contains('\n'));
         assert!(value.starts_with("attachment; filename=\"my _song___.mp3\""));
-        assert!(content_disposition("é.mp3").ends_with("UTF-8''%C3%A9.mp3"));
+        assert!(content_disposition("inline", "é.mp3").ends_with("UTF-8''%C3%A9.mp3"));
     }
 }

@@ -1,8 +1,8 @@
 //! The child's side: `vidaud transcode-child`, started by the node for one
 //! conversion, often ahead of it. It loads GStreamer and says it is ready,
 //! reads one [`Request`], confines itself (Landlock, then the system-call
-//! filter), converts its file descriptor 3 into its file descriptor 4 with
-//! the pipeline, and reports on stdout.
+//! filter), converts its file descriptor 3 into its file descriptor 4 (and
+//! the waveform into its 5) with the pipeline, and reports on stdout.
 //!
 //! It holds no secret and no configuration (its environment is cleared,
 //! its request names only output options and limits) and cannot outlive
@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::protocol::{Confine, Fault, INPUT_FD, OUTPUT_FD, Report, Request};
-use crate::transcoder::pipeline::{TranscodeError, transcode};
+use super::protocol::{Confine, Fault, INPUT_FD, OUTPUT_FD, Report, Request, WAVEFORM_FD};
+use crate::transcoder::pipeline::{Output, TranscodeError, transcode};
 
 /// Exit code when the node went away (stdin closed) mid-conversion.
 const ORPHANED: i32 = 70;
@@ -74,9 +74,14 @@ pub fn main() -> ExitCode {
 
     let control = request.limits.control();
     let input = PathBuf::from(format!("/proc/self/fd/{INPUT_FD}"));
-    let output = PathBuf::from(format!("/proc/self/fd/{OUTPUT_FD}"));
+    let audio = PathBuf::from(format!("/proc/self/fd/{OUTPUT_FD}"));
+    let waveform = PathBuf::from(format!("/proc/self/fd/{WAVEFORM_FD}"));
+    let output = Output {
+        audio: &audio,
+        waveform: Some(&waveform),
+    };
     let mut report = |p| say(&Report::Progress { progress: p });
-    let outcome = match transcode(&input, &request.options, &output, &control, &mut report) {
+    let outcome = match transcode(&input, &request.options, output, &control, &mut report) {
         Ok(summary) => Report::Done {
             summary,
             peak_rss_kib: peak_rss_kib(),
@@ -136,7 +141,7 @@ fn confine(confine: Confine) -> Result<(), TranscodeError> {
         TranscodeError::Internal(format!("{what}: {e}{cause}"))
     };
     if confine.landlock_abi > 0 {
-        super::landlock::confine(confine.landlock_abi, INPUT_FD, OUTPUT_FD)
+        super::landlock::confine(confine.landlock_abi, INPUT_FD, &[OUTPUT_FD, WAVEFORM_FD])
             .map_err(|e| words("no file-system confinement", &e))?;
     }
     if confine.seccomp {

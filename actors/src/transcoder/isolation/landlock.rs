@@ -4,7 +4,8 @@
 //!
 //! With it the child can open nothing by path but what it was handed and
 //! what loading a GStreamer plugin needs: its input (fd 3, read) and its
-//! output (fd 4, read, write, truncate) — by their inodes, so the rules
+//! outputs (fd 4 the audio, fd 5 the waveform: read, write, truncate) — by
+//! their inodes, so the rules
 //! name no directory that holds anything else — and the system's library
 //! and plugin directories, read and map-executable only. Not the node's
 //! configuration, its data directory, other jobs' files, `/home`, `/etc`
@@ -98,8 +99,8 @@ fn handled_fs(abi: u32) -> u64 {
 }
 
 /// Confines this process (which must have one thread) to its input `input`,
-/// its output `output` and the library directories.
-pub fn confine(abi: u32, input: RawFd, output: RawFd) -> Result<(), LandlockError> {
+/// its `outputs` and the library directories.
+pub fn confine(abi: u32, input: RawFd, outputs: &[RawFd]) -> Result<(), LandlockError> {
     if abi == 0 {
         return Err(LandlockError::Unsupported);
     }
@@ -135,8 +136,10 @@ pub fn confine(abi: u32, input: RawFd, output: RawFd) -> Result<(), LandlockErro
 
     let file_rights = READ_FILE | WRITE_FILE | (handled & TRUNCATE);
     add_rule(&ruleset, input, READ_FILE).map_err(|e| LandlockError::Rule("its input".into(), e))?;
-    add_rule(&ruleset, output, file_rights)
-        .map_err(|e| LandlockError::Rule("its output".into(), e))?;
+    for &output in outputs {
+        add_rule(&ruleset, output, file_rights)
+            .map_err(|e| LandlockError::Rule(format!("its output (fd {output})"), e))?;
+    }
     let plugin_paths = ["GST_PLUGIN_PATH", "GST_PLUGIN_SYSTEM_PATH"]
         .into_iter()
         .filter_map(std::env::var_os)

@@ -7,12 +7,12 @@
 //! credentials and every other job in hand, and a crash on one crafted
 //! file would take all of that down. So the worker actor (the owner of the
 //! attempt: lease, progress, cancellation, storage) hands the spooled input
-//! and an empty output spool to a child — vidaud's own binary in its hidden
+//! and empty output spools (audio, waveform) to a child — vidaud's own binary in its hidden
 //! `transcode-child` mode (child.rs) — and reads its reports (protocol.rs).
 //! The child starts with a cleared environment, in its own process group,
 //! with `no_new_privs`, the parent-death signal and rlimits (address
 //! space, CPU time, open files, file size) set before exec (spawn.rs); once
-//! it has its request it confines itself to its two files (landlock.rs)
+//! it has its request it confines itself to its three files (landlock.rs)
 //! and to the system calls conversions make (seccomp.rs).
 //!
 //! Start-up (exec, linking, loading GStreamer's registry) is kept off the
@@ -50,7 +50,7 @@ use protocol::{Confine, MAX_LINE, Report, Request};
 
 use crate::settings::TranscoderSettings;
 use crate::transcoder::pipeline::{Progress, Summary, TranscodeError};
-use crate::transcoder::spool::Spool;
+use crate::transcoder::spool::Spools;
 
 /// How a node starts its conversion children.
 #[derive(Debug, Clone)]
@@ -137,23 +137,36 @@ fn or_derived(given: u64, derived: u64) -> u64 {
 }
 
 /// A child started ahead, with the (empty) spools it will convert between:
-/// the worker fills `input` when its job comes, and reads `output` after.
+/// the worker fills the input when its job comes, and reads the audio and
+/// waveform after.
 pub struct Standby {
     pub converter: Converter,
-    pub input: Spool,
-    pub output: Spool,
+    pub spools: Spools,
 }
 
 impl Standby {
-    /// Makes two spools in `spool_dir` and starts a child on them.
+    /// Makes the spools in `spool_dir` and starts a child on them.
     pub fn start(sandbox: &Sandbox, spool_dir: &str) -> std::io::Result<Self> {
-        let (input, output) = Spool::pair(spool_dir)?;
-        let converter = Converter::start(sandbox, &input, &output)?;
-        Ok(Self {
-            converter,
-            input,
-            output,
-        })
+        let spools = Spools::new(spool_dir)?;
+        let converter = Converter::start(sandbox, &ChildFiles::of(&spools))?;
+        Ok(Self { converter, spools })
+    }
+}
+
+/// The files a child is handed: the one it reads, the two it writes.
+pub struct ChildFiles<'a> {
+    pub input: &'a dyn std::os::fd::AsRawFd,
+    pub audio: &'a dyn std::os::fd::AsRawFd,
+    pub waveform: &'a dyn std::os::fd::AsRawFd,
+}
+
+impl<'a> ChildFiles<'a> {
+    pub fn of(spools: &'a Spools) -> Self {
+        Self {
+            input: &spools.input,
+            audio: &spools.audio,
+            waveform: &spools.waveform,
+        }
     }
 }
 
@@ -172,14 +185,10 @@ pub struct Converter {
 }
 
 impl Converter {
-    /// Starts a child on `input` and `output` (spools, or for `vidaud
-    /// convert --sandbox` the user's own files).
-    pub fn start(
-        sandbox: &Sandbox,
-        input: &impl std::os::fd::AsRawFd,
-        output: &impl std::os::fd::AsRawFd,
-    ) -> std::io::Result<Self> {
-        spawn::start(sandbox, input, output).map(|child| Self { child })
+    /// Starts a child on `files` (spools, or for `vidaud convert
+    /// --sandbox` the user's own files).
+    pub fn start(sandbox: &Sandbox, files: &ChildFiles<'_>) -> std::io::Result<Self> {
+        spawn::start(sandbox, files).map(|child| Self { child })
     }
 
     /// Whether it still runs (a child started ahead may have been killed

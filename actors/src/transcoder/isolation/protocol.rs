@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use crate::output::OutputOptions;
 use crate::transcoder::pipeline::{Control, Progress, Summary, TranscodeError};
 
-/// The input is the child's file descriptor 3, the output its 4.
+/// The input is the child's file descriptor 3, the audio it writes its 4,
+/// the waveform it writes its 5.
 pub const INPUT_FD: i32 = 3;
 pub const OUTPUT_FD: i32 = 4;
+pub const WAVEFORM_FD: i32 = 5;
 
 /// Longest report line the node reads; a longer one breaks the protocol.
 pub const MAX_LINE: usize = 64 * 1024;

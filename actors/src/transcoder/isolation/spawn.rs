@@ -1,16 +1,16 @@
 //! Starting a conversion child: vidaud's own binary in its hidden
-//! `transcode-child` mode, with a cleared environment, the two spools as
-//! its file descriptors 3 and 4, its own process group, and — set between
+//! `transcode-child` mode, with a cleared environment, its three files as
+//! its file descriptors 3, 4 and 5, its own process group, and — set between
 //! fork and exec, so that no instruction of the child runs without them —
 //! the parent-death signal, `no_new_privs` and the resource limits.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::process::Stdio;
 
 use tokio::process::{Child, Command};
 
-use super::Sandbox;
-use super::protocol::{INPUT_FD, OUTPUT_FD};
+use super::protocol::{INPUT_FD, OUTPUT_FD, WAVEFORM_FD};
+use super::{ChildFiles, Sandbox};
 
 /// Environment variables passed through: GStreamer's own, which select
 /// plugins and debug output and carry no secret. Everything else is cleared.
@@ -21,13 +21,9 @@ const PASSED_THROUGH: [&str; 4] = [
     "GST_REGISTRY",
 ];
 
-/// Starts a child converting `input` into `output` (files it reads and
-/// writes through its descriptors 3 and 4).
-pub fn start(
-    sandbox: &Sandbox,
-    input: &impl AsRawFd,
-    output: &impl AsRawFd,
-) -> std::io::Result<Child> {
+/// Starts a child converting `files.input` into `files.audio` and
+/// `files.waveform` (its descriptors 3, 4 and 5).
+pub fn start(sandbox: &Sandbox, files: &ChildFiles<'_>) -> std::io::Result<Child> {
     let mut command = Command::new(&sandbox.binary);
     command
         .arg("transcode-child")
@@ -43,15 +39,20 @@ pub fn start(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let (input, output) = (input.as_raw_fd(), output.as_raw_fd());
+    let placed = [
+        (files.input.as_raw_fd(), INPUT_FD),
+        (files.audio.as_raw_fd(), OUTPUT_FD),
+        (files.waveform.as_raw_fd(), WAVEFORM_FD),
+    ];
     let limits = sandbox.rlimits();
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the forked child before exec and calls
     // only async-signal-safe functions (fcntl, dup2, prctl, getppid,
-    // setrlimit); it allocates nothing (`limits` was built before).
+    // setrlimit); it allocates nothing (`limits` and `placed` were built
+    // before).
     unsafe {
         command.pre_exec(move || {
-            place(input, INPUT_FD, output, OUTPUT_FD)?;
+            place(&placed)?;
             check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
             if libc::getppid() != parent {
                 // The node died between fork and prctl.
@@ -71,16 +72,19 @@ pub fn start(
     command.spawn()
 }
 
-/// Makes `a` the child's `a_at` and `b` its `b_at`, both inherited across
-/// exec. Both are first copied above the targets, so neither placement can
-/// close the other's source; the copies are close-on-exec.
-fn place(a: RawFd, a_at: RawFd, b: RawFd, b_at: RawFd) -> std::io::Result<()> {
+/// Makes each `(fd, at)`'s `fd` the child's `at`, inherited across exec.
+/// All are first copied above the targets, so no placement can close
+/// another's source; the copies are close-on-exec.
+fn place<const N: usize>(placed: &[(RawFd, RawFd); N]) -> std::io::Result<()> {
+    let mut high = [0; N];
     // SAFETY: plain descriptor calls on descriptors this process owns.
     unsafe {
-        let high_a = check(libc::fcntl(a, libc::F_DUPFD_CLOEXEC, 10))?;
-        let high_b = check(libc::fcntl(b, libc::F_DUPFD_CLOEXEC, 10))?;
-        check(libc::dup2(high_a, a_at))?;
-        check(libc::dup2(high_b, b_at))?;
+        for (copy, &(fd, _)) in high.iter_mut().zip(placed) {
+            *copy = check(libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10))?;
+        }
+        for (&copy, &(_, at)) in high.iter().zip(placed) {
+            check(libc::dup2(copy, at))?;
+        }
     }
     Ok(())
 }

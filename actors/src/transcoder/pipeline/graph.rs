@@ -17,7 +17,8 @@ use super::error::TranscodeError;
 use super::loudness::{LoudnessStage, Mode};
 use super::tap::{Tap, Trim, count_samples, dropped_as_handled, tap_audio};
 use super::tracks::{is_audio, is_demuxer, link_decoder, stream_start};
-use super::{AUDIO_DONE, Control, NO_AUDIO};
+use super::waveform::Waveform;
+use super::{AUDIO_DONE, Control, NO_AUDIO, Output};
 use crate::output::{Format, OutputOptions};
 use crate::transcoder::gapless::InputGapless;
 use crate::transcoder::mp3_output::Mp3Output;
@@ -29,6 +30,8 @@ pub(super) struct Graph {
     pub(super) sink: gst::Element,
     /// The MP3 encoder and file, fed by a probe on `sink` (MP3 only).
     pub(super) mp3: Arc<Mutex<Option<Mp3Output>>>,
+    /// The waveform, fed by the probe on the encoder's input (when asked).
+    pub(super) waveform: Arc<Mutex<Option<Waveform>>>,
     /// The loudness stage, when there is one.
     pub(super) loudness: Option<LoudnessStage>,
     /// The meter of the input as it is (a measuring pass only).
@@ -38,8 +41,8 @@ pub(super) struct Graph {
 /// Where the audio goes.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum End<'a> {
-    /// Encoded into this file.
-    File(&'a Path),
+    /// Encoded into a file (and its waveform into another).
+    File(Output<'a>),
     /// Nowhere: a measuring pass.
     Measure,
 }
@@ -90,10 +93,18 @@ impl Graph {
         let caps = gst::ElementFactory::make("capsfilter")
             .property("caps", output_caps(options, None))
             .build()?;
-        let output = match end {
-            End::File(path) => Some(path),
-            End::Measure => None,
+        let (output, waveform) = match end {
+            End::File(output) => (Some(output.audio), output.waveform),
+            End::Measure => (None, None),
         };
+        let waveform = match waveform {
+            Some(path) => Some(
+                Waveform::create(path)
+                    .map_err(|e| TranscodeError::Output(format!("{}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let waveform = Arc::new(Mutex::new(waveform));
         let chain = match output {
             Some(_) => encoder_chain(options)?,
             None => Vec::new(),
@@ -204,10 +215,16 @@ impl Graph {
             .ok_or_else(|| TranscodeError::Internal("the encoder has no sink pad".into()))?;
         {
             let tap = tap.clone();
+            let waveform = waveform.clone();
             encoder_in.add_probe(
                 gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
                 move |_, info| {
                     count_samples(info, &tap);
+                    if let Ok(mut slot) = waveform.lock()
+                        && let Some(waveform) = slot.as_mut()
+                    {
+                        feed_waveform(info, waveform);
+                    }
                     gst::PadProbeReturn::Ok
                 },
             );
@@ -335,6 +352,7 @@ impl Graph {
             trim,
             sink,
             mp3,
+            waveform,
             loudness: stage,
             input_meter,
         })
@@ -378,6 +396,19 @@ impl Graph {
         let position = Duration::from_nanos(input.saturating_sub(start));
         let position = total.map_or(position, |t| position.min(t));
         (position, total)
+    }
+}
+
+/// Hands the encoder's input to the waveform.
+fn feed_waveform(info: &gst::PadProbeInfo, waveform: &mut Waveform) {
+    match &info.data {
+        Some(gst::PadProbeData::Buffer(buffer)) => waveform.on_buffer(buffer),
+        Some(gst::PadProbeData::Event(event)) => {
+            if let gst::EventView::Caps(caps) = event.view() {
+                waveform.on_caps(caps.caps());
+            }
+        }
+        _ => {}
     }
 }
 

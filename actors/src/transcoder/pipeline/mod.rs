@@ -43,6 +43,7 @@ mod graph;
 mod loudness;
 mod tap;
 mod tracks;
+mod waveform;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -58,6 +59,7 @@ use crate::output::OutputOptions;
 pub use error::TranscodeError;
 use graph::{End, Graph};
 use loudness::{Mode, Plan};
+pub use waveform::{SAMPLES_PER_PIXEL, WaveformError};
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
@@ -95,6 +97,26 @@ impl Summary {
             Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
         } else {
             self.duration.unwrap_or_default()
+        }
+    }
+}
+
+/// Where a conversion writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Output<'a> {
+    /// The encoded audio (created or truncated).
+    pub audio: &'a Path,
+    /// Its waveform data, audiowaveform's JSON (see `waveform.rs`), when
+    /// wanted (created or truncated).
+    pub waveform: Option<&'a Path>,
+}
+
+impl<'a> Output<'a> {
+    /// The audio alone.
+    pub fn audio(audio: &'a Path) -> Self {
+        Self {
+            audio,
+            waveform: None,
         }
     }
 }
@@ -139,13 +161,13 @@ const AUDIO_DONE: &str = "vidaud-audio-done";
 const PREROLL_WITHIN: Duration = Duration::from_secs(15);
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
-/// Converts `input` into the file at `output` (created or truncated) as
-/// `options` say, calling `progress` about twice a second. `options` must be
-/// validated and resolved (a lossy format has its bitrate or quality).
+/// Converts `input` into `output` as `options` say, calling `progress`
+/// about twice a second. `options` must be validated and resolved (a lossy
+/// format has its bitrate or quality).
 pub fn transcode(
     input: &Path,
     options: &OutputOptions,
-    output: &Path,
+    output: Output<'_>,
     control: &Control,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary, TranscodeError> {
@@ -183,6 +205,7 @@ pub fn transcode(
     // nothing writes to the output once this returns.
     let _ = graph.pipeline.set_state(gst::State::Null);
     let mp3 = graph.mp3.lock().ok().and_then(|mut slot| slot.take());
+    let waveform = graph.waveform.lock().ok().and_then(|mut slot| slot.take());
     let mut summary = result?;
     if let Some(plan) = plan {
         summary.loudness = Some(plan.report(graph.measured()?));
@@ -191,7 +214,10 @@ pub fn transcode(
         mp3.finish()
             .map_err(|e| TranscodeError::Output(format!("completing the MP3: {e}")))?;
     }
-    summary.bytes = std::fs::metadata(output)
+    if let Some(waveform) = waveform {
+        waveform.finish()?;
+    }
+    summary.bytes = std::fs::metadata(output.audio)
         .map_err(|e| TranscodeError::Output(e.to_string()))?
         .len();
     if summary.samples == 0 || summary.bytes == 0 {
@@ -348,7 +374,7 @@ mod tests {
         let summary = transcode(
             input.path(),
             &mp3("tone"),
-            output.path(),
+            Output::audio(output.path()),
             &Control::default(),
             &mut |_| {},
         )
@@ -367,7 +393,7 @@ mod tests {
         let failed = transcode(
             input.path(),
             &mp3("full"),
-            Path::new("/dev/full"),
+            Output::audio(Path::new("/dev/full")),
             &Control::default(),
             &mut |_| {},
         );

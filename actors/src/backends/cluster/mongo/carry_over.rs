@@ -42,7 +42,7 @@ struct Owned {
 }
 
 impl Mongo {
-    fn owned(&self) -> [Owned; 6] {
+    fn owned(&self) -> [Owned; 7] {
         let owned = |collection, field, username| Owned {
             collection,
             field,
@@ -55,6 +55,7 @@ impl Mongo {
             owned(self.webhook_deliveries.clone_with_type(), "owner", false),
             owned(self.videos.files.clone(), "metadata.owner", false),
             owned(self.mp3s.files.clone(), "metadata.owner", false),
+            owned(self.waveforms.files.clone(), "metadata.owner", false),
         ]
     }
 

@@ -344,7 +344,7 @@ impl BlobStore for Mongo {
 
     async fn usage(&self, owner: &str) -> Result<u64, StoreError> {
         let mut total = 0u64;
-        for GridFs { files, .. } in [&self.videos, &self.mp3s] {
+        for GridFs { files, .. } in Bucket::ALL.map(|bucket| self.gridfs(bucket)) {
             let mut cursor = files
                 .find(doc! { "metadata.owner": owner })
                 .projection(doc! { "length": 1 })

@@ -12,15 +12,13 @@ use mongodb::{Collection, IndexModel};
 
 use super::job_doc::JobDoc;
 use super::{GridFs, Mongo};
-use crate::backends::StoreError;
+use crate::backends::{Bucket, StoreError};
 
 impl Mongo {
     pub(super) async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        for GridFs { files, .. } in [&self.videos, &self.mp3s] {
+        for GridFs { files, chunks, .. } in Bucket::ALL.map(|bucket| self.gridfs(bucket)) {
             create(files, doc! { "filename": 1, "uploadDate": 1 }, false).await?;
             create(files, doc! { "metadata.owner": 1 }, false).await?;
-        }
-        for GridFs { chunks, .. } in [&self.videos, &self.mp3s] {
             create(chunks, doc! { "files_id": 1, "n": 1 }, true).await?;
         }
         let jobs: &Collection<JobDoc> = &self.jobs;

@@ -1,5 +1,5 @@
-//! The cluster's storage in MongoDB: the two GridFS buckets (`videos`,
-//! `mp3s`, default bucket `fs`, the reference's layout), the `jobs`
+//! The cluster's storage in MongoDB: the GridFS buckets (`videos`, `mp3s`,
+//! default bucket `fs`, the reference's layout; and `waveforms`), the `jobs`
 //! collection, the resumable uploads' records (`uploads`), the uploads'
 //! reservations (`reservations`) and webhooks.
 //!
@@ -71,6 +71,7 @@ pub struct Mongo {
     client: Client,
     videos: GridFs,
     mp3s: GridFs,
+    waveforms: GridFs,
     jobs: Collection<JobDoc>,
     /// Resumable uploads' records, beside `jobs` (raw documents: see uploads.rs).
     uploads: Collection<Document>,
@@ -104,6 +105,7 @@ impl Mongo {
         let store = Self {
             videos: GridFs::new(&client.database(&settings.videos_db)),
             mp3s: GridFs::new(&client.database(&settings.mp3s_db)),
+            waveforms: GridFs::new(&client.database(&settings.waveforms_db)),
             jobs: jobs_db.collection("jobs"),
             uploads: jobs_db.collection("uploads"),
             webhook_endpoints: jobs_db.collection("webhook_endpoints"),
@@ -139,6 +141,7 @@ impl Mongo {
         match bucket {
             Bucket::Videos => &self.videos,
             Bucket::Audio => &self.mp3s,
+            Bucket::Waveforms => &self.waveforms,
         }
     }
 }
