@@ -51,11 +51,7 @@ async fn check(node: &Node, cases: &[Case], dir: &Path) -> Vec<String> {
         let job = node.wait_final(&token, &id).await;
         assert_eq!(job["state"], "done", "{}: {job}", c.query);
         let report = &job["audio"]["loudness"];
-        let fid = job["mp3_fid"].as_str().expect("audio");
-        let response = node.download(&token, fid).await;
-        assert_eq!(response.status(), 200);
-        let audio = dir.join(format!("{id}.audio"));
-        std::fs::write(&audio, response.bytes().await.expect("body")).expect("write");
+        let audio = node.save_audio(&token, &job, dir).await;
 
         let before: Measured = loudness_of(&input);
         let after = loudness_of(&audio);

@@ -138,15 +138,7 @@ both_backends!(
             );
             let waveform = dir.path().join(format!("{id}.json"));
             std::fs::write(&waveform, response.bytes().await.expect("body")).expect("write");
-            let audio = dir.path().join(format!("{id}.audio"));
-            let fid = job["mp3_fid"].as_str().expect("audio id");
-            let bytes = node
-                .download(&token, fid)
-                .await
-                .bytes()
-                .await
-                .expect("audio");
-            std::fs::write(&audio, bytes).expect("write");
+            let audio = node.save_audio(&token, &job, dir.path()).await;
             let pcm = dir.path().join(format!("{id}.f32le"));
             decode(&audio, &pcm);
             let probed = probe(&audio);

@@ -582,3 +582,88 @@ pub fn loudness_signal(kind: &str, lufs: f64, dir: &Path) -> PathBuf {
     );
     path
 }
+
+/// The chapters of [`chaptered`] inputs: start (ms) and title.
+pub const CHAPTERS: [(u64, &str); 3] = [
+    (0, "Intro"),
+    (3000, "Middle part"),
+    (7000, "Ende – Schluss"),
+];
+
+/// A ten-second video with a tone and the three [`CHAPTERS`], in `container`
+/// (`mkv` or `mp4`: ffmpeg writes MP4 chapters as a `chpl` box and a
+/// chapter text track), under `dir`.
+pub fn chaptered(container: &str, dir: &Path) -> PathBuf {
+    let metadata = dir.join("chapters.txt");
+    let mut text = String::from(";FFMETADATA1\n");
+    for (i, (start, title)) in CHAPTERS.iter().enumerate() {
+        let end = CHAPTERS.get(i + 1).map_or(10_000, |next| next.0);
+        text.push_str(&format!(
+            "[CHAPTER]\nTIMEBASE=1/1000\nSTART={start}\nEND={end}\ntitle={title}\n"
+        ));
+    }
+    std::fs::write(&metadata, text).expect("chapter metadata");
+    let path = dir.join(format!("chaptered.{container}"));
+    ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=10:r=48000",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=s=160x120:d=10:r=10",
+            "-i",
+            &metadata.display().to_string(),
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-map_chapters",
+            "2",
+            "-c:a",
+            "aac",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+        &path,
+        "a chaptered video",
+    );
+    path
+}
+
+/// A chapter as ffprobe reads it: start and end (s) and title.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbedChapter {
+    pub start: f64,
+    pub end: f64,
+    pub title: String,
+}
+
+/// The chapters ffprobe finds in `path`.
+pub fn chapters_of(path: &Path) -> Vec<ProbedChapter> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json", "-show_chapters"])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    assert!(out.status.success(), "ffprobe failed on {}", path.display());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let time = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+    json["chapters"]
+        .as_array()
+        .map(|chapters| {
+            chapters
+                .iter()
+                .map(|c| ProbedChapter {
+                    start: time(&c["start_time"]),
+                    end: time(&c["end_time"]),
+                    title: c["tags"]["title"].as_str().unwrap_or("").to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -841,6 +841,16 @@ impl Node {
         jobs
     }
 
+    /// Downloads a done job's audio into `dir` (as `<job id>.audio`).
+    pub async fn save_audio(&self, token: &str, job: &Value, dir: &Path) -> PathBuf {
+        let fid = job["mp3_fid"].as_str().expect("a done job's audio id");
+        let response = self.download(token, fid).await;
+        assert_eq!(response.status(), 200, "{job}");
+        let path = dir.join(format!("{}.audio", job["job_id"].as_str().unwrap_or("job")));
+        std::fs::write(&path, response.bytes().await.expect("audio")).expect("write the audio");
+        path
+    }
+
     /// `DELETE /jobs/{id}`: its status.
     pub async fn delete_job(&self, token: &str, job_id: &str) -> u16 {
         self.http

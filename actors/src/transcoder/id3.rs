@@ -1,10 +1,14 @@
-//! The ID3v2.4 tag at the front of our MP3s: text frames only, UTF-8.
+//! The ID3v2.4 tag at the front of our MP3s: text frames (UTF-8) and the
+//! input's chapters (CHAP frames, each titled by a TIT2 sub-frame, and a
+//! CTOC listing them in order, as ID3's chapter addendum has them).
 //!
 //! Written by us because the encoder is called directly (see `lame.rs`):
 //! LAME's own tag writer knows Latin-1 and UTF-16 only, and we want the
 //! title from any file name and the input's own tags carried over.
 
 use gstreamer as gst;
+
+use super::pipeline::Chapter;
 
 /// Text frames taken from the input's tags, by ID3v2.4 frame id. The title
 /// is the job's (from the file name, or the one given) and replaces the
@@ -49,25 +53,90 @@ fn year(tags: Option<&gst::TagList>) -> Option<String> {
     Some(date.get().year().to_string())
 }
 
-/// The whole tag: header and frames. Empty when there are no frames.
-pub fn tag(frames: &[(&str, String)]) -> Vec<u8> {
+/// A written tag, and where in it the last chapter's end time lies (known
+/// only once the audio is: see [`end_last_chapter`]).
+pub struct Tag {
+    pub bytes: Vec<u8>,
+    pub last_chapter_end_at: Option<usize>,
+}
+
+/// The whole tag: header, text frames, chapters. Empty when there is
+/// nothing to say.
+pub fn tag(frames: &[(&str, String)], chapters: &[Chapter]) -> Tag {
     let mut body = Vec::new();
     for (id, text) in frames {
-        // Encoding byte 3 = UTF-8; ID3v2.4 sizes are "synchsafe" (7 bits a byte).
-        let size = 1 + text.len();
-        body.extend_from_slice(id.as_bytes());
-        body.extend_from_slice(&synchsafe(size));
-        body.extend_from_slice(&[0, 0, 3]);
-        body.extend_from_slice(text.as_bytes());
+        frame(&mut body, id, &text_body(text));
+    }
+    let mut last_chapter_end_at = None;
+    for (index, chapter) in chapters.iter().enumerate() {
+        // Element id, start and end (ms), start and end byte offsets
+        // (unused: all ones), then the title as a sub-frame.
+        let mut chap = element_id(index);
+        chap.extend_from_slice(&millis(chapter.start_ns).to_be_bytes());
+        let end_at = chap.len();
+        let end = chapters
+            .get(index + 1)
+            .map_or(0, |next| millis(next.start_ns));
+        chap.extend_from_slice(&end.to_be_bytes());
+        chap.extend_from_slice(&[0xff; 8]);
+        frame(&mut chap, "TIT2", &text_body(&chapter.title));
+        // The frame's own header is 10 bytes.
+        last_chapter_end_at = Some(10 + body.len() + 10 + end_at);
+        frame(&mut body, "CHAP", &chap);
+    }
+    if !chapters.is_empty() {
+        // Top-level and ordered; the chapters' element ids, in order.
+        let mut toc = b"toc\0".to_vec();
+        toc.extend_from_slice(&[0x03, chapters.len().min(255) as u8]);
+        for index in 0..chapters.len().min(255) {
+            toc.extend(element_id(index));
+        }
+        frame(&mut body, "CTOC", &toc);
     }
     if body.is_empty() {
-        return body;
+        return Tag {
+            bytes: body,
+            last_chapter_end_at: None,
+        };
     }
-    let mut tag = Vec::with_capacity(10 + body.len());
-    tag.extend_from_slice(b"ID3\x04\x00\x00");
-    tag.extend_from_slice(&synchsafe(body.len()));
-    tag.extend_from_slice(&body);
-    tag
+    let mut bytes = Vec::with_capacity(10 + body.len());
+    bytes.extend_from_slice(b"ID3\x04\x00\x00");
+    bytes.extend_from_slice(&synchsafe(body.len()));
+    bytes.extend_from_slice(&body);
+    Tag {
+        bytes,
+        last_chapter_end_at,
+    }
+}
+
+/// The last chapter's end time field's bytes for audio `length_ms` long.
+pub fn end_last_chapter(length_ms: u64) -> [u8; 4] {
+    u32::try_from(length_ms).unwrap_or(u32::MAX).to_be_bytes()
+}
+
+/// Appends a frame: id, synchsafe size, no flags, body.
+fn frame(into: &mut Vec<u8>, id: &str, body: &[u8]) {
+    into.extend_from_slice(id.as_bytes());
+    into.extend_from_slice(&synchsafe(body.len()));
+    into.extend_from_slice(&[0, 0]);
+    into.extend_from_slice(body);
+}
+
+/// A text frame's body: encoding byte 3 (UTF-8), the text.
+fn text_body(text: &str) -> Vec<u8> {
+    let mut body = Vec::with_capacity(1 + text.len());
+    body.push(3);
+    body.extend_from_slice(text.as_bytes());
+    body
+}
+
+/// `chp0`, `chp1`…, null-terminated.
+fn element_id(index: usize) -> Vec<u8> {
+    format!("chp{index}\0").into_bytes()
+}
+
+fn millis(ns: u64) -> u32 {
+    u32::try_from(ns / 1_000_000).unwrap_or(u32::MAX)
 }
 
 fn synchsafe(size: usize) -> [u8; 4] {
@@ -87,7 +156,7 @@ mod tests {
 
     #[test]
     fn layout() {
-        let tag = tag(&[("TIT2", "Ünïcode ✓".to_owned())]);
+        let tag = tag(&[("TIT2", "Ünïcode ✓".to_owned())], &[]).bytes;
         assert_eq!(&tag[..6], b"ID3\x04\x00\x00");
         let body = tag.len() - 10;
         assert_eq!(tag[6..10], synchsafe(body));
@@ -95,6 +164,35 @@ mod tests {
         assert_eq!(tag[20], 3, "UTF-8");
         assert_eq!(&tag[21..], "Ünïcode ✓".as_bytes());
         assert_eq!(synchsafe(200), [0, 0, 1, 0x48]);
+    }
+
+    #[test]
+    fn chapters_are_chap_frames_and_a_ctoc() {
+        let chapters = [
+            Chapter {
+                start_ns: 0,
+                title: "Intro".into(),
+            },
+            Chapter {
+                start_ns: 3_000_000_000,
+                title: "Zwei".into(),
+            },
+        ];
+        let Tag {
+            bytes,
+            last_chapter_end_at,
+        } = tag(&[], &chapters);
+        assert_eq!(&bytes[10..14], b"CHAP");
+        // chp0: 0 → 3000 ms.
+        assert_eq!(&bytes[20..25], b"chp0\0");
+        assert_eq!(bytes[25..33], [0, 0, 0, 0, 0, 0, 0x0b, 0xb8]);
+        let at = last_chapter_end_at.expect("an end to fill in");
+        assert_eq!(&bytes[at - 9..at - 4], b"chp1\0");
+        assert_eq!(bytes[at - 4..at], 3000u32.to_be_bytes());
+        assert_eq!(bytes[at..at + 4], [0; 4], "filled in at the end");
+        let toc = bytes.windows(4).position(|w| w == b"CTOC").expect("CTOC");
+        assert_eq!(&bytes[toc + 10..], b"toc\0\x03\x02chp0\0chp1\0");
+        assert_eq!(end_last_chapter(10_031), 10_031u32.to_be_bytes());
     }
 
     #[test]
@@ -112,6 +210,6 @@ mod tests {
             vec![("TIT2", "ours".to_owned()), ("TPE1", "someone".to_owned())]
         );
         assert_eq!(super::frames(None, Some(&input))[0].1, "theirs");
-        assert!(tag(&super::frames(None, None)).is_empty());
+        assert!(tag(&super::frames(None, None), &[]).bytes.is_empty());
     }
 }

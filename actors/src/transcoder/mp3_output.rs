@@ -3,14 +3,16 @@
 //! The pipeline's last element for MP3 is a fakesink; a pad probe on it
 //! hands every buffer (and the caps and tag events) to `Mp3Output` on the
 //! streaming thread, which feeds LAME (`lame.rs`) and writes the bytes. The
-//! file is: our ID3v2 tag (`id3.rs`), the placeholder frame LAME puts
-//! first, the audio. `finish` encodes what LAME still holds and writes the
-//! Xing/LAME header over the placeholder, so the file needs no second pass.
+//! file is: our ID3v2 tag (`id3.rs`, with the chapters), the placeholder
+//! frame LAME puts first, the audio. `finish` encodes what LAME still holds
+//! and writes the Xing/LAME header over the placeholder (and the last
+//! chapter's end into the tag), so the file needs no second pass.
 
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use gstreamer as gst;
 use gstreamer::glib;
@@ -18,6 +20,7 @@ use gstreamer_audio as gst_audio;
 
 use super::id3;
 use super::lame::{Lame, LameError, Target};
+use super::pipeline::ChapterMarks;
 use crate::output::OutputOptions;
 
 /// Why the MP3 branch stopped: the file (worth another attempt) or the
@@ -41,6 +44,12 @@ pub struct Mp3Output {
     encoder: Option<Lame>,
     /// Where LAME's first frame, the header's placeholder, starts.
     audio_start: u64,
+    /// The input's chapters, settled before the first audio arrives here.
+    chapters: Arc<ChapterMarks>,
+    /// Where the tag's last chapter end time is, to fill in at the end.
+    last_chapter_end_at: Option<u64>,
+    /// Audio frames encoded.
+    frames: u64,
 }
 
 /// Buffered writes: LAME hands out a frame or two per call.
@@ -49,7 +58,11 @@ const WRITE_BUFFER: usize = 64 * 1024;
 impl Mp3Output {
     /// Creates (or truncates) the file at `path`. `options` are resolved:
     /// a bitrate or a quality.
-    pub fn create(path: &Path, options: &OutputOptions) -> io::Result<Self> {
+    pub fn create(
+        path: &Path,
+        options: &OutputOptions,
+        chapters: Arc<ChapterMarks>,
+    ) -> io::Result<Self> {
         let target = match options.quality {
             Some(quality) => Target::Quality(quality as f32),
             None => Target::Bitrate {
@@ -64,6 +77,9 @@ impl Mp3Output {
             info: None,
             encoder: None,
             audio_start: 0,
+            chapters,
+            last_chapter_end_at: None,
+            frames: 0,
         })
     }
 
@@ -113,6 +129,7 @@ impl Mp3Output {
             file,
             encoder: Some(lame),
             info: Some(info),
+            frames: encoded,
             ..
         } = self
         else {
@@ -121,6 +138,7 @@ impl Mp3Output {
         let audio = gst_audio::AudioBufferRef::from_buffer_ref_readable(buffer, info)
             .map_err(unreadable)?;
         let frames = audio.n_samples();
+        *encoded += frames as u64;
         let bytes =
             if info.layout() == gst_audio::AudioLayout::NonInterleaved && info.channels() == 2 {
                 let left = floats(audio.plane_data(0).map_err(unreadable)?);
@@ -136,9 +154,11 @@ impl Mp3Output {
 
     /// Writes the tag and starts the encoder, at the first audio.
     fn start(&mut self, rate: u32, channels: u32) -> Result<(), Mp3Error> {
-        let tag = id3::tag(&id3::frames(self.title.as_deref(), self.tags.as_ref()));
-        self.file.write_all(&tag)?;
-        self.audio_start = tag.len() as u64;
+        let frames = id3::frames(self.title.as_deref(), self.tags.as_ref());
+        let tag = id3::tag(&frames, self.chapters.settled());
+        self.file.write_all(&tag.bytes)?;
+        self.audio_start = tag.bytes.len() as u64;
+        self.last_chapter_end_at = tag.last_chapter_end_at.map(|at| at as u64);
         self.encoder = Some(Lame::new(rate, channels, self.target)?);
         Ok(())
     }
@@ -155,6 +175,11 @@ impl Mp3Output {
         if !header.is_empty() {
             file.seek(SeekFrom::Start(self.audio_start))?;
             file.write_all(&header)?;
+        }
+        if let (Some(at), Some(info)) = (self.last_chapter_end_at, &self.info) {
+            let length_ms = self.frames * 1000 / u64::from(info.rate().max(1));
+            file.seek(SeekFrom::Start(at))?;
+            file.write_all(&id3::end_last_chapter(length_ms))?;
         }
         Ok(())
     }

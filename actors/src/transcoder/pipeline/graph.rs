@@ -1,7 +1,7 @@
 //! Building the graph: source, parsebin, the chosen audio track's decoder,
-//! the tap, conversion, the loudness stage when normalising, and the
-//! encoder end (or, in a measuring pass, a fakesink); other streams end in
-//! fakesinks.
+//! the tap (and the chapters' watch beside it), conversion, the loudness
+//! stage when normalising, and the encoder end (or, in a measuring pass, a
+//! fakesink); other streams end in fakesinks.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -12,6 +12,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_audio as gst_audio;
 
+use super::chapters::{self, ChapterMarks};
 use super::encoders::{encode_mp3, encoder_chain, output_caps};
 use super::error::TranscodeError;
 use super::loudness::{LoudnessStage, Mode};
@@ -32,6 +33,8 @@ pub(super) struct Graph {
     pub(super) mp3: Arc<Mutex<Option<Mp3Output>>>,
     /// The waveform, fed by the probe on the encoder's input (when asked).
     pub(super) waveform: Arc<Mutex<Option<Waveform>>>,
+    /// The chapters the output carries (settled at the first audio).
+    pub(super) chapters: Arc<ChapterMarks>,
     /// The loudness stage, when there is one.
     pub(super) loudness: Option<LoudnessStage>,
     /// The meter of the input as it is (a measuring pass only).
@@ -105,6 +108,13 @@ impl Graph {
             None => None,
         };
         let waveform = Arc::new(Mutex::new(waveform));
+        // An MP4's chapters are read from the file (its demuxer reports
+        // none); other containers' come as the demuxer's table of contents.
+        let chapters = ChapterMarks::new(match output {
+            Some(_) => chapters::mp4::read(input)
+                .map_err(|e| TranscodeError::Input(format!("reading its chapters: {e}")))?,
+            None => Vec::new(),
+        });
         let chain = match output {
             Some(_) => encoder_chain(options)?,
             None => Vec::new(),
@@ -144,22 +154,27 @@ impl Graph {
             ],
             None => Vec::new(),
         };
+        // The muxer (last) writes the tags where it has one.
+        let tag_setter = chain
+            .iter()
+            .rev()
+            .find_map(|e| e.clone().dynamic_cast::<gst::TagSetter>().ok());
         if let Some(title) = options.title.as_deref().filter(|t| !t.is_empty())
             && !chain.is_empty()
         {
-            // The muxer (last) writes the tags where it has one.
-            let setter = chain
-                .iter()
-                .rev()
-                .find_map(|e| e.dynamic_cast_ref::<gst::TagSetter>())
+            let setter = tag_setter
+                .as_ref()
                 .ok_or_else(|| TranscodeError::Internal("no element takes tags".into()))?;
             // Our title wins over one the container may carry.
             setter.set_tag_merge_mode(gst::TagMergeMode::Keep);
             setter.add_tag::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
         }
+        // Opus and FLAC carry chapters as Vorbis comments, given as tags.
+        let comment_setter =
+            tag_setter.filter(|_| matches!(options.format, Format::Opus | Format::Flac));
         let mp3 = match (options.format, output) {
             (Format::Mp3, Some(output)) => Some(
-                Mp3Output::create(output, options)
+                Mp3Output::create(output, options, chapters.clone())
                     .map_err(|e| TranscodeError::Output(format!("{}: {e}", output.display())))?,
             ),
             _ => None,
@@ -198,6 +213,19 @@ impl Graph {
         let audio_in = convert
             .static_pad("sink")
             .ok_or_else(|| TranscodeError::Internal("audioconvert has no sink pad".into()))?;
+        if output.is_some() {
+            // Ahead of the tap, so that it sees the first audio even where
+            // a trim drops it.
+            let marks = chapters.clone();
+            let options = options.clone();
+            audio_in.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |_, info| {
+                    let ret = chapters::watch(info, &marks, &options, comment_setter.as_ref());
+                    dropped_as_handled(info, ret)
+                },
+            );
+        }
         {
             let tap = tap.clone();
             audio_in.add_probe(
@@ -353,6 +381,7 @@ impl Graph {
             sink,
             mp3,
             waveform,
+            chapters,
             loudness: stage,
             input_meter,
         })

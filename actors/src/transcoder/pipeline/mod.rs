@@ -37,6 +37,7 @@
 //! caller's: call it from a blocking task.
 
 mod bus;
+mod chapters;
 mod encoders;
 mod error;
 mod graph;
@@ -56,6 +57,7 @@ use gstreamer::prelude::*;
 use crate::domain::LoudnessReport;
 use crate::output::OutputOptions;
 
+pub(crate) use chapters::{Chapter, ChapterMarks};
 pub use error::TranscodeError;
 use graph::{End, Graph};
 use loudness::{Mode, Plan};
@@ -216,6 +218,10 @@ pub fn transcode(
     }
     if let Some(waveform) = waveform {
         waveform.finish()?;
+    }
+    if options.format == crate::output::Format::Aac {
+        chapters::mp4::append(output.audio, graph.chapters.settled())
+            .map_err(|e| TranscodeError::Output(format!("adding the chapters: {e}")))?;
     }
     summary.bytes = std::fs::metadata(output.audio)
         .map_err(|e| TranscodeError::Output(e.to_string()))?

@@ -1,0 +1,260 @@
+//! Chapters in MP4 files, in the Nero `chpl` box (`moov/udta/chpl`), which
+//! ffmpeg, mp4v2 (HandBrake) and most taggers write and read: read from an
+//! input (GStreamer's MP4 demuxer reports no chapters), and added to an
+//! M4A we wrote (mp4mux writes none).
+//!
+//! Reading is done on an untrusted file, in the conversion child: only box
+//! headers are read on the way down, every size is checked against its
+//! parent, and the box itself is read only if it is small (it holds at
+//! most 255 titles of 255 bytes). QuickTime chapter tracks (a text track
+//! that `tref/chap` points at, as Apple's tools write alone) are not read.
+//!
+//! Writing needs the media to lie before the `moov` box (mp4mux puts it
+//! after the media unless told to start fast): a new `udta` holding the
+//! `chpl` is added at the end of `moov` and its size grown, so no media
+//! offset moves; what follows `moov` (mp4mux's XMP `uuid` box, small) is
+//! moved along after it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use super::Chapter;
+
+/// `chpl` times are in units of 100 ns.
+const UNITS_PER_NS: u64 = 100;
+/// A `chpl` larger than this is not ours to read (255 × (9 + 255) + 9).
+const MAX_CHPL: u64 = 70_000;
+/// The most that may follow `moov` in a file we add chapters to.
+const MAX_TAIL: u64 = 1 << 20;
+
+/// A box's header: its type and where its body starts and ends.
+#[derive(Debug, Clone, Copy)]
+struct BoxHeader {
+    kind: [u8; 4],
+    body: u64,
+    end: u64,
+}
+
+/// The box whose header starts at `at`, within `..limit`; `None` at the end
+/// or on a size that does not fit.
+fn header(file: &mut File, at: u64, limit: u64) -> io::Result<Option<BoxHeader>> {
+    if at + 8 > limit {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(at))?;
+    let mut head = [0u8; 16];
+    file.read_exact(&mut head[..8])?;
+    let size = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+    let kind = [head[4], head[5], head[6], head[7]];
+    let (size, body) = match size {
+        0 => (limit - at, at + 8),
+        1 => {
+            if at + 16 > limit {
+                return Ok(None);
+            }
+            file.read_exact(&mut head[8..16])?;
+            let mut large = [0u8; 8];
+            large.copy_from_slice(&head[8..16]);
+            (u64::from_be_bytes(large), at + 16)
+        }
+        n => (n, at + 8),
+    };
+    let end = at
+        .checked_add(size)
+        .filter(|&end| end <= limit && end >= body);
+    Ok(end.map(|end| BoxHeader { kind, body, end }))
+}
+
+/// The first box of `kind` among the children in `from..to`.
+fn child(file: &mut File, from: u64, to: u64, kind: &[u8; 4]) -> io::Result<Option<BoxHeader>> {
+    let mut at = from;
+    while let Some(found) = header(file, at, to)? {
+        if &found.kind == kind {
+            return Ok(Some(found));
+        }
+        at = found.end;
+    }
+    Ok(None)
+}
+
+/// The chapters in `path`'s `moov/udta/chpl`; none when it is not an MP4
+/// (its first box is not `ftyp`) or has no such box. Errors only on I/O.
+pub fn read(path: &Path) -> io::Result<Vec<Chapter>> {
+    let mut file = File::open(path)?;
+    let length = file.metadata()?.len();
+    match header(&mut file, 0, length)? {
+        Some(first) if &first.kind == b"ftyp" => {}
+        _ => return Ok(Vec::new()),
+    }
+    let mut scope = (0, length);
+    for kind in [b"moov", b"udta", b"chpl"] {
+        let Some(found) = child(&mut file, scope.0, scope.1, kind)? else {
+            return Ok(Vec::new());
+        };
+        scope = (found.body, found.end);
+    }
+    let (body, end) = scope;
+    if end - body > MAX_CHPL {
+        return Ok(Vec::new());
+    }
+    let mut chpl = vec![0u8; (end - body) as usize];
+    file.seek(SeekFrom::Start(body))?;
+    file.read_exact(&mut chpl)?;
+    Ok(parse_chpl(&chpl))
+}
+
+/// A `chpl` body: version, flags, (version 1: four reserved bytes), a
+/// count, then per chapter its start (u64, 100 ns), its title's length (a
+/// byte) and its title.
+/// What is cut short ends the list.
+fn parse_chpl(body: &[u8]) -> Vec<Chapter> {
+    let Some(&version) = body.first() else {
+        return Vec::new();
+    };
+    let mut at = if version == 0 { 4 } else { 8 };
+    let Some(&count) = body.get(at) else {
+        return Vec::new();
+    };
+    at += 1;
+    let mut chapters = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let Some(start) = body.get(at..at + 8) else {
+            break;
+        };
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(start);
+        let start_ns = u64::from_be_bytes(bytes).saturating_mul(UNITS_PER_NS);
+        let Some(&len) = body.get(at + 8) else {
+            break;
+        };
+        let Some(title) = body.get(at + 9..at + 9 + usize::from(len)) else {
+            break;
+        };
+        chapters.push(Chapter {
+            start_ns,
+            title: String::from_utf8_lossy(title).into_owned(),
+        });
+        at += 9 + usize::from(len);
+    }
+    chapters
+}
+
+/// A `udta` box holding a version-1 `chpl` of `chapters` (titles cut to
+/// 255 bytes at a character boundary).
+fn udta_with_chpl(chapters: &[Chapter]) -> Vec<u8> {
+    let mut chpl = vec![1, 0, 0, 0, 0, 0, 0, 0, chapters.len().min(255) as u8];
+    for chapter in chapters.iter().take(255) {
+        let mut cut = chapter.title.len().min(255);
+        while !chapter.title.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        chpl.extend_from_slice(&(chapter.start_ns / UNITS_PER_NS).to_be_bytes());
+        chpl.push(cut as u8);
+        chpl.extend_from_slice(&chapter.title.as_bytes()[..cut]);
+    }
+    let chpl_box = boxed(b"chpl", &chpl);
+    boxed(b"udta", &chpl_box)
+}
+
+fn boxed(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + body.len());
+    out.extend_from_slice(&((8 + body.len()) as u32).to_be_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Adds `chapters` to the M4A at `path` (see the module docs); nothing for
+/// none.
+pub fn append(path: &Path, chapters: &[Chapter]) -> io::Result<()> {
+    if chapters.is_empty() {
+        return Ok(());
+    }
+    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+    let length = file.metadata()?.len();
+    let mut at = 0;
+    let mut moov = None;
+    let mut media_after_moov = false;
+    while let Some(found) = header(&mut file, at, length)? {
+        match &found.kind {
+            b"moov" => moov = Some((at, found)),
+            b"mdat" | b"moof" if moov.is_some() => media_after_moov = true,
+            _ => {}
+        }
+        at = found.end;
+    }
+    let Some((moov_at, moov)) = moov else {
+        return Err(io::Error::other("the file has no moov box"));
+    };
+    if media_after_moov || length - moov.end > MAX_TAIL {
+        return Err(io::Error::other("media follows the moov box"));
+    }
+    let mut tail = Vec::new();
+    file.seek(SeekFrom::Start(moov.end))?;
+    file.read_to_end(&mut tail)?;
+    let udta = udta_with_chpl(chapters);
+    let header_size = moov.body - moov_at;
+    let grown = moov.end - moov_at + udta.len() as u64;
+    file.seek(SeekFrom::Start(moov.end))?;
+    file.write_all(&udta)?;
+    file.write_all(&tail)?;
+    file.seek(SeekFrom::Start(moov_at))?;
+    if header_size == 16 {
+        file.seek(SeekFrom::Start(moov_at + 8))?;
+        file.write_all(&grown.to_be_bytes())?;
+    } else {
+        let grown = u32::try_from(grown).map_err(|_| io::Error::other("moov over 4 GiB"))?;
+        file.write_all(&grown.to_be_bytes())?;
+    }
+    file.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chapter(ms: u64, title: &str) -> Chapter {
+        Chapter {
+            start_ns: ms * 1_000_000,
+            title: title.to_owned(),
+        }
+    }
+
+    #[test]
+    fn chapters_written_read_back() {
+        let file = tempfile::NamedTempFile::new().expect("temp");
+        let mut bytes = boxed(b"ftyp", b"M4A \0\0\0\0");
+        bytes.extend(boxed(b"mdat", &[0u8; 100]));
+        bytes.extend(boxed(b"moov", &boxed(b"mvhd", &[0u8; 20])));
+        std::fs::write(file.path(), &bytes).expect("write");
+        let chapters = [chapter(0, "Intro"), chapter(3_000, "Ende – Schluss")];
+        append(file.path(), &chapters).expect("append");
+        assert_eq!(read(file.path()).expect("read"), chapters);
+        // Not an MP4, or cut short: no chapters, no error.
+        std::fs::write(file.path(), b"RIFF....WAVE").expect("write");
+        assert!(read(file.path()).expect("read").is_empty());
+        assert!(parse_chpl(&[1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0]).is_empty());
+    }
+
+    #[test]
+    fn what_follows_moov_moves_along_and_media_after_it_is_left_alone() {
+        let file = tempfile::NamedTempFile::new().expect("temp");
+        let mut bytes = boxed(b"ftyp", b"M4A \0\0\0\0");
+        bytes.extend(boxed(b"mdat", &[0u8; 100]));
+        bytes.extend(boxed(b"moov", &boxed(b"mvhd", &[0u8; 20])));
+        let xmp = boxed(b"uuid", &[7u8; 40]);
+        bytes.extend(&xmp);
+        std::fs::write(file.path(), &bytes).expect("write");
+        append(file.path(), &[chapter(0, "a")]).expect("append");
+        assert_eq!(read(file.path()).expect("read"), [chapter(0, "a")]);
+        assert!(std::fs::read(file.path()).expect("read").ends_with(&xmp));
+
+        let mut bytes = boxed(b"ftyp", b"M4A \0\0\0\0");
+        bytes.extend(boxed(b"moov", &boxed(b"mvhd", &[0u8; 20])));
+        bytes.extend(boxed(b"mdat", &[0u8; 100]));
+        std::fs::write(file.path(), &bytes).expect("write");
+        assert!(append(file.path(), &[chapter(0, "a")]).is_err());
+        assert_eq!(std::fs::read(file.path()).expect("read"), bytes);
+    }
+}

@@ -1,0 +1,107 @@
+//! Chapter marks are kept: an MKV and an MP4 with three chapters each come
+//! out of the service with the same titles and times, as ffprobe reads
+//! them (`-show_chapters`), in every output format (ID3v2 CHAP/CTOC in
+//! MP3, Vorbis comments in Opus and FLAC, `chpl` in M4A), and a trim moves
+//! them (the one playing at the trim's start begins at 0, those after its
+//! end are gone). The same on both backends.
+
+mod common;
+
+use common::media::{CHAPTERS, ProbedChapter, chaptered, chapters_of};
+use common::{Backend, Node, NodeOptions};
+
+/// How far a chapter's start may be from the input's, s: the formats keep
+/// milliseconds (M4A: 100 ns).
+const WITHIN_SECS: f64 = 0.0015;
+
+/// Checks `got` against the expected `(start s, title)`s: same titles in
+/// order, starts within [`WITHIN_SECS`], each chapter ending where the next
+/// begins and the last near the audio's end.
+fn assert_chapters(got: &[ProbedChapter], expected: &[(f64, &str)], length: f64, what: &str) {
+    let titles: Vec<&str> = got.iter().map(|c| c.title.as_str()).collect();
+    let wanted: Vec<&str> = expected.iter().map(|(_, t)| *t).collect();
+    assert_eq!(titles, wanted, "{what}: {got:?}");
+    for (i, (chapter, (start, _))) in got.iter().zip(expected).enumerate() {
+        assert!(
+            (chapter.start - start).abs() <= WITHIN_SECS,
+            "{what}: chapter {i} starts at {} not {start}: {got:?}",
+            chapter.start
+        );
+        let end = expected.get(i + 1).map_or(length, |next| next.0);
+        assert!(
+            (chapter.end - end).abs() <= 0.1,
+            "{what}: chapter {i} ends at {} not {end}: {got:?}",
+            chapter.end
+        );
+    }
+}
+
+both_backends!(
+    chapters_of_mkv_and_mp4_inputs_are_kept_in_every_format_and_moved_by_a_trim,
+    |backend: Backend| async move {
+        let node = Node::start(NodeOptions::default().on(backend)).await;
+        let (_, token) = node.new_user().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let whole: Vec<(f64, &str)> = CHAPTERS
+            .iter()
+            .map(|(ms, title)| (*ms as f64 / 1000.0, *title))
+            .collect();
+        // From 2 s for 6 s: "Intro" plays at the start, then the others
+        // 2 s earlier; the output is 6 s long.
+        let trimmed = [
+            (0.0, "Intro"),
+            (1.0, "Middle part"),
+            (5.0, "Ende – Schluss"),
+        ];
+        let mut cases = Vec::new();
+        for container in ["mkv", "mp4"] {
+            let input = chaptered(container, dir.path());
+            for format in ["mp3", "opus", "aac", "flac"] {
+                cases.push((input.clone(), format!("format={format}"), &whole[..], 10.0));
+            }
+            // A trim that drops none and moves all, and one that drops the last.
+            cases.push((
+                input.clone(),
+                format!(
+                    "format={}&start=2&duration=6",
+                    if container == "mkv" { "mp3" } else { "aac" }
+                ),
+                &trimmed[..],
+                6.0,
+            ));
+        }
+        let early = [(0.0, "Intro"), (3.0, "Middle part")];
+        let mp4 = dir.path().join("chaptered.mp4");
+        cases.push((
+            mp4.clone(),
+            "format=flac&duration=5".to_owned(),
+            &early[..],
+            5.0,
+        ));
+        cases.push((
+            mp4,
+            "format=opus&start=3.5".to_owned(),
+            &[(0.0, "Middle part"), (3.5, "Ende – Schluss")][..],
+            6.5,
+        ));
+
+        let mut ids = Vec::new();
+        for (input, query, _, _) in &cases {
+            let (status, body) = node.upload_with(&token, input, query, &[], &[]).await;
+            assert_eq!(status, 202, "{query}: {body}");
+            ids.push(body["job_id"].as_str().expect("job id").to_owned());
+        }
+        for ((input, query, expected, length), id) in cases.iter().zip(&ids) {
+            let job = node.wait_final(&token, id).await;
+            assert_eq!(job["state"], "done", "{query}: {job}");
+            let audio = node.save_audio(&token, &job, dir.path()).await;
+            let what = format!(
+                "{} {query}",
+                input.extension().and_then(|e| e.to_str()).unwrap_or("")
+            );
+            let got = chapters_of(&audio);
+            println!("CHAPTERS {what:<40} {got:?}");
+            assert_chapters(&got, expected, *length, &what);
+        }
+    }
+);
