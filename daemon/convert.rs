@@ -95,6 +95,9 @@ pub fn run(args: ConvertArgs) -> ExitCode {
             if let Some(loudness) = summary.loudness {
                 eprintln!("loudness: {loudness}");
             }
+            if let Some(replaygain) = summary.replaygain {
+                eprintln!("replaygain: {replaygain}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -170,7 +173,7 @@ fn sandboxed(
         let mut progress = |p| report.update(p);
         isolation::convert(&sandbox, converter, &request, &cancel, &mut progress)
             .await
-            .map(|c| c.summary)
+            .map(|c| *c.summary)
     })
 }
 

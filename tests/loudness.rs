@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::media::{Measured, decoded_seconds, loudness_of, loudness_signal, probe};
+use common::media::{Measured, decoded_seconds, loudness_of, loudness_signal, probe, tags_of};
 use common::{Backend, Node, NodeOptions};
 
 /// How near the target the output's integrated loudness must be, LU.
@@ -188,5 +188,87 @@ both_backends!(
             .await;
         assert_eq!(status, 422, "{body}");
         assert!(body.to_string().contains("loudness"), "{body}");
+    }
+);
+
+/// How near the reference a ReplayGain-tagged output's gain must bring it,
+/// by ffmpeg's reading of the output, dB (the tag describes the audio
+/// before the encoder; MP3 at 192 kb/s reads up to 0.4 LU quieter).
+const GAIN_WITHIN_DB: f64 = 0.5;
+
+/// A ReplayGain tag's number: `+02.01 dB`, `0.223872`, `-00512`.
+fn tag_number(text: &str) -> f64 {
+    text.trim_end_matches("dB")
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {text}"))
+}
+
+both_backends!(
+    replaygain_tags_the_audio_as_it_is_in_every_format,
+    |backend: Backend| async move {
+        let node = Node::start(NodeOptions::default().on(backend)).await;
+        let (_, token) = node.new_user().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = loudness_signal("music", -20.0, dir.path());
+        let before = loudness_of(&input);
+        let (status, body) = node
+            .upload_with(&token, &input, "replaygain=true&loudness=podcast", &[], &[])
+            .await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (422, Some("replaygain")),
+            "{body}"
+        );
+
+        let mut ids = Vec::new();
+        for format in ["mp3", "opus", "aac", "flac"] {
+            let query = format!("format={format}&replaygain=true");
+            let (status, body) = node.upload_with(&token, &input, &query, &[], &[]).await;
+            assert_eq!(status, 202, "{query}: {body}");
+            ids.push((format, body["job_id"].as_str().expect("id").to_owned()));
+        }
+        for (format, id) in ids {
+            let job = node.wait_final(&token, &id).await;
+            assert_eq!(job["state"], "done", "{format}: {job}");
+            assert!(job["audio"]["loudness"].is_null(), "not normalised: {job}");
+            let report = &job["audio"]["replaygain"];
+            let audio = node.save_audio(&token, &job, dir.path()).await;
+            let after = loudness_of(&audio);
+            let tags = tags_of(&audio);
+            // Opus carries R128_TRACK_GAIN (Q7.8 dB, to -23 LUFS) alone.
+            let (gain, reference) = match format {
+                "opus" => (tag_number(&tags["R128_TRACK_GAIN"]) / 256.0, -23.0),
+                _ => (tag_number(&tags["REPLAYGAIN_TRACK_GAIN"]), -18.0),
+            };
+            let row = format!(
+                "REPLAYGAIN {format:<5} input {:>6.2} LUFS | output {:>6.2} LUFS {:>6.2} dBTP | \
+                 tag gain {gain:+.2} dB (to {reference}) | reported {report}",
+                before.integrated_lufs, after.integrated_lufs, after.true_peak_dbtp,
+            );
+            println!("{row}");
+            assert!(
+                (after.integrated_lufs - before.integrated_lufs).abs() <= 0.5,
+                "the audio was changed: {row}"
+            );
+            assert!(
+                (after.integrated_lufs + gain - reference).abs() <= GAIN_WITHIN_DB,
+                "the gain does not bring it to {reference}: {row}"
+            );
+            let reported = report["track_gain_db"].as_f64().expect("reported gain");
+            let measured = report["measured"]["integrated_lufs"]
+                .as_f64()
+                .expect("measured");
+            assert!((reported - (-18.0 - measured)).abs() < 1e-9, "{row}");
+            if format != "opus" {
+                assert!((gain - reported).abs() <= 0.005, "tag and report: {row}");
+                let peak = tag_number(&tags["REPLAYGAIN_TRACK_PEAK"]);
+                let peak_db = 20.0 * peak.log10();
+                assert!(
+                    (peak_db - after.true_peak_dbtp).abs() <= 1.0,
+                    "the peak tag is not the true peak: {peak} ({peak_db:.2} dB) {row}"
+                );
+            }
+        }
     }
 );

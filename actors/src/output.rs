@@ -213,6 +213,10 @@ pub struct OutputOptions {
     /// [`DEFAULT_TRUE_PEAK_DBTP`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub true_peak_dbtp: Option<f64>,
+    /// Tag the audio with its ReplayGain 2.0 track gain and peak (measured
+    /// as it is converted) instead of changing it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replaygain: bool,
 }
 
 /// A loudness target people name instead of a number.
@@ -271,7 +275,7 @@ pub struct OptionSpec {
 
 /// Every output option: the one table the upload's query parameters and
 /// form fields, the OpenAPI description and the `convert` flags come from.
-pub const OPTIONS: [OptionSpec; 11] = [
+pub const OPTIONS: [OptionSpec; 12] = [
     OptionSpec {
         name: "format",
         help: "mp3 (default), opus, aac (M4A) or flac",
@@ -326,6 +330,11 @@ pub const OPTIONS: [OptionSpec; 11] = [
         name: "true_peak",
         help: "true-peak ceiling of a normalised output, dBTP",
         example: "-1.5",
+    },
+    OptionSpec {
+        name: "replaygain",
+        help: "true: tag the output with its ReplayGain 2.0 track gain (to -18 LUFS) and peak, leaving the audio as it is (R128_TRACK_GAIN for Opus); not with loudness",
+        example: "true",
     },
 ];
 
@@ -424,6 +433,7 @@ impl OutputOptions {
                 })
             }
             "true_peak" => self.true_peak_dbtp = Some(decibels(name, value, "dBTP")?),
+            "replaygain" => self.replaygain = yes_or_no(name, value)?,
             other => {
                 return Err(OptionError::new(
                     other,
@@ -586,6 +596,12 @@ impl OutputOptions {
                 ));
             }
         }
+        if self.replaygain && self.loudness_lufs.is_some() {
+            return Err(OptionError::new(
+                "replaygain",
+                "replaygain tags the audio as it is and loudness changes it; give one of them",
+            ));
+        }
         Ok(())
     }
 
@@ -638,14 +654,26 @@ fn number(field: &str, value: &str) -> Result<u32, OptionError> {
         .map_err(|_| OptionError::new(field, format!("expected a whole number, got `{value}`")))
 }
 
+/// `true`/`false` (also `yes`/`no`, `1`/`0`, `on`/`off`).
+fn yes_or_no(field: &str, value: &str) -> Result<bool, OptionError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Ok(true),
+        "false" | "no" | "0" | "off" => Ok(false),
+        _ => Err(OptionError::new(
+            field,
+            format!("expected true or false, got `{value}`"),
+        )),
+    }
+}
+
 /// `-16`, `-16.5 LUFS`, `-1dBTP` → decibels (the unit is optional).
 fn decibels(field: &str, value: &str, unit: &str) -> Result<f64, OptionError> {
-    let number = value
-        .get(..value.len().saturating_sub(unit.len()))
-        .filter(|_| value.len() > unit.len())
-        .filter(|_| value[value.len() - unit.len()..].eq_ignore_ascii_case(unit))
-        .unwrap_or(value)
-        .trim();
+    let number = match value.len().checked_sub(unit.len()) {
+        Some(at) if value.is_char_boundary(at) && value[at..].eq_ignore_ascii_case(unit) => {
+            value[..at].trim()
+        }
+        _ => value,
+    };
     number
         .parse::<f64>()
         .ok()
@@ -809,6 +837,28 @@ mod tests {
             parse(&[("loudness", "EBU")]).expect("ebu").loudness_lufs,
             Some(-23.0)
         );
+        assert_eq!(
+            parse(&[("loudness", "-20LUFS")])
+                .expect("no space")
+                .loudness_lufs,
+            Some(-20.0)
+        );
+    }
+
+    #[test]
+    fn replaygain_is_yes_or_no_and_not_with_loudness() {
+        assert!(parse(&[("replaygain", "true")]).expect("true").replaygain);
+        assert!(parse(&[("replaygain", "Yes")]).expect("yes").replaygain);
+        assert!(!parse(&[("replaygain", "0")]).expect("0").replaygain);
+        for pairs in [
+            vec![("replaygain", "maybe")],
+            vec![("replaygain", "true"), ("loudness", "podcast")],
+        ] {
+            assert_eq!(parse(&pairs).expect_err("refused").field, "replaygain");
+        }
+        // Left out of the record when off, as every unset option is.
+        let json = serde_json::to_value(OutputOptions::default()).expect("json");
+        assert!(json.get("replaygain").is_none(), "{json}");
     }
 
     #[test]

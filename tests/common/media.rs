@@ -340,21 +340,20 @@ pub struct Probe {
     pub bit_rate: u64,
 }
 
-pub fn probe(path: &Path) -> Probe {
+/// What ffprobe says of `path` with `show` (`-show_format`, …), as JSON.
+fn ffprobe(path: &Path, show: &[&str]) -> serde_json::Value {
     let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-        ])
+        .args(["-v", "error", "-print_format", "json"])
+        .args(show)
         .arg(path)
         .output()
         .expect("ffprobe");
     assert!(out.status.success(), "ffprobe failed on {}", path.display());
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    serde_json::from_slice(&out.stdout).expect("ffprobe json")
+}
+
+pub fn probe(path: &Path) -> Probe {
+    let json = ffprobe(path, &["-show_format", "-show_streams"]);
     let audio = json["streams"]
         .as_array()
         .and_then(|s| s.iter().find(|s| s["codec_type"] == "audio"))
@@ -645,13 +644,7 @@ pub struct ProbedChapter {
 
 /// The chapters ffprobe finds in `path`.
 pub fn chapters_of(path: &Path) -> Vec<ProbedChapter> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_chapters"])
-        .arg(path)
-        .output()
-        .expect("ffprobe");
-    assert!(out.status.success(), "ffprobe failed on {}", path.display());
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let json = ffprobe(path, &["-show_chapters"]);
     let time = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
     json["chapters"]
         .as_array()
@@ -666,4 +659,17 @@ pub fn chapters_of(path: &Path) -> Vec<ProbedChapter> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The tags ffprobe finds in `path`, the container's and the audio
+/// stream's, by upper-case name.
+pub fn tags_of(path: &Path) -> std::collections::HashMap<String, String> {
+    let json = ffprobe(path, &["-show_entries", "format_tags:stream_tags"]);
+    let streams = json["streams"].as_array().cloned().unwrap_or_default();
+    std::iter::once(&json["format"])
+        .chain(streams.iter())
+        .filter_map(|holder| holder["tags"].as_object())
+        .flatten()
+        .filter_map(|(name, value)| Some((name.to_uppercase(), value.as_str()?.to_owned())))
+        .collect()
 }

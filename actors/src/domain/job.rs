@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::events::JobEvent;
 use super::ids::{FileId, JobId};
-use super::loudness::LoudnessReport;
+use super::loudness::{LoudnessReport, ReplayGainReport};
 use super::messages::VideoMessage;
 use super::time::Timestamp;
 use super::webhook::Callback;
@@ -113,6 +113,9 @@ pub struct AudioSummary {
     /// What normalising measured and did (jobs with `loudness` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loudness: Option<LoudnessReport>,
+    /// The ReplayGain tags written (jobs with `replaygain` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaygain: Option<ReplayGainReport>,
 }
 
 /// A job record, one per accepted upload.

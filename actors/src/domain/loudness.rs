@@ -1,6 +1,6 @@
-//! Loudness as EBU R128 (ITU-R BS.1770) measures it, and what a job's
-//! normalisation measured and did: the figures the API and the job record
-//! carry.
+//! Loudness as EBU R128 (ITU-R BS.1770) measures it, what a job's
+//! normalisation measured and did, and the ReplayGain 2.0 tags a job was
+//! given instead: the figures the API and the job record carry.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +32,48 @@ pub struct LoudnessReport {
     /// Whether the true-peak limiter had to act (the gain alone would have
     /// taken a peak over the ceiling).
     pub limited: bool,
+}
+
+/// ReplayGain 2.0's reference: a track gain brings the audio to this.
+pub const REPLAYGAIN_REFERENCE_LUFS: f64 = -18.0;
+
+/// The ReplayGain 2.0 track tags a job's audio was given (`replaygain`):
+/// the audio is left as it is, players apply the gain.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReplayGainReport {
+    /// The audio as it went to the encoder (the tags describe it).
+    pub measured: Loudness,
+    /// `REPLAYGAIN_TRACK_GAIN`: the reference (-18 LUFS) less the
+    /// integrated loudness, dB; 0 for audio too quiet to measure.
+    pub track_gain_db: f64,
+    /// `REPLAYGAIN_TRACK_PEAK`: the true peak as a linear amplitude (1.0 is
+    /// full scale).
+    pub track_peak: f64,
+}
+
+impl ReplayGainReport {
+    pub fn from_measured(measured: Loudness) -> Self {
+        Self {
+            measured,
+            track_gain_db: measured
+                .integrated_lufs
+                .map_or(0.0, |lufs| REPLAYGAIN_REFERENCE_LUFS - lufs),
+            track_peak: measured
+                .true_peak_dbtp
+                .map_or(0.0, |dbtp| 10f64.powf(dbtp / 20.0)),
+        }
+    }
+}
+
+/// `-20.01 LUFS, … (track gain +2.01 dB, peak 0.223872)`.
+impl std::fmt::Display for ReplayGainReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (track gain {:+.2} dB, peak {:.6})",
+            self.measured, self.track_gain_db, self.track_peak
+        )
+    }
 }
 
 /// `-16.02 LUFS, LRA 5.3 LU, -1.10 dBTP`; `silent` for a stream under the gate.

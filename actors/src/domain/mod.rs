@@ -19,7 +19,7 @@ mod webhook;
 pub use events::JobEvent;
 pub use ids::{FileId, Id, IdError, IdKind, JobId, UserId};
 pub use job::{AudioSummary, JobRecord, JobState, MailClaim, event_sequence};
-pub use loudness::{Loudness, LoudnessReport};
+pub use loudness::{Loudness, LoudnessReport, REPLAYGAIN_REFERENCE_LUFS, ReplayGainReport};
 pub use messages::{Mp3Message, VideoMessage};
 pub use reservation::{Held, Reservation, ReservationId};
 pub use time::Timestamp;

@@ -215,6 +215,7 @@ mod tests {
                 bytes: 3_216_000,
                 duration_ms: 245_400,
                 loudness: None,
+                replaygain: None,
             }),
             job_url: "http://h/jobs/1".into(),
             download: Some((link.clone(), Timestamp::from_millis(1_796_000_000_000))),

@@ -418,6 +418,7 @@ async fn convert(
         bytes,
         duration_ms: summary.length().as_millis().try_into().unwrap_or(u64::MAX),
         loudness: summary.loudness,
+        replaygain: summary.replaygain,
     })
 }
 
@@ -455,7 +456,7 @@ async fn convert_twice_at_most(
             Ok(converted) => {
                 let peak = converted.peak_rss_kib.saturating_mul(1024);
                 ctx.metrics.converter_child_peak.observe(peak as f64);
-                return Ok(converted.summary);
+                return Ok(*converted.summary);
             }
             Err(crash) if crash.is_crash() => {
                 ctx.metrics.converter_crashes.inc();

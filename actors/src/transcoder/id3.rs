@@ -1,6 +1,8 @@
-//! The ID3v2.4 tag at the front of our MP3s: text frames (UTF-8) and the
-//! input's chapters (CHAP frames, each titled by a TIT2 sub-frame, and a
-//! CTOC listing them in order, as ID3's chapter addendum has them).
+//! The ID3v2.4 tag at the front of our MP3s: text frames (UTF-8), user
+//! text frames (TXXX: ReplayGain's, written with placeholders and filled
+//! in at the end) and the input's chapters (CHAP frames, each titled by a
+//! TIT2 sub-frame, and a CTOC listing them in order, as ID3's chapter
+//! addendum has them).
 //!
 //! Written by us because the encoder is called directly (see `lame.rs`):
 //! LAME's own tag writer knows Latin-1 and UTF-16 only, and we want the
@@ -53,19 +55,28 @@ fn year(tags: Option<&gst::TagList>) -> Option<String> {
     Some(date.get().year().to_string())
 }
 
-/// A written tag, and where in it the last chapter's end time lies (known
-/// only once the audio is: see [`end_last_chapter`]).
+/// A written tag, and where in it the values known only once the audio is
+/// lie: the last chapter's end time (see [`end_last_chapter`]) and each
+/// user text's value.
 pub struct Tag {
     pub bytes: Vec<u8>,
     pub last_chapter_end_at: Option<usize>,
+    pub user_text_at: Vec<usize>,
 }
 
-/// The whole tag: header, text frames, chapters. Empty when there is
-/// nothing to say.
-pub fn tag(frames: &[(&str, String)], chapters: &[Chapter]) -> Tag {
+/// The whole tag: header, text frames, user text frames (description,
+/// value), chapters. Empty when there is nothing to say.
+pub fn tag(frames: &[(&str, String)], user_texts: &[(&str, String)], chapters: &[Chapter]) -> Tag {
     let mut body = Vec::new();
     for (id, text) in frames {
         frame(&mut body, id, &text_body(text));
+    }
+    let mut user_text_at = Vec::new();
+    for (description, value) in user_texts {
+        // UTF-8, the description, a null, the value.
+        let text = text_body(&format!("{description}\0{value}"));
+        user_text_at.push(10 + body.len() + 10 + text.len() - value.len());
+        frame(&mut body, "TXXX", &text);
     }
     let mut last_chapter_end_at = None;
     for (index, chapter) in chapters.iter().enumerate() {
@@ -97,6 +108,7 @@ pub fn tag(frames: &[(&str, String)], chapters: &[Chapter]) -> Tag {
         return Tag {
             bytes: body,
             last_chapter_end_at: None,
+            user_text_at,
         };
     }
     let mut bytes = Vec::with_capacity(10 + body.len());
@@ -106,6 +118,7 @@ pub fn tag(frames: &[(&str, String)], chapters: &[Chapter]) -> Tag {
     Tag {
         bytes,
         last_chapter_end_at,
+        user_text_at,
     }
 }
 
@@ -156,7 +169,7 @@ mod tests {
 
     #[test]
     fn layout() {
-        let tag = tag(&[("TIT2", "Ünïcode ✓".to_owned())], &[]).bytes;
+        let tag = tag(&[("TIT2", "Ünïcode ✓".to_owned())], &[], &[]).bytes;
         assert_eq!(&tag[..6], b"ID3\x04\x00\x00");
         let body = tag.len() - 10;
         assert_eq!(tag[6..10], synchsafe(body));
@@ -181,11 +194,19 @@ mod tests {
         let Tag {
             bytes,
             last_chapter_end_at,
-        } = tag(&[], &chapters);
-        assert_eq!(&bytes[10..14], b"CHAP");
+            user_text_at,
+        } = tag(
+            &[],
+            &[("REPLAYGAIN_TRACK_PEAK", "0.000000".into())],
+            &chapters,
+        );
+        let at = user_text_at[0];
+        assert_eq!(&bytes[at - 22..at + 8], b"REPLAYGAIN_TRACK_PEAK\00.000000");
+        assert_eq!(&bytes[at - 33..at - 29], b"TXXX");
+        let chap = bytes.windows(4).position(|w| w == b"CHAP").expect("CHAP");
         // chp0: 0 → 3000 ms.
-        assert_eq!(&bytes[20..25], b"chp0\0");
-        assert_eq!(bytes[25..33], [0, 0, 0, 0, 0, 0, 0x0b, 0xb8]);
+        assert_eq!(&bytes[chap + 10..chap + 15], b"chp0\0");
+        assert_eq!(bytes[chap + 15..chap + 23], [0, 0, 0, 0, 0, 0, 0x0b, 0xb8]);
         let at = last_chapter_end_at.expect("an end to fill in");
         assert_eq!(&bytes[at - 9..at - 4], b"chp1\0");
         assert_eq!(bytes[at - 4..at], 3000u32.to_be_bytes());
@@ -210,6 +231,6 @@ mod tests {
             vec![("TIT2", "ours".to_owned()), ("TPE1", "someone".to_owned())]
         );
         assert_eq!(super::frames(None, Some(&input))[0].1, "theirs");
-        assert!(tag(&super::frames(None, None), &[]).bytes.is_empty());
+        assert!(tag(&super::frames(None, None), &[], &[]).bytes.is_empty());
     }
 }

@@ -5,8 +5,9 @@
 //! streaming thread, which feeds LAME (`lame.rs`) and writes the bytes. The
 //! file is: our ID3v2 tag (`id3.rs`, with the chapters), the placeholder
 //! frame LAME puts first, the audio. `finish` encodes what LAME still holds
-//! and writes the Xing/LAME header over the placeholder (and the last
-//! chapter's end into the tag), so the file needs no second pass.
+//! and writes the Xing/LAME header over the placeholder (and into the tag
+//! the last chapter's end and the ReplayGain values), so the file needs no
+//! second pass.
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -21,6 +22,8 @@ use gstreamer_audio as gst_audio;
 use super::id3;
 use super::lame::{Lame, LameError, Target};
 use super::pipeline::ChapterMarks;
+use super::pipeline::replaygain::{TRACK_GAIN, TRACK_PEAK, gain_text, peak_text};
+use crate::domain::ReplayGainReport;
 use crate::output::OutputOptions;
 
 /// Why the MP3 branch stopped: the file (worth another attempt) or the
@@ -48,6 +51,9 @@ pub struct Mp3Output {
     chapters: Arc<ChapterMarks>,
     /// Where the tag's last chapter end time is, to fill in at the end.
     last_chapter_end_at: Option<u64>,
+    /// Whether the tag carries ReplayGain, and where its two values are.
+    replaygain: bool,
+    replaygain_at: Vec<u64>,
     /// Audio frames encoded.
     frames: u64,
 }
@@ -79,6 +85,8 @@ impl Mp3Output {
             audio_start: 0,
             chapters,
             last_chapter_end_at: None,
+            replaygain: options.replaygain,
+            replaygain_at: Vec::new(),
             frames: 0,
         })
     }
@@ -155,16 +163,23 @@ impl Mp3Output {
     /// Writes the tag and starts the encoder, at the first audio.
     fn start(&mut self, rate: u32, channels: u32) -> Result<(), Mp3Error> {
         let frames = id3::frames(self.title.as_deref(), self.tags.as_ref());
-        let tag = id3::tag(&frames, self.chapters.settled());
+        let replaygain = match self.replaygain {
+            true => vec![(TRACK_GAIN, gain_text(0.0)), (TRACK_PEAK, peak_text(0.0))],
+            false => Vec::new(),
+        };
+        let tag = id3::tag(&frames, &replaygain, self.chapters.settled());
         self.file.write_all(&tag.bytes)?;
         self.audio_start = tag.bytes.len() as u64;
         self.last_chapter_end_at = tag.last_chapter_end_at.map(|at| at as u64);
+        self.replaygain_at = tag.user_text_at.iter().map(|&at| at as u64).collect();
         self.encoder = Some(Lame::new(rate, channels, self.target)?);
         Ok(())
     }
 
-    /// Completes the file: the last frames, then the Xing/LAME header.
-    pub fn finish(mut self) -> io::Result<()> {
+    /// Completes the file: the last frames, then the Xing/LAME header, then
+    /// what the tag could not know before (`replaygain`: the measured
+    /// values, when they were asked for).
+    pub fn finish(mut self, replaygain: Option<&ReplayGainReport>) -> io::Result<()> {
         let Some(mut lame) = self.encoder.take() else {
             return Ok(()); // no audio: the caller says so
         };
@@ -180,6 +195,16 @@ impl Mp3Output {
             let length_ms = self.frames * 1000 / u64::from(info.rate().max(1));
             file.seek(SeekFrom::Start(at))?;
             file.write_all(&id3::end_last_chapter(length_ms))?;
+        }
+        if let Some(report) = replaygain {
+            let values = [
+                gain_text(report.track_gain_db),
+                peak_text(report.track_peak),
+            ];
+            for (&at, value) in self.replaygain_at.iter().zip(values) {
+                file.seek(SeekFrom::Start(at))?;
+                file.write_all(value.as_bytes())?;
+            }
         }
         Ok(())
     }

@@ -180,6 +180,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("jobs", "audio_bytes", "INTEGER"),
     ("jobs", "audio_ms", "INTEGER"),
     ("jobs", "audio_loudness", "TEXT"),
+    ("jobs", "audio_replaygain", "TEXT"),
     ("jobs", "mail_node", "TEXT"),
     ("jobs", "mail_until", "INTEGER"),
     ("jobs", "callback_url", "TEXT"),

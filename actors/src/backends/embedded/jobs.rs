@@ -18,7 +18,7 @@ use crate::output::OutputOptions;
 const COLUMNS: &str = "id, owner, filename, video_fid, mp3_fid, state, error, attempts, retries, \
                        output, progress, node, notified, mailed, lease_until, created_at, updated_at, \
                        audio_bytes, audio_ms, mail_node, mail_until, callback_url, callback_secret, \
-                       username, audio_loudness";
+                       username, audio_loudness, audio_replaygain";
 
 /// A stored value that is not what the schema promises (a hand-edited row).
 #[derive(Debug, thiserror::Error)]
@@ -76,12 +76,8 @@ fn record(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
             (Some(bytes), Some(ms)) => Some(AudioSummary {
                 bytes: count(bytes),
                 duration_ms: count(ms),
-                loudness: match row.get::<_, Option<String>>(24)? {
-                    Some(text) => Some(
-                        serde_json::from_str(&text).map_err(|_| bad("audio_loudness", text, 24))?,
-                    ),
-                    None => None,
-                },
+                loudness: json_at(row, 24, "audio_loudness")?,
+                replaygain: json_at(row, 25, "audio_replaygain")?,
             }),
             _ => None,
         },
@@ -110,15 +106,28 @@ pub(super) fn callback_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Optio
     )
 }
 
-/// A job's loudness figures as the `audio_loudness` column holds them.
-fn loudness_json(audio: Option<&AudioSummary>) -> rusqlite::Result<Option<String>> {
-    audio
-        .and_then(|a| a.loudness.as_ref())
-        .map(|report| {
-            serde_json::to_string(report)
+/// A figure kept as JSON text (`audio_loudness`, `audio_replaygain`).
+fn json<T: serde::Serialize>(value: Option<&T>) -> rusqlite::Result<Option<String>> {
+    value
+        .map(|value| {
+            serde_json::to_string(value)
                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
         })
         .transpose()
+}
+
+/// The JSON text in column `index` (`name`), read back.
+fn json_at<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    index: usize,
+    name: &'static str,
+) -> rusqlite::Result<Option<T>> {
+    match row.get::<_, Option<String>>(index)? {
+        Some(text) => Ok(Some(
+            serde_json::from_str(&text).map_err(|_| bad(name, text, index))?,
+        )),
+        None => Ok(None),
+    }
 }
 
 fn now() -> i64 {
@@ -162,7 +171,7 @@ impl JobStore for Db {
         let job = job.clone();
         self.call("insert_job", move |conn| {
             conn.execute(
-                &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"),
+                &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)"),
                 params![
                     job.id.to_hex(),
                     job.owner,
@@ -188,7 +197,8 @@ impl JobStore for Db {
                     job.callback.as_ref().map(|c| c.url.clone()),
                     job.callback.as_ref().map(|c| c.secret.clone()),
                     job.username,
-                    loudness_json(job.audio.as_ref())?,
+                    json(job.audio.as_ref().and_then(|a| a.loudness.as_ref()))?,
+                    json(job.audio.as_ref().and_then(|a| a.replaygain.as_ref()))?,
                 ],
             )?;
             Ok(())
@@ -407,7 +417,7 @@ impl JobStore for Db {
                 conn,
                 "UPDATE jobs SET state = ?3, error = ?4, progress = ?5, notified = 0, \
                  lease_until = NULL, updated_at = ?6, audio_bytes = ?7, audio_ms = ?8, \
-                 audio_loudness = ?9 \
+                 audio_loudness = ?9, audio_replaygain = ?10 \
                  WHERE id = ?1 AND state = 'converting' AND attempts = ?2",
                 params![
                     id.to_hex(),
@@ -418,7 +428,8 @@ impl JobStore for Db {
                     now(),
                     audio.map(|a| signed(a.bytes)),
                     audio.map(|a| signed(a.duration_ms)),
-                    loudness_json(audio.as_ref())?,
+                    json(audio.as_ref().and_then(|a| a.loudness.as_ref()))?,
+                    json(audio.as_ref().and_then(|a| a.replaygain.as_ref()))?,
                 ],
             )?)
         })

@@ -83,7 +83,7 @@ pub fn main() -> ExitCode {
     let mut report = |p| say(&Report::Progress { progress: p });
     let outcome = match transcode(&input, &request.options, output, &control, &mut report) {
         Ok(summary) => Report::Done {
-            summary,
+            summary: Box::new(summary),
             peak_rss_kib: peak_rss_kib(),
         },
         Err(error) => Report::Failed { error },

@@ -173,7 +173,7 @@ impl<'a> ChildFiles<'a> {
 /// What a child that converted says of it.
 #[derive(Debug)]
 pub struct Converted {
-    pub summary: Summary,
+    pub summary: Box<Summary>,
     /// Its peak resident memory, KiB.
     pub peak_rss_kib: u64,
 }

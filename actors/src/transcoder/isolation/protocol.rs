@@ -102,7 +102,7 @@ pub enum Report {
         progress: Progress,
     },
     Done {
-        summary: Summary,
+        summary: Box<Summary>,
         /// The child's peak resident memory, KiB.
         #[serde(default)]
         peak_rss_kib: u64,

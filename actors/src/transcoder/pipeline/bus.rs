@@ -118,6 +118,7 @@ impl Graph {
             samples,
             sample_rate,
             loudness: None,
+            replaygain: None,
         })
     }
 

@@ -53,7 +53,7 @@ pub(super) fn output_caps(
 ) -> gst::Caps {
     let mut caps = gst::Caps::builder("audio/x-raw");
     let input_channels = input.map(|i| i.channels());
-    if options.loudness_lufs.is_some() {
+    if options.loudness_lufs.is_some() || options.replaygain {
         // The loudness stage's floats.
         caps = caps
             .field("format", gst_audio::AUDIO_FORMAT_F32.to_str())

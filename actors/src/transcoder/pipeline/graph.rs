@@ -169,9 +169,18 @@ impl Graph {
             setter.set_tag_merge_mode(gst::TagMergeMode::Keep);
             setter.add_tag::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
         }
-        // Opus and FLAC carry chapters as Vorbis comments, given as tags.
+        // Opus and FLAC carry chapters (and ReplayGain) as Vorbis comments,
+        // given as tags.
         let comment_setter =
             tag_setter.filter(|_| matches!(options.format, Format::Opus | Format::Flac));
+        if let Some(setter) = comment_setter.as_ref().filter(|_| options.replaygain) {
+            for comment in super::replaygain::placeholder_comments(options.format) {
+                setter.add_tag::<gst::tags::ExtendedComment>(
+                    &comment.as_str(),
+                    gst::TagMergeMode::Append,
+                );
+            }
+        }
         let mp3 = match (options.format, output) {
             (Format::Mp3, Some(output)) => Some(
                 Mp3Output::create(output, options, chapters.clone())

@@ -42,6 +42,7 @@ mod encoders;
 mod error;
 mod graph;
 mod loudness;
+pub(crate) mod replaygain;
 mod tap;
 mod tracks;
 mod waveform;
@@ -54,7 +55,8 @@ use std::time::Duration;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use crate::domain::LoudnessReport;
+use crate::domain::{LoudnessReport, ReplayGainReport};
+use crate::output::Format;
 use crate::output::OutputOptions;
 
 pub(crate) use chapters::{Chapter, ChapterMarks};
@@ -88,6 +90,9 @@ pub struct Summary {
     /// What normalising measured and did, when it was asked for.
     #[serde(default)]
     pub loudness: Option<LoudnessReport>,
+    /// The ReplayGain tags written, when they were asked for.
+    #[serde(default)]
+    pub replaygain: Option<ReplayGainReport>,
 }
 
 impl Summary {
@@ -195,13 +200,11 @@ pub fn transcode(
         )?),
         None => None,
     };
-    let graph = Graph::build(
-        input,
-        options,
-        End::File(output),
-        gapless,
-        plan.map(|p| p.mode),
-    )?;
+    // ReplayGain meters the audio as it goes to the encoder.
+    let stage = plan
+        .map(|p| p.mode)
+        .or(options.replaygain.then_some(Mode::Measure));
+    let graph = Graph::build(input, options, End::File(output), gapless, stage)?;
     let result = graph.run(control, &mut |p| passes.report(p));
     // Null closes a filesink's file and stops the streaming threads, so
     // nothing writes to the output once this returns.
@@ -212,16 +215,31 @@ pub fn transcode(
     if let Some(plan) = plan {
         summary.loudness = Some(plan.report(graph.measured()?));
     }
+    if options.replaygain {
+        summary.replaygain = Some(ReplayGainReport::from_measured(graph.measured()?.loudness));
+    }
     if let Some(mp3) = mp3 {
-        mp3.finish()
+        mp3.finish(summary.replaygain.as_ref())
             .map_err(|e| TranscodeError::Output(format!("completing the MP3: {e}")))?;
     }
     if let Some(waveform) = waveform {
         waveform.finish()?;
     }
-    if options.format == crate::output::Format::Aac {
-        chapters::mp4::append(output.audio, graph.chapters.settled())
-            .map_err(|e| TranscodeError::Output(format!("adding the chapters: {e}")))?;
+    let tags_failed =
+        |e: std::io::Error| TranscodeError::Output(format!("completing the tags: {e}"));
+    match (options.format, &summary.replaygain) {
+        (Format::Aac, replaygain) => {
+            let freeform = replaygain
+                .as_ref()
+                .map(replaygain::freeform)
+                .unwrap_or_default();
+            chapters::mp4::append(output.audio, graph.chapters.settled(), &freeform)
+                .map_err(tags_failed)?;
+        }
+        (Format::Flac | Format::Opus, Some(report)) => {
+            replaygain::fill_in(output.audio, options.format, report).map_err(tags_failed)?;
+        }
+        _ => {}
     }
     summary.bytes = std::fs::metadata(output.audio)
         .map_err(|e| TranscodeError::Output(e.to_string()))?

@@ -61,18 +61,20 @@ pub struct Waveform {
     failed: Option<WaveformError>,
 }
 
-/// The block of frames being summarised.
+/// The block of frames being summarised: the extremes of the channels'
+/// mean (turned into values only when the block closes: `value` keeps
+/// order, so the value of the extreme is the extreme of the values).
 #[derive(Debug, Clone, Copy)]
 struct Block {
-    min: i32,
-    max: i32,
+    min: f32,
+    max: f32,
     frames: u32,
 }
 
 impl Block {
     const EMPTY: Self = Self {
-        min: i32::MAX,
-        max: i32::MIN,
+        min: f32::INFINITY,
+        max: f32::NEG_INFINITY,
         frames: 0,
     };
 }
@@ -173,24 +175,45 @@ impl Waveform {
         if planes.iter().any(|p| p.len() < needed) {
             return Err(WaveformError::Audio("a buffer shorter than it says".into()));
         }
-        for frame in 0..frames {
-            let mut sum = 0.0f32;
-            for channel in 0..channels {
-                let at = if interleaved {
-                    &planes[0][(frame * channels + channel) * width..]
-                } else {
-                    &planes[channel][frame * width..]
-                };
-                sum += sample(at);
+        let scale = 1.0 / channels as f32;
+        let mut frame = 0;
+        while frame < frames {
+            // The rest of this block, or of the buffer.
+            let room = (SAMPLES_PER_PIXEL - self.block.frames) as usize;
+            let end = frames.min(frame + room);
+            let (mut min, mut max) = (self.block.min, self.block.max);
+            if interleaved {
+                let stride = channels * width;
+                let bytes = &planes[0][frame * stride..end * stride];
+                let mut at = 0;
+                while at < bytes.len() {
+                    let mut sum = 0.0;
+                    for channel in 0..channels {
+                        sum += sample(&bytes[at + channel * width..]);
+                    }
+                    let mean = sum * scale;
+                    min = min.min(mean);
+                    max = max.max(mean);
+                    at += stride;
+                }
+            } else {
+                for at in frame..end {
+                    let sum: f32 = planes
+                        .iter()
+                        .map(|plane| sample(&plane[at * width..]))
+                        .sum();
+                    let mean = sum * scale;
+                    min = min.min(mean);
+                    max = max.max(mean);
+                }
             }
-            let value = value(sum / channels as f32);
-            let block = &mut self.block;
-            block.min = block.min.min(value);
-            block.max = block.max.max(value);
-            block.frames += 1;
-            if block.frames == SAMPLES_PER_PIXEL {
+            self.block.min = min;
+            self.block.max = max;
+            self.block.frames += (end - frame) as u32;
+            if self.block.frames == SAMPLES_PER_PIXEL {
                 self.close_block().map_err(WaveformError::Write)?;
             }
+            frame = end;
         }
         Ok(())
     }
@@ -199,7 +222,7 @@ impl Waveform {
     fn close_block(&mut self) -> std::io::Result<()> {
         let Block { min, max, .. } = std::mem::replace(&mut self.block, Block::EMPTY);
         let comma = if self.pixels > 0 { "," } else { "" };
-        write!(self.out, "{comma}{min},{max}")?;
+        write!(self.out, "{comma}{},{}", value(min), value(max))?;
         self.pixels += 1;
         Ok(())
     }

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{from_oid, oid};
 use crate::domain::{
-    AudioSummary, Callback, JobRecord, JobState, LoudnessReport, MailClaim, Timestamp,
+    AudioSummary, Callback, JobRecord, JobState, LoudnessReport, MailClaim, ReplayGainReport,
+    Timestamp,
 };
 use crate::output::OutputOptions;
 
@@ -65,6 +66,8 @@ pub struct AudioDoc {
     pub duration_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loudness: Option<LoudnessReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaygain: Option<ReplayGainReport>,
 }
 
 impl From<AudioSummary> for AudioDoc {
@@ -73,6 +76,7 @@ impl From<AudioSummary> for AudioDoc {
             bytes: i64::try_from(audio.bytes).unwrap_or(i64::MAX),
             duration_ms: i64::try_from(audio.duration_ms).unwrap_or(i64::MAX),
             loudness: audio.loudness,
+            replaygain: audio.replaygain,
         }
     }
 }
@@ -83,6 +87,7 @@ impl From<AudioDoc> for AudioSummary {
             bytes: u64::try_from(audio.bytes).unwrap_or(0),
             duration_ms: u64::try_from(audio.duration_ms).unwrap_or(0),
             loudness: audio.loudness,
+            replaygain: audio.replaygain,
         }
     }
 }

@@ -371,6 +371,11 @@ function buildOptionForm(catalogue) {
         step: 0.1,
         placeholder: "-1",
       }),
+    replaygain: () =>
+      select([
+        ["", "No"],
+        ["true", "Tag the audio as it is (ReplayGain 2.0)"],
+      ]),
   };
   const fieldset = $("#options");
   const fields = catalogue.options.map((option) => {

@@ -1,7 +1,8 @@
 //! Chapters in MP4 files, in the Nero `chpl` box (`moov/udta/chpl`), which
 //! ffmpeg, mp4v2 (HandBrake) and most taggers write and read: read from an
 //! input (GStreamer's MP4 demuxer reports no chapters), and added to an
-//! M4A we wrote (mp4mux writes none).
+//! M4A we wrote (mp4mux writes none), with any iTunes freeform tags
+//! (`----`, `com.apple.iTunes`: ReplayGain's) beside them in a `meta`.
 //!
 //! Reading is done on an untrusted file, in the conversion child: only box
 //! headers are read on the way down, every size is checked against its
@@ -141,8 +142,44 @@ fn parse_chpl(body: &[u8]) -> Vec<Chapter> {
 }
 
 /// A `udta` box holding a version-1 `chpl` of `chapters` (titles cut to
-/// 255 bytes at a character boundary).
-fn udta_with_chpl(chapters: &[Chapter]) -> Vec<u8> {
+/// 255 bytes at a character boundary), if any, and a `meta` with the
+/// `freeform` tags, if any.
+fn udta(chapters: &[Chapter], freeform: &[(&str, String)]) -> Vec<u8> {
+    let mut udta = Vec::new();
+    if !chapters.is_empty() {
+        udta.extend(chpl(chapters));
+    }
+    if !freeform.is_empty() {
+        udta.extend(meta(freeform));
+    }
+    boxed(b"udta", &udta)
+}
+
+/// A `meta` (iTunes metadata handler) whose `ilst` holds `----` atoms.
+fn meta(freeform: &[(&str, String)]) -> Vec<u8> {
+    // Full box: version and flags, then a handler and the list.
+    let mut hdlr = vec![0u8; 8];
+    hdlr.extend_from_slice(b"mdirappl");
+    hdlr.extend_from_slice(&[0u8; 9]);
+    let mut ilst = Vec::new();
+    for (name, value) in freeform {
+        let full = |text: &[u8]| [&[0u8; 4][..], text].concat();
+        let mut atom = boxed(b"mean", &full(b"com.apple.iTunes"));
+        atom.extend(boxed(b"name", &full(name.as_bytes())));
+        // Type 1 (UTF-8), locale 0, the text.
+        atom.extend(boxed(
+            b"data",
+            &[&[0, 0, 0, 1, 0, 0, 0, 0][..], value.as_bytes()].concat(),
+        ));
+        ilst.extend(boxed(b"----", &atom));
+    }
+    let mut body = vec![0u8; 4];
+    body.extend(boxed(b"hdlr", &hdlr));
+    body.extend(boxed(b"ilst", &ilst));
+    boxed(b"meta", &body)
+}
+
+fn chpl(chapters: &[Chapter]) -> Vec<u8> {
     let mut chpl = vec![1, 0, 0, 0, 0, 0, 0, 0, chapters.len().min(255) as u8];
     for chapter in chapters.iter().take(255) {
         let mut cut = chapter.title.len().min(255);
@@ -153,8 +190,7 @@ fn udta_with_chpl(chapters: &[Chapter]) -> Vec<u8> {
         chpl.push(cut as u8);
         chpl.extend_from_slice(&chapter.title.as_bytes()[..cut]);
     }
-    let chpl_box = boxed(b"chpl", &chpl);
-    boxed(b"udta", &chpl_box)
+    boxed(b"chpl", &chpl)
 }
 
 fn boxed(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
@@ -165,10 +201,10 @@ fn boxed(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Adds `chapters` to the M4A at `path` (see the module docs); nothing for
-/// none.
-pub fn append(path: &Path, chapters: &[Chapter]) -> io::Result<()> {
-    if chapters.is_empty() {
+/// Adds `chapters` and `freeform` tags to the M4A at `path` (see the
+/// module docs); nothing for none.
+pub fn append(path: &Path, chapters: &[Chapter], freeform: &[(&str, String)]) -> io::Result<()> {
+    if chapters.is_empty() && freeform.is_empty() {
         return Ok(());
     }
     let mut file = OpenOptions::new().read(true).write(true).open(path)?;
@@ -193,7 +229,7 @@ pub fn append(path: &Path, chapters: &[Chapter]) -> io::Result<()> {
     let mut tail = Vec::new();
     file.seek(SeekFrom::Start(moov.end))?;
     file.read_to_end(&mut tail)?;
-    let udta = udta_with_chpl(chapters);
+    let udta = udta(chapters, freeform);
     let header_size = moov.body - moov_at;
     let grown = moov.end - moov_at + udta.len() as u64;
     file.seek(SeekFrom::Start(moov.end))?;
@@ -229,7 +265,7 @@ mod tests {
         bytes.extend(boxed(b"moov", &boxed(b"mvhd", &[0u8; 20])));
         std::fs::write(file.path(), &bytes).expect("write");
         let chapters = [chapter(0, "Intro"), chapter(3_000, "Ende – Schluss")];
-        append(file.path(), &chapters).expect("append");
+        append(file.path(), &chapters, &[]).expect("append");
         assert_eq!(read(file.path()).expect("read"), chapters);
         // Not an MP4, or cut short: no chapters, no error.
         std::fs::write(file.path(), b"RIFF....WAVE").expect("write");
@@ -246,7 +282,7 @@ mod tests {
         let xmp = boxed(b"uuid", &[7u8; 40]);
         bytes.extend(&xmp);
         std::fs::write(file.path(), &bytes).expect("write");
-        append(file.path(), &[chapter(0, "a")]).expect("append");
+        append(file.path(), &[chapter(0, "a")], &[("x", "y".into())]).expect("append");
         assert_eq!(read(file.path()).expect("read"), [chapter(0, "a")]);
         assert!(std::fs::read(file.path()).expect("read").ends_with(&xmp));
 
@@ -254,7 +290,7 @@ mod tests {
         bytes.extend(boxed(b"moov", &boxed(b"mvhd", &[0u8; 20])));
         bytes.extend(boxed(b"mdat", &[0u8; 100]));
         std::fs::write(file.path(), &bytes).expect("write");
-        assert!(append(file.path(), &[chapter(0, "a")]).is_err());
+        assert!(append(file.path(), &[chapter(0, "a")], &[]).is_err());
         assert_eq!(std::fs::read(file.path()).expect("read"), bytes);
     }
 }
