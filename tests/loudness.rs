@@ -184,12 +184,21 @@ both_backends!(
         assert_eq!(job["state"], "done", "{job}");
         assert!(job["audio"].get("loudness").is_none(), "{job}");
         let (status, body) = node
-            .upload_with(&token, &input, "loudness=loud", &[], &[])
+            .upload_with(&token, &refused_body(dir.path()), "loudness=loud", &[], &[])
             .await;
         assert_eq!(status, 422, "{body}");
         assert!(body.to_string().contains("loudness"), "{body}");
     }
 );
+
+/// A small file for uploads whose options are refused: the refusal comes
+/// before the body is read, and a client still sending megabytes then may
+/// see the connection close instead of the answer.
+fn refused_body(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("refused.wav");
+    std::fs::write(&path, b"RIFF not read").expect("write");
+    path
+}
 
 /// How near the reference a ReplayGain-tagged output's gain must bring it,
 /// by ffmpeg's reading of the output, dB (the tag describes the audio
@@ -213,7 +222,13 @@ both_backends!(
         let input = loudness_signal("music", -20.0, dir.path());
         let before = loudness_of(&input);
         let (status, body) = node
-            .upload_with(&token, &input, "replaygain=true&loudness=podcast", &[], &[])
+            .upload_with(
+                &token,
+                &refused_body(dir.path()),
+                "replaygain=true&loudness=podcast",
+                &[],
+                &[],
+            )
             .await;
         assert_eq!(
             (status, body["field"].as_str()),

@@ -85,13 +85,7 @@ impl Graph {
                 .unwrap_or(true);
             Some((audio || !from_demuxer).to_value())
         });
-        // No dither when an encoder wants integers (voaacenc, flacenc): it
-        // costs CPU (random numbers per sample), an AAC encoder cannot keep
-        // noise at -96 dB anyway, and FLAC of a 16-bit source stays exact.
-        let convert = gst::ElementFactory::make("audioconvert")
-            .property_from_str("dithering", "none")
-            .property_from_str("noise-shaping", "none")
-            .build()?;
+        let convert = plain_audioconvert()?;
         let resample = make("audioresample")?;
         let caps = gst::ElementFactory::make("capsfilter")
             .property("caps", output_caps(options, None))
@@ -122,17 +116,13 @@ impl Graph {
         // The stage works on floats; a converter after it gives the
         // encoder what it takes (for MP3, floats already: a pass-through).
         let stage = loudness.map(LoudnessStage::new);
-        let unconverted = || {
-            gst::ElementFactory::make("audioconvert")
-                .property_from_str("dithering", "none")
-                .property_from_str("noise-shaping", "none")
-                .build()
-        };
-        let stage_chain = match (&stage, output) {
-            (Some(stage), Some(_)) => vec![stage.clone().upcast::<gst::Element>(), unconverted()?],
-            (Some(stage), None) => vec![stage.clone().upcast::<gst::Element>()],
-            (None, _) => Vec::new(),
-        };
+        let mut stage_chain = Vec::new();
+        if let Some(stage) = &stage {
+            stage_chain.push(stage.clone().upcast::<gst::Element>());
+            if output.is_some() {
+                stage_chain.push(plain_audioconvert()?);
+            }
+        }
         // A measuring pass also meters the input as it is (its own rate
         // and channels), ahead of the resampler and the downmix.
         let input_meter = match (loudness, output) {
@@ -150,7 +140,7 @@ impl Graph {
                     )
                     .build()?,
                 meter.clone().upcast::<gst::Element>(),
-                unconverted()?,
+                plain_audioconvert()?,
             ],
             None => Vec::new(),
         };
@@ -435,6 +425,17 @@ impl Graph {
         let position = total.map_or(position, |t| position.min(t));
         (position, total)
     }
+}
+
+/// An audioconvert without dither or noise shaping. No dither where an
+/// encoder wants integers (voaacenc, flacenc): it costs CPU (random numbers
+/// per sample), an AAC encoder cannot keep noise at -96 dB anyway, and FLAC
+/// of a 16-bit source stays exact.
+fn plain_audioconvert() -> Result<gst::Element, gst::glib::BoolError> {
+    gst::ElementFactory::make("audioconvert")
+        .property_from_str("dithering", "none")
+        .property_from_str("noise-shaping", "none")
+        .build()
 }
 
 /// Hands the encoder's input to the waveform.

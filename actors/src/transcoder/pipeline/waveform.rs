@@ -130,90 +130,85 @@ impl Waveform {
                 .plane_data(index as u32)
                 .map_err(|e| WaveformError::Audio(e.to_string()))?;
         }
-        let layout = Layout {
-            planes: &planes[..plane_count],
-            channels,
-            interleaved,
-            frames: audio.n_samples(),
+        let (planes, frames) = (&planes[..plane_count], audio.n_samples());
+        let width = match info.format() {
+            AudioFormat::F32le | AudioFormat::S2432le => 4,
+            AudioFormat::S24le => 3,
+            AudioFormat::S16le => 2,
+            AudioFormat::S8 => 1,
+            other => return Err(WaveformError::Format(other.to_str().to_string())),
         };
-        // What our encoders take: floats (LAME), integers (flacenc: S8,
-        // S16LE, S24LE, S24_32LE; opusenc and voaacenc: S16LE).
-        match info.format() {
-            AudioFormat::F32le => {
-                self.frames(&layout, 4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            }
-            AudioFormat::S16le => self.frames(&layout, 2, |b| {
-                f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0
-            }),
-            AudioFormat::S24le => self.frames(&layout, 3, |b| {
-                // Sign-extended from the top byte.
-                (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32 / 8_388_608.0
-            }),
-            AudioFormat::S2432le => self.frames(&layout, 4, |b| {
-                i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32 / 8_388_608.0
-            }),
-            AudioFormat::S8 => self.frames(&layout, 1, |b| f32::from(b[0] as i8) / 128.0),
-            other => Err(WaveformError::Format(other.to_str().to_string())),
-        }
-    }
-
-    /// Folds `layout.frames` frames into blocks, each frame the mean of
-    /// its channels, each sample `width` bytes read by `sample`.
-    fn frames(
-        &mut self,
-        layout: &Layout<'_>,
-        width: usize,
-        sample: impl Fn(&[u8]) -> f32,
-    ) -> Result<(), WaveformError> {
-        let Layout {
-            planes,
-            channels,
-            interleaved,
-            frames,
-        } = *layout;
         let needed = frames * width * if interleaved { channels } else { 1 };
         if planes.iter().any(|p| p.len() < needed) {
             return Err(WaveformError::Audio("a buffer shorter than it says".into()));
         }
+        // Where channel `c` of frame `f` is: its plane, and its index there.
+        let at = |f: usize, c: usize| match interleaved {
+            true => (0, f * channels + c),
+            false => (c, f),
+        };
         let scale = 1.0 / channels as f32;
-        let mut frame = 0;
-        while frame < frames {
-            // The rest of this block, or of the buffer.
-            let room = (SAMPLES_PER_PIXEL - self.block.frames) as usize;
-            let end = frames.min(frame + room);
-            let (mut min, mut max) = (self.block.min, self.block.max);
-            if interleaved {
-                let stride = channels * width;
-                let bytes = &planes[0][frame * stride..end * stride];
-                let mut at = 0;
-                while at < bytes.len() {
-                    let mut sum = 0.0;
-                    for channel in 0..channels {
-                        sum += sample(&bytes[at + channel * width..]);
-                    }
-                    let mean = sum * scale;
-                    min = min.min(mean);
-                    max = max.max(mean);
-                    at += stride;
+        // What our encoders take: floats (LAME, the loudness stage), as they
+        // lie where aligned; integers (flacenc: S8, S16LE, S24LE, S24_32LE;
+        // opusenc and voaacenc: S16LE), decoded.
+        let mut floats: [&[f32]; MAX_CHANNELS] = [&[]; MAX_CHANNELS];
+        let aligned = info.format() == AudioFormat::F32le
+            && planes
+                .iter()
+                .zip(floats.iter_mut())
+                .all(|(bytes, plane)| floats_of(bytes).map(|f| *plane = f).is_some());
+        if aligned {
+            // Plain loops: this runs for every sample, in debug builds too.
+            return self.fold(frames, |f| {
+                let mut sum = 0.0;
+                for c in 0..channels {
+                    sum += match interleaved {
+                        true => floats[0][f * channels + c],
+                        false => floats[c][f],
+                    };
                 }
-            } else {
-                for at in frame..end {
-                    let sum: f32 = planes
-                        .iter()
-                        .map(|plane| sample(&plane[at * width..]))
-                        .sum();
-                    let mean = sum * scale;
-                    min = min.min(mean);
-                    max = max.max(mean);
-                }
+                sum * scale
+            });
+        }
+        let sample = |bytes: &[u8]| match info.format() {
+            AudioFormat::F32le => f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+            AudioFormat::S2432le => {
+                i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as f32 / 8_388_608.0
             }
-            self.block.min = min;
-            self.block.max = max;
-            self.block.frames += (end - frame) as u32;
-            if self.block.frames == SAMPLES_PER_PIXEL {
+            // Sign-extended from the top byte.
+            AudioFormat::S24le => {
+                (i32::from_le_bytes([0, bytes[0], bytes[1], bytes[2]]) >> 8) as f32 / 8_388_608.0
+            }
+            AudioFormat::S16le => f32::from(i16::from_le_bytes([bytes[0], bytes[1]])) / 32768.0,
+            _ => f32::from(bytes[0] as i8) / 128.0,
+        };
+        self.fold(frames, |f| {
+            (0..channels)
+                .map(|c| {
+                    let (plane, index) = at(f, c);
+                    sample(&planes[plane][index * width..])
+                })
+                .sum::<f32>()
+                * scale
+        })
+    }
+
+    /// Folds `frames` frames into blocks, `mean(f)` the mean of frame
+    /// `f`'s channels.
+    fn fold(&mut self, frames: usize, mean: impl Fn(usize) -> f32) -> Result<(), WaveformError> {
+        for frame in 0..frames {
+            let value = mean(frame);
+            let block = &mut self.block;
+            if value < block.min {
+                block.min = value;
+            }
+            if value > block.max {
+                block.max = value;
+            }
+            block.frames += 1;
+            if block.frames == SAMPLES_PER_PIXEL {
                 self.close_block().map_err(WaveformError::Write)?;
             }
-            frame = end;
         }
         Ok(())
     }
@@ -262,14 +257,20 @@ impl Waveform {
     }
 }
 
-/// Where one buffer's samples are.
-#[derive(Clone, Copy)]
-struct Layout<'a> {
-    planes: &'a [&'a [u8]],
-    channels: usize,
-    interleaved: bool,
-    frames: usize,
+/// Little-endian F32 samples as floats, where they are aligned for it
+/// (GStreamer's memory always is).
+fn floats_of(bytes: &[u8]) -> Option<&[f32]> {
+    if cfg!(target_endian = "big") {
+        return None;
+    }
+    // SAFETY: every bit pattern is a valid f32; align_to keeps the middle
+    // part aligned.
+    match unsafe { bytes.align_to::<f32>() } {
+        ([], floats, []) => Some(floats),
+        _ => None,
+    }
 }
+
 
 /// A sample (−1..1 full scale) as an 8-bit waveform value.
 fn value(sample: f32) -> i32 {
