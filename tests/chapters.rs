@@ -1,6 +1,7 @@
-//! Chapter marks are kept: an MKV and an MP4 with three chapters each come
-//! out of the service with the same titles and times, as ffprobe reads
-//! them (`-show_chapters`), in every output format (ID3v2 CHAP/CTOC in
+//! Chapter marks are kept: an MKV and an MP4 with three chapters each (and
+//! a MOV whose chapters are a QuickTime chapter track alone) come out of
+//! the service with the same titles and times, as ffprobe reads them
+//! (`-show_chapters`), in every output format (ID3v2 CHAP/CTOC in
 //! MP3, Vorbis comments in Opus and FLAC, `chpl` in M4A), and a trim moves
 //! them (the one playing at the trim's start begins at 0, those after its
 //! end are gone). The same on both backends.
@@ -77,6 +78,14 @@ both_backends!(
             "format=flac&duration=5".to_owned(),
             &early[..],
             5.0,
+        ));
+        let mov = chaptered("mov", dir.path());
+        cases.push((mov.clone(), "format=mp3".to_owned(), &whole[..], 10.0));
+        cases.push((
+            mov,
+            "format=aac&start=2&duration=6".to_owned(),
+            &trimmed[..],
+            6.0,
         ));
         cases.push((
             mp4,

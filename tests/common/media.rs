@@ -589,9 +589,10 @@ pub const CHAPTERS: [(u64, &str); 3] = [
     (7000, "Ende – Schluss"),
 ];
 
-/// A ten-second video with a tone and the three [`CHAPTERS`], in `container`
-/// (`mkv` or `mp4`: ffmpeg writes MP4 chapters as a `chpl` box and a
-/// chapter text track), under `dir`.
+/// A ten-second video with a tone and the three [`CHAPTERS`], under `dir`:
+/// `mkv`; `mp4` (ffmpeg writes MP4 chapters as a `chpl` box and a QuickTime
+/// chapter track); `mov`, with the QuickTime chapter track alone, as
+/// Apple's tools write them.
 pub fn chaptered(container: &str, dir: &Path) -> PathBuf {
     let metadata = dir.join("chapters.txt");
     let mut text = String::from(";FFMETADATA1\n");
@@ -603,34 +604,35 @@ pub fn chaptered(container: &str, dir: &Path) -> PathBuf {
     }
     std::fs::write(&metadata, text).expect("chapter metadata");
     let path = dir.join(format!("chaptered.{container}"));
-    ffmpeg(
-        [
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=f=440:d=10:r=48000",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=s=160x120:d=10:r=10",
-            "-i",
-            &metadata.display().to_string(),
-            "-map",
-            "0",
-            "-map",
-            "1",
-            "-map_chapters",
-            "2",
-            "-c:a",
-            "aac",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-        &path,
-        "a chaptered video",
-    );
+    let metadata = metadata.display().to_string();
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:d=10:r=48000",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=s=160x120:d=10:r=10",
+        "-i",
+        &metadata,
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-map_chapters",
+        "2",
+        "-c:a",
+        "aac",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+    ];
+    if container == "mov" {
+        args.extend(["-movflags", "+disable_chpl"]);
+    }
+    ffmpeg(args, &path, "a chaptered video");
     path
 }
 

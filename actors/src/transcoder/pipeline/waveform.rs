@@ -271,7 +271,6 @@ fn floats_of(bytes: &[u8]) -> Option<&[f32]> {
     }
 }
 
-
 /// A sample (−1..1 full scale) as an 8-bit waveform value.
 fn value(sample: f32) -> i32 {
     ((sample * 127.0).floor() as i32).clamp(-128, 127)

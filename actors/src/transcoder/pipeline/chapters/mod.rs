@@ -14,6 +14,7 @@
 //! make a CUESHEET of it beside our comments.
 
 pub(super) mod mp4;
+mod quicktime;
 
 use std::sync::{Arc, Mutex, OnceLock};
 

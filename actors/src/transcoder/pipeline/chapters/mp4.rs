@@ -7,8 +7,9 @@
 //! Reading is done on an untrusted file, in the conversion child: only box
 //! headers are read on the way down, every size is checked against its
 //! parent, and the box itself is read only if it is small (it holds at
-//! most 255 titles of 255 bytes). QuickTime chapter tracks (a text track
-//! that `tref/chap` points at, as Apple's tools write alone) are not read.
+//! most 255 titles of 255 bytes). Where there is no `chpl`, the QuickTime
+//! chapter track is read (`quicktime.rs`): a text track that another
+//! track's `tref/chap` points at, as Apple's tools write chapters.
 //!
 //! Writing needs the media to lie before the `moov` box (mp4mux puts it
 //! after the media unless told to start fast): a new `udta` holding the
@@ -31,10 +32,10 @@ const MAX_TAIL: u64 = 1 << 20;
 
 /// A box's header: its type and where its body starts and ends.
 #[derive(Debug, Clone, Copy)]
-struct BoxHeader {
-    kind: [u8; 4],
-    body: u64,
-    end: u64,
+pub(super) struct BoxHeader {
+    pub(super) kind: [u8; 4],
+    pub(super) body: u64,
+    pub(super) end: u64,
 }
 
 /// The box whose header starts at `at`, within `..limit`; `None` at the end
@@ -68,7 +69,12 @@ fn header(file: &mut File, at: u64, limit: u64) -> io::Result<Option<BoxHeader>>
 }
 
 /// The first box of `kind` among the children in `from..to`.
-fn child(file: &mut File, from: u64, to: u64, kind: &[u8; 4]) -> io::Result<Option<BoxHeader>> {
+pub(super) fn child(
+    file: &mut File,
+    from: u64,
+    to: u64,
+    kind: &[u8; 4],
+) -> io::Result<Option<BoxHeader>> {
     let mut at = from;
     while let Some(found) = header(file, at, to)? {
         if &found.kind == kind {
@@ -79,8 +85,58 @@ fn child(file: &mut File, from: u64, to: u64, kind: &[u8; 4]) -> io::Result<Opti
     Ok(None)
 }
 
-/// The chapters in `path`'s `moov/udta/chpl`; none when it is not an MP4
-/// (its first box is not `ftyp`) or has no such box. Errors only on I/O.
+/// The boxes in `from..to`, at most `most` of them.
+pub(super) fn children(
+    file: &mut File,
+    from: u64,
+    to: u64,
+    most: usize,
+) -> io::Result<Vec<BoxHeader>> {
+    let mut found = Vec::new();
+    let mut at = from;
+    while found.len() < most
+        && let Some(next) = header(file, at, to)?
+    {
+        at = next.end;
+        found.push(next);
+    }
+    Ok(found)
+}
+
+/// The box at the end of `path` (box types, one level each) under `from`.
+pub(super) fn descend(
+    file: &mut File,
+    from: BoxHeader,
+    path: &[&[u8; 4]],
+) -> io::Result<Option<BoxHeader>> {
+    let mut scope = from;
+    for kind in path {
+        match child(file, scope.body, scope.end, kind)? {
+            Some(found) => scope = found,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(scope))
+}
+
+/// A box's body, when it is at most `most` bytes long.
+pub(super) fn small_body(
+    file: &mut File,
+    found: BoxHeader,
+    most: u64,
+) -> io::Result<Option<Vec<u8>>> {
+    if found.end - found.body > most {
+        return Ok(None);
+    }
+    let mut body = vec![0u8; (found.end - found.body) as usize];
+    file.seek(SeekFrom::Start(found.body))?;
+    file.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+/// The chapters of the MP4 at `path`: its `moov/udta/chpl`, else its
+/// QuickTime chapter track; none when it is not an MP4 (its first box is
+/// not `ftyp`) or has neither. Errors only on I/O.
 pub fn read(path: &Path) -> io::Result<Vec<Chapter>> {
     let mut file = File::open(path)?;
     let length = file.metadata()?.len();
@@ -88,21 +144,19 @@ pub fn read(path: &Path) -> io::Result<Vec<Chapter>> {
         Some(first) if &first.kind == b"ftyp" => {}
         _ => return Ok(Vec::new()),
     }
-    let mut scope = (0, length);
-    for kind in [b"moov", b"udta", b"chpl"] {
-        let Some(found) = child(&mut file, scope.0, scope.1, kind)? else {
-            return Ok(Vec::new());
-        };
-        scope = (found.body, found.end);
-    }
-    let (body, end) = scope;
-    if end - body > MAX_CHPL {
+    let Some(moov) = child(&mut file, 0, length, b"moov")? else {
         return Ok(Vec::new());
+    };
+    let chpl = match descend(&mut file, moov, &[b"udta", b"chpl"])? {
+        Some(chpl) => small_body(&mut file, chpl, MAX_CHPL)?
+            .map(|body| parse_chpl(&body))
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    if !chpl.is_empty() {
+        return Ok(chpl);
     }
-    let mut chpl = vec![0u8; (end - body) as usize];
-    file.seek(SeekFrom::Start(body))?;
-    file.read_exact(&mut chpl)?;
-    Ok(parse_chpl(&chpl))
+    super::quicktime::read(&mut file, moov)
 }
 
 /// A `chpl` body: version, flags, (version 1: four reserved bytes), a
