@@ -112,6 +112,10 @@ both_backends!(
 
         // The download is the chosen format (Opus in Ogg), and decodes.
         assert_eq!(seen["downloaded_magic"], "OggS");
+        assert!(
+            seen["waveforms_drawn"].as_u64() >= Some(1),
+            "done jobs show their waveform: {seen}"
+        );
         let downloaded = PathBuf::from(seen["downloaded"].as_str().expect("path"));
         media::assert_decodes(&downloaded);
         assert!(

@@ -121,6 +121,9 @@ await shot(page, "03-converting", "Two uploads sent; their jobs in the list as t
 await waitState(page, first, "done");
 await waitState(page, second, "done");
 report.reloads_while_waiting = navigations;
+// Each done job shows its waveform, drawn from GET /jobs/{id}/waveform.
+await row(page, first).locator("canvas.waveform[data-drawn=true]").waitFor();
+report.waveforms_drawn = await page.locator("#jobs canvas.waveform[data-drawn=true]").count();
 await shot(page, "04-done", "Both jobs done, seen live without a reload, with Download and Delete");
 
 // ---- download one, delete the other ---------------------------------------

@@ -740,6 +740,7 @@ function jobRow(job) {
   const progress = cell(bar, "progress");
   progress.append(` ${percent}%`);
   progress.dataset.label = "Progress";
+  if (job.state === "done") progress.append(waveformOf(job));
   const node = cell(job.node || "—", "node");
   node.dataset.label = "Node";
   const owner = cell(job.owner, "owner");
@@ -761,6 +762,54 @@ function jobRow(job) {
   actions.append(actionButton("Delete", `Delete ${job.filename}`, () => act("DELETE", `/jobs/${job.job_id}`, job)));
   tr.append(name, stateCell, progress, node, owner, actions);
   return tr;
+}
+
+/** Each done job's waveform data, fetched once (GET /jobs/{id}/waveform). */
+const waveforms = new Map();
+
+/** A small picture of a done job's audio, drawn from its waveform data. */
+function waveformOf(job) {
+  const canvas = document.createElement("canvas");
+  canvas.className = "waveform";
+  canvas.width = 192;
+  canvas.height = 32;
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", `Waveform of ${job.filename}`);
+  if (!waveforms.has(job.job_id)) {
+    waveforms.set(job.job_id, api("GET", `/jobs/${encodeURIComponent(job.job_id)}/waveform`));
+  }
+  waveforms
+    .get(job.job_id)
+    .then((waveform) => drawWaveform(canvas, waveform))
+    // A job converted before waveforms were kept has none: no picture.
+    .catch(() => (canvas.hidden = true));
+  return canvas;
+}
+
+/** Draws min/max pairs (audiowaveform JSON, 8 bits, one channel) as one
+ * bar per pixel column, each the extremes of the pairs it covers, scaled so
+ * that the loudest peak fills the height (a quiet recording keeps its shape). */
+function drawWaveform(canvas, waveform) {
+  const { width, height } = canvas;
+  const context = canvas.getContext("2d");
+  context.fillStyle = getComputedStyle(canvas).color;
+  const pairs = waveform.length;
+  const loudest = waveform.data.reduce((most, value) => Math.max(most, Math.abs(value)), 1);
+  const middle = height / 2;
+  for (let x = 0; x < width && pairs > 0; x++) {
+    const from = Math.floor((x * pairs) / width);
+    const to = Math.max(from + 1, Math.floor(((x + 1) * pairs) / width));
+    let low = 127;
+    let high = -128;
+    for (let i = from; i < to && i < pairs; i++) {
+      low = Math.min(low, waveform.data[2 * i]);
+      high = Math.max(high, waveform.data[2 * i + 1]);
+    }
+    const top = middle - (high / loudest) * middle;
+    const bottom = middle - (low / loudest) * middle;
+    context.fillRect(x, top, 1, Math.max(1, bottom - top));
+  }
+  canvas.dataset.drawn = "true";
 }
 
 function actionButton(text, description, handler) {
