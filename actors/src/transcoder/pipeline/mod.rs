@@ -33,6 +33,12 @@
 //! end-of-stream reaches the audio branch's sink: the other branches need not
 //! finish.
 //!
+//! Beside the audio a conversion writes its waveform data (`waveform.rs`,
+//! from the encoder's input), keeps the input's chapters (`chapters/`) and,
+//! when asked, its loudness is normalised (`loudness/`, a measuring pass
+//! first) or tagged as ReplayGain (`replaygain.rs`, in the same pass); what
+//! the encoder's header could not know yet is filled in once it is done.
+//!
 //! Everything here is blocking and runs on GStreamer's threads plus the
 //! caller's: call it from a blocking task.
 
@@ -56,14 +62,12 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 
 use crate::domain::{LoudnessReport, ReplayGainReport};
-use crate::output::Format;
-use crate::output::OutputOptions;
+use crate::output::{Format, OutputOptions};
 
 pub(crate) use chapters::{Chapter, ChapterMarks};
 pub use error::TranscodeError;
 use graph::{End, Graph};
 use loudness::{Mode, Plan};
-pub use waveform::{SAMPLES_PER_PIXEL, WaveformError};
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
@@ -212,6 +216,9 @@ pub fn transcode(
     let mp3 = graph.mp3.lock().ok().and_then(|mut slot| slot.take());
     let waveform = graph.waveform.lock().ok().and_then(|mut slot| slot.take());
     let mut summary = result?;
+    if summary.samples == 0 {
+        return Err(TranscodeError::NoAudio);
+    }
     if let Some(plan) = plan {
         summary.loudness = Some(plan.report(graph.measured()?));
     }
