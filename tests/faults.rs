@@ -15,7 +15,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::media::{self, named_copy};
-use common::{Backend, Files, Names, Node, NodeOptions, free_port, publish_raw, queue_depth};
+use common::{
+    Backend, Files, Names, Node, NodeOptions, free_port, publish_raw, queue_depth, terminate_child,
+};
 use mongodb::bson::{DateTime, doc, oid::ObjectId};
 use tokio::sync::Mutex;
 
@@ -460,8 +462,7 @@ impl OwnMongo {
 
     fn down(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let _ = child.wait();
+            terminate_child(&mut child, Duration::from_secs(30));
         }
         wait_port(self.port, false, Duration::from_secs(30));
     }

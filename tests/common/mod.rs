@@ -15,6 +15,7 @@ pub mod media;
 pub mod proxy;
 
 use std::collections::HashSet;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -204,6 +205,9 @@ pub struct Node {
     /// Whether dropping the node deletes the group's queues (one node of a
     /// group does).
     owns_queues: bool,
+    /// Ends the whole test binary, with what the node logged, when the
+    /// node outlives any test's need: a hang fails here, not at CI's limit.
+    watchdog: Watchdog,
 }
 
 impl Node {
@@ -214,16 +218,19 @@ impl Node {
     /// A node on `names`' queues and databases, e.g. a second node of a group.
     pub async fn start_named(names: Names, options: NodeOptions, owns_queues: bool) -> Node {
         let port = free_port();
+        let log = Self::log_path(port);
         let mut node = Node {
+            watchdog: Watchdog::start(log.clone(), node_lifetime_limit()),
             child: Self::spawn(&names, &options, port),
             base: format!("http://127.0.0.1:{port}"),
-            log: Self::log_path(port),
+            log,
             names,
-            http: reqwest::Client::new(),
+            http: http_client(),
             options,
             port,
             owns_queues,
         };
+        node.watchdog.watch(&node.child);
         node.wait_healthy().await;
         node
     }
@@ -547,18 +554,7 @@ impl Node {
     /// SIGTERM, then waits up to `limit` for the exit: the exit code, or
     /// `None` when it did not exit in time (it is then killed).
     pub fn terminate(&mut self, limit: Duration) -> Option<i32> {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.kill9();
-        None
+        terminate_child(&mut self.child, limit)
     }
 
     /// Starts the process again with the same port, names and settings.
@@ -567,6 +563,7 @@ impl Node {
             self.kill9();
         }
         self.child = Self::spawn(&self.names, &self.options, self.port);
+        self.watchdog.watch(&self.child);
         self.wait_healthy().await;
     }
 
@@ -1293,18 +1290,7 @@ pub fn message_id(mail: &str) -> Option<String> {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate_child(&mut self.child, Duration::from_secs(20));
         if !self.owns_queues {
             return;
         }
@@ -1534,11 +1520,102 @@ impl EventTap {
     }
 }
 
+/// Longer than any test keeps a node (the longest take a few minutes on
+/// a loaded 2-core machine): a node still running after this is a hang.
+/// `VIDAUD_TEST_NODE_LIMIT_SECS` sets another (to see the watchdog act).
+fn node_lifetime_limit() -> Duration {
+    let seconds = std::env::var("VIDAUD_TEST_NODE_LIMIT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20 * 60);
+    Duration::from_secs(seconds)
+}
+
+/// The tests' HTTP client: no request waits forever (a stuck node fails
+/// the test that asked, with what it logged, instead of hanging the suite).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("client")
+}
+
+/// A thread that, unless dropped within `limit`, prints which test hung
+/// and the tail of `log`, kills the node it watches and exits the test
+/// binary.
+struct Watchdog {
+    _cancel: std::sync::mpsc::Sender<()>,
+    node_pid: std::sync::Arc<AtomicU32>,
+}
+
+impl Watchdog {
+    fn start(log: PathBuf, limit: Duration) -> Watchdog {
+        let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
+        let node_pid = std::sync::Arc::new(AtomicU32::new(0));
+        let pid = node_pid.clone();
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = cancelled.recv_timeout(limit) {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                // Straight to the process's stderr: the harness captures
+                // what eprintln! writes and would drop it with the exit.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{test}: its node ({}) still runs after {limit:?}; the test hangs. \
+                     The node's last lines:\n{}",
+                    log.display(),
+                    lines[lines.len().saturating_sub(60)..].join("\n")
+                );
+                let pid = pid.load(Ordering::SeqCst);
+                if pid != 0 {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+                std::process::exit(124);
+            }
+        });
+        Watchdog {
+            _cancel: cancel,
+            node_pid,
+        }
+    }
+
+    /// The node process to kill when the watchdog acts.
+    fn watch(&self, child: &Child) {
+        self.node_pid.store(child.id(), Ordering::SeqCst);
+    }
+}
+
+/// SIGTERM, then up to `limit` for the exit: the exit code, or `None`
+/// when it did not exit in time (it is then killed with SIGKILL). Never
+/// waits without a bound: a child stuck in its shutdown must fail its test,
+/// not hang the suite.
+pub fn terminate_child(child: &mut Child, limit: Duration) -> Option<i32> {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "process {} did not exit within {limit:?} of SIGTERM: killed",
+        child.id()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 /// An HTTP client whose connections come from `address` (any of
 /// 127.0.0.0/8 on loopback), so a test can be several clients at once.
 pub fn client_from(address: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .local_address(address.parse::<std::net::IpAddr>().expect("address"))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(300))
         .build()
         .expect("client")
 }
