@@ -297,6 +297,9 @@ impl Graph {
                     (None, None) => index == 0,
                 };
                 if chosen && link_decoder(&pipeline, pad, &linked).is_ok() {
+                    if let Ok(mut exposure) = tracks.exposure.lock() {
+                        exposure.decoding = true;
+                    }
                     return;
                 }
             }
@@ -312,11 +315,10 @@ impl Graph {
                 if let Some(sinkpad) = fakesink.static_pad("sink") {
                     // The last word on "no audio" where no demuxer speaks
                     // (one stream, not the track asked for): its end came
-                    // and no audio was ever linked. A small file's dropped
+                    // and no audio stream went to a decoder. A small file's dropped
                     // stream can end before parsebin has even exposed the
                     // audio (pads come one by one on another thread): then
                     // the verdict waits for the exposure to complete.
-                    let audio_in = linked.clone();
                     let tracks = tracks.clone();
                     sinkpad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
                         if let Some(gst::PadProbeData::Event(event)) = &info.data
@@ -326,7 +328,7 @@ impl Graph {
                         {
                             if !exposure.complete {
                                 exposure.dropped_ended = true;
-                            } else if !audio_in.is_linked() {
+                            } else if !exposure.decoding {
                                 post(&parent, NO_AUDIO);
                             }
                         }
@@ -340,7 +342,7 @@ impl Graph {
         parse.connect_no_more_pads(move |parse| {
             if let Ok(mut exposure) = exposed.exposure.lock() {
                 exposure.complete = true;
-                if exposure.dropped_ended && !audio_in.is_linked() {
+                if exposure.dropped_ended && !exposure.decoding {
                     post(parse, NO_AUDIO);
                 }
             }

@@ -49,6 +49,11 @@ impl Trim {
 pub(super) struct Exposure {
     pub(super) complete: bool,
     pub(super) dropped_ended: bool,
+    /// An audio stream was chosen and handed to its decoder. Not whether
+    /// decoded audio has reached the tap yet: the decoder exposes its
+    /// output only once it has decoded some, which a dropped stream's end
+    /// can precede.
+    pub(super) decoding: bool,
 }
 
 /// State shared between the pad probes (streaming threads) and `run`.
