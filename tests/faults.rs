@@ -352,8 +352,14 @@ async fn three_nodes_one_killed_the_others_finish() {
 }
 
 /// Runs `command`; panics with its output on failure.
+/// Runs an administration command, for at most two minutes (`timeout`
+/// ends it): a service that does not answer fails the test, never hangs it.
 fn run(command: &str, args: &[&str]) {
-    let out = Command::new(command).args(args).output().expect(command);
+    let out = Command::new("timeout")
+        .args(["120", command])
+        .args(args)
+        .output()
+        .expect(command);
     assert!(
         out.status.success(),
         "{command} {args:?}: {}",
@@ -542,7 +548,12 @@ async fn mysql_down_login_503_but_tokens_still_work() {
     let (email, token) = node.new_user().await;
     {
         let _guard = MariaGuard;
-        run("mysqladmin", &["-uroot", "shutdown"]);
+        // mysqladmin waits for the server's pid file to go, by default
+        // for an hour: a shutdown that hangs must fail this test instead.
+        run(
+            "mysqladmin",
+            &["-uroot", "--shutdown-timeout=60", "shutdown"],
+        );
         wait_port(3306, false, Duration::from_secs(30));
 
         assert_eq!(node.login(&email, "correct horse").await, Err(503));
