@@ -19,7 +19,8 @@
 //! the peak is the true peak as a linear amplitude.
 
 use std::fs::OpenOptions;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::domain::ReplayGainReport;
@@ -97,11 +98,13 @@ pub fn freeform(report: &ReplayGainReport) -> Vec<(&'static str, String)> {
 }
 
 /// Fills the placeholders of a FLAC or Opus file's comments in with
-/// `report`'s values; an Opus page's checksum is made again.
+/// `report`'s values; an Opus page's checksum is made again. Only the
+/// bytes that change are written.
 pub fn fill_in(path: &Path, format: Format, report: &ReplayGainReport) -> io::Result<()> {
     let mut file = OpenOptions::new().read(true).write(true).open(path)?;
     let mut head = Vec::new();
     (&mut file).take(HEADER_BYTES).read_to_end(&mut head)?;
+    let mut changed = Vec::new();
     for (blank, filled) in placeholder_comments(format)
         .into_iter()
         .zip(comments(format, report))
@@ -109,12 +112,16 @@ pub fn fill_in(path: &Path, format: Format, report: &ReplayGainReport) -> io::Re
         let at = find(&head, blank.as_bytes())
             .ok_or_else(|| io::Error::other(format!("no {blank} placeholder in the file")))?;
         head[at..at + filled.len()].copy_from_slice(filled.as_bytes());
+        changed.push(at..at + filled.len());
         if format == Format::Opus {
-            reseal_ogg_page(&mut head, at)?;
+            changed.push(reseal_ogg_page(&mut head, at)?);
         }
     }
-    file.seek(SeekFrom::Start(0))?;
-    file.write_all(&head)?;
+    // Written once all are filled in: a page holding two placeholders
+    // gets the checksum of both.
+    for range in changed {
+        file.write_all_at(&head[range.clone()], range.start as u64)?;
+    }
     file.sync_data()
 }
 
@@ -122,8 +129,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Makes again the checksum of the Ogg page of `head` that holds byte `at`.
-fn reseal_ogg_page(head: &mut [u8], at: usize) -> io::Result<()> {
+/// Makes again the checksum of the Ogg page of `head` that holds byte
+/// `at`: where the checksum is.
+fn reseal_ogg_page(head: &mut [u8], at: usize) -> io::Result<std::ops::Range<usize>> {
     let mut page = 0;
     while page + 27 <= head.len() && &head[page..page + 4] == b"OggS" {
         let segments = usize::from(head[page + 26]);
@@ -138,7 +146,7 @@ fn reseal_ogg_page(head: &mut [u8], at: usize) -> io::Result<()> {
             head[page + 22..page + 26].fill(0);
             let crc = ogg_crc(&head[page..end]);
             head[page + 22..page + 26].copy_from_slice(&crc.to_le_bytes());
-            return Ok(());
+            return Ok(page + 22..page + 26);
         }
         page = end;
     }
