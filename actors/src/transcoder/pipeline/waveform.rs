@@ -131,13 +131,8 @@ impl Waveform {
                 .map_err(|e| WaveformError::Audio(e.to_string()))?;
         }
         let (planes, frames) = (&planes[..plane_count], audio.n_samples());
-        let width = match info.format() {
-            AudioFormat::F32le | AudioFormat::S2432le => 4,
-            AudioFormat::S24le => 3,
-            AudioFormat::S16le => 2,
-            AudioFormat::S8 => 1,
-            other => return Err(WaveformError::Format(other.to_str().to_string())),
-        };
+        let (width, sample) = sample_reader(info.format())
+            .ok_or_else(|| WaveformError::Format(info.format().to_str().to_string()))?;
         let needed = frames * width * if interleaved { channels } else { 1 };
         if planes.iter().any(|p| p.len() < needed) {
             return Err(WaveformError::Audio("a buffer shorter than it says".into()));
@@ -148,9 +143,8 @@ impl Waveform {
             false => (c, f),
         };
         let scale = 1.0 / channels as f32;
-        // What our encoders take: floats (LAME, the loudness stage), as they
-        // lie where aligned; integers (flacenc: S8, S16LE, S24LE, S24_32LE;
-        // opusenc and voaacenc: S16LE), decoded.
+        // Floats (what LAME and the loudness stage take) are read where they
+        // lie when aligned; anything else through `sample_reader`.
         let mut floats: [&[f32]; MAX_CHANNELS] = [&[]; MAX_CHANNELS];
         let aligned = info.format() == AudioFormat::F32le
             && planes
@@ -170,26 +164,13 @@ impl Waveform {
                 sum * scale
             });
         }
-        let sample = |bytes: &[u8]| match info.format() {
-            AudioFormat::F32le => f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
-            AudioFormat::S2432le => {
-                i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as f32 / 8_388_608.0
-            }
-            // Sign-extended from the top byte.
-            AudioFormat::S24le => {
-                (i32::from_le_bytes([0, bytes[0], bytes[1], bytes[2]]) >> 8) as f32 / 8_388_608.0
-            }
-            AudioFormat::S16le => f32::from(i16::from_le_bytes([bytes[0], bytes[1]])) / 32768.0,
-            _ => f32::from(bytes[0] as i8) / 128.0,
-        };
         self.fold(frames, |f| {
-            (0..channels)
-                .map(|c| {
-                    let (plane, index) = at(f, c);
-                    sample(&planes[plane][index * width..])
-                })
-                .sum::<f32>()
-                * scale
+            let mut sum = 0.0;
+            for c in 0..channels {
+                let (plane, index) = at(f, c);
+                sum += sample(&planes[plane][index * width..]);
+            }
+            sum * scale
         })
     }
 
@@ -274,6 +255,29 @@ fn floats_of(bytes: &[u8]) -> Option<&[f32]> {
 /// A sample (−1..1 full scale) as an 8-bit waveform value.
 fn value(sample: f32) -> i32 {
     ((sample * 127.0).floor() as i32).clamp(-128, 127)
+}
+
+/// Reads one sample, from its first byte, as a float in -1..1.
+type ReadSample = fn(&[u8]) -> f32;
+
+/// The bytes a sample of `format` takes and how to read one as a float
+/// in -1..1, chosen once per buffer: the integer formats our encoders take
+/// (flacenc: S8, S16LE, S24LE, S24_32LE; opusenc and voaacenc: S16LE) and
+/// floats that do not lie aligned. `None` for any other format.
+fn sample_reader(format: AudioFormat) -> Option<(usize, ReadSample)> {
+    Some(match format {
+        AudioFormat::F32le => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        AudioFormat::S2432le => (4, |b| {
+            i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32 / 8_388_608.0
+        }),
+        // Sign-extended from the top byte.
+        AudioFormat::S24le => (3, |b| {
+            (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32 / 8_388_608.0
+        }),
+        AudioFormat::S16le => (2, |b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0),
+        AudioFormat::S8 => (1, |b| f32::from(b[0] as i8) / 128.0),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
