@@ -8,7 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::media::{INPUTS, assert_decodes, clip, decoded_seconds, dominant_frequency, probe};
+use common::media::{
+    INPUTS, assert_decodes, clip, decode_mono, decoded_seconds, dominant_frequency, probe,
+};
 
 /// Runs `vidaud convert IN OUT ARGS`; returns the exit code and stderr.
 fn convert(input: &Path, output: &Path, args: &[&str]) -> (i32, String) {
@@ -223,6 +225,73 @@ fn a_pure_tone_keeps_its_pitch_through_every_format_and_resampling() {
         let output = converted(&tone, dir.path().join(name), flags);
         let f = dominant_frequency(&output);
         assert!((f - 1000.0).abs() < 5.0, "{name}: {f} Hz");
+    }
+}
+
+/// Where `output`'s audio lies against `input`'s: the lag (in samples)
+/// at which a window of them correlates best, within ±`most`.
+fn lag(input: &[i16], output: &[i16], most: usize) -> i64 {
+    let (from, window) = (most, 8192);
+    let score = |lag: i64| -> i64 {
+        (0..window)
+            .map(|i| {
+                let at = (from + i) as i64;
+                let theirs = output.get((at + lag) as usize).copied().unwrap_or(0);
+                i64::from(input[at as usize]) * i64::from(theirs)
+            })
+            .sum()
+    };
+    (-(most as i64)..=most as i64)
+        .max_by_key(|&lag| score(lag))
+        .unwrap_or(0)
+}
+
+/// Pearson correlation of two equal runs of samples.
+fn correlation(a: &[i16], b: &[i16]) -> f64 {
+    let dot = |x: &[i16], y: &[i16]| -> f64 {
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| f64::from(*p) * f64::from(*q))
+            .sum()
+    };
+    dot(a, b) / (dot(a, a) * dot(b, b)).sqrt()
+}
+
+#[test]
+fn every_format_keeps_every_sample_where_it_was() {
+    // Each encoder delays its output (priming) and pads its last frame;
+    // each format says by how much (LAME's header, Opus's pre-skip and
+    // granule, the M4A's edit list), and ffmpeg honours it. Every sample
+    // of the input must come out, at its place: none lost at the end,
+    // no silence added at the start.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let noise = clip("noise");
+    let input = decode_mono(&noise, 48000);
+    assert_eq!(input.len(), 158_400);
+    for name in ["noise.mp3", "noise.opus", "noise.m4a", "noise.flac"] {
+        let output = converted(&noise, dir.path().join(name), &[]);
+        let audio = decode_mono(&output, 48000);
+        assert_eq!(lag(&input, &audio, 2048), 0, "{name}: shifted");
+        // ffmpeg decodes an M4A's last frame whole, as it does its own
+        // (the edit list's end is for players): up to a frame more.
+        let extra = if name.ends_with(".m4a") { 1024 } else { 0 };
+        assert!(
+            audio.len() >= input.len() && audio.len() <= input.len() + extra,
+            "{name}: {} samples from {}",
+            audio.len(),
+            input.len()
+        );
+        let tail = input.len() - 4096..input.len();
+        let similar = correlation(&input[tail.clone()], &audio[tail]);
+        assert!(
+            similar > 0.9,
+            "{name}: the last samples are not the input's ({similar})"
+        );
+        println!(
+            "{name}: lag 0, {} samples for {}, tail r = {similar:.3}",
+            audio.len(),
+            input.len()
+        );
     }
 }
 

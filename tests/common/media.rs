@@ -173,6 +173,7 @@ fn extension(kind: &str) -> &str {
         "tracks" | "default-second" | "surround" => "mkv",
         "tone" => "wav",
         "hour" => "ogg",
+        "noise" => "flac",
         other => other,
     }
 }
@@ -194,7 +195,8 @@ fn dir() -> PathBuf {
     dir
 }
 
-/// `kind`: one of [`CONTAINERS`] or [`INPUTS`], `noaudio` (H.264 video only), `random`
+/// `kind`: one of [`CONTAINERS`] or [`INPUTS`], `noaudio` (H.264 video only), `noise`
+/// (3.3 s of pink noise, FLAC), `random`
 /// (bytes that are not media), `truncated` (the first half of an MP4), or
 /// `long` ([`LONG_SECONDS`] of stereo audio with a tiny video, slow enough
 /// to convert that faults land mid-conversion and progress shows several
@@ -224,6 +226,23 @@ pub fn clip(kind: &str) -> PathBuf {
         args.extend(["-t", &length, "-ac", "1", "-c:a", "libopus"].map(String::from));
         args.extend(["-b:a", "12k", "-compression_level", "0"].map(String::from));
         ffmpeg(&args, &partial, "the hour-long clip");
+    } else if kind == "noise" {
+        // Pink noise, 48 kHz stereo, of a length no codec's frame divides:
+        // where a sample lands can be told by correlation (a tone's period
+        // would alias).
+        let args = [
+            "-f",
+            "lavfi",
+            "-i",
+            "anoisesrc=color=pink:sample_rate=48000:amplitude=0.3:seed=7",
+            "-ac",
+            "2",
+            "-t",
+            "3.3",
+            "-c:a",
+            "flac",
+        ];
+        ffmpeg(args, &partial, "the noise clip");
     } else if kind == "3gp" {
         // ffmpeg has no AMR encoder here; GStreamer's comes with the plugins.
         let buffers = (CLIP_SECONDS * 8000.0 / 160.0) as u32;
@@ -406,7 +425,7 @@ pub fn assert_decodes(path: &Path) {
 }
 
 /// The audio of `path` decoded by ffmpeg to mono 16-bit samples at `rate`.
-fn decode_mono(path: &Path, rate: u32) -> Vec<i16> {
+pub fn decode_mono(path: &Path, rate: u32) -> Vec<i16> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)

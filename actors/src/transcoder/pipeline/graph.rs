@@ -12,6 +12,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_audio as gst_audio;
 
+use super::aac_gapless;
 use super::chapters::{self, ChapterMarks};
 use super::encoders::{encode_mp3, encoder_chain, output_caps};
 use super::error::TranscodeError;
@@ -243,9 +244,20 @@ impl Graph {
         {
             let tap = tap.clone();
             let waveform = waveform.clone();
+            let pads_the_end = options.format == Format::Aac;
             encoder_in.add_probe(
                 gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-                move |_, info| {
+                move |pad, info| {
+                    // Our own silence after the audio is not counted.
+                    if tap.padding.load(Ordering::SeqCst) {
+                        return gst::PadProbeReturn::Ok;
+                    }
+                    if pads_the_end {
+                        open_the_end(info);
+                        if is_eos(info) {
+                            pad_the_end(pad, &tap);
+                        }
+                    }
                     count_samples(info, &tap);
                     if let Ok(mut slot) = waveform.lock()
                         && let Some(waveform) = slot.as_mut()
@@ -451,6 +463,46 @@ fn feed_waveform(info: &gst::PadProbeInfo, waveform: &mut Waveform) {
         }
         _ => {}
     }
+}
+
+/// Takes the stop off a segment going to the encoder: what it encodes
+/// of our silence lies after the input's end, and would be clipped there
+/// (an MP4 input's segment stops where its edit list ends).
+fn open_the_end(info: &mut gst::PadProbeInfo) {
+    let Some(gst::PadProbeData::Event(event)) = &mut info.data else {
+        return;
+    };
+    let gst::EventView::Segment(segment) = event.view() else {
+        return;
+    };
+    let Ok(mut segment) = segment.segment().clone().downcast::<gst::ClockTime>() else {
+        return;
+    };
+    if segment.stop().is_some() {
+        segment.set_stop(gst::ClockTime::NONE);
+        *event = gst::event::Segment::new(&segment);
+    }
+}
+
+fn is_eos(info: &gst::PadProbeInfo) -> bool {
+    matches!(&info.data, Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos)
+}
+
+/// Gives the encoder at `pad` the silence that brings its last samples out
+/// (see `aac_gapless.rs`), before the end of the stream it is about to
+/// get. Once per conversion; the probes let it pass uncounted.
+fn pad_the_end(pad: &gst::Pad, tap: &Tap) {
+    let bpf = u64::from(tap.encoder_bpf.load(Ordering::SeqCst));
+    if bpf == 0 {
+        return;
+    }
+    let frames = aac_gapless::padding(tap.samples.load(Ordering::SeqCst));
+    // Zero is silence in any format the encoder takes (integers or floats).
+    // No timestamps: the encoder takes it as following on.
+    let silence = gst::Buffer::from_mut_slice(vec![0u8; (frames * bpf) as usize]);
+    tap.padding.store(true, Ordering::SeqCst);
+    let _ = pad.chain(silence);
+    tap.padding.store(false, Ordering::SeqCst);
 }
 
 /// Posts an application message named `name` from `element`.

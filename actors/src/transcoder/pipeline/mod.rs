@@ -42,12 +42,14 @@
 //! Everything here is blocking and runs on GStreamer's threads plus the
 //! caller's: call it from a blocking task.
 
+mod aac_gapless;
 mod bus;
 mod chapters;
 mod encoders;
 mod error;
 mod graph;
 mod loudness;
+mod mp4_boxes;
 pub(crate) mod replaygain;
 mod tap;
 mod tracks;
@@ -236,6 +238,8 @@ pub fn transcode(
         |e: std::io::Error| TranscodeError::Output(format!("completing the tags: {e}"));
     match (options.format, &summary.replaygain) {
         (Format::Aac, replaygain) => {
+            aac_gapless::present_exactly(output.audio, summary.samples, summary.sample_rate)
+                .map_err(tags_failed)?;
             let freeform = replaygain
                 .as_ref()
                 .map(replaygain::freeform)

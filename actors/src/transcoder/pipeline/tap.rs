@@ -81,6 +81,9 @@ pub(super) struct Tap {
     /// The upstream segment and caps of the decoded audio.
     pub(super) segment: Mutex<Option<gst::FormattedSegment<gst::ClockTime>>>,
     pub(super) info: Mutex<Option<gst_audio::AudioInfo>>,
+    /// Silence of ours is going to the encoder (`aac_gapless.rs`): the
+    /// probes that count audio let it pass.
+    pub(super) padding: AtomicBool,
     /// The trim's end was reached and the audio branch ended.
     pub(super) trim_ended: AtomicBool,
     /// The capsfilter and the options it follows: its channels are fixed

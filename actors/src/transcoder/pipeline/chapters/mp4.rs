@@ -22,6 +22,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::Chapter;
+use crate::transcoder::pipeline::mp4_boxes::{boxed, child, descend, header, small_body};
 
 /// `chpl` times are in units of 100 ns.
 const UNITS_PER_NS: u64 = 100;
@@ -29,110 +30,6 @@ const UNITS_PER_NS: u64 = 100;
 const MAX_CHPL: u64 = 70_000;
 /// The most that may follow `moov` in a file we add chapters to.
 const MAX_TAIL: u64 = 1 << 20;
-
-/// A box's header: its type and where its body starts and ends.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct BoxHeader {
-    pub(super) kind: [u8; 4],
-    pub(super) body: u64,
-    pub(super) end: u64,
-}
-
-/// The box whose header starts at `at`, within `..limit`; `None` at the end
-/// or on a size that does not fit.
-fn header(file: &mut File, at: u64, limit: u64) -> io::Result<Option<BoxHeader>> {
-    if at + 8 > limit {
-        return Ok(None);
-    }
-    file.seek(SeekFrom::Start(at))?;
-    let mut head = [0u8; 16];
-    file.read_exact(&mut head[..8])?;
-    let size = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
-    let kind = [head[4], head[5], head[6], head[7]];
-    let (size, body) = match size {
-        0 => (limit - at, at + 8),
-        1 => {
-            if at + 16 > limit {
-                return Ok(None);
-            }
-            file.read_exact(&mut head[8..16])?;
-            let mut large = [0u8; 8];
-            large.copy_from_slice(&head[8..16]);
-            (u64::from_be_bytes(large), at + 16)
-        }
-        n => (n, at + 8),
-    };
-    let end = at
-        .checked_add(size)
-        .filter(|&end| end <= limit && end >= body);
-    Ok(end.map(|end| BoxHeader { kind, body, end }))
-}
-
-/// The first box of `kind` among the children in `from..to`.
-pub(super) fn child(
-    file: &mut File,
-    from: u64,
-    to: u64,
-    kind: &[u8; 4],
-) -> io::Result<Option<BoxHeader>> {
-    let mut at = from;
-    while let Some(found) = header(file, at, to)? {
-        if &found.kind == kind {
-            return Ok(Some(found));
-        }
-        at = found.end;
-    }
-    Ok(None)
-}
-
-/// The boxes in `from..to`, at most `most` of them.
-pub(super) fn children(
-    file: &mut File,
-    from: u64,
-    to: u64,
-    most: usize,
-) -> io::Result<Vec<BoxHeader>> {
-    let mut found = Vec::new();
-    let mut at = from;
-    while found.len() < most
-        && let Some(next) = header(file, at, to)?
-    {
-        at = next.end;
-        found.push(next);
-    }
-    Ok(found)
-}
-
-/// The box at the end of `path` (box types, one level each) under `from`.
-pub(super) fn descend(
-    file: &mut File,
-    from: BoxHeader,
-    path: &[&[u8; 4]],
-) -> io::Result<Option<BoxHeader>> {
-    let mut scope = from;
-    for kind in path {
-        match child(file, scope.body, scope.end, kind)? {
-            Some(found) => scope = found,
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(scope))
-}
-
-/// A box's body, when it is at most `most` bytes long.
-pub(super) fn small_body(
-    file: &mut File,
-    found: BoxHeader,
-    most: u64,
-) -> io::Result<Option<Vec<u8>>> {
-    if found.end - found.body > most {
-        return Ok(None);
-    }
-    let mut body = vec![0u8; (found.end - found.body) as usize];
-    file.seek(SeekFrom::Start(found.body))?;
-    file.read_exact(&mut body)?;
-    Ok(Some(body))
-}
 
 /// The chapters of the MP4 at `path`: its `moov/udta/chpl`, else its
 /// QuickTime chapter track; none when it is not an MP4 (its first box is
@@ -245,14 +142,6 @@ fn chpl(chapters: &[Chapter]) -> Vec<u8> {
         chpl.extend_from_slice(&chapter.title.as_bytes()[..cut]);
     }
     boxed(b"chpl", &chpl)
-}
-
-fn boxed(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + body.len());
-    out.extend_from_slice(&((8 + body.len()) as u32).to_be_bytes());
-    out.extend_from_slice(kind);
-    out.extend_from_slice(body);
-    out
 }
 
 /// Adds `chapters` and `freeform` tags to the M4A at `path` (see the

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 
 use super::Chapter;
-use super::mp4::{BoxHeader, child, children, descend, small_body};
+use crate::transcoder::pipeline::mp4_boxes::{BoxHeader, child, children, descend, small_body};
 
 /// Chapters followed at most (the most any output carries).
 const MAX_SAMPLES: usize = 255;
