@@ -179,6 +179,81 @@ both_backends!(
     }
 );
 
+/// Sends a whole upload of `body_bytes` to `path` over a raw connection
+/// before reading anything, as simple clients do, then reads the answer:
+/// it, or the error that stood in its way.
+fn send_all_then_read(address: String, path: &str, token: &str, body_bytes: usize) -> String {
+    use std::io::{Read, Write};
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {body_bytes}\r\n\r\n"
+    );
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+    stream.write_all(head.as_bytes()).expect("send head");
+    let chunk = vec![7u8; 64 * 1024];
+    let mut left = body_bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        if let Err(e) = stream.write_all(&chunk[..n]) {
+            return format!("sending the body failed with {left} bytes left: {e}");
+        }
+        left -= n;
+    }
+    let mut response = String::new();
+    match stream.read_to_string(&mut response) {
+        Ok(_) => response,
+        Err(e) if !response.is_empty() => format!("{response}\n(then {e})"),
+        Err(e) => format!("reading the answer failed: {e}"),
+    }
+}
+
+both_backends!(
+    a_refused_upload_is_answered_to_a_client_that_sends_it_whole_first,
+    |backend: Backend| async move {
+        // Refused before a byte of its body is read; the body (24 MiB,
+        // more than the sockets' buffers hold) is read on and thrown away
+        // after the answer, so the client finishes sending and reads the
+        // reason instead of "connection reset".
+        let node = Node::start(NodeOptions {
+            max_upload_bytes: 8_000_000,
+            ..NodeOptions::default().on(backend)
+        })
+        .await;
+        let (_, token) = node.new_user().await;
+        let address = node.base.trim_start_matches("http://").to_owned();
+        for (path, token, bytes, status, says) in [
+            (
+                "/upload?format=wav",
+                token.clone(),
+                24 << 20,
+                "422",
+                "format",
+            ),
+            (
+                "/upload",
+                "not-a-token".to_owned(),
+                24 << 20,
+                "401",
+                "token",
+            ),
+            ("/upload", token.clone(), 24 << 20, "413", "limit"),
+        ] {
+            let address = address.clone();
+            let response = tokio::task::spawn_blocking(move || {
+                send_all_then_read(address, path, &token, bytes)
+            })
+            .await
+            .expect("raw request");
+            assert!(
+                response.starts_with(&format!("HTTP/1.1 {status}")),
+                "{path}: {response}"
+            );
+            assert!(response.contains(says), "{path}: {response}");
+        }
+        node.assert_no_files(Files::Videos, "refused uploads").await;
+    }
+);
+
 both_backends!(
     malformed_uploads_get_clear_errors,
     |backend: Backend| async move {

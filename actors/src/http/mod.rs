@@ -12,6 +12,7 @@ mod cors;
 mod error;
 mod extract;
 mod limits;
+mod linger;
 pub mod openapi;
 mod routes;
 mod server;
@@ -135,6 +136,10 @@ pub fn router(state: AppState) -> Router {
         .route("/upload", post(routes::upload::upload))
         .merge(routes::tus::router())
         .fallback(error::no_route)
+        .layer(middleware::from_fn_with_state(
+            state.closing.clone(),
+            linger::linger,
+        ))
         .layer(middleware::from_fn(error::problems_only))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn_with_state(
