@@ -59,11 +59,10 @@ pub fn present_exactly(path: &Path, samples: u64, rate: u32) -> io::Result<()> {
     let mdhd =
         Full::read(&mut file, trak, &[b"mdia", b"mdhd"])?.ok_or_else(|| malformed("mdhd"))?;
 
-    // mvhd and mdhd: version and flags, two times, then timescale and
-    // duration (32-bit fields in version 0, 64-bit times in version 1).
-    let timescale_at = |full: &Full| if full.version() == 1 { 20 } else { 12 };
-    let movie_scale = u64::from(mvhd.u32_at(timescale_at(&mvhd))?);
-    let media_scale = u64::from(mdhd.u32_at(timescale_at(&mdhd))?);
+    // mvhd and mdhd: version and flags, two times, then the timescale (a
+    // 32-bit field in both versions) and the duration.
+    let movie_scale = mvhd.uint_at(mvhd.by_version(12, 20), 4)?;
+    let media_scale = mdhd.uint_at(mdhd.by_version(12, 20), 4)?;
     if movie_scale == 0 || media_scale == 0 || rate == 0 {
         return Err(malformed("timescale"));
     }
@@ -73,15 +72,14 @@ pub fn present_exactly(path: &Path, samples: u64, rate: u32) -> io::Result<()> {
 
     // elst: version and flags, the entry count, then per entry the
     // segment's duration, its media time (-1: an empty edit) and rate.
-    let wide = edits.version() == 1;
-    let width = if wide { 8 } else { 4 };
-    let count = edits.u32_at(4)? as usize;
+    let width = edits.time_width();
+    let count = edits.uint_at(4, 4)? as usize;
     let mut total = 0u64;
     let mut real = Vec::new();
     for index in 0..count {
         let at = 8 + index * (2 * width + 4);
         let media_time = edits.int_at(at + width, width)?;
-        if media_time == -1 || (!wide && media_time == i64::from(u32::MAX)) {
+        if media_time == -1 {
             total += edits.uint_at(at, width)?;
         } else {
             real.push((at, media_time));
@@ -100,21 +98,12 @@ pub fn present_exactly(path: &Path, samples: u64, rate: u32) -> io::Result<()> {
     edits.write(&file)?;
 
     // The track's duration (after two times, its id and a reserved word)
-    // and the movie's, both in the movie's timescale.
-    let (at, width) = if tkhd.version() == 1 {
-        (28, 8)
-    } else {
-        (20, 4)
-    };
-    tkhd.set(at, width, total)?;
-    tkhd.write(&file)?;
-    let (at, width) = if mvhd.version() == 1 {
-        (24, 8)
-    } else {
-        (16, 4)
-    };
-    mvhd.set(at, width, total)?;
-    mvhd.write(&file)?;
+    // and the movie's (after two times and the timescale), both in the
+    // movie's timescale.
+    for (header, v0, v1) in [(&mut tkhd, 20, 28), (&mut mvhd, 16, 24)] {
+        header.set(header.by_version(v0, v1), header.time_width(), total)?;
+        header.write(&file)?;
+    }
     file.sync_data()
 }
 
@@ -147,6 +136,17 @@ impl Full {
         self.body.first().copied().unwrap_or(0)
     }
 
+    /// Where a field lies: at `v0` in a version 0 box, at `v1` in a
+    /// version 1 box (whose times are 64-bit).
+    fn by_version(&self, v0: usize, v1: usize) -> usize {
+        if self.version() == 1 { v1 } else { v0 }
+    }
+
+    /// The bytes of a time or duration: 8 in version 1, else 4.
+    fn time_width(&self) -> usize {
+        self.by_version(4, 8)
+    }
+
     fn field(&self, at: usize, width: usize) -> io::Result<&[u8]> {
         self.body
             .get(at..at + width)
@@ -158,10 +158,6 @@ impl Full {
             .field(at, width)?
             .iter()
             .fold(0u64, |value, &byte| value << 8 | u64::from(byte)))
-    }
-
-    fn u32_at(&self, at: usize) -> io::Result<u32> {
-        Ok(self.uint_at(at, 4)? as u32)
     }
 
     /// A signed field of `width` bytes (4 or 8).

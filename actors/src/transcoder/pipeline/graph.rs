@@ -282,8 +282,7 @@ impl Graph {
             );
         }
         sink_in.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |pad, info| {
-            if let Some(gst::PadProbeData::Event(event)) = &info.data
-                && event.type_() == gst::EventType::Eos
+            if is_eos(info)
                 && let Some(parent) = pad.parent_element()
             {
                 post(&parent, AUDIO_DONE);
@@ -333,8 +332,7 @@ impl Graph {
                     // the verdict waits for the exposure to complete.
                     let tracks = tracks.clone();
                     sinkpad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
-                        if let Some(gst::PadProbeData::Event(event)) = &info.data
-                            && event.type_() == gst::EventType::Eos
+                        if is_eos(info)
                             && let Some(parent) = pad.parent_element()
                             && let Ok(mut exposure) = tracks.exposure.lock()
                         {
@@ -484,13 +482,14 @@ fn open_the_end(info: &mut gst::PadProbeInfo) {
     }
 }
 
+/// Whether a probe sees the end of the stream.
 fn is_eos(info: &gst::PadProbeInfo) -> bool {
     matches!(&info.data, Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos)
 }
 
 /// Gives the encoder at `pad` the silence that brings its last samples out
-/// (see `aac_gapless.rs`), before the end of the stream it is about to
-/// get. Once per conversion; the probes let it pass uncounted.
+/// (see `aac_gapless.rs`), as the end of the stream reaches it (once: the
+/// audio branch ends once); the probes let the silence pass uncounted.
 fn pad_the_end(pad: &gst::Pad, tap: &Tap) {
     let bpf = u64::from(tap.encoder_bpf.load(Ordering::SeqCst));
     if bpf == 0 {
