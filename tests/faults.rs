@@ -351,9 +351,9 @@ async fn three_nodes_one_killed_the_others_finish() {
     report_resent("2 three nodes, one killed", ids.len(), 0, settled);
 }
 
-/// Runs `command`; panics with its output on failure.
 /// Runs an administration command, for at most two minutes (`timeout`
-/// ends it): a service that does not answer fails the test, never hangs it.
+/// ends it); panics with its output on failure: a service that does not
+/// answer fails the test, never hangs it.
 fn run(command: &str, args: &[&str]) {
     let out = Command::new("timeout")
         .args(["120", command])

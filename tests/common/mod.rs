@@ -1534,11 +1534,15 @@ fn node_lifetime_limit() -> Duration {
 /// The tests' HTTP client: no request waits forever (a stuck node fails
 /// the test that asked, with what it logged, instead of hanging the suite).
 pub fn http_client() -> reqwest::Client {
+    bounded_client().build().expect("client")
+}
+
+/// A client builder whose requests all have a bound: 10 s to connect,
+/// 300 s in all.
+fn bounded_client() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(300))
-        .build()
-        .expect("client")
 }
 
 /// A thread that, unless dropped within `limit`, prints which test hung
@@ -1612,10 +1616,8 @@ pub fn terminate_child(child: &mut Child, limit: Duration) -> Option<i32> {
 /// An HTTP client whose connections come from `address` (any of
 /// 127.0.0.0/8 on loopback), so a test can be several clients at once.
 pub fn client_from(address: &str) -> reqwest::Client {
-    reqwest::Client::builder()
+    bounded_client()
         .local_address(address.parse::<std::net::IpAddr>().expect("address"))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(300))
         .build()
         .expect("client")
 }
