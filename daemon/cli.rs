@@ -26,6 +26,9 @@ pub enum Command {
     Ctl(CtlArgs),
     /// Manage user accounts in the backend's user directory.
     User(UserArgs),
+    /// Ask the node on this machine whether it is alive (`GET /health`) or
+    /// ready (`--ready`: `GET /ready`); exit 0 if so. A container's health check.
+    Health(HealthArgs),
     /// Copy this node's embedded data (users, jobs, files; ids kept) into a
     /// cluster: the way to grow. Restartable; verifies at the end.
     Migrate(crate::migrate::MigrateArgs),
@@ -38,7 +41,7 @@ pub enum Command {
 #[derive(Args)]
 pub struct UserArgs {
     /// Configuration file to read `[auth]` from.
-    #[arg(long, short, default_value = "config.toml")]
+    #[arg(long, short, env = "VIDAUD_CONFIG", default_value = "config.toml")]
     pub config: PathBuf,
     #[command(subcommand)]
     pub action: UserAction,
@@ -83,7 +86,7 @@ pub struct CtlArgs {
     #[arg(long)]
     pub socket: Option<PathBuf>,
     /// Configuration file to read the socket path from.
-    #[arg(long, short, default_value = "config.toml")]
+    #[arg(long, short, env = "VIDAUD_CONFIG", default_value = "config.toml")]
     pub config: PathBuf,
     /// Print the node's JSON answer instead of the human-readable form.
     #[arg(long)]
@@ -105,10 +108,27 @@ pub enum CtlAction {
 }
 
 #[derive(Args)]
+pub struct HealthArgs {
+    /// Configuration file to read `http.listen` from.
+    #[arg(long, short, env = "VIDAUD_CONFIG", default_value = "config.toml")]
+    pub config: PathBuf,
+    /// The node's base URL; by default the address `http.listen` names (a
+    /// wildcard address asked on loopback).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Ask `/ready` (every dependency reachable) instead of `/health`.
+    #[arg(long)]
+    pub ready: bool,
+    /// Longest wait for the answer, seconds.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
+}
+
+#[derive(Args)]
 pub struct ServeArgs {
     /// Configuration file (TOML). Settings can also be overridden by
     /// environment variables `VIDAUD_<SECTION>__<KEY>`.
-    #[arg(long, short, default_value = "config.toml")]
+    #[arg(long, short, env = "VIDAUD_CONFIG", default_value = "config.toml")]
     pub config: PathBuf,
     /// Development mode: allow a missing JWT secret (a random one is made
     /// for this run, so tokens do not survive a restart).

@@ -41,15 +41,60 @@ pub fn load(path: &Path) -> anyhow::Result<Settings> {
                 path.display()
             )
         })?;
-    read_secret_file(
-        &mut settings.auth.jwt_secret,
-        &settings.auth.jwt_secret_file,
-    )?;
+    // A secret file `serve` is to make is read once it is made
+    // (`ensure_jwt_secret`); no other command needs the secret.
+    let to_be_made = settings.auth.jwt_secret_create
+        && !settings.auth.jwt_secret_file.is_empty()
+        && !Path::new(&settings.auth.jwt_secret_file).exists();
+    if !to_be_made {
+        read_secret_file(
+            &mut settings.auth.jwt_secret,
+            &settings.auth.jwt_secret_file,
+        )?;
+    }
     read_secret_file(
         &mut settings.notifier.smtp_password,
         &settings.notifier.smtp_password_file,
     )?;
     Ok(settings)
+}
+
+/// `auth.jwt_secret_create`: makes the JWT secret file when there is none
+/// (and no secret is given otherwise), then reads it. The file appears
+/// whole or not at all (written beside it, then linked into place without
+/// replacing anything), so two nodes starting at once on one volume, or a
+/// crash mid-way, never leave a short or changed secret.
+pub fn ensure_jwt_secret(settings: &mut Settings) -> anyhow::Result<()> {
+    let file = settings.auth.jwt_secret_file.clone();
+    if !settings.auth.jwt_secret_create
+        || !settings.auth.jwt_secret.is_empty()
+        || file.is_empty()
+        || Path::new(&file).exists()
+    {
+        return Ok(());
+    }
+    let path = Path::new(&file);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("making {}", dir.display()))?;
+    let secret: String = rand::random::<[u8; 32]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut partial = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("writing the JWT secret beside {file}"))?;
+    std::io::Write::write_all(&mut partial, secret.as_bytes())
+        .and_then(|()| partial.as_file().sync_all())
+        .with_context(|| format!("writing the JWT secret beside {file}"))?;
+    match partial.persist_noclobber(path) {
+        Ok(_) => tracing::info!(file = %file, "made a new JWT secret (auth.jwt_secret_create)"),
+        // Another node made it first: use theirs.
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e.error).with_context(|| format!("making the JWT secret {file}")),
+    }
+    read_secret_file(&mut settings.auth.jwt_secret, &file)
 }
 
 fn read_secret_file(value: &mut String, file: &str) -> anyhow::Result<()> {
@@ -179,6 +224,40 @@ mod tests {
         s.transcoder.bitrate_kbps = 128;
         s.transcoder.workers = 0;
         assert!(check(&s).is_err());
+    }
+
+    #[test]
+    fn a_missing_secret_file_is_made_once_when_asked() {
+        use std::os::unix::fs::PermissionsExt;
+        Jail::expect_with(|jail| {
+            jail.set_env("VIDAUD_AUTH__JWT_SECRET_FILE", "state/jwt-secret");
+            // Not asked: a missing file is an error, as ever.
+            assert!(load(Path::new("config.toml")).is_err());
+            jail.set_env("VIDAUD_AUTH__JWT_SECRET_CREATE", "true");
+            let mut s = load(Path::new("config.toml")).map_err(|e| e.to_string())?;
+            assert!(s.auth.jwt_secret.is_empty(), "nothing made by loading");
+            ensure_jwt_secret(&mut s).map_err(|e| e.to_string())?;
+            let made = std::fs::read_to_string("state/jwt-secret").map_err(|e| e.to_string())?;
+            assert_eq!(s.auth.jwt_secret, made);
+            assert!(jwt_secret(&s, false).is_ok(), "long enough to sign with");
+            let mode = std::fs::metadata("state/jwt-secret")
+                .map_err(|e| e.to_string())?
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+            // The next start reads it and makes nothing new.
+            let mut again = load(Path::new("config.toml")).map_err(|e| e.to_string())?;
+            ensure_jwt_secret(&mut again).map_err(|e| e.to_string())?;
+            assert_eq!(again.auth.jwt_secret, made);
+            // A secret given in the environment wins; no file is made.
+            jail.set_env("VIDAUD_AUTH__JWT_SECRET_FILE", "other/jwt-secret");
+            jail.set_env("VIDAUD_AUTH__JWT_SECRET", "e".repeat(40));
+            let mut given = load(Path::new("config.toml")).map_err(|e| e.to_string())?;
+            ensure_jwt_secret(&mut given).map_err(|e| e.to_string())?;
+            assert_eq!(given.auth.jwt_secret, "e".repeat(40));
+            assert!(!Path::new("other/jwt-secret").exists());
+            Ok(())
+        });
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //!
 //! `serve` runs a node (the supervised actor tree); `convert` runs the same
 //! transcoder on local files with no services at all; `ctl` talks to a
-//! running node over its admin socket; `user` manages accounts.
+//! running node over its admin socket; `user` manages accounts; `health`
+//! asks a node on this machine whether it is up.
 
 mod admin;
 mod cli;
 mod config;
 mod convert;
 mod ctl;
+mod health;
 mod migrate;
 mod reload;
 mod serve;
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         cli::Command::Convert(args) => convert::run(args),
         cli::Command::Ctl(args) => ctl::run(args),
         cli::Command::User(args) => user::run(args),
+        cli::Command::Health(args) => health::run(args),
         cli::Command::Migrate(args) => migrate::run(args),
         cli::Command::TranscodeChild => vidaud_actors::transcoder::isolation::child_main(),
     }

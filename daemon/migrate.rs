@@ -17,7 +17,7 @@ use crate::config;
 #[derive(clap::Args)]
 pub struct MigrateArgs {
     /// This node's configuration (its embedded `[backend] data_dir`).
-    #[arg(long, short, default_value = "config.toml")]
+    #[arg(long, short, env = "VIDAUD_CONFIG", default_value = "config.toml")]
     pub config: PathBuf,
     /// The cluster's configuration (`[storage]`, `[queue]`, `[auth]` URLs;
     /// its `[backend] kind` is taken to be `cluster`).

@@ -103,12 +103,13 @@ fn node_id(settings: &Settings) -> String {
 }
 
 async fn serve(
-    settings: Settings,
+    mut settings: Settings,
     dev: bool,
     path: &Path,
     log: reload::LogHandle,
 ) -> anyhow::Result<()> {
     config::check(&settings)?;
+    config::ensure_jwt_secret(&mut settings)?;
     let secret = config::jwt_secret(&settings, dev)?;
     // Checked before anything starts: a planted path refuses the start.
     let admin_socket =

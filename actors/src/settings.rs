@@ -192,6 +192,10 @@ pub struct AuthSettings {
     /// `VIDAUD_AUTH__JWT_SECRET` or point `jwt_secret_file` at a file.
     pub jwt_secret: String,
     pub jwt_secret_file: String,
+    /// When `jwt_secret_file` does not exist, `serve` makes it (random,
+    /// mode 0600) instead of refusing to start: a container's first start
+    /// on an empty volume. Never replaces a file that exists.
+    pub jwt_secret_create: bool,
     pub token_ttl_secs: u64,
     /// Put in issued tokens as `iss` and required of presented ones, when
     /// not empty.
@@ -226,6 +230,7 @@ impl Default for AuthSettings {
             mysql_url: "mysql://root@127.0.0.1:3306/vidaud".into(),
             jwt_secret: String::new(),
             jwt_secret_file: String::new(),
+            jwt_secret_create: false,
             token_ttl_secs: 24 * 3600,
             jwt_issuer: String::new(),
             jwt_audience: String::new(),
