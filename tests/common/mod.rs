@@ -11,6 +11,7 @@
 
 #![allow(dead_code)]
 
+pub mod api;
 pub mod media;
 pub mod proxy;
 
@@ -18,11 +19,14 @@ use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{Bson, Document, doc};
 use serde_json::Value;
+
+pub use api::Api;
 
 /// The secret every test node signs with, so tests can forge tokens.
 pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
@@ -196,10 +200,10 @@ impl Names {
 
 pub struct Node {
     child: Child,
-    pub base: String,
+    /// Its HTTP API (`Node` derefs to it: `node.login(..)`, `node.base`).
+    api: Api,
     pub names: Names,
     pub log: PathBuf,
-    pub http: reqwest::Client,
     pub options: NodeOptions,
     port: u16,
     /// Whether dropping the node deletes the group's queues (one node of a
@@ -208,6 +212,20 @@ pub struct Node {
     /// Ends the whole test binary, with what the node logged, when the
     /// node outlives any test's need: a hang fails here, not at CI's limit.
     watchdog: Watchdog,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// The last 40 lines of a log file.
+pub fn tail_of(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 impl Node {
@@ -222,10 +240,12 @@ impl Node {
         let mut node = Node {
             watchdog: Watchdog::start(log.clone(), node_lifetime_limit()),
             child: Self::spawn(&names, &options, port),
-            base: format!("http://127.0.0.1:{port}"),
+            api: Api::new(format!("http://127.0.0.1:{port}"), {
+                let log = log.clone();
+                Arc::new(move || tail_of(&log))
+            }),
             log,
             names,
-            http: http_client(),
             options,
             port,
             owns_queues,
@@ -334,33 +354,18 @@ impl Node {
     }
 
     async fn wait_healthy(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "vidaud exited during start-up ({status}):\n{}",
-                    self.log_tail()
-                );
-            }
-            if let Ok(r) = self.http.get(self.url("/health")).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("vidaud did not become healthy:\n{}", self.log_tail());
+        let child = &mut self.child;
+        self.api
+            .wait_healthy(Duration::from_secs(60), || match child.try_wait() {
+                Ok(Some(status)) => Err(format!("vidaud exited during start-up ({status})")),
+                _ => Ok(()),
+            })
+            .await;
     }
 
     /// Everything the node has logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// The node id it runs with (`node` on the job records it converts).
@@ -567,10 +572,6 @@ impl Node {
         self.wait_healthy().await;
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
     /// `vidaud user add` against this node's user store: its exit code and
     /// stderr.
     pub fn add_user(&self, email: &str, password: &str, admin: bool) -> (i32, String) {
@@ -620,274 +621,6 @@ impl Node {
     /// The node's HTTP port (kept across restarts).
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// Registers a fresh user and logs in; returns (email, token).
-    pub async fn new_user(&self) -> (String, String) {
-        let email = format!("{}@example.com", unique("user"));
-        self.register(&email, "correct horse").await;
-        let token = self.login(&email, "correct horse").await.expect("login");
-        (email, token)
-    }
-
-    /// Registers `email` (which must succeed).
-    pub async fn register(&self, email: &str, password: &str) {
-        let r = self
-            .http
-            .post(self.url("/register"))
-            .json(&serde_json::json!({ "email": email, "password": password }))
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(
-            r.status(),
-            201,
-            "register: {}",
-            r.text().await.unwrap_or_default()
-        );
-    }
-
-    /// Polls `GET /me` with `token` until it is refused as revoked (failing
-    /// after `limit`); how long that took.
-    pub async fn until_refused(&self, token: &str, limit: Duration) -> Duration {
-        let started = Instant::now();
-        loop {
-            let r = self
-                .http
-                .get(self.url("/me"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("GET /me");
-            if r.status() == 401 {
-                let body: Value = r.json().await.unwrap_or(Value::Null);
-                assert_eq!(body["type"], "urn:vidaud:problem:token-revoked", "{body}");
-                return started.elapsed();
-            }
-            assert!(started.elapsed() < limit, "never refused");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// What `GET /me` says to `token`.
-    pub async fn me(&self, token: &str) -> Value {
-        self.http
-            .get(self.url("/me"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("GET /me")
-            .json()
-            .await
-            .expect("GET /me JSON")
-    }
-
-    /// The id of the account `token` stands for.
-    pub async fn user_id(&self, token: &str) -> String {
-        let me = self.me(token).await;
-        me["id"].as_str().expect("an id").to_owned()
-    }
-
-    pub async fn login(&self, email: &str, password: &str) -> Result<String, u16> {
-        let r = self
-            .http
-            .post(self.url("/login"))
-            .basic_auth(email, Some(password))
-            .send()
-            .await
-            .expect("login request");
-        let status = r.status().as_u16();
-        if status == 200 {
-            Ok(r.text().await.expect("token"))
-        } else {
-            Err(status)
-        }
-    }
-
-    /// Uploads `path` as multipart field `file`; returns status and JSON body
-    /// (status 0 when the request itself failed).
-    pub async fn upload(&self, token: &str, path: &Path) -> (u16, Value) {
-        self.upload_with(token, path, "", &[], &[]).await
-    }
-
-    /// Uploads `path` with output options: `query` (without `?`), and text
-    /// fields sent before and after the file part.
-    pub async fn upload_with(
-        &self,
-        token: &str,
-        path: &Path,
-        query: &str,
-        before: &[(&str, &str)],
-        after: &[(&str, &str)],
-    ) -> (u16, Value) {
-        let bytes = std::fs::read(path).expect("test media");
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut form = reqwest::multipart::Form::new();
-        for (field, value) in before {
-            form = form.text(field.to_string(), value.to_string());
-        }
-        form = form.part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes).file_name(name),
-        );
-        for (field, value) in after {
-            form = form.text(field.to_string(), value.to_string());
-        }
-        let url = if query.is_empty() {
-            self.url("/upload")
-        } else {
-            self.url(&format!("/upload?{query}"))
-        };
-        let sent = self
-            .http
-            .post(url)
-            .bearer_auth(token)
-            .multipart(form)
-            .send()
-            .await;
-        match sent {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                (status, r.json().await.unwrap_or(Value::Null))
-            }
-            Err(_) => (0, Value::Null),
-        }
-    }
-
-    /// Posts a multipart form of the test's own making to `/upload`.
-    pub async fn upload_form(
-        &self,
-        token: &str,
-        form: reqwest::multipart::Form,
-    ) -> reqwest::Response {
-        self.http
-            .post(self.url("/upload"))
-            .bearer_auth(token)
-            .multipart(form)
-            .send()
-            .await
-            .expect("upload request")
-    }
-
-    /// Uploads each file; returns the job ids of the accepted ones.
-    pub async fn upload_all(&self, token: &str, files: &[PathBuf]) -> Vec<String> {
-        let mut ids = Vec::new();
-        for file in files {
-            let (status, body) = self.upload(token, file).await;
-            assert_eq!(
-                status,
-                202,
-                "{}: {body}\n{}",
-                file.display(),
-                self.log_tail()
-            );
-            ids.push(body["job_id"].as_str().expect("job_id").to_owned());
-        }
-        ids
-    }
-
-    pub async fn job(&self, token: &str, job_id: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(self.url(&format!("/jobs/{job_id}")))
-            .bearer_auth(token)
-            .send()
-            .await;
-        match r {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                (status, r.json().await.unwrap_or(Value::Null))
-            }
-            Err(_) => (0, Value::Null),
-        }
-    }
-
-    /// Polls a job until it is done or failed.
-    pub async fn wait_final(&self, token: &str, job_id: &str) -> Value {
-        self.wait_final_within(token, job_id, Duration::from_secs(120))
-            .await
-    }
-
-    pub async fn wait_final_within(&self, token: &str, job_id: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let (status, job) = self.job(token, job_id).await;
-            if status == 200 && (job["state"] == "done" || job["state"] == "failed") {
-                return job;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {job_id} not final in time: {status} {job}\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    pub async fn wait_all_final(&self, token: &str, ids: &[String]) -> Vec<Value> {
-        let mut jobs = Vec::new();
-        for id in ids {
-            jobs.push(
-                self.wait_final_within(token, id, Duration::from_secs(240))
-                    .await,
-            );
-        }
-        jobs
-    }
-
-    /// Downloads a done job's audio into `dir` (as `<job id>.audio`).
-    pub async fn save_audio(&self, token: &str, job: &Value, dir: &Path) -> PathBuf {
-        let fid = job["mp3_fid"].as_str().expect("a done job's audio id");
-        let response = self.download(token, fid).await;
-        assert_eq!(response.status(), 200, "{job}");
-        let path = dir.join(format!("{}.audio", job["job_id"].as_str().unwrap_or("job")));
-        std::fs::write(&path, response.bytes().await.expect("audio")).expect("write the audio");
-        path
-    }
-
-    /// `DELETE /jobs/{id}`: its status.
-    pub async fn delete_job(&self, token: &str, job_id: &str) -> u16 {
-        self.http
-            .delete(self.url(&format!("/jobs/{job_id}")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("delete request")
-            .status()
-            .as_u16()
-    }
-
-    /// `GET /jobs/{id}/waveform`.
-    pub async fn waveform(&self, token: &str, job_id: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(&format!("/jobs/{job_id}/waveform")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("waveform request")
-    }
-
-    pub async fn download(&self, token: &str, fid: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(&format!("/download?fid={fid}")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("download request")
-    }
-
-    /// The `/metrics` exposition text.
-    pub async fn metrics_text(&self) -> String {
-        let response = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics");
-        response.text().await.expect("metrics text")
     }
 
     pub async fn mongo(&self) -> mongodb::Client {
