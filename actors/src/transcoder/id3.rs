@@ -201,7 +201,7 @@ mod tests {
             &chapters,
         );
         let at = user_text_at[0];
-        assert_eq!(&bytes[at - 22..at + 8], b"REPLAYGAIN_TRACK_PEAK\00.000000");
+        assert_eq!(&bytes[at - 22..at + 8], b"REPLAYGAIN_TRACK_PEAK\x000.000000");
         assert_eq!(&bytes[at - 33..at - 29], b"TXXX");
         let chap = bytes.windows(4).position(|w| w == b"CHAP").expect("CHAP");
         // chp0: 0 → 3000 ms.
