@@ -22,12 +22,30 @@ wait_port() {
   return 1
 }
 
-# libmp3lame-dev: vidaud links the system's LAME (the one ffmpeg uses).
-DEBIAN_PACKAGES=(
-  pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libmp3lame-dev
+# The GStreamer plugins vidaud loads at run time: demuxers and decoders for
+# every input (good, bad, ugly, libav), the encoders and muxers of its
+# outputs (base: Opus, Ogg; good: FLAC, MP4; bad: AAC). The Debian package
+# depends on exactly these besides the libraries the binary links.
+GSTREAMER_PLUGIN_PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav
 )
+
+# Building: libmp3lame-dev because vidaud links the system's LAME (the one
+# ffmpeg uses).
+DEBIAN_PACKAGES=(
+  pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libmp3lame-dev
+  "${GSTREAMER_PLUGIN_PACKAGES[@]}"
+)
+
+# What scripts/package builds with: dpkg-shlibdeps, objcopy, mmdebstrap
+# (and its merged-/usr hook), Python for the image's assembly.
+PACKAGING_TOOLS=(dpkg-dev binutils mmdebstrap python3)
+
+# cargo_version: the workspace's version, from Cargo.toml.
+cargo_version() {
+  sed -n '/^\[workspace.package\]/,/^\[/ s/^version = "\(.*\)"$/\1/p' "$VIDAUD_ROOT/Cargo.toml"
+}
 
 # ensure_debian_packages [EXTRA...]: apt-get install whatever is missing.
 ensure_debian_packages() {
@@ -45,8 +63,10 @@ ensure_debian_packages() {
 
 # ensure_python_tools: SecantusDB (MongoDB wire protocol), aiosmtpd,
 # Schemathesis (checks the running API against its OpenAPI description),
-# tuspy (a tus client nobody here wrote, for the resumable-upload tests) and
-# standardwebhooks (verifies the webhooks' signatures in the tests).
+# tuspy (a tus client nobody here wrote, for the resumable-upload tests),
+# standardwebhooks (verifies the webhooks' signatures in the tests) and
+# kubernetes-validate (the manifests against Kubernetes' schemas; it brings
+# PyYAML, which tests/packaging/kube.py reads them with).
 ensure_python_tools() {
   # pip's console scripts (secantusd-py) land here; under pyenv they get no
   # shim until a rehash, so put the directory itself on PATH.
@@ -54,9 +74,10 @@ ensure_python_tools() {
   export PATH
   if ! command -v secantusd-py >/dev/null || ! python3 -c 'import aiosmtpd' 2>/dev/null \
     || ! command -v schemathesis >/dev/null || ! python3 -c 'import tusclient' 2>/dev/null \
-    || ! python3 -c 'import standardwebhooks' 2>/dev/null; then
-    log "installing SecantusDB, aiosmtpd, Schemathesis, tuspy and standardwebhooks from PyPI"
-    python3 -m pip install -q SecantusDB aiosmtpd schemathesis tuspy standardwebhooks
+    || ! python3 -c 'import standardwebhooks' 2>/dev/null \
+    || ! command -v kubernetes-validate >/dev/null; then
+    log "installing SecantusDB, aiosmtpd, Schemathesis, tuspy, standardwebhooks and kubernetes-validate from PyPI"
+    python3 -m pip install -q SecantusDB aiosmtpd schemathesis tuspy standardwebhooks kubernetes-validate
     if command -v pyenv >/dev/null; then pyenv rehash || true; fi
     hash -r
   fi

@@ -66,7 +66,7 @@ fn unit_file_passes_systemd_analyze_verify() {
     ))
     .expect("systemd/vidaud.service");
     // Verify checks that ExecStart exists: point it at the binary just built.
-    let unit = unit.replace("/usr/local/bin/vidaud", env!("CARGO_BIN_EXE_vidaud"));
+    let unit = unit.replace("/usr/bin/vidaud", env!("CARGO_BIN_EXE_vidaud"));
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("vidaud.service");
     std::fs::write(&path, unit).expect("unit copy");
