@@ -214,6 +214,71 @@ pub struct Node {
     watchdog: Watchdog,
 }
 
+/// The settings a test node of `names`' group runs with, as `VIDAUD_*`
+/// variables, for a node that reaches the suite's servers at `host` (this
+/// machine's loopback, or the address a container reaches it by). Its own
+/// address, id and admin socket are the caller's.
+pub fn node_env(names: &Names, options: &NodeOptions, host: &str) -> Vec<(String, String)> {
+    let mongo = options.mongo_port.unwrap_or_else(mongo_port);
+    let mut env: Vec<(&str, String)> = vec![
+        ("VIDAUD_BACKEND__KIND", options.backend.name().into()),
+        (
+            "VIDAUD_BACKEND__DATA_DIR",
+            names.data_dir.display().to_string(),
+        ),
+        (
+            "VIDAUD_HTTP__MAX_UPLOAD_BYTES",
+            options.max_upload_bytes.to_string(),
+        ),
+        (
+            "VIDAUD_AUTH__MYSQL_URL",
+            format!("mysql://root@{host}:3306/vidaud_test"),
+        ),
+        ("VIDAUD_AUTH__JWT_SECRET", JWT_SECRET.into()),
+        ("VIDAUD_AUTH__ARGON2_MEMORY_KIB", "256".into()),
+        ("VIDAUD_AUTH__ARGON2_ITERATIONS", "1".into()),
+        ("VIDAUD_AUTH__ATTEMPTS_PER_IP_PER_MINUTE", "100000".into()),
+        (
+            "VIDAUD_AUTH__ATTEMPTS_PER_ACCOUNT_PER_MINUTE",
+            "100000".into(),
+        ),
+        // SecantusDB names itself a one-member replica set at 127.0.0.1,
+        // which is not where a container finds it: from elsewhere, connect
+        // to it as addressed instead of to the member it names.
+        (
+            "VIDAUD_STORAGE__MONGODB_URI",
+            if host == "127.0.0.1" {
+                format!("mongodb://{host}:{mongo}")
+            } else {
+                format!("mongodb://{host}:{mongo}/?directConnection=true")
+            },
+        ),
+        ("VIDAUD_STORAGE__VIDEOS_DB", names.videos_db.clone()),
+        ("VIDAUD_STORAGE__MP3S_DB", names.mp3s_db.clone()),
+        ("VIDAUD_STORAGE__WAVEFORMS_DB", names.waveforms_db.clone()),
+        ("VIDAUD_STORAGE__JOBS_DB", names.jobs_db.clone()),
+        (
+            "VIDAUD_QUEUE__AMQP_URL",
+            AMQP_URL.replace("127.0.0.1", host),
+        ),
+        ("VIDAUD_QUEUE__VIDEO_QUEUE", names.video_queue.clone()),
+        ("VIDAUD_QUEUE__MP3_QUEUE", names.mp3_queue.clone()),
+        (
+            "VIDAUD_QUEUE__DEAD_LETTER_QUEUE",
+            names.dead_letter_queue.clone(),
+        ),
+        ("VIDAUD_NOTIFIER__SMTP_HOST", host.into()),
+        ("VIDAUD_NOTIFIER__SMTP_PORT", smtp_port().to_string()),
+        // The suite's sink speaks plain SMTP (tests/mail.rs has TLS).
+        ("VIDAUD_NOTIFIER__SMTP_TLS", "none".into()),
+        ("VIDAUD_LOG__LEVEL", "info,vidaud_actors=debug".into()),
+    ];
+    if options.config.is_none() {
+        env.push(("VIDAUD_TRANSCODER__WORKERS", options.workers.to_string()));
+    }
+    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
 impl std::ops::Deref for Node {
     type Target = Api;
     fn deref(&self) -> &Api {
@@ -292,57 +357,18 @@ impl Node {
             .config
             .clone()
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml"));
-        let mongo = options.mongo_port.unwrap_or_else(mongo_port);
         let mut command = Command::new(env!("CARGO_BIN_EXE_vidaud"));
         command
             .args(["serve", "--config"])
             .arg(&config)
-            .env("VIDAUD_BACKEND__KIND", options.backend.name())
-            .env("VIDAUD_BACKEND__DATA_DIR", &names.data_dir)
+            .envs(node_env(names, options, "127.0.0.1"))
             .env("VIDAUD_NODE__ID", format!("n{port}"))
             .env("VIDAUD_HTTP__LISTEN", format!("127.0.0.1:{port}"))
             .env(
                 "VIDAUD_HTTP__PUBLIC_URL",
                 format!("http://127.0.0.1:{port}"),
             )
-            .env(
-                "VIDAUD_HTTP__MAX_UPLOAD_BYTES",
-                options.max_upload_bytes.to_string(),
-            )
-            .env(
-                "VIDAUD_AUTH__MYSQL_URL",
-                "mysql://root@127.0.0.1:3306/vidaud_test",
-            )
-            .env("VIDAUD_AUTH__JWT_SECRET", JWT_SECRET)
-            .env("VIDAUD_AUTH__ARGON2_MEMORY_KIB", "256")
-            .env("VIDAUD_AUTH__ARGON2_ITERATIONS", "1")
-            .env("VIDAUD_AUTH__ATTEMPTS_PER_IP_PER_MINUTE", "100000")
-            .env("VIDAUD_AUTH__ATTEMPTS_PER_ACCOUNT_PER_MINUTE", "100000")
-            .env(
-                "VIDAUD_STORAGE__MONGODB_URI",
-                format!("mongodb://127.0.0.1:{mongo}"),
-            )
-            .env("VIDAUD_STORAGE__VIDEOS_DB", &names.videos_db)
-            .env("VIDAUD_STORAGE__MP3S_DB", &names.mp3s_db)
-            .env("VIDAUD_STORAGE__WAVEFORMS_DB", &names.waveforms_db)
-            .env("VIDAUD_STORAGE__JOBS_DB", &names.jobs_db)
-            .env("VIDAUD_QUEUE__VIDEO_QUEUE", &names.video_queue)
-            .env("VIDAUD_QUEUE__MP3_QUEUE", &names.mp3_queue)
-            .env("VIDAUD_QUEUE__DEAD_LETTER_QUEUE", &names.dead_letter_queue)
-            .env(
-                if options.config.is_some() {
-                    "VIDAUD_UNUSED"
-                } else {
-                    "VIDAUD_TRANSCODER__WORKERS"
-                },
-                options.workers.to_string(),
-            )
-            .env("VIDAUD_NOTIFIER__SMTP_HOST", "127.0.0.1")
-            .env("VIDAUD_NOTIFIER__SMTP_PORT", smtp_port().to_string())
-            // The suite's sink speaks plain SMTP (tests/mail.rs has TLS).
-            .env("VIDAUD_NOTIFIER__SMTP_TLS", "none")
             .env("VIDAUD_ADMIN__SOCKET", Self::socket_path(port))
-            .env("VIDAUD_LOG__LEVEL", "info,vidaud_actors=debug")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
