@@ -5,6 +5,7 @@
 //! a re-send arrives with the same id; a deleted job is announced; a
 //! pending delivery survives kill -9; loopback destinations are refused by
 //! default (by address at registration, by name after DNS at delivery);
+//! so is every IPv6 form of an internal IPv4 address, at each entry point;
 //! a redirect is not followed; a `callback_url` given at upload (form,
 //! query or tus metadata) gets its job's events, signed with a secret of
 //! its own, and a refused one stops the upload; one endpoint never has two
@@ -107,6 +108,13 @@ fn options(backend: Backend) -> NodeOptions {
         .with("VIDAUD_WEBHOOKS__RETRY_SCHEDULE_SECS", "[1, 1, 1, 1, 1]")
         .with("VIDAUD_WEBHOOKS__ALLOWED_NETWORKS", r#"["127.0.0.0/8"]"#)
         .with("VIDAUD_WEBHOOKS__TIMEOUT_SECS", 3)
+}
+
+/// The defaults (loopback and private networks refused), no retries.
+fn refusing(backend: Backend) -> NodeOptions {
+    NodeOptions::default()
+        .on(backend)
+        .with("VIDAUD_WEBHOOKS__RETRY_SCHEDULE_SECS", "[]")
 }
 
 async fn register(node: &Node, token: &str, body: Value) -> (u16, Value) {
@@ -332,12 +340,7 @@ both_backends!(
     |backend: Backend| async move {
         // Without allowed networks: an address is refused at registration,
         // a name that resolves to loopback at delivery, after DNS.
-        let node = Node::start(
-            NodeOptions::default()
-                .on(backend)
-                .with("VIDAUD_WEBHOOKS__RETRY_SCHEDULE_SECS", "[]"),
-        )
-        .await;
+        let node = Node::start(refusing(backend)).await;
         let (_, token) = node.new_user().await;
         let mut receiver = Receiver::new();
         for refused in [
@@ -429,6 +432,90 @@ both_backends!(
             .as_str()
             .unwrap_or_default();
         assert!(error.contains("not followed"), "{deliveries}");
+    }
+);
+
+/// A TCP listener on 127.0.0.1 that counts the connections it is offered.
+struct Tripwire {
+    port: u16,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Tripwire {
+    fn start() -> Tripwire {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let port = listener.local_addr().expect("address").port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Tripwire { port, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+both_backends!(
+    ipv6_forms_of_internal_ipv4_addresses_are_refused_at_every_entry_point,
+    |backend: Backend| async move {
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD;
+
+        let node = Node::start(refusing(backend)).await;
+        let (_, token) = node.new_user().await;
+        let tripwire = Tripwire::start();
+        let port = tripwire.port;
+        // Each form of 127.0.0.1 (the tripwire) or 169.254.169.254 (cloud
+        // metadata) that an IPv6 address can carry.
+        let urls = [
+            format!("http://[::127.0.0.1]:{port}/hook"),
+            format!("http://[::7f00:1]:{port}/hook"),
+            "http://[::169.254.169.254]/latest/meta-data/".to_owned(),
+            format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+            format!("http://[64:ff9b::127.0.0.1]:{port}/hook"),
+            format!("http://[64:ff9b:1::7f00:1]:{port}/hook"),
+            format!("http://[2002:7f00:1::1]:{port}/hook"),
+            "http://[2002:a9fe:a9fe::1]/latest/meta-data/".to_owned(),
+            format!("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]:{port}/hook"),
+        ];
+        let clip = media::clip("mp4");
+        let bytes = std::fs::read(&clip).expect("clip");
+        for url in &urls {
+            let (status, problem) = register(&node, &token, json!({ "url": url })).await;
+            assert_eq!(status, 422, "POST /webhooks {url}: {problem}");
+            let (status, problem) = node
+                .upload_with(&token, &clip, "", &[("callback_url", url)], &[])
+                .await;
+            assert_eq!(status, 422, "POST /upload callback_url {url}: {problem}");
+            assert_eq!(problem["field"], "callback_url", "{problem}");
+            let created = node
+                .http
+                .post(node.url("/uploads"))
+                .bearer_auth(&token)
+                .header("Tus-Resumable", "1.0.0")
+                .header("Upload-Length", bytes.len().to_string())
+                .header(
+                    "Upload-Metadata",
+                    format!("callback_url {}", STANDARD.encode(url)),
+                )
+                .header("Content-Type", "application/offset+octet-stream")
+                .body(bytes.clone())
+                .send()
+                .await
+                .expect("tus POST");
+            assert_eq!(created.status(), 422, "tus Upload-Metadata {url}");
+        }
+        assert_eq!(node.upload_records().await, 0, "nothing was stored");
+        // A job runs, so a delivery would have been attempted by now.
+        done_job(&node, &token).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(tripwire.hits(), 0, "the node connected to loopback");
     }
 );
 
