@@ -4,11 +4,15 @@
 //! (`-show_chapters`), in every output format (ID3v2 CHAP/CTOC in
 //! MP3, Vorbis comments in Opus and FLAC, `chpl` in M4A), and a trim moves
 //! them (the one playing at the trim's start begins at 0, those after its
-//! end are gone). The same on both backends.
+//! end are gone). Crafted marks (past the audio's end, reversed,
+//! overlapping, 200 of them) come out as valid chapters only. The same on
+//! both backends.
 
 mod common;
 
-use common::media::{CHAPTERS, ProbedChapter, chaptered, chapters_of, decoded_seconds, probe};
+use common::media::{
+    CHAPTERS, ProbedChapter, chaptered, chaptered_as, chapters_of, decoded_seconds, probe,
+};
 use common::{Backend, Node, NodeOptions};
 
 /// How far a chapter's start may be from the input's, s: the formats keep
@@ -119,6 +123,78 @@ both_backends!(
                 "{what}: {decoded} s of audio"
             );
             assert_chapters(&got, expected, probed, &what);
+        }
+    }
+);
+
+both_backends!(
+    crafted_chapter_marks_become_valid_chapters_in_every_format,
+    |backend: Backend| async move {
+        let node = Node::start(NodeOptions::default().on(backend)).await;
+        let (_, token) = node.new_user().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mark = |start: u64, end: u64, title: &str| (start, end, title.to_owned());
+        // 200 marks 0.5 s apart on 20 s of audio: 40 begin within it. (Of
+        // an MP4 that ffmpeg writes with more, GStreamer 1.22's demuxer
+        // finds no stream at all: the job fails as undecodable.)
+        let many: Vec<_> = (0..200u64)
+            .map(|i| mark(i * 500, i * 500 + 500, &format!("Part {i}")))
+            .collect();
+        // Reversed, overlapping, and beyond the end of 10 s of audio.
+        let odd = vec![
+            mark(30_000, 40_000, "After the end"),
+            mark(6_000, 9_000, "Late"),
+            mark(2_000, 8_000, "Overlapping"),
+            mark(10_500, 12_000, "Just after the end"),
+            mark(0, 3_000, "Start"),
+        ];
+        let inputs = [
+            (chaptered_as("mp4", dir.path(), "many", 20, &many), 20.0, 40),
+            (chaptered_as("mkv", dir.path(), "odd", 10, &odd), 10.0, 3),
+            (chaptered_as("mp4", dir.path(), "odd", 10, &odd), 10.0, 3),
+        ];
+        let mut jobs = Vec::new();
+        for (input, length, count) in &inputs {
+            for format in ["mp3", "opus", "aac", "flac"] {
+                let query = format!("format={format}");
+                let (status, body) = node.upload_with(&token, input, &query, &[], &[]).await;
+                assert_eq!(status, 202, "{query}: {body}");
+                let id = body["job_id"].as_str().expect("job id").to_owned();
+                jobs.push((input.clone(), format, *length, *count, id));
+            }
+        }
+        for (input, format, length, count, id) in jobs {
+            let job = node.wait_final(&token, &id).await;
+            assert_eq!(job["state"], "done", "{format}: {job}");
+            let audio = node.save_audio(&token, &job, dir.path()).await;
+            let what = format!("{} as {format}", input.display());
+            let got = chapters_of(&audio);
+            println!(
+                "CRAFTED {what}: {} chapters, last {:?}",
+                got.len(),
+                got.last()
+            );
+            assert_eq!(got.len(), count, "{what}: {got:?}");
+            // The output's own length (the input's, give or take an AAC
+            // input's priming where its container does not say it).
+            let length = decoded_seconds(&audio).max(length);
+            for (i, chapter) in got.iter().enumerate() {
+                assert!(
+                    chapter.start < length,
+                    "{what}: chapter {i} starts past the end: {chapter:?}"
+                );
+                assert!(
+                    chapter.end >= chapter.start,
+                    "{what}: chapter {i} ends before it starts: {chapter:?}"
+                );
+                assert!(
+                    chapter.end <= length + 0.1,
+                    "{what}: chapter {i} ends past the end: {chapter:?}"
+                );
+                if let Some(next) = got.get(i + 1) {
+                    assert!(chapter.start < next.start, "{what}: out of order: {got:?}");
+                }
+            }
         }
     }
 );

@@ -613,26 +613,49 @@ pub const CHAPTERS: [(u64, &str); 3] = [
 /// chapter track); `mov`, with the QuickTime chapter track alone, as
 /// Apple's tools write them.
 pub fn chaptered(container: &str, dir: &Path) -> PathBuf {
-    let metadata = dir.join("chapters.txt");
+    let marks: Vec<(u64, u64, String)> = CHAPTERS
+        .iter()
+        .enumerate()
+        .map(|(i, (start, title))| {
+            let end = CHAPTERS.get(i + 1).map_or(10_000, |next| next.0);
+            (*start, end, (*title).to_owned())
+        })
+        .collect();
+    chaptered_as(container, dir, "chaptered", 10, &marks)
+}
+
+/// A video of `seconds` with a tone and the chapter marks `marks` (start
+/// and end in ms, title) as ffmpeg writes them, in the order given (a
+/// crafted file's may be reversed, overlap or lie past the end), under
+/// `dir` as `<name>.<container>`.
+pub fn chaptered_as(
+    container: &str,
+    dir: &Path,
+    name: &str,
+    seconds: u32,
+    marks: &[(u64, u64, String)],
+) -> PathBuf {
+    let metadata = dir.join(format!("{name}.txt"));
     let mut text = String::from(";FFMETADATA1\n");
-    for (i, (start, title)) in CHAPTERS.iter().enumerate() {
-        let end = CHAPTERS.get(i + 1).map_or(10_000, |next| next.0);
+    for (start, end, title) in marks {
         text.push_str(&format!(
             "[CHAPTER]\nTIMEBASE=1/1000\nSTART={start}\nEND={end}\ntitle={title}\n"
         ));
     }
     std::fs::write(&metadata, text).expect("chapter metadata");
-    let path = dir.join(format!("chaptered.{container}"));
+    let path = dir.join(format!("{name}.{container}"));
     let metadata = metadata.display().to_string();
+    let tone = format!("sine=f=440:d={seconds}:r=48000");
+    let picture = format!("testsrc=s=160x120:d={seconds}:r=10");
     let mut args = vec![
         "-f",
         "lavfi",
         "-i",
-        "sine=f=440:d=10:r=48000",
+        &tone,
         "-f",
         "lavfi",
         "-i",
-        "testsrc=s=160x120:d=10:r=10",
+        &picture,
         "-i",
         &metadata,
         "-map",

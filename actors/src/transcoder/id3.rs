@@ -122,9 +122,14 @@ pub fn tag(frames: &[(&str, String)], user_texts: &[(&str, String)], chapters: &
     }
 }
 
-/// The last chapter's end time field's bytes for audio `length_ms` long.
-pub fn end_last_chapter(length_ms: u64) -> [u8; 4] {
-    u32::try_from(length_ms).unwrap_or(u32::MAX).to_be_bytes()
+/// The last chapter's end time field's bytes for audio `length_ms` long:
+/// never before the chapter's start (`start_ms`), so a file that claimed
+/// more audio than it held ends its last chapter where it begins.
+pub fn end_last_chapter(start_ms: u32, length_ms: u64) -> [u8; 4] {
+    u32::try_from(length_ms)
+        .unwrap_or(u32::MAX)
+        .max(start_ms)
+        .to_be_bytes()
 }
 
 /// Appends a frame: id, synchsafe size, no flags, body.
@@ -201,7 +206,10 @@ mod tests {
             &chapters,
         );
         let at = user_text_at[0];
-        assert_eq!(&bytes[at - 22..at + 8], b"REPLAYGAIN_TRACK_PEAK\x000.000000");
+        assert_eq!(
+            &bytes[at - 22..at + 8],
+            b"REPLAYGAIN_TRACK_PEAK\x000.000000"
+        );
         assert_eq!(&bytes[at - 33..at - 29], b"TXXX");
         let chap = bytes.windows(4).position(|w| w == b"CHAP").expect("CHAP");
         // chp0: 0 → 3000 ms.
@@ -213,7 +221,9 @@ mod tests {
         assert_eq!(bytes[at..at + 4], [0; 4], "filled in at the end");
         let toc = bytes.windows(4).position(|w| w == b"CTOC").expect("CTOC");
         assert_eq!(&bytes[toc + 10..], b"toc\0\x03\x02chp0\0chp1\0");
-        assert_eq!(end_last_chapter(10_031), 10_031u32.to_be_bytes());
+        assert_eq!(end_last_chapter(7_000, 10_031), 10_031u32.to_be_bytes());
+        // Never an end before the start.
+        assert_eq!(end_last_chapter(12_000, 10_031), 12_000u32.to_be_bytes());
     }
 
     #[test]

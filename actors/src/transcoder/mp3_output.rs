@@ -193,8 +193,11 @@ impl Mp3Output {
         }
         if let (Some(at), Some(info)) = (self.last_chapter_end_at, &self.info) {
             let length_ms = self.frames * 1000 / u64::from(info.rate().max(1));
+            let last_start_ms = self.chapters.settled().last().map_or(0, |c| {
+                u32::try_from(c.start_ns / 1_000_000).unwrap_or(u32::MAX)
+            });
             file.seek(SeekFrom::Start(at))?;
-            file.write_all(&id3::end_last_chapter(length_ms))?;
+            file.write_all(&id3::end_last_chapter(last_start_ms, length_ms))?;
         }
         if let Some(report) = replaygain {
             let values = [

@@ -220,8 +220,8 @@ impl Graph {
             let options = options.clone();
             audio_in.add_probe(
                 gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-                move |_, info| {
-                    let ret = chapters::watch(info, &marks, &options, comment_setter.as_ref());
+                move |pad, info| {
+                    let ret = chapters::watch(pad, info, &marks, &options, comment_setter.as_ref());
                     dropped_as_handled(info, ret)
                 },
             );

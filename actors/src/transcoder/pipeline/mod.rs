@@ -244,8 +244,11 @@ pub fn transcode(
                 .as_ref()
                 .map(replaygain::freeform)
                 .unwrap_or_default();
-            chapters::mp4::append(output.audio, graph.chapters.settled(), &freeform)
-                .map_err(tags_failed)?;
+            // Written last, so held to the audio's real length (a file's
+            // own duration, which settled them, can claim more).
+            let length = u64::try_from(summary.length().as_nanos()).unwrap_or(u64::MAX);
+            let chapters = chapters::within(graph.chapters.settled().to_vec(), 0, Some(length));
+            chapters::mp4::append(output.audio, &chapters, &freeform).map_err(tags_failed)?;
         }
         (Format::Flac | Format::Opus, Some(report)) => {
             replaygain::fill_in(output.audio, options.format, report).map_err(tags_failed)?;

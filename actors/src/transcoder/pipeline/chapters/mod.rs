@@ -59,14 +59,19 @@ impl ChapterMarks {
     }
 
     /// Settles the output's chapters (once): the table of contents', else
-    /// the file's, moved by the trim.
-    fn settle(&self, trim: (u64, Option<u64>)) -> Option<&[Chapter]> {
+    /// the file's, moved by the trim; none that begins where the audio has
+    /// ended (`length`, the input's duration, when it is known) or after.
+    fn settle(&self, trim: (u64, Option<u64>), length: Option<u64>) -> Option<&[Chapter]> {
         if self.settled.get().is_some() {
             return None;
         }
         let toc = self.from_toc.lock().ok().and_then(|mut t| t.take());
         let chapters = toc.unwrap_or_else(|| self.from_file.clone());
-        let _ = self.settled.set(within(chapters, trim.0, trim.1));
+        let stop = match (trim.1, length) {
+            (Some(stop), Some(length)) => Some(stop.min(length)),
+            (stop, length) => stop.or(length),
+        };
+        let _ = self.settled.set(within(chapters, trim.0, stop));
         Some(self.settled())
     }
 }
@@ -75,6 +80,7 @@ impl ChapterMarks {
 /// there), and at the first audio settles the chapters and hands them to
 /// `encoder`, the element that writes Vorbis comments, if there is one.
 pub(super) fn watch(
+    pad: &gst::Pad,
     info: &gst::PadProbeInfo,
     marks: &ChapterMarks,
     options: &OutputOptions,
@@ -92,7 +98,14 @@ pub(super) fn watch(
         Some(gst::PadProbeData::Buffer(_)) => {
             let start = super::nanos(options.start_secs.unwrap_or(0.0));
             let stop = options.duration_secs.map(|d| start + super::nanos(d));
-            if let Some(chapters) = marks.settle((start, stop))
+            // The input's length as its demuxer knows it by now: chapters
+            // a file lists past its audio's end are not the output's.
+            let length = pad
+                .peer_query_duration::<gst::ClockTime>()
+                .map(gst::ClockTime::nseconds)
+                .filter(|length| *length > 0);
+            if marks.settled.get().is_none()
+                && let Some(chapters) = marks.settle((start, stop), length)
                 && let Some(encoder) = encoder
             {
                 for comment in vorbis_comments(chapters) {
@@ -209,6 +222,36 @@ mod tests {
             vec![at(0, "b"), at(4, "c")]
         );
         assert!(within(Vec::new(), 0, None).is_empty());
+    }
+
+    #[test]
+    fn marks_past_the_audio_are_dropped_when_settled() {
+        // 255 marks 0.5 s apart, 20 s of audio: the 40 within it remain.
+        let many = (0..255u64)
+            .map(|i| Chapter {
+                start_ns: i * 500_000_000,
+                title: format!("{i}"),
+            })
+            .collect();
+        let marks = ChapterMarks::new(many);
+        let settled = marks
+            .settle((0, None), Some(20_000_000_000))
+            .expect("settled")
+            .to_vec();
+        assert_eq!(settled.len(), 40);
+        assert!(settled.iter().all(|c| c.start_ns < 20_000_000_000));
+        // Settled once: a later call changes nothing.
+        assert!(marks.settle((0, None), Some(1)).is_none());
+        // A trim shorter than the audio is the bound; so is the audio.
+        let odd = ChapterMarks::new(vec![at(30, "after"), at(6, "late"), at(0, "start")]);
+        let settled = odd.settle((0, Some(5_000_000_000)), Some(10_000_000_000));
+        assert_eq!(settled.map(<[Chapter]>::to_vec), Some(vec![at(0, "start")]));
+        let odd = ChapterMarks::new(vec![at(30, "after"), at(6, "late"), at(0, "start")]);
+        let settled = odd.settle((0, Some(40_000_000_000)), Some(10_000_000_000));
+        assert_eq!(
+            settled.map(<[Chapter]>::to_vec),
+            Some(vec![at(0, "start"), at(6, "late")])
+        );
     }
 
     #[test]

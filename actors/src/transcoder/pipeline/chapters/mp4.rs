@@ -22,7 +22,9 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::Chapter;
-use crate::transcoder::pipeline::mp4_boxes::{boxed, child, descend, header, small_body};
+use crate::transcoder::pipeline::mp4_boxes::{
+    BoxHeader, boxed, child, children, descend, header, small_body,
+};
 
 /// `chpl` times are in units of 100 ns.
 const UNITS_PER_NS: u64 = 100;
@@ -33,19 +35,111 @@ const MAX_TAIL: u64 = 1 << 20;
 
 /// The chapters of the MP4 at `path`: its `moov/udta/chpl`, else its
 /// QuickTime chapter track; none when it is not an MP4 (its first box is
-/// not `ftyp`) or has neither. Errors only on I/O.
+/// not `ftyp`) or has neither; none that begins where its sound ends
+/// ([`sound_length`]) or after. Errors only on I/O.
 pub fn read(path: &Path) -> io::Result<Vec<Chapter>> {
     let mut file = File::open(path)?;
+    let chapters = marks(&mut file)?;
+    let length = match file_moov(&mut file)? {
+        Some(moov) => sound_length(&mut file, moov)?,
+        None => None,
+    };
+    Ok(match length {
+        Some(length) => chapters
+            .into_iter()
+            .filter(|c| c.start_ns < length)
+            .collect(),
+        None => chapters,
+    })
+}
+
+/// The `moov` box of an MP4 (a file whose first box is `ftyp`).
+fn file_moov(file: &mut File) -> io::Result<Option<BoxHeader>> {
     let length = file.metadata()?.len();
-    match header(&mut file, 0, length)? {
-        Some(first) if &first.kind == b"ftyp" => {}
-        _ => return Ok(Vec::new()),
+    match header(file, 0, length)? {
+        Some(first) if &first.kind == b"ftyp" => child(file, 0, length, b"moov"),
+        _ => Ok(None),
     }
-    let Some(moov) = child(&mut file, 0, length, b"moov")? else {
+}
+
+/// How long the file's longest sound track plays (ns): its edit list's
+/// segments, in the movie's time scale (what a player presents: the
+/// encoder's priming and padding left out), else its media header
+/// (`mdia/mdhd`). Not the movie's duration: a chapter track, which may
+/// list marks long past the sound, counts in that.
+fn sound_length(file: &mut File, moov: BoxHeader) -> io::Result<Option<u64>> {
+    let movie_scale = match descend(file, moov, &[b"mvhd"])? {
+        Some(mvhd) => small_body(file, mvhd, 1024)?.and_then(|body| {
+            let at = if body.first() == Some(&1) { 20 } else { 12 };
+            be(&body, at, 4)
+        }),
+        None => None,
+    };
+    let mut longest = None;
+    let traks = children(file, moov.body, moov.end, 4096)?;
+    for trak in traks.into_iter().filter(|b| &b.kind == b"trak").take(64) {
+        let handler = match descend(file, trak, &[b"mdia", b"hdlr"])? {
+            Some(hdlr) => small_body(file, hdlr, 1024)?,
+            None => None,
+        };
+        // Version and flags, pre_defined, then the handler type.
+        if handler.as_ref().and_then(|h| h.get(8..12)) != Some(b"soun") {
+            continue;
+        }
+        let Some(mdhd) = descend(file, trak, &[b"mdia", b"mdhd"])? else {
+            continue;
+        };
+        let Some(mdhd) = small_body(file, mdhd, 1024)? else {
+            continue;
+        };
+        // Version 1: 64-bit creation and modification times and duration.
+        let (scale_at, wide) = if mdhd.first() == Some(&1) {
+            (20, true)
+        } else {
+            (12, false)
+        };
+        let media = be(&mdhd, scale_at, 4).zip(be(&mdhd, scale_at + 4, if wide { 8 } else { 4 }));
+        let edited = match (movie_scale, descend(file, trak, &[b"edts", b"elst"])?) {
+            (Some(scale), Some(elst)) => small_body(file, elst, MAX_CHPL)?
+                .and_then(|body| edited_duration(&body))
+                .filter(|d| *d > 0)
+                .map(|d| (scale, d)),
+            _ => None,
+        };
+        let Some((scale, duration)) = edited.or(media).filter(|(scale, _)| *scale > 0) else {
+            continue;
+        };
+        let ns = u128::from(duration) * 1_000_000_000 / u128::from(scale);
+        let ns = u64::try_from(ns).unwrap_or(u64::MAX);
+        longest = Some(longest.map_or(ns, |l: u64| l.max(ns)));
+    }
+    Ok(longest)
+}
+
+/// A big-endian number of `width` bytes at `at`, if the body holds it.
+fn be(body: &[u8], at: usize, width: usize) -> Option<u64> {
+    body.get(at..at + width)
+        .map(|b| b.iter().fold(0u64, |n, byte| n << 8 | u64::from(*byte)))
+}
+
+/// The sum of an edit list's segment durations (movie time scale): how
+/// long the track plays, delays included.
+fn edited_duration(elst: &[u8]) -> Option<u64> {
+    let wide = elst.first() == Some(&1);
+    let count = be(elst, 4, 4)?;
+    let entry = if wide { 20 } else { 12 };
+    (0..usize::try_from(count).ok()?.min(4096))
+        .map(|i| be(elst, 8 + i * entry, if wide { 8 } else { 4 }))
+        .try_fold(0u64, |sum, d| Some(sum.saturating_add(d?)))
+}
+
+/// The file's chapter marks as it lists them.
+fn marks(file: &mut File) -> io::Result<Vec<Chapter>> {
+    let Some(moov) = file_moov(file)? else {
         return Ok(Vec::new());
     };
-    let chpl = match descend(&mut file, moov, &[b"udta", b"chpl"])? {
-        Some(chpl) => small_body(&mut file, chpl, MAX_CHPL)?
+    let chpl = match descend(file, moov, &[b"udta", b"chpl"])? {
+        Some(chpl) => small_body(file, chpl, MAX_CHPL)?
             .map(|body| parse_chpl(&body))
             .unwrap_or_default(),
         None => Vec::new(),
@@ -53,7 +147,7 @@ pub fn read(path: &Path) -> io::Result<Vec<Chapter>> {
     if !chpl.is_empty() {
         return Ok(chpl);
     }
-    super::quicktime::read(&mut file, moov)
+    super::quicktime::read(file, moov)
 }
 
 /// A `chpl` body: version, flags, (version 1: four reserved bytes), a
