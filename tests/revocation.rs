@@ -2,7 +2,9 @@
 //! disabled account refuse every token issued before, on the node that did
 //! it at once and on another node within `auth::REVOCATION_REFRESH` (2 s);
 //! while the user directory (MySQL) is away, valid tokens still pass and
-//! revoked ones still fail.
+//! revoked ones still fail. The web app's session cookie is held to the
+//! same (`GET /session` included), and "Log out" ends that one session
+//! on every node while the user's others stay.
 
 mod common;
 
@@ -185,6 +187,144 @@ async fn with_mysql_away_valid_tokens_pass_and_revoked_ones_fail() {
     assert_eq!(me(&node, &kept).await.0, 200, "a valid token still passes");
     assert_revoked(me(&node, &revoked).await);
     mysql.open();
+}
+
+/// Logs in on the web app's way: the session cookie (`name=value`).
+async fn session(node: &Node, email: &str) -> String {
+    let (set, _) = node.log_in_session(email, PASSWORD).await;
+    set.split(';').next().unwrap_or_default().to_owned()
+}
+
+/// `method path` with the session cookie (and its CSRF token, which a
+/// change needs): the status and answer.
+async fn with_cookie(
+    node: &Node,
+    method: reqwest::Method,
+    path: &str,
+    cookie: &str,
+) -> (u16, Value) {
+    let csrf = node
+        .http
+        .get(node.url("/session"))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .expect("GET /session")
+        .json::<Value>()
+        .await
+        .ok()
+        .and_then(|v| v["csrf_token"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let r = node
+        .http
+        .request(method, node.url(path))
+        .header("Cookie", cookie)
+        .header("X-CSRF-Token", csrf)
+        .send()
+        .await
+        .expect(path);
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Whether the session cookie is refused everywhere it is checked: who is
+/// logged in (`GET /session`), and the API routes.
+async fn assert_session_refused(node: &Node, cookie: &str, why: &str) {
+    for path in ["/session", "/jobs", "/me"] {
+        let (status, body) = with_cookie(node, reqwest::Method::GET, path, cookie).await;
+        assert_eq!(status, 401, "{why}: GET {path} still answers {body}");
+    }
+}
+
+async fn assert_session_stands(node: &Node, cookie: &str, why: &str) {
+    for path in ["/session", "/jobs", "/me"] {
+        let (status, body) = with_cookie(node, reqwest::Method::GET, path, cookie).await;
+        assert_eq!(status, 200, "{why}: GET {path}: {body}");
+    }
+}
+
+both_backends!(
+    a_revoked_session_is_logged_out_and_log_out_ends_only_that_session,
+    |backend: Backend| async move {
+        let node = Node::start(NodeOptions::default().on(backend)).await;
+        let admin_email = format!("{}@example.com", common::unique("admin"));
+        assert_eq!(node.add_user(&admin_email, PASSWORD, true).0, 0);
+        let admin = node.login(&admin_email, PASSWORD).await.expect("login");
+
+        // Each way an account's tokens are revoked ends its sessions too.
+        let (email, token) = node.new_user().await;
+        let cookie = session(&node, &email).await;
+        assert_session_stands(&node, &cookie, "logged in").await;
+        assert_eq!(post(&node, "/me/logout-all", &token, None).await.0, 204);
+        assert_session_refused(&node, &cookie, "after logout-all").await;
+
+        let (email, token) = node.new_user().await;
+        let cookie = session(&node, &email).await;
+        let body = json!({"current": PASSWORD, "new": "another horse"});
+        assert_eq!(post(&node, "/me/password", &token, Some(body)).await.0, 200);
+        assert_session_refused(&node, &cookie, "after a new password").await;
+
+        let (email, _) = node.new_user().await;
+        let cookie = session(&node, &email).await;
+        let disable = format!("/users/{email}/disable");
+        assert_eq!(post(&node, &disable, &admin, None).await.0, 204);
+        assert_session_refused(&node, &cookie, "after a disable").await;
+
+        let (email, _) = node.new_user().await;
+        let cookie = session(&node, &email).await;
+        let r = node
+            .http
+            .delete(node.url(&format!("/users/{email}")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("DELETE /users");
+        assert_eq!(r.status(), 204);
+        assert_session_refused(&node, &cookie, "after a delete").await;
+
+        // Log out: that session ends, the user's other session and API
+        // token stay.
+        let (email, token) = node.new_user().await;
+        let leaving = session(&node, &email).await;
+        let staying = session(&node, &email).await;
+        let (status, _) = with_cookie(&node, reqwest::Method::DELETE, "/session", &leaving).await;
+        assert_eq!(status, 204);
+        assert_session_refused(&node, &leaving, "after Log out").await;
+        assert_session_stands(&node, &staying, "another session of the user").await;
+        assert_eq!(me(&node, &token).await.0, 200, "the user's API token");
+    }
+);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logged_out_session_is_refused_on_another_node_within_the_bound() {
+    let options = NodeOptions::default().on(Backend::Cluster);
+    let names = Names::fresh();
+    let a = Node::start_named(names.clone(), options.clone(), true).await;
+    let b = Node::start_named(names, options, false).await;
+    let (email, _) = a.new_user().await;
+    let leaving = session(&a, &email).await;
+    let staying = session(&a, &email).await;
+    assert_session_stands(&b, &leaving, "known on b").await;
+    let (status, _) = with_cookie(&a, reqwest::Method::DELETE, "/session", &leaving).await;
+    assert_eq!(status, 204);
+    let started = std::time::Instant::now();
+    while with_cookie(&b, reqwest::Method::GET, "/session", &leaving)
+        .await
+        .0
+        != 401
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "b never refused it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "a Log out seen on a second node after {:?}",
+        started.elapsed()
+    );
+    assert_session_refused(&b, &leaving, "on b").await;
+    assert_session_stands(&b, &staying, "the other session, on b").await;
 }
 
 both_backends!(

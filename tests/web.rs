@@ -262,23 +262,11 @@ both_backends!(
         let ids = node.upload_all(&token, &[media::clip("tone")]).await;
         node.wait_final(&token, &ids[0]).await;
 
-        let session = node
-            .http
-            .post(node.url("/session"))
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .await
-            .expect("session");
-        assert_eq!(session.status(), 200);
-        let set = session.headers()["set-cookie"]
-            .to_str()
-            .expect("cookie")
-            .to_owned();
+        let (set, view) = node.log_in_session(&email, password).await;
         for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
             assert!(set.contains(attribute), "{set}");
         }
         let cookie = set.split(';').next().expect("pair").to_owned();
-        let view: Value = session.json().await.expect("session view");
         let csrf = view["csrf_token"].as_str().expect("csrf").to_owned();
         assert_eq!(view["username"], email.as_str());
 

@@ -85,6 +85,26 @@ impl Api {
         );
     }
 
+    /// Logs in the web app's way (`POST /session`, which must succeed):
+    /// the `Set-Cookie` it answers with, and its session view.
+    pub async fn log_in_session(&self, email: &str, password: &str) -> (String, Value) {
+        let r = self
+            .http
+            .post(self.url("/session"))
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("POST /session");
+        assert_eq!(r.status(), 200, "POST /session");
+        let set = r
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .expect("a session cookie")
+            .to_owned();
+        (set, r.json().await.expect("the session view"))
+    }
+
     /// Polls `GET /me` with `token` until it is refused as revoked (failing
     /// after `limit`); how long that took.
     pub async fn until_refused(&self, token: &str, limit: Duration) -> Duration {

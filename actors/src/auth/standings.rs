@@ -4,7 +4,10 @@
 //! everywhere", disabling and deleting an account bump the generation in the user
 //! directory; every node reads the users changed lately every
 //! [`REFRESH`], so a token revoked on one node is refused on all of them
-//! within that (and a query). The node that revoked knows at once.
+//! within that (and a query). The node that revoked knows at once. So it
+//! is with one session logged out (the web app's "Log out": its token's
+//! `sid` ended, the user's other tokens untouched): each refresh reads the
+//! sessions ended lately too.
 //!
 //! While the directory is away, the last known generations stay in force:
 //! valid tokens keep working and revoked ones stay revoked. A user not yet
@@ -22,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Claims;
-use crate::backends::{User, UserDirectory, UserLimits, UsersError, chain};
-use crate::domain::UserId;
+use crate::backends::{EndedSession, User, UserDirectory, UserLimits, UsersError, chain};
+use crate::domain::{Timestamp, UserId};
 
 /// How often a node reads the users changed lately.
 pub const REFRESH: Duration = Duration::from_secs(2);
@@ -76,6 +79,8 @@ pub enum Revoked {
     Disabled,
     #[error("the account no longer exists")]
     Gone,
+    #[error("this session was logged out; log in again")]
+    LoggedOut,
     /// The user directory is away and this node has not met the account
     /// yet, nor does the token say the account's id (a reference token).
     #[error("the user directory is unavailable, and this node does not know the account yet")]
@@ -92,6 +97,9 @@ pub struct Standings {
     /// Accounts a refresh found deleted that were live here: their data is
     /// to be erased (see [`Standings::take_deleted`]).
     deleted: std::sync::Mutex<Vec<UserId>>,
+    /// Sessions logged out: their `sid` → when their token expires (ms),
+    /// after which they are forgotten.
+    ended: RwLock<HashMap<String, i64>>,
 }
 
 impl Standings {
@@ -102,7 +110,54 @@ impl Standings {
             fresh_at: std::sync::Mutex::new(None),
             loaded_at: std::sync::Mutex::new(None),
             deleted: std::sync::Mutex::new(Vec::new()),
+            ended: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Takes in ended sessions (all of them when `whole`: what is not
+    /// there is no longer ended, having expired); forgets the expired.
+    fn put_ended(&self, sessions: Vec<EndedSession>, whole: bool) {
+        let now = Timestamp::now().millis();
+        let mut ended = self
+            .ended
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if whole {
+            ended.clear();
+        }
+        ended.extend(
+            sessions
+                .into_iter()
+                .map(|s| (s.session, s.expires.millis())),
+        );
+        ended.retain(|_, expires| *expires >= now);
+    }
+
+    fn is_ended(&self, session: &str) -> bool {
+        self.ended
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(session)
+    }
+
+    /// Logs out the session of the token with `claims` (its `sid`) on every
+    /// node: here at once, elsewhere at their next refresh. A token without
+    /// a session id has nothing to end.
+    pub async fn end_session(&self, claims: &Claims, user: UserId) -> Result<(), UsersError> {
+        let Some(session) = claims.sid.clone() else {
+            return Ok(());
+        };
+        let expires = i64::try_from(claims.exp)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        let ended = EndedSession {
+            session,
+            user,
+            expires: Timestamp::from_millis(expires),
+        };
+        self.users.end_session(&ended).await?;
+        self.put_ended(vec![ended], false);
+        Ok(())
     }
 
     fn get(&self, email: &str) -> Option<Standing> {
@@ -155,6 +210,9 @@ impl Standings {
     /// Whether the token with `claims` still stands; if it does, its
     /// account.
     pub async fn check(&self, claims: &Claims) -> Result<Account, Revoked> {
+        if claims.sid.as_deref().is_some_and(|sid| self.is_ended(sid)) {
+            return Err(Revoked::LoggedOut);
+        }
         // The account the token names (none: a reference token, any
         // account of its e-mail; an id that is no id fits none).
         let named = claims.uid.as_deref().map(|uid| UserId::parse(uid).ok());
@@ -224,9 +282,14 @@ impl Standings {
             {
                 let changed = self.users.changed_within(WINDOW).await?;
                 self.put_refreshed(&changed);
+                self.put_ended(self.users.ended_sessions(Some(WINDOW)).await?, false);
                 changed.len()
             }
-            _ => self.load_everyone().await?,
+            _ => {
+                let everyone = self.load_everyone().await?;
+                self.put_ended(self.users.ended_sessions(None).await?, true);
+                everyone
+            }
         };
         *self
             .fresh_at

@@ -36,6 +36,10 @@ pub struct Claims {
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// The session id of a web app log-in (`POST /session`): logging out
+    /// ends that session alone. None in API tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// What issued tokens carry and presented ones must.
@@ -119,12 +123,28 @@ impl TokenKeys {
             nbf: Some(iat),
             iss: self.rules.issuer.clone(),
             aud: self.rules.audience.clone(),
+            sid: None,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
             &self.encoding,
         )?)
+    }
+
+    /// A session's token: `claims` (of a token just issued) with a new
+    /// random session id, signed again; and its claims.
+    pub fn with_session(&self, claims: &Claims) -> Result<(String, Claims), TokenError> {
+        let sid: String = rand::random::<[u8; 16]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let claims = Claims {
+            sid: Some(sid),
+            ..claims.clone()
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((token, claims))
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
@@ -193,6 +213,7 @@ mod tests {
             nbf: None,
             iss: None,
             aud: None,
+            sid: None,
         };
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),

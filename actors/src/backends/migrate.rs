@@ -84,6 +84,11 @@ pub async fn migrate(
         Ok(())
     })
     .await?;
+    // Sessions logged out stay logged out in the cluster (the same JWT
+    // secret makes their tokens good there otherwise).
+    for ended in from.users.ended_sessions(None).await? {
+        to.users.end_session(&ended).await?;
+    }
     progress(&moved);
     let result = each_job(from, async |job| {
         if max_jobs.is_some_and(|max| moved.jobs_copied + moved.jobs_present >= max) {

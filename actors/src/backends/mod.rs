@@ -45,7 +45,7 @@ pub use jobs::{Claim, JobQuery, JobStore, claim};
 pub use queue::{Consumer, Delivery, JobQueue, Queue, Settle, run_consumer};
 pub use reservations::{ReservationStore, Reserved};
 pub use uploads::{CompleteError, UploadStore, complete as complete_upload};
-pub use users::{User, UserDirectory, UserLimits};
+pub use users::{EndedSession, User, UserDirectory, UserLimits};
 pub use webhooks::WebhookStore;
 
 use std::future::Future;

@@ -9,13 +9,28 @@
 //! password), so that every node learns of the deletion the way it learns
 //! of any change, and so that an account registered later on the same
 //! e-mail starts at a later generation: the old tokens never fit it.
+//!
+//! One session (the web app's log-in: a token with a session id) is ended
+//! on its own, without touching the user's other tokens: the directory
+//! keeps the ended sessions until their tokens would have expired anyway,
+//! and every node reads them as it reads the users' changes.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::UsersError;
-use crate::domain::UserId;
+use crate::domain::{Timestamp, UserId};
+
+/// A session ended before its token expired (logged out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedSession {
+    /// The `sid` of the session's token.
+    pub session: String,
+    pub user: UserId,
+    /// When its token expires: after that it needs no ending.
+    pub expires: Timestamp,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct User {
@@ -113,4 +128,15 @@ pub trait UserDirectory: Send + Sync {
     /// Every user (tombstones too), ordered by e-mail, after `after`, at
     /// most `limit`.
     async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<User>, UsersError>;
+
+    /// Ends one session (safe to repeat); what has expired is forgotten on
+    /// the way.
+    async fn end_session(&self, ended: &EndedSession) -> Result<(), UsersError>;
+
+    /// The sessions ended within the last `within` (by the directory's own
+    /// clock), or every one not yet expired when `None`.
+    async fn ended_sessions(
+        &self,
+        within: Option<Duration>,
+    ) -> Result<Vec<EndedSession>, UsersError>;
 }

@@ -12,8 +12,8 @@ use mysql_async::prelude::{Query, Queryable, WithParams};
 use mysql_async::{Opts, OptsBuilder, Pool};
 use tokio::sync::OnceCell;
 
-use crate::backends::{User, UserDirectory, UserLimits, UsersError};
-use crate::domain::UserId;
+use crate::backends::{EndedSession, User, UserDirectory, UserLimits, UsersError};
+use crate::domain::{Timestamp, UserId};
 
 const BACKEND: &str = "MySQL";
 
@@ -40,6 +40,17 @@ const CREATE_USERS: &str = "CREATE TABLE IF NOT EXISTS users (
     password VARCHAR(255) NOT NULL,
     created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
     updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP
+)";
+
+/// Sessions logged out before their tokens expire (see `UserDirectory::
+/// end_session`); `expires_at` in ms since the epoch, `ended_at` by the
+/// server's clock, which every node's refresh compares with.
+const CREATE_ENDED_SESSIONS: &str = "CREATE TABLE IF NOT EXISTS ended_sessions (
+    session VARCHAR(64) PRIMARY KEY,
+    user_id CHAR(24) NOT NULL,
+    expires_at BIGINT NOT NULL,
+    ended_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    INDEX ended_sessions_by_time (ended_at)
 )";
 
 /// Columns added to the reference's `users` table: (name, definition).
@@ -140,6 +151,7 @@ impl MysqlUsers {
     async fn migrate(&self) -> Result<(), UsersError> {
         let mut conn = self.pool.get_conn().await?;
         conn.query_drop(CREATE_USERS).await?;
+        conn.query_drop(CREATE_ENDED_SESSIONS).await?;
         // Columns the reference's table lacks, added in place (its rows
         // keep working: the defaults are what they meant).
         for (column, definition) in ADDED_COLUMNS {
@@ -362,5 +374,56 @@ impl UserDirectory for MysqlUsers {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE email > ? ORDER BY email LIMIT ?");
         self.users("list_users", &sql, (after.unwrap_or("").to_owned(), limit))
             .await
+    }
+
+    async fn end_session(&self, ended: &EndedSession) -> Result<(), UsersError> {
+        self.ensure_schema().await?;
+        let mut conn = self.pool.get_conn().await?;
+        let now = Timestamp::now().millis();
+        let work = async {
+            "DELETE FROM ended_sessions WHERE expires_at < ?"
+                .with((now,))
+                .ignore(&mut conn)
+                .await?;
+            "INSERT IGNORE INTO ended_sessions (session, user_id, expires_at) VALUES (?, ?, ?)"
+                .with((
+                    ended.session.as_str(),
+                    ended.user.to_hex(),
+                    ended.expires.millis(),
+                ))
+                .ignore(&mut conn)
+                .await
+        };
+        Ok(crate::metrics::timed("mysql", "end_session", work).await?)
+    }
+
+    async fn ended_sessions(
+        &self,
+        within: Option<Duration>,
+    ) -> Result<Vec<EndedSession>, UsersError> {
+        self.ensure_schema().await?;
+        let mut conn = self.pool.get_conn().await?;
+        // The server's clock for `ended_at`, as for the users' changes.
+        let now = Timestamp::now().millis();
+        let query = match within {
+            Some(within) => "SELECT session, user_id, expires_at FROM ended_sessions \
+                 WHERE ended_at >= NOW() - INTERVAL ? SECOND AND expires_at >= ?"
+                .with((within.as_secs().max(1), now))
+                .fetch::<(String, String, i64), _>(&mut conn),
+            None => "SELECT session, user_id, expires_at FROM ended_sessions WHERE expires_at >= ?"
+                .with((now,))
+                .fetch::<(String, String, i64), _>(&mut conn),
+        };
+        let rows = crate::metrics::timed("mysql", "ended_sessions", query).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(session, user, expires)| {
+                Some(EndedSession {
+                    session,
+                    user: UserId::parse(&user).ok()?,
+                    expires: Timestamp::from_millis(expires),
+                })
+            })
+            .collect())
     }
 }

@@ -163,6 +163,13 @@ CREATE TABLE IF NOT EXISTS webhook_targets (
     node TEXT NOT NULL,
     until INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ended_sessions (
+    session TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    ended_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ended_sessions_by_time ON ended_sessions (ended_at);
 ";
 
 /// Columns added since the first schema: (table, column, type). A database

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::db::Db;
 use super::jobs::{count, signed};
-use crate::backends::{User, UserDirectory, UserLimits, UsersError};
+use crate::backends::{EndedSession, User, UserDirectory, UserLimits, UsersError};
 use crate::domain::{Timestamp, UserId};
 
 const COLUMNS: &str = "email, password, is_admin, token_generation, disabled, deleted, user_id, \
@@ -196,6 +196,49 @@ impl UserDirectory for Db {
                 "SELECT {COLUMNS} FROM users WHERE email > ?1 ORDER BY email LIMIT ?2"
             ))?;
             let rows = statement.query_map(params![after, limit], user)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn end_session(&self, ended: &EndedSession) -> Result<(), UsersError> {
+        let ended = ended.clone();
+        let now = Timestamp::now().millis();
+        self.call("end_session", move |conn| {
+            conn.execute("DELETE FROM ended_sessions WHERE expires_at < ?1", [now])?;
+            conn.execute(
+                "INSERT OR IGNORE INTO ended_sessions (session, user_id, expires_at, ended_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    ended.session,
+                    ended.user.to_hex(),
+                    ended.expires.millis(),
+                    now
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ended_sessions(
+        &self,
+        within: Option<Duration>,
+    ) -> Result<Vec<EndedSession>, UsersError> {
+        let now = Timestamp::now();
+        let since = within.map_or(i64::MIN, |within| now.minus(within).millis());
+        self.call("ended_sessions", move |conn| {
+            let mut statement = conn.prepare(
+                "SELECT session, user_id, expires_at FROM ended_sessions \
+                 WHERE ended_at >= ?1 AND expires_at >= ?2",
+            )?;
+            let rows = statement.query_map(params![since, now.millis()], |row| {
+                Ok(EndedSession {
+                    session: row.get(0)?,
+                    user: super::jobs::id_at(row, 1, "user_id")?,
+                    expires: Timestamp::from_millis(row.get(2)?),
+                })
+            })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await

@@ -12,8 +12,11 @@
 //! (a same-origin read), can send it.
 //!
 //! `POST /session` logs in (JSON e-mail and password, the same checks and
-//! rate limits as `/login`), `GET /session` says who is logged in (and the
-//! CSRF token), `DELETE /session` logs out.
+//! rate limits as `/login`) with a token of its own session (a `sid`),
+//! `GET /session` says who is logged in (and the CSRF token) if the token
+//! still stands, as every route checks it, and `DELETE /session` logs out:
+//! that session ends on every node (see `auth::Standings`), the user's
+//! other sessions and tokens stay.
 
 use axum::Json;
 use axum::extract::State;
@@ -148,6 +151,7 @@ pub async fn create(
     })?;
     let token = log_in(&app, client, form.email.trim().to_owned(), form.password).await?;
     let claims = app.keys.verify(&token).map_err(ApiError::internal)?;
+    let (token, claims) = app.keys.with_session(&claims).map_err(ApiError::internal)?;
     let max_age = claims
         .exp
         .saturating_sub(jsonwebtoken::get_current_timestamp());
@@ -165,32 +169,57 @@ pub async fn create(
     Ok(([(SET_COOKIE, cookie)], Json(view)).into_response())
 }
 
+/// The session cookie's token and its claims, if it still stands: a valid
+/// signature, and not revoked since (a new password, logged out
+/// everywhere or here, a disabled or deleted account), as every route
+/// checks a caller.
+async fn standing(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<(String, Claims, crate::auth::Account), ApiError> {
+    let token = cookie(headers).ok_or_else(|| ApiError::unauthorized("not logged in"))?;
+    let claims = app
+        .keys
+        .verify(&token)
+        .map_err(|_| ApiError::unauthorized("the session has ended; log in again"))?;
+    let account = app.standings.check(&claims).await?;
+    Ok((token, claims, account))
+}
+
 /// Who the session cookie belongs to, with its CSRF token.
 #[utoipa::path(
     get, path = "/session", tag = "account",
     responses(
         (status = 200, description = "The session", body = SessionView),
-        (status = 401, description = "Not logged in", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not logged in, or the session has ended (expired, logged out, revoked)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn show(
     State(app): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<SessionView>, ApiError> {
-    let token = cookie(&headers).ok_or_else(|| ApiError::unauthorized("not logged in"))?;
-    let claims = app
-        .keys
-        .verify(&token)
-        .map_err(|_| ApiError::unauthorized("the session has ended; log in again"))?;
+    let (token, claims, _) = standing(&app, &headers).await?;
     Ok(Json(SessionView::new(&claims, &token)))
 }
 
-/// Logs out: the cookie is cleared.
+/// Logs out: this session ends on every node (its token is refused
+/// everywhere within the revocation refresh), the cookie is cleared; the
+/// user's other sessions and tokens stay.
 #[utoipa::path(
     delete, path = "/session", tag = "account",
-    responses((status = 204, description = "Logged out"))
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 503, description = "The user directory is away: the session could not be ended (the cookie is kept; try again)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    )
 )]
-pub async fn delete() -> Result<Response, ApiError> {
+pub async fn delete(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    // A session that no longer stands has nothing left to end.
+    if let Ok((_, claims, account)) = standing(&app, &headers).await {
+        app.standings
+            .end_session(&claims, account.id)
+            .await
+            .map_err(crate::auth::AuthError::from)?;
+    }
     Ok((
         StatusCode::NO_CONTENT,
         [(SET_COOKIE, set_cookie("", 0, false)?)],
