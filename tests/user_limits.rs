@@ -3,6 +3,8 @@
 //! the active-job limit (each upload reserves its room before its body is
 //! read), and a conversion's audio counts against the quota as it is
 //! written (an audio that would not fit fails its job, keeping nothing).
+//! Retries are held to the same limit: many at once, on one node or two,
+//! admit exactly as many jobs as the limit has room for.
 
 mod common;
 
@@ -82,12 +84,22 @@ fn count(answers: &[(u16, Value)], status: u16) -> usize {
     answers.iter().filter(|(s, _)| *s == status).count()
 }
 
-fn kinds(answers: &[(u16, Value)]) -> Vec<String> {
-    answers
+/// Exactly `accepted` of `answers` are 202, and the others `refused`
+/// with the problem `kind`.
+fn assert_admitted(answers: &[(u16, Value)], accepted: usize, refused: u16, kind: &str) {
+    assert_eq!(count(answers, 202), accepted, "{answers:?}");
+    assert_eq!(
+        count(answers, refused),
+        answers.len() - accepted,
+        "{answers:?}"
+    );
+    let kinds: Vec<&str> = answers
         .iter()
         .filter(|(s, _)| *s != 202)
-        .map(|(_, body)| body["type"].as_str().unwrap_or("?").to_owned())
-        .collect()
+        .map(|(_, body)| body["type"].as_str().unwrap_or("?"))
+        .collect();
+    let wanted = format!("urn:vidaud:problem:{kind}");
+    assert!(kinds.iter().all(|k| *k == wanted), "{kinds:?}");
 }
 
 both_backends!(
@@ -104,15 +116,7 @@ both_backends!(
         .await;
         let (_, token) = node.new_user().await;
         let answers = at_once(&[&node], &token, 16).await;
-        assert_eq!(count(&answers, 202), 3, "{answers:?}");
-        assert_eq!(count(&answers, 413), 13, "{answers:?}");
-        assert!(
-            kinds(&answers)
-                .iter()
-                .all(|k| k == "urn:vidaud:problem:quota-exceeded"),
-            "{:?}",
-            kinds(&answers)
-        );
+        assert_admitted(&answers, 3, 413, "quota-exceeded");
         // What is stored is what was accepted (3 × the clip's bytes), and
         // nothing of the refused.
         assert_eq!(node.count_files(Files::Videos).await, 3);
@@ -141,15 +145,7 @@ both_backends!(
         .await;
         let (_, token) = node.new_user().await;
         let answers = at_once(&[&node], &token, 16).await;
-        assert_eq!(count(&answers, 202), 4, "{answers:?}");
-        assert_eq!(count(&answers, 429), 12, "{answers:?}");
-        assert!(
-            kinds(&answers)
-                .iter()
-                .all(|k| k == "urn:vidaud:problem:too-many-jobs"),
-            "{:?}",
-            kinds(&answers)
-        );
+        assert_admitted(&answers, 4, 429, "too-many-jobs");
         assert_eq!(node.count_jobs().await, 4);
         assert_eq!(node.count_files(Files::Videos).await, 4);
     }
@@ -178,8 +174,7 @@ async fn two_nodes_at_once_hold_one_quota() {
     let (a, b) = two_nodes(options).await;
     let (_, token) = a.new_user().await;
     let answers = at_once(&[&a, &b], &token, 16).await;
-    assert_eq!(count(&answers, 202), 3, "{answers:?}");
-    assert_eq!(count(&answers, 413), 13, "{answers:?}");
+    assert_admitted(&answers, 3, 413, "quota-exceeded");
     assert_eq!(a.count_files(Files::Videos).await, 3);
 }
 
@@ -189,9 +184,87 @@ async fn two_nodes_at_once_hold_one_active_job_limit() {
     let (a, b) = two_nodes(options).await;
     let (_, token) = a.new_user().await;
     let answers = at_once(&[&a, &b], &token, 16).await;
-    assert_eq!(count(&answers, 202), 5, "{answers:?}");
-    assert_eq!(count(&answers, 429), 11, "{answers:?}");
+    assert_admitted(&answers, 5, 429, "too-many-jobs");
     assert_eq!(a.count_jobs().await, 5);
+}
+
+/// `n` failed jobs of a fresh user (not media: each fails at once), made on
+/// `node` one at a time: the token and the jobs' ids.
+async fn failed_jobs(node: &Node, n: usize) -> (String, Vec<String>) {
+    let (_, token) = node.new_user().await;
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let id = node
+            .upload_all(&token, &[media::clip("random")])
+            .await
+            .remove(0);
+        assert_eq!(node.wait_final(&token, &id).await["state"], "failed");
+        ids.push(id);
+    }
+    (token, ids)
+}
+
+/// `POST /jobs/{id}/retry` of every job at once, spread over `nodes`.
+async fn retry_at_once(nodes: &[&Node], token: &str, ids: &[String]) -> Vec<(u16, Value)> {
+    let mut retries = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let node = nodes[i % nodes.len()];
+        let request = node
+            .http
+            .post(node.url(&format!("/jobs/{id}/retry")))
+            .bearer_auth(token)
+            .send();
+        retries.push(tokio::spawn(async move {
+            let r = request.await.expect("retry");
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        }));
+    }
+    let mut answers = Vec::new();
+    for retry in retries {
+        answers.push(retry.await.expect("retry task"));
+    }
+    answers
+}
+
+both_backends!(
+    concurrent_retries_never_exceed_the_active_job_limit,
+    |backend: Backend| async move {
+        let node = Node::start(
+            NodeOptions::default()
+                .on(backend)
+                .with("VIDAUD_STORAGE__MAX_ACTIVE_JOBS_PER_USER", 4),
+        )
+        .await;
+        let (token, ids) = failed_jobs(&node, 12).await;
+        // Retried jobs stay queued: none ends and makes room meanwhile.
+        assert_eq!(node.ctl(&["drain"]).0, 0);
+        let answers = retry_at_once(&[&node], &token, &ids).await;
+        assert_admitted(&answers, 4, 429, "too-many-jobs");
+        let queued = node
+            .job_records()
+            .await
+            .iter()
+            .filter(|j| j["state"] == "queued")
+            .count();
+        assert_eq!(queued, 4, "active after the retries");
+    }
+);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_at_once_hold_one_active_job_limit_for_retries() {
+    let options = NodeOptions::default()
+        .on(Backend::Cluster)
+        .with("VIDAUD_STORAGE__MAX_ACTIVE_JOBS_PER_USER", 5);
+    let names = Names::fresh();
+    let a = Node::start_named(names.clone(), options.clone(), true).await;
+    let b = Node::start_named(names, options, false).await;
+    let (token, ids) = failed_jobs(&a, 12).await;
+    for node in [&a, &b] {
+        assert_eq!(node.ctl(&["drain"]).0, 0);
+    }
+    let answers = retry_at_once(&[&a, &b], &token, &ids).await;
+    assert_admitted(&answers, 5, 429, "too-many-jobs");
 }
 
 both_backends!(
@@ -266,8 +339,7 @@ both_backends!(
 
         assert_eq!(node.me(&token).await["limits"]["max_active_jobs"], 2);
         let answers = at_once(&[&node], &token, 8).await;
-        assert_eq!(count(&answers, 202), 2, "{answers:?}");
-        assert_eq!(count(&answers, 429), 6, "{answers:?}");
+        assert_admitted(&answers, 2, 429, "too-many-jobs");
         let answers = at_once(&[&node], &other, 8).await;
         assert_eq!(
             count(&answers, 202),

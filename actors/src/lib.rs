@@ -15,6 +15,7 @@ pub mod cidr;
 pub mod domain;
 pub mod erasure;
 pub mod http;
+pub mod jobs;
 pub mod mailbox;
 pub mod metrics;
 pub mod notifier;

@@ -309,6 +309,22 @@ impl From<QueueError> for ApiError {
 
 /// A token that does not stand: 401 `token-revoked`; 503 when that cannot
 /// be told (the directory is away and the account unknown here).
+impl From<crate::jobs::admission::Refused> for ApiError {
+    fn from(refused: crate::jobs::admission::Refused) -> Self {
+        use crate::jobs::admission::Refused;
+        match refused {
+            Refused::TooManyJobs { .. } => {
+                Self::of_kind(ProblemKind::TooManyJobs, refused.to_string()).retry_after(30)
+            }
+            Refused::QuotaExceeded { quota } => StoreError::QuotaExceeded { quota }.into(),
+            Refused::Busy => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, refused.to_string()).retry_after(1)
+            }
+            Refused::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::auth::Revoked> for ApiError {
     fn from(revoked: crate::auth::Revoked) -> Self {
         match revoked {

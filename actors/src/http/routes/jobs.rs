@@ -271,6 +271,19 @@ async fn owner_id(app: &AppState, wanted: &str) -> Result<String, ApiError> {
     Ok(user.map_or_else(|| wanted.to_owned(), |u| u.id.to_hex()))
 }
 
+/// The limits of the account that owns something (an administrator acting
+/// on another user's job is held to that user's limits): the node's
+/// defaults when the account is not found.
+async fn owner_limits(app: &AppState, owner: &str) -> crate::backends::UserLimits {
+    let Ok(id) = crate::domain::UserId::parse(owner) else {
+        return crate::backends::UserLimits::default();
+    };
+    match app.backends.users.find_by_id(id).await {
+        Ok(Some(user)) => user.limits,
+        _ => crate::backends::UserLimits::default(),
+    }
+}
+
 /// A failed job gets a fresh set of attempts.
 #[utoipa::path(
     post, path = "/jobs/{id}/retry", tag = "jobs",
@@ -278,6 +291,7 @@ async fn owner_id(app: &AppState, wanted: &str) -> Result<String, ApiError> {
     responses(
         (status = 202, description = "Queued again", body = JobView),
         (status = 409, description = "Not failed, or its video is gone", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The owner has as many active jobs as allowed (`too-many-jobs`)", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -308,12 +322,23 @@ pub async fn retry_job(
             "the uploaded video is no longer stored; upload it again",
         ));
     }
+    // A retried job is active again: it is admitted as an upload is, by
+    // its owner's active-job limit (and quota), and its place held until
+    // it counts for itself.
+    let limits = if job.owner == caller.owner() {
+        caller.account.limits
+    } else {
+        owner_limits(&app, &job.owner).await
+    };
+    let room = super::upload::room_of(&app, &job.owner, limits, Some(0)).await?;
     let Some(queued) = backends.jobs.retry(job.id).await? else {
+        room.release().await;
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "the job changed meanwhile; read it again",
         ));
     };
+    room.release().await;
     if let Err(e) = backends.publish_job(&queued.video_message()).await {
         let reason = job.error.as_deref().unwrap_or("failed");
         if let Err(undo) = backends

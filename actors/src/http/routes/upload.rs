@@ -13,16 +13,16 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use std::time::Duration;
 use tracing::{info, warn};
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
-use crate::backends::{Bucket, FileMeta, Reserved, StoreError, Upload};
-use crate::domain::{Callback, FileId, JobId, JobRecord, Reservation, ReservationId, Timestamp};
+use crate::backends::{Bucket, FileMeta, StoreError, Upload};
+use crate::domain::{Callback, FileId, JobId, JobRecord};
 use crate::http::AppState;
 use crate::http::body::SlowBody;
 use crate::http::error::{ApiError, ProblemKind};
 use crate::http::extract::Caller;
+use crate::jobs::admission::{self, Room};
 use crate::output::OutputOptions;
 use crate::webhooks::Front;
 
@@ -147,7 +147,7 @@ async fn accept(
     // Refuse an announced oversize body before reading any of it (the
     // multipart framing adds a little, hence the slack).
     if declared.is_some_and(|len| len > limit.saturating_add(64 * 1024)) {
-        return Err(room.refusal(StoreError::TooLarge { limit }.into()));
+        return Err(refusal(&room, StoreError::TooLarge { limit }.into()));
     }
 
     let body = crate::http::body::guarded(body, &app.settings, app.metrics.upload_bytes.clone());
@@ -203,7 +203,7 @@ async fn accept(
                 crate::backends::chain(&cleanup)
             );
         }
-        return Err(room.refusal(e));
+        return Err(refusal(&room, e));
     }
     if upload.written() == 0 {
         let _ = upload.abort().await;
@@ -255,165 +255,39 @@ async fn accept(
     ))
 }
 
-/// How much one upload of a user may hold, from the node's limit and the
-/// user's quota and active jobs, and the reservation that holds it.
-pub(super) struct Room {
-    pub limit: u64,
-    /// The user's storage quota, when it (not the upload limit) is the bound.
-    quota: Option<u64>,
-    /// Held until the upload's file and job count for themselves.
-    reserved: Option<Reserved>,
-}
-
-impl Room {
-    /// An upload that outgrew the room: over the quota when that was the bound.
-    pub fn refusal(&self, error: ApiError) -> ApiError {
-        match self.quota {
-            Some(quota) if error.kind == ProblemKind::PayloadTooLarge => {
-                StoreError::QuotaExceeded { quota }.into()
-            }
-            _ => error,
-        }
-    }
-
-    /// Gives the room back (the upload's file and job now count, or it is
-    /// abandoned); dropping the room does the same in the background.
-    pub async fn release(mut self) {
-        if let Some(reserved) = self.reserved.take() {
-            reserved.release().await;
-        }
-    }
-}
-
-/// Compare-and-reserve rounds before a busy user is told to try again.
-const RESERVE_TRIES: u32 = 50;
-
-/// Checked and reserved before the body is read: a user at their limit of
-/// active jobs (429) or storage (413) is told at once; otherwise the room
-/// (`wanted` bytes if the upload declared its size, else all that is left)
-/// is reserved, so that concurrent uploads of one user, on any nodes, never
-/// together go over. Unfinished resumable uploads count with the size they
-/// declared.
+/// Admits one upload of the caller (`jobs::admission`): before its body is
+/// read, a user at their limit of active jobs (429) or storage (413) is
+/// told at once; otherwise its room is reserved.
 pub(super) async fn room_for(
     app: &AppState,
     caller: &Caller,
     wanted: Option<u64>,
 ) -> Result<Room, ApiError> {
-    let owner = caller.owner();
-    let storage = &app.storage;
-    let max_upload = app.settings.max_upload_bytes;
-    let limits = caller.account.limits;
-    let quota = limits.quota_bytes_or(storage.quota_bytes_per_user);
-    let max_jobs = limits.max_active_jobs_or(storage.max_active_jobs_per_user);
-    if quota == 0 && max_jobs == 0 {
-        return Ok(Room {
-            limit: max_upload,
-            quota: None,
-            reserved: None,
-        });
-    }
-    let store = app.backends.reservations.clone();
-    let settle_by = std::time::Instant::now() + SETTLE_WITHIN;
-    let mut tries = 0;
-    while tries < RESERVE_TRIES {
-        let now = Timestamp::now();
-        // The reservations (and their version) first, then the usage they
-        // are added to: see backends::reservations.
-        let held = store.held(owner, now).await?;
-        // Reading in that order, an upload finishing in between counts
-        // twice (its reservation and its job or file): a refusal while
-        // others are in flight waits for them to settle, and reads again.
-        let in_flight = held.jobs > 0 && std::time::Instant::now() < settle_by;
-        if max_jobs > 0 {
-            let active = app.backends.jobs.active_jobs(owner).await?;
-            let active = active.saturating_add(u64::from(held.jobs));
-            if active >= max_jobs && in_flight {
-                settle().await;
-                continue;
-            }
-            if active >= max_jobs {
-                return Err(ApiError::of_kind(
-                    ProblemKind::TooManyJobs,
-                    format!(
-                        "you have {active} jobs queued, converting or uploading, the most \
-                         allowed; upload again when one is done"
-                    ),
-                )
-                .retry_after(30));
-            }
-        }
-        let (limit, bound) = if quota == 0 {
-            (max_upload, None)
-        } else {
-            let stored = app.backends.blobs.usage(owner).await?;
-            let unfinished = app.backends.uploads.reserved(owner).await?;
-            let used = stored.saturating_add(unfinished).saturating_add(held.bytes);
-            let left = quota.saturating_sub(used);
-            if left == 0 && in_flight {
-                settle().await;
-                continue;
-            }
-            if left == 0 {
-                return Err(StoreError::QuotaExceeded { quota }.into());
-            }
-            (max_upload.min(left), (left < max_upload).then_some(quota))
-        };
-        // What the upload may send: what it declared, within the room.
-        let expected = wanted.map_or(limit, |w| w.min(limit));
-        let bytes = if quota == 0 { 0 } else { expected };
-        let reservation = Reservation {
-            id: ReservationId::new(),
-            owner: owner.to_owned(),
-            bytes,
-            jobs: 1,
-            until: now.plus(longest_upload(&app.settings, expected)),
-        };
-        if store
-            .add_if_unchanged(&reservation, held.version, now)
-            .await?
-        {
-            return Ok(Room {
-                limit: if quota == 0 { limit } else { bytes },
-                quota: bound,
-                reserved: Some(Reserved::new(store, reservation)),
-            });
-        }
-        // Another upload of this user reserved meanwhile: read again.
-        tries += 1;
-        tokio::time::sleep(Duration::from_millis(
-            1 + u64::from(rand::random::<u8>() % 8),
-        ))
-        .await;
-    }
-    Err(ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "too many of your uploads are starting at once; try again shortly",
-    )
-    .retry_after(1))
+    room_of(app, caller.owner(), caller.account.limits, wanted).await
 }
 
-/// How long a refusal waits for the user's other uploads in flight to
-/// settle (each finishes or fails) before it stands.
-const SETTLE_WITHIN: Duration = Duration::from_secs(3);
-
-/// A pause before reading a user's usage and reservations again.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(
-        20 + u64::from(rand::random::<u8>() % 20),
-    ))
-    .await;
-}
-
-/// The longest an upload of `bytes` may take before it is cut off as too
-/// slow (`http.min_upload_bytes_per_sec` after the first idle period), and
-/// a minute: how long its reservation counts if nobody releases it.
-fn longest_upload(settings: &crate::settings::HttpSettings, bytes: u64) -> Duration {
-    let idle = settings.body_idle_secs.max(1);
-    let transfer = match settings.min_upload_bytes_per_sec {
-        0 => 24 * 3600,
-        rate => bytes / rate,
+/// Admits one job of `owner`, whose limits are `limits`.
+pub(super) async fn room_of(
+    app: &AppState,
+    owner: &str,
+    limits: crate::backends::UserLimits,
+    wanted: Option<u64>,
+) -> Result<Room, ApiError> {
+    let rules = admission::Rules {
+        storage: &app.storage,
+        http: &app.settings,
     };
-    Duration::from_secs(idle + transfer + 60)
+    Ok(admission::admit(&app.backends, &rules, owner, limits, wanted).await?)
+}
+
+/// An upload that outgrew its room: over the quota when that was the bound.
+pub(super) fn refusal(room: &Room, error: ApiError) -> ApiError {
+    match room.quota {
+        Some(quota) if error.kind == ProblemKind::PayloadTooLarge => {
+            StoreError::QuotaExceeded { quota }.into()
+        }
+        _ => error,
+    }
 }
 
 /// Makes the video visible, records its job and queues it; on any failure,

@@ -136,7 +136,10 @@ async fn create(
     let owner = caller.owner().to_owned();
     let room = room_for(&app, &caller, Some(length)).await?;
     if length > room.limit {
-        return Err(room.refusal(StoreError::TooLarge { limit: room.limit }.into()));
+        return Err(upload::refusal(
+            &room,
+            StoreError::TooLarge { limit: room.limit }.into(),
+        ));
     }
     let now = Timestamp::now();
     let upload = UploadRecord {
