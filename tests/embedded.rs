@@ -1,7 +1,10 @@
 //! What only the embedded backend has to prove: a full disk refuses an
 //! upload cleanly and a conversion waits for room without losing anything
-//! stored, and without an SMTP server mail lands in the data directory's
-//! Maildir. (Kill -9 mid-upload and mid-conversion, restarts and the rest
+//! stored or spending its attempts (while `/ready` says the storage is
+//! full), and without an SMTP server mail lands in the data directory's
+//! Maildir. (A cluster's MongoDB on a full disk stops: mongod shuts down,
+//! SecantusDB's storage engine panics; that is a dependency down, which
+//! faults.rs covers.) (Kill -9 mid-upload and mid-conversion, restarts and the rest
 //! run on both backends in faults.rs.)
 
 mod common;
@@ -69,9 +72,13 @@ async fn a_full_disk_refuses_uploads_with_507_and_conversions_wait_for_room() {
     let Some(disk) = SmallDisk::mount(&names.data_dir, 64) else {
         panic!("cannot mount a tmpfs (the suite runs as root)");
     };
+    // Two attempts: a full disk that spent them would fail the job within
+    // seconds. Short pauses while full (1 s, then 2, 4, 8 ...).
     let node = Node::start_named(
         names,
-        embedded().with("VIDAUD_TRANSCODER__MAX_ATTEMPTS", 100),
+        embedded()
+            .with("VIDAUD_TRANSCODER__MAX_ATTEMPTS", 2)
+            .with("VIDAUD_TRANSCODER__ROOM_WAIT_SECS", 1),
         true,
     )
     .await;
@@ -96,7 +103,8 @@ async fn a_full_disk_refuses_uploads_with_507_and_conversions_wait_for_room() {
     let (status, second) = node.upload(&token, &clip("long")).await;
     assert_eq!(status, 202, "{second}");
     let second_id = second["job_id"].as_str().unwrap().to_owned();
-    let filler = disk.fill(256 * 1024);
+    // Room for the database's writes, not for the long clip's audio.
+    let filler = disk.fill(2 << 20);
 
     // An upload now: a clear 507, and nothing of it kept.
     let (status, refused) = node.upload(&token, &clip("long")).await;
@@ -105,26 +113,51 @@ async fn a_full_disk_refuses_uploads_with_507_and_conversions_wait_for_room() {
     assert_eq!(partials(&node), 0);
     assert_eq!(node.count_files(Files::Videos).await, 2);
 
-    // The conversion cannot store its audio: the job is handed back, not
-    // failed, and waits; with room again it finishes.
+    // The conversion cannot store its audio: the job is handed back with
+    // its attempt, not failed, and waits, and /ready says why; with room
+    // again it finishes, on its first attempt.
     assert_eq!(node.ctl(&["resume"]).0, 0);
+    let ready = || async {
+        let r = node
+            .http
+            .get(node.url("/ready"))
+            .send()
+            .await
+            .expect("ready");
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.expect("json"))
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let said = loop {
+        let (status, body) = ready().await;
+        if status == 503 && body["storage"]["full"] == true {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "/ready never said: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(said["dependencies"]["storage"], "down", "{said}");
+    println!("/ready while the disk is full: {said}");
+    // Full for 20 s: tries at 1, 2, 4 and 8 s, none spending an attempt.
+    let full_until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < full_until {
         let records = node.job_records().await;
         let job = records
             .iter()
             .find(|j| j["_id"] == second_id.as_str())
             .expect("job");
-        if job["attempts"].as_u64() >= Some(1) && job["state"] == "queued" {
-            break;
-        }
-        assert_ne!(job["state"], "done", "converted onto a full disk?");
-        assert!(Instant::now() < deadline, "the attempt never failed: {job}");
+        assert!(
+            job["state"] == "queued" || job["state"] == "converting",
+            "{job}"
+        );
+        assert!(job["attempts"].as_u64() <= Some(1), "attempts spent: {job}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     std::fs::remove_file(&filler).expect("free the disk");
     let second = node.wait_final(&token, &second_id).await;
     assert_eq!(second["state"], "done", "{second}");
+    assert_eq!(second["attempts"], 1, "no attempt spent on the full disk");
+    assert_eq!(ready().await.0, 200, "ready again once the audio is stored");
     let after = node
         .download(&token, &fid)
         .await

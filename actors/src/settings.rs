@@ -330,6 +330,10 @@ pub struct TranscoderSettings {
     pub bitrate_kbps: u32,
     /// Attempts before a job that keeps failing transiently is given up.
     pub max_attempts: u32,
+    /// While storage is full, the first pause (seconds) before a
+    /// conversion tries to store again; it doubles at each failure since,
+    /// up to 20 times this. No attempt is spent meanwhile.
+    pub room_wait_secs: u64,
     /// Where inputs are spooled for random access; empty means the system
     /// temp dir. Spool files are unlinked at creation, so a crash leaks none.
     pub spool_dir: String,
@@ -390,6 +394,7 @@ impl Default for TranscoderSettings {
             workers: 2,
             bitrate_kbps: crate::output::DEFAULT_MP3_KBPS,
             max_attempts: 5,
+            room_wait_secs: 15,
             spool_dir: String::new(),
             shutdown_grace_secs: 60,
             lease_secs: 30,

@@ -109,6 +109,16 @@ pub trait JobStore: Send + Sync {
     /// attempt no longer owned the job.
     async fn requeue(&self, id: JobId, attempt: u32, error: &str) -> Result<bool, StoreError>;
 
+    /// Hands attempt `attempt` back as [`requeue`](Self::requeue) does, and
+    /// gives the attempt back too (`attempts - 1`): it failed for the
+    /// node's want of room (a full disk), which is no fault of the job's.
+    async fn requeue_refunded(
+        &self,
+        id: JobId,
+        attempt: u32,
+        error: &str,
+    ) -> Result<bool, StoreError>;
+
     /// The attempt on `node` died with its worker: back to `queued` now.
     /// Only that node's attempt is touched.
     async fn release_crashed(&self, id: JobId, node: &str, error: &str) -> Result<(), StoreError>;

@@ -29,6 +29,7 @@ mod jobs;
 pub mod migrate;
 mod queue;
 mod reservations;
+mod space;
 mod uploads;
 mod users;
 mod webhooks;
@@ -44,6 +45,7 @@ pub use health::{Check, Health, Part};
 pub use jobs::{Claim, JobQuery, JobStore, claim};
 pub use queue::{Consumer, Delivery, JobQueue, Queue, Settle, run_consumer};
 pub use reservations::{ReservationStore, Reserved};
+pub use space::{Shortage, Space, SpaceCheck, Turn};
 pub use uploads::{CompleteError, UploadStore, complete as complete_upload};
 pub use users::{EndedSession, User, UserDirectory, UserLimits};
 pub use webhooks::WebhookStore;
@@ -84,6 +86,8 @@ pub struct Backends {
     pub reservations: Arc<dyn ReservationStore>,
     pub webhooks: Arc<dyn WebhookStore>,
     pub checks: Arc<[Arc<dyn Check>]>,
+    /// Whether storage was last found full (a check among `checks`).
+    pub space: Arc<Space>,
 }
 
 impl Backends {

@@ -34,8 +34,8 @@ use super::messages::JobDelivery;
 use super::pipeline::{Output, Progress, Summary, TranscodeError, transcode};
 use super::spool::{Spool, Spools};
 use crate::backends::{
-    Backends, BlobStore, Bucket, Claim, FileMeta, StoreError, Upload, WAVEFORM_CONTENT_TYPE, chain,
-    claim,
+    Backends, BlobStore, Bucket, Claim, FileMeta, StoreError, Turn, Upload, WAVEFORM_CONTENT_TYPE,
+    chain, claim,
 };
 use crate::domain::{
     AudioSummary, FileId, JobEvent, JobId, JobRecord, JobState, Mp3Message, UserId,
@@ -100,6 +100,9 @@ enum Failure {
     Permanent(String),
     /// Storage, broker, or I/O trouble, or a stall: another attempt may succeed.
     Transient(String),
+    /// No room to store (a full disk): the job waits for room, and the
+    /// attempt is given back.
+    NoRoom(String),
     /// The lease was lost: another attempt owns the job now.
     Lost,
 }
@@ -110,6 +113,16 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 fn transient(e: impl std::error::Error + 'static) -> Failure {
     Failure::Transient(chain(&e))
+}
+
+/// A spool's I/O failed: for want of room (the disk holding it is full),
+/// or otherwise.
+fn spool_failed(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        Failure::NoRoom(format!("the spool: {e}"))
+    } else {
+        transient(e)
+    }
 }
 
 /// Runs one delivery; a job that is converted takes `standby` (the child
@@ -145,6 +158,14 @@ async fn attempt(
     standby: &mut Option<Standby>,
 ) -> Settle {
     let job_id = delivery.message.job_id;
+    // While storage is full, one conversion at a time tries again after a
+    // pause; the others hand their jobs back untouched (nothing claimed,
+    // no attempt spent).
+    if let Turn::Wait(pause) = ctx.backends.space.turn() {
+        info!(?pause, "storage is full; the job waits for room");
+        tokio::time::sleep(pause).await;
+        return Settle::Requeue;
+    }
     let lease = Duration::from_secs(ctx.settings.lease_secs);
     let claimed = claim(
         ctx.backends.jobs.as_ref(),
@@ -198,20 +219,20 @@ async fn attempt(
             info!("the job was deleted or taken over by another attempt; stopping");
             return Settle::Ack;
         }
+        Err(Failure::NoRoom(reason)) => {
+            ctx.metrics.job_result("retry");
+            let space = &ctx.backends.space;
+            space.note_full(&reason);
+            warn!(%reason, "no room to store; the job waits for room (its attempt given back)");
+            let waiting = format!("waiting for room to store its audio ({reason})");
+            hand_back(ctx, &job, &waiting, true).await;
+            tokio::time::sleep(space.wait()).await;
+            return Settle::Requeue;
+        }
         Err(Failure::Transient(reason)) => {
             ctx.metrics.job_result("retry");
             warn!(%reason, attempt = job.attempts, "attempt failed; handing the job back");
-            match ctx
-                .backends
-                .jobs
-                .requeue(job.id, job.attempts, &reason)
-                .await
-            {
-                Ok(true) => announce(ctx, &job, JobState::Queued, None).await,
-                // Deleted (or taken over) meanwhile: the redelivery settles it.
-                Ok(false) => {}
-                Err(e) => warn!("could not record the failed attempt: {}", chain(&e)),
-            }
+            hand_back(ctx, &job, &reason, false).await;
             return back_off(job.attempts).await;
         }
     };
@@ -236,6 +257,23 @@ async fn attempt(
             warn!("cannot record the job's end: {}", chain(&e));
             back_off(1).await
         }
+    }
+}
+
+/// Hands the job back to the queue (`converting → queued`), with `reason`
+/// for the next attempt to report; `refund`: with its attempt given back.
+async fn hand_back(ctx: &WorkerContext, job: &JobRecord, reason: &str, refund: bool) {
+    let jobs = &ctx.backends.jobs;
+    let handed = if refund {
+        jobs.requeue_refunded(job.id, job.attempts, reason).await
+    } else {
+        jobs.requeue(job.id, job.attempts, reason).await
+    };
+    match handed {
+        Ok(true) => announce(ctx, job, JobState::Queued, None).await,
+        // Deleted (or taken over) meanwhile: the redelivery settles it.
+        Ok(false) => {}
+        Err(e) => warn!("could not hand the job back: {}", chain(&e)),
     }
 }
 
@@ -344,11 +382,11 @@ async fn convert(
     let (spools, converter) = match standby {
         Some(Standby { converter, spools }) => (spools, Some(converter)),
         None => (
-            Spools::new(&ctx.settings.spool_dir).map_err(transient)?,
+            Spools::new(&ctx.settings.spool_dir).map_err(spool_failed)?,
             None,
         ),
     };
-    spools.input.fill(body).await.map_err(transient)?;
+    spools.input.fill(body).await.map_err(spool_failed)?;
 
     ctx.maybe_panic();
     let mut options = job.output.clone();
@@ -404,7 +442,11 @@ async fn convert(
         }
     })?;
     let bytes = match store_output(ctx, job, &spools).await {
-        Ok(bytes) => bytes,
+        Ok(bytes) => {
+            ctx.backends.space.note_room();
+            bytes
+        }
+        Err(StoreError::Full(e)) => return Err(Failure::NoRoom(chain(&e))),
         // Over the owner's quota: trying again would not make room.
         Err(StoreError::TooLarge { limit }) => {
             return Err(Failure::Permanent(format!(

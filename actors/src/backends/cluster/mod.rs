@@ -32,10 +32,14 @@ pub async fn connect(settings: &Settings, node_id: &str) -> Result<Backends, sup
     let mongo = Arc::new(mongo);
     tokio::spawn(prepare_users(users.clone(), mongo.clone()));
     let broker = Arc::new(broker);
+    let space = Arc::new(super::Space::new(std::time::Duration::from_secs(
+        settings.transcoder.room_wait_secs,
+    )));
     let checks: Vec<Arc<dyn Check>> = vec![
         Arc::new(MongoCheck(mongo.clone())),
         Arc::new(RabbitCheck(broker.clone())),
         Arc::new(MysqlCheck(users.clone())),
+        Arc::new(super::SpaceCheck(space.clone())),
     ];
     Ok(Backends {
         kind: "cluster",
@@ -48,6 +52,7 @@ pub async fn connect(settings: &Settings, node_id: &str) -> Result<Backends, sup
         queue: broker,
         users,
         checks: checks.into(),
+        space,
     })
 }
 

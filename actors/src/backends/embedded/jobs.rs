@@ -449,6 +449,25 @@ impl JobStore for Db {
         .await
     }
 
+    async fn requeue_refunded(
+        &self,
+        id: JobId,
+        attempt: u32,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let error = error.to_owned();
+        self.call("requeue_job", move |conn| {
+            let n = conn.execute(
+                "UPDATE jobs SET state = 'queued', error = ?3, lease_until = NULL, updated_at = ?4, \
+                 attempts = attempts - 1 \
+                 WHERE id = ?1 AND state = 'converting' AND attempts = ?2 AND attempts > 0",
+                params![id.to_hex(), attempt, error, now()],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn release_crashed(&self, id: JobId, node: &str, error: &str) -> Result<(), StoreError> {
         let (node, error) = (node.to_owned(), error.to_owned());
         self.call("release_crashed", move |conn| {

@@ -92,12 +92,16 @@ pub fn open(settings: &Settings, node_id: &str) -> Result<Backends, DataDirError
         SqliteQueue::open(db.clone(), &settings.queue, node_id).map_err(DataDirError::Queue)?;
     info!(data_dir = %root.display(), "embedded backend: SQLite and local files");
     let lock = Arc::new(lock);
+    let space = Arc::new(super::Space::new(std::time::Duration::from_secs(
+        settings.transcoder.room_wait_secs,
+    )));
     let checks: Vec<Arc<dyn Check>> = vec![
         Arc::new(SqliteCheck(db.clone())),
         Arc::new(DataDirCheck {
             root: root.clone(),
             _lock: lock,
         }),
+        Arc::new(super::SpaceCheck(space.clone())),
     ];
     Ok(Backends {
         kind: "embedded",
@@ -110,6 +114,7 @@ pub fn open(settings: &Settings, node_id: &str) -> Result<Backends, DataDirError
         webhooks: Arc::new(db.clone()),
         uploads: Arc::new(db),
         checks: checks.into(),
+        space,
     })
 }
 

@@ -57,7 +57,7 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> impl In
 pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let deps = app.backends.health().await;
     let serves = |parts: &[Part]| parts.iter().all(|part| deps.serves(*part));
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": if deps.all_up() { "ready" } else { "degraded" },
         "dependencies": deps.to_json(),
         // What each kind of request needs.
@@ -70,6 +70,16 @@ pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json:
             "validate": true,
         },
     });
+    // Why `storage` is down: what failed for want of room, and since when
+    // (conversions wait for room meanwhile; see backends::Space).
+    if let Some(shortage) = app.backends.space.shortage() {
+        body["storage"] = serde_json::json!({
+            "full": true,
+            "since": shortage.since.to_rfc3339(),
+            "reason": shortage.reason,
+            "conversions": "waiting for room (no attempt spent)",
+        });
+    }
     let status = if deps.all_up() {
         StatusCode::OK
     } else {

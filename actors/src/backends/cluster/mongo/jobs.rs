@@ -313,6 +313,32 @@ impl JobStore for Mongo {
         .await
     }
 
+    async fn requeue_refunded(
+        &self,
+        id: JobId,
+        attempt: u32,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        if attempt == 0 {
+            return Ok(false);
+        }
+        let filter = doc! {
+            "_id": oid(id),
+            "state": JobState::Converting.as_str(),
+            "attempts": attempt,
+        };
+        let update = doc! {
+            "$set": {
+                "state": JobState::Queued.as_str(),
+                "error": error,
+                "lease_until": null,
+                "updated_at": DateTime::now(),
+            },
+            "$inc": { "attempts": -1 },
+        };
+        Ok(self.jobs.update_one(filter, update).await?.matched_count == 1)
+    }
+
     async fn release_crashed(&self, id: JobId, node: &str, error: &str) -> Result<(), StoreError> {
         self.back_to_queued(
             doc! { "_id": oid(id), "state": JobState::Converting.as_str(), "node": node },
