@@ -33,6 +33,12 @@ const BACKEND: &str = "MongoDB";
 
 impl From<mongodb::error::Error> for StoreError {
     fn from(e: mongodb::error::Error) -> Self {
+        // A server out of disk says so (code 14031, OutOfDiskSpace, or the
+        // system's "No space left on device"): storage full, not away.
+        let text = e.to_string();
+        if text.contains("OutOfDiskSpace") || text.contains("No space left on device") {
+            return StoreError::Full(std::io::Error::new(std::io::ErrorKind::StorageFull, e));
+        }
         StoreError::backend(BACKEND, e)
     }
 }
