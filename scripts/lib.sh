@@ -66,7 +66,8 @@ ensure_debian_packages() {
 # tuspy (a tus client nobody here wrote, for the resumable-upload tests),
 # standardwebhooks (verifies the webhooks' signatures in the tests) and
 # kubernetes-validate (the manifests against Kubernetes' schemas; it brings
-# PyYAML, which tests/packaging/kube.py reads them with).
+# PyYAML, which tests/packaging/kube.py reads them with) and mutagen (reads
+# the chapters of our outputs in tests/chapters.rs).
 ensure_python_tools() {
   # pip's console scripts (secantusd-py) land here; under pyenv they get no
   # shim until a rehash, so put the directory itself on PATH.
@@ -75,9 +76,9 @@ ensure_python_tools() {
   if ! command -v secantusd-py >/dev/null || ! python3 -c 'import aiosmtpd' 2>/dev/null \
     || ! command -v schemathesis >/dev/null || ! python3 -c 'import tusclient' 2>/dev/null \
     || ! python3 -c 'import standardwebhooks' 2>/dev/null \
-    || ! command -v kubernetes-validate >/dev/null; then
-    log "installing SecantusDB, aiosmtpd, Schemathesis, tuspy, standardwebhooks and kubernetes-validate from PyPI"
-    python3 -m pip install -q SecantusDB aiosmtpd schemathesis tuspy standardwebhooks kubernetes-validate
+    || ! command -v kubernetes-validate >/dev/null || ! python3 -c 'import mutagen' 2>/dev/null; then
+    log "installing SecantusDB, aiosmtpd, Schemathesis, tuspy, standardwebhooks, kubernetes-validate and mutagen from PyPI"
+    python3 -m pip install -q SecantusDB aiosmtpd schemathesis tuspy standardwebhooks kubernetes-validate mutagen
     if command -v pyenv >/dev/null; then pyenv rehash || true; fi
     hash -r
   fi

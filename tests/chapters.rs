@@ -5,7 +5,8 @@
 //! MP3, Vorbis comments in Opus and FLAC, `chpl` in M4A), and a trim moves
 //! them (the one playing at the trim's start begins at 0, those after its
 //! end are gone). Crafted marks (past the audio's end, reversed,
-//! overlapping, 200 of them) come out as valid chapters only. The same on
+//! overlapping, 200 of them) come out as valid chapters only, as ffprobe
+//! and mutagen read them. The same on
 //! both backends.
 
 mod common;
@@ -127,6 +128,25 @@ both_backends!(
     }
 );
 
+/// The chapters mutagen reads in `path` (tests/chapters/read_chapters.py).
+fn mutagen_chapters(path: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/chapters/read_chapters.py"
+        ))
+        .arg(path)
+        .output()
+        .expect("python3 (scripts/test installs mutagen)");
+    assert!(
+        out.status.success(),
+        "mutagen could not read {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
 both_backends!(
     crafted_chapter_marks_become_valid_chapters_in_every_format,
     |backend: Backend| async move {
@@ -193,6 +213,20 @@ both_backends!(
                 );
                 if let Some(next) = got.get(i + 1) {
                     assert!(chapter.start < next.start, "{what}: out of order: {got:?}");
+                }
+            }
+            // And as mutagen, a tag library nobody here wrote, reads them.
+            let read = mutagen_chapters(&audio);
+            let chapters = read["chapters"].as_array().expect("chapters");
+            assert_eq!(chapters.len(), count, "{what}, mutagen: {read}");
+            for chapter in chapters {
+                let start = chapter["start"].as_f64().expect("start");
+                assert!(start < length, "{what}, mutagen: past the end: {chapter}");
+                if let Some(end) = chapter["end"].as_f64() {
+                    assert!(
+                        end >= start,
+                        "{what}, mutagen: ends before it starts: {chapter}"
+                    );
                 }
             }
         }

@@ -186,27 +186,9 @@ fn parse_chpl(body: &[u8]) -> Vec<Chapter> {
     chapters
 }
 
-/// A `udta` box holding a version-1 `chpl` of `chapters` (titles cut to
-/// 255 bytes at a character boundary), if any, and a `meta` with the
-/// `freeform` tags, if any.
-fn udta(chapters: &[Chapter], freeform: &[(&str, String)]) -> Vec<u8> {
-    let mut udta = Vec::new();
-    if !chapters.is_empty() {
-        udta.extend(chpl(chapters));
-    }
-    if !freeform.is_empty() {
-        udta.extend(meta(freeform));
-    }
-    boxed(b"udta", &udta)
-}
-
-/// A `meta` (iTunes metadata handler) whose `ilst` holds `----` atoms.
-fn meta(freeform: &[(&str, String)]) -> Vec<u8> {
-    // Full box: version and flags, then a handler and the list.
-    let mut hdlr = vec![0u8; 8];
-    hdlr.extend_from_slice(b"mdirappl");
-    hdlr.extend_from_slice(&[0u8; 9]);
-    let mut ilst = Vec::new();
+/// The `----` atoms (iTunes freeform, `com.apple.iTunes`) of `freeform`.
+fn freeform_atoms(freeform: &[(&str, String)]) -> Vec<u8> {
+    let mut atoms = Vec::new();
     for (name, value) in freeform {
         let full = |text: &[u8]| [&[0u8; 4][..], text].concat();
         let mut atom = boxed(b"mean", &full(b"com.apple.iTunes"));
@@ -216,11 +198,20 @@ fn meta(freeform: &[(&str, String)]) -> Vec<u8> {
             b"data",
             &[&[0, 0, 0, 1, 0, 0, 0, 0][..], value.as_bytes()].concat(),
         ));
-        ilst.extend(boxed(b"----", &atom));
+        atoms.extend(boxed(b"----", &atom));
     }
+    atoms
+}
+
+/// A `meta` (iTunes metadata handler) whose `ilst` holds `items`.
+fn meta(items: &[u8]) -> Vec<u8> {
+    // Full box: version and flags, then a handler and the list.
+    let mut hdlr = vec![0u8; 8];
+    hdlr.extend_from_slice(b"mdirappl");
+    hdlr.extend_from_slice(&[0u8; 9]);
     let mut body = vec![0u8; 4];
     body.extend(boxed(b"hdlr", &hdlr));
-    body.extend(boxed(b"ilst", &ilst));
+    body.extend(boxed(b"ilst", items));
     boxed(b"meta", &body)
 }
 
@@ -237,6 +228,107 @@ fn chpl(chapters: &[Chapter]) -> Vec<u8> {
     }
     boxed(b"chpl", &chpl)
 }
+
+/// The boxes laid end to end in `bytes`: (type, the whole box), in order;
+/// what does not parse ends the list.
+fn boxes_in(bytes: &[u8]) -> Vec<([u8; 4], &[u8])> {
+    let mut found = Vec::new();
+    let mut at = 0usize;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let kind = [bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]];
+        let size = match size {
+            0 => bytes.len() - at,
+            1 => match bytes.get(at + 8..at + 16) {
+                Some(large) => {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(large);
+                    usize::try_from(u64::from_be_bytes(b)).unwrap_or(usize::MAX)
+                }
+                None => break,
+            },
+            n => n as usize,
+        };
+        let Some(whole) = at.checked_add(size).and_then(|end| bytes.get(at..end)) else {
+            break;
+        };
+        if size < 8 {
+            break;
+        }
+        found.push((kind, whole));
+        at += size;
+    }
+    found
+}
+
+/// A box's body: what follows its header (8 bytes, or 16 with a 64-bit size).
+fn body_of(whole: &[u8]) -> &[u8] {
+    let header = if whole.get(..4) == Some(&[0, 0, 0, 1]) {
+        16
+    } else {
+        8
+    };
+    &whole[header.min(whole.len())..]
+}
+
+/// `container`'s children, the first of `kind` replaced by `edit` of it
+/// (or `edit(None)` added at the end when there is none): the new body.
+fn edit_child(
+    container: &[u8],
+    kind: &[u8; 4],
+    edit: impl FnOnce(Option<&[u8]>) -> Vec<u8>,
+) -> Vec<u8> {
+    let mut body = Vec::with_capacity(container.len() + 1024);
+    let mut edit = Some(edit);
+    for (child, whole) in boxes_in(container) {
+        if &child == kind
+            && let Some(edit) = edit.take()
+        {
+            body.extend(edit(Some(whole)));
+        } else {
+            body.extend_from_slice(whole);
+        }
+    }
+    if let Some(edit) = edit {
+        body.extend(edit(None));
+    }
+    body
+}
+
+/// `moov`'s body with the chapters and freeform tags in its `udta`: the
+/// `chpl` added to the one `udta` there is (made when there is none), and
+/// the freeform atoms to its `meta`'s `ilst`, so that a reader that looks
+/// at the first `udta` only (mutagen, iTunes) finds them with the title.
+fn tagged_moov(moov: &[u8], chapters: &[Chapter], freeform: &[(&str, String)]) -> Vec<u8> {
+    edit_child(moov, b"udta", |udta| {
+        let mut body = udta.map(body_of).unwrap_or_default().to_vec();
+        if !freeform.is_empty() {
+            let atoms = freeform_atoms(freeform);
+            body = edit_child(&body, b"meta", |found| match found {
+                Some(found) => {
+                    let meta = body_of(found);
+                    // A full box: version and flags before its children.
+                    let (flags, children) = meta.split_at(4.min(meta.len()));
+                    let children = edit_child(children, b"ilst", |ilst| {
+                        let mut items = ilst.map(body_of).unwrap_or_default().to_vec();
+                        items.extend_from_slice(&atoms);
+                        boxed(b"ilst", &items)
+                    });
+                    boxed(b"meta", &[flags, &children].concat())
+                }
+                None => meta(&atoms),
+            });
+        }
+        if !chapters.is_empty() {
+            body.extend(chpl(chapters));
+        }
+        boxed(b"udta", &body)
+    })
+}
+
+/// The most of a `moov` box read to add to it: its sample tables for six
+/// hours of audio are a few MB.
+const MAX_MOOV: u64 = 32 << 20;
 
 /// Adds `chapters` and `freeform` tags to the M4A at `path` (see the
 /// module docs); nothing for none.
@@ -263,23 +355,21 @@ pub fn append(path: &Path, chapters: &[Chapter], freeform: &[(&str, String)]) ->
     if media_after_moov || length - moov.end > MAX_TAIL {
         return Err(io::Error::other("media follows the moov box"));
     }
-    let mut tail = Vec::new();
-    file.seek(SeekFrom::Start(moov.end))?;
-    file.read_to_end(&mut tail)?;
-    let udta = udta(chapters, freeform);
-    let header_size = moov.body - moov_at;
-    let grown = moov.end - moov_at + udta.len() as u64;
-    file.seek(SeekFrom::Start(moov.end))?;
-    file.write_all(&udta)?;
-    file.write_all(&tail)?;
-    file.seek(SeekFrom::Start(moov_at))?;
-    if header_size == 16 {
-        file.seek(SeekFrom::Start(moov_at + 8))?;
-        file.write_all(&grown.to_be_bytes())?;
-    } else {
-        let grown = u32::try_from(grown).map_err(|_| io::Error::other("moov over 4 GiB"))?;
-        file.write_all(&grown.to_be_bytes())?;
+    if moov.end - moov.body > MAX_MOOV {
+        return Err(io::Error::other("the moov box is too large to add tags to"));
     }
+    let mut old = Vec::new();
+    file.seek(SeekFrom::Start(moov.body))?;
+    (&mut file)
+        .take(moov.end - moov.body)
+        .read_to_end(&mut old)?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    let new = boxed(b"moov", &tagged_moov(&old, chapters, freeform));
+    file.seek(SeekFrom::Start(moov_at))?;
+    file.write_all(&new)?;
+    file.write_all(&tail)?;
+    // The new moov is as long or longer: nothing of the old is left over.
     file.sync_data()
 }
 
@@ -308,6 +398,47 @@ mod tests {
         std::fs::write(file.path(), b"RIFF....WAVE").expect("write");
         assert!(read(file.path()).expect("read").is_empty());
         assert!(parse_chpl(&[1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0]).is_empty());
+    }
+
+    #[test]
+    fn tags_join_the_udta_and_ilst_that_are_there() {
+        // As mp4mux writes an M4A: a udta with the title in meta/ilst.
+        let file = tempfile::NamedTempFile::new().expect("temp");
+        let title = boxed(b"\xa9nam", &boxed(b"data", b"\0\0\0\x01\0\0\0\0clip"));
+        let mut bytes = boxed(b"ftyp", b"M4A \0\0\0\0");
+        bytes.extend(boxed(b"mdat", &[0u8; 100]));
+        let udta = boxed(b"udta", &meta(&title));
+        bytes.extend(boxed(b"moov", &[boxed(b"mvhd", &[0u8; 20]), udta].concat()));
+        std::fs::write(file.path(), &bytes).expect("write");
+        append(
+            file.path(),
+            &[chapter(0, "a")],
+            &[("replaygain_track_gain", "+1.00 dB".into())],
+        )
+        .expect("append");
+        assert_eq!(read(file.path()).expect("read"), [chapter(0, "a")]);
+        let written = std::fs::read(file.path()).expect("read");
+        let top = boxes_in(&written);
+        let moov = top.iter().find(|(k, _)| k == b"moov").expect("moov").1;
+        let udtas: Vec<_> = boxes_in(body_of(moov))
+            .into_iter()
+            .filter(|(k, _)| k == b"udta")
+            .collect();
+        assert_eq!(udtas.len(), 1, "one udta");
+        let udta = boxes_in(body_of(udtas[0].1));
+        let kinds: Vec<[u8; 4]> = udta.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, [*b"meta", *b"chpl"]);
+        let ilst = boxes_in(&body_of(udta[0].1)[4..])
+            .into_iter()
+            .find(|(k, _)| k == b"ilst")
+            .expect("ilst")
+            .1;
+        let items: Vec<[u8; 4]> = boxes_in(body_of(ilst)).iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            items,
+            [*b"\xa9nam", *b"----"],
+            "the title kept, the tag beside it"
+        );
     }
 
     #[test]
