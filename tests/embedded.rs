@@ -2,18 +2,16 @@
 //! upload cleanly and a conversion waits for room without losing anything
 //! stored or spending its attempts (while `/ready` says the storage is
 //! full), and without an SMTP server mail lands in the data directory's
-//! Maildir. (A cluster's MongoDB on a full disk stops: mongod shuts down,
-//! SecantusDB's storage engine panics; that is a dependency down, which
-//! faults.rs covers.) (Kill -9 mid-upload and mid-conversion, restarts and the rest
+//! Maildir. (A full spool disk, on both backends, is jobs.rs's; a cluster's
+//! MongoDB on a full disk stops: mongod shuts down, SecantusDB's storage
+//! engine panics, which is a dependency down, as faults.rs covers.) (Kill -9 mid-upload and mid-conversion, restarts and the rest
 //! run on both backends in faults.rs.)
 
 mod common;
 
-use std::io::Write;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::disk::{SmallDisk, assert_waits_for_room};
 use common::media::clip;
 use common::{Backend, Files, Node, NodeOptions};
 
@@ -29,49 +27,10 @@ fn partials(node: &Node) -> usize {
         .unwrap_or(0)
 }
 
-/// A small tmpfs as the data directory, so the disk can be filled.
-struct SmallDisk {
-    path: std::path::PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(path: &Path, megabytes: u32) -> Option<Self> {
-        std::fs::create_dir_all(path).expect("mount point");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
-            .arg(path)
-            .status()
-            .is_ok_and(|s| s.success());
-        mounted.then(|| Self {
-            path: path.to_owned(),
-        })
-    }
-
-    /// Fills the disk but for `leave` bytes; the filler file's path.
-    fn fill(&self, leave: u64) -> std::path::PathBuf {
-        let filler = self.path.join("filler");
-        let mut file = std::fs::File::create(&filler).expect("filler");
-        let block = vec![0u8; 1 << 16];
-        while file.write_all(&block).is_ok() {}
-        let _ = file.sync_all();
-        let len = file.metadata().expect("len").len();
-        file.set_len(len.saturating_sub(leave)).expect("shrink");
-        filler
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_refuses_uploads_with_507_and_conversions_wait_for_room() {
     let names = common::Names::fresh();
-    let Some(disk) = SmallDisk::mount(&names.data_dir, 64) else {
-        panic!("cannot mount a tmpfs (the suite runs as root)");
-    };
+    let disk = SmallDisk::mount(&names.data_dir, 64);
     // Two attempts: a full disk that spent them would fail the job within
     // seconds. Short pauses while full (1 s, then 2, 4, 8 ...).
     let node = Node::start_named(
@@ -117,47 +76,9 @@ async fn a_full_disk_refuses_uploads_with_507_and_conversions_wait_for_room() {
     // its attempt, not failed, and waits, and /ready says why; with room
     // again it finishes, on its first attempt.
     assert_eq!(node.ctl(&["resume"]).0, 0);
-    let ready = || async {
-        let r = node
-            .http
-            .get(node.url("/ready"))
-            .send()
-            .await
-            .expect("ready");
-        let status = r.status().as_u16();
-        (status, r.json::<serde_json::Value>().await.expect("json"))
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let said = loop {
-        let (status, body) = ready().await;
-        if status == 503 && body["storage"]["full"] == true {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "/ready never said: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(said["dependencies"]["storage"], "down", "{said}");
+    let said =
+        assert_waits_for_room(&node, &token, &second_id, &filler, Duration::from_secs(20)).await;
     println!("/ready while the disk is full: {said}");
-    // Full for 20 s: tries at 1, 2, 4 and 8 s, none spending an attempt.
-    let full_until = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < full_until {
-        let records = node.job_records().await;
-        let job = records
-            .iter()
-            .find(|j| j["_id"] == second_id.as_str())
-            .expect("job");
-        assert!(
-            job["state"] == "queued" || job["state"] == "converting",
-            "{job}"
-        );
-        assert!(job["attempts"].as_u64() <= Some(1), "attempts spent: {job}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    std::fs::remove_file(&filler).expect("free the disk");
-    let second = node.wait_final(&token, &second_id).await;
-    assert_eq!(second["state"], "done", "{second}");
-    assert_eq!(second["attempts"], 1, "no attempt spent on the full disk");
-    assert_eq!(ready().await.0, 200, "ready again once the audio is stored");
     let after = node
         .download(&token, &fid)
         .await

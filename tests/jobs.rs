@@ -1,7 +1,9 @@
 //! The jobs API: listing with cursors and filters, ownership (404 for
 //! anyone else's job on every endpoint), admins, delete (also mid-
-//! conversion), retry, the audio endpoint, problem details, and the
-//! server-sent event stream across nodes with Last-Event-ID resume.
+//! conversion), retry, the audio endpoint, problem details, the
+//! server-sent event stream across nodes with Last-Event-ID resume, and a
+//! conversion that finds its node's disk full waiting for room without
+//! spending its attempts.
 
 mod common;
 
@@ -503,5 +505,42 @@ both_backends!(
         for files in all {
             node.assert_no_files(files, "retention").await;
         }
+    }
+);
+
+both_backends!(
+    a_full_spool_disk_makes_a_conversion_wait_without_spending_attempts,
+    |backend: Backend| async move {
+        // The spool (where the input is copied for the demuxer) on a small
+        // disk of its own: the node's disk, on either backend.
+        let spool = common::disk::SmallDisk::mount(
+            &std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(common::unique("spool")),
+            32,
+        );
+        let node = Node::start(
+            NodeOptions::default()
+                .on(backend)
+                .with("VIDAUD_TRANSCODER__SPOOL_DIR", spool.path.display())
+                .with("VIDAUD_TRANSCODER__MAX_ATTEMPTS", 2)
+                .with("VIDAUD_TRANSCODER__ROOM_WAIT_SECS", 1),
+        )
+        .await;
+        let (_, token) = node.new_user().await;
+        assert_eq!(node.ctl(&["drain"]).0, 0);
+        let id = node.upload_all(&token, &[clip("long")]).await.remove(0);
+        // Less room than the input needs (4.7 MB).
+        let filler = spool.fill(1 << 20);
+        assert_eq!(node.ctl(&["resume"]).0, 0);
+        let said = common::disk::assert_waits_for_room(
+            &node,
+            &token,
+            &id,
+            &filler,
+            Duration::from_secs(10),
+        )
+        .await;
+        println!("{backend:?}: /ready while the spool's disk is full: {said}");
+        drop(node);
+        drop(spool);
     }
 );

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod disk;
 pub mod media;
 pub mod proxy;
 
