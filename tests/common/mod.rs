@@ -112,11 +112,11 @@ macro_rules! both_backends {
             use super::*;
             #[tokio::test(flavor = "multi_thread")]
             async fn cluster() {
-                ($body)(common::Backend::Cluster).await
+                ($body)($crate::common::Backend::Cluster).await
             }
             #[tokio::test(flavor = "multi_thread")]
             async fn embedded() {
-                ($body)(common::Backend::Embedded).await
+                ($body)($crate::common::Backend::Embedded).await
             }
         }
     };
@@ -1058,39 +1058,50 @@ impl Drop for Node {
             let _ = std::fs::remove_dir_all(&self.names.data_dir);
             return;
         }
-        let names = self.names.clone();
         // Remove the group's queues so the broker does not collect them.
-        std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let Ok(conn) =
-                    lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
-                        .await
-                else {
-                    return;
-                };
-                if let Ok(channel) = conn.create_channel().await {
-                    for queue in [
-                        &names.video_queue,
-                        &names.mp3_queue,
-                        &names.dead_letter_queue,
-                    ] {
-                        let _ = channel
-                            .queue_delete(queue.as_str().into(), Default::default())
-                            .await;
-                    }
-                }
-                let _ = conn.close(200, "test done".into()).await;
-            });
-        })
-        .join()
-        .ok();
+        remove_queues(vec![
+            self.names.video_queue.clone(),
+            self.names.mp3_queue.clone(),
+            self.names.dead_letter_queue.clone(),
+        ]);
     }
+}
+
+/// Runs `work` to its end on a thread and runtime of its own: from any
+/// context, a `Drop` on an ending runtime too.
+pub fn on_a_runtime_of_its_own<F>(work: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(work);
+        }
+    })
+    .join()
+    .ok();
+}
+
+/// Deletes `queues` from the suite's broker, from any context.
+pub fn remove_queues(queues: Vec<String>) {
+    on_a_runtime_of_its_own(async move {
+        let Ok(conn) =
+            lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default()).await
+        else {
+            return;
+        };
+        if let Ok(channel) = conn.create_channel().await {
+            for queue in &queues {
+                let _ = channel
+                    .queue_delete(queue.as_str().into(), Default::default())
+                    .await;
+            }
+        }
+        let _ = conn.close(200, "test done".into()).await;
+    });
 }
 
 /// Ready messages in a queue (0 when it does not exist).
