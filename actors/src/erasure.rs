@@ -16,8 +16,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::auth::{REVOCATION_REFRESH, Standings};
@@ -57,36 +55,27 @@ pub async fn finish_deletion(
 }
 
 /// Erases the data of accounts `standings` learns were deleted elsewhere,
-/// every revocation refresh, until `stop`.
-pub fn spawn_eraser(
-    backends: Backends,
-    standings: Arc<Standings>,
-    node: String,
-    stop: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            for id in standings.take_deleted() {
-                match backends.erase_owner(&id.to_hex(), &node).await {
-                    Ok(erased) if !erased.is_empty() => info!(
-                        jobs = erased.jobs,
-                        uploads = erased.uploads,
-                        webhooks = erased.webhooks,
-                        "erased a deleted account's data"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => warn!(
-                        "erasing a deleted account's data failed (the sweep retries): {}",
-                        chain(&e)
-                    ),
-                }
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(REVOCATION_REFRESH) => {}
+/// every revocation refresh, for ever (run by a
+/// [`Background`](crate::background::Background) actor).
+pub async fn erase_deleted_accounts(backends: Backends, standings: Arc<Standings>, node: String) {
+    loop {
+        for id in standings.take_deleted() {
+            match backends.erase_owner(&id.to_hex(), &node).await {
+                Ok(erased) if !erased.is_empty() => info!(
+                    jobs = erased.jobs,
+                    uploads = erased.uploads,
+                    webhooks = erased.webhooks,
+                    "erased a deleted account's data"
+                ),
+                Ok(_) => {}
+                Err(e) => warn!(
+                    "erasing a deleted account's data failed (the sweep retries): {}",
+                    chain(&e)
+                ),
             }
         }
-    })
+        tokio::time::sleep(REVOCATION_REFRESH).await;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

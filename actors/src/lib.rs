@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod backends;
+pub mod background;
 pub mod cidr;
 pub mod domain;
 pub mod erasure;

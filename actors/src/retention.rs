@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::backends::{Backends, Bucket, CompleteError, StoreError, chain, complete_upload};
@@ -34,73 +33,67 @@ pub struct SweepPlan {
     pub every: Duration,
 }
 
-/// Sweeps now and then every `plan.every`, until the handle is aborted.
-pub fn spawn_sweeper(
-    backends: Backends,
-    intake: Intake,
-    node_id: String,
-    plan: SweepPlan,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(plan.every.max(Duration::from_secs(1)));
-        loop {
-            tick.tick().await;
-            if let Some(keep) = plan.keep {
-                match sweep(&backends, &intake, &node_id, keep).await {
-                    Ok((0, 0)) => {}
-                    Ok((jobs, tombstones)) => {
-                        info!(jobs, tombstones, "retention sweep deleted old jobs")
-                    }
-                    Err(e) => warn!("retention sweep failed (next one retries): {}", chain(&e)),
+/// Sweeps now and then every `plan.every`, for ever (run by a
+/// [`Background`](crate::background::Background) actor).
+pub async fn run_sweeper(backends: Backends, intake: Intake, node_id: String, plan: SweepPlan) {
+    let mut tick = tokio::time::interval(plan.every.max(Duration::from_secs(1)));
+    loop {
+        tick.tick().await;
+        if let Some(keep) = plan.keep {
+            match sweep(&backends, &intake, &node_id, keep).await {
+                Ok((0, 0)) => {}
+                Ok((jobs, tombstones)) => {
+                    info!(jobs, tombstones, "retention sweep deleted old jobs")
                 }
+                Err(e) => warn!("retention sweep failed (next one retries): {}", chain(&e)),
             }
-            match sweep_expired_uploads(&backends).await {
-                Ok(0) => {}
-                Ok(uploads) => info!(uploads, "removed expired resumable uploads"),
-                Err(e) => warn!(
-                    "sweeping expired resumable uploads failed (next one retries): {}",
-                    chain(&e)
-                ),
-            }
-            match crate::erasure::erase_lately_deleted(
-                &backends,
-                &node_id,
-                crate::erasure::SWEEP_WITHIN,
-            )
-            .await
+        }
+        match sweep_expired_uploads(&backends).await {
+            Ok(0) => {}
+            Ok(uploads) => info!(uploads, "removed expired resumable uploads"),
+            Err(e) => warn!(
+                "sweeping expired resumable uploads failed (next one retries): {}",
+                chain(&e)
+            ),
+        }
+        match crate::erasure::erase_lately_deleted(
+            &backends,
+            &node_id,
+            crate::erasure::SWEEP_WITHIN,
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(accounts) => info!(accounts, "erased what deleted accounts still held"),
+            Err(e) => warn!(
+                "erasing deleted accounts' data failed (next sweep retries): {}",
+                chain(&e)
+            ),
+        }
+        if let Some(keep) = plan.keep_deliveries {
+            match backends
+                .webhooks
+                .prune_deliveries(Timestamp::now().minus(keep))
+                .await
             {
                 Ok(0) => {}
-                Ok(accounts) => info!(accounts, "erased what deleted accounts still held"),
+                Ok(deliveries) => info!(deliveries, "removed old webhook deliveries"),
                 Err(e) => warn!(
-                    "erasing deleted accounts' data failed (next sweep retries): {}",
-                    chain(&e)
-                ),
-            }
-            if let Some(keep) = plan.keep_deliveries {
-                match backends
-                    .webhooks
-                    .prune_deliveries(Timestamp::now().minus(keep))
-                    .await
-                {
-                    Ok(0) => {}
-                    Ok(deliveries) => info!(deliveries, "removed old webhook deliveries"),
-                    Err(e) => warn!(
-                        "pruning webhook deliveries failed (next sweep retries): {}",
-                        chain(&e)
-                    ),
-                }
-            }
-            let begun_before = Timestamp::now().minus(plan.upload_grace);
-            match backends.blobs.remove_abandoned_uploads(begun_before).await {
-                Ok(0) => {}
-                Ok(uploads) => info!(uploads, "removed what abandoned uploads left"),
-                Err(e) => warn!(
-                    "sweeping abandoned uploads failed (next one retries): {}",
+                    "pruning webhook deliveries failed (next sweep retries): {}",
                     chain(&e)
                 ),
             }
         }
-    })
+        let begun_before = Timestamp::now().minus(plan.upload_grace);
+        match backends.blobs.remove_abandoned_uploads(begun_before).await {
+            Ok(0) => {}
+            Ok(uploads) => info!(uploads, "removed what abandoned uploads left"),
+            Err(e) => warn!(
+                "sweeping abandoned uploads failed (next one retries): {}",
+                chain(&e)
+            ),
+        }
+    }
 }
 
 /// Removes resumable uploads past their expiry: the record, and the data
@@ -159,46 +152,4 @@ pub async fn sweep(
     }
     let purged = backends.jobs.purge_deleted(cutoff).await?;
     Ok((deleted, purged))
-}
-
-/// The sweep as a child of the root supervisor: it runs while the actor
-/// lives, and a restart starts it afresh.
-pub struct Sweeper;
-
-pub struct SweeperArgs {
-    pub backends: Backends,
-    /// Where a job deleted by age is announced to webhooks.
-    pub intake: Intake,
-    pub node_id: String,
-    pub plan: SweepPlan,
-}
-
-impl ractor::Actor for Sweeper {
-    type Msg = ();
-    type State = Option<JoinHandle<()>>;
-    type Arguments = SweeperArgs;
-
-    async fn pre_start(
-        &self,
-        _myself: ractor::ActorRef<()>,
-        args: SweeperArgs,
-    ) -> Result<Self::State, ractor::ActorProcessingErr> {
-        Ok(Some(spawn_sweeper(
-            args.backends,
-            args.intake,
-            args.node_id,
-            args.plan,
-        )))
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ractor::ActorRef<()>,
-        task: &mut Self::State,
-    ) -> Result<(), ractor::ActorProcessingErr> {
-        if let Some(task) = task.take() {
-            task.abort();
-        }
-        Ok(())
-    }
 }

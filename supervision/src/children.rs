@@ -7,13 +7,14 @@ use std::sync::atomic::AtomicU32;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use std::time::Duration;
 
-use vidaud_actors::auth::{AuthActor, AuthArgs, AuthMsg, LinkKeys, TokenKeys};
+use vidaud_actors::auth::{AuthActor, AuthArgs, AuthMsg, LinkKeys, Standings, TokenKeys};
 use vidaud_actors::backends::Backends;
+use vidaud_actors::background::{Background, Loop};
 use vidaud_actors::http::{AppState, HttpFront};
 use vidaud_actors::mailbox::Mailboxes;
 use vidaud_actors::metrics::Metrics;
 use vidaud_actors::notifier::{MailError, Mailer, Notifier, NotifierArgs};
-use vidaud_actors::retention::{SweepPlan, Sweeper, SweeperArgs};
+use vidaud_actors::retention::SweepPlan;
 use vidaud_actors::transcoder::{
     BridgeArgs, BridgeMsg, PoolArgs, PoolMsg, QueueBridge, TranscoderPool,
 };
@@ -24,33 +25,39 @@ use vidaud_actors::{Settings, transcoder};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Child {
     Auth,
+    Revocations,
     Webhooks,
     Notifier,
     Transcoder,
     Bridge,
     Retention,
+    Eraser,
     Http,
 }
 
 impl Child {
-    pub const START_ORDER: [Child; 7] = [
+    pub const START_ORDER: [Child; 9] = [
         Child::Auth,
+        Child::Revocations,
         Child::Webhooks,
         Child::Notifier,
         Child::Transcoder,
         Child::Bridge,
         Child::Retention,
+        Child::Eraser,
         Child::Http,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             Child::Auth => "auth",
+            Child::Revocations => "revocations",
             Child::Webhooks => "webhooks",
             Child::Notifier => "notifier",
             Child::Transcoder => "transcoder",
             Child::Bridge => "bridge",
             Child::Retention => "retention",
+            Child::Eraser => "eraser",
             Child::Http => "http",
         }
     }
@@ -60,9 +67,13 @@ impl Child {
         match self {
             Child::Auth => &[Child::Http],
             Child::Transcoder => &[Child::Bridge],
-            Child::Webhooks | Child::Notifier | Child::Bridge | Child::Retention | Child::Http => {
-                &[]
-            }
+            Child::Revocations
+            | Child::Webhooks
+            | Child::Notifier
+            | Child::Bridge
+            | Child::Retention
+            | Child::Eraser
+            | Child::Http => &[],
         }
     }
 }
@@ -81,6 +92,10 @@ pub struct NodeContext {
     /// Outlive the children: a restarted actor inherits its mailbox.
     pub mailboxes: Mailboxes,
     pub backends: Backends,
+    /// What the node knows of its users' tokens (revoked, disabled, ended
+    /// sessions): kept current by the `revocations` child, read by the
+    /// HTTP front, and what the `eraser` learns deleted accounts from.
+    pub standings: Arc<Standings>,
     /// Where job events become webhook deliveries (notifier, HTTP front),
     /// and what wakes the dispatcher.
     pub intake: Intake,
@@ -243,24 +258,34 @@ pub async fn start(
             running.bridge = Some(actor.clone());
             actor.get_cell()
         }
+        Child::Revocations => {
+            let run = vidaud_actors::auth::refresh_revocations(ctx.standings.clone());
+            background(name, Loop::new("revocation refresh", run), supervisor).await?
+        }
         Child::Retention => {
-            let args = SweeperArgs {
-                backends: ctx.backends.clone(),
-                intake: ctx.intake.clone(),
-                node_id: ctx.node_id.clone(),
-                plan: SweepPlan {
-                    keep: (s.storage.retention_days > 0)
-                        .then(|| Duration::from_secs(s.storage.retention_days * 86_400)),
-                    upload_grace: s.upload_grace(),
-                    keep_deliveries: (s.webhooks.keep_deliveries_days > 0)
-                        .then(|| Duration::from_secs(s.webhooks.keep_deliveries_days * 86_400)),
-                    every: Duration::from_secs(s.storage.sweep_every_secs),
-                },
+            let plan = SweepPlan {
+                keep: (s.storage.retention_days > 0)
+                    .then(|| Duration::from_secs(s.storage.retention_days * 86_400)),
+                upload_grace: s.upload_grace(),
+                keep_deliveries: (s.webhooks.keep_deliveries_days > 0)
+                    .then(|| Duration::from_secs(s.webhooks.keep_deliveries_days * 86_400)),
+                every: Duration::from_secs(s.storage.sweep_every_secs),
             };
-            Actor::spawn_linked(name, Sweeper, args, supervisor)
-                .await?
-                .0
-                .get_cell()
+            let run = vidaud_actors::retention::run_sweeper(
+                ctx.backends.clone(),
+                ctx.intake.clone(),
+                ctx.node_id.clone(),
+                plan,
+            );
+            background(name, Loop::new("retention sweep", run), supervisor).await?
+        }
+        Child::Eraser => {
+            let run = vidaud_actors::erasure::erase_deleted_accounts(
+                ctx.backends.clone(),
+                ctx.standings.clone(),
+                ctx.node_id.clone(),
+            );
+            background(name, Loop::new("eraser", run), supervisor).await?
         }
         Child::Http => {
             let state = AppState {
@@ -281,9 +306,7 @@ pub async fn start(
                 closing: Default::default(),
                 storage: s.storage.clone(),
                 webhooks: vidaud_actors::webhooks::Front::new(ctx.intake.clone(), &s.webhooks)?,
-                standings: Arc::new(vidaud_actors::auth::Standings::new(
-                    ctx.backends.users.clone(),
-                )),
+                standings: ctx.standings.clone(),
                 mailer: mailer(s, ctx)?,
             };
             Actor::spawn_linked(name, HttpFront, state, supervisor)
@@ -293,4 +316,16 @@ pub async fn start(
         }
     };
     Ok(Some(cell))
+}
+
+/// Starts a background loop as a child of `supervisor`.
+async fn background(
+    name: Option<String>,
+    run: Loop,
+    supervisor: ActorCell,
+) -> Result<ActorCell, ActorProcessingErr> {
+    Ok(Actor::spawn_linked(name, Background, run, supervisor)
+        .await?
+        .0
+        .get_cell())
 }

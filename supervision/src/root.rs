@@ -153,6 +153,7 @@ impl Actor for RootSupervisor {
             keys: args.keys,
             links: args.links,
             metrics: args.metrics,
+            standings: Arc::new(vidaud_actors::auth::Standings::new(backends.users.clone())),
             backends,
         };
         let mut running = Running::default();

@@ -17,7 +17,7 @@ pub use links::{DERIVED_KEY_ID, LinkError, LinkKeyError, LinkKeys, LinkProof};
 pub use password::{HashCost, Verified, check_email, check_rules, hash_now as password_hash};
 pub use standings::{
     Account, FULL_RELOAD as REVOCATION_FULL_RELOAD, REFRESH as REVOCATION_REFRESH, Revoked,
-    Standings, spawn_refresher,
+    Standings, refresh_revocations,
 };
 pub use tokens::{Claims, MIN_SECRET_LEN, TokenError, TokenKeys, TokenRules};
 

@@ -20,8 +20,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Claims;
@@ -325,30 +323,26 @@ impl Standings {
     }
 }
 
-/// Refreshes `standings` every [`REFRESH`] until `stop`.
-pub fn spawn_refresher(standings: Arc<Standings>, stop: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut away = false;
-        loop {
-            match standings.refresh().await {
-                Ok(_) if away => {
-                    info!("user directory back: token revocations current again");
-                    away = false;
-                }
-                Ok(_) => {}
-                Err(e) if !away => {
-                    warn!(
-                        "cannot read token revocations (the last known stay in force): {}",
-                        chain(&e)
-                    );
-                    away = true;
-                }
-                Err(_) => {}
+/// Refreshes `standings` every [`REFRESH`], for ever (run by a
+/// [`Background`](crate::background::Background) actor).
+pub async fn refresh_revocations(standings: Arc<Standings>) {
+    let mut away = false;
+    loop {
+        match standings.refresh().await {
+            Ok(_) if away => {
+                info!("user directory back: token revocations current again");
+                away = false;
             }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(REFRESH) => {}
+            Ok(_) => {}
+            Err(e) if !away => {
+                warn!(
+                    "cannot read token revocations (the last known stay in force): {}",
+                    chain(&e)
+                );
+                away = true;
             }
+            Err(_) => {}
         }
-    })
+        tokio::time::sleep(REFRESH).await;
+    }
 }

@@ -186,10 +186,6 @@ pub struct HttpFront;
 
 pub struct HttpState {
     closing: CancellationToken,
-    /// Keeps `standings` current.
-    refresher: JoinHandle<()>,
-    /// Erases the data of accounts deleted elsewhere.
-    eraser: JoinHandle<()>,
     server: JoinHandle<()>,
     metrics_server: Option<JoinHandle<()>>,
 }
@@ -229,13 +225,6 @@ impl Actor for HttpFront {
             }
         };
         let closing = state.closing.clone();
-        let refresher = crate::auth::spawn_refresher(state.standings.clone(), closing.clone());
-        let eraser = crate::erasure::spawn_eraser(
-            state.backends.clone(),
-            state.standings.clone(),
-            state.node_id.clone(),
-            closing.clone(),
-        );
         let settings = state.settings.clone();
         let peers = server::Peers::new(&settings)?;
         let app = router(state);
@@ -247,8 +236,6 @@ impl Actor for HttpFront {
         };
         Ok(HttpState {
             closing,
-            refresher,
-            eraser,
             server,
             metrics_server,
         })
@@ -260,8 +247,6 @@ impl Actor for HttpFront {
         state: &mut HttpState,
     ) -> Result<(), ActorProcessingErr> {
         state.closing.cancel();
-        state.refresher.abort();
-        state.eraser.abort();
         let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), &mut state.server).await;
         if let Some(metrics) = state.metrics_server.as_mut() {
             let _ = tokio::time::timeout(Duration::from_secs(1), metrics).await;
