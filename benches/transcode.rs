@@ -8,7 +8,7 @@
 //!     cargo bench --bench transcode
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use vidaud_actors::output::OutputOptions;
+use vidaud_actors::output::{OutputDefaults, OutputOptions};
 use vidaud_actors::transcoder::{Control, Output, transcode};
 
 // The clips the load bench uploads; this bench takes its 30 s 720p one.
@@ -27,7 +27,7 @@ fn formats(c: &mut Criterion) {
     for format in ["mp3", "opus", "aac", "flac"] {
         let options = OutputOptions::from_pairs([("format", format)])
             .expect("valid")
-            .with_defaults(192);
+            .resolve(&OutputDefaults::default());
         let audio = out.path().join(format!("out.{format}"));
         let waveform = out.path().join(format!("out.{format}.json"));
         // With its waveform, as a node converts.

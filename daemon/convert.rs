@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tempfile::NamedTempFile;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use vidaud_actors::output::{DEFAULT_MP3_KBPS, Format, OutputOptions};
+use vidaud_actors::output::{Format, OutputDefaults, OutputOptions, ResolvedOutput};
 use vidaud_actors::settings::TranscoderSettings;
 use vidaud_actors::transcoder::isolation::kernel::Support;
 use vidaud_actors::transcoder::isolation::protocol::{Limits, Request};
@@ -129,7 +129,7 @@ fn partial_beside(path: &Path) -> Option<NamedTempFile> {
 /// a waveform file, the child writes it to an anonymous one, dropped.
 fn sandboxed(
     input: &Path,
-    options: &OutputOptions,
+    options: &ResolvedOutput,
     output: &File,
     waveform: Option<&File>,
     report: &mut Reporter,
@@ -199,7 +199,7 @@ fn exit_code(e: &TranscodeError) -> u8 {
 }
 
 /// The flags as output options; the format defaults from OUT's extension.
-fn options(args: &ConvertArgs) -> Result<OutputOptions, String> {
+fn options(args: &ConvertArgs) -> Result<ResolvedOutput, String> {
     let mut pairs: Vec<(&str, &str)> = args
         .options
         .pairs
@@ -215,11 +215,11 @@ fn options(args: &ConvertArgs) -> Result<OutputOptions, String> {
     {
         pairs.push(("format", format.name()));
     }
-    let mut options = OutputOptions::from_pairs(pairs)
-        .map_err(|e| format!("--{}: {}", e.field.replace('_', "-"), e.message))?;
-    options = options.with_defaults(DEFAULT_MP3_KBPS);
-    options.title = Some(options.title_for(&args.input.to_string_lossy()));
-    Ok(options)
+    let options = OutputOptions::from_pairs(pairs)
+        .map_err(|e| format!("--{}: {}", e.field.replace('_', "-"), e.message))?
+        .resolve(&OutputDefaults::default());
+    let title = options.title_for(&args.input.to_string_lossy());
+    Ok(options.titled(title))
 }
 
 /// A progress bar on a terminal; a line per 10 % otherwise.

@@ -95,6 +95,33 @@ type Refusal = (
 );
 
 both_backends!(
+    the_configured_bitrate_is_resolved_into_the_job_when_it_is_made,
+    |backend: Backend| async move {
+        let node = Node::start(
+            NodeOptions::default()
+                .on(backend)
+                .with("VIDAUD_TRANSCODER__BITRATE_KBPS", 96),
+        )
+        .await;
+        let (_, token) = node.new_user().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        // No bitrate asked: MP3 at the node's setting, stored with the job
+        // (answered at once, before any conversion) and encoded as stored.
+        let (status, body) = node.upload_with(&token, &clip("mp4"), "", &[], &[]).await;
+        assert_eq!(status, 202, "{body}");
+        let id = body["job_id"].as_str().expect("id");
+        let (_, queued) = node.job(&token, id).await;
+        assert_eq!(queued["output"]["bitrate_kbps"], 96, "{queued}");
+        let job = node.wait_final(&token, id).await;
+        let (_, audio) = download_to(&node, &token, &job, dir.path()).await;
+        assert_eq!(probe(&audio).bit_rate, 96_000);
+        // Another format's default is its own, resolved the same way.
+        let opus = converted(&node, &token, "format=opus", &[], &[]).await;
+        assert_eq!(opus["output"]["bitrate_kbps"], 128, "{opus}");
+    }
+);
+
+both_backends!(
     bad_options_get_422_naming_the_field_and_store_nothing,
     |backend: Backend| async move {
         let node = Node::start(NodeOptions::default().on(backend)).await;

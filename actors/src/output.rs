@@ -107,15 +107,117 @@ impl Format {
             .min_by_key(|r| (r.abs_diff(rate), u32::MAX - r))
             .unwrap_or(48_000)
     }
+}
 
-    /// Bitrate when the user names none (MP3's comes from the config).
-    pub fn default_bitrate(self, mp3_kbps: u32) -> Option<u32> {
-        match self {
-            Format::Mp3 => Some(mp3_kbps),
+/// What the node decides for an option the user left out: the one source
+/// of every such default. A job's options are resolved against it once,
+/// when the job is created ([`OutputOptions::resolve`]); what is stored is
+/// final, and nothing after (the pipeline least of all) defaults again.
+/// The rate and channels are not among them: left out, they follow the
+/// input, which only decoding tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputDefaults {
+    /// `transcoder.bitrate_kbps`.
+    pub mp3_kbps: u32,
+}
+
+impl Default for OutputDefaults {
+    fn default() -> Self {
+        Self {
+            mp3_kbps: DEFAULT_MP3_KBPS,
+        }
+    }
+}
+
+impl OutputDefaults {
+    /// The bitrate a format gets when the user names neither a bitrate
+    /// nor a quality; none for lossless.
+    pub fn bitrate(&self, format: Format) -> Option<u32> {
+        match format {
+            Format::Mp3 => Some(self.mp3_kbps),
             Format::Opus => Some(128),
             Format::Aac => Some(160),
             Format::Flac => None,
         }
+    }
+}
+
+/// Options with the node's defaults applied ([`OutputOptions::resolve`]):
+/// what a job is stored with and converted by. Reads as the options it
+/// holds; says how to encode without deciding anything ([`Self::encoding`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct ResolvedOutput(OutputOptions);
+
+/// How the audio is encoded, as resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Constant (MP3) or target (Opus, AAC) bitrate, kb/s.
+    Bitrate(u32),
+    /// MP3's variable bitrate quality, 0 (best) to 9.
+    Quality(u32),
+    /// No bitrate at all (FLAC).
+    Lossless,
+}
+
+impl ResolvedOutput {
+    pub fn encoding(&self) -> Encoding {
+        match (self.0.quality, self.0.bitrate_kbps) {
+            (Some(quality), _) => Encoding::Quality(quality),
+            (None, Some(kbps)) => Encoding::Bitrate(kbps),
+            (None, None) => Encoding::Lossless,
+        }
+    }
+
+    /// The same options with the tag's title set (the worker names it
+    /// after the file when the user gave none).
+    pub fn titled(mut self, title: String) -> Self {
+        self.0.title = Some(title);
+        self
+    }
+
+    pub fn options(&self) -> &OutputOptions {
+        &self.0
+    }
+
+    pub fn into_options(self) -> OutputOptions {
+        self.0
+    }
+}
+
+/// What a stored record with no options at all reads as (one from before
+/// options existed): MP3 at the built-in bitrate.
+impl Default for ResolvedOutput {
+    fn default() -> Self {
+        OutputOptions::default().resolve(&OutputDefaults::default())
+    }
+}
+
+impl std::ops::Deref for ResolvedOutput {
+    type Target = OutputOptions;
+    fn deref(&self) -> &OutputOptions {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ResolvedOutput {
+    /// Options are stored resolved. A record written before they were (a
+    /// lossy format with neither a bitrate nor a quality) is resolved as
+    /// the pipeline of its time did: with the built-in defaults.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        OutputOptions::deserialize(deserializer).map(|o| o.resolve(&OutputDefaults::default()))
+    }
+}
+
+impl utoipa::PartialSchema for ResolvedOutput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        OutputOptions::schema()
+    }
+}
+
+impl utoipa::ToSchema for ResolvedOutput {
+    fn name() -> std::borrow::Cow<'static, str> {
+        OutputOptions::name()
     }
 }
 
@@ -356,7 +458,7 @@ impl OptionSpec {
             "bitrate" => format!(
                 "{}; by format: {}",
                 self.help,
-                per_format(&|f| match (f, f.default_bitrate(DEFAULT_MP3_KBPS)) {
+                per_format(&|f| match (f, OutputDefaults::default().bitrate(f)) {
                     (Format::Mp3, Some(default)) => {
                         format!("one of {MP3_BITRATES_KBPS:?}, default {default}")
                     }
@@ -610,13 +712,14 @@ impl OutputOptions {
         self.true_peak_dbtp.unwrap_or(DEFAULT_TRUE_PEAK_DBTP)
     }
 
-    /// Fills the bitrate a lossy format needs when the user chose neither a
-    /// bitrate nor a quality.
-    pub fn with_defaults(mut self, mp3_kbps: u32) -> Self {
+    /// Applies the node's defaults (the bitrate a lossy format needs when
+    /// the user chose neither a bitrate nor a quality): once, when a job
+    /// is created.
+    pub fn resolve(mut self, defaults: &OutputDefaults) -> ResolvedOutput {
         if self.bitrate_kbps.is_none() && self.quality.is_none() {
-            self.bitrate_kbps = self.format.default_bitrate(mp3_kbps);
+            self.bitrate_kbps = defaults.bitrate(self.format);
         }
-        self
+        ResolvedOutput(self)
     }
 
     /// `holiday.mov` → `holiday.m4a` for AAC: the original name with the
@@ -737,15 +840,43 @@ mod tests {
 
     #[test]
     fn defaults_are_mp3_at_the_configured_bitrate() {
-        let options = parse(&[]).expect("empty").with_defaults(192);
+        let defaults = OutputDefaults::default();
+        let options = parse(&[]).expect("empty").resolve(&defaults);
         assert_eq!(options.format, Format::Mp3);
         assert_eq!(options.bitrate_kbps, Some(192));
-        let vbr = parse(&[("quality", "V2")]).expect("vbr").with_defaults(192);
+        let vbr = parse(&[("quality", "V2")]).expect("vbr").resolve(&defaults);
         assert_eq!((vbr.bitrate_kbps, vbr.quality), (None, Some(2)));
         let flac = parse(&[("format", "flac")])
             .expect("flac")
-            .with_defaults(192);
+            .resolve(&defaults);
         assert_eq!(flac.bitrate_kbps, None);
+        assert_eq!(
+            [options.encoding(), vbr.encoding(), flac.encoding()],
+            [
+                Encoding::Bitrate(192),
+                Encoding::Quality(2),
+                Encoding::Lossless
+            ]
+        );
+        // The node's setting is the MP3 default; the others are the format's.
+        let configured = OutputDefaults { mp3_kbps: 128 };
+        let mp3 = parse(&[]).expect("empty").resolve(&configured);
+        let opus = parse(&[("format", "opus")])
+            .expect("opus")
+            .resolve(&configured);
+        assert_eq!(
+            (mp3.encoding(), opus.encoding()),
+            (Encoding::Bitrate(128), Encoding::Bitrate(128))
+        );
+        // Stored as resolved; a record stored before (no bitrate) reads
+        // resolved with the built-in defaults, and one stored after as it is.
+        let stored = serde_json::to_value(&mp3).expect("json");
+        assert_eq!(stored["bitrate_kbps"], 128);
+        let read: ResolvedOutput = serde_json::from_value(stored).expect("read");
+        assert_eq!(read.encoding(), Encoding::Bitrate(128));
+        let old: ResolvedOutput =
+            serde_json::from_value(serde_json::json!({ "format": "aac" })).expect("old");
+        assert_eq!(old.encoding(), Encoding::Bitrate(160));
     }
 
     #[test]

@@ -388,6 +388,15 @@ pub struct TranscoderSettings {
     pub inject_child_escapes: u32,
 }
 
+impl TranscoderSettings {
+    /// The defaults of a job's output options this node decides.
+    pub fn output_defaults(&self) -> crate::output::OutputDefaults {
+        crate::output::OutputDefaults {
+            mp3_kbps: self.bitrate_kbps,
+        }
+    }
+}
+
 impl Default for TranscoderSettings {
     fn default() -> Self {
         Self {

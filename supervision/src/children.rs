@@ -298,7 +298,7 @@ pub async fn start(
                 backends: ctx.backends.clone(),
                 metrics: ctx.metrics.clone(),
                 settings: s.http.clone(),
-                bitrate_kbps: s.transcoder.bitrate_kbps,
+                output_defaults: s.transcoder.output_defaults(),
                 mailboxes: ctx.mailboxes.clone(),
                 node_id: ctx.node_id.clone(),
                 limits: vidaud_actors::http::AuthLimits::new(&s.auth),

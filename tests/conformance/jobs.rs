@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use vidaud_actors::backends::{Claim, JobQuery, JobStore, claim};
 use vidaud_actors::domain::{FileId, JobRecord, JobState, Timestamp};
-use vidaud_actors::output::OutputOptions;
+use vidaud_actors::output::ResolvedOutput;
 
 use crate::common;
 use crate::conformance;
@@ -20,7 +20,7 @@ pub async fn queued(jobs: &dyn JobStore, owner: &str) -> JobRecord {
         owner,
         "clip.mp4",
         FileId::new(),
-        OutputOptions::default(),
+        ResolvedOutput::default(),
     );
     jobs.insert(&record).await.expect("insert");
     record

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use vidaud_actors::domain::{FileId, JobId, Timestamp, UploadRecord};
-use vidaud_actors::output::OutputOptions;
+use vidaud_actors::output::ResolvedOutput;
 
 use crate::common;
 use crate::conformance;
@@ -24,7 +24,7 @@ pub fn record(id: FileId, owner: &str, length: u64) -> UploadRecord {
         filename: "clip.mp4".into(),
         content_type: Some("video/mp4".into()),
         metadata: "filename Y2xpcC5tcDQ=".into(),
-        output: OutputOptions::default(),
+        output: ResolvedOutput::default(),
         callback: None,
         job_id: JobId::new(),
         mp3_fid: FileId::new(),

@@ -12,7 +12,7 @@ use super::loudness::{LoudnessReport, ReplayGainReport};
 use super::messages::VideoMessage;
 use super::time::Timestamp;
 use super::webhook::Callback;
-use crate::output::OutputOptions;
+use crate::output::ResolvedOutput;
 
 /// Where a job is in its life. Transitions only go forward:
 /// `queued → converting → done | failed`, `converting → queued` when an
@@ -136,7 +136,7 @@ pub struct JobRecord {
     /// Times the owner asked for a failed job to be tried again.
     pub retries: u32,
     /// What the audio is to be (resolved: a lossy format has its bitrate).
-    pub output: OutputOptions,
+    pub output: ResolvedOutput,
     /// Percent of the input converted by the current attempt.
     pub progress: Option<f64>,
     pub node: Option<String>,
@@ -166,7 +166,7 @@ impl JobRecord {
         username: &str,
         filename: &str,
         video_fid: FileId,
-        output: OutputOptions,
+        output: ResolvedOutput,
     ) -> Self {
         let now = Timestamp::now();
         Self {

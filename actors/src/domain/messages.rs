@@ -58,7 +58,7 @@ impl Mp3Message {
 mod tests {
     use super::*;
     use crate::domain::FileId;
-    use crate::output::OutputOptions;
+    use crate::output::ResolvedOutput;
 
     fn job() -> JobRecord {
         JobRecord::new(
@@ -66,7 +66,7 @@ mod tests {
             "a@example.com",
             "clip.mp4",
             FileId::new(),
-            OutputOptions::default(),
+            ResolvedOutput::default(),
         )
     }
 

@@ -8,7 +8,7 @@ use super::ids::{FileId, JobId};
 use super::job::JobRecord;
 use super::time::Timestamp;
 use super::webhook::Callback;
-use crate::output::OutputOptions;
+use crate::output::ResolvedOutput;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UploadRecord {
@@ -25,8 +25,8 @@ pub struct UploadRecord {
     pub content_type: Option<String>,
     /// The `Upload-Metadata` the client gave, as it gave it (echoed back).
     pub metadata: String,
-    /// The output options as given (defaults are applied at completion).
-    pub output: OutputOptions,
+    /// The job's output options, resolved when the upload was created.
+    pub output: ResolvedOutput,
     /// The job's own webhook (`callback_url` in the metadata), its secret
     /// made at creation.
     pub callback: Option<Callback>,
@@ -46,7 +46,7 @@ impl UploadRecord {
     }
 
     /// The job this upload becomes (the same ids however often it is made).
-    pub fn job(&self, output: OutputOptions) -> JobRecord {
+    pub fn job(&self, output: ResolvedOutput) -> JobRecord {
         JobRecord {
             id: self.job_id,
             mp3_fid: self.mp3_fid,

@@ -50,7 +50,8 @@ pub struct AppState {
     pub backends: Backends,
     pub metrics: Arc<Metrics>,
     pub settings: HttpSettings,
-    pub bitrate_kbps: u32,
+    /// What the node decides for options a job leaves out.
+    pub output_defaults: crate::output::OutputDefaults,
     /// Uploads (`http`) and auth requests (`auth`) take a ticket first; a
     /// full mailbox is a 503 with Retry-After.
     pub mailboxes: Mailboxes,

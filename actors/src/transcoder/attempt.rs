@@ -389,8 +389,10 @@ async fn convert(
     spools.input.fill(body).await.map_err(spool_failed)?;
 
     ctx.maybe_panic();
-    let mut options = job.output.clone();
-    options.title = Some(options.title_for(&job.filename));
+    let options = job
+        .output
+        .clone()
+        .titled(job.output.title_for(&job.filename));
     let request = Request {
         options,
         limits: Limits {

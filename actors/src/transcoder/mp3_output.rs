@@ -24,7 +24,7 @@ use super::lame::{Lame, LameError, Target};
 use super::pipeline::ChapterMarks;
 use super::pipeline::replaygain::{TRACK_GAIN, TRACK_PEAK, gain_text, peak_text};
 use crate::domain::ReplayGainReport;
-use crate::output::OutputOptions;
+use crate::output::{Encoding, ResolvedOutput};
 
 /// Why the MP3 branch stopped: the file (worth another attempt) or the
 /// audio (not).
@@ -62,18 +62,21 @@ pub struct Mp3Output {
 const WRITE_BUFFER: usize = 64 * 1024;
 
 impl Mp3Output {
-    /// Creates (or truncates) the file at `path`. `options` are resolved:
-    /// a bitrate or a quality.
+    /// Creates (or truncates) the file at `path`, encoded as `options`
+    /// were resolved (nothing is defaulted here).
     pub fn create(
         path: &Path,
-        options: &OutputOptions,
+        options: &ResolvedOutput,
         chapters: Arc<ChapterMarks>,
     ) -> io::Result<Self> {
-        let target = match options.quality {
-            Some(quality) => Target::Quality(quality as f32),
-            None => Target::Bitrate {
-                kbps: options.bitrate_kbps.unwrap_or(192),
-            },
+        let target = match options.encoding() {
+            Encoding::Quality(quality) => Target::Quality(quality as f32),
+            Encoding::Bitrate(kbps) => Target::Bitrate { kbps },
+            Encoding::Lossless => {
+                return Err(io::Error::other(
+                    "MP3 is not lossless: no bitrate or quality",
+                ));
+            }
         };
         Ok(Self {
             file: BufWriter::with_capacity(WRITE_BUFFER, File::create(path)?),

@@ -279,7 +279,7 @@ mod tests {
     use crate::domain::{FileId, JobRecord, JobState, VideoMessage};
     use crate::mailbox::Mailbox;
     use crate::metrics::Metrics;
-    use crate::output::OutputOptions;
+    use crate::output::ResolvedOutput;
     use crate::settings::{BackendKind, Settings};
     use crate::transcoder::{JobDelivery, PoolMsg, WorkerContext};
 
@@ -314,7 +314,7 @@ mod tests {
             "a@example.com",
             "clip.mp4",
             video,
-            OutputOptions::default(),
+            ResolvedOutput::default(),
         );
         backends.jobs.insert(&job).await.unwrap();
         backends.publish_job(&job.video_message()).await.unwrap();

@@ -13,7 +13,7 @@ use crate::backends::{JobQuery, JobStore, StoreError};
 use crate::domain::{
     AudioSummary, Callback, Id, IdKind, JobId, JobRecord, JobState, MailClaim, Timestamp,
 };
-use crate::output::OutputOptions;
+use crate::output::ResolvedOutput;
 
 const COLUMNS: &str = "id, owner, filename, video_fid, mp3_fid, state, error, attempts, retries, \
                        output, progress, node, notified, mailed, lease_until, created_at, updated_at, \
@@ -60,7 +60,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
         error: row.get(6)?,
         attempts: row.get(7)?,
         retries: row.get(8)?,
-        output: serde_json::from_str::<OutputOptions>(&output)
+        output: serde_json::from_str::<ResolvedOutput>(&output)
             .map_err(|_| bad("output", output.clone(), 9))?,
         progress: row.get(10)?,
         node: row.get(11)?,

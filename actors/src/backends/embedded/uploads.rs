@@ -9,7 +9,7 @@ use super::db::Db;
 use super::jobs::{bad, callback_at, count, id_at, signed};
 use crate::backends::{StoreError, UploadStore};
 use crate::domain::{FileId, Timestamp, UploadRecord};
-use crate::output::OutputOptions;
+use crate::output::ResolvedOutput;
 
 const COLUMNS: &str = "id, owner, length, stored, filename, content_type, output, job_id, \
                        mp3_fid, queued, created_at, expires_at, metadata, callback_url, \
@@ -25,7 +25,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
         offset: count(row.get(3)?),
         filename: row.get(4)?,
         content_type: row.get(5)?,
-        output: serde_json::from_str::<OutputOptions>(&output)
+        output: serde_json::from_str::<ResolvedOutput>(&output)
             .map_err(|_| bad("output", output.clone(), 6))?,
         job_id: id_at(row, 7, "job_id")?,
         mp3_fid: id_at(row, 8, "mp3_fid")?,

@@ -74,7 +74,7 @@ impl From<JobRecord> for JobView {
                 JobState::Failed => job.progress,
                 _ => event.progress,
             },
-            output: job.output,
+            output: job.output.into_options(),
             node: job.node,
             audio: job.audio.filter(|_| job.state == JobState::Done),
             callback_url: job.callback.map(|c| c.url),

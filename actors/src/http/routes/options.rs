@@ -88,7 +88,7 @@ pub async fn catalogue(State(app): State<AppState>) -> Json<OptionCatalogue> {
                 extension: format.extension(),
                 bitrates,
                 bitrate_choices: choices,
-                default_bitrate: format.default_bitrate(app.bitrate_kbps),
+                default_bitrate: app.output_defaults.bitrate(format),
                 takes_quality: format.takes_quality(),
                 sample_rates: format.sample_rates(),
             }

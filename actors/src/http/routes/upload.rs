@@ -222,7 +222,7 @@ async fn accept(
     // (hyper drops a handler whose connection closed): a finished video
     // without its job and message would break the invariant. A task of
     // its own runs to the end either way.
-    let options = asked.options.with_defaults(app.bitrate_kbps);
+    let options = asked.options.resolve(&app.output_defaults);
     let job = JobRecord {
         callback: asked.callback,
         ..JobRecord::new(

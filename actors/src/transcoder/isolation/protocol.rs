@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::output::OutputOptions;
+use crate::output::ResolvedOutput;
 use crate::transcoder::pipeline::{Control, Progress, Summary, TranscodeError};
 
 /// The input is the child's file descriptor 3, the audio it writes its 4,
@@ -28,8 +28,8 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// The one message the node sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
-    /// Validated and resolved (a lossy format has its bitrate or quality).
-    pub options: OutputOptions,
+    /// Validated and resolved when the job was created.
+    pub options: ResolvedOutput,
     pub limits: Limits,
     /// How the child confines itself before it touches the media; set by
     /// the sandbox, not by whoever asks for the conversion.

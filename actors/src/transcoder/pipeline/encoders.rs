@@ -8,22 +8,22 @@ use gstreamer::prelude::*;
 use gstreamer_audio as gst_audio;
 
 use super::error::TranscodeError;
-use crate::output::{DEFAULT_MP3_KBPS, Format, OutputOptions};
+use crate::output::{Encoding, Format, OutputOptions, ResolvedOutput};
 use crate::transcoder::mp3_output::{Mp3Error, Mp3Output};
 
 /// The encoder (and muxer) elements for a format, in order; none for MP3,
 /// whose encoder is called from a probe on the sink (`mp3_output.rs`).
-pub(super) fn encoder_chain(options: &OutputOptions) -> Result<Vec<gst::Element>, TranscodeError> {
+pub(super) fn encoder_chain(options: &ResolvedOutput) -> Result<Vec<gst::Element>, TranscodeError> {
     let make = |name: &str| {
         gst::ElementFactory::make(name).build().map_err(|_| {
             TranscodeError::Internal(format!("the GStreamer element {name} is missing"))
         })
     };
-    // Options come resolved; the format's own default stands in otherwise.
-    let bits_per_second = options
-        .bitrate_kbps
-        .or(options.format.default_bitrate(DEFAULT_MP3_KBPS))
-        .map_or(0, |kbps| (kbps * 1000) as i32);
+    // Resolved when the job was created: nothing is defaulted here.
+    let bits_per_second = match options.encoding() {
+        Encoding::Bitrate(kbps) => i32::try_from(kbps.saturating_mul(1000)).unwrap_or(i32::MAX),
+        Encoding::Quality(_) | Encoding::Lossless => 0,
+    };
     Ok(match options.format {
         Format::Mp3 => Vec::new(),
         Format::Opus => {

@@ -21,7 +21,7 @@ use super::tap::{Tap, Trim, count_samples, dropped_as_handled, tap_audio};
 use super::tracks::{is_audio, is_demuxer, link_decoder, stream_start};
 use super::waveform::Waveform;
 use super::{AUDIO_DONE, Control, NO_AUDIO, Output};
-use crate::output::{Format, OutputOptions};
+use crate::output::{Format, ResolvedOutput};
 use crate::transcoder::gapless::InputGapless;
 use crate::transcoder::mp3_output::Mp3Output;
 
@@ -54,7 +54,7 @@ pub(super) enum End<'a> {
 impl Graph {
     pub(super) fn build(
         input: &Path,
-        options: &OutputOptions,
+        options: &ResolvedOutput,
         end: End<'_>,
         gapless: Option<InputGapless>,
         loudness: Option<Mode>,
@@ -209,7 +209,9 @@ impl Graph {
 
         let trim = Trim::new(options, gapless);
         let tap = Arc::new(Tap::default());
-        let _ = tap.caps_filter.set((caps.downgrade(), options.clone()));
+        let _ = tap
+            .caps_filter
+            .set((caps.downgrade(), options.options().clone()));
         let audio_in = convert
             .static_pad("sink")
             .ok_or_else(|| TranscodeError::Internal("audioconvert has no sink pad".into()))?;

@@ -64,7 +64,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 
 use crate::domain::{LoudnessReport, ReplayGainReport};
-use crate::output::{Format, OutputOptions};
+use crate::output::{Format, ResolvedOutput};
 
 pub(crate) use chapters::{Chapter, ChapterMarks};
 pub use error::TranscodeError;
@@ -175,11 +175,11 @@ const PREROLL_WITHIN: Duration = Duration::from_secs(15);
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// Converts `input` into `output` as `options` say, calling `progress`
-/// about twice a second. `options` must be validated and resolved (a lossy
-/// format has its bitrate or quality).
+/// about twice a second. `options` are validated and resolved: the
+/// pipeline decides no default.
 pub fn transcode(
     input: &Path,
-    options: &OutputOptions,
+    options: &ResolvedOutput,
     output: Output<'_>,
     control: &Control,
     progress: &mut dyn FnMut(Progress),
@@ -269,7 +269,7 @@ pub fn transcode(
 /// measure the limited result and correct the gain by what it lacks.
 fn plan_loudness(
     input: &Path,
-    options: &OutputOptions,
+    options: &ResolvedOutput,
     target: f64,
     gapless: Option<super::gapless::InputGapless>,
     control: &Control,
@@ -397,12 +397,14 @@ mod tests {
         file
     }
 
-    fn mp3(title: &str) -> OutputOptions {
+    fn mp3(title: &str) -> ResolvedOutput {
+        use crate::output::{OutputDefaults, OutputOptions};
         OutputOptions {
             bitrate_kbps: Some(128),
             title: Some(title.to_owned()),
             ..OutputOptions::default()
         }
+        .resolve(&OutputDefaults::default())
     }
 
     #[test]

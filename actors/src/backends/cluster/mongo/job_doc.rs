@@ -10,7 +10,7 @@ use crate::domain::{
     AudioSummary, Callback, JobRecord, JobState, LoudnessReport, MailClaim, ReplayGainReport,
     Timestamp,
 };
-use crate::output::OutputOptions;
+use crate::output::ResolvedOutput;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobDoc {
@@ -34,7 +34,7 @@ pub struct JobDoc {
     pub retries: u32,
     /// Records from before options existed read as the MP3 default.
     #[serde(default)]
-    pub output: OutputOptions,
+    pub output: ResolvedOutput,
     #[serde(default)]
     pub progress: Option<f64>,
     #[serde(default)]

@@ -18,7 +18,7 @@ use super::{Mongo, from_oid, oid};
 use crate::backends::{StoreError, UploadStore};
 use crate::domain::{FileId, Timestamp, UploadRecord};
 use crate::metrics::timed;
-use crate::output::OutputOptions;
+use crate::output::ResolvedOutput;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct UploadDoc {
@@ -35,7 +35,7 @@ struct UploadDoc {
     #[serde(default)]
     metadata: String,
     #[serde(default)]
-    output: OutputOptions,
+    output: ResolvedOutput,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     callback: Option<CallbackDoc>,
     job_id: ObjectId,

@@ -151,7 +151,7 @@ async fn create(
         filename: meta.filename,
         content_type: meta.content_type,
         metadata: meta.raw,
-        output: meta.output.with_defaults(app.bitrate_kbps),
+        output: meta.output.resolve(&app.output_defaults),
         callback,
         job_id: JobId::new(),
         mp3_fid: FileId::new(),
