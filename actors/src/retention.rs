@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::backends::{Backends, Bucket, CompleteError, StoreError, chain, complete_upload};
-use crate::domain::{JobEventType, Timestamp};
+use crate::backends::{Backends, Bucket, StoreError, chain};
+use crate::domain::Timestamp;
+use crate::jobs::submit::{SubmitError, complete as complete_upload};
 use crate::webhooks::Intake;
 
 /// Jobs deleted per round trip of a sweep.
@@ -98,7 +99,7 @@ pub async fn run_sweeper(backends: Backends, intake: Intake, node_id: String, pl
 
 /// Removes resumable uploads past their expiry: the record, and the data
 /// of those that never became a job. Returns how many.
-pub async fn sweep_expired_uploads(backends: &Backends) -> Result<u64, CompleteError> {
+pub async fn sweep_expired_uploads(backends: &Backends) -> Result<u64, SubmitError> {
     let mut removed = 0;
     loop {
         let now = Timestamp::now();
@@ -142,11 +143,9 @@ pub async fn sweep(
             break;
         }
         for job in &old {
-            // Announced first, as a deletion by its owner is: a crash in
-            // between announces again (the same delivery) next sweep.
-            intake.announce(job, JobEventType::Deleted).await?;
-            backends.delete_job_and_files(job).await?;
-            let _ = backends.events.publish(&job.deleted_event(node_id)).await;
+            // As its owner deletes it: a crash in between announces again
+            // (the same delivery) next sweep.
+            crate::jobs::delete(backends, intake, node_id, job).await?;
             deleted += 1;
         }
     }

@@ -46,7 +46,7 @@ pub use jobs::{Claim, JobQuery, JobStore, claim};
 pub use queue::{Consumer, Delivery, JobQueue, Queue, Settle, run_consumer};
 pub use reservations::{ReservationStore, Reserved};
 pub use space::{Shortage, Space, SpaceCheck, Turn};
-pub use uploads::{CompleteError, UploadStore, complete as complete_upload};
+pub use uploads::UploadStore;
 pub use users::{EndedSession, User, UserDirectory, UserLimits};
 pub use webhooks::WebhookStore;
 

@@ -307,8 +307,8 @@ impl From<QueueError> for ApiError {
     }
 }
 
-/// A token that does not stand: 401 `token-revoked`; 503 when that cannot
-/// be told (the directory is away and the account unknown here).
+/// No room for a job: 429 `too-many-jobs`, 413 over the quota, 503 when
+/// too many of the owner's admissions race.
 impl From<crate::jobs::admission::Refused> for ApiError {
     fn from(refused: crate::jobs::admission::Refused) -> Self {
         use crate::jobs::admission::Refused;
@@ -325,6 +325,35 @@ impl From<crate::jobs::admission::Refused> for ApiError {
     }
 }
 
+impl From<crate::jobs::submit::SubmitError> for ApiError {
+    fn from(e: crate::jobs::submit::SubmitError) -> Self {
+        use crate::jobs::submit::SubmitError;
+        match e {
+            SubmitError::Store(store) => store.into(),
+            SubmitError::Queue(queue) => queue.into(),
+        }
+    }
+}
+
+/// A retry not made: 409 for the job's own reasons, else as admission or
+/// the dependency says.
+impl From<crate::jobs::RetryError> for ApiError {
+    fn from(e: crate::jobs::RetryError) -> Self {
+        use crate::jobs::RetryError;
+        match e {
+            RetryError::NotFailed(_) | RetryError::VideoGone | RetryError::Moved => {
+                Self::new(StatusCode::CONFLICT, e.to_string())
+            }
+            RetryError::Refused(refused) => refused.into(),
+            RetryError::Users(users) => Self::unavailable("the user directory", chain(&users)),
+            RetryError::Store(store) => store.into(),
+            RetryError::Queue(queue) => queue.into(),
+        }
+    }
+}
+
+/// A token that does not stand: 401 `token-revoked`; 503 when that cannot
+/// be told (the directory is away and the account unknown here).
 impl From<crate::auth::Revoked> for ApiError {
     fn from(revoked: crate::auth::Revoked) -> Self {
         match revoked {

@@ -1,12 +1,25 @@
 //! The application layer: what may be done with jobs, each rule in one
 //! place with one failure policy, whatever the entry point (a multipart
-//! upload, a tus upload, a retry). Routes parse and render; they ask here.
+//! upload, a tus upload, a retry, the retention sweep). Routes parse and
+//! render; they ask here.
 //!
 //! - [`admission`]: the room a new or retried job needs (the owner's
 //!   active-job limit and storage quota), reserved so that concurrent
 //!   requests of one user, on one node or several, never together go over.
+//! - [`submit`]: an uploaded video becomes a job: recorded and queued,
+//!   or nothing is kept (multipart), or completed exactly once however
+//!   often it is asked (tus).
+//! - [`retry`](retry()): a failed job queued again, admitted as an upload is.
+//! - [`delete`](delete()): a job deleted by its owner or by age.
 //!
 //! Architecture Invariant: this module knows no HTTP: its errors are the
-//! domain's, and the routes turn them into problem documents.
+//! domain's, and the routes turn them into problem documents. Routes never
+//! move a job or reserve room themselves.
 
 pub mod admission;
+mod delete;
+mod retry;
+pub mod submit;
+
+pub use delete::delete;
+pub use retry::{RetryError, retry};

@@ -10,10 +10,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::backends::{Bucket, JobQuery, chain};
-use crate::domain::{AudioSummary, FileId, Id, IdKind, JobEventType, JobId, JobRecord, JobState};
+use crate::backends::JobQuery;
+use crate::domain::{AudioSummary, FileId, Id, IdKind, JobId, JobRecord, JobState};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
@@ -230,26 +230,7 @@ pub async fn delete_job(
         Some(job) if caller.may_access(&job.owner) => job,
         _ => return Err(ApiError::not_found("job")),
     };
-    // Announced first, so a failure leaves the job as it was (and a
-    // retried DELETE announces again: the same deliveries).
-    if job.state != JobState::Deleted {
-        app.webhooks
-            .intake
-            .announce(&job, JobEventType::Deleted)
-            .await?;
-    }
-    // Also on a repeated delete: a first one may have been cut short
-    // between marking and removing the files.
-    app.backends.delete_job_and_files(&job).await?;
-    if job.state != JobState::Deleted {
-        if let Err(e) = app
-            .backends
-            .events
-            .publish(&job.deleted_event(&app.node_id))
-            .await
-        {
-            warn!(job_id = %id, "deleted-job event not published: {}", chain(&e));
-        }
+    if crate::jobs::delete(&app.backends, &app.webhooks.intake, &app.node_id, &job).await? {
         info!(job_id = %id, was = job.state.as_str(), "job deleted");
     }
     Ok(StatusCode::NO_CONTENT)
@@ -271,19 +252,6 @@ async fn owner_id(app: &AppState, wanted: &str) -> Result<String, ApiError> {
     Ok(user.map_or_else(|| wanted.to_owned(), |u| u.id.to_hex()))
 }
 
-/// The limits of the account that owns something (an administrator acting
-/// on another user's job is held to that user's limits): the node's
-/// defaults when the account is not found.
-async fn owner_limits(app: &AppState, owner: &str) -> crate::backends::UserLimits {
-    let Ok(id) = crate::domain::UserId::parse(owner) else {
-        return crate::backends::UserLimits::default();
-    };
-    match app.backends.users.find_by_id(id).await {
-        Ok(Some(user)) => user.limits,
-        _ => crate::backends::UserLimits::default(),
-    }
-}
-
 /// A failed job gets a fresh set of attempts.
 #[utoipa::path(
     post, path = "/jobs/{id}/retry", tag = "jobs",
@@ -301,56 +269,13 @@ pub async fn retry_job(
     Path(raw_id): Path<String>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let job = owned_job(&app, &caller, &raw_id).await?;
-    if job.state != JobState::Failed {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "only a failed job can be retried; this one is {}",
-                job.state.as_str()
-            ),
-        ));
-    }
-    let backends = &app.backends;
-    if backends
-        .blobs
-        .info(Bucket::Videos, job.video_fid)
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "the uploaded video is no longer stored; upload it again",
-        ));
-    }
-    // A retried job is active again: it is admitted as an upload is, by
-    // its owner's active-job limit (and quota), and its place held until
-    // it counts for itself.
-    let limits = if job.owner == caller.owner() {
-        caller.account.limits
-    } else {
-        owner_limits(&app, &job.owner).await
+    // The caller's own limits when it is theirs; an administrator's retry
+    // is bound by the owner's.
+    let limits = (job.owner == caller.owner()).then_some(caller.account.limits);
+    let rules = crate::jobs::admission::Rules {
+        storage: &app.storage,
+        http: &app.settings,
     };
-    let room = super::upload::room_of(&app, &job.owner, limits, Some(0)).await?;
-    let Some(queued) = backends.jobs.retry(job.id).await? else {
-        room.release().await;
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "the job changed meanwhile; read it again",
-        ));
-    };
-    room.release().await;
-    if let Err(e) = backends.publish_job(&queued.video_message()).await {
-        let reason = job.error.as_deref().unwrap_or("failed");
-        if let Err(undo) = backends
-            .jobs
-            .undo_retry(job.id, queued.retries, reason)
-            .await
-        {
-            warn!(job_id = %job.id, "a retry could not be queued nor undone: {}", chain(&undo));
-        }
-        return Err(e.into());
-    }
-    let _ = backends.events.publish(&queued.event(&app.node_id)).await;
-    info!(job_id = %job.id, retries = queued.retries, "job retried");
+    let queued = crate::jobs::retry(&app.backends, &rules, &app.node_id, &job, limits).await?;
     Ok((StatusCode::ACCEPTED, Json(queued.into())))
 }

@@ -1,10 +1,7 @@
-//! `POST /upload`: the multipart body streams into the blob store, then the
-//! job is recorded and queued.
-//!
-//! Consistency: the video is only kept if its job record exists *and* its
-//! job message is durably queued; on any failure after the
-//! file was stored, the file (and record) are removed again and the client
-//! gets 503. So a stored video always has a job and a queued message.
+//! `POST /upload`: the multipart body streams into the blob store, then
+//! `jobs::submit` makes it a job (recorded and durably queued, or nothing
+//! kept and the client gets 503), with the room `jobs::admission` held for
+//! it until it counts for itself.
 
 use axum::Json;
 use axum::body::Body;
@@ -238,9 +235,9 @@ async fn accept(
     // The room is given back only after the file and job count (or were
     // undone), in the same task: see backends::reservations.
     tokio::spawn(async move {
-        let committed = commit(app, upload, job_copy).await;
+        let submitted = crate::jobs::submit::submit(&app.backends, upload, &job_copy).await;
         room.release().await;
-        committed
+        submitted
     })
     .await
     .map_err(ApiError::internal)??;
@@ -288,23 +285,6 @@ pub(super) fn refusal(room: &Room, error: ApiError) -> ApiError {
         }
         _ => error,
     }
-}
-
-/// Makes the video visible, records its job and queues it; on any failure,
-/// undoes what was done so nothing is left half-accepted.
-async fn commit(app: AppState, upload: Upload, job: JobRecord) -> Result<(), ApiError> {
-    let backends = &app.backends;
-    upload.finish().await?;
-    if let Err(e) = backends.jobs.insert(&job).await {
-        let _ = backends.blobs.delete(Bucket::Videos, job.video_fid).await;
-        return Err(e.into());
-    }
-    if let Err(e) = backends.publish_job(&job.video_message()).await {
-        let _ = backends.jobs.remove(job.id).await;
-        let _ = backends.blobs.delete(Bucket::Videos, job.video_fid).await;
-        return Err(e.into());
-    }
-    Ok(())
 }
 
 /// Text fields are short (an option, a URL): a larger one is refused, not

@@ -10,7 +10,7 @@
 //! jobs, output options in `Upload-Metadata`) before a byte is sent; the
 //! bytes go to the blob store as a resumable write (receive.rs); when the
 //! last one is in, the job is recorded and queued exactly once
-//! (`backends::complete_upload`) and its id answered in `Job-Id`, on that
+//! (`jobs::submit::complete`) and its id answered in `Job-Id`, on that
 //! request and on every later HEAD.
 
 mod protocol;
@@ -32,11 +32,12 @@ use self::protocol::{
 use self::receive::{Received, hold_for, receive};
 use super::jobs::parse_id;
 use super::upload::{self, room_for};
-use crate::backends::{Bucket, StoreError, complete_upload};
+use crate::backends::{Bucket, StoreError};
 use crate::domain::{FileId, JobId, Timestamp, UploadRecord};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ProblemKind};
 use crate::http::extract::Caller;
+use crate::jobs::submit::complete as complete_upload;
 
 pub fn router() -> Router<AppState> {
     Router::new()

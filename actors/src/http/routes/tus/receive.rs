@@ -15,11 +15,12 @@ use futures::StreamExt;
 use tracing::{debug, info};
 
 use super::protocol::Expected;
-use crate::backends::{Bucket, FileMeta, ResumableWrite, complete_upload};
+use crate::backends::{Bucket, FileMeta, ResumableWrite};
 use crate::domain::{JobRecord, Timestamp, UploadRecord};
 use crate::http::AppState;
 use crate::http::body::SlowBody;
 use crate::http::error::{ApiError, ProblemKind};
+use crate::jobs::submit::complete as complete_upload;
 
 /// Bytes between two checkpoints of a request without a checksum.
 const CHECKPOINT: u64 = 8 * 1024 * 1024;

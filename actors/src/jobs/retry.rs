@@ -1,0 +1,92 @@
+//! Retrying a failed job: a fresh set of attempts, admitted as an upload
+//! is (the owner's active-job limit and quota, reserved so concurrent
+//! retries never together go over), queued durably or not at all.
+
+use tracing::{info, warn};
+
+use super::admission::{self, Refused, Rules};
+use crate::backends::{Backends, Bucket, QueueError, StoreError, UserLimits, UsersError, chain};
+use crate::domain::{JobRecord, JobState, UserId};
+
+/// Why a job was not retried.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    #[error("only a failed job can be retried; this one is {}", .0.as_str())]
+    NotFailed(JobState),
+    #[error("the uploaded video is no longer stored; upload it again")]
+    VideoGone,
+    #[error("the job changed meanwhile; read it again")]
+    Moved,
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error("reading the owner's limits")]
+    Users(#[source] UsersError),
+    #[error("reading or moving the job")]
+    Store(#[from] StoreError),
+    #[error("queueing the job")]
+    Queue(#[source] QueueError),
+}
+
+/// Queues failed `job` again. `limits` are its owner's when the caller
+/// knows them (the owner asking), else they are read.
+pub async fn retry(
+    backends: &Backends,
+    rules: &Rules<'_>,
+    node_id: &str,
+    job: &JobRecord,
+    limits: Option<UserLimits>,
+) -> Result<JobRecord, RetryError> {
+    if job.state != JobState::Failed {
+        return Err(RetryError::NotFailed(job.state));
+    }
+    if backends
+        .blobs
+        .info(Bucket::Videos, job.video_fid)
+        .await?
+        .is_none()
+    {
+        return Err(RetryError::VideoGone);
+    }
+    let limits = match limits {
+        Some(limits) => limits,
+        None => owner_limits(backends, &job.owner).await?,
+    };
+    // Its place is held until the retried job counts for itself (queued).
+    let room = admission::admit(backends, rules, &job.owner, limits, Some(0)).await?;
+    let retried = backends.jobs.retry(job.id).await;
+    room.release().await;
+    let Some(queued) = retried? else {
+        return Err(RetryError::Moved);
+    };
+    if let Err(e) = backends.publish_job(&queued.video_message()).await {
+        // Not queued, so not retried: failed again as it was.
+        let reason = job.error.as_deref().unwrap_or("failed");
+        if let Err(undo) = backends
+            .jobs
+            .undo_retry(job.id, queued.retries, reason)
+            .await
+        {
+            warn!(job_id = %job.id, "a retry could not be queued nor undone: {}", chain(&undo));
+        }
+        return Err(RetryError::Queue(e));
+    }
+    let _ = backends.events.publish(&queued.event(node_id)).await;
+    info!(job_id = %job.id, retries = queued.retries, "job retried");
+    Ok(queued)
+}
+
+/// The limits an administrator set for `owner`: none for data owned by an
+/// e-mail from before user ids (no account has it as its id) or by an
+/// account since removed; an error when the directory cannot say.
+async fn owner_limits(backends: &Backends, owner: &str) -> Result<UserLimits, RetryError> {
+    let Ok(id) = UserId::parse(owner) else {
+        return Ok(UserLimits::default());
+    };
+    Ok(backends
+        .users
+        .find_by_id(id)
+        .await
+        .map_err(RetryError::Users)?
+        .map(|user| user.limits)
+        .unwrap_or_default())
+}
