@@ -9,12 +9,8 @@
 
 mod attempt;
 mod bridge;
-mod gapless;
-mod id3;
 pub mod isolation;
-mod lame;
 mod messages;
-mod mp3_output;
 pub mod pipeline;
 mod pool;
 mod spool;

@@ -8,11 +8,11 @@ use gstreamer::prelude::*;
 use gstreamer_audio as gst_audio;
 
 use super::error::TranscodeError;
+use super::mp3::{Mp3Error, Mp3Output};
 use crate::output::{Encoding, Format, OutputOptions, ResolvedOutput};
-use crate::transcoder::mp3_output::{Mp3Error, Mp3Output};
 
 /// The encoder (and muxer) elements for a format, in order; none for MP3,
-/// whose encoder is called from a probe on the sink (`mp3_output.rs`).
+/// whose encoder is called from a probe on the sink (`mp3/output.rs`).
 pub(super) fn encoder_chain(options: &ResolvedOutput) -> Result<Vec<gst::Element>, TranscodeError> {
     let make = |name: &str| {
         gst::ElementFactory::make(name).build().map_err(|_| {

@@ -1,7 +1,13 @@
-//! Building the graph: source, parsebin, the chosen audio track's decoder,
-//! the tap (and the chapters' watch beside it), conversion, the loudness
-//! stage when normalising, and the encoder end (or, in a measuring pass, a
-//! fakesink); other streams end in fakesinks.
+//! Building the graph, stage by stage (`Graph::build` names them): the
+//! source (file and parsebin), the elements from the converter to the end
+//! (`Stages`: the input's meter in a measuring pass, resampling to the
+//! output's caps, the loudness stage when normalising, the encoder and the
+//! sink), the tags, the probes that watch the audio on its way (chapters,
+//! the tap and the trim, the encoder's input for counting, the waveform and
+//! AAC's tail, LAME at the sink) and the choice of the audio track
+//! (`tracks.rs`); other streams end in fakesinks. What the stages share is
+//! explicit: the `Tap`, the chapter marks, the MP3 output and the waveform,
+//! each in an `Arc` handed to the probes that need it.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -17,13 +23,12 @@ use super::chapters::{self, ChapterMarks};
 use super::encoders::{encode_mp3, encoder_chain, output_caps};
 use super::error::TranscodeError;
 use super::loudness::{LoudnessStage, Mode};
+use super::mp3::{InputGapless, Mp3Output};
 use super::tap::{Tap, Trim, count_samples, dropped_as_handled, tap_audio};
-use super::tracks::{is_audio, is_demuxer, link_decoder, stream_start};
+use super::tracks::{choose_audio_track, is_demuxer};
 use super::waveform::Waveform;
-use super::{AUDIO_DONE, Control, NO_AUDIO, Output};
+use super::{AUDIO_DONE, Control, Output};
 use crate::output::{Format, ResolvedOutput};
-use crate::transcoder::gapless::InputGapless;
-use crate::transcoder::mp3_output::Mp3Output;
 
 pub(super) struct Graph {
     pub(super) pipeline: gst::Pipeline,
@@ -52,6 +57,10 @@ pub(super) enum End<'a> {
 }
 
 impl Graph {
+    /// Builds the graph in its stages: the source, the elements from the
+    /// converter to the end, the tags, the links between them, the probes
+    /// that watch the audio on its way, and the choice of the audio track
+    /// as the input's streams appear.
     pub(super) fn build(
         input: &Path,
         options: &ResolvedOutput,
@@ -60,343 +69,44 @@ impl Graph {
         loudness: Option<Mode>,
     ) -> Result<Self, TranscodeError> {
         let pipeline = gst::Pipeline::new();
-        let make = |name: &str| gst::ElementFactory::make(name).build();
-        let src = gst::ElementFactory::make("filesrc")
-            .property("location", input.to_string_lossy().as_ref())
-            .build()?;
-        let parse = make("parsebin")?;
-        // A demuxed stream that is not audio goes to a fakesink as it is:
-        // parsing it (h264parse copies every video frame) is wasted work.
-        // Whatever typefind finds (the container itself) is plugged.
-        parse.connect("autoplug-continue", false, |values| {
-            // The pad is parsebin's ghost of the element's own.
-            let from_demuxer = values
-                .get(1)
-                .and_then(|v| v.get::<gst::Pad>().ok())
-                .map(|pad| match pad.downcast_ref::<gst::GhostPad>() {
-                    Some(ghost) => ghost.target().unwrap_or(pad),
-                    None => pad,
-                })
-                .and_then(|pad| pad.parent_element())
-                .is_some_and(|element| is_demuxer(&element));
-            let audio = values
-                .get(2)
-                .and_then(|v| v.get::<gst::Caps>().ok())
-                .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with("audio/")))
-                .unwrap_or(true);
-            Some((audio || !from_demuxer).to_value())
-        });
-        let convert = plain_audioconvert()?;
-        let resample = make("audioresample")?;
-        let caps = gst::ElementFactory::make("capsfilter")
-            .property("caps", output_caps(options, None))
-            .build()?;
-        let (output, waveform) = match end {
-            End::File(output) => (Some(output.audio), output.waveform),
-            End::Measure => (None, None),
-        };
-        let waveform = match waveform {
-            Some(path) => Some(
-                Waveform::create(path)
-                    .map_err(|e| TranscodeError::Output(format!("{}: {e}", path.display())))?,
-            ),
-            None => None,
-        };
-        let waveform = Arc::new(Mutex::new(waveform));
-        // An MP4's chapters are read from the file (its demuxer reports
-        // none); other containers' come as the demuxer's table of contents.
-        let chapters = ChapterMarks::new(match output {
-            Some(_) => chapters::mp4::read(input)
-                .map_err(|e| TranscodeError::Input(format!("reading its chapters: {e}")))?,
-            None => Vec::new(),
-        });
-        let chain = match output {
-            Some(_) => encoder_chain(options)?,
-            None => Vec::new(),
-        };
-        // The stage works on floats; a converter after it gives the
-        // encoder what it takes (for MP3, floats already: a pass-through).
-        let stage = loudness.map(LoudnessStage::new);
-        let mut stage_chain = Vec::new();
-        if let Some(stage) = &stage {
-            stage_chain.push(stage.clone().upcast::<gst::Element>());
-            if output.is_some() {
-                stage_chain.push(plain_audioconvert()?);
-            }
-        }
-        // A measuring pass also meters the input as it is (its own rate
-        // and channels), ahead of the resampler and the downmix.
-        let input_meter = match (loudness, output) {
-            (Some(Mode::Measure), None) => Some(LoudnessStage::new(Mode::Measure)),
-            _ => None,
-        };
-        let meter_chain = match &input_meter {
-            Some(meter) => vec![
-                gst::ElementFactory::make("capsfilter")
-                    .property(
-                        "caps",
-                        gst_audio::AudioCapsBuilder::new_interleaved()
-                            .format(gst_audio::AUDIO_FORMAT_F32)
-                            .build(),
-                    )
-                    .build()?,
-                meter.clone().upcast::<gst::Element>(),
-                plain_audioconvert()?,
-            ],
-            None => Vec::new(),
-        };
-        // The muxer (last) writes the tags where it has one.
-        let tag_setter = chain
-            .iter()
-            .rev()
-            .find_map(|e| e.clone().dynamic_cast::<gst::TagSetter>().ok());
-        if let Some(title) = options.title.as_deref().filter(|t| !t.is_empty())
-            && !chain.is_empty()
-        {
-            let setter = tag_setter
-                .as_ref()
-                .ok_or_else(|| TranscodeError::Internal("no element takes tags".into()))?;
-            // Our title wins over one the container may carry.
-            setter.set_tag_merge_mode(gst::TagMergeMode::Keep);
-            setter.add_tag::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
-        }
-        // Opus and FLAC carry chapters (and ReplayGain) as Vorbis comments,
-        // given as tags.
-        let comment_setter =
-            tag_setter.filter(|_| matches!(options.format, Format::Opus | Format::Flac));
-        if let Some(setter) = comment_setter.as_ref().filter(|_| options.replaygain) {
-            for comment in super::replaygain::placeholder_comments(options.format) {
-                setter.add_tag::<gst::tags::ExtendedComment>(
-                    &comment.as_str(),
-                    gst::TagMergeMode::Append,
-                );
-            }
-        }
-        let mp3 = match (options.format, output) {
-            (Format::Mp3, Some(output)) => Some(
-                Mp3Output::create(output, options, chapters.clone())
-                    .map_err(|e| TranscodeError::Output(format!("{}: {e}", output.display())))?,
-            ),
-            _ => None,
-        };
-        let is_mp3 = mp3.is_some();
-        let mp3 = Arc::new(Mutex::new(mp3));
-        let sink = if let Some(output) = output.filter(|_| !is_mp3) {
-            gst::ElementFactory::make("filesink")
-                .property("location", output.to_string_lossy().as_ref())
-                .property("sync", false)
-                .build()?
-        } else {
-            gst::ElementFactory::make("fakesink")
-                .property("sync", false)
-                .property("enable-last-sample", false)
-                .build()?
-        };
+        let (src, parse) = source(input)?;
+        let stages = Stages::make(input, options, end, loudness)?;
+        let comment_setter = tag(options, &stages.encoder)?;
+        stages.link(&pipeline, &src, &parse)?;
 
-        pipeline.add_many([&src, &parse, &convert, &resample, &caps])?;
-        pipeline.add_many(&meter_chain)?;
-        pipeline.add_many(&stage_chain)?;
-        pipeline.add_many(&chain)?;
-        pipeline.add(&sink)?;
-        src.link(&parse)?;
-        let mut branch = vec![&convert];
-        branch.extend(meter_chain.iter());
-        branch.extend([&resample, &caps]);
-        branch.extend(stage_chain.iter());
-        branch.extend(chain.iter());
-        branch.push(&sink);
-        gst::Element::link_many(branch)?;
-
-        let trim = Trim::new(options, gapless);
         let tap = Arc::new(Tap::default());
         let _ = tap
             .caps_filter
-            .set((caps.downgrade(), options.options().clone()));
-        let audio_in = convert
-            .static_pad("sink")
-            .ok_or_else(|| TranscodeError::Internal("audioconvert has no sink pad".into()))?;
-        if output.is_some() {
-            // Ahead of the tap, so that it sees the first audio even where
-            // a trim drops it.
-            let marks = chapters.clone();
-            let options = options.clone();
-            audio_in.add_probe(
-                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-                move |pad, info| {
-                    let ret = chapters::watch(pad, info, &marks, &options, comment_setter.as_ref());
-                    dropped_as_handled(info, ret)
-                },
-            );
+            .set((stages.caps.downgrade(), options.options().clone()));
+        let audio_in = sink_pad(&stages.convert, "audioconvert")?;
+        if stages.output.is_some() {
+            watch_chapters(&audio_in, &stages.chapters, options, comment_setter);
         }
-        {
-            let tap = tap.clone();
-            audio_in.add_probe(
-                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-                move |pad, info| {
-                    let ret = tap_audio(pad, info, &tap, trim);
-                    dropped_as_handled(info, ret)
-                },
-            );
-        }
-        let encoder_in = chain
-            .first()
-            .unwrap_or(&sink)
-            .static_pad("sink")
-            .ok_or_else(|| TranscodeError::Internal("the encoder has no sink pad".into()))?;
-        {
-            let tap = tap.clone();
-            let waveform = waveform.clone();
-            let pads_the_end = options.format == Format::Aac;
-            encoder_in.add_probe(
-                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-                move |pad, info| {
-                    // Our own silence after the audio is not counted.
-                    if tap.padding.load(Ordering::SeqCst) {
-                        return gst::PadProbeReturn::Ok;
-                    }
-                    if pads_the_end {
-                        open_the_end(info);
-                        if is_eos(info) {
-                            pad_the_end(pad, &tap);
-                        }
-                    }
-                    count_samples(info, &tap);
-                    if let Ok(mut slot) = waveform.lock()
-                        && let Some(waveform) = slot.as_mut()
-                    {
-                        feed_waveform(info, waveform);
-                    }
-                    gst::PadProbeReturn::Ok
-                },
-            );
-        }
-        let sink_in = sink
-            .static_pad("sink")
-            .ok_or_else(|| TranscodeError::Internal("the sink has no sink pad".into()))?;
-        if is_mp3 {
-            let mp3 = mp3.clone();
-            sink_in.add_probe(
-                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-                move |pad, info| {
-                    let ret = encode_mp3(pad, info, &mp3);
-                    dropped_as_handled(info, ret)
-                },
-            );
-        }
-        sink_in.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |pad, info| {
-            if is_eos(info)
-                && let Some(parent) = pad.parent_element()
-            {
-                post(&parent, AUDIO_DONE);
-            }
-            gst::PadProbeReturn::Ok
-        });
-
-        let asked = options.audio_track;
-        let wanted = asked.unwrap_or(0);
-        let weak_pipeline = pipeline.downgrade();
-        let tracks = tap.clone();
-        let linked = audio_in.clone();
-        parse.connect_pad_added(move |_, pad| {
-            let Some(pipeline) = weak_pipeline.upgrade() else {
-                return;
-            };
-            if is_audio(pad) {
-                let index = tracks.audio_tracks.fetch_add(1, Ordering::SeqCst);
-                let default = tracks.default_audio.lock().ok().and_then(|d| d.clone());
-                let chosen = match (asked, default) {
-                    (Some(asked), _) => index == asked,
-                    (None, Some(default)) => stream_start(pad).is_some_and(|(id, _)| id == default),
-                    (None, None) => index == 0,
-                };
-                if chosen && link_decoder(&pipeline, pad, &linked).is_ok() {
-                    if let Ok(mut exposure) = tracks.exposure.lock() {
-                        exposure.decoding = true;
-                    }
-                    return;
-                }
-            }
-            // Every other stream (video, the other audio tracks) is dropped
-            // still encoded, on this same thread.
-            if let Ok(fakesink) = gst::ElementFactory::make("fakesink")
-                .property("sync", false)
-                .property("async", false)
-                .build()
-                && pipeline.add(&fakesink).is_ok()
-            {
-                let _ = fakesink.sync_state_with_parent();
-                if let Some(sinkpad) = fakesink.static_pad("sink") {
-                    // The last word on "no audio" where no demuxer speaks
-                    // (one stream, not the track asked for): its end came
-                    // and no audio stream went to a decoder. A small file's dropped
-                    // stream can end before parsebin has even exposed the
-                    // audio (pads come one by one on another thread): then
-                    // the verdict waits for the exposure to complete.
-                    let tracks = tracks.clone();
-                    sinkpad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
-                        if is_eos(info)
-                            && let Some(parent) = pad.parent_element()
-                            && let Ok(mut exposure) = tracks.exposure.lock()
-                        {
-                            if !exposure.complete {
-                                exposure.dropped_ended = true;
-                            } else if !exposure.decoding {
-                                post(&parent, NO_AUDIO);
-                            }
-                        }
-                        gst::PadProbeReturn::Ok
-                    });
-                    let _ = pad.link(&sinkpad);
-                }
-            }
-        });
-        let exposed = tap.clone();
-        parse.connect_no_more_pads(move |parse| {
-            if let Ok(mut exposure) = exposed.exposure.lock() {
-                exposure.complete = true;
-                if exposure.dropped_ended && !exposure.decoding {
-                    post(parse, NO_AUDIO);
-                }
-            }
-        });
-        // parsebin (1.22) says nothing when a container has no audio, but
-        // its demuxer does: once it has made all its pads, count the audio ones.
-        let demuxed = tap.clone();
-        pipeline.connect_deep_element_added(move |_, _, element| {
-            if !is_demuxer(element) {
-                return;
-            }
-            let demuxed = demuxed.clone();
-            element.connect_no_more_pads(move |demuxer| {
-                let pads = demuxer.src_pads();
-                let audio: Vec<_> = pads.iter().filter(|p| is_audio(p)).collect();
-                // parsebin exposes its pads after this (once the group is
-                // complete), so the choice is made before any is linked.
-                let default = audio.iter().find_map(|pad| {
-                    let (id, flags) = stream_start(pad)?;
-                    flags.contains(gst::StreamFlags::SELECT).then_some(id)
-                });
-                if let Ok(mut slot) = demuxed.default_audio.lock() {
-                    *slot = default;
-                }
-                let audio = audio.len() as u32;
-                demuxed.demuxed_audio.store(audio, Ordering::SeqCst);
-                if audio <= wanted {
-                    post(demuxer, NO_AUDIO);
-                }
-            });
-        });
+        let trim = Trim::new(options, gapless);
+        watch_trim(&audio_in, &tap, trim);
+        let encoder_in = sink_pad(
+            stages.encoder.first().unwrap_or(&stages.sink),
+            "the encoder",
+        )?;
+        watch_encoder_input(
+            &encoder_in,
+            &tap,
+            &stages.waveform,
+            options.format == Format::Aac,
+        );
+        watch_sink(&stages.sink, &stages.mp3)?;
+        choose_audio_track(&pipeline, &parse, &tap, options.audio_track, audio_in);
 
         Ok(Self {
             pipeline,
             tap,
             trim,
-            sink,
-            mp3,
-            waveform,
-            chapters,
-            loudness: stage,
-            input_meter,
+            sink: stages.sink,
+            mp3: stages.mp3,
+            waveform: stages.waveform,
+            chapters: stages.chapters,
+            loudness: stages.loudness,
+            input_meter: stages.input_meter,
         })
     }
 
@@ -439,6 +149,316 @@ impl Graph {
         let position = total.map_or(position, |t| position.min(t));
         (position, total)
     }
+}
+
+/// The source: the file and parsebin, which plugs the container's demuxer
+/// and the audio's parser. A demuxed stream that is not audio goes to a
+/// fakesink as it is: parsing it (h264parse copies every video frame) is
+/// wasted work. Whatever typefind finds (the container itself) is plugged.
+fn source(input: &Path) -> Result<(gst::Element, gst::Element), TranscodeError> {
+    let src = gst::ElementFactory::make("filesrc")
+        .property("location", input.to_string_lossy().as_ref())
+        .build()?;
+    let parse = gst::ElementFactory::make("parsebin").build()?;
+    parse.connect("autoplug-continue", false, |values| {
+        // The pad is parsebin's ghost of the element's own.
+        let from_demuxer = values
+            .get(1)
+            .and_then(|v| v.get::<gst::Pad>().ok())
+            .map(|pad| match pad.downcast_ref::<gst::GhostPad>() {
+                Some(ghost) => ghost.target().unwrap_or(pad),
+                None => pad,
+            })
+            .and_then(|pad| pad.parent_element())
+            .is_some_and(|element| is_demuxer(&element));
+        let audio = values
+            .get(2)
+            .and_then(|v| v.get::<gst::Caps>().ok())
+            .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with("audio/")))
+            .unwrap_or(true);
+        Some((audio || !from_demuxer).to_value())
+    });
+    Ok((src, parse))
+}
+
+/// The elements from the decoded audio to the end, in order, and what
+/// they write to: the converter, (in a measuring pass) the input's meter,
+/// the resampler and the caps the encoder gets, the loudness stage, the
+/// encoder and muxer, and the sink (a file, or a fakesink whose probe
+/// feeds LAME, or nothing in a measuring pass).
+struct Stages<'a> {
+    output: Option<&'a Path>,
+    convert: gst::Element,
+    meter_chain: Vec<gst::Element>,
+    resample: gst::Element,
+    caps: gst::Element,
+    stage_chain: Vec<gst::Element>,
+    encoder: Vec<gst::Element>,
+    sink: gst::Element,
+    mp3: Arc<Mutex<Option<Mp3Output>>>,
+    waveform: Arc<Mutex<Option<Waveform>>>,
+    chapters: Arc<ChapterMarks>,
+    loudness: Option<LoudnessStage>,
+    input_meter: Option<LoudnessStage>,
+}
+
+impl<'a> Stages<'a> {
+    fn make(
+        input: &Path,
+        options: &ResolvedOutput,
+        end: End<'a>,
+        loudness: Option<Mode>,
+    ) -> Result<Self, TranscodeError> {
+        let (output, waveform) = match end {
+            End::File(output) => (Some(output.audio), output.waveform),
+            End::Measure => (None, None),
+        };
+        let waveform = match waveform {
+            Some(path) => Some(
+                Waveform::create(path)
+                    .map_err(|e| TranscodeError::Output(format!("{}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        // An MP4's chapters are read from the file (its demuxer reports
+        // none); other containers' come as the demuxer's table of contents.
+        let chapters = ChapterMarks::new(match output {
+            Some(_) => chapters::mp4::read(input)
+                .map_err(|e| TranscodeError::Input(format!("reading its chapters: {e}")))?,
+            None => Vec::new(),
+        });
+        let encoder = match output {
+            Some(_) => encoder_chain(options)?,
+            None => Vec::new(),
+        };
+        // The stage works on floats; a converter after it gives the
+        // encoder what it takes (for MP3, floats already: a pass-through).
+        let stage = loudness.map(LoudnessStage::new);
+        let mut stage_chain = Vec::new();
+        if let Some(stage) = &stage {
+            stage_chain.push(stage.clone().upcast::<gst::Element>());
+            if output.is_some() {
+                stage_chain.push(plain_audioconvert()?);
+            }
+        }
+        // A measuring pass also meters the input as it is (its own rate
+        // and channels), ahead of the resampler and the downmix.
+        let input_meter = match (loudness, output) {
+            (Some(Mode::Measure), None) => Some(LoudnessStage::new(Mode::Measure)),
+            _ => None,
+        };
+        let meter_chain = match &input_meter {
+            Some(meter) => vec![
+                gst::ElementFactory::make("capsfilter")
+                    .property(
+                        "caps",
+                        gst_audio::AudioCapsBuilder::new_interleaved()
+                            .format(gst_audio::AUDIO_FORMAT_F32)
+                            .build(),
+                    )
+                    .build()?,
+                meter.clone().upcast::<gst::Element>(),
+                plain_audioconvert()?,
+            ],
+            None => Vec::new(),
+        };
+        let mp3 = match (options.format, output) {
+            (Format::Mp3, Some(output)) => Some(
+                Mp3Output::create(output, options, chapters.clone())
+                    .map_err(|e| TranscodeError::Output(format!("{}: {e}", output.display())))?,
+            ),
+            _ => None,
+        };
+        let sink = match output.filter(|_| mp3.is_none()) {
+            Some(output) => gst::ElementFactory::make("filesink")
+                .property("location", output.to_string_lossy().as_ref())
+                .property("sync", false)
+                .build()?,
+            None => gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .property("enable-last-sample", false)
+                .build()?,
+        };
+        Ok(Self {
+            output,
+            convert: plain_audioconvert()?,
+            meter_chain,
+            resample: gst::ElementFactory::make("audioresample").build()?,
+            caps: gst::ElementFactory::make("capsfilter")
+                .property("caps", output_caps(options, None))
+                .build()?,
+            stage_chain,
+            encoder,
+            sink,
+            mp3: Arc::new(Mutex::new(mp3)),
+            waveform: Arc::new(Mutex::new(waveform)),
+            chapters,
+            loudness: stage,
+            input_meter,
+        })
+    }
+
+    /// Adds every element to the pipeline and links the source to parsebin
+    /// and the stages in order (parsebin's audio pad is linked to its
+    /// decoder, and that to the converter, once it appears).
+    fn link(
+        &self,
+        pipeline: &gst::Pipeline,
+        src: &gst::Element,
+        parse: &gst::Element,
+    ) -> Result<(), TranscodeError> {
+        pipeline.add_many([src, parse, &self.convert, &self.resample, &self.caps])?;
+        pipeline.add_many(&self.meter_chain)?;
+        pipeline.add_many(&self.stage_chain)?;
+        pipeline.add_many(&self.encoder)?;
+        pipeline.add(&self.sink)?;
+        src.link(parse)?;
+        let mut branch = vec![&self.convert];
+        branch.extend(self.meter_chain.iter());
+        branch.extend([&self.resample, &self.caps]);
+        branch.extend(self.stage_chain.iter());
+        branch.extend(self.encoder.iter());
+        branch.push(&self.sink);
+        gst::Element::link_many(branch)?;
+        Ok(())
+    }
+}
+
+/// Sets the title on the muxer (last of the encoder's elements, the one
+/// that writes tags), and, for Opus and FLAC, the ReplayGain comments'
+/// places; returns where the chapters' Vorbis comments go (Opus, FLAC).
+fn tag(
+    options: &ResolvedOutput,
+    encoder: &[gst::Element],
+) -> Result<Option<gst::TagSetter>, TranscodeError> {
+    let tag_setter = encoder
+        .iter()
+        .rev()
+        .find_map(|e| e.clone().dynamic_cast::<gst::TagSetter>().ok());
+    if let Some(title) = options.title.as_deref().filter(|t| !t.is_empty())
+        && !encoder.is_empty()
+    {
+        let setter = tag_setter
+            .as_ref()
+            .ok_or_else(|| TranscodeError::Internal("no element takes tags".into()))?;
+        // Our title wins over one the container may carry.
+        setter.set_tag_merge_mode(gst::TagMergeMode::Keep);
+        setter.add_tag::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
+    }
+    // Opus and FLAC carry chapters (and ReplayGain) as Vorbis comments,
+    // given as tags.
+    let comment_setter =
+        tag_setter.filter(|_| matches!(options.format, Format::Opus | Format::Flac));
+    if let Some(setter) = comment_setter.as_ref().filter(|_| options.replaygain) {
+        for comment in super::replaygain::placeholder_comments(options.format) {
+            setter.add_tag::<gst::tags::ExtendedComment>(
+                &comment.as_str(),
+                gst::TagMergeMode::Append,
+            );
+        }
+    }
+    Ok(comment_setter)
+}
+
+fn sink_pad(element: &gst::Element, what: &str) -> Result<gst::Pad, TranscodeError> {
+    element
+        .static_pad("sink")
+        .ok_or_else(|| TranscodeError::Internal(format!("{what} has no sink pad")))
+}
+
+/// Watches the decoded audio for the chapters (a table of contents, the
+/// first audio's time) ahead of the tap, so that it sees the first audio
+/// even where a trim drops it.
+fn watch_chapters(
+    audio_in: &gst::Pad,
+    marks: &Arc<ChapterMarks>,
+    options: &ResolvedOutput,
+    comment_setter: Option<gst::TagSetter>,
+) {
+    let marks = marks.clone();
+    let options = options.clone();
+    audio_in.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |pad, info| {
+            let ret = chapters::watch(pad, info, &marks, &options, comment_setter.as_ref());
+            dropped_as_handled(info, ret)
+        },
+    );
+}
+
+/// The tap on the decoded audio: position, the trim, the input's format.
+fn watch_trim(audio_in: &gst::Pad, tap: &Arc<Tap>, trim: Option<Trim>) {
+    let tap = tap.clone();
+    audio_in.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |pad, info| {
+            let ret = tap_audio(pad, info, &tap, trim);
+            dropped_as_handled(info, ret)
+        },
+    );
+}
+
+/// What the encoder is given: counted (the samples the output holds), fed
+/// to the waveform, and, for AAC, followed by the silence that brings its
+/// last samples out.
+fn watch_encoder_input(
+    encoder_in: &gst::Pad,
+    tap: &Arc<Tap>,
+    waveform: &Arc<Mutex<Option<Waveform>>>,
+    pads_the_end: bool,
+) {
+    let tap = tap.clone();
+    let waveform = waveform.clone();
+    encoder_in.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |pad, info| {
+            // Our own silence after the audio is not counted.
+            if tap.padding.load(Ordering::SeqCst) {
+                return gst::PadProbeReturn::Ok;
+            }
+            if pads_the_end {
+                open_the_end(info);
+                if is_eos(info) {
+                    pad_the_end(pad, &tap);
+                }
+            }
+            count_samples(info, &tap);
+            if let Ok(mut slot) = waveform.lock()
+                && let Some(waveform) = slot.as_mut()
+            {
+                feed_waveform(info, waveform);
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+}
+
+/// The end: LAME fed from the sink's input (MP3), and the audio's end
+/// posted when it reaches the sink.
+fn watch_sink(
+    sink: &gst::Element,
+    mp3: &Arc<Mutex<Option<Mp3Output>>>,
+) -> Result<(), TranscodeError> {
+    let sink_in = sink_pad(sink, "the sink")?;
+    if mp3.lock().is_ok_and(|slot| slot.is_some()) {
+        let mp3 = mp3.clone();
+        sink_in.add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |pad, info| {
+                let ret = encode_mp3(pad, info, &mp3);
+                dropped_as_handled(info, ret)
+            },
+        );
+    }
+    sink_in.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |pad, info| {
+        if is_eos(info)
+            && let Some(parent) = pad.parent_element()
+        {
+            post(&parent, AUDIO_DONE);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
 }
 
 /// An audioconvert without dither or noise shaping. No dither where an
@@ -485,7 +505,7 @@ fn open_the_end(info: &mut gst::PadProbeInfo) {
 }
 
 /// Whether a probe sees the end of the stream.
-fn is_eos(info: &gst::PadProbeInfo) -> bool {
+pub(super) fn is_eos(info: &gst::PadProbeInfo) -> bool {
     matches!(&info.data, Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos)
 }
 

@@ -14,7 +14,7 @@
 //! streams, and the decodebin behind the audio stream holds only a decoder.
 //! A decodebin pipeline spent ~15 % more CPU, mostly waking the multiqueue's
 //! threads. For MP3, LAME is called from a probe on the last element
-//! (`mp3_output.rs`) with the decoder's floats as they are: lamemp3enc
+//! (`mp3/output.rs`) with the decoder's floats as they are: lamemp3enc
 //! takes only S16, and the conversion to it and back cost 7-9 % against
 //! ffmpeg (which hands LAME floats); see benches/vs-ffmpeg. parsebin
 //! (1.22) does not say when a container has no audio, so the demuxer's own
@@ -49,8 +49,9 @@ mod encoders;
 mod error;
 mod graph;
 mod loudness;
+mod mp3;
 mod mp4_boxes;
-pub(crate) mod replaygain;
+mod replaygain;
 mod tap;
 mod tracks;
 mod waveform;
@@ -186,7 +187,7 @@ pub fn transcode(
 ) -> Result<Summary, TranscodeError> {
     std::fs::File::open(input).map_err(|e| TranscodeError::Input(e.to_string()))?;
     gst::init()?;
-    let gapless = super::gapless::read_input_gapless(input);
+    let gapless = mp3::read_input_gapless(input);
     let mut passes = Passes::new(
         progress,
         if options.loudness_lufs.is_some() {
@@ -271,7 +272,7 @@ fn plan_loudness(
     input: &Path,
     options: &ResolvedOutput,
     target: f64,
-    gapless: Option<super::gapless::InputGapless>,
+    gapless: Option<mp3::InputGapless>,
     control: &Control,
     passes: &mut Passes<'_>,
 ) -> Result<Plan, TranscodeError> {

@@ -6,7 +6,7 @@
 //! once the audio has been measured, in place:
 //!
 //! - MP3: TXXX `REPLAYGAIN_TRACK_GAIN` / `REPLAYGAIN_TRACK_PEAK` in our
-//!   ID3v2 tag (`mp3_output.rs` fills them in);
+//!   ID3v2 tag (`mp3/output.rs` fills them in);
 //! - FLAC: the same two as Vorbis comments, in its VORBIS_COMMENT block;
 //! - Opus: `R128_TRACK_GAIN` (RFC 7845: Q7.8 dB to -23 LUFS; an Opus file
 //!   carries no REPLAYGAIN_* tags), in its OpusTags page, whose checksum is

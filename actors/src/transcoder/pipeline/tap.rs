@@ -10,9 +10,9 @@ use gstreamer::prelude::*;
 use gstreamer_audio as gst_audio;
 
 use super::encoders::output_caps;
+use super::mp3::InputGapless;
 use super::nanos;
 use crate::output::OutputOptions;
-use crate::transcoder::gapless::InputGapless;
 
 /// The trim, in nanoseconds of input position.
 #[derive(Debug, Clone, Copy)]

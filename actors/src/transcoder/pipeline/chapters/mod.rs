@@ -2,7 +2,7 @@
 //! (the demuxer's table of contents — Matroska, WebM — or, for MP4 and
 //! QuickTime, whose GStreamer demuxer reads none, the file's Nero `chpl`
 //! box, `mp4.rs`), how a trim moves them, and how each format carries
-//! them: an MP3 in its ID3v2 tag (CHAP and CTOC frames, `id3.rs`), Opus
+//! them: an MP3 in its ID3v2 tag (CHAP and CTOC frames, `mp3/id3.rs`), Opus
 //! and FLAC as Vorbis comments (`CHAPTER000=00:01:02.500`,
 //! `CHAPTER000NAME=…`, given to the encoder as tags), M4A as a `chpl` box
 //! added to the finished file (`mp4.rs`).

@@ -21,10 +21,10 @@ use gstreamer_audio as gst_audio;
 
 use super::id3;
 use super::lame::{Lame, LameError, Target};
-use super::pipeline::ChapterMarks;
-use super::pipeline::replaygain::{TRACK_GAIN, TRACK_PEAK, gain_text, peak_text};
 use crate::domain::ReplayGainReport;
 use crate::output::{Encoding, ResolvedOutput};
+use crate::transcoder::pipeline::ChapterMarks;
+use crate::transcoder::pipeline::replaygain::{TRACK_GAIN, TRACK_PEAK, gain_text, peak_text};
 
 /// Why the MP3 branch stopped: the file (worth another attempt) or the
 /// audio (not).

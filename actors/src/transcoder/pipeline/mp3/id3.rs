@@ -10,7 +10,7 @@
 
 use gstreamer as gst;
 
-use super::pipeline::Chapter;
+use crate::transcoder::pipeline::Chapter;
 
 /// Text frames taken from the input's tags, by ID3v2.4 frame id. The title
 /// is the job's (from the file name, or the one given) and replaces the
