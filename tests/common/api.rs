@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{http_client, unique};
+use super::unique;
 
 /// What the node has logged lately: shown when a request helper fails.
 pub type Diagnostics = Arc<dyn Fn() -> String + Send + Sync>;
@@ -347,4 +347,45 @@ impl Api {
             .expect("metrics");
         response.text().await.expect("metrics text")
     }
+}
+
+/// The tests' HTTP client: no request waits forever (a stuck node fails
+/// the test that asked, with what it logged, instead of hanging the suite).
+pub fn http_client() -> reqwest::Client {
+    bounded_client().build().expect("client")
+}
+
+/// A client builder whose requests all have a bound: 10 s to connect,
+/// 300 s in all.
+fn bounded_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(300))
+}
+
+/// An HTTP client whose connections come from `address` (any of
+/// 127.0.0.0/8 on loopback), so a test can be several clients at once.
+pub fn client_from(address: &str) -> reqwest::Client {
+    bounded_client()
+        .local_address(address.parse::<std::net::IpAddr>().expect("address"))
+        .build()
+        .expect("client")
+}
+
+/// `path` as the body of a `POST /upload` form (field `file`): its
+/// Content-Type and bytes.
+pub fn multipart_file(path: &Path) -> (String, Vec<u8>) {
+    let boundary = "vidaud-test-boundary";
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut body = format!(
+        "--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; \
+         filename=\"{name}\"\r\ncontent-type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&std::fs::read(path).expect("test media"));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
