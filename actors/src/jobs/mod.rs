@@ -11,6 +11,7 @@
 //!   often it is asked (tus).
 //! - [`retry`](retry()): a failed job queued again, admitted as an upload is.
 //! - [`delete`](delete()): a job deleted by its owner or by age.
+//! - [`limits_of`]: the limits that bind a job's owner.
 //!
 //! Architecture Invariant: this module knows no HTTP: its errors are the
 //! domain's, and the routes turn them into problem documents. Routes never
@@ -18,8 +19,10 @@
 
 pub mod admission;
 mod delete;
+mod owners;
 mod retry;
 pub mod submit;
 
 pub use delete::delete;
+pub use owners::limits_of;
 pub use retry::{RetryError, retry};

@@ -6,7 +6,7 @@ use tracing::{info, warn};
 
 use super::admission::{self, Refused, Rules};
 use crate::backends::{Backends, Bucket, QueueError, StoreError, UserLimits, UsersError, chain};
-use crate::domain::{JobRecord, JobState, UserId};
+use crate::domain::{JobRecord, JobState};
 
 /// Why a job was not retried.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,9 @@ pub async fn retry(
     }
     let limits = match limits {
         Some(limits) => limits,
-        None => owner_limits(backends, &job.owner).await?,
+        None => super::limits_of(backends, &job.owner)
+            .await
+            .map_err(RetryError::Users)?,
     };
     // Its place is held until the retried job counts for itself (queued).
     let room = admission::admit(backends, rules, &job.owner, limits, Some(0)).await?;
@@ -73,20 +75,4 @@ pub async fn retry(
     let _ = backends.events.publish(&queued.event(node_id)).await;
     info!(job_id = %job.id, retries = queued.retries, "job retried");
     Ok(queued)
-}
-
-/// The limits an administrator set for `owner`: none for data owned by an
-/// e-mail from before user ids (no account has it as its id) or by an
-/// account since removed; an error when the directory cannot say.
-async fn owner_limits(backends: &Backends, owner: &str) -> Result<UserLimits, RetryError> {
-    let Ok(id) = UserId::parse(owner) else {
-        return Ok(UserLimits::default());
-    };
-    Ok(backends
-        .users
-        .find_by_id(id)
-        .await
-        .map_err(RetryError::Users)?
-        .map(|user| user.limits)
-        .unwrap_or_default())
 }

@@ -37,9 +37,7 @@ use crate::backends::{
     Backends, BlobStore, Bucket, Claim, FileMeta, StoreError, Turn, Upload, WAVEFORM_CONTENT_TYPE,
     chain, claim,
 };
-use crate::domain::{
-    AudioSummary, FileId, JobEvent, JobId, JobRecord, JobState, Mp3Message, UserId,
-};
+use crate::domain::{AudioSummary, FileId, JobEvent, JobId, JobRecord, JobState, Mp3Message};
 use crate::metrics::Metrics;
 use crate::settings::TranscoderSettings;
 
@@ -548,18 +546,16 @@ async fn convert_here(
 }
 
 /// The owner's storage quota: theirs if an administrator set one, else
-/// the node's (also when the directory cannot be read just now).
+/// the node's (`jobs::limits_of`). While the user directory is away (a
+/// cluster's MySQL), conversions go on, as logins are what it serves: the
+/// node's default binds meanwhile, and the log says so.
 async fn owner_quota(ctx: &WorkerContext, owner: &str) -> u64 {
     let default = ctx.quota_bytes_per_user;
-    let Ok(id) = UserId::parse(owner) else {
-        return default;
-    };
-    match ctx.backends.users.find_by_id(id).await {
-        Ok(Some(user)) => user.limits.quota_bytes_or(default),
-        Ok(None) => default,
+    match crate::jobs::limits_of(&ctx.backends, owner).await {
+        Ok(limits) => limits.quota_bytes_or(default),
         Err(e) => {
             warn!(
-                "cannot read the owner's quota; the node's default holds: {}",
+                "cannot read the owner's quota; the node's default binds until it can be: {}",
                 chain(&e)
             );
             default
