@@ -100,6 +100,37 @@ ensure_node_packages() {
   done
 }
 
+# ensure_cargo_fuzz: cargo fuzz (from crates.io, pinned), which builds and
+# runs the fuzz targets under fuzz/ with libFuzzer. On this toolchain it
+# runs without a sanitizer (`-s none`): Rust's own checks (bounds,
+# overflow in the debug assertions cargo fuzz turns on) are the oracle.
+CARGO_FUZZ_VERSION=0.13.2
+ensure_cargo_fuzz() {
+  if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+    log "installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install --quiet --locked --version "$CARGO_FUZZ_VERSION" cargo-fuzz
+  fi
+}
+
+# fuzz_smoke SECONDS WORKDIR: every fuzz target for SECONDS from its seeds
+# (fuzz/seeds/<the target's first word>: mp4, output), a new corpus under
+# WORKDIR; a crash fails, with the input left in fuzz/artifacts/.
+fuzz_smoke() {
+  local seconds=$1 work=$2 target
+  for target in $(cd "$VIDAUD_ROOT/fuzz" && cargo fuzz list); do
+    log "fuzzing $target for ${seconds}s"
+    mkdir -p "$work/corpus-$target"
+    if ! (cd "$VIDAUD_ROOT" && cargo fuzz run -s none "$target" "$work/corpus-$target" \
+      "fuzz/seeds/${target%%_*}" -- -max_total_time="$seconds" -rss_limit_mb=1024 \
+      >"$work/fuzz-$target.log" 2>&1); then
+      tail -n 60 "$work/fuzz-$target.log"
+      log "fuzz target $target failed (the input is in fuzz/artifacts/$target/)"
+      return 1
+    fi
+    tail -n 1 "$work/fuzz-$target.log"
+  done
+}
+
 ensure_rabbitmq() {
   if ! port_open 5672; then
     log "starting RabbitMQ"

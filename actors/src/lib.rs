@@ -20,7 +20,7 @@ pub mod jobs;
 pub mod mailbox;
 pub mod metrics;
 pub mod notifier;
-pub mod output;
+pub use vidaud_output as output;
 pub mod retention;
 pub mod settings;
 pub mod transcoder;

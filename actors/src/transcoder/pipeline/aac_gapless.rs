@@ -23,7 +23,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::mp4_boxes::{BoxHeader, child, descend, small_body};
+use vidaud_mp4::boxes::{BoxHeader, child, descend, small_body};
 
 /// Samples in one AAC frame.
 pub const FRAME: u64 = 1024;
@@ -190,7 +190,7 @@ impl Full {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transcoder::pipeline::mp4_boxes::boxed;
+    use vidaud_mp4::boxes::boxed;
 
     #[test]
     fn padding_pushes_every_sample_out_in_whole_frames() {

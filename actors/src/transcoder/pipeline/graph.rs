@@ -223,7 +223,7 @@ impl<'a> Stages<'a> {
         // An MP4's chapters are read from the file (its demuxer reports
         // none); other containers' come as the demuxer's table of contents.
         let chapters = ChapterMarks::new(match output {
-            Some(_) => chapters::mp4::read(input)
+            Some(_) => vidaud_mp4::read_chapters(input)
                 .map_err(|e| TranscodeError::Input(format!("reading its chapters: {e}")))?,
             None => Vec::new(),
         });

@@ -50,7 +50,6 @@ mod error;
 mod graph;
 mod loudness;
 mod mp3;
-mod mp4_boxes;
 mod replaygain;
 mod tap;
 mod tracks;
@@ -249,7 +248,7 @@ pub fn transcode(
             // own duration, which settled them, can claim more).
             let length = u64::try_from(summary.length().as_nanos()).unwrap_or(u64::MAX);
             let chapters = chapters::within(graph.chapters.settled().to_vec(), 0, Some(length));
-            chapters::mp4::append(output.audio, &chapters, &freeform).map_err(tags_failed)?;
+            vidaud_mp4::append_chapters(output.audio, &chapters, &freeform).map_err(tags_failed)?;
         }
         (Format::Flac | Format::Opus, Some(report)) => {
             replaygain::fill_in(output.audio, options.format, report).map_err(tags_failed)?;

@@ -1,20 +1,17 @@
 //! Chapter marks, kept from the input in the output: where they come from
 //! (the demuxer's table of contents — Matroska, WebM — or, for MP4 and
 //! QuickTime, whose GStreamer demuxer reads none, the file's Nero `chpl`
-//! box, `mp4.rs`), how a trim moves them, and how each format carries
+//! box or its QuickTime chapter track, read by the `vidaud-mp4` crate), how a trim moves them, and how each format carries
 //! them: an MP3 in its ID3v2 tag (CHAP and CTOC frames, `mp3/id3.rs`), Opus
 //! and FLAC as Vorbis comments (`CHAPTER000=00:01:02.500`,
 //! `CHAPTER000NAME=…`, given to the encoder as tags), M4A as a `chpl` box
-//! added to the finished file (`mp4.rs`).
+//! added to the finished file (`vidaud_mp4::append_chapters`).
 //!
 //! They are settled once, when the first audio reaches the tap: by then
 //! the demuxer has sent its table of contents (it comes before any data),
 //! and no encoder has written its header yet (they write it with the first
 //! audio). The table of contents itself goes no further: flacenc would
 //! make a CUESHEET of it beside our comments.
-
-pub(super) mod mp4;
-mod quicktime;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -24,11 +21,7 @@ use gstreamer::prelude::*;
 use crate::output::OutputOptions;
 
 /// One chapter: where it starts in the audio and its title.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chapter {
-    pub start_ns: u64,
-    pub title: String,
-}
+pub use vidaud_mp4::Chapter;
 
 /// At most this many chapters are kept (the most any of the formats holds:
 /// `chpl` counts them in one byte).

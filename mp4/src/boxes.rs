@@ -1,24 +1,25 @@
 //! Reading and making MP4 (ISO BMFF) boxes, for the few places that look
-//! inside an MP4 themselves: chapters in an input (`chapters/mp4.rs`,
-//! `chapters/quicktime.rs`, on untrusted files in the conversion child) and
+//! inside an MP4 themselves: chapters in an input (`chapters.rs`,
+//! `quicktime.rs`, on untrusted files in the conversion child) and
 //! what is added to or corrected in the M4A we wrote (chapters, tags, the
 //! AAC edit list). Only headers are read on the way down, every size is
 //! checked against its parent, and a body is read only when it is small.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, SeekFrom};
+
+use crate::Source;
 
 /// A box's header: its type and where its body starts and ends.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct BoxHeader {
-    pub(super) kind: [u8; 4],
-    pub(super) body: u64,
-    pub(super) end: u64,
+pub struct BoxHeader {
+    pub kind: [u8; 4],
+    pub body: u64,
+    pub end: u64,
 }
 
 /// The box whose header starts at `at`, within `..limit`; `None` at the end
 /// or on a size that does not fit.
-pub(super) fn header(file: &mut File, at: u64, limit: u64) -> io::Result<Option<BoxHeader>> {
+pub fn header(file: &mut dyn Source, at: u64, limit: u64) -> io::Result<Option<BoxHeader>> {
     if at + 8 > limit {
         return Ok(None);
     }
@@ -47,8 +48,8 @@ pub(super) fn header(file: &mut File, at: u64, limit: u64) -> io::Result<Option<
 }
 
 /// The first box of `kind` among the children in `from..to`.
-pub(super) fn child(
-    file: &mut File,
+pub fn child(
+    file: &mut dyn Source,
     from: u64,
     to: u64,
     kind: &[u8; 4],
@@ -64,8 +65,8 @@ pub(super) fn child(
 }
 
 /// The boxes in `from..to`, at most `most` of them.
-pub(super) fn children(
-    file: &mut File,
+pub fn children(
+    file: &mut dyn Source,
     from: u64,
     to: u64,
     most: usize,
@@ -82,8 +83,8 @@ pub(super) fn children(
 }
 
 /// The box at the end of `path` (box types, one level each) under `from`.
-pub(super) fn descend(
-    file: &mut File,
+pub fn descend(
+    file: &mut dyn Source,
     from: BoxHeader,
     path: &[&[u8; 4]],
 ) -> io::Result<Option<BoxHeader>> {
@@ -98,8 +99,8 @@ pub(super) fn descend(
 }
 
 /// A box's body, when it is at most `most` bytes long.
-pub(super) fn small_body(
-    file: &mut File,
+pub fn small_body(
+    file: &mut dyn Source,
     found: BoxHeader,
     most: u64,
 ) -> io::Result<Option<Vec<u8>>> {
@@ -114,7 +115,7 @@ pub(super) fn small_body(
 
 /// A box of `kind` around `body`, with a 32-bit size (the boxes we make
 /// are small).
-pub(super) fn boxed(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+pub fn boxed(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + body.len());
     out.extend_from_slice(&((8 + body.len()) as u32).to_be_bytes());
     out.extend_from_slice(kind);

@@ -21,10 +21,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use super::Chapter;
-use crate::transcoder::pipeline::mp4_boxes::{
-    BoxHeader, boxed, child, children, descend, header, small_body,
-};
+use crate::boxes::{BoxHeader, boxed, child, children, descend, header, small_body};
+use crate::{Chapter, Source};
 
 /// `chpl` times are in units of 100 ns.
 const UNITS_PER_NS: u64 = 100;
@@ -38,10 +36,14 @@ const MAX_TAIL: u64 = 1 << 20;
 /// not `ftyp`) or has neither; none that begins where its sound ends
 /// ([`sound_length`]) or after. Errors only on I/O.
 pub fn read(path: &Path) -> io::Result<Vec<Chapter>> {
-    let mut file = File::open(path)?;
-    let chapters = marks(&mut file)?;
-    let length = match file_moov(&mut file)? {
-        Some(moov) => sound_length(&mut file, moov)?,
+    read_from(&mut File::open(path)?)
+}
+
+/// The chapters of the MP4 `source` holds, as [`read`] finds them.
+pub fn read_from(source: &mut dyn Source) -> io::Result<Vec<Chapter>> {
+    let chapters = marks(source)?;
+    let length = match file_moov(source)? {
+        Some(moov) => sound_length(source, moov)?,
         None => None,
     };
     Ok(match length {
@@ -54,8 +56,8 @@ pub fn read(path: &Path) -> io::Result<Vec<Chapter>> {
 }
 
 /// The `moov` box of an MP4 (a file whose first box is `ftyp`).
-fn file_moov(file: &mut File) -> io::Result<Option<BoxHeader>> {
-    let length = file.metadata()?.len();
+fn file_moov(file: &mut dyn Source) -> io::Result<Option<BoxHeader>> {
+    let length = file.seek(SeekFrom::End(0))?;
     match header(file, 0, length)? {
         Some(first) if &first.kind == b"ftyp" => child(file, 0, length, b"moov"),
         _ => Ok(None),
@@ -67,7 +69,7 @@ fn file_moov(file: &mut File) -> io::Result<Option<BoxHeader>> {
 /// encoder's priming and padding left out), else its media header
 /// (`mdia/mdhd`). Not the movie's duration: a chapter track, which may
 /// list marks long past the sound, counts in that.
-fn sound_length(file: &mut File, moov: BoxHeader) -> io::Result<Option<u64>> {
+fn sound_length(file: &mut dyn Source, moov: BoxHeader) -> io::Result<Option<u64>> {
     let movie_scale = match descend(file, moov, &[b"mvhd"])? {
         Some(mvhd) => small_body(file, mvhd, 1024)?.and_then(|body| {
             let at = if body.first() == Some(&1) { 20 } else { 12 };
@@ -134,7 +136,7 @@ fn edited_duration(elst: &[u8]) -> Option<u64> {
 }
 
 /// The file's chapter marks as it lists them.
-fn marks(file: &mut File) -> io::Result<Vec<Chapter>> {
+fn marks(file: &mut dyn Source) -> io::Result<Vec<Chapter>> {
     let Some(moov) = file_moov(file)? else {
         return Ok(Vec::new());
     };
@@ -147,7 +149,7 @@ fn marks(file: &mut File) -> io::Result<Vec<Chapter>> {
     if !chpl.is_empty() {
         return Ok(chpl);
     }
-    super::quicktime::read(file, moov)
+    crate::quicktime::read(file, moov)
 }
 
 /// A `chpl` body: version, flags, (version 1: four reserved bytes), a
@@ -460,5 +462,21 @@ mod tests {
         std::fs::write(file.path(), &bytes).expect("write");
         assert!(append(file.path(), &[chapter(0, "a")], &[]).is_err());
         assert_eq!(std::fs::read(file.path()).expect("read"), bytes);
+    }
+
+    /// The fuzz targets' seeds are what they claim: ffmpeg's MP4 with a
+    /// `chpl` and its MOV with the QuickTime chapter track alone.
+    #[test]
+    fn the_fuzz_seeds_hold_chapters_both_ways() {
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/mp4");
+        for seed in ["chpl.m4a", "quicktime.mov"] {
+            let bytes = std::fs::read(seeds.join(seed)).expect("seed");
+            let chapters = read_from(&mut io::Cursor::new(&bytes[..])).expect("read");
+            assert_eq!(
+                chapters,
+                [chapter(0, "Intro"), chapter(100, "Ende – Schluss")],
+                "{seed}"
+            );
+        }
     }
 }

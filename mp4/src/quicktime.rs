@@ -9,11 +9,10 @@
 //! [`MAX_TABLE`] bytes), at most [`MAX_SAMPLES`] samples are followed, and
 //! every count and offset is checked before it is used.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, SeekFrom};
 
-use super::Chapter;
-use crate::transcoder::pipeline::mp4_boxes::{BoxHeader, child, children, descend, small_body};
+use crate::boxes::{BoxHeader, child, children, descend, small_body};
+use crate::{Chapter, Source};
 
 /// Chapters followed at most (the most any output carries).
 const MAX_SAMPLES: usize = 255;
@@ -23,7 +22,7 @@ const MAX_TABLE: u64 = 64 * 1024;
 const MAX_TRACKS: usize = 64;
 
 /// The chapters of the first chapter track `moov` names; none without one.
-pub(super) fn read(file: &mut File, moov: BoxHeader) -> io::Result<Vec<Chapter>> {
+pub(crate) fn read(file: &mut dyn Source, moov: BoxHeader) -> io::Result<Vec<Chapter>> {
     let traks: Vec<BoxHeader> = children(file, moov.body, moov.end, 4096)?
         .into_iter()
         .filter(|b| &b.kind == b"trak")
@@ -54,8 +53,8 @@ pub(super) fn read(file: &mut File, moov: BoxHeader) -> io::Result<Vec<Chapter>>
 }
 
 /// One chapter track's samples as chapters; none where it is not readable.
-fn track(file: &mut File, trak: BoxHeader) -> io::Result<Vec<Chapter>> {
-    let table = |file: &mut File, kind: &[u8; 4]| -> io::Result<Option<Vec<u8>>> {
+fn track(file: &mut dyn Source, trak: BoxHeader) -> io::Result<Vec<Chapter>> {
+    let table = |file: &mut dyn Source, kind: &[u8; 4]| -> io::Result<Option<Vec<u8>>> {
         match descend(file, trak, &[b"mdia", b"minf", b"stbl", kind])? {
             Some(found) => small_body(file, found, MAX_TABLE),
             None => Ok(None),
@@ -173,7 +172,7 @@ fn sample_offsets(stsc: &[u8], chunks: &[u64], sizes: &[u32]) -> Vec<u64> {
 
 /// A text sample's title: a 16-bit length, then UTF-8 (or UTF-16 after a
 /// byte-order mark); an unreadable one is untitled.
-fn title(file: &mut File, offset: u64, size: u32) -> io::Result<String> {
+fn title(file: &mut dyn Source, offset: u64, size: u32) -> io::Result<String> {
     let size = size.min(2 + 1024) as usize;
     if size < 2 || file.seek(SeekFrom::Start(offset)).is_err() {
         return Ok(String::new());

@@ -4,8 +4,14 @@
 //! The same options come from upload query parameters, multipart fields and
 //! `vidaud convert` flags, all as `name = text` pairs, so one parser and one
 //! validator serve all three and every refusal names the field at fault.
-//! The HTTP front resolves the defaults (the node's configured MP3 bitrate)
-//! before the job is stored, so a job converts the same on any node.
+//! The defaults the node decides ([`OutputDefaults`]: the configured MP3
+//! bitrate) are resolved into the job when it is made ([`ResolvedOutput`]),
+//! so a job converts the same on any node.
+//!
+//! A crate of its own, with no dependency on the node: these parse what
+//! users send, so they are fuzzed (`fuzz/`), and the table is the one
+//! source the API, its OpenAPI description, the web app and `vidaud
+//! convert` derive their options from.
 
 use serde::{Deserialize, Serialize};
 
@@ -536,6 +542,11 @@ impl OutputOptions {
             }
             "true_peak" => self.true_peak_dbtp = Some(decibels(name, value, "dBTP")?),
             "replaygain" => self.replaygain = yes_or_no(name, value)?,
+            // `=value` (a query parameter or form field without a name):
+            // refused by what it is, not as an option named "".
+            "" => {
+                return Err(OptionError::new("option", "a value without an option name"));
+            }
             other => {
                 return Err(OptionError::new(
                     other,
@@ -877,12 +888,22 @@ mod tests {
         let old: ResolvedOutput =
             serde_json::from_value(serde_json::json!({ "format": "aac" })).expect("old");
         assert_eq!(old.encoding(), Encoding::Bitrate(160));
+        // Read back exactly, to the last bit of a trim (found by the fuzz
+        // target output_options: without float_roundtrip serde_json read
+        // 1.5777777777777777 as 1.5777777777777775).
+        let trimmed = parse(&[("start", "1.5777777777777777")])
+            .expect("trim")
+            .resolve(&defaults);
+        let stored = serde_json::to_string(&trimmed).expect("json");
+        let read: ResolvedOutput = serde_json::from_str(&stored).expect("read");
+        assert_eq!(read, trimmed, "{stored}");
     }
 
     #[test]
     fn every_refusal_names_its_field() {
         for (pairs, field) in [
             (vec![("format", "wma")], "format"),
+            (vec![("", "mp3")], "option"),
             (vec![("bitrate", "100")], "bitrate"),
             (vec![("bitrate", "abc")], "bitrate"),
             (vec![("format", "flac"), ("bitrate", "128")], "bitrate"),
