@@ -8,18 +8,17 @@
 //! hashing in flight. Token *verification* does not come here: the HTTP
 //! front checks tokens in-process with the shared [`TokenKeys`].
 
-mod links;
 mod password;
 mod standings;
 mod tokens;
 
-pub use links::{DERIVED_KEY_ID, LinkError, LinkKeyError, LinkKeys, LinkProof};
 pub use password::{HashCost, Verified, check_email, check_rules, hash_now as password_hash};
 pub use standings::{
     Account, FULL_RELOAD as REVOCATION_FULL_RELOAD, REFRESH as REVOCATION_REFRESH, Revoked,
     Standings, refresh_revocations,
 };
 pub use tokens::{Claims, MIN_SECRET_LEN, TokenError, TokenKeys, TokenRules};
+pub use vidaud_links::{DERIVED_KEY_ID, LinkError, LinkKeyError, LinkKeys, LinkProof};
 
 use std::sync::Arc;
 

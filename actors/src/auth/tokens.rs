@@ -14,8 +14,8 @@
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-/// Shortest secret accepted for HS256 signing.
-pub const MIN_SECRET_LEN: usize = 32;
+/// Shortest secret accepted for HS256 signing: the same as a link key's.
+pub use vidaud_links::MIN_SECRET_LEN;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Claims {

@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tracing::{info, warn};
-use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::backends::{Bucket, FileMeta, StoreError, Upload};
 use crate::domain::{Callback, FileId, JobId, JobRecord};
@@ -334,51 +333,4 @@ fn malformed(e: multer::Error) -> ApiError {
     )
 }
 
-/// The last path component of a client-supplied name, without control
-/// characters and without format characters (Unicode category Cf: the
-/// bidirectional overrides and isolates, zero-width joiners, soft hyphens),
-/// which would make it display as another name (`…\u{202e}gpm.exe` as
-/// `…exe.mpg`); at most 200 characters; `upload` when nothing is left.
-pub fn sanitize_filename(raw: &str) -> String {
-    let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = base
-        .chars()
-        .filter(|c| !c.is_control() && c.general_category() != GeneralCategory::Format)
-        .take(200)
-        .collect::<String>()
-        .trim()
-        .trim_start_matches('.')
-        .to_owned();
-    if clean.is_empty() {
-        "upload".to_owned()
-    } else {
-        clean
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sanitize_filename;
-
-    #[test]
-    fn hostile_names_are_tamed() {
-        assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
-        assert_eq!(sanitize_filename("C:\\Users\\x\\clip.mp4"), "clip.mp4");
-        assert_eq!(sanitize_filename("a\r\nBcc: x.mp4"), "aBcc: x.mp4");
-        assert_eq!(
-            sanitize_filename("nBcc: a@b\u{202e}gpm.exe"),
-            "nBcc: a@bgpm.exe"
-        );
-        assert_eq!(
-            sanitize_filename("a\u{200d}b\u{200b}c\u{2066}d\u{2069}\u{feff}.mp4"),
-            "abcd.mp4"
-        );
-        assert_eq!(
-            sanitize_filename("caf\u{e9} \u{1f3b5}.mp4"),
-            "caf\u{e9} \u{1f3b5}.mp4"
-        );
-        assert_eq!(sanitize_filename(""), "upload");
-        assert_eq!(sanitize_filename(".."), "upload");
-        assert_eq!(sanitize_filename(&"é".repeat(500)).chars().count(), 200);
-    }
-}
+pub use vidaud_upload::sanitize_filename;

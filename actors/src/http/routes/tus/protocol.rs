@@ -4,9 +4,8 @@
 //! that names the header.
 
 use axum::http::HeaderMap;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use sha1::Digest as _;
+use vidaud_upload::Algorithm;
 
 use crate::domain::Timestamp;
 use crate::http::error::{ApiError, ProblemKind};
@@ -77,10 +76,7 @@ pub struct Metadata {
     pub raw: String,
 }
 
-/// Longest `Upload-Metadata` kept (the file name and a few options).
-const METADATA_BYTES: usize = 4096;
-
-/// Parses `Upload-Metadata`: comma-separated `key base64(value)` pairs.
+/// Parses `Upload-Metadata` (`vidaud_upload::metadata_pairs`):
 /// `filename` (or `name`) and `filetype` (or `type`) describe the file;
 /// `callback_url` asks for the job's events to be POSTed there;
 /// every other key must be an output option of `POST /upload`, checked
@@ -92,26 +88,16 @@ pub fn metadata(headers: &HeaderMap) -> Result<Metadata, ApiError> {
             .to_str()
             .map_err(|_| ApiError::invalid("Upload-Metadata must be ASCII"))?,
     };
-    if raw.len() > METADATA_BYTES {
-        return Err(ApiError::invalid(format!(
-            "Upload-Metadata is longer than {METADATA_BYTES} bytes"
-        )));
-    }
+    let pairs = vidaud_upload::metadata_pairs(raw).map_err(|e| match e.key() {
+        Some(key) => ApiError::invalid_field(key, e.to_string()),
+        None => ApiError::invalid(e.to_string()),
+    })?;
     let mut meta = Metadata {
         raw: raw.to_owned(),
         ..Metadata::default()
     };
-    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (key, encoded) = pair.split_once(' ').unwrap_or((pair, ""));
-        let bytes = STANDARD.decode(encoded.trim()).map_err(|_| {
-            ApiError::invalid_field(key, format!("the metadata value of `{key}` is not base64"))
-        })?;
-        let value = String::from_utf8(bytes).map_err(|_| {
-            ApiError::invalid_field(
-                key,
-                format!("the metadata value of `{key}` is not UTF-8 text"),
-            )
-        })?;
+    for (key, value) in pairs {
+        let key = key.as_str();
         match key {
             "filename" | "name" => meta.filename = sanitize_filename(&value),
             "filetype" | "type" => {
@@ -130,7 +116,7 @@ pub fn metadata(headers: &HeaderMap) -> Result<Metadata, ApiError> {
 
 /// What `Upload-Checksum` says a request's body must hash to.
 pub struct Expected {
-    algorithm: &'static str,
+    algorithm: Algorithm,
     digest: Vec<u8>,
 }
 
@@ -146,41 +132,18 @@ impl Expected {
         let Some(value) = headers.get("Upload-Checksum") else {
             return Ok(None);
         };
-        let bad =
-            |message: &str| ApiError::new(axum::http::StatusCode::BAD_REQUEST, message.to_owned());
+        let bad = |message: String| ApiError::new(axum::http::StatusCode::BAD_REQUEST, message);
         let text = value
             .to_str()
-            .map_err(|_| bad("Upload-Checksum must be ASCII"))?;
-        let (algorithm, encoded) = text
-            .trim()
-            .split_once(' ')
-            .ok_or_else(|| bad("Upload-Checksum must be `<algorithm> <base64 digest>`"))?;
-        let (algorithm, size) = match algorithm {
-            "sha1" => ("sha1", 20),
-            "sha256" => ("sha256", 32),
-            _ => {
-                return Err(bad(&format!(
-                    "the checksum algorithm {algorithm:?} is not supported \
-                     (Tus-Checksum-Algorithm: {CHECKSUM_ALGORITHMS})"
-                )));
-            }
-        };
-        let digest = STANDARD
-            .decode(encoded.trim())
-            .ok()
-            .filter(|d| d.len() == size)
-            .ok_or_else(|| {
-                bad(&format!(
-                    "the {algorithm} digest in Upload-Checksum is malformed"
-                ))
-            })?;
+            .map_err(|_| bad("Upload-Checksum must be ASCII".to_owned()))?;
+        let (algorithm, digest) = vidaud_upload::checksum(text).map_err(|e| bad(e.to_string()))?;
         Ok(Some(Self { algorithm, digest }))
     }
 
     pub fn hasher(&self) -> Hasher {
         match self.algorithm {
-            "sha1" => Hasher::Sha1(sha1::Sha1::new()),
-            _ => Hasher::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
+            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
         }
     }
 
@@ -210,6 +173,9 @@ pub fn http_date(time: Timestamp) -> String {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
 
     fn with(name: &'static str, value: &str) -> HeaderMap {

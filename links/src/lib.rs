@@ -10,13 +10,18 @@
 //! With none configured, one key is derived from the JWT secret by HMAC
 //! (never the secret itself); every node with the same secret derives the
 //! same key. Verification compares in constant time (`hmac`'s `verify`).
+//!
+//! A crate of its own, with no dependency on the node: a link's parameters
+//! come from anyone who has (or guesses) a URL, so it is fuzzed (`fuzz/`).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::MIN_SECRET_LEN;
+/// The shortest secret taken: a link key's, and the JWT secret's (the
+/// node's token keys take this one).
+pub const MIN_SECRET_LEN: usize = 32;
 
 type Signer = Hmac<Sha256>;
 
