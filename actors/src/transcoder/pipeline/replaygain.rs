@@ -13,7 +13,7 @@
 //!   then made again;
 //! - M4A: iTunes freeform atoms `replaygain_track_gain` /
 //!   `replaygain_track_peak`, added with the chapters after the fact
-//!   (`chapters/mp4.rs`).
+//!   (`vidaud_mp4::append_chapters`).
 //!
 //! The gain is the reference less the integrated loudness (ITU-R BS.1770);
 //! the peak is the true peak as a linear amplitude.
