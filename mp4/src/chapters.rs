@@ -41,12 +41,14 @@ pub fn read(path: &Path) -> io::Result<Vec<Chapter>> {
 
 /// The chapters of the MP4 `source` holds, as [`read`] finds them.
 pub fn read_from(source: &mut dyn Source) -> io::Result<Vec<Chapter>> {
-    let chapters = marks(source)?;
-    let length = match file_moov(source)? {
-        Some(moov) => sound_length(source, moov)?,
-        None => None,
+    let Some(moov) = file_moov(source)? else {
+        return Ok(Vec::new());
     };
-    Ok(match length {
+    let chapters = marks(source, moov)?;
+    if chapters.is_empty() {
+        return Ok(chapters);
+    }
+    Ok(match sound_length(source, moov)? {
         Some(length) => chapters
             .into_iter()
             .filter(|c| c.start_ns < length)
@@ -135,11 +137,8 @@ fn edited_duration(elst: &[u8]) -> Option<u64> {
         .try_fold(0u64, |sum, d| Some(sum.saturating_add(d?)))
 }
 
-/// The file's chapter marks as it lists them.
-fn marks(file: &mut dyn Source) -> io::Result<Vec<Chapter>> {
-    let Some(moov) = file_moov(file)? else {
-        return Ok(Vec::new());
-    };
+/// The chapter marks `moov` lists.
+fn marks(file: &mut dyn Source, moov: BoxHeader) -> io::Result<Vec<Chapter>> {
     let chpl = match descend(file, moov, &[b"udta", b"chpl"])? {
         Some(chpl) => small_body(file, chpl, MAX_CHPL)?
             .map(|body| parse_chpl(&body))

@@ -46,12 +46,24 @@ impl FromRequestParts<AppState> for Caller {
             Some(header) => bearer(header)?,
             None => session::from_cookie(parts)?,
         };
+        Caller::of_token(
+            state,
+            &token,
+            "the token is invalid or expired; log in again",
+        )
+        .await
+    }
+}
+
+impl Caller {
+    /// Who `token` stands for: a valid signature (else 401 saying
+    /// `invalid`), and not revoked since (a map lookup; see
+    /// auth::Standings). The one check every way of calling goes through.
+    pub async fn of_token(state: &AppState, token: &str, invalid: &str) -> Result<Self, ApiError> {
         let claims = state
             .keys
-            .verify(&token)
-            .map_err(|_| ApiError::unauthorized("the token is invalid or expired; log in again"))?;
-        // A good signature is not enough: the user's tokens may have been
-        // revoked since (a map lookup; see auth::Standings).
+            .verify(token)
+            .map_err(|_| ApiError::unauthorized(invalid))?;
         let account = state.standings.check(&claims).await?;
         Ok(Caller {
             owner: account.id.to_hex(),

@@ -72,6 +72,16 @@ pub struct AppState {
     pub mailer: Option<crate::notifier::Mailer>,
 }
 
+impl AppState {
+    /// The rules a new or retried job is admitted by (`jobs::admission`).
+    pub fn admission_rules(&self) -> crate::jobs::admission::Rules<'_> {
+        crate::jobs::admission::Rules {
+            storage: &self.storage,
+            http: &self.settings,
+        }
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     // Every route but the uploads reads its (small) body whole first,
     // under a deadline and a size cap; the uploads stream theirs.

@@ -163,6 +163,30 @@ pub(super) fn signed(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+impl Db {
+    /// `converting → queued` for attempt `attempt`, keeping `error`;
+    /// `refund` gives the attempt back too (`attempts - 1`).
+    async fn back_to_queued(
+        &self,
+        id: JobId,
+        attempt: u32,
+        error: &str,
+        refund: bool,
+    ) -> Result<bool, StoreError> {
+        let (error, refund) = (error.to_owned(), u32::from(refund));
+        self.call("requeue_job", move |conn| {
+            let n = conn.execute(
+                "UPDATE jobs SET state = 'queued', error = ?3, lease_until = NULL, updated_at = ?4, \
+                 attempts = attempts - ?5 \
+                 WHERE id = ?1 AND state = 'converting' AND attempts = ?2 AND attempts >= ?5",
+                params![id.to_hex(), attempt, error, now(), refund],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl JobStore for Db {
     async fn insert(&self, job: &JobRecord) -> Result<(), StoreError> {
@@ -437,16 +461,7 @@ impl JobStore for Db {
     }
 
     async fn requeue(&self, id: JobId, attempt: u32, error: &str) -> Result<bool, StoreError> {
-        let error = error.to_owned();
-        self.call("requeue_job", move |conn| {
-            let n = conn.execute(
-                "UPDATE jobs SET state = 'queued', error = ?3, lease_until = NULL, updated_at = ?4 \
-                 WHERE id = ?1 AND state = 'converting' AND attempts = ?2",
-                params![id.to_hex(), attempt, error, now()],
-            )?;
-            Ok(n == 1)
-        })
-        .await
+        self.back_to_queued(id, attempt, error, false).await
     }
 
     async fn requeue_refunded(
@@ -455,17 +470,7 @@ impl JobStore for Db {
         attempt: u32,
         error: &str,
     ) -> Result<bool, StoreError> {
-        let error = error.to_owned();
-        self.call("requeue_job", move |conn| {
-            let n = conn.execute(
-                "UPDATE jobs SET state = 'queued', error = ?3, lease_until = NULL, updated_at = ?4, \
-                 attempts = attempts - 1 \
-                 WHERE id = ?1 AND state = 'converting' AND attempts = ?2 AND attempts > 0",
-                params![id.to_hex(), attempt, error, now()],
-            )?;
-            Ok(n == 1)
-        })
-        .await
+        self.back_to_queued(id, attempt, error, true).await
     }
 
     async fn release_crashed(&self, id: JobId, node: &str, error: &str) -> Result<(), StoreError> {

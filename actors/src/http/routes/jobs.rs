@@ -272,10 +272,7 @@ pub async fn retry_job(
     // The caller's own limits when it is theirs; an administrator's retry
     // is bound by the owner's.
     let limits = (job.owner == caller.owner()).then_some(caller.account.limits);
-    let rules = crate::jobs::admission::Rules {
-        storage: &app.storage,
-        http: &app.settings,
-    };
+    let rules = app.admission_rules();
     let queued = crate::jobs::retry(&app.backends, &rules, &app.node_id, &job, limits).await?;
     Ok((StatusCode::ACCEPTED, Json(queued.into())))
 }

@@ -269,10 +269,7 @@ pub(super) async fn room_of(
     limits: crate::backends::UserLimits,
     wanted: Option<u64>,
 ) -> Result<Room, ApiError> {
-    let rules = admission::Rules {
-        storage: &app.storage,
-        http: &app.settings,
-    };
+    let rules = app.admission_rules();
     Ok(admission::admit(&app.backends, &rules, owner, limits, wanted).await?)
 }
 

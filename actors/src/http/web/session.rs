@@ -30,6 +30,7 @@ use sha2::Digest;
 use crate::auth::Claims;
 use crate::domain::Timestamp;
 use crate::http::error::{ApiError, ProblemKind};
+use crate::http::extract::Caller;
 use crate::http::routes::account::log_in;
 use crate::http::{AppState, ClientAddr};
 
@@ -169,21 +170,14 @@ pub async fn create(
     Ok(([(SET_COOKIE, cookie)], Json(view)).into_response())
 }
 
-/// The session cookie's token and its claims, if it still stands: a valid
-/// signature, and not revoked since (a new password, logged out
-/// everywhere or here, a disabled or deleted account), as every route
-/// checks a caller.
-async fn standing(
-    app: &AppState,
-    headers: &HeaderMap,
-) -> Result<(String, Claims, crate::auth::Account), ApiError> {
+/// The session cookie's token and who it stands for, if it still stands:
+/// the check every route makes of a caller (`Caller::of_token`: a valid
+/// signature, and not revoked since — a new password, logged out
+/// everywhere or here, a disabled or deleted account).
+async fn standing(app: &AppState, headers: &HeaderMap) -> Result<(String, Caller), ApiError> {
     let token = cookie(headers).ok_or_else(|| ApiError::unauthorized("not logged in"))?;
-    let claims = app
-        .keys
-        .verify(&token)
-        .map_err(|_| ApiError::unauthorized("the session has ended; log in again"))?;
-    let account = app.standings.check(&claims).await?;
-    Ok((token, claims, account))
+    let caller = Caller::of_token(app, &token, "the session has ended; log in again").await?;
+    Ok((token, caller))
 }
 
 /// Who the session cookie belongs to, with its CSRF token.
@@ -198,8 +192,8 @@ pub async fn show(
     State(app): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<SessionView>, ApiError> {
-    let (token, claims, _) = standing(&app, &headers).await?;
-    Ok(Json(SessionView::new(&claims, &token)))
+    let (token, caller) = standing(&app, &headers).await?;
+    Ok(Json(SessionView::new(&caller.claims, &token)))
 }
 
 /// Logs out: this session ends on every node (its token is refused
@@ -214,9 +208,9 @@ pub async fn show(
 )]
 pub async fn delete(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     // A session that no longer stands has nothing left to end.
-    if let Ok((_, claims, account)) = standing(&app, &headers).await {
+    if let Ok((_, caller)) = standing(&app, &headers).await {
         app.standings
-            .end_session(&claims, account.id)
+            .end_session(&caller.claims, caller.account.id)
             .await
             .map_err(crate::auth::AuthError::from)?;
     }

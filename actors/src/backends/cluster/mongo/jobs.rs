@@ -21,13 +21,23 @@ fn records(docs: Vec<JobDoc>) -> Vec<JobRecord> {
 }
 
 impl Mongo {
-    async fn back_to_queued(&self, filter: Document, error: &str) -> Result<bool, StoreError> {
-        let update = doc! { "$set": {
+    /// `converting → queued` where `filter` matches, keeping `error`;
+    /// `refund` gives the attempt back too (`attempts - 1`).
+    async fn back_to_queued(
+        &self,
+        filter: Document,
+        error: &str,
+        refund: bool,
+    ) -> Result<bool, StoreError> {
+        let mut update = doc! { "$set": {
             "state": JobState::Queued.as_str(),
             "error": error,
             "lease_until": null,
             "updated_at": DateTime::now(),
         } };
+        if refund {
+            update.insert("$inc", doc! { "attempts": -1 });
+        }
         Ok(self.jobs.update_one(filter, update).await?.matched_count == 1)
     }
 
@@ -309,6 +319,7 @@ impl JobStore for Mongo {
         self.back_to_queued(
             doc! { "_id": oid(id), "state": JobState::Converting.as_str(), "attempts": attempt },
             error,
+            false,
         )
         .await
     }
@@ -322,27 +333,19 @@ impl JobStore for Mongo {
         if attempt == 0 {
             return Ok(false);
         }
-        let filter = doc! {
-            "_id": oid(id),
-            "state": JobState::Converting.as_str(),
-            "attempts": attempt,
-        };
-        let update = doc! {
-            "$set": {
-                "state": JobState::Queued.as_str(),
-                "error": error,
-                "lease_until": null,
-                "updated_at": DateTime::now(),
-            },
-            "$inc": { "attempts": -1 },
-        };
-        Ok(self.jobs.update_one(filter, update).await?.matched_count == 1)
+        self.back_to_queued(
+            doc! { "_id": oid(id), "state": JobState::Converting.as_str(), "attempts": attempt },
+            error,
+            true,
+        )
+        .await
     }
 
     async fn release_crashed(&self, id: JobId, node: &str, error: &str) -> Result<(), StoreError> {
         self.back_to_queued(
             doc! { "_id": oid(id), "state": JobState::Converting.as_str(), "node": node },
             error,
+            false,
         )
         .await
         .map(|_| ())
