@@ -36,7 +36,7 @@ pub async fn finish_deletion(
     node: &str,
 ) -> Result<Erased, StoreError> {
     standings.note(tombstone);
-    let erased = backends.erase_owner(&tombstone.id.to_hex(), node).await?;
+    let erased = backends.erase_owner(&tombstone.id.into(), node).await?;
     info!(
         jobs = erased.jobs,
         uploads = erased.uploads,
@@ -60,7 +60,7 @@ pub async fn finish_deletion(
 pub async fn erase_deleted_accounts(backends: Backends, standings: Arc<Standings>, node: String) {
     loop {
         for id in standings.take_deleted() {
-            match backends.erase_owner(&id.to_hex(), &node).await {
+            match backends.erase_owner(&id.into(), &node).await {
                 Ok(erased) if !erased.is_empty() => info!(
                     jobs = erased.jobs,
                     uploads = erased.uploads,
@@ -101,7 +101,7 @@ pub async fn erase_lately_deleted(
     let mut held = 0;
     for user in changed.iter().filter(|u| u.deleted) {
         let erased = backends
-            .erase_owner(&user.id.to_hex(), node)
+            .erase_owner(&user.id.into(), node)
             .await
             .map_err(SweepError::Store)?;
         if !erased.is_empty() {

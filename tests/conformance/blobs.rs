@@ -5,16 +5,15 @@
 
 use futures::StreamExt;
 use vidaud_actors::backends::{BlobStore, Bucket, ByteStream, FileMeta, StoreError, Upload};
-use vidaud_actors::domain::{FileId, Timestamp};
+use vidaud_actors::domain::{FileId, Owner, Timestamp};
 
-use crate::common;
 use crate::conformance;
-use crate::harness::Stores;
+use crate::harness::{Stores, someone};
 
-fn meta(owner: &str) -> FileMeta {
+fn meta(owner: &Owner) -> FileMeta {
     FileMeta {
         filename: "clip.mp4".into(),
-        owner: owner.into(),
+        owner: owner.clone(),
         content_type: Some("video/mp4".into()),
         job_id: None,
     }
@@ -33,7 +32,7 @@ async fn read_all(mut stream: ByteStream) -> Vec<u8> {
     all
 }
 
-async fn stored(blobs: &dyn BlobStore, bucket: Bucket, id: FileId, owner: &str, bytes: &[u8]) {
+async fn stored(blobs: &dyn BlobStore, bucket: Bucket, id: FileId, owner: &Owner, bytes: &[u8]) {
     let mut upload = Upload::open(blobs, bucket, id, meta(owner), u64::MAX)
         .await
         .unwrap();
@@ -47,7 +46,7 @@ conformance!(
     files_appear_whole_or_not_at_all,
     |stores: Stores| async move {
         let blobs = stores.blobs.as_ref();
-        let owner = common::unique("owner");
+        let owner = someone();
         let id = FileId::new();
         let mut upload = Upload::open(blobs, Bucket::Videos, id, meta(&owner), 10)
             .await
@@ -75,10 +74,10 @@ conformance!(
                 info.id,
                 info.length,
                 info.filename.as_str(),
-                info.owner.as_deref(),
+                info.owner.as_ref(),
                 info.content_type.as_deref()
             ),
-            (id, 10, "clip.mp4", Some(owner.as_str()), Some("video/mp4"))
+            (id, 10, "clip.mp4", Some(&owner), Some("video/mp4"))
         );
         assert!(
             blobs.info(Bucket::Audio, id).await.unwrap().is_none(),
@@ -97,6 +96,17 @@ conformance!(
         assert_eq!(blobs.usage(&owner).await.unwrap(), 3);
         blobs.delete(Bucket::Videos, id).await.unwrap();
         blobs.delete(Bucket::Videos, FileId::new()).await.unwrap();
+        // A file from before user ids keeps its e-mail owner.
+        let unclaimed = Owner::Unclaimed(format!("{}@example.com", crate::common::unique("old")));
+        let old = FileId::new();
+        stored(blobs, Bucket::Audio, old, &unclaimed, b"abcd").await;
+        let info = blobs
+            .info(Bucket::Audio, old)
+            .await
+            .unwrap()
+            .expect("stored");
+        assert_eq!(info.owner, Some(unclaimed.clone()));
+        assert_eq!(blobs.usage(&unclaimed).await.unwrap(), 4);
     }
 );
 
@@ -107,7 +117,7 @@ conformance!(
         // Over two of GridFS's 255 KiB pieces, and not a whole number of them.
         let bytes = pattern(700 * 1024 + 13);
         let id = FileId::new();
-        stored(blobs, Bucket::Audio, id, "owner", &bytes).await;
+        stored(blobs, Bucket::Audio, id, &someone(), &bytes).await;
         let info = blobs.info(Bucket::Audio, id).await.unwrap().unwrap();
         assert_eq!(info.length, bytes.len() as u64);
         let whole = read_all(blobs.read(Bucket::Audio, &info, None).await.unwrap()).await;
@@ -148,7 +158,7 @@ conformance!(
         {
             let mut write = stores
                 .blobs
-                .resume(Bucket::Videos, id, meta("owner"), 0)
+                .resume(Bucket::Videos, id, meta(&someone()), 0)
                 .await
                 .unwrap();
             write.write(&bytes[..400 * 1024]).await.unwrap();
@@ -169,7 +179,7 @@ conformance!(
         let from = 300 * 1024;
         let mut write = stores
             .blobs
-            .resume(Bucket::Videos, id, meta("owner"), from as u64)
+            .resume(Bucket::Videos, id, meta(&someone()), from as u64)
             .await
             .unwrap();
         write.write(&bytes[from..]).await.unwrap();
@@ -198,17 +208,17 @@ conformance!(
     |stores: Stores| async move {
         let blobs = stores.blobs.as_ref();
         let finished = FileId::new();
-        stored(blobs, Bucket::Videos, finished, "owner", b"finished").await;
+        stored(blobs, Bucket::Videos, finished, &someone(), b"finished").await;
         let under_way = FileId::new();
         let mut write = blobs
-            .resume(Bucket::Videos, under_way, meta("owner"), 0)
+            .resume(Bucket::Videos, under_way, meta(&someone()), 0)
             .await
             .unwrap();
         write.write(b"half of it").await.unwrap();
         write.checkpoint().await.unwrap();
         drop(write);
         // The upload's record, as tus keeps it while it is under way.
-        let record = crate::uploads::record(under_way, "owner", 20);
+        let record = crate::uploads::record(under_way, &someone(), 20);
         stores.uploads.create(&record).await.unwrap();
 
         let later = Timestamp::now().plus(std::time::Duration::from_secs(60));
@@ -221,7 +231,7 @@ conformance!(
                 .is_some()
         );
         let mut write = blobs
-            .resume(Bucket::Videos, under_way, meta("owner"), 10)
+            .resume(Bucket::Videos, under_way, meta(&someone()), 10)
             .await
             .unwrap();
         write.write(b", the rest").await.unwrap();

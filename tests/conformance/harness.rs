@@ -6,6 +6,7 @@ use std::path::Path;
 
 use vidaud_actors::Settings;
 use vidaud_actors::backends::Backends;
+use vidaud_actors::domain::{Owner, UserId};
 use vidaud_actors::settings::BackendKind;
 
 use crate::common::{self, AMQP_URL, Backend};
@@ -136,4 +137,9 @@ async fn drop_databases(storage: &vidaud_actors::settings::StorageSettings) {
     ] {
         let _ = client.database(db).drop().await;
     }
+}
+
+/// A new account's id as an owner: what owns nothing yet in either backend.
+pub fn someone() -> Owner {
+    UserId::new().into()
 }

@@ -4,20 +4,19 @@
 use std::time::Duration;
 
 use vidaud_actors::backends::{Claim, JobQuery, JobStore, claim};
-use vidaud_actors::domain::{FileId, JobRecord, JobState, Timestamp};
+use vidaud_actors::domain::{FileId, JobRecord, JobState, Owner, Timestamp};
 use vidaud_actors::output::ResolvedOutput;
 
-use crate::common;
 use crate::conformance;
-use crate::harness::Stores;
+use crate::harness::{Stores, someone};
 
 const LEASE: Duration = Duration::from_secs(30);
 
 /// A queued job of `owner`, recorded.
-pub async fn queued(jobs: &dyn JobStore, owner: &str) -> JobRecord {
+pub async fn queued(jobs: &dyn JobStore, owner: &Owner) -> JobRecord {
     let record = JobRecord::new(
-        owner,
-        owner,
+        owner.clone(),
+        "someone@example.com",
         "clip.mp4",
         FileId::new(),
         ResolvedOutput::default(),
@@ -32,7 +31,7 @@ async fn state(jobs: &dyn JobStore, job: &JobRecord) -> JobRecord {
 
 conformance!(a_job_moves_only_by_the_rules, |stores: Stores| async move {
     let jobs = stores.jobs.as_ref();
-    let job = queued(jobs, "owner-a").await;
+    let job = queued(jobs, &someone()).await;
 
     // queued → converting (attempt 1); a second claim while the lease
     // is live is Busy, not a second attempt.
@@ -107,7 +106,7 @@ conformance!(a_job_moves_only_by_the_rules, |stores: Stores| async move {
 conformance!(
     two_claimants_racing_for_one_job_make_one_attempt,
     |stores: Stores| async move {
-        let job = queued(stores.jobs.as_ref(), "owner-a").await;
+        let job = queued(stores.jobs.as_ref(), &someone()).await;
         // Eight claimants at once (two nodes' worth on the cluster).
         let second = stores.second_node().await;
         let mut racing = Vec::new();
@@ -137,7 +136,7 @@ conformance!(
     an_expired_lease_is_taken_over_and_attempts_are_bounded,
     |stores: Stores| async move {
         let jobs = stores.jobs.as_ref();
-        let job = queued(jobs, "owner-a").await;
+        let job = queued(jobs, &someone()).await;
         // A lease of zero is expired at once: the node "died".
         for attempt in 1..=2 {
             let Claim::Run(taken) = claim(jobs, job.id, "n1", 2, Duration::ZERO).await.unwrap()
@@ -161,7 +160,7 @@ conformance!(
             failed.error
         );
         // A live lease is renewed from now, and is not taken over.
-        let other = queued(jobs, "owner-a").await;
+        let other = queued(jobs, &someone()).await;
         claim(jobs, other.id, "n1", 2, Duration::ZERO)
             .await
             .unwrap();
@@ -177,7 +176,7 @@ conformance!(
     retry_and_its_undo_move_only_a_failed_job,
     |stores: Stores| async move {
         let jobs = stores.jobs.as_ref();
-        let job = queued(jobs, "owner-a").await;
+        let job = queued(jobs, &someone()).await;
         assert!(jobs.retry(job.id).await.unwrap().is_none(), "queued");
         claim(jobs, job.id, "n1", 5, LEASE).await.unwrap();
         assert!(jobs.retry(job.id).await.unwrap().is_none(), "converting");
@@ -232,7 +231,7 @@ conformance!(
     a_handed_back_attempt_is_given_back_only_when_refunded,
     |stores: Stores| async move {
         let jobs = stores.jobs.as_ref();
-        let job = queued(jobs, "owner-a").await;
+        let job = queued(jobs, &someone()).await;
         claim(jobs, job.id, "n1", 5, LEASE).await.unwrap();
         assert!(jobs.requeue_refunded(job.id, 1, "disk full").await.unwrap());
         let back = state(jobs, &job).await;
@@ -254,7 +253,7 @@ conformance!(
     a_crashed_attempt_is_released_only_by_its_own_node,
     |stores: Stores| async move {
         let jobs = stores.jobs.as_ref();
-        let job = queued(jobs, "owner-a").await;
+        let job = queued(jobs, &someone()).await;
         claim(jobs, job.id, "n1", 5, LEASE).await.unwrap();
         jobs.release_crashed(job.id, "n2", "not mine")
             .await
@@ -286,7 +285,7 @@ conformance!(
     one_node_at_a_time_claims_a_jobs_mail,
     |stores: Stores| async move {
         let jobs = stores.jobs.as_ref();
-        let job = queued(jobs, "owner-a").await;
+        let job = queued(jobs, &someone()).await;
         let now = Timestamp::now();
         let claimed = jobs.claim_mail(job.id, "n1", now, LEASE).await.unwrap();
         assert_eq!(claimed.map(|j| j.id), Some(job.id));
@@ -323,7 +322,7 @@ conformance!(
             "a mailed job is not mailed again"
         );
         // Nor is a deleted one.
-        let deleted = queued(jobs, "owner-a").await;
+        let deleted = queued(jobs, &someone()).await;
         jobs.mark_deleted(deleted.id).await.unwrap();
         assert!(
             jobs.claim_mail(deleted.id, "n1", now, LEASE)
@@ -338,7 +337,7 @@ conformance!(
     a_deleted_job_is_answered_as_it_was_and_moves_no_more,
     |stores: Stores| async move {
         let jobs = stores.jobs.as_ref();
-        let job = queued(jobs, "owner-a").await;
+        let job = queued(jobs, &someone()).await;
         claim(jobs, job.id, "n1", 5, LEASE).await.unwrap();
         let was = jobs.mark_deleted(job.id).await.unwrap().expect("the job");
         assert_eq!(was.state, JobState::Converting, "answered as it was");
@@ -367,7 +366,7 @@ conformance!(
                 .is_none()
         );
         // Removed outright (an upload whose message was never queued).
-        let removed = queued(jobs, "owner-a").await;
+        let removed = queued(jobs, &someone()).await;
         jobs.remove(removed.id).await.unwrap();
         assert!(jobs.get(removed.id).await.unwrap().is_none());
     }
@@ -377,12 +376,12 @@ conformance!(
     listing_pages_newest_first_and_hides_tombstones,
     |stores: Stores| async move {
         let jobs = stores.jobs.as_ref();
-        let owner = common::unique("owner");
+        let owner = someone();
         let mut ids = Vec::new();
         for _ in 0..5 {
             ids.push(queued(jobs, &owner).await.id);
         }
-        queued(jobs, "someone-else").await;
+        queued(jobs, &someone()).await;
         jobs.mark_deleted(ids[4]).await.unwrap();
         let page = |before| JobQuery {
             owner: Some(owner.clone()),
@@ -438,16 +437,40 @@ conformance!(
     a_removed_owners_tombstones_are_cut_loose,
     |stores: Stores| async move {
         let jobs = stores.jobs.as_ref();
-        let owner = common::unique("owner");
+        let owner = someone();
         let kept = queued(jobs, &owner).await;
         let gone = queued(jobs, &owner).await;
         jobs.mark_deleted(gone.id).await.unwrap();
         assert_eq!(jobs.forget_owner(&owner).await.unwrap(), 1);
         let tombstone = state(jobs, &gone).await;
         assert!(
-            tombstone.owner.is_empty() && tombstone.filename.is_empty(),
+            tombstone.owner == Owner::Forgotten && tombstone.filename.is_empty(),
             "{tombstone:?}"
         );
         assert_eq!(state(jobs, &kept).await.owner, owner, "live jobs stay");
+    }
+);
+
+conformance!(
+    every_kind_of_owner_reads_back_as_it_was_stored,
+    |stores: Stores| async move {
+        let jobs = stores.jobs.as_ref();
+        let unclaimed = Owner::Unclaimed(format!("{}@example.com", crate::common::unique("old")));
+        for owner in [someone(), unclaimed] {
+            let job = queued(jobs, &owner).await;
+            assert_eq!(state(jobs, &job).await.owner, owner);
+            let listed = jobs
+                .list(&JobQuery {
+                    owner: Some(owner.clone()),
+                    state: None,
+                    before: None,
+                    limit: 10,
+                })
+                .await
+                .unwrap();
+            assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), [job.id]);
+            assert_eq!(listed[0].owner, owner);
+            assert_eq!(jobs.active_jobs(&owner).await.unwrap(), 1);
+        }
     }
 );

@@ -7,18 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vidaud_actors::backends::{Backends, UserLimits};
-use vidaud_actors::domain::{Reservation, ReservationId, Timestamp};
+use vidaud_actors::domain::{Owner, Reservation, ReservationId, Timestamp};
 use vidaud_actors::jobs::admission::{Refused, Room, Rules, admit};
 use vidaud_actors::settings::Settings;
 
-use crate::common;
 use crate::conformance;
-use crate::harness::Stores;
+use crate::harness::{Stores, someone};
 
-fn reservation(owner: &str, bytes: u64, until: Timestamp) -> Reservation {
+fn reservation(owner: &Owner, bytes: u64, until: Timestamp) -> Reservation {
     Reservation {
         id: ReservationId::new(),
-        owner: owner.into(),
+        owner: owner.clone(),
         bytes,
         jobs: 1,
         until,
@@ -29,7 +28,7 @@ conformance!(
     a_reservation_is_added_only_at_the_version_it_was_checked_at,
     |stores: Stores| async move {
         let store = stores.reservations.as_ref();
-        let owner = common::unique("owner");
+        let owner = someone();
         let now = Timestamp::now();
         let soon = now.plus(Duration::from_secs(60));
         let empty = store.held(&owner, now).await.unwrap();
@@ -61,7 +60,7 @@ conformance!(
         );
         assert_eq!(store.held(&owner, now).await.unwrap().bytes, 150);
         assert_eq!(
-            store.held("someone-else", now).await.unwrap().bytes,
+            store.held(&someone(), now).await.unwrap().bytes,
             0,
             "owners are apart"
         );
@@ -89,7 +88,7 @@ conformance!(
 /// Twelve admissions of one owner at once, spread over `nodes`, with room
 /// for `limit` jobs: the ones admitted (holding their room) and refused.
 async fn admit_at_once(nodes: &[Backends], settings: &Settings, limit: u64) -> (Vec<Room>, usize) {
-    let owner = Arc::new(common::unique("owner"));
+    let owner = Arc::new(someone());
     let settings = Arc::new(settings.clone());
     let mut racing = Vec::new();
     for n in 0..12 {

@@ -4,20 +4,19 @@
 
 use std::time::Duration;
 
-use vidaud_actors::domain::{FileId, JobId, Timestamp, UploadRecord};
+use vidaud_actors::domain::{FileId, JobId, Owner, Timestamp, UploadRecord};
 use vidaud_actors::output::ResolvedOutput;
 
-use crate::common;
 use crate::conformance;
-use crate::harness::Stores;
+use crate::harness::{Stores, someone};
 
 /// An upload of `length` bytes by `owner`, nothing stored yet, running out
 /// in an hour.
-pub fn record(id: FileId, owner: &str, length: u64) -> UploadRecord {
+pub fn record(id: FileId, owner: &Owner, length: u64) -> UploadRecord {
     let now = Timestamp::now();
     UploadRecord {
         id,
-        owner: owner.into(),
+        owner: owner.clone(),
         username: format!("{owner}@example.com"),
         length,
         offset: 0,
@@ -40,7 +39,7 @@ conformance!(
     one_request_at_a_time_holds_an_upload,
     |stores: Stores| async move {
         let uploads = stores.uploads.as_ref();
-        let upload = record(FileId::new(), "owner", 100);
+        let upload = record(FileId::new(), &someone(), 100);
         uploads.create(&upload).await.unwrap();
         assert_eq!(uploads.get(upload.id).await.unwrap(), Some(upload.clone()));
 
@@ -100,7 +99,7 @@ conformance!(
 conformance!(
     racing_requests_hold_an_upload_once,
     |stores: Stores| async move {
-        let upload = record(FileId::new(), "owner", 100);
+        let upload = record(FileId::new(), &someone(), 100);
         stores.uploads.create(&upload).await.unwrap();
         let second = stores.second_node().await;
         let now = Timestamp::now();
@@ -126,7 +125,7 @@ conformance!(
     unfinished_uploads_count_until_queued_and_run_out_on_time,
     |stores: Stores| async move {
         let uploads = stores.uploads.as_ref();
-        let owner = common::unique("owner");
+        let owner = someone();
         let first = record(FileId::new(), &owner, 100);
         let mut stale = record(FileId::new(), &owner, 50);
         stale.expires_at = Timestamp::now().minus(Duration::from_secs(1));

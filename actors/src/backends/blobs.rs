@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use super::StoreError;
-use crate::domain::{FileId, JobId, JobRecord, Timestamp};
+use crate::domain::{FileId, JobId, JobRecord, Owner, Timestamp};
 
 /// Which of a node's kinds of file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,7 +58,7 @@ pub struct FileInfo {
     pub id: FileId,
     pub length: u64,
     pub filename: String,
-    pub owner: Option<String>,
+    pub owner: Option<Owner>,
     /// The MIME type recorded with the file, if any.
     pub content_type: Option<String>,
     /// The job an audio file belongs to.
@@ -69,10 +69,10 @@ pub struct FileInfo {
 }
 
 /// What a new file is recorded with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FileMeta {
     pub filename: String,
-    pub owner: String,
+    pub owner: Owner,
     pub content_type: Option<String>,
     pub job_id: Option<JobId>,
 }
@@ -123,7 +123,7 @@ pub trait BlobStore: Send + Sync {
     async fn delete(&self, bucket: Bucket, id: FileId) -> Result<(), StoreError>;
 
     /// Bytes `owner` keeps in every bucket (finished files).
-    async fn usage(&self, owner: &str) -> Result<u64, StoreError>;
+    async fn usage(&self, owner: &Owner) -> Result<u64, StoreError>;
 
     /// Removes what uploads begun before `begun_before` left without ever
     /// finishing (a node killed mid-upload); returns how many. Uploads

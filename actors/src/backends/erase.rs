@@ -8,6 +8,7 @@
 //! catches an upload that was still arriving when the account went.
 
 use super::{Backends, Bucket, JobQuery, StoreError};
+use crate::domain::Owner;
 
 /// Records handled per round trip.
 const BATCH: u32 = 100;
@@ -29,7 +30,7 @@ impl Erased {
 impl Backends {
     /// Removes what `owner` (a user id, hex) owns (see the module docs);
     /// `node` names this node in the deletion events.
-    pub async fn erase_owner(&self, owner: &str, node: &str) -> Result<Erased, StoreError> {
+    pub async fn erase_owner(&self, owner: &Owner, node: &str) -> Result<Erased, StoreError> {
         // Webhooks first: nothing more is sent on the account's behalf.
         let mut erased = Erased {
             webhooks: self.webhooks.remove_owned(owner).await?,

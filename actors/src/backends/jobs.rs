@@ -8,13 +8,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::domain::{AudioSummary, JobId, JobRecord, JobState, Timestamp};
+use crate::domain::{AudioSummary, JobId, JobRecord, JobState, Owner, Timestamp};
 
 /// A page of jobs, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct JobQuery {
     /// One user's jobs; everyone's for `None`.
-    pub owner: Option<String>,
+    pub owner: Option<Owner>,
     /// Only jobs in this state; all but deleted ones for `None`.
     pub state: Option<JobState>,
     /// Only jobs older than this one (the cursor).
@@ -39,12 +39,12 @@ pub trait JobStore: Send + Sync {
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError>;
 
     /// Jobs of `owner` queued or converting.
-    async fn active_jobs(&self, owner: &str) -> Result<u64, StoreError>;
+    async fn active_jobs(&self, owner: &Owner) -> Result<u64, StoreError>;
 
     /// Cuts the deleted jobs of `owner` (a removed account) loose from it:
     /// their tombstones keep no owner, file name or callback. Returns how
     /// many.
-    async fn forget_owner(&self, owner: &str) -> Result<u64, StoreError>;
+    async fn forget_owner(&self, owner: &Owner) -> Result<u64, StoreError>;
 
     /// Marks a job deleted (from any state; lease and progress cleared) and
     /// returns it as it was, or `None` when there is no such job.

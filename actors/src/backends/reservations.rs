@@ -20,12 +20,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::domain::{Held, Reservation, ReservationId, Timestamp};
+use crate::domain::{Held, Owner, Reservation, ReservationId, Timestamp};
 
 #[async_trait]
 pub trait ReservationStore: Send + Sync {
     /// `owner`'s reservations live at `now`, summed, with their version.
-    async fn held(&self, owner: &str, now: Timestamp) -> Result<Held, StoreError>;
+    async fn held(&self, owner: &Owner, now: Timestamp) -> Result<Held, StoreError>;
 
     /// Adds `reservation` if its owner's reservations are still at
     /// `version` (dropping expired ones on the way); `false` when they
@@ -38,10 +38,10 @@ pub trait ReservationStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Releases a reservation (releasing none is not an error).
-    async fn release(&self, owner: &str, id: ReservationId) -> Result<(), StoreError>;
+    async fn release(&self, owner: &Owner, id: ReservationId) -> Result<(), StoreError>;
 
     /// Drops everything kept for `owner` (a removed account).
-    async fn forget(&self, owner: &str) -> Result<(), StoreError>;
+    async fn forget(&self, owner: &Owner) -> Result<(), StoreError>;
 }
 
 /// A reservation taken: released when dropped (or by [`Reserved::release`]);

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::domain::{FileId, Timestamp, UploadRecord};
+use crate::domain::{FileId, Owner, Timestamp, UploadRecord};
 
 #[async_trait]
 pub trait UploadStore: Send + Sync {
@@ -49,8 +49,8 @@ pub trait UploadStore: Send + Sync {
 
     /// Bytes `owner`'s unfinished uploads have declared: what they will
     /// hold, counted toward the quota before they are stored files.
-    async fn reserved(&self, owner: &str) -> Result<u64, StoreError>;
+    async fn reserved(&self, owner: &Owner) -> Result<u64, StoreError>;
 
     /// Up to `limit` of `owner`'s uploads, finished or not.
-    async fn owned(&self, owner: &str, limit: u32) -> Result<Vec<UploadRecord>, StoreError>;
+    async fn owned(&self, owner: &Owner, limit: u32) -> Result<Vec<UploadRecord>, StoreError>;
 }

@@ -12,14 +12,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::domain::{Delivery, DeliveryId, Endpoint, EndpointId, Timestamp};
+use crate::domain::{Delivery, DeliveryId, Endpoint, EndpointId, Owner, Timestamp};
 
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
     async fn add_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError>;
 
     /// A user's endpoints, oldest first.
-    async fn endpoints(&self, owner: &str) -> Result<Vec<Endpoint>, StoreError>;
+    async fn endpoints(&self, owner: &Owner) -> Result<Vec<Endpoint>, StoreError>;
 
     async fn endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, StoreError>;
 
@@ -29,7 +29,7 @@ pub trait WebhookStore: Send + Sync {
     /// Removes every endpoint of `owner` and every delivery meant for them
     /// (their endpoints' and their jobs' callbacks'). Returns how many
     /// endpoints.
-    async fn remove_owned(&self, owner: &str) -> Result<u64, StoreError>;
+    async fn remove_owned(&self, owner: &Owner) -> Result<u64, StoreError>;
 
     /// Removes the deliveries that are over (delivered or failed) and were
     /// made before `before`; returns how many.

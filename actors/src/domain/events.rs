@@ -6,13 +6,14 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::JobId;
 use super::job::{JobState, event_sequence};
+use super::owner::Owner;
 
 /// A job changed state or made progress. The JSON shape is the one the
 /// cluster publishes on its events exchange, which others may bind to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobEvent {
     pub job_id: JobId,
-    pub owner: String,
+    pub owner: Owner,
     pub state: JobState,
     /// Percent converted, while converting and when done.
     #[serde(default, skip_serializing_if = "Option::is_none")]

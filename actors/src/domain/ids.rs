@@ -214,8 +214,7 @@ impl<K> Serialize for Id<K> {
 
 impl<'de, K: IdKind> Deserialize<'de> for Id<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
+        super::text::parsed(deserializer, Self::parse)
     }
 }
 

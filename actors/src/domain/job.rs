@@ -10,6 +10,7 @@ use super::events::JobEvent;
 use super::ids::{FileId, JobId};
 use super::loudness::{LoudnessReport, ReplayGainReport};
 use super::messages::VideoMessage;
+use super::owner::Owner;
 use super::time::Timestamp;
 use super::webhook::Callback;
 use crate::output::ResolvedOutput;
@@ -123,7 +124,7 @@ pub struct AudioSummary {
 pub struct JobRecord {
     pub id: JobId,
     /// The owner's user id (hex): who may see, retry and delete the job.
-    pub owner: String,
+    pub owner: Owner,
     /// The owner's e-mail when the job was made: where its mail goes, and
     /// the `username` of its queue messages (the reference's field).
     pub username: String,
@@ -162,7 +163,7 @@ pub struct JobRecord {
 
 impl JobRecord {
     pub fn new(
-        owner: &str,
+        owner: Owner,
         username: &str,
         filename: &str,
         video_fid: FileId,
@@ -171,7 +172,7 @@ impl JobRecord {
         let now = Timestamp::now();
         Self {
             id: JobId::new(),
-            owner: owner.to_owned(),
+            owner,
             username: username.to_owned(),
             filename: filename.to_owned(),
             video_fid,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{FileId, JobId};
 use super::job::{JobRecord, JobState};
+use super::owner::Owner;
 
 /// Queued for every accepted upload (queue `video`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,7 +19,7 @@ pub struct VideoMessage {
     pub username: String,
     /// The owner's user id (not in the reference's messages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+    pub user_id: Option<Owner>,
 }
 
 /// Queued when a job reaches a final state (queue `mp3`), for the notifier.
@@ -31,7 +32,7 @@ pub struct Mp3Message {
     pub username: String,
     /// The owner's user id (not in the reference's messages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+    pub user_id: Option<Owner>,
     pub filename: String,
     /// `done` or `failed`.
     pub state: JobState,
@@ -57,12 +58,12 @@ impl Mp3Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::FileId;
+    use crate::domain::{FileId, UserId};
     use crate::output::ResolvedOutput;
 
     fn job() -> JobRecord {
         JobRecord::new(
-            "656f0a0b0c0d0e0f10111213",
+            Owner::User(UserId::parse("656f0a0b0c0d0e0f10111213").expect("id")),
             "a@example.com",
             "clip.mp4",
             FileId::new(),

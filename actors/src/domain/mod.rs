@@ -1,5 +1,5 @@
 //! The domain vocabulary every part of the node speaks: ids, times, the job
-//! record and its states, queue messages, job events, resumable uploads and
+//! record and its states, owners, queue messages, job events, resumable uploads and
 //! loudness figures.
 //!
 //! Architecture Invariant: nothing here names a driver type (no bson, no
@@ -11,7 +11,9 @@ mod ids;
 mod job;
 mod loudness;
 mod messages;
+mod owner;
 mod reservation;
+mod text;
 mod time;
 mod upload;
 mod webhook;
@@ -21,6 +23,7 @@ pub use ids::{FileId, Id, IdError, IdKind, JobId, UserId};
 pub use job::{AudioSummary, JobRecord, JobState, MailClaim, event_sequence};
 pub use loudness::{Loudness, LoudnessReport, REPLAYGAIN_REFERENCE_LUFS, ReplayGainReport};
 pub use messages::{Mp3Message, VideoMessage};
+pub use owner::{Owner, OwnerError};
 pub use reservation::{Held, Reservation, ReservationId};
 pub use time::Timestamp;
 pub use upload::UploadRecord;

@@ -11,6 +11,7 @@
 //! node stops counting on its own.
 
 use super::ids::{Id, IdKind};
+use super::owner::Owner;
 use super::time::Timestamp;
 
 #[derive(Debug)]
@@ -24,7 +25,7 @@ pub type ReservationId = Id<ReservationKind>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     pub id: ReservationId,
-    pub owner: String,
+    pub owner: Owner,
     /// Bytes held against the quota.
     pub bytes: u64,
     /// Jobs held against the active-job limit (1 for an upload).

@@ -6,6 +6,7 @@
 
 use super::ids::{FileId, JobId};
 use super::job::JobRecord;
+use super::owner::Owner;
 use super::time::Timestamp;
 use super::webhook::Callback;
 use crate::output::ResolvedOutput;
@@ -15,7 +16,7 @@ pub struct UploadRecord {
     /// The video's file id; also the upload's id in its URL.
     pub id: FileId,
     /// The owner's user id (hex), and e-mail (for the job).
-    pub owner: String,
+    pub owner: Owner,
     pub username: String,
     /// The whole upload's size in bytes, declared at creation.
     pub length: u64,
@@ -51,7 +52,13 @@ impl UploadRecord {
             id: self.job_id,
             mp3_fid: self.mp3_fid,
             callback: self.callback.clone(),
-            ..JobRecord::new(&self.owner, &self.username, &self.filename, self.id, output)
+            ..JobRecord::new(
+                self.owner.clone(),
+                &self.username,
+                &self.filename,
+                self.id,
+                output,
+            )
         }
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ids::{Id, IdKind, JobId};
+use super::owner::Owner;
 use super::time::Timestamp;
 
 #[derive(Debug)]
@@ -64,7 +65,7 @@ impl JobEventType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub id: EndpointId,
-    pub owner: String,
+    pub owner: Owner,
     pub url: String,
     /// `whsec_` and the base64 of the signing key (Standard Webhooks).
     pub secret: String,
@@ -154,7 +155,7 @@ pub struct Delivery {
     pub target: String,
     /// The registered endpoint; `None` for a job's `callback_url`.
     pub endpoint: Option<EndpointId>,
-    pub owner: String,
+    pub owner: Owner,
     pub job_id: JobId,
     pub url: String,
     pub secret: String,

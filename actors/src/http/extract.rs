@@ -12,6 +12,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::web::session;
 use crate::auth::{Account, Claims};
+use crate::domain::Owner;
+use crate::jobs::Viewer;
 
 /// The caller: from a valid `Authorization: Bearer <jwt>`, or, without that
 /// header, from the web app's session cookie (see [`super::web::session`]),
@@ -21,20 +23,25 @@ use crate::auth::{Account, Claims};
 pub struct Caller {
     pub claims: Claims,
     pub account: Account,
-    /// The account's id as stored in owner fields (made once per request:
-    /// an event stream compares it with every event).
-    owner: String,
+    /// The account as the owner of what it makes, and what it may see.
+    viewer: Viewer,
 }
 
 impl Caller {
-    /// The owner of what the caller makes: its user id, as stored.
-    pub fn owner(&self) -> &str {
-        &self.owner
+    /// The owner of what the caller makes: its account.
+    pub fn owner(&self) -> &Owner {
+        &self.viewer.owner
+    }
+
+    /// Who asks, for the application layer's ownership rule
+    /// ([`crate::jobs::access`]).
+    pub fn viewer(&self) -> &Viewer {
+        &self.viewer
     }
 
     /// Whether the caller may see things owned by `owner`.
-    pub fn may_access(&self, owner: &str) -> bool {
-        self.claims.admin || self.owner == owner
+    pub fn may_access(&self, owner: &Owner) -> bool {
+        self.viewer.may_access(owner)
     }
 }
 
@@ -66,7 +73,10 @@ impl Caller {
             .map_err(|_| ApiError::unauthorized(invalid))?;
         let account = state.standings.check(&claims).await?;
         Ok(Caller {
-            owner: account.id.to_hex(),
+            viewer: Viewer {
+                owner: account.id.into(),
+                admin: claims.admin,
+            },
             claims,
             account,
         })

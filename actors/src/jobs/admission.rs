@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use crate::backends::{Backends, Reserved, StoreError, UserLimits};
-use crate::domain::{Reservation, ReservationId, Timestamp};
+use crate::domain::{Owner, Reservation, ReservationId, Timestamp};
 use crate::settings::{HttpSettings, StorageSettings};
 
 /// Why there is no room.
@@ -73,7 +73,7 @@ const SETTLE_WITHIN: Duration = Duration::from_secs(3);
 pub async fn admit(
     backends: &Backends,
     rules: &Rules<'_>,
-    owner: &str,
+    owner: &Owner,
     limits: UserLimits,
     wanted: Option<u64>,
 ) -> Result<Room, Refused> {

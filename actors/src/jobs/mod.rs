@@ -3,6 +3,7 @@
 //! upload, a tus upload, a retry, the retention sweep). Routes parse and
 //! render; they ask here.
 //!
+//! - [`access`]: who may see and change what (the one ownership rule).
 //! - [`admission`]: the room a new or retried job needs (the owner's
 //!   active-job limit and storage quota), reserved so that concurrent
 //!   requests of one user, on one node or several, never together go over.
@@ -17,12 +18,14 @@
 //! domain's, and the routes turn them into problem documents. Routes never
 //! move a job or reserve room themselves.
 
+pub mod access;
 pub mod admission;
 mod delete;
 mod owners;
 mod retry;
 pub mod submit;
 
+pub use access::Viewer;
 pub use delete::delete;
 pub use owners::limits_of;
 pub use retry::{RetryError, retry};

@@ -37,7 +37,9 @@ use crate::backends::{
     Backends, BlobStore, Bucket, Claim, FileMeta, StoreError, Turn, Upload, WAVEFORM_CONTENT_TYPE,
     chain, claim,
 };
-use crate::domain::{AudioSummary, FileId, JobEvent, JobId, JobRecord, JobState, Mp3Message};
+use crate::domain::{
+    AudioSummary, FileId, JobEvent, JobId, JobRecord, JobState, Mp3Message, Owner,
+};
 use crate::metrics::Metrics;
 use crate::settings::TranscoderSettings;
 
@@ -549,7 +551,7 @@ async fn convert_here(
 /// the node's (`jobs::limits_of`). While the user directory is away (a
 /// cluster's MySQL), conversions go on, as logins are what it serves: the
 /// node's default binds meanwhile, and the log says so.
-async fn owner_quota(ctx: &WorkerContext, owner: &str) -> u64 {
+async fn owner_quota(ctx: &WorkerContext, owner: &Owner) -> u64 {
     let default = ctx.quota_bytes_per_user;
     match crate::jobs::limits_of(&ctx.backends, owner).await {
         Ok(limits) => limits.quota_bytes_or(default),

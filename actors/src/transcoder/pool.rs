@@ -276,7 +276,7 @@ mod tests {
 
     use super::{PoolArgs, TranscoderPool};
     use crate::backends::{Backends, Bucket, FileMeta, Queue, Upload};
-    use crate::domain::{FileId, JobRecord, JobState, VideoMessage};
+    use crate::domain::{FileId, JobRecord, JobState, Owner, UserId, VideoMessage};
     use crate::mailbox::Mailbox;
     use crate::metrics::Metrics;
     use crate::output::ResolvedOutput;
@@ -293,10 +293,12 @@ mod tests {
 
         // A stored video, its job, and its message in the queue.
         let video = FileId::new();
+        let owner = Owner::from(UserId::new());
         let meta = FileMeta {
             filename: "clip.mp4".into(),
-            owner: "a@example.com".into(),
-            ..FileMeta::default()
+            owner: owner.clone(),
+            content_type: None,
+            job_id: None,
         };
         let mut upload = Upload::open(
             backends.blobs.as_ref(),
@@ -310,7 +312,7 @@ mod tests {
         upload.write(b"not really a video").await.unwrap();
         upload.finish().await.unwrap();
         let job = JobRecord::new(
-            "656f0a0b0c0d0e0f10111213",
+            owner,
             "a@example.com",
             "clip.mp4",
             video,

@@ -26,11 +26,11 @@ use tokio_util::io::ReaderStream;
 use tracing::info;
 
 use super::db::Db;
-use super::jobs::signed;
+use super::jobs::{owner_at, signed};
 use crate::backends::{
     BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, ResumableWrite, StoreError,
 };
-use crate::domain::{FileId, Id, Timestamp};
+use crate::domain::{FileId, Id, Owner, Timestamp};
 
 /// Bytes read from disk at a time when streaming a file out.
 const READ_CHUNK: usize = 256 * 1024;
@@ -237,7 +237,7 @@ impl Placement {
                         id.to_hex(),
                         signed(length),
                         meta.filename,
-                        meta.owner,
+                        meta.owner.stored(),
                         meta.content_type,
                         meta.job_id.map(|j| j.to_hex()),
                         Timestamp::now().millis(),
@@ -271,7 +271,7 @@ impl BlobStore for LocalFiles {
                             Ok((
                                 row.get::<_, i64>(0)?,
                                 row.get::<_, String>(1)?,
-                                row.get::<_, String>(2)?,
+                                owner_at(row, 2, "owner")?,
                                 row.get::<_, Option<String>>(3)?,
                                 row.get::<_, Option<String>>(4)?,
                             ))
@@ -433,8 +433,8 @@ impl BlobStore for LocalFiles {
         removed.map_err(io)
     }
 
-    async fn usage(&self, owner: &str) -> Result<u64, StoreError> {
-        let owner = owner.to_owned();
+    async fn usage(&self, owner: &Owner) -> Result<u64, StoreError> {
+        let owner = owner.stored();
         self.db
             .call("usage", move |conn| {
                 let total: i64 = conn.query_row(

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::db::Db;
 use crate::backends::{JobQuery, JobStore, StoreError};
 use crate::domain::{
-    AudioSummary, Callback, Id, IdKind, JobId, JobRecord, JobState, MailClaim, Timestamp,
+    AudioSummary, Callback, Id, IdKind, JobId, JobRecord, JobState, MailClaim, Owner, Timestamp,
 };
 use crate::output::ResolvedOutput;
 
@@ -36,6 +36,16 @@ pub(super) fn bad(column: &'static str, value: String, index: usize) -> rusqlite
     )
 }
 
+/// The owner in column `index` (see [`Owner::parse`]).
+pub(super) fn owner_at(
+    row: &Row<'_>,
+    index: usize,
+    column: &'static str,
+) -> rusqlite::Result<Owner> {
+    let text: String = row.get(index)?;
+    Owner::parse(&text).map_err(|_| bad(column, text, index))
+}
+
 pub(super) fn id_at<K: IdKind>(
     row: &Row<'_>,
     index: usize,
@@ -51,7 +61,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
     let output: String = row.get(9)?;
     Ok(JobRecord {
         id: id_at(row, 0, "id")?,
-        owner: row.get(1)?,
+        owner: owner_at(row, 1, "owner")?,
         username: row.get(23)?,
         filename: row.get(2)?,
         video_fid: id_at(row, 3, "video_fid")?,
@@ -198,7 +208,7 @@ impl JobStore for Db {
                 &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)"),
                 params![
                     job.id.to_hex(),
-                    job.owner,
+                    job.owner.stored(),
                     job.filename,
                     job.video_fid.to_hex(),
                     job.mp3_fid.to_hex(),
@@ -249,7 +259,7 @@ impl JobStore for Db {
             let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE 1");
             let mut values: Vec<String> = Vec::new();
             if let Some(owner) = query.owner {
-                values.push(owner);
+                values.push(owner.stored());
                 sql.push_str(&format!(" AND owner = ?{}", values.len()));
             }
             match query.state {
@@ -287,8 +297,8 @@ impl JobStore for Db {
         .await
     }
 
-    async fn active_jobs(&self, owner: &str) -> Result<u64, StoreError> {
-        let owner = owner.to_owned();
+    async fn active_jobs(&self, owner: &Owner) -> Result<u64, StoreError> {
+        let owner = owner.stored();
         self.call("active_jobs", move |conn| {
             let n: i64 = conn.query_row(
                 "SELECT COUNT(*) FROM jobs WHERE owner = ?1 AND state IN ('queued', 'converting')",
@@ -300,13 +310,13 @@ impl JobStore for Db {
         .await
     }
 
-    async fn forget_owner(&self, owner: &str) -> Result<u64, StoreError> {
-        let owner = owner.to_owned();
+    async fn forget_owner(&self, owner: &Owner) -> Result<u64, StoreError> {
+        let owner = owner.stored();
         self.call("forget_owner", move |conn| {
             let n = conn.execute(
-                "UPDATE jobs SET owner = '', filename = '', callback_url = NULL, \
+                "UPDATE jobs SET owner = ?2, filename = '', callback_url = NULL, \
                  callback_secret = NULL WHERE owner = ?1 AND state = 'deleted'",
-                [owner],
+                [owner, Owner::Forgotten.stored()],
             )?;
             Ok(n as u64)
         })

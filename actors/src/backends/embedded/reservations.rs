@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::db::Db;
 use super::jobs::{count, signed};
 use crate::backends::{ReservationStore, StoreError};
-use crate::domain::{Held, Reservation, ReservationId, Timestamp};
+use crate::domain::{Held, Owner, Reservation, ReservationId, Timestamp};
 
 fn version(tx: &Transaction<'_>, owner: &str) -> rusqlite::Result<u64> {
     let version: Option<i64> = tx
@@ -32,8 +32,8 @@ fn bump(tx: &Transaction<'_>, owner: &str) -> rusqlite::Result<()> {
 
 #[async_trait]
 impl ReservationStore for Db {
-    async fn held(&self, owner: &str, now: Timestamp) -> Result<Held, StoreError> {
-        let owner = owner.to_owned();
+    async fn held(&self, owner: &Owner, now: Timestamp) -> Result<Held, StoreError> {
+        let owner = owner.stored();
         self.call("reservations_held", move |conn| {
             let tx = conn.transaction()?;
             let version = version(&tx, &owner)?;
@@ -59,35 +59,36 @@ impl ReservationStore for Db {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let r = reservation.clone();
+        let owner = r.owner.stored();
         self.call("reserve", move |conn| {
             let tx = conn.transaction()?;
-            if version(&tx, &r.owner)? != expected {
+            if version(&tx, &owner)? != expected {
                 return Ok(false);
             }
             tx.execute(
                 "DELETE FROM reservations WHERE owner = ?1 AND until <= ?2",
-                params![r.owner, now.millis()],
+                params![owner, now.millis()],
             )?;
             tx.execute(
                 "INSERT INTO reservations (id, owner, bytes, jobs, until) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
                     r.id.to_hex(),
-                    r.owner,
+                    owner,
                     signed(r.bytes),
                     r.jobs,
                     r.until.millis()
                 ],
             )?;
-            bump(&tx, &r.owner)?;
+            bump(&tx, &owner)?;
             tx.commit()?;
             Ok(true)
         })
         .await
     }
 
-    async fn release(&self, owner: &str, id: ReservationId) -> Result<(), StoreError> {
-        let owner = owner.to_owned();
+    async fn release(&self, owner: &Owner, id: ReservationId) -> Result<(), StoreError> {
+        let owner = owner.stored();
         self.call("release_reservation", move |conn| {
             let tx = conn.transaction()?;
             tx.execute(
@@ -101,8 +102,8 @@ impl ReservationStore for Db {
         .await
     }
 
-    async fn forget(&self, owner: &str) -> Result<(), StoreError> {
-        let owner = owner.to_owned();
+    async fn forget(&self, owner: &Owner) -> Result<(), StoreError> {
+        let owner = owner.stored();
         self.call("forget_reservations", move |conn| {
             let tx = conn.transaction()?;
             tx.execute("DELETE FROM reservations WHERE owner = ?1", [&owner])?;

@@ -5,7 +5,7 @@
 
 use super::open;
 use crate::backends::{Backends, Bucket, FileMeta, Queue, Upload};
-use crate::domain::FileId;
+use crate::domain::{FileId, Owner, UserId};
 use crate::settings::{BackendKind, Settings};
 
 fn settings(dir: &std::path::Path) -> Settings {
@@ -51,7 +51,7 @@ async fn a_file_half_written_by_a_dead_process_is_swept_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let meta = FileMeta {
         filename: "clip.mp4".into(),
-        owner: "a@example.com".into(),
+        owner: Owner::from(UserId::new()),
         content_type: Some("video/mp4".into()),
         job_id: None,
     };

@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::db::Db;
-use super::jobs::{bad, callback_at, count, id_at, signed};
+use super::jobs::{bad, callback_at, count, id_at, owner_at, signed};
 use crate::backends::{StoreError, UploadStore};
-use crate::domain::{FileId, Timestamp, UploadRecord};
+use crate::domain::{FileId, Owner, Timestamp, UploadRecord};
 use crate::output::ResolvedOutput;
 
 const COLUMNS: &str = "id, owner, length, stored, filename, content_type, output, job_id, \
@@ -19,7 +19,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
     let output: String = row.get(6)?;
     Ok(UploadRecord {
         id: id_at(row, 0, "id")?,
-        owner: row.get(1)?,
+        owner: owner_at(row, 1, "owner")?,
         username: row.get(15)?,
         length: count(row.get(2)?),
         offset: count(row.get(3)?),
@@ -64,7 +64,7 @@ impl UploadStore for Db {
                 ),
                 params![
                     u.id.to_hex(),
-                    u.owner,
+                    u.owner.stored(),
                     signed(u.length),
                     signed(u.offset),
                     u.filename,
@@ -173,8 +173,8 @@ impl UploadStore for Db {
         .await
     }
 
-    async fn owned(&self, owner: &str, limit: u32) -> Result<Vec<UploadRecord>, StoreError> {
-        let owner = owner.to_owned();
+    async fn owned(&self, owner: &Owner, limit: u32) -> Result<Vec<UploadRecord>, StoreError> {
+        let owner = owner.stored();
         self.call("owned_uploads", move |conn| {
             let mut statement = conn.prepare(&format!(
                 "SELECT {COLUMNS} FROM uploads WHERE owner = ?1 LIMIT ?2"
@@ -185,8 +185,8 @@ impl UploadStore for Db {
         .await
     }
 
-    async fn reserved(&self, owner: &str) -> Result<u64, StoreError> {
-        let owner = owner.to_owned();
+    async fn reserved(&self, owner: &Owner) -> Result<u64, StoreError> {
+        let owner = owner.stored();
         self.call("reserved_by_uploads", move |conn| {
             let total: i64 = conn.query_row(
                 "SELECT COALESCE(SUM(length), 0) FROM uploads WHERE owner = ?1 AND queued = 0",

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::db::Db;
-use super::jobs::{bad, id_at};
+use super::jobs::{bad, id_at, owner_at};
 use crate::backends::{StoreError, WebhookStore};
 use crate::domain::{
-    Delivery, DeliveryId, DeliveryState, Endpoint, EndpointId, Id, JobEventType, Timestamp,
+    Delivery, DeliveryId, DeliveryState, Endpoint, EndpointId, Id, JobEventType, Owner, Timestamp,
 };
 
 const ENDPOINT_COLUMNS: &str = "id, owner, url, secret, events, created_at";
@@ -26,7 +26,7 @@ fn endpoint(row: &Row<'_>) -> rusqlite::Result<Endpoint> {
     let events: String = row.get(4)?;
     Ok(Endpoint {
         id: id_at(row, 0, "id")?,
-        owner: row.get(1)?,
+        owner: owner_at(row, 1, "owner")?,
         url: row.get(2)?,
         secret: row.get(3)?,
         events: serde_json::from_str(&events).map_err(|_| bad("events", events.clone(), 4))?,
@@ -46,7 +46,7 @@ fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
             Some(text) => Some(Id::parse(&text).map_err(|_| bad("endpoint", text, 2))?),
             None => None,
         },
-        owner: row.get(3)?,
+        owner: owner_at(row, 3, "owner")?,
         job_id: id_at(row, 4, "job_id")?,
         url: row.get(5)?,
         secret: row.get(6)?,
@@ -73,7 +73,7 @@ impl WebhookStore for Db {
                 ),
                 params![
                     e.id.to_hex(),
-                    e.owner,
+                    e.owner.stored(),
                     e.url,
                     e.secret,
                     events,
@@ -85,8 +85,8 @@ impl WebhookStore for Db {
         .await
     }
 
-    async fn endpoints(&self, owner: &str) -> Result<Vec<Endpoint>, StoreError> {
-        let owner = owner.to_owned();
+    async fn endpoints(&self, owner: &Owner) -> Result<Vec<Endpoint>, StoreError> {
+        let owner = owner.stored();
         self.call("list_webhooks", move |conn| {
             let mut statement = conn.prepare(&format!(
                 "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE owner = ?1 ORDER BY id"
@@ -124,8 +124,8 @@ impl WebhookStore for Db {
         .await
     }
 
-    async fn remove_owned(&self, owner: &str) -> Result<u64, StoreError> {
-        let owner = owner.to_owned();
+    async fn remove_owned(&self, owner: &Owner) -> Result<u64, StoreError> {
+        let owner = owner.stored();
         self.call("remove_owned_webhooks", move |conn| {
             let tx = conn.transaction()?;
             tx.execute("DELETE FROM webhook_deliveries WHERE owner = ?1", [&owner])?;
@@ -161,7 +161,7 @@ impl WebhookStore for Db {
                     d.id.to_hex(),
                     d.target,
                     d.endpoint.map(|e| e.to_hex()),
-                    d.owner,
+                    d.owner.stored(),
                     d.job_id.to_hex(),
                     d.url,
                     d.secret,

@@ -25,7 +25,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::jobs::owned_job;
 use crate::backends::Feed;
-use crate::domain::{JobEvent, JobId, JobState};
+use crate::domain::{JobEvent, JobId, JobState, Owner};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
@@ -67,6 +67,7 @@ pub async fn job_events(
         _open: OpenStream::count(&app.metrics.event_streams),
         app,
         job_id: job.id,
+        owner: job.owner,
         feed,
         last_sent: last_seen,
         first: Some(now),
@@ -118,6 +119,7 @@ struct Watch {
     _open: OpenStream,
     app: AppState,
     job_id: JobId,
+    owner: Owner,
     feed: broadcast::Receiver<Feed>,
     last_sent: Option<u64>,
     first: Option<JobEvent>,
@@ -166,7 +168,7 @@ impl Watch {
             Ok(Some(job)) => Some(job.event(&self.app.node_id)),
             Ok(None) => Some(JobEvent {
                 job_id: self.job_id,
-                owner: String::new(),
+                owner: self.owner.clone(),
                 state: JobState::Deleted,
                 progress: None,
                 attempts: 0,

@@ -69,9 +69,7 @@ pub async fn download(
             links::check(&app, &id.to_hex(), &proof)?;
             Box::new(|_| true)
         }
-        (None, Some(caller)) => Box::new(move |info: &FileInfo| {
-            info.owner.as_deref().is_some_and(|o| caller.may_access(o))
-        }),
+        (None, Some(caller)) => Box::new(move |info: &FileInfo| caller.viewer().may_see_file(info)),
         (None, None) => {
             return Err(ApiError::unauthorized(
                 "missing Authorization: Bearer token (or use a signed link, with exp, kid and sig)",

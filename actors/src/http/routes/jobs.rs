@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::backends::JobQuery;
-use crate::domain::{AudioSummary, FileId, Id, IdKind, JobId, JobRecord, JobState};
+use crate::domain::{AudioSummary, FileId, Id, IdKind, JobId, JobRecord, JobState, Owner};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
+use crate::jobs::access;
 use crate::output::OutputOptions;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -62,7 +63,7 @@ impl From<JobRecord> for JobView {
             sequence,
             job_id: job.id,
             owner: job.username,
-            owner_id: job.owner,
+            owner_id: job.owner.stored(),
             mp3_fid: (job.state == JobState::Done).then_some(job.mp3_fid),
             state: job.state,
             filename: job.filename,
@@ -96,10 +97,9 @@ pub async fn owned_job(
     raw_id: &str,
 ) -> Result<JobRecord, ApiError> {
     let id: JobId = parse_id(raw_id)?;
-    match app.backends.jobs.get(id).await? {
-        Some(job) if job.state != JobState::Deleted && caller.may_access(&job.owner) => Ok(job),
-        _ => Err(ApiError::not_found("job")),
-    }
+    access::job(&app.backends, caller.viewer(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))
 }
 
 /// 409 unless the job is done: `what` (its audio, a link) exists only then.
@@ -192,9 +192,9 @@ pub async fn list_jobs(
         ),
     };
     let owner = match query.owner.as_deref().filter(|o| !o.is_empty()) {
-        Some(wanted) if caller.claims.admin => Some(owner_id(&app, wanted).await?),
+        Some(wanted) if caller.claims.admin => Some(owner_named(&app, wanted).await?),
         _ if caller.claims.admin => None,
-        _ => Some(caller.owner().to_owned()),
+        _ => Some(caller.owner().clone()),
     };
     let query = JobQuery {
         owner,
@@ -226,10 +226,9 @@ pub async fn delete_job(
     Path(raw_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: JobId = parse_id(&raw_id)?;
-    let job = match app.backends.jobs.get(id).await? {
-        Some(job) if caller.may_access(&job.owner) => job,
-        _ => return Err(ApiError::not_found("job")),
-    };
+    let job = access::job_or_tombstone(&app.backends, caller.viewer(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
     if crate::jobs::delete(&app.backends, &app.webhooks.intake, &app.node_id, &job).await? {
         info!(job_id = %id, was = job.state.as_str(), "job deleted");
     }
@@ -238,18 +237,21 @@ pub async fn delete_job(
 
 /// The owner an administrator's `?owner=` means: a user id as it is, an
 /// e-mail as its account's id (an e-mail no account has as itself: what
-/// only data from before user ids, orphaned, can be owned by).
-async fn owner_id(app: &AppState, wanted: &str) -> Result<String, ApiError> {
-    if !wanted.contains('@') {
-        return Ok(wanted.to_owned());
-    }
+/// only data from before user ids, unclaimed, can be owned by). Anything
+/// else is refused: it could own nothing.
+async fn owner_named(app: &AppState, wanted: &str) -> Result<Owner, ApiError> {
+    let owner = Owner::parse(wanted)
+        .map_err(|_| ApiError::invalid("owner must be a user id (24 hex digits) or an e-mail"))?;
+    let Owner::Unclaimed(email) = &owner else {
+        return Ok(owner);
+    };
     let user = app
         .backends
         .users
-        .find(wanted)
+        .find(email)
         .await
         .map_err(crate::auth::AuthError::from)?;
-    Ok(user.map_or_else(|| wanted.to_owned(), |u| u.id.to_hex()))
+    Ok(user.map_or(owner, |u| u.id.into()))
 }
 
 /// A failed job gets a fresh set of attempts.
@@ -271,7 +273,7 @@ pub async fn retry_job(
     let job = owned_job(&app, &caller, &raw_id).await?;
     // The caller's own limits when it is theirs; an administrator's retry
     // is bound by the owner's.
-    let limits = (job.owner == caller.owner()).then_some(caller.account.limits);
+    let limits = (job.owner == *caller.owner()).then_some(caller.account.limits);
     let rules = app.admission_rules();
     let queued = crate::jobs::retry(&app.backends, &rules, &app.node_id, &job, limits).await?;
     Ok((StatusCode::ACCEPTED, Json(queued.into())))

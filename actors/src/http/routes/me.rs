@@ -65,7 +65,7 @@ pub async fn me(State(app): State<AppState>, caller: Caller) -> Result<Json<Me>,
     let active_jobs = app.backends.jobs.active_jobs(owner).await?;
     Ok(Json(Me {
         email: caller.claims.username.clone(),
-        id: owner.to_owned(),
+        id: owner.stored(),
         admin: caller.claims.admin,
         usage: Usage {
             stored_bytes,

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::backends::{Bucket, FileMeta, StoreError, Upload};
-use crate::domain::{Callback, FileId, JobId, JobRecord};
+use crate::domain::{Callback, FileId, JobId, JobRecord, Owner};
 use crate::http::AppState;
 use crate::http::body::SlowBody;
 use crate::http::error::{ApiError, ProblemKind};
@@ -222,7 +222,7 @@ async fn accept(
     let job = JobRecord {
         callback: asked.callback,
         ..JobRecord::new(
-            owner,
+            owner.clone(),
             &caller.claims.username,
             &filename,
             upload.id(),
@@ -265,7 +265,7 @@ pub(super) async fn room_for(
 /// Admits one job of `owner`, whose limits are `limits`.
 pub(super) async fn room_of(
     app: &AppState,
-    owner: &str,
+    owner: &Owner,
     limits: crate::backends::UserLimits,
     wanted: Option<u64>,
 ) -> Result<Room, ApiError> {

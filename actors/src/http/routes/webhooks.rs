@@ -18,6 +18,7 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ProblemKind};
 use crate::http::extract::Caller;
 use crate::http::small_body::json;
+use crate::jobs::access;
 use crate::webhooks::sign;
 
 /// Deliveries one listing shows at most.
@@ -104,10 +105,10 @@ async fn owned_endpoint(
     raw_id: &str,
 ) -> Result<Endpoint, ApiError> {
     let id: EndpointId = parse_id(raw_id)?;
-    match app.webhooks.intake.store().endpoint(id).await? {
-        Some(endpoint) if endpoint.owner == caller.owner() => Ok(endpoint),
-        _ => Err(ApiError::not_found("webhook")),
-    }
+    let store = app.webhooks.intake.store();
+    access::endpoint(store.as_ref(), caller.viewer(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))
 }
 
 /// Registers an endpoint; the answer is the only one with its secret.
@@ -132,7 +133,7 @@ pub async fn create(
         .check_url(&url)
         .map_err(|why| ApiError::invalid(format!("{url}: {why}")))?;
     let store = app.webhooks.intake.store();
-    let owner = caller.owner().to_owned();
+    let owner = caller.owner().clone();
     let existing = store.endpoints(&owner).await?;
     if existing.len() >= app.webhooks.max_endpoints as usize {
         return Err(ApiError::of_kind(

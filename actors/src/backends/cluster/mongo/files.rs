@@ -21,7 +21,7 @@ use super::{BACKEND, GridFs, Mongo, from_oid, oid};
 use crate::backends::{
     BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, ResumableWrite, StoreError,
 };
-use crate::domain::{FileId, Timestamp};
+use crate::domain::{FileId, Owner, Timestamp};
 use crate::metrics::timed;
 
 /// Unfinished uploads checked against `fs.files` per round trip.
@@ -35,10 +35,17 @@ async fn file_info(bucket: &GridFsBucket, id: FileId) -> Result<Option<FileInfo>
         bucket.find_one(doc! { "_id": oid(id) }).into_future(),
     )
     .await?;
-    Ok(doc.map(|d| FileInfo {
+    let Some(d) = doc else {
+        return Ok(None);
+    };
+    let owner = metadata_str(&d, "owner")
+        .map(|text| Owner::parse(&text))
+        .transpose()
+        .map_err(|e| StoreError::backend("gridfs", e))?;
+    Ok(Some(FileInfo {
         id,
         length: d.length,
-        owner: metadata_str(&d, "owner"),
+        owner,
         content_type: metadata_str(&d, "content_type"),
         job_id: d
             .metadata
@@ -245,7 +252,7 @@ impl BlobStore for Mongo {
         id: FileId,
         meta: FileMeta,
     ) -> Result<Box<dyn BlobWrite>, StoreError> {
-        let mut metadata = doc! { "owner": &meta.owner, "content_type": meta.content_type };
+        let mut metadata = doc! { "owner": meta.owner.stored(), "content_type": meta.content_type };
         if let Some(job) = meta.job_id {
             metadata.insert("job_id", oid(job));
         }
@@ -342,11 +349,11 @@ impl BlobStore for Mongo {
         Ok(removed)
     }
 
-    async fn usage(&self, owner: &str) -> Result<u64, StoreError> {
+    async fn usage(&self, owner: &Owner) -> Result<u64, StoreError> {
         let mut total = 0u64;
         for GridFs { files, .. } in Bucket::ALL.map(|bucket| self.gridfs(bucket)) {
             let mut cursor = files
-                .find(doc! { "metadata.owner": owner })
+                .find(doc! { "metadata.owner": owner.stored() })
                 .projection(doc! { "length": 1 })
                 .await?;
             while let Some(file) = cursor.try_next().await? {

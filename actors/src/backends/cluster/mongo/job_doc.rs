@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{from_oid, oid};
 use crate::domain::{
-    AudioSummary, Callback, JobRecord, JobState, LoudnessReport, MailClaim, ReplayGainReport,
-    Timestamp,
+    AudioSummary, Callback, JobRecord, JobState, LoudnessReport, MailClaim, Owner,
+    ReplayGainReport, Timestamp,
 };
 use crate::output::ResolvedOutput;
 
@@ -18,7 +18,7 @@ pub struct JobDoc {
     pub id: ObjectId,
     /// The owner's user id (hex; an e-mail in records from before ids,
     /// until `carry_over` rewrites them).
-    pub owner: String,
+    pub owner: Owner,
     /// The owner's e-mail when the job was made.
     #[serde(default)]
     pub username: String,

@@ -13,7 +13,7 @@ use mongodb::options::ReturnDocument;
 use super::job_doc::{AudioDoc, JobDoc, date};
 use super::{Mongo, oid};
 use crate::backends::{JobQuery, JobStore, StoreError};
-use crate::domain::{AudioSummary, JobId, JobRecord, JobState, Timestamp};
+use crate::domain::{AudioSummary, JobId, JobRecord, JobState, Owner, Timestamp};
 use crate::metrics::timed;
 
 fn records(docs: Vec<JobDoc>) -> Vec<JobRecord> {
@@ -77,7 +77,7 @@ impl JobStore for Mongo {
     async fn list(&self, query: &JobQuery) -> Result<Vec<JobRecord>, StoreError> {
         let mut filter = Document::new();
         if let Some(owner) = &query.owner {
-            filter.insert("owner", owner);
+            filter.insert("owner", owner.stored());
         }
         match query.state {
             Some(state) => filter.insert("state", state.as_str()),
@@ -110,21 +110,21 @@ impl JobStore for Mongo {
         Ok(counts)
     }
 
-    async fn active_jobs(&self, owner: &str) -> Result<u64, StoreError> {
+    async fn active_jobs(&self, owner: &Owner) -> Result<u64, StoreError> {
         let active: Vec<&str> = JobState::ACTIVE.iter().map(|s| s.as_str()).collect();
         Ok(self
             .jobs
-            .count_documents(doc! { "owner": owner, "state": { "$in": active } })
+            .count_documents(doc! { "owner": owner.stored(), "state": { "$in": active } })
             .await?)
     }
 
-    async fn forget_owner(&self, owner: &str) -> Result<u64, StoreError> {
+    async fn forget_owner(&self, owner: &Owner) -> Result<u64, StoreError> {
         Ok(self
             .jobs
             .update_many(
-                doc! { "owner": owner, "state": JobState::Deleted.as_str() },
+                doc! { "owner": owner.stored(), "state": JobState::Deleted.as_str() },
                 doc! {
-                    "$set": { "owner": "", "filename": "" },
+                    "$set": { "owner": Owner::Forgotten.stored(), "filename": "" },
                     "$unset": { "callback": "" },
                 },
             )

@@ -12,7 +12,7 @@ use super::job_doc::{date, time};
 use super::webhooks::duplicate_key;
 use super::{Mongo, oid};
 use crate::backends::{ReservationStore, StoreError};
-use crate::domain::{Held, Reservation, ReservationId, Timestamp};
+use crate::domain::{Held, Owner, Reservation, ReservationId, Timestamp};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct HeldDoc {
@@ -25,7 +25,7 @@ struct HeldDoc {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct OwnerDoc {
     #[serde(rename = "_id")]
-    owner: String,
+    owner: Owner,
     #[serde(default)]
     version: i64,
     #[serde(default)]
@@ -33,8 +33,11 @@ pub(super) struct OwnerDoc {
 }
 
 impl Mongo {
-    async fn owner_doc(&self, owner: &str) -> Result<Option<OwnerDoc>, StoreError> {
-        Ok(self.reservations.find_one(doc! { "_id": owner }).await?)
+    async fn owner_doc(&self, owner: &Owner) -> Result<Option<OwnerDoc>, StoreError> {
+        Ok(self
+            .reservations
+            .find_one(doc! { "_id": owner.stored() })
+            .await?)
     }
 }
 
@@ -44,7 +47,7 @@ fn live(held: &[HeldDoc], now: Timestamp) -> impl Iterator<Item = &HeldDoc> {
 
 #[async_trait]
 impl ReservationStore for Mongo {
-    async fn held(&self, owner: &str, now: Timestamp) -> Result<Held, StoreError> {
+    async fn held(&self, owner: &Owner, now: Timestamp) -> Result<Held, StoreError> {
         let Some(doc) = self.owner_doc(owner).await? else {
             return Ok(Held::default());
         };
@@ -80,7 +83,7 @@ impl ReservationStore for Mongo {
         });
         let held = mongodb::bson::to_bson(&held).map_err(|e| StoreError::backend("MongoDB", e))?;
         let version = i64::try_from(version).unwrap_or(i64::MAX);
-        let filter: Document = doc! { "_id": &reservation.owner, "version": version };
+        let filter: Document = doc! { "_id": reservation.owner.stored(), "version": version };
         let update = doc! { "$set": { "held": held }, "$inc": { "version": 1 } };
         let written = self
             .reservations
@@ -95,18 +98,20 @@ impl ReservationStore for Mongo {
         }
     }
 
-    async fn release(&self, owner: &str, id: ReservationId) -> Result<(), StoreError> {
+    async fn release(&self, owner: &Owner, id: ReservationId) -> Result<(), StoreError> {
         self.reservations
             .update_one(
-                doc! { "_id": owner },
+                doc! { "_id": owner.stored() },
                 doc! { "$pull": { "held": { "id": oid(id) } }, "$inc": { "version": 1 } },
             )
             .await?;
         Ok(())
     }
 
-    async fn forget(&self, owner: &str) -> Result<(), StoreError> {
-        self.reservations.delete_one(doc! { "_id": owner }).await?;
+    async fn forget(&self, owner: &Owner) -> Result<(), StoreError> {
+        self.reservations
+            .delete_one(doc! { "_id": owner.stored() })
+            .await?;
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::job_doc::{CallbackDoc, date, time};
 use super::{Mongo, from_oid, oid};
 use crate::backends::{StoreError, UploadStore};
-use crate::domain::{FileId, Timestamp, UploadRecord};
+use crate::domain::{FileId, Owner, Timestamp, UploadRecord};
 use crate::metrics::timed;
 use crate::output::ResolvedOutput;
 
@@ -24,7 +24,7 @@ use crate::output::ResolvedOutput;
 struct UploadDoc {
     #[serde(rename = "_id")]
     id: ObjectId,
-    owner: String,
+    owner: Owner,
     #[serde(default)]
     username: String,
     length: i64,
@@ -211,10 +211,10 @@ impl UploadStore for Mongo {
         Ok(docs.into_iter().map(UploadRecord::from).collect())
     }
 
-    async fn owned(&self, owner: &str, limit: u32) -> Result<Vec<UploadRecord>, StoreError> {
+    async fn owned(&self, owner: &Owner, limit: u32) -> Result<Vec<UploadRecord>, StoreError> {
         let docs: Vec<UploadDoc> = self
             .upload_docs()
-            .find(doc! { "owner": owner })
+            .find(doc! { "owner": owner.stored() })
             .limit(i64::from(limit))
             .await?
             .try_collect()
@@ -222,10 +222,10 @@ impl UploadStore for Mongo {
         Ok(docs.into_iter().map(UploadRecord::from).collect())
     }
 
-    async fn reserved(&self, owner: &str) -> Result<u64, StoreError> {
+    async fn reserved(&self, owner: &Owner) -> Result<u64, StoreError> {
         let mut cursor = self
             .upload_docs()
-            .find(doc! { "owner": owner, "queued": false })
+            .find(doc! { "owner": owner.stored(), "queued": false })
             .await?;
         let mut total = 0u64;
         while let Some(upload) = cursor.try_next().await? {

@@ -16,14 +16,15 @@ use super::job_doc::{date, time};
 use super::{Mongo, from_oid, oid};
 use crate::backends::{StoreError, WebhookStore};
 use crate::domain::{
-    Attempt, Delivery, DeliveryId, DeliveryState, Endpoint, EndpointId, JobEventType, Timestamp,
+    Attempt, Delivery, DeliveryId, DeliveryState, Endpoint, EndpointId, JobEventType, Owner,
+    Timestamp,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EndpointDoc {
     #[serde(rename = "_id")]
     id: ObjectId,
-    owner: String,
+    owner: Owner,
     url: String,
     secret: String,
     events: Vec<JobEventType>,
@@ -36,7 +37,7 @@ pub struct DeliveryDoc {
     id: ObjectId,
     target: String,
     endpoint: Option<ObjectId>,
-    owner: String,
+    owner: Owner,
     job_id: ObjectId,
     url: String,
     secret: String,
@@ -134,10 +135,10 @@ impl WebhookStore for Mongo {
         Ok(())
     }
 
-    async fn endpoints(&self, owner: &str) -> Result<Vec<Endpoint>, StoreError> {
+    async fn endpoints(&self, owner: &Owner) -> Result<Vec<Endpoint>, StoreError> {
         let docs: Vec<EndpointDoc> = self
             .webhook_endpoints
-            .find(doc! { "owner": owner })
+            .find(doc! { "owner": owner.stored() })
             .sort(doc! { "_id": 1 })
             .await?
             .try_collect()
@@ -168,15 +169,15 @@ impl WebhookStore for Mongo {
         Ok(removed == 1)
     }
 
-    async fn remove_owned(&self, owner: &str) -> Result<u64, StoreError> {
+    async fn remove_owned(&self, owner: &Owner) -> Result<u64, StoreError> {
         // Endpoints first, as in `remove_endpoint`.
         let removed = self
             .webhook_endpoints
-            .delete_many(doc! { "owner": owner })
+            .delete_many(doc! { "owner": owner.stored() })
             .await?
             .deleted_count;
         self.webhook_deliveries
-            .delete_many(doc! { "owner": owner })
+            .delete_many(doc! { "owner": owner.stored() })
             .await?;
         Ok(removed)
     }

@@ -37,6 +37,7 @@ use crate::domain::{FileId, JobId, Timestamp, UploadRecord};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ProblemKind};
 use crate::http::extract::Caller;
+use crate::jobs::access;
 use crate::jobs::submit::complete as complete_upload;
 
 pub fn router() -> Router<AppState> {
@@ -134,7 +135,7 @@ async fn create(
         Some(url) => Some(upload::callback(&app.webhooks, url)?),
         None => None,
     };
-    let owner = caller.owner().to_owned();
+    let owner = caller.owner().clone();
     let room = room_for(&app, &caller, Some(length)).await?;
     if length > room.limit {
         return Err(upload::refusal(
@@ -320,15 +321,9 @@ async fn owned_upload(
     raw_id: &str,
 ) -> Result<UploadRecord, ApiError> {
     let id: FileId = parse_id(raw_id).map_err(|_| ApiError::not_found("upload"))?;
-    match app.backends.uploads.get(id).await? {
-        Some(upload)
-            if upload.owner == caller.owner()
-                && (upload.queued || upload.expires_at > Timestamp::now()) =>
-        {
-            Ok(upload)
-        }
-        _ => Err(ApiError::not_found("upload")),
-    }
+    access::upload(&app.backends, caller.viewer(), id, Timestamp::now())
+        .await?
+        .ok_or_else(|| ApiError::not_found("upload"))
 }
 
 fn check_offset(upload: &UploadRecord, offset: u64) -> Result<(), ApiError> {
