@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::backends::{Backends, Bucket, StoreError, chain};
+use crate::backends::{Backends, StoreError, chain};
 use crate::domain::Timestamp;
 use crate::jobs::submit::{SubmitError, complete as complete_upload};
 use crate::webhooks::Intake;
@@ -115,11 +115,12 @@ pub async fn sweep_expired_uploads(backends: &Backends) -> Result<u64, SubmitErr
                 continue;
             };
             if held.is_complete() && !held.queued {
+                // Its video becomes a job (and `held` is discarded as queued).
                 complete_upload(backends, &held).await?;
-            } else if !held.queued {
-                backends.blobs.delete(Bucket::Videos, held.id).await?;
+                backends.uploads.remove(held.id).await?;
+            } else {
+                backends.discard_upload(&held).await?;
             }
-            backends.uploads.remove(held.id).await?;
             removed += 1;
         }
         if expired.len() < BATCH as usize {

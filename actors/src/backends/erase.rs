@@ -7,7 +7,7 @@
 //! the retention sweep runs it again for accounts deleted lately, which
 //! catches an upload that was still arriving when the account went.
 
-use super::{Backends, Bucket, JobQuery, StoreError};
+use super::{Backends, JobQuery, StoreError};
 use crate::domain::Owner;
 
 /// Records handled per round trip.
@@ -61,10 +61,7 @@ impl Backends {
             }
             for upload in &uploads {
                 // A queued upload's file is its job's, removed above.
-                if !upload.queued {
-                    self.blobs.delete(Bucket::Videos, upload.id).await?;
-                }
-                self.uploads.remove(upload.id).await?;
+                self.discard_upload(upload).await?;
                 erased.uploads += 1;
             }
         }

@@ -54,3 +54,16 @@ pub trait UploadStore: Send + Sync {
     /// Up to `limit` of `owner`'s uploads, finished or not.
     async fn owned(&self, owner: &Owner, limit: u32) -> Result<Vec<UploadRecord>, StoreError>;
 }
+
+impl super::Backends {
+    /// Removes a resumable upload: its record, and its bytes unless it
+    /// became a job (then the video is the job's, and stays). What a
+    /// client's DELETE, the sweep of expired uploads and an account's
+    /// erasure all do.
+    pub async fn discard_upload(&self, upload: &UploadRecord) -> Result<(), StoreError> {
+        if !upload.queued {
+            self.blobs.delete(super::Bucket::Videos, upload.id).await?;
+        }
+        self.uploads.remove(upload.id).await
+    }
+}

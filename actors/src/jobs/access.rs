@@ -1,14 +1,14 @@
 //! Who may see and change what: the one ownership rule every entry point
-//! reads a job, a resumable upload, a file or a webhook endpoint by (the
-//! job routes, downloads, event streams, links, retries, deletes, tus, the
-//! webhook routes).
+//! reads a job, a page of jobs, a resumable upload, a file or a webhook
+//! endpoint by (the job routes and lists, downloads, event streams, links,
+//! retries, deletes, tus, the webhook routes).
 //!
 //! A user sees what they own; an administrator sees everyone's jobs and
 //! files, but writes to nobody else's upload and manages nobody else's
 //! webhooks. What a viewer may not see is answered exactly as what does
 //! not exist (`None`), so an id never tells whose it is.
 
-use crate::backends::{Backends, FileInfo, StoreError, WebhookStore};
+use crate::backends::{Backends, FileInfo, JobQuery, StoreError, WebhookStore};
 use crate::domain::{
     Endpoint, EndpointId, FileId, JobId, JobRecord, JobState, Owner, Timestamp, UploadRecord,
 };
@@ -59,6 +59,25 @@ pub async fn job_or_tombstone(
         .get(id)
         .await?
         .filter(|job| viewer.may_access(&job.owner)))
+}
+
+/// A page of the jobs `query` asks for that the viewer may see: a user's
+/// own whatever `query.owner` says; an administrator's as asked (one
+/// owner's, or everyone's for `None`).
+pub async fn jobs(
+    backends: &Backends,
+    viewer: &Viewer,
+    query: JobQuery,
+) -> Result<Vec<JobRecord>, StoreError> {
+    let query = if viewer.admin {
+        query
+    } else {
+        JobQuery {
+            owner: Some(viewer.owner.clone()),
+            ..query
+        }
+    };
+    backends.jobs.list(&query).await
 }
 
 /// The resumable upload `id`, if the viewer made it (an administrator

@@ -191,10 +191,10 @@ pub async fn list_jobs(
                 .map_err(|_| ApiError::invalid("cursor is not one this API gave out"))?,
         ),
     };
+    // Only an administrator's `owner` is read; a user's list is their own.
     let owner = match query.owner.as_deref().filter(|o| !o.is_empty()) {
         Some(wanted) if caller.claims.admin => Some(owner_named(&app, wanted).await?),
-        _ if caller.claims.admin => None,
-        _ => Some(caller.owner().clone()),
+        _ => None,
     };
     let query = JobQuery {
         owner,
@@ -202,7 +202,7 @@ pub async fn list_jobs(
         before,
         limit,
     };
-    let jobs = app.backends.jobs.list(&query).await?;
+    let jobs = access::jobs(&app.backends, caller.viewer(), query).await?;
     let next_cursor = (jobs.len() == limit as usize)
         .then(|| jobs.last().map(|j| j.id.to_hex()))
         .flatten();

@@ -32,7 +32,7 @@ use self::protocol::{
 use self::receive::{Received, hold_for, receive};
 use super::jobs::parse_id;
 use super::upload::{self, room_for};
-use crate::backends::{Bucket, StoreError};
+use crate::backends::StoreError;
 use crate::domain::{FileId, JobId, Timestamp, UploadRecord};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ProblemKind};
@@ -306,10 +306,7 @@ async fn terminate(
     let Some((_, held)) = hold(&app, upload.id).await? else {
         return Err(locked());
     };
-    if !held.queued {
-        app.backends.blobs.delete(Bucket::Videos, held.id).await?;
-    }
-    app.backends.uploads.remove(held.id).await?;
+    app.backends.discard_upload(&held).await?;
     info!(upload = %held.id, "resumable upload terminated");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
