@@ -115,7 +115,7 @@ pub async fn sweep_expired_uploads(backends: &Backends) -> Result<u64, SubmitErr
                 continue;
             };
             if held.is_complete() && !held.queued {
-                // Its video becomes a job (and `held` is discarded as queued).
+                // Its video is its job's now: only the record goes.
                 complete_upload(backends, &held).await?;
                 backends.uploads.remove(held.id).await?;
             } else {

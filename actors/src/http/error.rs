@@ -341,6 +341,7 @@ impl From<crate::jobs::RetryError> for ApiError {
     fn from(e: crate::jobs::RetryError) -> Self {
         use crate::jobs::RetryError;
         match e {
+            RetryError::NotFound => Self::not_found("job"),
             RetryError::NotFailed(_) | RetryError::VideoGone | RetryError::Moved => {
                 Self::new(StatusCode::CONFLICT, e.to_string())
             }

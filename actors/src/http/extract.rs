@@ -38,11 +38,6 @@ impl Caller {
     pub fn viewer(&self) -> &Viewer {
         &self.viewer
     }
-
-    /// Whether the caller may see things owned by `owner`.
-    pub fn may_access(&self, owner: &Owner) -> bool {
-        self.viewer.may_access(owner)
-    }
 }
 
 impl FromRequestParts<AppState> for Caller {

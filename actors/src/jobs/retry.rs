@@ -4,13 +4,17 @@
 
 use tracing::{info, warn};
 
+use super::access::{self, Viewer};
 use super::admission::{self, Refused, Rules};
 use crate::backends::{Backends, Bucket, QueueError, StoreError, UserLimits, UsersError, chain};
-use crate::domain::{JobRecord, JobState};
+use crate::domain::{JobId, JobRecord, JobState};
 
 /// Why a job was not retried.
 #[derive(Debug, thiserror::Error)]
 pub enum RetryError {
+    /// No such job, deleted, or not the asker's to see.
+    #[error("no such job")]
+    NotFound,
     #[error("only a failed job can be retried; this one is {}", .0.as_str())]
     NotFailed(JobState),
     #[error("the uploaded video is no longer stored; upload it again")]
@@ -27,15 +31,20 @@ pub enum RetryError {
     Queue(#[source] QueueError),
 }
 
-/// Queues failed `job` again. `limits` are its owner's when the caller
-/// knows them (the owner asking), else they are read.
+/// Queues failed job `id` again, if `asker` may see it. Its owner's
+/// limits bind it: `own_limits` (the asker's, known without a read) when
+/// the job is the asker's, else read (an administrator retrying another's).
 pub async fn retry(
     backends: &Backends,
     rules: &Rules<'_>,
     node_id: &str,
-    job: &JobRecord,
-    limits: Option<UserLimits>,
+    asker: &Viewer,
+    own_limits: UserLimits,
+    id: JobId,
 ) -> Result<JobRecord, RetryError> {
+    let job = &access::job(backends, asker, id)
+        .await?
+        .ok_or(RetryError::NotFound)?;
     if job.state != JobState::Failed {
         return Err(RetryError::NotFailed(job.state));
     }
@@ -47,11 +56,12 @@ pub async fn retry(
     {
         return Err(RetryError::VideoGone);
     }
-    let limits = match limits {
-        Some(limits) => limits,
-        None => super::limits_of(backends, &job.owner)
+    let limits = if job.owner == asker.owner {
+        own_limits
+    } else {
+        super::limits_of(backends, &job.owner)
             .await
-            .map_err(RetryError::Users)?,
+            .map_err(RetryError::Users)?
     };
     // Its place is held until the retried job counts for itself (queued).
     let room = admission::admit(backends, rules, &job.owner, limits, Some(0)).await?;

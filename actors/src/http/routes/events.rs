@@ -239,7 +239,7 @@ pub async fn all_events(State(app): State<AppState>, caller: Caller) -> Response
             loop {
                 let event = tokio::select! {
                     got = feed.recv() => match got {
-                        Ok(Feed::Event(event)) if caller.may_access(&event.owner) => {
+                        Ok(Feed::Event(event)) if caller.viewer().may_access(&event.owner) => {
                             Event::default().data(event_data(&event))
                         }
                         Ok(Feed::Event(_)) => continue,

@@ -270,11 +270,16 @@ pub async fn retry_job(
     caller: Caller,
     Path(raw_id): Path<String>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let job = owned_job(&app, &caller, &raw_id).await?;
-    // The caller's own limits when it is theirs; an administrator's retry
-    // is bound by the owner's.
-    let limits = (job.owner == *caller.owner()).then_some(caller.account.limits);
+    let id: JobId = parse_id(&raw_id)?;
     let rules = app.admission_rules();
-    let queued = crate::jobs::retry(&app.backends, &rules, &app.node_id, &job, limits).await?;
+    let queued = crate::jobs::retry(
+        &app.backends,
+        &rules,
+        &app.node_id,
+        caller.viewer(),
+        caller.account.limits,
+        id,
+    )
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(queued.into())))
 }

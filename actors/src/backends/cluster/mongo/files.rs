@@ -41,7 +41,7 @@ async fn file_info(bucket: &GridFsBucket, id: FileId) -> Result<Option<FileInfo>
     let owner = metadata_str(&d, "owner")
         .map(|text| Owner::parse(&text))
         .transpose()
-        .map_err(|e| StoreError::backend("gridfs", e))?;
+        .map_err(|e| StoreError::backend(BACKEND, e))?;
     Ok(Some(FileInfo {
         id,
         length: d.length,

@@ -148,7 +148,10 @@ impl BlobWrite for GridFsResumable {
 
     async fn finish(mut self: Box<Self>) -> Result<(), StoreError> {
         self.checkpoint().await?;
-        let mut metadata = doc! { "owner": self.meta.owner.stored(), "content_type": self.meta.content_type.clone() };
+        let mut metadata = doc! {
+            "owner": self.meta.owner.stored(),
+            "content_type": self.meta.content_type.clone(),
+        };
         if let Some(job) = self.meta.job_id {
             metadata.insert("job_id", oid(job));
         }
