@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use vidaud_actors::output::OPTIONS;
+use vidaud_actors::transcoder::Segment;
+use vidaud_actors::transcoder::segments::SplitSettings;
 
 #[derive(Parser)]
 #[command(
@@ -152,8 +154,51 @@ pub struct ConvertArgs {
     /// audiowaveform's JSON, as `GET /jobs/{id}/waveform` serves it).
     #[arg(long, value_name = "FILE")]
     pub waveform: Option<PathBuf>,
+    /// Convert audio longer than --split-above in segments, this many at
+    /// once (each in a process of its own), joined into one file that a
+    /// single pass cannot be told from. 1: one pass.
+    #[arg(long, short = 'j', default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: u32,
+    /// With --jobs: split audio longer than this many seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = SplitSettings::default().above.as_secs())]
+    pub split_above: u64,
+    /// With --jobs: about how long each segment is, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = SplitSettings::default().segment.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub segment_secs: u64,
+    /// Run by `--jobs` itself: convert only these input samples, `FROM:TO`
+    /// or `FROM:`, counted from the trim's start or else from the first
+    /// audio, at ORIGIN ns (`FROM:TO@ORIGIN`); `+seek`: jump to near FROM.
+    #[arg(long, hide = true, value_name = "FROM:TO[@ORIGIN][+seek]", value_parser = parse_segment)]
+    pub segment: Option<Segment>,
     #[command(flatten)]
     pub options: OptionFlags,
+}
+
+/// `FROM:TO[@ORIGIN][+seek]` or `FROM:[@ORIGIN][+seek]` as a segment of
+/// input samples.
+pub fn parse_segment(text: &str) -> Result<Segment, String> {
+    let (text, seek) = match text.strip_suffix("+seek") {
+        Some(rest) => (rest, true),
+        None => (text, false),
+    };
+    let (range, origin) = text.split_once('@').unwrap_or((text, "0"));
+    let (from, to) = range.split_once(':').ok_or("FROM:TO or FROM:")?;
+    let number = |n: &str| n.parse::<u64>().map_err(|e| format!("{n}: {e}"));
+    Ok(Segment {
+        from: number(from)?,
+        to: (!to.is_empty()).then(|| number(to)).transpose()?,
+        origin: number(origin)?,
+        seek,
+    })
+}
+
+/// A segment as `parse_segment` reads it.
+pub fn segment_arg(segment: &Segment) -> String {
+    let to = segment.to.map(|t| t.to_string()).unwrap_or_default();
+    let seek = if segment.seek { "+seek" } else { "" };
+    format!("{}:{to}@{}{seek}", segment.from, segment.origin)
 }
 
 /// The output options as `--name value` flags: one per row of the options

@@ -11,6 +11,9 @@ pub const CLIP_SECONDS: f64 = 4.0;
 /// Seconds of the `hour` clip.
 pub const HOUR_SECONDS: u32 = 3600;
 
+/// Seconds of the `lecture` clip.
+pub const LECTURE_SECONDS: u32 = 1800;
+
 /// Seconds of the `long` clip.
 pub const LONG_SECONDS: u32 = 480;
 
@@ -46,6 +49,16 @@ pub const INPUTS: [(&str, u32, u32); 17] = [
     ("tone", 44100, 1),
 ];
 
+/// ffmpeg's output arguments for the quickest H.264 video.
+const H264: [&str; 6] = [
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-pix_fmt",
+    "yuv420p",
+];
+
 /// ffmpeg input arguments for a sine of `freq` Hz at `rate`.
 fn sine(freq: u32, rate: u32) -> Vec<String> {
     ["-f", "lavfi", "-i"]
@@ -66,14 +79,7 @@ fn recipe(kind: &str) -> Option<Vec<String>> {
             .collect()
     };
     let words = |w: &[&str]| -> Vec<String> { w.iter().map(|s| s.to_string()).collect() };
-    let h264 = words(&[
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-    ]);
+    let h264 = words(&H264);
     let mut args = Vec::new();
     match kind {
         "flv" => {
@@ -174,6 +180,7 @@ fn extension(kind: &str) -> &str {
         "tone" => "wav",
         "hour" => "ogg",
         "noise" => "flac",
+        "lecture" => "mp4",
         other => other,
     }
 }
@@ -206,6 +213,7 @@ pub fn clip(kind: &str) -> PathBuf {
     // A changed length must not reuse a clip made before.
     let name = match kind {
         "long" => format!("long-{LONG_SECONDS}s"),
+        "lecture" => format!("lecture-{LECTURE_SECONDS}s"),
         other => other.to_owned(),
     };
     let path = dir().join(format!("{name}.{ext}"));
@@ -226,6 +234,8 @@ pub fn clip(kind: &str) -> PathBuf {
         args.extend(["-t", &length, "-ac", "1", "-c:a", "libopus"].map(String::from));
         args.extend(["-b:a", "12k", "-compression_level", "0"].map(String::from));
         ffmpeg(&args, &partial, "the hour-long clip");
+    } else if kind == "lecture" {
+        ffmpeg(lecture_recipe(LECTURE_SECONDS), &partial, "the lecture");
     } else if kind == "noise" {
         // Pink noise, 48 kHz stereo, of a length no codec's frame divides:
         // where a sample lands can be told by correlation (a tone's period
@@ -288,19 +298,10 @@ pub fn clip(kind: &str) -> PathBuf {
             "[a]",
             "-t",
             &duration,
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            // A low bitrate keeps the file small: converting takes as long.
-            "-c:a",
-            "aac",
-            "-b:a",
-            "32k",
         ];
-        ffmpeg(args, &partial, "the long clip");
+        // A low bitrate keeps the file small: converting takes as long.
+        let codecs = H264.iter().chain(&["-c:a", "aac", "-b:a", "32k"]);
+        ffmpeg(args.iter().chain(codecs), &partial, "the long clip");
     } else if kind == "random" {
         let bytes: Vec<u8> = (0..200_000u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -344,6 +345,45 @@ pub fn clip(kind: &str) -> PathBuf {
     }
     std::fs::rename(&partial, &path).expect("media rename");
     path
+}
+
+/// ffmpeg's arguments for `seconds` of a lecture: synthesised speech
+/// (flite, looped) over music (two gliding tones and a decaying drum whose
+/// period no segment bound shares, so joins land anywhere in it), 44.1 kHz
+/// mono AAC beside a tiny H.264 video (one frame a second) in an MP4.
+pub fn lecture_recipe(seconds: u32) -> Vec<String> {
+    let speech = "flite=text='The quick brown fox jumps over the lazy dog. A lecture on the \
+                  history of sound recording begins with the phonograph, and continues \
+                  through magnetic tape to the digital formats of today. Every join must be \
+                  inaudible.':voice=slt,aresample=44100,aloop=loop=-1:size=2e9";
+    let music = "aevalsrc='0.12*sin(2*PI*220*t+3*sin(2*PI*0.37*t))\
+                 +0.08*sin(2*PI*331*t+5*sin(2*PI*0.23*t))\
+                 +0.2*exp(-25*mod(t\\,0.6173))*sin(2*PI*95*t)':s=44100";
+    let length = seconds.to_string();
+    let inputs = [
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x120:rate=1",
+        "-f",
+        "lavfi",
+        "-i",
+        speech,
+        "-f",
+        "lavfi",
+        "-i",
+        music,
+        "-filter_complex",
+        "[1:a][2:a]amix=inputs=2:normalize=0[a]",
+        "-map",
+        "0:v",
+        "-map",
+        "[a]",
+        "-t",
+        &length,
+    ];
+    let codecs = H264.iter().chain(&["-c:a", "aac", "-b:a", "96k"]);
+    inputs.iter().chain(codecs).map(|s| s.to_string()).collect()
 }
 
 /// What ffprobe says about an audio file.
@@ -424,23 +464,26 @@ pub fn assert_decodes(path: &Path) {
     );
 }
 
+/// ffmpeg decoding the audio of `path` to mono samples at `rate`, in
+/// `sample_format` (`s16le`, `f32le`), on its stdout.
+pub fn decoder(path: &Path, rate: u32, sample_format: &str) -> Command {
+    let mut command = Command::new("ffmpeg");
+    command.args(["-v", "error", "-i"]).arg(path).args([
+        "-vn",
+        "-ac",
+        "1",
+        "-ar",
+        &rate.to_string(),
+        "-f",
+        sample_format,
+        "-",
+    ]);
+    command
+}
+
 /// The audio of `path` decoded by ffmpeg to mono 16-bit samples at `rate`.
 pub fn decode_mono(path: &Path, rate: u32) -> Vec<i16> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args([
-            "-vn",
-            "-ac",
-            "1",
-            "-ar",
-            &rate.to_string(),
-            "-f",
-            "s16le",
-            "-",
-        ])
-        .output()
-        .expect("ffmpeg");
+    let out = decoder(path, rate, "s16le").output().expect("ffmpeg");
     assert!(
         out.status.success(),
         "ffmpeg could not decode {}",

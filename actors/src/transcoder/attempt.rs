@@ -395,6 +395,7 @@ async fn convert(
         .titled(job.output.title_for(&job.filename));
     let request = Request {
         options,
+        segment: None,
         limits: Limits {
             stall_after: Duration::from_secs(ctx.settings.stall_secs),
             max_wall: Duration::from_secs(ctx.settings.max_job_secs),

@@ -9,10 +9,13 @@
 
 mod attempt;
 mod bridge;
+mod crc;
 pub mod isolation;
 mod messages;
+mod ogg;
 pub mod pipeline;
 mod pool;
+pub mod segments;
 mod spool;
 mod worker;
 
@@ -20,6 +23,8 @@ pub use attempt::WorkerContext;
 pub use bridge::{BridgeArgs, BridgeMsg, BridgeStatus, QueueBridge};
 pub use isolation::Sandbox;
 pub use messages::{JobDelivery, PoolMsg, PoolStatus};
-pub use pipeline::{Control, Output, Progress, Summary, TranscodeError, transcode};
+pub use pipeline::{
+    Control, Output, Progress, Segment, Summary, TranscodeError, transcode, transcode_segment,
+};
 pub use pool::{PoolArgs, TranscoderPool};
 pub use spool::Spool;

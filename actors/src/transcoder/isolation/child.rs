@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::protocol::{Confine, Fault, INPUT_FD, OUTPUT_FD, Report, Request, WAVEFORM_FD};
-use crate::transcoder::pipeline::{Output, TranscodeError, transcode};
+use crate::transcoder::pipeline::{Output, TranscodeError, transcode_segment};
 
 /// Exit code when the node went away (stdin closed) mid-conversion.
 const ORPHANED: i32 = 70;
@@ -81,7 +81,15 @@ pub fn main() -> ExitCode {
         waveform: Some(&waveform),
     };
     let mut report = |p| say(&Report::Progress { progress: p });
-    let outcome = match transcode(&input, &request.options, output, &control, &mut report) {
+    let converted = transcode_segment(
+        &input,
+        &request.options,
+        request.segment,
+        output,
+        &control,
+        &mut report,
+    );
+    let outcome = match converted {
         Ok(summary) => Report::Done {
             summary: Box::new(summary),
             peak_rss_kib: peak_rss_kib(),

@@ -30,6 +30,10 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub struct Request {
     /// Validated and resolved when the job was created.
     pub options: ResolvedOutput,
+    /// The part of the input to convert (a split conversion's segment);
+    /// `None`: all of it.
+    #[serde(default)]
+    pub segment: Option<crate::transcoder::pipeline::Segment>,
     pub limits: Limits,
     /// How the child confines itself before it touches the media; set by
     /// the sandbox, not by whoever asks for the conversion.

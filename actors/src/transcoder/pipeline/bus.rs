@@ -9,6 +9,7 @@ use gstreamer::prelude::*;
 
 use super::error::TranscodeError;
 use super::graph::Graph;
+use super::segment;
 use super::{AUDIO_DONE, Control, NO_AUDIO, PROGRESS_EVERY, Progress, Summary};
 
 impl Graph {
@@ -68,6 +69,12 @@ impl Graph {
                     }
                     gst::MessageView::Application(app) => match app.structure().map(|s| s.name()) {
                         Some(name) if name == AUDIO_DONE => break,
+                        Some(name) if name == segment::SEEK => {
+                            if let Some(asked) = app.structure() {
+                                segment::seek(&self.pipeline, &self.tap, asked);
+                            }
+                            continue;
+                        }
                         Some(name) if name == NO_AUDIO => {
                             let found = self
                                 .tap

@@ -24,6 +24,7 @@ use super::encoders::{encode_mp3, encoder_chain, output_caps};
 use super::error::TranscodeError;
 use super::loudness::{LoudnessStage, Mode};
 use super::mp3::{InputGapless, Mp3Output};
+use super::segment::Segment;
 use super::tap::{Tap, Trim, count_samples, dropped_as_handled, tap_audio};
 use super::tracks::{choose_audio_track, is_demuxer};
 use super::waveform::Waveform;
@@ -67,6 +68,7 @@ impl Graph {
         end: End<'_>,
         gapless: Option<InputGapless>,
         loudness: Option<Mode>,
+        segment: Option<Segment>,
     ) -> Result<Self, TranscodeError> {
         let pipeline = gst::Pipeline::new();
         let (src, parse) = source(input)?;
@@ -82,7 +84,7 @@ impl Graph {
         if stages.output.is_some() {
             watch_chapters(&audio_in, &stages.chapters, options, comment_setter);
         }
-        let trim = Trim::new(options, gapless);
+        let trim = Trim::new(options, gapless, segment);
         watch_trim(&audio_in, &tap, trim);
         let encoder_in = sink_pad(
             stages.encoder.first().unwrap_or(&stages.sink),
@@ -390,7 +392,9 @@ fn watch_chapters(
 fn watch_trim(audio_in: &gst::Pad, tap: &Arc<Tap>, trim: Option<Trim>) {
     let tap = tap.clone();
     audio_in.add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        gst::PadProbeType::BUFFER
+            | gst::PadProbeType::EVENT_DOWNSTREAM
+            | gst::PadProbeType::EVENT_FLUSH,
         move |pad, info| {
             let ret = tap_audio(pad, info, &tap, trim);
             dropped_as_handled(info, ret)

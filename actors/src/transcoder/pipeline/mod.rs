@@ -50,7 +50,9 @@ mod error;
 mod graph;
 mod loudness;
 mod mp3;
+mod probe;
 mod replaygain;
+mod segment;
 mod tap;
 mod tracks;
 mod waveform;
@@ -70,6 +72,10 @@ pub(crate) use chapters::{Chapter, ChapterMarks};
 pub use error::TranscodeError;
 use graph::{End, Graph};
 use loudness::{Mode, Plan};
+pub use probe::{AudioShape, probe};
+pub use segment::Segment;
+pub use waveform::SAMPLES_PER_PIXEL;
+pub(crate) use waveform::Waveform;
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
@@ -184,6 +190,19 @@ pub fn transcode(
     control: &Control,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary, TranscodeError> {
+    transcode_segment(input, options, None, output, control, progress)
+}
+
+/// Converts one segment of `input` (all of it with `None`): a split
+/// conversion's part, joined with the others by `transcoder::segments`.
+pub fn transcode_segment(
+    input: &Path,
+    options: &ResolvedOutput,
+    segment: Option<Segment>,
+    output: Output<'_>,
+    control: &Control,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Summary, TranscodeError> {
     std::fs::File::open(input).map_err(|e| TranscodeError::Input(e.to_string()))?;
     gst::init()?;
     let gapless = mp3::read_input_gapless(input);
@@ -210,7 +229,7 @@ pub fn transcode(
     let stage = plan
         .map(|p| p.mode)
         .or(options.replaygain.then_some(Mode::Measure));
-    let graph = Graph::build(input, options, End::File(output), gapless, stage)?;
+    let graph = Graph::build(input, options, End::File(output), gapless, stage, segment)?;
     let result = graph.run(control, &mut |p| passes.report(p));
     // Null closes a filesink's file and stops the streaming threads, so
     // nothing writes to the output once this returns.
@@ -276,7 +295,7 @@ fn plan_loudness(
     passes: &mut Passes<'_>,
 ) -> Result<Plan, TranscodeError> {
     let measure = |mode: Mode, passes: &mut Passes<'_>| {
-        let graph = Graph::build(input, options, End::Measure, gapless, Some(mode))?;
+        let graph = Graph::build(input, options, End::Measure, gapless, Some(mode), None)?;
         let result = graph.run(control, &mut |p| passes.report(p));
         let _ = graph.pipeline.set_state(gst::State::Null);
         result?;

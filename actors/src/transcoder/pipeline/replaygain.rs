@@ -144,26 +144,13 @@ fn reseal_ogg_page(head: &mut [u8], at: usize) -> io::Result<std::ops::Range<usi
         }
         if (page..end).contains(&at) {
             head[page + 22..page + 26].fill(0);
-            let crc = ogg_crc(&head[page..end]);
+            let crc = crate::transcoder::ogg::crc(&head[page..end]);
             head[page + 22..page + 26].copy_from_slice(&crc.to_le_bytes());
             return Ok(page + 22..page + 26);
         }
         page = end;
     }
     Err(io::Error::other("the tags are not in an Ogg page"))
-}
-
-/// Ogg's CRC-32: polynomial 0x04c11db7, no reflection, initial 0.
-fn ogg_crc(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0u32, |crc, &byte| {
-        (0..8).fold(crc ^ (u32::from(byte) << 24), |crc, _| {
-            if crc & 0x8000_0000 != 0 {
-                (crc << 1) ^ 0x04c1_1db7
-            } else {
-                crc << 1
-            }
-        })
-    })
 }
 
 #[cfg(test)]
@@ -201,16 +188,17 @@ mod tests {
     }
 
     #[test]
-    fn the_ogg_checksum_is_the_one_ogg_uses() {
-        // CRC-32/POSIX without its final inversion.
-        assert_eq!(ogg_crc(b"123456789"), 0x765e_7680 ^ 0xffff_ffff);
+    fn a_resealed_page_carries_its_checksum() {
         // A page's checksum covers the page with its checksum field zeroed.
         let mut page =
             b"OggS\0\x02\0\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x07\x07\x07\x07\x01\x03abc".to_vec();
         reseal_ogg_page(&mut page, 28).expect("a page");
         let mut zeroed = page.clone();
         zeroed[22..26].fill(0);
-        assert_eq!(page[22..26], ogg_crc(&zeroed).to_le_bytes());
+        assert_eq!(
+            page[22..26],
+            crate::transcoder::ogg::crc(&zeroed).to_le_bytes()
+        );
         assert!(reseal_ogg_page(&mut page, 40).is_err(), "past the pages");
     }
 }

@@ -92,6 +92,23 @@ impl Waveform {
         })
     }
 
+    /// A waveform at `sample_rate` whose pixels are given whole (`push`),
+    /// not summarised from audio: the joined waveform of a split
+    /// conversion, written as any other.
+    pub(crate) fn of_pixels(path: &Path, sample_rate: u32) -> std::io::Result<Self> {
+        let mut waveform = Self::create(path)?;
+        waveform.start(sample_rate)?;
+        Ok(waveform)
+    }
+
+    /// Adds one pixel, its min and max as written.
+    pub(crate) fn push(&mut self, min: i64, max: i64) -> std::io::Result<()> {
+        let comma = if self.pixels > 0 { "," } else { "" };
+        write!(self.out, "{comma}{min},{max}")?;
+        self.pixels += 1;
+        Ok(())
+    }
+
     /// Takes note of the audio's format (a caps event).
     pub fn on_caps(&mut self, caps: &gst::CapsRef) {
         match gst_audio::AudioInfo::from_caps(caps) {
@@ -197,10 +214,7 @@ impl Waveform {
     /// Writes the block's pair and starts the next.
     fn close_block(&mut self) -> std::io::Result<()> {
         let Block { min, max, .. } = std::mem::replace(&mut self.block, Block::EMPTY);
-        let comma = if self.pixels > 0 { "," } else { "" };
-        write!(self.out, "{comma}{},{}", value(min), value(max))?;
-        self.pixels += 1;
-        Ok(())
+        self.push(value(min).into(), value(max).into())
     }
 
     fn start(&mut self, sample_rate: u32) -> std::io::Result<()> {

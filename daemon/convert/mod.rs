@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -23,10 +23,13 @@ use vidaud_actors::transcoder::isolation::kernel::Support;
 use vidaud_actors::transcoder::isolation::protocol::{Limits, Request};
 use vidaud_actors::transcoder::isolation::{self, ChildFiles, Converter};
 use vidaud_actors::transcoder::{
-    Control, Output, Progress, Sandbox, Summary, TranscodeError, transcode,
+    Control, Output, Progress, Sandbox, Segment, Summary, TranscodeError, transcode_segment,
 };
 
 use crate::cli::ConvertArgs;
+use split::Split;
+
+mod split;
 
 pub fn run(args: ConvertArgs) -> ExitCode {
     let options = match options(&args) {
@@ -47,12 +50,35 @@ pub fn run(args: ConvertArgs) -> ExitCode {
         None => None,
     };
     let started = Instant::now();
+    if args.jobs > 1 && args.segment.is_none() {
+        let waveform_partial = waveform.as_ref().map(|(partial, _)| partial.path());
+        match split::convert(&args, &options, partial.path(), waveform_partial) {
+            Split::Whole => {}
+            Split::Failed(code) => return ExitCode::from(code),
+            Split::Joined { joined, segments } => {
+                if let Err(code) = persist(partial, &args.output, waveform) {
+                    return code;
+                }
+                eprintln!(
+                    "{}: {:.2} s of {} audio, {} bytes, in {:.2} s ({segments} segments, {} at once)",
+                    args.output.display(),
+                    joined.samples as f64 / f64::from(joined.rate.max(1)),
+                    options.format.name(),
+                    joined.bytes,
+                    started.elapsed().as_secs_f64(),
+                    args.jobs,
+                );
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
     let mut report = Reporter::new();
     let result = if args.sandbox {
         let waveform = waveform.as_ref().map(|(partial, _)| partial.as_file());
         sandboxed(
             &args.input,
             &options,
+            args.segment,
             partial.as_file(),
             waveform,
             &mut report,
@@ -62,9 +88,10 @@ pub fn run(args: ConvertArgs) -> ExitCode {
             audio: partial.path(),
             waveform: waveform.as_ref().map(|(partial, _)| partial.path()),
         };
-        transcode(
+        transcode_segment(
             &args.input,
             &options,
+            args.segment,
             output,
             &Control::default(),
             &mut |p| report.update(p),
@@ -73,15 +100,8 @@ pub fn run(args: ConvertArgs) -> ExitCode {
     report.finish();
     match result {
         Ok(summary) => {
-            let waveform = waveform.map(|(partial, path)| partial.persist(path));
-            for persisted in [Some(partial.persist(&args.output)), waveform]
-                .into_iter()
-                .flatten()
-            {
-                if let Err(e) = persisted {
-                    eprintln!("vidaud convert: cannot create a file: {e}");
-                    return ExitCode::from(1);
-                }
+            if let Err(code) = persist(partial, &args.output, waveform) {
+                return code;
             }
             let secs = summary.duration.map(|d| d.as_secs_f64()).unwrap_or(0.0);
             eprintln!(
@@ -107,6 +127,26 @@ pub fn run(args: ConvertArgs) -> ExitCode {
     }
 }
 
+/// The complete output (and waveform) given their names; exit code 1,
+/// said, if one cannot be.
+fn persist(
+    partial: NamedTempFile,
+    output: &Path,
+    waveform: Option<(NamedTempFile, &PathBuf)>,
+) -> Result<(), ExitCode> {
+    let waveform = waveform.map(|(partial, path)| partial.persist(path));
+    for persisted in [Some(partial.persist(output)), waveform]
+        .into_iter()
+        .flatten()
+    {
+        if let Err(e) = persisted {
+            eprintln!("vidaud convert: cannot create a file: {e}");
+            return Err(ExitCode::from(1));
+        }
+    }
+    Ok(())
+}
+
 /// A temporary file beside `path`, to be persisted as `path` once it is
 /// complete; `None` (said) when the folder cannot be written. Created as any
 /// new file is (0666 less the umask), not 0600: it becomes the user's file.
@@ -130,6 +170,7 @@ fn partial_beside(path: &Path) -> Option<NamedTempFile> {
 fn sandboxed(
     input: &Path,
     options: &ResolvedOutput,
+    segment: Option<Segment>,
     output: &File,
     waveform: Option<&File>,
     report: &mut Reporter,
@@ -158,6 +199,7 @@ fn sandboxed(
     let sandbox = Sandbox::from_settings(&settings, Support::probe());
     let request = Request {
         options: options.clone(),
+        segment,
         limits: Limits::from(&control),
         confine: Default::default(),
         fault: None,
