@@ -163,10 +163,11 @@ pub struct ConvertArgs {
     /// With --jobs: split audio longer than this many seconds (0: never).
     #[arg(long, value_name = "SECS", default_value_t = SplitSettings::default().above.as_secs())]
     pub split_above: u64,
-    /// With --jobs: about how long each segment is, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = SplitSettings::default().segment.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub segment_secs: u64,
+    /// With --jobs: about how long each segment is, in seconds; without
+    /// it, N segments of one length (one per process: each segment costs a
+    /// process's start).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub segment_secs: Option<u64>,
     /// Run by `--jobs` itself: convert only these input samples, `FROM:TO`
     /// or `FROM:`, counted from the trim's start or else from the first
     /// audio, at ORIGIN ns (`FROM:TO@ORIGIN`); `+seek`: jump to near FROM.

@@ -37,7 +37,10 @@ pub(super) fn convert(
 ) -> Split {
     let settings = SplitSettings {
         above: Duration::from_secs(args.split_above),
-        segment: Duration::from_secs(args.segment_secs),
+        segment: args
+            .segment_secs
+            .map_or(SplitSettings::default().segment, Duration::from_secs),
+        count: args.segment_secs.is_none().then_some(args.jobs),
     };
     let dir = output
         .parent()
