@@ -93,13 +93,13 @@ fn count(samples: u64) -> i64 {
 
 /// The sample at `ns` at `rate`, rounded: timestamps are a sample's time
 /// rounded to the nanosecond, so this is the sample's index exactly.
-pub(super) fn sample_at(ns: u64, rate: u64) -> u64 {
+fn sample_at(ns: u64, rate: u64) -> u64 {
     let scaled = (u128::from(ns) * u128::from(rate) + 500_000_000) / 1_000_000_000;
     u64::try_from(scaled).unwrap_or(u64::MAX)
 }
 
 /// The time of sample `sample` at `rate`, in nanoseconds.
-pub(super) fn time_of(sample: u64, rate: u64) -> u64 {
+fn time_of(sample: u64, rate: u64) -> u64 {
     let ns = u128::from(sample) * 1_000_000_000 / u128::from(rate.max(1));
     u64::try_from(ns).unwrap_or(u64::MAX)
 }

@@ -26,15 +26,14 @@ pub(super) fn join(
     output: &Path,
 ) -> Result<Joined, JoinError> {
     let scale = GRANULE_RATE / u64::from(plan.output_rate.max(1));
-    let file = File::create(output).map_err(JoinError::Write)?;
-    let mut writer: Option<PageWriter<BufWriter<File>>> = None;
-    let mut identification: Option<Vec<u8>> = None;
+    // The joined stream, once the first segment's headers are written:
+    // its pages, and that segment's identification header (every segment's
+    // must be the same) and pre-skip.
+    let mut joined: Option<(PageWriter<BufWriter<File>>, Vec<u8>, u64)> = None;
     let mut final_granule = 0u64;
     let mut pending = 0;
-    let mut file = Some(file);
     for (index, (part, path)) in plan.parts.iter().zip(segments).enumerate() {
-        let failed = |e| read_error(index, path)(e);
-        let input = File::open(path).map_err(failed)?;
+        let input = File::open(path).map_err(read_error(index, path))?;
         let mut packets = PacketReader::new(BufReader::new(input));
         let mismatch = |what: &str| JoinError::Mismatch {
             index,
@@ -42,38 +41,33 @@ pub(super) fn join(
         };
         let head = packets
             .next_packet()
-            .map_err(|e| read_error(index, path)(e))?
+            .map_err(read_error(index, path))?
             .ok_or_else(|| mismatch("no identification header"))?;
         if !head.data.starts_with(b"OpusHead") || head.data.len() < 19 {
             return Err(mismatch("not an Opus stream"));
         }
         let tags = packets
             .next_packet()
-            .map_err(|e| read_error(index, path)(e))?
+            .map_err(read_error(index, path))?
             .ok_or_else(|| mismatch("no comment header"))?;
-        let pre_skip = u64::from(u16::from_le_bytes([head.data[10], head.data[11]]));
-        match &identification {
+        let (pages, first_head, pre_skip) = match joined.as_mut() {
+            Some(joined) => joined,
             None => {
-                let Some(file) = file.take() else {
-                    return Err(mismatch("written twice"));
-                };
+                let file = File::create(output).map_err(JoinError::Write)?;
                 let serial = packets.serial().unwrap_or(0x7669_6461);
                 let mut pages = PageWriter::new(BufWriter::new(file), serial);
-                pages.packet(&head.data, 0).map_err(JoinError::Write)?;
-                pages.flush().map_err(JoinError::Write)?;
-                pages.packet(&tags.data, 0).map_err(JoinError::Write)?;
-                pages.flush().map_err(JoinError::Write)?;
-                writer = Some(pages);
-                identification = Some(head.data);
+                for header in [&head.data, &tags.data] {
+                    pages.packet(header, 0).map_err(JoinError::Write)?;
+                    pages.flush().map_err(JoinError::Write)?;
+                }
+                let pre_skip = u64::from(u16::from_le_bytes([head.data[10], head.data[11]]));
+                joined.insert((pages, head.data.clone(), pre_skip))
             }
-            Some(first) if *first != head.data => {
-                return Err(mismatch("its encoder was set up unlike the first's"));
-            }
-            Some(_) => {}
-        }
-        let Some(pages) = writer.as_mut() else {
-            return Err(mismatch("no stream to join into"));
         };
+        if *first_head != head.data {
+            return Err(mismatch("its encoder was set up unlike the first's"));
+        }
+        let pre_skip = *pre_skip;
         let encoded_from = part.encoded_from * scale;
         let keep_from = part.keep_from * scale;
         let keep_to = part.keep_to.map(|t| t * scale);
@@ -81,10 +75,7 @@ pub(super) fn join(
         // the pre-skip): its own stream's start plus where it was encoded.
         let mut start = encoded_from;
         let mut last_granule = None;
-        while let Some(packet) = packets
-            .next_packet()
-            .map_err(|e| read_error(index, path)(e))?
-        {
+        while let Some(packet) = packets.next_packet().map_err(read_error(index, path))? {
             let length = packet_samples(&packet.data)
                 .ok_or_else(|| mismatch("a packet without a valid TOC"))?;
             last_granule = Some(packet.page_granule);
@@ -124,25 +115,17 @@ pub(super) fn join(
             }
         }
     }
-    let pages = writer.ok_or(JoinError::Mismatch {
+    let (pages, _, pre_skip) = joined.ok_or(JoinError::Mismatch {
         index: 0,
         what: "no segments".to_owned(),
     })?;
-    let pre_skip = identification
-        .as_deref()
-        .map_or(0, |h| u64::from(u16::from_le_bytes([h[10], h[11]])));
     let (_, bytes) = pages
         .finish(i64::try_from(final_granule).unwrap_or(i64::MAX))
         .map_err(JoinError::Write)?;
-    let written = output
-        .metadata()
-        .map(|m| m.len())
-        .map_err(JoinError::Write)?;
-    debug_assert_eq!(written, bytes);
     Ok(Joined {
         rate: plan.output_rate,
         samples: (final_granule - pre_skip) / scale,
-        bytes: written,
+        bytes,
     })
 }
 
