@@ -10,7 +10,7 @@ use gstreamer::prelude::*;
 use super::error::TranscodeError;
 use super::graph::Graph;
 use super::segment;
-use super::{AUDIO_DONE, Control, NO_AUDIO, PROGRESS_EVERY, Progress, Summary};
+use super::{Control, NO_AUDIO, PROGRESS_EVERY, Progress, Summary};
 
 impl Graph {
     pub(super) fn run(
@@ -58,6 +58,7 @@ impl Graph {
             if let Some(message) = message {
                 match message.view() {
                     gst::MessageView::Eos(_) => break,
+                    gst::MessageView::Element(element) if self.sink_ended(element) => break,
                     gst::MessageView::Error(err) => return Err(self.classify(err)),
                     gst::MessageView::StateChanged(change)
                         if change.src() == Some(self.pipeline.upcast_ref::<gst::Object>())
@@ -68,7 +69,6 @@ impl Graph {
                         continue;
                     }
                     gst::MessageView::Application(app) => match app.structure().map(|s| s.name()) {
-                        Some(name) if name == AUDIO_DONE => break,
                         Some(name) if name == segment::SEEK => {
                             if let Some(asked) = app.structure() {
                                 segment::seek(&self.pipeline, &self.tap, asked);
@@ -148,6 +148,25 @@ impl Graph {
             gst::MessageView::Error(err) => Some(self.classify(err)),
             _ => None,
         }
+    }
+
+    /// Whether `message` is the sink's own end-of-stream, forwarded by the
+    /// pipeline (`message-forward`). The sink posts it once it has handled
+    /// the end (a filesink has written what it held), so the file is whole
+    /// when the loop ends on it; the end merely reaching the sink's pad is
+    /// not enough (tearing the pipeline down then can lose a filesink's
+    /// last bytes, or all of a short file's). Not the pipeline's own EOS:
+    /// that waits for every sink, and a dropped stream's (video after a
+    /// trim's end) may go on long after the audio has ended.
+    fn sink_ended(&self, message: &gst::message::Element) -> bool {
+        message
+            .structure()
+            .filter(|s| s.name() == "GstBinForwarded")
+            .and_then(|s| s.get::<gst::Message>("message").ok())
+            .is_some_and(|forwarded| {
+                matches!(forwarded.view(), gst::MessageView::Eos(_))
+                    && forwarded.src() == Some(self.sink.upcast_ref::<gst::Object>())
+            })
     }
 
     pub(super) fn classify(&self, err: &gst::message::Error) -> TranscodeError {

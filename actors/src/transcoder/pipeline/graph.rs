@@ -28,7 +28,7 @@ use super::segment::Segment;
 use super::tap::{Tap, Trim, count_samples, dropped_as_handled, tap_audio};
 use super::tracks::{choose_audio_track, is_demuxer};
 use super::waveform::Waveform;
-use super::{AUDIO_DONE, Control, Output};
+use super::{Control, Output};
 use crate::output::{Format, ResolvedOutput};
 
 pub(super) struct Graph {
@@ -71,6 +71,10 @@ impl Graph {
         segment: Option<Segment>,
     ) -> Result<Self, TranscodeError> {
         let pipeline = gst::Pipeline::new();
+        // The sink's own end-of-stream message, which the pipeline would
+        // keep until every sink has ended, is forwarded: the bus loop ends
+        // the conversion on it (`bus.rs`).
+        pipeline.set_property("message-forward", true);
         let (src, parse) = source(input)?;
         let stages = Stages::make(input, options, end, loudness)?;
         let comment_setter = tag(options, &stages.encoder)?;
@@ -437,8 +441,7 @@ fn watch_encoder_input(
     );
 }
 
-/// The end: LAME fed from the sink's input (MP3), and the audio's end
-/// posted when it reaches the sink.
+/// The end: LAME fed from the sink's input (MP3).
 fn watch_sink(
     sink: &gst::Element,
     mp3: &Arc<Mutex<Option<Mp3Output>>>,
@@ -454,14 +457,6 @@ fn watch_sink(
             },
         );
     }
-    sink_in.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |pad, info| {
-        if is_eos(info)
-            && let Some(parent) = pad.parent_element()
-        {
-            post(&parent, AUDIO_DONE);
-        }
-        gst::PadProbeReturn::Ok
-    });
     Ok(())
 }
 

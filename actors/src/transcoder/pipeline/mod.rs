@@ -169,7 +169,6 @@ impl Default for Control {
 }
 
 const NO_AUDIO: &str = "vidaud-no-audio";
-const AUDIO_DONE: &str = "vidaud-audio-done";
 
 /// Reading the headers of a local file takes milliseconds. The autoplugging
 /// bins of GStreamer 1.22 can swallow a demuxer's error posted while it is
