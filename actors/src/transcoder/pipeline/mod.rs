@@ -49,7 +49,7 @@ mod encoders;
 mod error;
 mod graph;
 mod loudness;
-mod mp3;
+pub(crate) mod mp3;
 mod probe;
 mod replaygain;
 mod segment;

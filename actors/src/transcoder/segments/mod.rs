@@ -16,4 +16,4 @@ mod join;
 mod plan;
 
 pub use join::{JoinError, Joined, join, join_waveforms};
-pub use plan::{FLAC_BLOCK, Part, SplitPlan, SplitSettings, Whole, plan};
+pub use plan::{FLAC_BLOCK, Part, SplitPlan, SplitSettings, Whole, mp3_frame_samples, plan};

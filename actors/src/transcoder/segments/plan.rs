@@ -3,7 +3,7 @@
 //!
 //! A bound `B` is an output sample where one segment's kept audio ends and
 //! the next one's begins. It is a multiple of the format's frame (a FLAC
-//! block, a 20 ms Opus packet), so every segment's kept audio is whole
+//! block, a 20 ms Opus packet, an MP3 frame), so every segment's kept audio is whole
 //! frames of the joined stream; it falls on an input sample as well
 //! (`B · in / out` whole), so the input is cut where the output is, and a
 //! resampler started there produces the very samples a single pass does;
@@ -31,6 +31,19 @@ const OPUS_PACKETS_PER_SEC: u32 = 50;
 /// decoder converged after 80 ms; the encoder is given five times that.
 const OPUS_LEAD: Duration = Duration::from_millis(400);
 const OPUS_TAIL: Duration = Duration::from_millis(80);
+
+/// What an MP3 segment encodes before its bound and after the next one.
+/// The join is made at a frame within half of it either side of the
+/// bound (`join::mp3`: where the two segments' bit reservoirs allow), so
+/// both sides of a join are encoded from real audio: at least 200 ms
+/// of it before, for LAME's psychoacoustic model and reservoir to settle.
+const MP3_LEAD: Duration = Duration::from_millis(400);
+
+/// Samples per MP3 frame: MPEG-1 Layer III at 32 kHz and above, MPEG-2
+/// and 2.5 below (what LAME encodes at each rate).
+pub fn mp3_frame_samples(rate: u32) -> u64 {
+    if rate >= 32_000 { 1152 } else { 576 }
+}
 
 /// When and how finely to split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +121,7 @@ pub fn plan(
     }
     let options = options.options();
     let format = options.format;
-    if !matches!(format, Format::Flac | Format::Opus) {
+    if !matches!(format, Format::Flac | Format::Opus | Format::Mp3) {
         return Err(Whole::Format(format));
     }
     if options.loudness_lufs.is_some() {
@@ -145,6 +158,10 @@ pub fn plan(
                 samples(OPUS_LEAD, output_rate),
                 samples(OPUS_TAIL, output_rate),
             )
+        }
+        Format::Mp3 => {
+            let lead = samples(MP3_LEAD, output_rate);
+            (mp3_frame_samples(output_rate), lead, lead)
         }
         _ => (FLAC_BLOCK, 0, 0),
     };
@@ -266,13 +283,38 @@ mod tests {
     }
 
     #[test]
+    fn mp3_bounds_are_whole_frames_with_a_lead_and_a_tail() {
+        for (rate, frame) in [(44100, 1152), (22050, 576)] {
+            let options = OutputOptions {
+                format: Format::Mp3,
+                sample_rate: Some(rate),
+                ..OutputOptions::default()
+            }
+            .resolve(&OutputDefaults::default());
+            let plan = plan(&options, shape(44100, 1800), SplitSettings::default()).expect("split");
+            assert_eq!(plan.parts.len(), 6);
+            for part in plan.parts.iter().skip(1) {
+                assert_eq!(part.keep_from % frame, 0, "a whole frame at {rate} Hz");
+                assert_eq!(
+                    part.encoded_from % frame,
+                    0,
+                    "frames on a single pass's grid"
+                );
+                let lead = part.keep_from - part.encoded_from;
+                assert!(lead >= u64::from(rate) * 2 / 5, "400 ms of lead at least");
+                assert_eq!(lead % (2 * frame), 0, "the join's window is whole frames");
+            }
+        }
+    }
+
+    #[test]
     fn what_is_not_split_says_why() {
         let settings = SplitSettings::default();
         let plan = |format, shape| plan(&options(format), shape, settings).err();
         assert_eq!(plan(Format::Opus, shape(48000, 600)), Some(Whole::Short));
         assert_eq!(
-            plan(Format::Mp3, shape(48000, 3600)),
-            Some(Whole::Format(Format::Mp3))
+            plan(Format::Aac, shape(48000, 3600)),
+            Some(Whole::Format(Format::Aac))
         );
         assert_eq!(
             plan(

@@ -7,71 +7,16 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-/// What the Xing header's position and the duration depend on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FrameHeader {
-    rate: u32,
-    /// Samples per channel in one frame.
-    samples: u64,
-    mpeg1: bool,
-    mono: bool,
-}
-
-fn sample_rate(version: u32, index: u32) -> Option<u32> {
-    let base = [44100, 48000, 32000].get(index as usize).copied()?;
-    match version {
-        3 => Some(base),
-        2 => Some(base / 2),
-        0 => Some(base / 4),
-        _ => None,
-    }
-}
-
-impl FrameHeader {
-    /// Bytes of side information after the header; the Xing tag follows.
-    fn side_info_len(&self) -> usize {
-        match (self.mpeg1, self.mono) {
-            (true, false) => 32,
-            (true, true) | (false, false) => 17,
-            (false, true) => 9,
-        }
-    }
-}
-
-fn parse_header(raw: u32) -> Option<FrameHeader> {
-    if raw >> 21 != 0x7ff {
-        return None;
-    }
-    let version = (raw >> 19) & 3;
-    let layer = (raw >> 17) & 3;
-    let bitrate_index = (raw >> 12) & 0xf;
-    let rate_index = (raw >> 10) & 3;
-    let mode = (raw >> 6) & 3;
-    if layer != 1 || bitrate_index == 0 || bitrate_index == 15 {
-        return None;
-    }
-    let rate = sample_rate(version, rate_index)?;
-    let mpeg1 = version == 3;
-    Some(FrameHeader {
-        rate,
-        samples: if mpeg1 { 1152 } else { 576 },
-        mpeg1,
-        mono: mode == 3,
-    })
-}
+use super::frame::FrameHeader;
 
 /// Length of the ID3v2 tag at the start of the file (0 if none).
 fn id3v2_len(file: &mut File) -> io::Result<u64> {
     let mut head = [0u8; 10];
     file.seek(SeekFrom::Start(0))?;
-    if file.read(&mut head)? < 10 || &head[..3] != b"ID3" {
+    if file.read(&mut head)? < 10 {
         return Ok(0);
     }
-    let size = head[6..10]
-        .iter()
-        .fold(0u64, |n, b| (n << 7) | u64::from(b & 0x7f));
-    let footer = if head[5] & 0x10 != 0 { 10 } else { 0 };
-    Ok(10 + size + footer)
+    Ok(super::id3::tag_len(&head).unwrap_or(0))
 }
 
 /// What an MP3 input's LAME header says about its padding, in samples, when
@@ -93,8 +38,8 @@ pub fn read_input_gapless(path: &Path) -> Option<InputGapless> {
     file.seek(SeekFrom::Start(start)).ok()?;
     let mut frame = [0u8; 4 + 32 + 120 + 36];
     file.read_exact(&mut frame).ok()?;
-    let header = parse_header(u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]))?;
-    let mut at = 4 + header.side_info_len();
+    let header = FrameHeader::parse([frame[0], frame[1], frame[2], frame[3]])?;
+    let mut at = header.xing_at();
     let tag = &frame[at..at + 4];
     if tag != b"Xing" && tag != b"Info" {
         return None;
@@ -137,15 +82,6 @@ pub fn read_input_gapless(path: &Path) -> Option<InputGapless> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frame_headers() {
-        // MPEG-1 Layer III, 128 kb/s, 44.1 kHz, stereo, no padding.
-        let h = parse_header(0xfffb_9064).expect("frame");
-        assert_eq!((h.rate, h.samples), (44100, 1152));
-        assert!(h.mpeg1 && !h.mono);
-        assert!(parse_header(0x4944_3303).is_none(), "ID3 is not a frame");
-    }
 
     #[test]
     fn lames_header_is_left_to_gstreamer_ffmpegs_is_read() {

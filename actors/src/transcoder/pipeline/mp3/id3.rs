@@ -132,6 +132,45 @@ pub fn end_last_chapter(start_ms: u32, length_ms: u64) -> [u8; 4] {
         .to_be_bytes()
 }
 
+/// The length of the ID3v2 tag whose 10-byte header is `head`, footer
+/// included; `None` when `head` is not one.
+pub(crate) fn tag_len(head: &[u8; 10]) -> Option<u64> {
+    if &head[..3] != b"ID3" {
+        return None;
+    }
+    let size = head[6..10]
+        .iter()
+        .fold(0u64, |n, b| (n << 7) | u64::from(b & 0x7f));
+    let footer = if head[5] & 0x10 != 0 { 10 } else { 0 };
+    Some(10 + size + footer)
+}
+
+/// In a whole tag of ours (`tag`'s bytes), where the last chapter's end
+/// time is and that chapter's start, in ms: what a joined file's length
+/// fills in (`segments::join::mp3`).
+pub(crate) fn last_chapter_end(tag: &[u8]) -> Option<(usize, u32)> {
+    let mut at = 10;
+    let mut last = None;
+    while let Some(header) = tag.get(at..at + 10) {
+        if header[0] == 0 {
+            break; // padding
+        }
+        let size = header[4..8]
+            .iter()
+            .fold(0usize, |n, b| (n << 7) | usize::from(b & 0x7f));
+        let body = tag.get(at + 10..at + 10 + size)?;
+        if &header[..4] == b"CHAP" {
+            // Element id (null-terminated), start, end.
+            let id_end = body.iter().position(|&b| b == 0)? + 1;
+            let start = body.get(id_end..id_end + 4)?;
+            let start = u32::from_be_bytes([start[0], start[1], start[2], start[3]]);
+            last = Some((at + 10 + id_end + 4, start));
+        }
+        at += 10 + size;
+    }
+    last
+}
+
 /// Appends a frame: id, synchsafe size, no flags, body.
 fn frame(into: &mut Vec<u8>, id: &str, body: &[u8]) {
     into.extend_from_slice(id.as_bytes());
@@ -219,6 +258,10 @@ mod tests {
         assert_eq!(&bytes[at - 9..at - 4], b"chp1\0");
         assert_eq!(bytes[at - 4..at], 3000u32.to_be_bytes());
         assert_eq!(bytes[at..at + 4], [0; 4], "filled in at the end");
+        // Found again by reading the tag, as a join does.
+        assert_eq!(last_chapter_end(&bytes), Some((at, 3000)));
+        let head: [u8; 10] = bytes[..10].try_into().expect("a header");
+        assert_eq!(tag_len(&head), Some(bytes.len() as u64));
         let toc = bytes.windows(4).position(|w| w == b"CTOC").expect("CTOC");
         assert_eq!(&bytes[toc + 10..], b"toc\0\x03\x02chp0\0chp1\0");
         assert_eq!(end_last_chapter(7_000, 10_031), 10_031u32.to_be_bytes());

@@ -5,6 +5,7 @@
 //! time, whatever the files' sizes.
 
 mod flac;
+mod mp3;
 mod opus;
 mod waveform;
 
@@ -60,6 +61,7 @@ pub fn join(plan: &SplitPlan, segments: &[&Path], output: &Path) -> Result<Joine
     match plan.format {
         Format::Flac => flac::join(plan, segments, output),
         Format::Opus => opus::join(plan, segments, output),
+        Format::Mp3 => mp3::join(plan, segments, output),
         other => Err(JoinError::Format(other.label())),
     }
 }
