@@ -57,23 +57,19 @@ pub(super) fn join(
     let first = info.header;
     let spf = first.samples;
     let info = InfoFrame::read(info).map_err(|what| mismatch(0, what))?;
-    let delay = info.delay();
     let mut out = Writer::create(output, &current.tag, info.frame()).map_err(JoinError::Write)?;
     let mut padding = info.padding();
-    // The segment being read: which it is, the global index (on a single
-    // pass's frame grid) of the frame it reads next, and the first it keeps.
+    // The segment being read, and the global index (on a single pass's
+    // frame grid) of the frame it reads next. Every frame read from it is
+    // kept: a segment's lead-in was read with the join before it.
     let mut index = 0;
     let mut next_frame = plan.parts[0].encoded_from / spf;
-    let mut keep_from = 0u64;
     loop {
         let path = segments[index];
         let Some(next) = plan.parts.get(index + 1) else {
             // The last segment: every frame to its end.
             while let Some(frame) = current.next().map_err(read_error(index, path))? {
-                if next_frame >= keep_from {
-                    out.push(frame).map_err(JoinError::Write)?;
-                }
-                next_frame += 1;
+                out.push(frame).map_err(JoinError::Write)?;
             }
             break;
         };
@@ -87,9 +83,6 @@ pub(super) fn join(
         while let Some(frame) = current.next().map_err(read_error(index, path))? {
             let at = next_frame;
             next_frame += 1;
-            if at < keep_from {
-                continue;
-            }
             if at < low {
                 out.push(frame).map_err(JoinError::Write)?;
             } else if at <= high {
@@ -143,9 +136,8 @@ pub(super) fn join(
         current = following;
         index += 1;
         next_frame = high + 1;
-        keep_from = high + 1;
     }
-    let (samples, bytes) = out.finish(info, delay, padding).map_err(JoinError::Write)?;
+    let (samples, bytes) = out.finish(info, padding).map_err(JoinError::Write)?;
     if samples == 0 {
         return Err(mismatch(index, "fewer samples than its delay and padding"));
     }
@@ -288,14 +280,14 @@ impl Writer {
 
     /// Writes what is pending, then the header and the last chapter's end
     /// over their placeholders; the samples the file holds (its frames'
-    /// but for the encoder's `delay` and the `padding` at the end) and the
-    /// file's size.
-    fn finish(mut self, info: InfoFrame, delay: u64, padding: u64) -> io::Result<(u64, u64)> {
+    /// but for the encoder's delay, the first segment's, and the last
+    /// one's `padding`) and the file's size.
+    fn finish(mut self, info: InfoFrame, padding: u64) -> io::Result<(u64, u64)> {
         while let Some(frame) = self.pending.pop_front() {
             self.write(&frame)?;
         }
         let header = info.frame().header;
-        let samples = (self.frames * header.samples).saturating_sub(delay + padding);
+        let samples = (self.frames * header.samples).saturating_sub(info.delay() + padding);
         let length_ms = samples * 1000 / u64::from(header.rate.max(1));
         let stream = self.info_len + self.music_bytes;
         let whole = Whole {
