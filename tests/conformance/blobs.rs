@@ -10,7 +10,7 @@ use vidaud_actors::domain::{FileId, Owner, Timestamp};
 use crate::conformance;
 use crate::harness::{Stores, someone};
 
-fn meta(owner: &Owner) -> FileMeta {
+pub fn meta(owner: &Owner) -> FileMeta {
     FileMeta {
         filename: "clip.mp4".into(),
         owner: owner.clone(),
@@ -32,7 +32,13 @@ async fn read_all(mut stream: ByteStream) -> Vec<u8> {
     all
 }
 
-async fn stored(blobs: &dyn BlobStore, bucket: Bucket, id: FileId, owner: &Owner, bytes: &[u8]) {
+pub async fn stored(
+    blobs: &dyn BlobStore,
+    bucket: Bucket,
+    id: FileId,
+    owner: &Owner,
+    bytes: &[u8],
+) {
     let mut upload = Upload::open(blobs, bucket, id, meta(owner), u64::MAX)
         .await
         .unwrap();

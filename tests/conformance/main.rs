@@ -1,6 +1,6 @@
 //! The backend conformance suite: the rules every implementation of the
 //! backend traits keeps (`JobStore`, `JobQueue`, `BlobStore`,
-//! `UploadStore`, `ReservationStore`, `UserDirectory`), written once and run
+//! `UploadStore`, `ReservationStore`, `SegmentStore`, `UserDirectory`), written once and run
 //! against the embedded and the cluster backend directly — no daemon, no
 //! HTTP, seconds a test. A change to one backend that breaks a rule fails
 //! here, named by the rule.
@@ -17,6 +17,7 @@ mod blobs;
 mod jobs;
 mod queue;
 mod reservations;
+mod segments;
 mod uploads;
 mod users;
 

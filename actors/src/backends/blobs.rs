@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use super::StoreError;
-use crate::domain::{FileId, JobId, JobRecord, Owner, Timestamp};
+use crate::domain::{FileId, JobId, JobRecord, Owner, Timestamp, segment_file};
 
 /// Which of a node's kinds of file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,35 +21,69 @@ pub enum Bucket {
     /// The audio's waveform data, under the audio's id (the cluster's
     /// GridFS database `waveforms`).
     Waveforms,
+    /// A split job's converted segments until they are joined, each under
+    /// `domain::segment_file` (the cluster's GridFS bucket `segments` in
+    /// the database `mp3s`): work in progress, not what an owner keeps.
+    Segments,
+    /// The segments' waveforms, under the same ids (GridFS bucket
+    /// `segment_waveforms` in `mp3s`).
+    SegmentWaveforms,
 }
 
 /// The waveform data's MIME type (audiowaveform's JSON).
 pub const WAVEFORM_CONTENT_TYPE: &str = "application/json";
 
 impl Bucket {
-    pub const ALL: [Bucket; 3] = [Bucket::Videos, Bucket::Audio, Bucket::Waveforms];
+    pub const ALL: [Bucket; 5] = [
+        Bucket::Videos,
+        Bucket::Audio,
+        Bucket::Waveforms,
+        Bucket::Segments,
+        Bucket::SegmentWaveforms,
+    ];
+
+    /// What an owner keeps: counted toward their quota (segments are
+    /// counted once, as the joined audio).
+    pub const KEPT: [Bucket; 3] = [Bucket::Videos, Bucket::Audio, Bucket::Waveforms];
 
     /// What a conversion stores, each under the job's audio id (`mp3_fid`).
     pub const OUTPUTS: [Bucket; 2] = [Bucket::Audio, Bucket::Waveforms];
+
+    /// What a segment's conversion stores, under its `segment_file` id.
+    pub const SEGMENT_OUTPUTS: [Bucket; 2] = [Bucket::Segments, Bucket::SegmentWaveforms];
 
     pub fn name(self) -> &'static str {
         match self {
             Bucket::Videos => "videos",
             Bucket::Audio => "audio",
             Bucket::Waveforms => "waveforms",
+            Bucket::Segments => "segments",
+            Bucket::SegmentWaveforms => "segment_waveforms",
         }
     }
 }
 
-/// Every file a job can have, with its bucket: its video, and its audio
-/// and waveform under the audio's id. The one list that deleting, erasing
-/// and migrating a job go through.
-pub fn job_files(job: &JobRecord) -> [(Bucket, FileId); 3] {
-    [
+/// Every file a job can have, with its bucket: its video, its audio and
+/// waveform under the audio's id, and a split job's segments and their
+/// waveforms. The one list that deleting, erasing and migrating a job go
+/// through.
+pub fn job_files(job: &JobRecord) -> Vec<(Bucket, FileId)> {
+    let mut files = vec![
         (Bucket::Videos, job.video_fid),
         (Bucket::Audio, job.mp3_fid),
         (Bucket::Waveforms, job.mp3_fid),
-    ]
+    ];
+    files.extend(segment_files(job));
+    files
+}
+
+/// A split job's segments' files (none for a job converted in one pass).
+pub fn segment_files(job: &JobRecord) -> impl Iterator<Item = (Bucket, FileId)> + use<> {
+    let (audio, total) = (job.mp3_fid, job.segments.map_or(0, |s| s.total));
+    (0..total).flat_map(move |index| {
+        let id = segment_file(audio, index);
+        Bucket::SEGMENT_OUTPUTS.map(|bucket| (bucket, id))
+    })
 }
 
 /// What the service keeps about a stored file.

@@ -51,7 +51,7 @@ pub trait JobStore: Send + Sync {
     async fn mark_deleted(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
 
     /// `failed → queued` at the owner's request: attempts 0, retries + 1,
-    /// error, progress, node, lease, notified and mailed cleared. The new
+    /// error, progress, node, lease, segments, notified and mailed cleared. The new
     /// record, or `None` when the job is not (or no longer) failed.
     async fn retry(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
 
@@ -122,6 +122,24 @@ pub trait JobStore: Send + Sync {
     /// The attempt on `node` died with its worker: back to `queued` now.
     /// Only that node's attempt is touched.
     async fn release_crashed(&self, id: JobId, node: &str, error: &str) -> Result<(), StoreError>;
+
+    /// Attempt `attempt` split the job into `total` segments (recorded
+    /// first in the [`SegmentStore`](super::SegmentStore)): segments set,
+    /// none done, lease and node cleared (the segments carry their own; a
+    /// later `take` is the join's, or a redelivery's that sees to the
+    /// segments). The new record, or `None` when the attempt no longer
+    /// owned the job.
+    async fn split(
+        &self,
+        id: JobId,
+        attempt: u32,
+        total: u32,
+    ) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Records how many of a split job's segments are done and its
+    /// progress; `false` when the job is not (or no longer) a converting
+    /// split job.
+    async fn note_segments(&self, id: JobId, done: u32, progress: f64) -> Result<bool, StoreError>;
 
     /// Claims the sending of the job's mail for `node` until `now + lease`
     /// when it is not mailed yet, not deleted, and no other node's claim

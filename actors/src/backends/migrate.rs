@@ -153,9 +153,12 @@ async fn copy_job(
     job: &JobRecord,
     moved: &mut Moved,
 ) -> Result<(), MigrateError> {
-    // The video always; the audio and its waveform once they are final.
+    // The video always; the audio and its waveform once they are final
+    // (a split job's segments are work in progress: not carried).
     for (bucket, id) in job_files(job) {
-        if bucket == Bucket::Videos || job.state == JobState::Done {
+        if bucket == Bucket::Videos
+            || (job.state == JobState::Done && Bucket::KEPT.contains(&bucket))
+        {
             copy_file(from, to, job, bucket, id, moved).await?;
         }
     }
@@ -187,9 +190,11 @@ async fn copy_job(
 fn arriving(job: &JobRecord) -> JobRecord {
     let mut job = job.clone();
     if job.state == JobState::Converting {
+        // A split job is planned again there (its segments stay behind).
         job.state = JobState::Queued;
         job.lease_until = None;
         job.progress = None;
+        job.segments = None;
     }
     job
 }
@@ -267,7 +272,10 @@ pub async fn verify(from: &Backends, to: &Backends) -> Result<(Totals, Totals), 
         if to.jobs.get(job.id).await?.is_some() {
             target.jobs += 1;
         }
-        for (bucket, id) in job_files(job) {
+        let kept = job_files(job)
+            .into_iter()
+            .filter(|(bucket, _)| Bucket::KEPT.contains(bucket));
+        for (bucket, id) in kept {
             let Some(file) = from.blobs.info(bucket, id).await? else {
                 continue;
             };

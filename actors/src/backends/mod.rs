@@ -9,6 +9,7 @@
 //! - [`ReservationStore`]: room held by uploads in progress (reservations.rs)
 //! - [`UserDirectory`]: accounts and their password hashes (users.rs)
 //! - [`WebhookStore`]: webhook endpoints and pending deliveries (webhooks.rs)
+//! - [`SegmentStore`]: a split job's segments, each a unit of work (segments.rs)
 //! - [`Check`]: named health checks for `/ready` and metrics (health.rs)
 //!
 //! One [`Backends`] value, chosen by configuration and built once by the
@@ -29,6 +30,7 @@ mod jobs;
 pub mod migrate;
 mod queue;
 mod reservations;
+mod segments;
 mod space;
 mod uploads;
 mod users;
@@ -36,7 +38,7 @@ mod webhooks;
 
 pub use blobs::{
     BlobStore, BlobWrite, Bucket, ByteStream, FileInfo, FileMeta, ResumableWrite, Upload,
-    WAVEFORM_CONTENT_TYPE, job_files,
+    WAVEFORM_CONTENT_TYPE, job_files, segment_files,
 };
 pub use erase::Erased;
 pub use errors::{Cause, QueueError, StoreError, UsersError, chain};
@@ -45,6 +47,7 @@ pub use health::{Check, Health, Part};
 pub use jobs::{Claim, JobQuery, JobStore, claim};
 pub use queue::{Consumer, Delivery, JobQueue, Queue, Settle, run_consumer};
 pub use reservations::{ReservationStore, Reserved};
+pub use segments::{SegmentClaim, SegmentStore, claim_segment};
 pub use space::{Shortage, Space, SpaceCheck, Turn};
 pub use uploads::UploadStore;
 pub use users::{EndedSession, User, UserDirectory, UserLimits};
@@ -85,6 +88,7 @@ pub struct Backends {
     pub uploads: Arc<dyn UploadStore>,
     pub reservations: Arc<dyn ReservationStore>,
     pub webhooks: Arc<dyn WebhookStore>,
+    pub segments: Arc<dyn SegmentStore>,
     pub checks: Arc<[Arc<dyn Check>]>,
     /// Whether storage was last found full (a check among `checks`).
     pub space: Arc<Space>,

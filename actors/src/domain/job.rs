@@ -11,6 +11,7 @@ use super::ids::{FileId, JobId};
 use super::loudness::{LoudnessReport, ReplayGainReport};
 use super::messages::VideoMessage;
 use super::owner::Owner;
+use super::segment::Segments;
 use super::time::Timestamp;
 use super::webhook::Callback;
 use crate::output::ResolvedOutput;
@@ -155,8 +156,13 @@ pub struct JobRecord {
     /// The job's own webhook, if a `callback_url` was given at upload.
     pub callback: Option<Callback>,
     /// Until when the converting attempt owns the job; it renews the lease
-    /// while it works, so an expired lease means the attempt is gone.
+    /// while it works, so an expired lease means the attempt is gone. A
+    /// split job has none while its segments convert (each has its own);
+    /// the attempt joining them takes one again.
     pub lease_until: Option<Timestamp>,
+    /// A split job's segments: how many, how many done (`None`: converted
+    /// in one pass, or not yet planned).
+    pub segments: Option<Segments>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -190,6 +196,7 @@ impl JobRecord {
             audio: None,
             callback: None,
             lease_until: None,
+            segments: None,
             created_at: now,
             updated_at: now,
         }
@@ -233,6 +240,16 @@ impl JobRecord {
             mp3_fid: self.mp3_fid,
             username: self.username.clone(),
             user_id: Some(self.owner.clone()),
+            segment: None,
+        }
+    }
+
+    /// The message of this job's segment `index` (queue `video`, as the
+    /// job's own message).
+    pub fn segment_message(&self, index: u32) -> VideoMessage {
+        VideoMessage {
+            segment: Some(index),
+            ..self.video_message()
         }
     }
 }

@@ -9,7 +9,8 @@ use super::ids::{FileId, JobId};
 use super::job::{JobRecord, JobState};
 use super::owner::Owner;
 
-/// Queued for every accepted upload (queue `video`).
+/// Queued for every accepted upload (queue `video`), and for each segment
+/// of a split job (`segment`: its index).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VideoMessage {
     pub job_id: JobId,
@@ -20,6 +21,9 @@ pub struct VideoMessage {
     /// The owner's user id (not in the reference's messages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<Owner>,
+    /// The segment of a split job this message is for; `None`: the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<u32>,
 }
 
 /// Queued when a job reaches a final state (queue `mp3`), for the notifier.

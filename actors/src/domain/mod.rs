@@ -1,6 +1,6 @@
 //! The domain vocabulary every part of the node speaks: ids, times, the job
-//! record and its states, owners, queue messages, job events, resumable uploads and
-//! loudness figures.
+//! record and its states, owners, queue messages, job events, resumable uploads, a split
+//! job's segments and loudness figures.
 //!
 //! Architecture Invariant: nothing here names a driver type (no bson, no
 //! lapin, no SQL). Backends translate at their edge; an id or a time keeps
@@ -13,6 +13,7 @@ mod loudness;
 mod messages;
 mod owner;
 mod reservation;
+mod segment;
 mod text;
 mod time;
 mod upload;
@@ -25,6 +26,7 @@ pub use loudness::{Loudness, LoudnessReport, REPLAYGAIN_REFERENCE_LUFS, ReplayGa
 pub use messages::{Mp3Message, VideoMessage};
 pub use owner::{Owner, OwnerError};
 pub use reservation::{Held, Reservation, ReservationId};
+pub use segment::{SegmentRecord, SegmentState, Segments, segment_file};
 pub use time::Timestamp;
 pub use upload::UploadRecord;
 pub use webhook::{

@@ -47,6 +47,7 @@ pub async fn connect(settings: &Settings, node_id: &str) -> Result<Backends, sup
         uploads: mongo.clone(),
         reservations: mongo.clone(),
         webhooks: mongo.clone(),
+        segments: mongo.clone(),
         blobs: mongo,
         events: Arc::new(RabbitEvents::start(broker.as_ref().clone())),
         queue: broker,

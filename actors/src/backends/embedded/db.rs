@@ -170,6 +170,18 @@ CREATE TABLE IF NOT EXISTS ended_sessions (
     ended_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ended_sessions_by_time ON ended_sessions (ended_at);
+CREATE TABLE IF NOT EXISTS segments (
+    job_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    work TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    node TEXT,
+    lease_until INTEGER,
+    progress REAL,
+    error TEXT,
+    PRIMARY KEY (job_id, idx)
+);
 ";
 
 /// Columns added since the first schema: (table, column, type). A database
@@ -192,6 +204,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("jobs", "mail_until", "INTEGER"),
     ("jobs", "callback_url", "TEXT"),
     ("jobs", "callback_secret", "TEXT"),
+    ("jobs", "segments_total", "INTEGER"),
+    ("jobs", "segments_done", "INTEGER"),
     ("uploads", "callback_url", "TEXT"),
     ("uploads", "callback_secret", "TEXT"),
 ];

@@ -438,7 +438,8 @@ impl BlobStore for LocalFiles {
         self.db
             .call("usage", move |conn| {
                 let total: i64 = conn.query_row(
-                    "SELECT COALESCE(SUM(length), 0) FROM files WHERE owner = ?1",
+                    "SELECT COALESCE(SUM(length), 0) FROM files WHERE owner = ?1 \
+                     AND bucket IN ('videos', 'audio', 'waveforms')",
                     [owner],
                     |row| row.get(0),
                 )?;

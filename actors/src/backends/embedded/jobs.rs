@@ -11,14 +11,15 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::db::Db;
 use crate::backends::{JobQuery, JobStore, StoreError};
 use crate::domain::{
-    AudioSummary, Callback, Id, IdKind, JobId, JobRecord, JobState, MailClaim, Owner, Timestamp,
+    AudioSummary, Callback, Id, IdKind, JobId, JobRecord, JobState, MailClaim, Owner, Segments,
+    Timestamp,
 };
 use crate::output::ResolvedOutput;
 
 const COLUMNS: &str = "id, owner, filename, video_fid, mp3_fid, state, error, attempts, retries, \
                        output, progress, node, notified, mailed, lease_until, created_at, updated_at, \
                        audio_bytes, audio_ms, mail_node, mail_until, callback_url, callback_secret, \
-                       username, audio_loudness, audio_replaygain";
+                       username, audio_loudness, audio_replaygain, segments_total, segments_done";
 
 /// A stored value that is not what the schema promises (a hand-edited row).
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +103,16 @@ fn record(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
             _ => None,
         },
         callback: callback_at(row, 21)?,
+        segments: match (
+            row.get::<_, Option<u32>>(26)?,
+            row.get::<_, Option<u32>>(27)?,
+        ) {
+            (Some(total), done) => Some(Segments {
+                total,
+                done: done.unwrap_or(0),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -205,7 +216,7 @@ impl JobStore for Db {
         let job = job.clone();
         self.call("insert_job", move |conn| {
             conn.execute(
-                &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)"),
+                &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)"),
                 params![
                     job.id.to_hex(),
                     job.owner.stored(),
@@ -233,6 +244,8 @@ impl JobStore for Db {
                     job.username,
                     json(job.audio.as_ref().and_then(|a| a.loudness.as_ref()))?,
                     json(job.audio.as_ref().and_then(|a| a.replaygain.as_ref()))?,
+                    job.segments.map(|s| s.total),
+                    job.segments.map(|s| s.done),
                 ],
             )?;
             Ok(())
@@ -347,6 +360,7 @@ impl JobStore for Db {
                 "UPDATE jobs SET state = 'queued', attempts = 0, error = NULL, progress = NULL, \
                  node = NULL, notified = 0, mailed = 0, mail_node = NULL, mail_until = NULL, \
                  audio_bytes = NULL, audio_ms = NULL, lease_until = NULL, updated_at = ?2, \
+                 segments_total = NULL, segments_done = NULL, \
                  retries = retries + 1 WHERE id = ?1 AND state = 'failed'",
                 params![id.to_hex(), now()],
             )?)
@@ -492,6 +506,36 @@ impl JobStore for Db {
                 params![id.to_hex(), node, error, now()],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn split(
+        &self,
+        id: JobId,
+        attempt: u32,
+        total: u32,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        self.call("split_job", move |conn| {
+            Ok(update_returning(
+                conn,
+                "UPDATE jobs SET segments_total = ?3, segments_done = 0, lease_until = NULL, \
+                 node = NULL, progress = 0, updated_at = ?4 \
+                 WHERE id = ?1 AND state = 'converting' AND attempts = ?2",
+                params![id.to_hex(), attempt, total, now()],
+            )?)
+        })
+        .await
+    }
+
+    async fn note_segments(&self, id: JobId, done: u32, progress: f64) -> Result<bool, StoreError> {
+        self.call("note_segments", move |conn| {
+            let n = conn.execute(
+                "UPDATE jobs SET segments_done = ?2, progress = ?3 \
+                 WHERE id = ?1 AND state = 'converting' AND segments_total IS NOT NULL",
+                params![id.to_hex(), done, progress],
+            )?;
+            Ok(n == 1)
         })
         .await
     }

@@ -11,6 +11,7 @@ mod files;
 mod jobs;
 mod queue;
 mod reservations;
+mod segments;
 mod uploads;
 mod users;
 mod webhooks;
@@ -112,6 +113,7 @@ pub fn open(settings: &Settings, node_id: &str) -> Result<Backends, DataDirError
         users: Arc::new(db.clone()),
         reservations: Arc::new(db.clone()),
         webhooks: Arc::new(db.clone()),
+        segments: Arc::new(db.clone()),
         uploads: Arc::new(db),
         checks: checks.into(),
         space,

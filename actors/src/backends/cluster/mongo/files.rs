@@ -351,7 +351,7 @@ impl BlobStore for Mongo {
 
     async fn usage(&self, owner: &Owner) -> Result<u64, StoreError> {
         let mut total = 0u64;
-        for GridFs { files, .. } in Bucket::ALL.map(|bucket| self.gridfs(bucket)) {
+        for GridFs { files, .. } in Bucket::KEPT.map(|bucket| self.gridfs(bucket)) {
             let mut cursor = files
                 .find(doc! { "metadata.owner": owner.stored() })
                 .projection(doc! { "length": 1 })

@@ -26,6 +26,12 @@ impl Mongo {
         create(jobs, doc! { "state": 1, "updated_at": 1 }, false).await?;
         create(jobs, doc! { "created_at": 1 }, false).await?;
         create(&self.uploads, doc! { "expires_at": 1 }, false).await?;
+        create(
+            &self.segment_records,
+            doc! { "job_id": 1, "index": 1 },
+            true,
+        )
+        .await?;
         create(&self.uploads, doc! { "owner": 1, "queued": 1 }, false).await?;
         create(
             &self.webhook_endpoints,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{from_oid, oid};
 use crate::domain::{
     AudioSummary, Callback, JobRecord, JobState, LoudnessReport, MailClaim, Owner,
-    ReplayGainReport, Timestamp,
+    ReplayGainReport, Segments, Timestamp,
 };
 use crate::output::ResolvedOutput;
 
@@ -55,6 +55,9 @@ pub struct JobDoc {
     /// The job's own webhook (`callback_url` at upload), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackDoc>,
+    /// A split job's segments: how many, how many done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<Segments>,
     pub created_at: DateTime,
     pub updated_at: DateTime,
 }
@@ -148,6 +151,7 @@ impl From<&JobRecord> for JobDoc {
             mail_until: job.mail_claim.as_ref().map(|c| date(c.until)),
             audio: job.audio.map(AudioDoc::from),
             callback: job.callback.as_ref().map(CallbackDoc::from),
+            segments: job.segments,
             created_at: date(job.created_at),
             updated_at: date(job.updated_at),
         }
@@ -182,6 +186,7 @@ impl From<JobDoc> for JobRecord {
             },
             audio: doc.audio.map(AudioSummary::from),
             callback: doc.callback.map(Callback::from),
+            segments: doc.segments,
             created_at: time(doc.created_at),
             updated_at: time(doc.updated_at),
         }

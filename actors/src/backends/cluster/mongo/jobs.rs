@@ -13,7 +13,7 @@ use mongodb::options::ReturnDocument;
 use super::job_doc::{AudioDoc, JobDoc, date};
 use super::{Mongo, oid};
 use crate::backends::{JobQuery, JobStore, StoreError};
-use crate::domain::{AudioSummary, JobId, JobRecord, JobState, Owner, Timestamp};
+use crate::domain::{AudioSummary, JobId, JobRecord, JobState, Owner, Segments, Timestamp};
 use crate::metrics::timed;
 
 fn records(docs: Vec<JobDoc>) -> Vec<JobRecord> {
@@ -167,6 +167,7 @@ impl JobStore for Mongo {
                         "mail_until": null,
                         "audio": null,
                         "lease_until": null,
+                        "segments": null,
                         "updated_at": DateTime::now(),
                     },
                     "$inc": { "retries": 1 },
@@ -349,6 +350,47 @@ impl JobStore for Mongo {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn split(
+        &self,
+        id: JobId,
+        attempt: u32,
+        total: u32,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let segments = Segments { total, done: 0 };
+        let segments =
+            mongodb::bson::to_bson(&segments).map_err(|e| StoreError::backend("MongoDB", e))?;
+        Ok(self
+            .jobs
+            .find_one_and_update(
+                doc! { "_id": oid(id), "state": JobState::Converting.as_str(), "attempts": attempt },
+                doc! { "$set": {
+                    "segments": segments,
+                    "lease_until": null,
+                    "node": null,
+                    "progress": 0.0,
+                    "updated_at": DateTime::now(),
+                } },
+            )
+            .return_document(ReturnDocument::After)
+            .await?
+            .map(JobRecord::from))
+    }
+
+    async fn note_segments(&self, id: JobId, done: u32, progress: f64) -> Result<bool, StoreError> {
+        let result = self
+            .jobs
+            .update_one(
+                doc! {
+                    "_id": oid(id),
+                    "state": JobState::Converting.as_str(),
+                    "segments": { "$ne": null },
+                },
+                doc! { "$set": { "segments.done": done, "progress": progress } },
+            )
+            .await?;
+        Ok(result.matched_count == 1)
     }
 
     async fn claim_mail(

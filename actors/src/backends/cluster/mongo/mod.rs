@@ -16,6 +16,7 @@ mod job_doc;
 mod jobs;
 mod reservations;
 mod resumable;
+mod segments;
 mod uploads;
 mod webhooks;
 
@@ -62,11 +63,19 @@ struct GridFs {
 }
 
 impl GridFs {
+    /// The database's default bucket (`fs`).
     fn new(db: &mongodb::Database) -> Self {
+        Self::named(db, "fs")
+    }
+
+    fn named(db: &mongodb::Database, name: &str) -> Self {
+        let options = mongodb::options::GridFsBucketOptions::builder()
+            .bucket_name(name.to_owned())
+            .build();
         Self {
-            bucket: db.gridfs_bucket(None),
-            chunks: db.collection("fs.chunks"),
-            files: db.collection("fs.files"),
+            bucket: db.gridfs_bucket(options),
+            chunks: db.collection(&format!("{name}.chunks")),
+            files: db.collection(&format!("{name}.files")),
         }
     }
 }
@@ -78,7 +87,13 @@ pub struct Mongo {
     videos: GridFs,
     mp3s: GridFs,
     waveforms: GridFs,
+    /// A split job's segments and their waveforms, as named buckets in
+    /// the `mp3s` database.
+    segments: GridFs,
+    segment_waveforms: GridFs,
     jobs: Collection<JobDoc>,
+    /// A split job's segments (see segments.rs).
+    segment_records: Collection<segments::SegmentDoc>,
     /// Resumable uploads' records, beside `jobs` (raw documents: see uploads.rs).
     uploads: Collection<Document>,
     /// Webhooks, beside `jobs` (see webhooks.rs).
@@ -112,7 +127,13 @@ impl Mongo {
             videos: GridFs::new(&client.database(&settings.videos_db)),
             mp3s: GridFs::new(&client.database(&settings.mp3s_db)),
             waveforms: GridFs::new(&client.database(&settings.waveforms_db)),
+            segments: GridFs::named(&client.database(&settings.mp3s_db), "segments"),
+            segment_waveforms: GridFs::named(
+                &client.database(&settings.mp3s_db),
+                "segment_waveforms",
+            ),
             jobs: jobs_db.collection("jobs"),
+            segment_records: jobs_db.collection("segments"),
             uploads: jobs_db.collection("uploads"),
             webhook_endpoints: jobs_db.collection("webhook_endpoints"),
             webhook_deliveries: jobs_db.collection("webhook_deliveries"),
@@ -148,6 +169,8 @@ impl Mongo {
             Bucket::Videos => &self.videos,
             Bucket::Audio => &self.mp3s,
             Bucket::Waveforms => &self.waveforms,
+            Bucket::Segments => &self.segments,
+            Bucket::SegmentWaveforms => &self.segment_waveforms,
         }
     }
 }
