@@ -229,12 +229,15 @@ const HOUR_CHILD_LIMIT_MIB: u64 = 512;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_hour_of_audio_converts_in_bounded_memory() {
+    // In one pass: what one child spends on an hour (a split job's
+    // children each convert a part of it).
     let node = Node::start(
         NodeOptions {
             workers: 1,
             ..NodeOptions::default()
         }
-        .with("VIDAUD_TRANSCODER__CHILD_MEMORY_MIB", HOUR_CHILD_LIMIT_MIB),
+        .with("VIDAUD_TRANSCODER__CHILD_MEMORY_MIB", HOUR_CHILD_LIMIT_MIB)
+        .with("VIDAUD_TRANSCODER__SPLIT_ABOVE_SECS", 0),
     )
     .await;
     let (_, token) = node.new_user().await;

@@ -58,22 +58,6 @@ fn scratch() -> tempfile::TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch dir")
 }
 
-/// ffmpeg's MD5 of the samples of `path`, as `codec` PCM.
-fn pcm_md5(path: &Path, codec: &str) -> String {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-vn", "-c:a", codec, "-f", "md5", "-"])
-        .output()
-        .expect("ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg could not decode {}",
-        path.display()
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// STREAMINFO's MD5 of a FLAC file, as ffmpeg's md5 muxer writes one.
 fn streaminfo_md5(path: &Path) -> String {
     let mut head = [0u8; 42];
@@ -106,8 +90,12 @@ fn a_split_flac_is_the_single_pass_sample_for_sample() {
     ];
     let said = convert(&input, &split, &flags);
     assert!(said.contains("6 segments, 2 at once"), "{said}");
-    let samples = pcm_md5(&single, "pcm_s24le");
-    assert_eq!(pcm_md5(&split, "pcm_s24le"), samples, "the same samples");
+    let samples = media::pcm_md5(&single, "pcm_s24le");
+    assert_eq!(
+        media::pcm_md5(&split, "pcm_s24le"),
+        samples,
+        "the same samples"
+    );
     assert_eq!(
         streaminfo_md5(&split),
         samples,
@@ -143,7 +131,10 @@ fn a_trim_across_segments_cuts_where_a_single_pass_does() {
     let flags: Vec<&str> = trim.iter().copied().chain(["--jobs", "3"]).collect();
     let said = convert(&input, &split, &flags);
     assert!(said.contains("3 segments, 3 at once"), "{said}");
-    assert_eq!(pcm_md5(&split, "pcm_s24le"), pcm_md5(&single, "pcm_s24le"));
+    assert_eq!(
+        media::pcm_md5(&split, "pcm_s24le"),
+        media::pcm_md5(&single, "pcm_s24le")
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! environment overrides, secret files) is the daemon's job. Secrets have no
 //! default at all: they must come from the environment or a file.
 
+use crate::transcoder::segments::SplitSettings;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -351,6 +352,12 @@ pub struct TranscoderSettings {
     pub max_job_secs: u64,
     /// Inputs longer than this (audio duration) fail at once with the reason.
     pub max_input_secs: u64,
+    /// Audio longer than this (seconds) is converted in segments that any
+    /// worker on any node takes, then joined (formats that can be joined,
+    /// without loudness or ReplayGain); 0: never split.
+    pub split_above_secs: u64,
+    /// About how long each segment is, seconds.
+    pub segment_secs: u64,
     /// Failure injection for tests: the next N jobs make their worker panic
     /// mid-conversion. 0 (off) in any real deployment.
     pub inject_panics: u32,
@@ -389,6 +396,15 @@ pub struct TranscoderSettings {
 }
 
 impl TranscoderSettings {
+    /// When and how finely jobs are split.
+    pub fn split(&self) -> SplitSettings {
+        SplitSettings {
+            above: std::time::Duration::from_secs(self.split_above_secs),
+            segment: std::time::Duration::from_secs(self.segment_secs),
+            count: None,
+        }
+    }
+
     /// The defaults of a job's output options this node decides.
     pub fn output_defaults(&self) -> crate::output::OutputDefaults {
         crate::output::OutputDefaults {
@@ -410,6 +426,8 @@ impl Default for TranscoderSettings {
             stall_secs: 60,
             max_job_secs: 25 * 60,
             max_input_secs: 6 * 3600,
+            split_above_secs: SplitSettings::default().above.as_secs(),
+            segment_secs: SplitSettings::default().segment.as_secs(),
             inject_panics: 0,
             isolate: true,
             child_binary: String::new(),

@@ -198,6 +198,7 @@ fn sandboxed(
     };
     let sandbox = Sandbox::from_settings(&settings, Support::probe());
     let request = Request {
+        task: Default::default(),
         options: options.clone(),
         segment,
         limits: Limits::from(&control),
@@ -227,6 +228,7 @@ fn exit_code(e: &TranscodeError) -> u8 {
         TranscodeError::EmptyTrim => 2,
         TranscodeError::Output(_)
         | TranscodeError::Internal(_)
+        | TranscodeError::Join(_)
         | TranscodeError::Stalled(_)
         | TranscodeError::TimedOut(_)
         | TranscodeError::Cancelled => 1,

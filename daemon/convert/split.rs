@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use vidaud_actors::output::ResolvedOutput;
 use vidaud_actors::transcoder::pipeline::probe;
-use vidaud_actors::transcoder::segments::{self, Joined, SplitPlan, SplitSettings};
+use vidaud_actors::transcoder::segments::{self, Joined, Piece, SplitPlan, SplitSettings};
 
 use crate::cli::{ConvertArgs, segment_arg};
 
@@ -79,10 +79,13 @@ pub(super) fn convert(
     if let Err(code) = run_segments(args, &plan, &files) {
         return Split::Failed(code);
     }
-    let segments: Vec<&Path> = files.iter().map(|f| f.audio.as_path()).collect();
+    let segments: Vec<Piece> = files.iter().map(|f| Piece::whole(&f.audio)).collect();
     let joining = Instant::now();
     if let Some(waveform) = waveform {
-        let parts: Vec<&Path> = files.iter().filter_map(|f| f.waveform.as_deref()).collect();
+        let parts: Vec<Piece> = files
+            .iter()
+            .filter_map(|f| f.waveform.as_deref().map(Piece::whole))
+            .collect();
         if let Err(e) = segments::join_waveforms(&plan, &parts, waveform) {
             eprintln!("vidaud convert: joining the segments' waveforms: {e}");
             return Split::Failed(1);

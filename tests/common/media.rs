@@ -14,6 +14,10 @@ pub const HOUR_SECONDS: u32 = 3600;
 /// Seconds of the `lecture` clip.
 pub const LECTURE_SECONDS: u32 = 1800;
 
+/// Seconds of the `talk` clip: the lecture's recipe, short enough to be
+/// split into a few segments on a node in seconds.
+pub const TALK_SECONDS: u32 = 100;
+
 /// Seconds of the `long` clip.
 pub const LONG_SECONDS: u32 = 480;
 
@@ -180,7 +184,7 @@ fn extension(kind: &str) -> &str {
         "tone" => "wav",
         "hour" => "ogg",
         "noise" => "flac",
-        "lecture" => "mp4",
+        "lecture" | "talk" => "mp4",
         other => other,
     }
 }
@@ -214,6 +218,7 @@ pub fn clip(kind: &str) -> PathBuf {
     let name = match kind {
         "long" => format!("long-{LONG_SECONDS}s"),
         "lecture" => format!("lecture-{LECTURE_SECONDS}s"),
+        "talk" => format!("talk-{TALK_SECONDS}s"),
         other => other.to_owned(),
     };
     let path = dir().join(format!("{name}.{ext}"));
@@ -236,6 +241,8 @@ pub fn clip(kind: &str) -> PathBuf {
         ffmpeg(&args, &partial, "the hour-long clip");
     } else if kind == "lecture" {
         ffmpeg(lecture_recipe(LECTURE_SECONDS), &partial, "the lecture");
+    } else if kind == "talk" {
+        ffmpeg(lecture_recipe(TALK_SECONDS), &partial, "the talk");
     } else if kind == "noise" {
         // Pink noise, 48 kHz stereo, of a length no codec's frame divides:
         // where a sample lands can be told by correlation (a tone's period
@@ -759,4 +766,20 @@ pub fn tags_of(path: &Path) -> std::collections::HashMap<String, String> {
         .flatten()
         .filter_map(|(name, value)| Some((name.to_uppercase(), value.as_str()?.to_owned())))
         .collect()
+}
+
+/// ffmpeg's MD5 of the samples of `path`, as `codec` PCM.
+pub fn pcm_md5(path: &Path, codec: &str) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-vn", "-c:a", codec, "-f", "md5", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg could not decode {}",
+        path.display()
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

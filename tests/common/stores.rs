@@ -11,6 +11,21 @@ pub enum Files {
     Videos,
     Audio,
     Waveforms,
+    /// A split job's segments' audio, until they are joined.
+    Segments,
+    /// Their waveforms.
+    SegmentWaveforms,
+}
+
+impl Files {
+    /// The GridFS bucket's name (its collections' prefix).
+    fn gridfs_bucket(self) -> &'static str {
+        match self {
+            Files::Segments => "segments",
+            Files::SegmentWaveforms => "segment_waveforms",
+            _ => "fs",
+        }
+    }
 }
 
 impl Node {
@@ -91,7 +106,10 @@ impl Node {
     /// Files of a kind stored (finished), whichever backend.
     pub async fn count_files(&self, files: Files) -> u64 {
         match self.options.backend {
-            Backend::Cluster => self.count(self.files_db(files), "fs.files").await,
+            Backend::Cluster => {
+                let collection = format!("{}.files", files.gridfs_bucket());
+                self.count(self.files_db(files), &collection).await
+            }
             Backend::Embedded => self.sql_scalar(&format!(
                 "SELECT COUNT(*) FROM files WHERE bucket = '{}'",
                 embedded_bucket(files)
@@ -140,6 +158,15 @@ impl Node {
             Files::Videos => &self.names.videos_db,
             Files::Audio => &self.names.mp3s_db,
             Files::Waveforms => &self.names.waveforms_db,
+            Files::Segments | Files::SegmentWaveforms => &self.names.mp3s_db,
+        }
+    }
+
+    /// A split job's segment records (of every job), whichever backend.
+    pub async fn count_segment_records(&self) -> u64 {
+        match self.options.backend {
+            Backend::Cluster => self.count(&self.names.jobs_db, "segments").await,
+            Backend::Embedded => self.sql_scalar("SELECT COUNT(*) FROM segments") as u64,
         }
     }
 
@@ -322,9 +349,14 @@ impl Node {
         match self.options.backend {
             Backend::Cluster => {
                 let db = self.files_db(files);
-                let docs = self.documents(db, "fs.files").await;
+                let bucket = files.gridfs_bucket();
+                let docs = self.documents(db, &format!("{bucket}.files")).await;
                 let chunks = self
-                    .fields(db, "fs.chunks", Some(doc! { "files_id": 1 }))
+                    .fields(
+                        db,
+                        &format!("{bucket}.chunks"),
+                        Some(doc! { "files_id": 1 }),
+                    )
                     .await;
                 let ids = docs
                     .iter()
@@ -479,6 +511,8 @@ fn embedded_bucket(files: Files) -> &'static str {
         Files::Videos => "videos",
         Files::Audio => "audio",
         Files::Waveforms => "waveforms",
+        Files::Segments => "segments",
+        Files::SegmentWaveforms => "segment_waveforms",
     }
 }
 

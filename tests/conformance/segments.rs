@@ -57,6 +57,20 @@ conformance!(
             claim(jobs, job.id, "n3", 5, LEASE).await.unwrap(),
             Claim::Busy(_)
         ));
+        // An attempt that took it lets go again, the tally kept.
+        let released = jobs
+            .split(job.id, joining.attempts, 3)
+            .await
+            .unwrap()
+            .expect("let go");
+        assert_eq!(released.segments, Some(Segments { total: 3, done: 2 }));
+        assert_eq!(
+            (released.lease_until, released.progress),
+            (None, Some(66.7))
+        );
+        let Claim::Run(joining) = claim(jobs, job.id, "n2", 5, LEASE).await.unwrap() else {
+            panic!("the join cannot take the split job again");
+        };
         // A job converted in one pass is no split job.
         let whole = queued(jobs, &someone()).await;
         assert!(!jobs.note_segments(whole.id, 1, 50.0).await.unwrap());

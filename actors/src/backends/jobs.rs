@@ -127,8 +127,9 @@ pub trait JobStore: Send + Sync {
     /// first in the [`SegmentStore`](super::SegmentStore)): segments set,
     /// none done, lease and node cleared (the segments carry their own; a
     /// later `take` is the join's, or a redelivery's that sees to the
-    /// segments). The new record, or `None` when the attempt no longer
-    /// owned the job.
+    /// segments). On a job split already, a later attempt lets go of it
+    /// so: lease and node cleared, the segments' tally kept. The new
+    /// record, or `None` when the attempt no longer owned the job.
     async fn split(
         &self,
         id: JobId,

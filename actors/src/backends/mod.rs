@@ -142,11 +142,21 @@ impl Backends {
     /// Deletes a job: marks it deleted, then removes its files. Safe to
     /// repeat (a repeat finishes what a cut-short one left).
     pub async fn delete_job_and_files(&self, job: &JobRecord) -> Result<(), StoreError> {
-        if job.state != JobState::Deleted {
-            self.jobs.mark_deleted(job.id).await?;
-        }
+        // The record as deleting found it: a job split since `job` was
+        // read has segments to remove too.
+        let latest = if job.state != JobState::Deleted {
+            self.jobs.mark_deleted(job.id).await?
+        } else {
+            None
+        };
+        let job = latest.as_ref().unwrap_or(job);
         for (bucket, id) in job_files(job) {
             self.blobs.delete(bucket, id).await?;
+        }
+        // A split job's segments: a conversion of one stops at its next
+        // renewal, and a message for one finds nothing to do.
+        if job.segments.is_some() {
+            self.segments.remove(job.id).await?;
         }
         Ok(())
     }

@@ -31,11 +31,13 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::isolation::protocol::{Fault, Limits, Request};
 use super::isolation::{self, ChildFiles, Converter, Sandbox, Standby};
 use super::messages::JobDelivery;
-use super::pipeline::{Output, Progress, Summary, TranscodeError, transcode};
+use super::pipeline::{Output, Progress, Segment, Summary, TranscodeError, transcode};
+use super::segments::SplitPlan;
+use super::split;
 use super::spool::{Spool, Spools};
 use crate::backends::{
-    Backends, BlobStore, Bucket, Claim, FileMeta, StoreError, Turn, Upload, WAVEFORM_CONTENT_TYPE,
-    chain, claim,
+    Backends, BlobStore, Bucket, Claim, FileMeta, SegmentClaim, StoreError, Turn, Upload,
+    WAVEFORM_CONTENT_TYPE, chain, claim, claim_segment,
 };
 use crate::domain::{
     AudioSummary, FileId, JobEvent, JobId, JobRecord, JobState, Mp3Message, Owner,
@@ -63,6 +65,25 @@ pub struct WorkerContext {
 }
 
 impl WorkerContext {
+    /// Starts an attempt on job `id` from this node (`backends::claim`).
+    pub(super) async fn claim_job(&self, id: JobId) -> Result<Claim, StoreError> {
+        let lease = Duration::from_secs(self.settings.lease_secs);
+        let jobs = self.backends.jobs.as_ref();
+        claim(jobs, id, &self.node_id, self.settings.max_attempts, lease).await
+    }
+
+    /// Starts an attempt on segment `index` of job `id` from this node
+    /// (`backends::claim_segment`).
+    pub(super) async fn claim_segment(
+        &self,
+        (id, index): (JobId, u32),
+    ) -> Result<SegmentClaim, StoreError> {
+        let lease = Duration::from_secs(self.settings.lease_secs);
+        let segments = self.backends.segments.as_ref();
+        let (node, max) = (&self.node_id, self.settings.max_attempts);
+        claim_segment(segments, (id, index), node, max, lease).await
+    }
+
     /// Failure injection: panics here while injected panics are left.
     fn maybe_panic(&self) {
         if take_one(&self.panics_left) {
@@ -90,12 +111,12 @@ fn take_one(left: &AtomicU32) -> bool {
         .is_ok()
 }
 
-enum Settle {
+pub(super) enum Settle {
     Ack,
     Requeue,
 }
 
-enum Failure {
+pub(super) enum Failure {
     /// A fact about the input: the job fails now.
     Permanent(String),
     /// Storage, broker, or I/O trouble, or a stall: another attempt may succeed.
@@ -109,15 +130,15 @@ enum Failure {
 
 /// How often an attempt renews its lease and records its progress (twice
 /// a second: progress readers poll, and a short job still shows some).
-const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+pub(super) const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
-fn transient(e: impl std::error::Error + 'static) -> Failure {
+pub(super) fn transient(e: impl std::error::Error + 'static) -> Failure {
     Failure::Transient(chain(&e))
 }
 
 /// A spool's I/O failed: for want of room (the disk holding it is full),
 /// or otherwise.
-fn spool_failed(e: std::io::Error) -> Failure {
+pub(super) fn spool_failed(e: std::io::Error) -> Failure {
     if e.kind() == std::io::ErrorKind::StorageFull {
         Failure::NoRoom(format!("the spool: {e}"))
     } else {
@@ -166,16 +187,10 @@ async fn attempt(
         tokio::time::sleep(pause).await;
         return Settle::Requeue;
     }
-    let lease = Duration::from_secs(ctx.settings.lease_secs);
-    let claimed = claim(
-        ctx.backends.jobs.as_ref(),
-        job_id,
-        &ctx.node_id,
-        ctx.settings.max_attempts,
-        lease,
-    )
-    .await;
-    let job = match claimed {
+    if let Some(index) = delivery.message.segment {
+        return split::run_segment(ctx, (job_id, index), standby).await;
+    }
+    let job = match ctx.claim_job(job_id).await {
         Err(e) => {
             warn!("cannot claim the job: {}", chain(&e));
             return back_off(1).await;
@@ -184,10 +199,10 @@ async fn attempt(
             warn!("no job record for this message; dead-lettering it");
             return dead_letter_only(ctx, delivery, "no job record for this message").await;
         }
-        Ok(Claim::Final(job)) => return hand_off(ctx, &job, delivery).await,
+        Ok(Claim::Final(job)) => return hand_off(ctx, &job, &delivery.payload).await,
         Ok(Claim::Exhausted(job)) => {
             ctx.metrics.job_result("error");
-            return hand_off(ctx, &job, delivery).await;
+            return hand_off(ctx, &job, &delivery.payload).await;
         }
         Ok(Claim::Busy(_)) => {
             // Our copy came back while another attempt still works on the
@@ -195,6 +210,8 @@ async fn attempt(
             info!("another attempt holds the job; handing the message back");
             return back_off(1).await;
         }
+        // A split job: its segments are seen to, or joined.
+        Ok(Claim::Run(job)) if job.segments.is_some() => return split::resume(ctx, job).await,
         Ok(Claim::Run(job)) => job,
     };
     info!(attempt = job.attempts, "converting");
@@ -205,7 +222,8 @@ async fn attempt(
         .converter_duration
         .observe(started.elapsed().as_secs_f64());
     let (state, error, audio) = match result {
-        Ok(audio) => {
+        Ok(Converted::Split(plan)) => return split::start(ctx, &job, plan).await,
+        Ok(Converted::Whole(audio)) => {
             ctx.metrics.job_result("success");
             info!(seconds = started.elapsed().as_secs_f64(), "done");
             (JobState::Done, None, Some(audio))
@@ -245,7 +263,7 @@ async fn attempt(
         Ok(Some(job)) => {
             let progress = (job.state == JobState::Done).then_some(100.0);
             announce(ctx, &job, job.state, progress).await;
-            hand_off(ctx, &job, delivery).await
+            hand_off(ctx, &job, &delivery.payload).await
         }
         // Deleted or moved by another attempt meanwhile: the audio just
         // stored belongs to nobody if the job was deleted.
@@ -262,7 +280,7 @@ async fn attempt(
 
 /// Hands the job back to the queue (`converting → queued`), with `reason`
 /// for the next attempt to report; `refund`: with its attempt given back.
-async fn hand_back(ctx: &WorkerContext, job: &JobRecord, reason: &str, refund: bool) {
+pub(super) async fn hand_back(ctx: &WorkerContext, job: &JobRecord, reason: &str, refund: bool) {
     let jobs = &ctx.backends.jobs;
     let handed = if refund {
         jobs.requeue_refunded(job.id, job.attempts, reason).await
@@ -278,7 +296,12 @@ async fn hand_back(ctx: &WorkerContext, job: &JobRecord, reason: &str, refund: b
 }
 
 /// Publishes a job event; best effort: the record is the truth.
-async fn announce(ctx: &WorkerContext, job: &JobRecord, state: JobState, progress: Option<f64>) {
+pub(super) async fn announce(
+    ctx: &WorkerContext,
+    job: &JobRecord,
+    state: JobState,
+    progress: Option<f64>,
+) {
     let event = JobEvent {
         state,
         progress,
@@ -292,7 +315,7 @@ async fn announce(ctx: &WorkerContext, job: &JobRecord, state: JobState, progres
 
 /// Waits before a delivery is handed back, so a failing dependency is not
 /// hammered by a hot redelivery loop.
-async fn back_off(attempt: u32) -> Settle {
+pub(super) async fn back_off(attempt: u32) -> Settle {
     let secs = 2u64.saturating_pow(attempt.min(5)).min(30);
     tokio::time::sleep(Duration::from_secs(secs)).await;
     Settle::Requeue
@@ -300,7 +323,7 @@ async fn back_off(attempt: u32) -> Settle {
 
 /// The owner deleted the job while its audio was being stored: remove it
 /// (and its waveform).
-async fn remove_output_if_deleted(ctx: &WorkerContext, id: JobId, mp3_fid: FileId) {
+pub(super) async fn remove_output_if_deleted(ctx: &WorkerContext, id: JobId, mp3_fid: FileId) {
     if let Ok(Some(job)) = ctx.backends.jobs.get(id).await
         && job.state == JobState::Deleted
     {
@@ -319,13 +342,16 @@ async fn remove_output_if_deleted(ctx: &WorkerContext, id: JobId, mp3_fid: FileI
 /// Completes a final job's hand-off unless that was done already: a failed
 /// job's message goes to the dead-letter queue, then the `mp3` message goes
 /// out, then `notified` is recorded.
-async fn hand_off(ctx: &WorkerContext, job: &JobRecord, delivery: &JobDelivery) -> Settle {
+pub(super) async fn hand_off(ctx: &WorkerContext, job: &JobRecord, payload: &[u8]) -> Settle {
+    if job.segments.is_some() && job.state.is_final() {
+        split::clear(ctx, job).await;
+    }
     if job.notified || job.state == JobState::Deleted {
         return Settle::Ack;
     }
     if job.state == JobState::Failed {
         let reason = job.error.as_deref().unwrap_or("failed");
-        if let Err(e) = ctx.backends.dead_letter(&delivery.payload, reason).await {
+        if let Err(e) = ctx.backends.dead_letter(payload, reason).await {
             warn!("cannot dead-letter the failed job's message: {}", chain(&e));
             return back_off(1).await;
         }
@@ -357,11 +383,101 @@ async fn dead_letter_only(ctx: &WorkerContext, delivery: &JobDelivery, reason: &
     }
 }
 
+/// What converting a job came to: its audio, stored; or a plan to split
+/// it (nothing stored yet).
+pub(super) enum Converted {
+    Whole(AudioSummary),
+    Split(SplitPlan),
+}
+
 async fn convert(
     ctx: &WorkerContext,
     job: &JobRecord,
     standby: Option<Standby>,
-) -> Result<AudioSummary, Failure> {
+) -> Result<Converted, Failure> {
+    let (spools, mut converter, length) = spool_video(ctx, job, standby).await?;
+    ctx.maybe_panic();
+    if split::worth_probing(ctx, job, length)
+        && let Some(plan) = split::plan(ctx, job, &spools, converter.take()).await
+    {
+        return Ok(Converted::Split(plan));
+    }
+    let request = request_for(ctx, job, None);
+    let mut keep = JobLease {
+        ctx,
+        job,
+        published: None,
+    };
+    let summary = run_converter(ctx, &spools, converter, &request, &mut keep).await?;
+    let bytes = match store_output(ctx, job, &spools).await {
+        Ok(bytes) => {
+            ctx.backends.space.note_room();
+            bytes
+        }
+        Err(e) => return Err(store_failed(e)),
+    };
+    Ok(Converted::Whole(AudioSummary {
+        bytes,
+        duration_ms: summary.length().as_millis().try_into().unwrap_or(u64::MAX),
+        loudness: summary.loudness,
+        replaygain: summary.replaygain,
+    }))
+}
+
+/// What an attempt holds while it works, renewed twice a second with the
+/// progress so far; `false` when it was lost (the job deleted or taken
+/// over), which stops the work.
+pub(super) trait Hold: Send {
+    fn keep(&mut self, progress: Option<f64>) -> impl Future<Output = bool> + Send;
+}
+
+/// A job's lease, held by the attempt converting it: renewed with the
+/// progress recorded and announced.
+struct JobLease<'a> {
+    ctx: &'a WorkerContext,
+    job: &'a JobRecord,
+    published: Option<f64>,
+}
+
+impl Hold for JobLease<'_> {
+    async fn keep(&mut self, progress: Option<f64>) -> bool {
+        let (ctx, job) = (self.ctx, self.job);
+        if progress != self.published {
+            self.published = progress;
+            announce(ctx, job, JobState::Converting, progress).await;
+        }
+        // A failed renewal (storage away) is not a lost lease: keep going;
+        // finishing will tell whether the job is still ours.
+        let lease = Duration::from_secs(ctx.settings.lease_secs);
+        let renewed = ctx
+            .backends
+            .jobs
+            .renew_lease(job.id, job.attempts, lease, progress)
+            .await;
+        !matches!(renewed, Ok(false))
+    }
+}
+
+/// Storing audio failed: for want of room, over the owner's quota
+/// (trying again would not make room), or otherwise.
+pub(super) fn store_failed(e: StoreError) -> Failure {
+    match e {
+        StoreError::Full(e) => Failure::NoRoom(chain(&e)),
+        StoreError::TooLarge { limit } => Failure::Permanent(format!(
+            "the audio is larger than the {limit} bytes left of your storage quota; \
+             delete some jobs and retry"
+        )),
+        e => transient(e),
+    }
+}
+
+/// Copies the job's video into a fresh spool (the standby's, if there is
+/// one); the spools, the standby's child, and the video's length.
+pub(super) async fn spool_video(
+    ctx: &WorkerContext,
+    job: &JobRecord,
+    standby: Option<Standby>,
+) -> Result<(Spools, Option<Converter>, u64), Failure> {
     let blobs = &ctx.backends.blobs;
     let info = blobs
         .info(Bucket::Videos, job.video_fid)
@@ -387,15 +503,23 @@ async fn convert(
         ),
     };
     spools.input.fill(body).await.map_err(spool_failed)?;
+    Ok((spools, converter, info.length))
+}
 
-    ctx.maybe_panic();
+/// The request converting the job (or `segment` of it) in a child.
+pub(super) fn request_for(
+    ctx: &WorkerContext,
+    job: &JobRecord,
+    segment: Option<Segment>,
+) -> Request {
     let options = job
         .output
         .clone()
         .titled(job.output.title_for(&job.filename));
-    let request = Request {
+    Request {
+        task: Default::default(),
         options,
-        segment: None,
+        segment,
         limits: Limits {
             stall_after: Duration::from_secs(ctx.settings.stall_secs),
             max_wall: Duration::from_secs(ctx.settings.max_job_secs),
@@ -403,68 +527,57 @@ async fn convert(
         },
         confine: Default::default(),
         fault: ctx.next_child_fault(),
-    };
+    }
+}
+
+/// Converts the input spool as `request` says, while `keep` renews what
+/// the attempt holds (the job's lease, or its segment's) twice a second
+/// with the progress so far; `keep` answering false (the hold is lost)
+/// stops the conversion: `Lost`.
+pub(super) async fn run_converter(
+    ctx: &WorkerContext,
+    spools: &Spools,
+    converter: Option<Converter>,
+    request: &Request,
+    keep: &mut impl Hold,
+) -> Result<Summary, Failure> {
     let cancel = CancellationToken::new();
     let (progress_tx, progress_rx) = tokio::sync::watch::channel(None::<f64>);
-    let conversion = convert_twice_at_most(ctx, &spools, converter, &request, &cancel, progress_tx);
-    tokio::pin!(conversion);
-
-    // While it converts: renew the lease and record progress.
-    let lease = Duration::from_secs(ctx.settings.lease_secs);
-    let mut tick = tokio::time::interval(PROGRESS_EVERY);
-    let mut published = None;
-    let converted = loop {
-        tokio::select! {
-            converted = &mut conversion => break converted,
-            _ = tick.tick() => {
-                let progress = *progress_rx.borrow();
-                if progress != published {
-                    published = progress;
-                    announce(ctx, job, JobState::Converting, progress).await;
-                }
-                // A failed renewal (storage away) is not a lost lease: keep
-                // going; finishing will tell whether the job is still ours.
-                let renewed = ctx
-                    .backends
-                    .jobs
-                    .renew_lease(job.id, job.attempts, lease, progress)
-                    .await;
-                if let Ok(false) = renewed {
-                    cancel.cancel();
-                    let _ = conversion.await;
-                    return Err(Failure::Lost);
-                }
-            }
-        }
-    };
-    let summary = converted.map_err(|e| {
+    let conversion = convert_twice_at_most(ctx, spools, converter, request, &cancel, progress_tx);
+    let converted = holding(conversion, &cancel, &progress_rx, keep).await?;
+    converted.map_err(|e| {
         if e.is_permanent() {
             Failure::Permanent(e.to_string())
         } else {
             transient(e)
         }
-    })?;
-    let bytes = match store_output(ctx, job, &spools).await {
-        Ok(bytes) => {
-            ctx.backends.space.note_room();
-            bytes
-        }
-        Err(StoreError::Full(e)) => return Err(Failure::NoRoom(chain(&e))),
-        // Over the owner's quota: trying again would not make room.
-        Err(StoreError::TooLarge { limit }) => {
-            return Err(Failure::Permanent(format!(
-                "the audio is larger than the {limit} bytes left of your storage quota; \
-                 delete some jobs and retry"
-            )));
-        }
-        Err(e) => return Err(transient(e)),
-    };
-    Ok(AudioSummary {
-        bytes,
-        duration_ms: summary.length().as_millis().try_into().unwrap_or(u64::MAX),
-        loudness: summary.loudness,
-        replaygain: summary.replaygain,
     })
+}
+
+/// Runs `work` while `keep` is called every [`PROGRESS_EVERY`] with the
+/// latest progress; when it answers false, `cancel` stops the work, which
+/// is awaited, and the attempt is `Lost`.
+pub(super) async fn holding<T>(
+    work: impl Future<Output = T>,
+    cancel: &CancellationToken,
+    progress: &tokio::sync::watch::Receiver<Option<f64>>,
+    keep: &mut impl Hold,
+) -> Result<T, Failure> {
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    loop {
+        tokio::select! {
+            done = &mut work => return Ok(done),
+            _ = tick.tick() => {
+                let now = *progress.borrow();
+                if !keep.keep(now).await {
+                    cancel.cancel();
+                    let _ = work.await;
+                    return Err(Failure::Lost);
+                }
+            }
+        }
+    }
 }
 
 /// Converts in a child (`ready`, started ahead, if it still runs), and
@@ -570,7 +683,7 @@ async fn owner_quota(ctx: &WorkerContext, owner: &Owner) -> u64 {
 /// blob store under the job's audio id, replacing whatever an interrupted
 /// attempt left there; how many bytes of audio it stored. Both count
 /// against the owner's quota.
-async fn store_output(
+pub(super) async fn store_output(
     ctx: &WorkerContext,
     job: &JobRecord,
     spools: &Spools,
@@ -626,7 +739,7 @@ async fn store_output(
 
 /// Streams a spool into a new file, refused past `limit` bytes; how many
 /// bytes it stored.
-async fn store_spool(
+pub(super) async fn store_spool(
     blobs: &dyn BlobStore,
     (bucket, id): (Bucket, FileId),
     meta: FileMeta,

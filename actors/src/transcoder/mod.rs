@@ -16,6 +16,7 @@ mod ogg;
 pub mod pipeline;
 mod pool;
 pub mod segments;
+mod split;
 mod spool;
 mod worker;
 

@@ -28,7 +28,8 @@ pub struct PoolArgs {
 struct Slot {
     worker: ActorRef<WorkerMsg>,
     /// The job and delivery the worker is on, kept to hand them back if it dies.
-    busy: Option<(JobId, Arc<dyn Settle>)>,
+    /// The job (and segment of it) in hand, and its delivery.
+    busy: Option<(JobId, Option<u32>, Arc<dyn Settle>)>,
     /// Stops after the job in hand; takes no new one.
     retiring: bool,
 }
@@ -78,7 +79,8 @@ impl TranscoderPool {
             let Some((delivery, _ticket)) = state.waiting.pop_front() else {
                 return;
             };
-            slot.busy = Some((delivery.message.job_id, delivery.settle.clone()));
+            let message = &delivery.message;
+            slot.busy = Some((message.job_id, message.segment, delivery.settle.clone()));
             if let Err(e) = slot.worker.cast(WorkerMsg::Run(delivery)) {
                 // The worker is gone; its supervision event will hand the
                 // delivery back when the replacement is made.
@@ -202,17 +204,28 @@ impl Actor for TranscoderPool {
         let Some(index) = state.position(dead) else {
             return Ok(());
         };
-        if let Some((job_id, settle)) = state.slots[index].busy.take() {
-            // The attempt died with the worker: release the job now (not
-            // when its lease runs out), then hand the delivery back for
-            // another attempt; the attempt counter bounds how often.
+        if let Some((job_id, segment, settle)) = state.slots[index].busy.take() {
+            // The attempt died with the worker: release the job (or its
+            // segment) now, not when its lease runs out, then hand the
+            // delivery back for another attempt; the attempt counter
+            // bounds how often.
             let ctx = &state.context;
-            if let Err(e) = ctx
-                .backends
-                .jobs
-                .release_crashed(job_id, &ctx.node_id, "the worker converting it crashed")
-                .await
-            {
+            let why = "the worker converting it crashed";
+            let released = match segment {
+                Some(index) => {
+                    let segments = &ctx.backends.segments;
+                    segments
+                        .release_crashed(job_id, index, &ctx.node_id, why)
+                        .await
+                }
+                None => {
+                    ctx.backends
+                        .jobs
+                        .release_crashed(job_id, &ctx.node_id, why)
+                        .await
+                }
+            };
+            if let Err(e) = released {
                 warn!(%job_id, "could not release the dead worker's job: {}", chain(&e));
             }
             if let Err(e) = settle.requeue().await {

@@ -32,19 +32,24 @@ impl AsRawFd for Spool {
 }
 
 impl Spool {
-    /// Copies `body` into the spool (empty until now: a child may already
-    /// hold it, waiting for its job).
-    pub async fn fill<S>(&self, body: S) -> std::io::Result<()>
+    /// Copies `body` into the spool after what it holds (empty until now
+    /// for a conversion: a child may already hold it, waiting for its
+    /// job; a join's input is its segments one after another); how many
+    /// bytes it copied.
+    pub async fn fill<S>(&self, body: S) -> std::io::Result<u64>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Unpin,
     {
         let mut writer = tokio::fs::File::from_std(self.file.try_clone()?);
+        writer.seek(std::io::SeekFrom::End(0)).await?;
         let mut body = body;
+        let mut copied = 0;
         while let Some(chunk) = body.try_next().await? {
             writer.write_all(&chunk).await?;
+            copied += chunk.len() as u64;
         }
         writer.flush().await?;
-        Ok(())
+        Ok(copied)
     }
 
     /// A new empty anonymous file in `dir` (the system temp dir when empty).

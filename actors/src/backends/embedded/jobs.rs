@@ -519,8 +519,10 @@ impl JobStore for Db {
         self.call("split_job", move |conn| {
             Ok(update_returning(
                 conn,
-                "UPDATE jobs SET segments_total = ?3, segments_done = 0, lease_until = NULL, \
-                 node = NULL, progress = 0, updated_at = ?4 \
+                "UPDATE jobs SET segments_total = ?3, lease_until = NULL, node = NULL, \
+                 segments_done = CASE WHEN segments_total IS NULL THEN 0 ELSE segments_done END, \
+                 progress = CASE WHEN segments_total IS NULL THEN 0 ELSE progress END, \
+                 updated_at = ?4 \
                  WHERE id = ?1 AND state = 'converting' AND attempts = ?2",
                 params![id.to_hex(), attempt, total, now()],
             )?)

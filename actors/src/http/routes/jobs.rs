@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::backends::JobQuery;
-use crate::domain::{AudioSummary, FileId, Id, IdKind, JobId, JobRecord, JobState, Owner};
+use crate::domain::{
+    AudioSummary, FileId, Id, IdKind, JobId, JobRecord, JobState, Owner, Segments,
+};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
@@ -46,6 +48,9 @@ pub struct JobView {
     node: Option<String>,
     /// The audio's size and length, once done.
     audio: Option<AudioSummary>,
+    /// A long input converted in segments by many workers, then joined:
+    /// how many, how many converted (`null`: converted in one pass).
+    segments: Option<Segments>,
     /// Where this job's events are POSTed, if a `callback_url` was given.
     callback_url: Option<String>,
     created_at: String,
@@ -78,6 +83,7 @@ impl From<JobRecord> for JobView {
             output: job.output.into_options(),
             node: job.node,
             audio: job.audio.filter(|_| job.state == JobState::Done),
+            segments: job.segments,
             callback_url: job.callback.map(|c| c.url),
             created_at: job.created_at.to_rfc3339(),
             updated_at: job.updated_at.to_rfc3339(),

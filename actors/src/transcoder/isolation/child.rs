@@ -10,12 +10,15 @@
 //! set before exec), and it exits when its stdin, the node's end, closes.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::protocol::{Confine, Fault, INPUT_FD, OUTPUT_FD, Report, Request, WAVEFORM_FD};
-use crate::transcoder::pipeline::{Output, TranscodeError, transcode_segment};
+use super::protocol::{
+    Confine, Fault, INPUT_FD, JoinTask, OUTPUT_FD, Report, Request, Task, WAVEFORM_FD,
+};
+use crate::transcoder::pipeline::{Output, TranscodeError, probe, transcode_segment};
+use crate::transcoder::segments::{self, Joined, Piece};
 
 /// Exit code when the node went away (stdin closed) mid-conversion.
 const ORPHANED: i32 = 70;
@@ -81,24 +84,51 @@ pub fn main() -> ExitCode {
         waveform: Some(&waveform),
     };
     let mut report = |p| say(&Report::Progress { progress: p });
-    let converted = transcode_segment(
-        &input,
-        &request.options,
-        request.segment,
-        output,
-        &control,
-        &mut report,
-    );
-    let outcome = match converted {
-        Ok(summary) => Report::Done {
+    let outcome = match request.task {
+        Task::Convert => transcode_segment(
+            &input,
+            &request.options,
+            request.segment,
+            output,
+            &control,
+            &mut report,
+        )
+        .map(|summary| Report::Done {
             summary: Box::new(summary),
             peak_rss_kib: peak_rss_kib(),
-        },
-        Err(error) => Report::Failed { error },
+        }),
+        Task::Probe => probe(&input, &request.options).map(|shape| Report::Probed {
+            shape,
+            peak_rss_kib: peak_rss_kib(),
+        }),
+        Task::Join(task) => join(&task, &input, output).map(|joined| Report::Joined {
+            joined,
+            peak_rss_kib: peak_rss_kib(),
+        }),
     };
+    let outcome = outcome.unwrap_or_else(|error| Report::Failed { error });
     REPORTED.store(true, Ordering::SeqCst);
     say(&outcome);
     ExitCode::SUCCESS
+}
+
+/// Joins the segments `input` holds (`task` says where) into `output`.
+fn join(task: &JoinTask, input: &Path, output: Output) -> Result<Joined, TranscodeError> {
+    let pieces = |stretches: &[(u64, u64)]| -> Vec<Piece> {
+        stretches
+            .iter()
+            .map(|&(at, len)| Piece {
+                path: input,
+                at,
+                len: Some(len),
+            })
+            .collect()
+    };
+    let failed = |e: segments::JoinError| TranscodeError::Join(e.to_string());
+    if let Some(waveform) = output.waveform {
+        segments::join_waveforms(&task.plan, &pieces(&task.waveforms), waveform).map_err(failed)?;
+    }
+    segments::join(&task.plan, &pieces(&task.audio), output.audio).map_err(failed)
 }
 
 /// The plugins every conversion loads (the pipeline's own elements) and

@@ -46,10 +46,11 @@ use tracing::{debug, warn};
 
 pub use child::main as child_main;
 use outcome::StderrTail;
-use protocol::{Confine, MAX_LINE, Report, Request};
+use protocol::{Confine, JoinTask, MAX_LINE, Report, Request, Task};
 
 use crate::settings::TranscoderSettings;
-use crate::transcoder::pipeline::{Progress, Summary, TranscodeError};
+use crate::transcoder::pipeline::{AudioShape, Progress, Summary, TranscodeError};
+use crate::transcoder::segments::Joined;
 use crate::transcoder::spool::Spools;
 
 /// How a node starts its conversion children.
@@ -198,6 +199,32 @@ impl Converter {
     }
 }
 
+/// What a child that probed says of its input.
+#[derive(Debug)]
+pub struct Probed {
+    pub shape: AudioShape,
+    /// Its peak resident memory, KiB.
+    pub peak_rss_kib: u64,
+}
+
+/// A child's outcome, for the task it was given.
+#[derive(Debug)]
+enum Outcome {
+    Converted(Converted),
+    Probed(Probed),
+    Joined(Joined),
+}
+
+impl Outcome {
+    fn task(&self) -> &'static str {
+        match self {
+            Outcome::Converted(_) => "converted",
+            Outcome::Probed(_) => "probed",
+            Outcome::Joined(_) => "joined",
+        }
+    }
+}
+
 /// Converts with `converter` (its input spool filled by now), reporting
 /// progress as it comes; `cancel` kills it. Errors say what happened to the
 /// child.
@@ -208,6 +235,66 @@ pub async fn convert(
     cancel: &CancellationToken,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Converted, TranscodeError> {
+    let request = Request {
+        task: Task::Convert,
+        ..request.clone()
+    };
+    match run(sandbox, converter, &request, cancel, progress).await? {
+        Outcome::Converted(converted) => Ok(converted),
+        other => Err(unasked(other)),
+    }
+}
+
+/// Reads the audio's shape with `converter` (its input spool filled by
+/// now), as `convert` would convert it: in the child, confined.
+pub async fn probe(
+    sandbox: &Sandbox,
+    converter: Converter,
+    request: &Request,
+    cancel: &CancellationToken,
+) -> Result<Probed, TranscodeError> {
+    let request = Request {
+        task: Task::Probe,
+        ..request.clone()
+    };
+    match run(sandbox, converter, &request, cancel, &mut |_| {}).await? {
+        Outcome::Probed(probed) => Ok(probed),
+        other => Err(unasked(other)),
+    }
+}
+
+/// Joins the segments in `converter`'s input spool (as `task` says) into
+/// its output spools, in the child, confined.
+pub async fn join(
+    sandbox: &Sandbox,
+    converter: Converter,
+    request: &Request,
+    task: JoinTask,
+    cancel: &CancellationToken,
+) -> Result<Joined, TranscodeError> {
+    let request = Request {
+        task: Task::Join(task),
+        ..request.clone()
+    };
+    match run(sandbox, converter, &request, cancel, &mut |_| {}).await? {
+        Outcome::Joined(joined) => Ok(joined),
+        other => Err(unasked(other)),
+    }
+}
+
+/// A child that did another task than the one it was given.
+fn unasked(outcome: Outcome) -> TranscodeError {
+    TranscodeError::Protocol(format!("the converter {} unasked", outcome.task()))
+}
+
+/// Gives `converter` its request and sees it to its end.
+async fn run(
+    sandbox: &Sandbox,
+    converter: Converter,
+    request: &Request,
+    cancel: &CancellationToken,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Outcome, TranscodeError> {
     let mut child = converter.child;
     let request = Request {
         confine: sandbox.confine(),
@@ -261,7 +348,7 @@ async fn end(child: &mut tokio::process::Child) -> std::io::Result<std::process:
 
 enum Talk {
     /// The child reported its outcome.
-    Outcome(Result<Converted, TranscodeError>),
+    Outcome(Result<Outcome, TranscodeError>),
     /// The child's stdout ended without an outcome: its exit says why.
     Ended,
     /// It said something that is not a report.
@@ -333,10 +420,27 @@ async fn talk(
                 peak_rss_kib,
             }) => {
                 debug!(peak_rss_kib, "the converter is done");
-                break Talk::Outcome(Ok(Converted {
+                break Talk::Outcome(Ok(Outcome::Converted(Converted {
                     summary,
                     peak_rss_kib,
-                }));
+                })));
+            }
+            Ok(Report::Probed {
+                shape,
+                peak_rss_kib,
+            }) => {
+                debug!(peak_rss_kib, "the converter has probed");
+                break Talk::Outcome(Ok(Outcome::Probed(Probed {
+                    shape,
+                    peak_rss_kib,
+                })));
+            }
+            Ok(Report::Joined {
+                joined,
+                peak_rss_kib,
+            }) => {
+                debug!(peak_rss_kib, "the converter has joined");
+                break Talk::Outcome(Ok(Outcome::Joined(joined)));
             }
             Ok(Report::Failed { error }) => break Talk::Outcome(Err(error)),
             Err(e) => {

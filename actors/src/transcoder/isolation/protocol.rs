@@ -14,7 +14,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::output::ResolvedOutput;
-use crate::transcoder::pipeline::{Control, Progress, Summary, TranscodeError};
+use crate::transcoder::pipeline::{AudioShape, Control, Progress, Summary, TranscodeError};
+use crate::transcoder::segments::{Joined, SplitPlan};
 
 /// The input is the child's file descriptor 3, the audio it writes its 4,
 /// the waveform it writes its 5.
@@ -25,9 +26,37 @@ pub const WAVEFORM_FD: i32 = 5;
 /// Longest report line the node reads; a longer one breaks the protocol.
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// What a child is asked to do with its input.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Convert it (or the request's segment of it): `Report::Done`.
+    #[default]
+    Convert,
+    /// Only read its audio's rate and length, for a split's plan:
+    /// `Report::Probed`.
+    Probe,
+    /// Join the segments its input holds, one after another, into the
+    /// audio and waveform outputs: `Report::Joined`. The segments are
+    /// what other children wrote from an upload, so they are parsed where
+    /// an upload is: in a child.
+    Join(JoinTask),
+}
+
+/// A join's plan and where each segment's audio and waveform are in the
+/// input: `(offset, length)`, in the plan's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTask {
+    pub plan: SplitPlan,
+    pub audio: Vec<(u64, u64)>,
+    pub waveforms: Vec<(u64, u64)>,
+}
+
 /// The one message the node sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
+    #[serde(default)]
+    pub task: Task,
     /// Validated and resolved when the job was created.
     pub options: ResolvedOutput,
     /// The part of the input to convert (a split conversion's segment);
@@ -108,6 +137,18 @@ pub enum Report {
     Done {
         summary: Box<Summary>,
         /// The child's peak resident memory, KiB.
+        #[serde(default)]
+        peak_rss_kib: u64,
+    },
+    /// The answer to a `Task::Join`.
+    Joined {
+        joined: Joined,
+        #[serde(default)]
+        peak_rss_kib: u64,
+    },
+    /// The answer to a `Task::Probe`.
+    Probed {
+        shape: AudioShape,
         #[serde(default)]
         peak_rss_kib: u64,
     },

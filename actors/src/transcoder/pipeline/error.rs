@@ -35,6 +35,9 @@ pub enum TranscodeError {
     Cancelled,
     #[error("internal transcoder error: {0}")]
     Internal(String),
+    /// A split conversion's segments did not join (see `segments::join`).
+    #[error("the segments could not be joined: {0}")]
+    Join(String),
     /// The conversion child died by a signal (named).
     #[error("the converter crashed ({0}) on this input")]
     Crashed(String),
@@ -77,6 +80,7 @@ impl TranscodeError {
                 | TranscodeError::Unsupported(_)
                 | TranscodeError::Decode(_)
                 | TranscodeError::TimedOut(_)
+                | TranscodeError::Join(_)
                 | TranscodeError::Poison(_)
         )
     }

@@ -14,7 +14,7 @@ use super::{NO_AUDIO, PREROLL_WITHIN, mp3};
 use crate::output::ResolvedOutput;
 
 /// The input's audio, as the track `options` choose decodes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AudioShape {
     /// Its sample rate.
     pub rate: u32,

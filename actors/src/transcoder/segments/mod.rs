@@ -15,5 +15,7 @@
 mod join;
 mod plan;
 
-pub use join::{JoinError, Joined, join, join_waveforms};
-pub use plan::{FLAC_BLOCK, Part, SplitPlan, SplitSettings, Whole, mp3_frame_samples, plan};
+pub use join::{JoinError, Joined, Piece, join, join_waveforms};
+pub use plan::{
+    FLAC_BLOCK, Part, SplitPlan, SplitSettings, Whole, joinable, mp3_frame_samples, plan,
+};

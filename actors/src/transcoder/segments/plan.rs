@@ -89,7 +89,7 @@ pub enum Whole {
 
 /// One segment: the input samples its conversion is given, and which of
 /// the output samples it makes the joined file keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Part {
     /// The input samples converted.
     pub segment: Segment,
@@ -101,12 +101,29 @@ pub struct Part {
 }
 
 /// A split conversion: its format, rates and parts, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SplitPlan {
     pub format: Format,
     pub input_rate: u32,
     pub output_rate: u32,
     pub parts: Vec<Part>,
+}
+
+/// Whether segments of an output with `options` can be joined: its
+/// format has a join, and nothing measures the whole (the input's rate,
+/// which only decoding tells, is for [`plan`] to check).
+pub fn joinable(options: &ResolvedOutput) -> Result<(), Whole> {
+    let options = options.options();
+    if !matches!(options.format, Format::Flac | Format::Opus | Format::Mp3) {
+        return Err(Whole::Format(options.format));
+    }
+    if options.loudness_lufs.is_some() {
+        return Err(Whole::Loudness);
+    }
+    if options.replaygain {
+        return Err(Whole::ReplayGain);
+    }
+    Ok(())
 }
 
 /// Whether and where to split a conversion of audio shaped `shape` with
@@ -119,17 +136,9 @@ pub fn plan(
     if settings.above.is_zero() || settings.segment.is_zero() {
         return Err(Whole::Off);
     }
+    joinable(options)?;
     let options = options.options();
     let format = options.format;
-    if !matches!(format, Format::Flac | Format::Opus | Format::Mp3) {
-        return Err(Whole::Format(format));
-    }
-    if options.loudness_lufs.is_some() {
-        return Err(Whole::Loudness);
-    }
-    if options.replaygain {
-        return Err(Whole::ReplayGain);
-    }
     let input_rate = shape.rate;
     let output_rate = options
         .sample_rate

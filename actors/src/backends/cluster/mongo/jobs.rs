@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use mongodb::bson::{DateTime, Document, doc};
+use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::ReturnDocument;
 
 use super::job_doc::{AudioDoc, JobDoc, date};
@@ -361,21 +361,47 @@ impl JobStore for Mongo {
         let segments = Segments { total, done: 0 };
         let segments =
             mongodb::bson::to_bson(&segments).map_err(|e| StoreError::backend("MongoDB", e))?;
-        Ok(self
-            .jobs
-            .find_one_and_update(
-                doc! { "_id": oid(id), "state": JobState::Converting.as_str(), "attempts": attempt },
+        let attempt_of = doc! {
+            "_id": oid(id), "state": JobState::Converting.as_str(), "attempts": attempt,
+        };
+        let mut first = attempt_of.clone();
+        first.insert("segments", Bson::Null);
+        let mut again = attempt_of;
+        again.insert("segments", doc! { "$ne": Bson::Null });
+        let now = DateTime::now();
+        // Split the first time (none done yet), or let go again (the
+        // segments' tally kept): each one guarded update.
+        let updates = [
+            (
+                first,
                 doc! { "$set": {
                     "segments": segments,
                     "lease_until": null,
                     "node": null,
                     "progress": 0.0,
-                    "updated_at": DateTime::now(),
+                    "updated_at": now,
                 } },
-            )
-            .return_document(ReturnDocument::After)
-            .await?
-            .map(JobRecord::from))
+            ),
+            (
+                again,
+                doc! { "$set": {
+                    "lease_until": null,
+                    "node": null,
+                    "updated_at": now,
+                } },
+            ),
+        ];
+        for (filter, update) in updates {
+            let updated = self
+                .jobs
+                .find_one_and_update(filter, update)
+                .return_document(ReturnDocument::After)
+                .await?;
+            if let Some(doc) = updated {
+                return Ok(Some(JobRecord::from(doc)));
+            }
+        }
+        Ok(None)
     }
 
     async fn note_segments(&self, id: JobId, done: u32, progress: f64) -> Result<bool, StoreError> {

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use super::{JoinError, Joined, read_error};
+use super::{JoinError, Joined, Piece, read_error};
 use crate::transcoder::crc;
 use crate::transcoder::segments::plan::SplitPlan;
 
@@ -24,7 +24,7 @@ const SEEKTABLE: u8 = 3;
 
 pub(super) fn join(
     plan: &SplitPlan,
-    segments: &[&Path],
+    segments: &[Piece],
     output: &Path,
 ) -> Result<Joined, JoinError> {
     let file = File::create(output).map_err(JoinError::Write)?;
@@ -35,7 +35,7 @@ pub(super) fn join(
     let mut written = 0u64;
     for (index, (part, path)) in plan.parts.iter().zip(segments).enumerate() {
         let mismatch = |what: String| JoinError::Mismatch { index, what };
-        let input = File::open(path).map_err(read_error(index, path))?;
+        let input = path.open().map_err(read_error(index, path))?;
         let mut input = BufReader::new(input);
         let blocks = read_metadata(&mut input).map_err(read_error(index, path))?;
         let own = blocks

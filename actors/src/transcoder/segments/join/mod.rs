@@ -9,7 +9,8 @@ mod mp3;
 mod opus;
 mod waveform;
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use super::plan::SplitPlan;
@@ -18,7 +19,7 @@ use crate::output::Format;
 pub use waveform::join_waveforms;
 
 /// What a join wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Joined {
     /// Samples (per channel) in the joined file, and their rate.
     pub samples: u64,
@@ -49,9 +50,38 @@ pub enum JoinError {
     Count { expected: usize, given: usize },
 }
 
-/// Joins `segments` (one file per part of `plan`, in order) into `output`
+/// Where a segment's bytes are: a file of its own, or a stretch of a file
+/// that holds several (a conversion child is handed all of a job's
+/// segments as one input).
+#[derive(Debug, Clone, Copy)]
+pub struct Piece<'a> {
+    pub path: &'a Path,
+    /// Where it starts in the file, and how long it is (`None`: to the end).
+    pub at: u64,
+    pub len: Option<u64>,
+}
+
+impl<'a> Piece<'a> {
+    /// All of the file at `path`.
+    pub fn whole(path: &'a Path) -> Self {
+        Self {
+            path,
+            at: 0,
+            len: None,
+        }
+    }
+
+    /// Its bytes, read from the start.
+    fn open(&self) -> io::Result<io::Take<File>> {
+        let mut file = File::open(self.path)?;
+        file.seek(io::SeekFrom::Start(self.at))?;
+        Ok(file.take(self.len.unwrap_or(u64::MAX)))
+    }
+}
+
+/// Joins `segments` (one piece per part of `plan`, in order) into `output`
 /// (created or truncated).
-pub fn join(plan: &SplitPlan, segments: &[&Path], output: &Path) -> Result<Joined, JoinError> {
+pub fn join(plan: &SplitPlan, segments: &[Piece], output: &Path) -> Result<Joined, JoinError> {
     if segments.len() != plan.parts.len() {
         return Err(JoinError::Count {
             expected: plan.parts.len(),
@@ -67,10 +97,10 @@ pub fn join(plan: &SplitPlan, segments: &[&Path], output: &Path) -> Result<Joine
 }
 
 /// The error of reading segment `index`.
-fn read_error(index: usize, path: &Path) -> impl FnOnce(io::Error) -> JoinError + '_ {
+fn read_error<'a>(index: usize, piece: &'a Piece<'a>) -> impl FnOnce(io::Error) -> JoinError + 'a {
     move |source| JoinError::Read {
         index,
-        path: path.to_owned(),
+        path: piece.path.to_owned(),
         source,
     }
 }

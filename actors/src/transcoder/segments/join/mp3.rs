@@ -34,7 +34,7 @@ use std::path::Path;
 
 use self::frames::{Frame, SegmentFile};
 use self::info::{InfoFrame, Whole};
-use super::{JoinError, Joined, read_error};
+use super::{JoinError, Joined, Piece, read_error};
 use crate::transcoder::crc::LAME;
 use crate::transcoder::pipeline::mp3::frame::FrameHeader;
 use crate::transcoder::pipeline::mp3::id3;
@@ -42,11 +42,11 @@ use crate::transcoder::segments::plan::SplitPlan;
 
 pub(super) fn join(
     plan: &SplitPlan,
-    segments: &[&Path],
+    segments: &[Piece],
     output: &Path,
 ) -> Result<Joined, JoinError> {
     let open = |index: usize| {
-        let path = segments[index];
+        let path = &segments[index];
         SegmentFile::open(path).map_err(read_error(index, path))
     };
     let mismatch = |index: usize, what: &str| JoinError::Mismatch {
@@ -65,7 +65,7 @@ pub(super) fn join(
     let mut index = 0;
     let mut next_frame = plan.parts[0].encoded_from / spf;
     loop {
-        let path = segments[index];
+        let path = &segments[index];
         let Some(next) = plan.parts.get(index + 1) else {
             // The last segment: every frame to its end.
             while let Some(frame) = current.next().map_err(read_error(index, path))? {
@@ -109,7 +109,7 @@ pub(super) fn join(
         for _ in start..=high {
             let frame = following
                 .next()
-                .map_err(read_error(index + 1, segments[index + 1]))?
+                .map_err(read_error(index + 1, &segments[index + 1]))?
                 .ok_or_else(|| mismatch(index + 1, "it ends before the join's window"))?;
             head.push(frame);
         }

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::Path;
 
-use super::{JoinError, Joined, read_error};
+use super::{JoinError, Joined, Piece, read_error};
 use crate::transcoder::ogg::{PacketReader, PageWriter};
 use crate::transcoder::segments::plan::SplitPlan;
 
@@ -22,7 +22,7 @@ const PACKETS_PER_PAGE: usize = 50;
 
 pub(super) fn join(
     plan: &SplitPlan,
-    segments: &[&Path],
+    segments: &[Piece],
     output: &Path,
 ) -> Result<Joined, JoinError> {
     let scale = GRANULE_RATE / u64::from(plan.output_rate.max(1));
@@ -33,7 +33,7 @@ pub(super) fn join(
     let mut final_granule = 0u64;
     let mut pending = 0;
     for (index, (part, path)) in plan.parts.iter().zip(segments).enumerate() {
-        let input = File::open(path).map_err(read_error(index, path))?;
+        let input = path.open().map_err(read_error(index, path))?;
         let mut packets = PacketReader::new(BufReader::new(input));
         let mismatch = |what: &str| JoinError::Mismatch {
             index,

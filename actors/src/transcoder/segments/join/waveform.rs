@@ -5,9 +5,10 @@
 //! waveform there (its last, shorter one included), and they are written
 //! in order through the pipeline's own writer.
 
+use std::io::Read;
 use std::path::Path;
 
-use super::{JoinError, read_error};
+use super::{JoinError, Piece, read_error};
 use crate::transcoder::pipeline::{SAMPLES_PER_PIXEL, Waveform};
 use crate::transcoder::segments::plan::SplitPlan;
 
@@ -15,7 +16,7 @@ use crate::transcoder::segments::plan::SplitPlan;
 /// `output`; returns its pixels.
 pub fn join_waveforms(
     plan: &SplitPlan,
-    segments: &[&Path],
+    segments: &[Piece],
     output: &Path,
 ) -> Result<u64, JoinError> {
     let pixel = u64::from(SAMPLES_PER_PIXEL);
@@ -23,7 +24,10 @@ pub fn join_waveforms(
     for (index, (part, path)) in plan.parts.iter().zip(segments).enumerate() {
         let mismatch = |what: String| JoinError::Mismatch { index, what };
         // One segment's waveform: a few hundred kB for five minutes.
-        let text = std::fs::read_to_string(path).map_err(read_error(index, path))?;
+        let mut text = String::new();
+        path.open()
+            .and_then(|mut piece| piece.read_to_string(&mut text))
+            .map_err(read_error(index, path))?;
         let json: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| mismatch(format!("its waveform is not JSON: {e}")))?;
         let rate = json["sample_rate"].as_u64().unwrap_or_default();

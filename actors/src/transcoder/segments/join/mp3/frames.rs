@@ -3,10 +3,10 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::path::Path;
 
 use crate::transcoder::pipeline::mp3::frame::FrameHeader;
 use crate::transcoder::pipeline::mp3::id3;
+use crate::transcoder::segments::join::Piece;
 
 /// One frame, whole.
 pub(super) struct Frame {
@@ -35,7 +35,7 @@ impl Frame {
 
 /// A segment's file, opened past its tag and its Xing/LAME frame.
 pub(super) struct SegmentFile {
-    reader: BufReader<File>,
+    reader: BufReader<io::Take<File>>,
     /// The ID3v2 tag, whole (empty if none).
     pub(super) tag: Vec<u8>,
     /// Where the next frame starts, for what an error says.
@@ -44,8 +44,8 @@ pub(super) struct SegmentFile {
 
 impl SegmentFile {
     /// The file, and its first frame (LAME's Xing/LAME header).
-    pub(super) fn open(path: &Path) -> io::Result<(Self, Frame)> {
-        let mut reader = BufReader::new(File::open(path)?);
+    pub(super) fn open(piece: &Piece) -> io::Result<(Self, Frame)> {
+        let mut reader = BufReader::new(piece.open()?);
         let mut head = [0u8; 10];
         reader.read_exact(&mut head)?;
         let mut offset = 0;
