@@ -229,3 +229,53 @@ both_backends!(
         assert_eq!(node.count_files(Files::Audio).await, 1, "one audio file");
     }
 );
+
+both_backends!(
+    a_join_killed_midway_is_made_again_once,
+    |backend: Backend| async move {
+        // The join pauses once it holds the job: the node is killed there.
+        let options = splitting(backend, 20, 2)
+            .with("VIDAUD_TRANSCODER__LEASE_SECS", 3)
+            .with("VIDAUD_TRANSCODER__INJECT_JOIN_PAUSE_MS", 4000);
+        let mut node = Node::start(options).await;
+        let (_, token) = node.new_user().await;
+        let talk = media::clip("talk");
+        let (status, body) = node
+            .upload_with(&token, &talk, "format=flac", &[], &[])
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let id = body["job_id"].as_str().expect("id").to_owned();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if node.log_text().contains("joining after an injected pause") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no join began");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_, joining) = node.job(&token, &id).await;
+        assert_eq!(joining["state"], "converting", "{joining}");
+        assert_eq!(
+            joining["segments"]["done"], joining["segments"]["total"],
+            "{joining}"
+        );
+        node.kill9();
+        node.restart().await;
+        let job = node.wait_final(&token, &id).await;
+        assert_eq!(job["state"], "done", "{job}");
+        let log = node.log_text();
+        assert_eq!(
+            log.matches("joining after an injected pause").count(),
+            2,
+            "joined again"
+        );
+        assert_eq!(log.matches("joined; done").count(), 1, "done once");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flac = node.save_audio(&token, &job, dir.path()).await;
+        let single = dir.path().join("single.flac");
+        single_pass(&talk, &single, &[]);
+        assert_eq!(pcm_md5(&flac, "pcm_s24le"), pcm_md5(&single, "pcm_s24le"));
+        assert_no_segments_left(&node, "after the join").await;
+        assert_eq!(node.count_files(Files::Audio).await, 1, "one audio file");
+    }
+);

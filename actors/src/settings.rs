@@ -393,6 +393,10 @@ pub struct TranscoderSettings {
     /// try to open a socket, fork, signal the node and read /etc/passwd,
     /// and abort if any of it works. 0 in any real deployment.
     pub inject_child_escapes: u32,
+    /// Failure injection for tests: a split job's join waits this long
+    /// (ms) once it holds the job, so a test can kill the node mid-join.
+    /// 0 in any real deployment.
+    pub inject_join_pause_ms: u64,
 }
 
 impl TranscoderSettings {
@@ -440,6 +444,7 @@ impl Default for TranscoderSettings {
             child_seccomp: true,
             child_landlock: true,
             inject_child_escapes: 0,
+            inject_join_pause_ms: 0,
         }
     }
 }

@@ -569,6 +569,11 @@ async fn after_segment(ctx: &WorkerContext, job_id: JobId) -> Settle {
 /// child, and finishes the job as a single pass does.
 async fn join(ctx: &WorkerContext, job: JobRecord, segments: &[SegmentRecord]) -> Settle {
     let started = std::time::Instant::now();
+    let pause = ctx.settings.inject_join_pause_ms;
+    if pause > 0 {
+        info!(pause, "joining after an injected pause");
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
     match joined(ctx, &job, segments).await {
         Ok(audio) => {
             ctx.metrics.job_result("success");
