@@ -61,6 +61,19 @@ fn samples(path: &Path) -> u64 {
     out.stdout.len() as u64 / 2
 }
 
+/// The done FLAC `job` has the samples of a single pass over `input`.
+async fn assert_single_pass_flac(node: &Node, token: &str, job: &serde_json::Value, input: &Path) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flac = node.save_audio(token, job, dir.path()).await;
+    let single = dir.path().join("single.flac");
+    single_pass(input, &single, &[]);
+    assert_eq!(
+        pcm_md5(&flac, "pcm_s24le"),
+        pcm_md5(&single, "pcm_s24le"),
+        "the split job's samples are a single pass's"
+    );
+}
+
 /// No segment of any job is left: files, pieces or records.
 async fn assert_no_segments_left(node: &Node, why: &str) {
     node.assert_no_files(Files::Segments, why).await;
@@ -220,11 +233,7 @@ both_backends!(
             converted <= total + 2 && converted >= total,
             "{converted} segment conversions for {total} segments, {before} done at the kill"
         );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let flac = node.save_audio(&token, &job, dir.path()).await;
-        let single = dir.path().join("single.flac");
-        single_pass(&talk, &single, &[]);
-        assert_eq!(pcm_md5(&flac, "pcm_s24le"), pcm_md5(&single, "pcm_s24le"));
+        assert_single_pass_flac(&node, &token, &job, &talk).await;
         assert_no_segments_left(&node, "after the restart").await;
         assert_eq!(node.count_files(Files::Audio).await, 1, "one audio file");
     }
@@ -270,11 +279,7 @@ both_backends!(
             "joined again"
         );
         assert_eq!(log.matches("joined; done").count(), 1, "done once");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let flac = node.save_audio(&token, &job, dir.path()).await;
-        let single = dir.path().join("single.flac");
-        single_pass(&talk, &single, &[]);
-        assert_eq!(pcm_md5(&flac, "pcm_s24le"), pcm_md5(&single, "pcm_s24le"));
+        assert_single_pass_flac(&node, &token, &job, &talk).await;
         assert_no_segments_left(&node, "after the join").await;
         assert_eq!(node.count_files(Files::Audio).await, 1, "one audio file");
     }
