@@ -413,10 +413,15 @@ async fn convert_segment(
 ) -> Result<(), Failure> {
     let work: SegmentWork = serde_json::from_str(&segment.work)
         .map_err(|e| Failure::Permanent(format!("its plan cannot be read ({e}); retry the job")))?;
+    // Each step timed: what a segment costs beyond its share of a single
+    // pass is the spool, the child and the store (`benches/split-nodes`).
+    let started = std::time::Instant::now();
     let (spools, converter, _) = spool_video(ctx, job, standby).await?;
+    let spooled = started.elapsed();
     let request = request_for(ctx, job, Some(work.part.segment));
     let mut keep = SegmentLease { ctx, job, segment };
     run_converter(ctx, &spools, converter, &request, &mut keep).await?;
+    let converted = started.elapsed();
     let id = segment_file(job.mp3_fid, segment.index);
     let blobs = ctx.backends.blobs.as_ref();
     for (bucket, spool) in [
@@ -435,6 +440,13 @@ async fn convert_segment(
             .map_err(store_failed)?;
     }
     ctx.backends.space.note_room();
+    info!(
+        index = segment.index,
+        spool = spooled.as_secs_f64(),
+        convert = (converted - spooled).as_secs_f64(),
+        store = (started.elapsed() - converted).as_secs_f64(),
+        "segment converted"
+    );
     Ok(())
 }
 
