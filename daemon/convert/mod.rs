@@ -199,6 +199,7 @@ fn sandboxed(
     let sandbox = Sandbox::from_settings(&settings, Support::probe());
     let request = Request {
         task: Default::default(),
+        split: None,
         options: options.clone(),
         segment,
         limits: Limits::from(&control),
@@ -214,9 +215,13 @@ fn sandboxed(
             .map_err(|e| TranscodeError::Internal(format!("starting the converter: {e}")))?;
         let cancel = tokio_util::sync::CancellationToken::new();
         let mut progress = |p| report.update(p);
-        isolation::convert(&sandbox, converter, &request, &cancel, &mut progress)
-            .await
-            .map(|c| *c.summary)
+        match isolation::convert(&sandbox, converter, &request, &cancel, &mut progress).await? {
+            isolation::Converted::Audio { summary, .. } => Ok(*summary),
+            // Not asked whether to split: a child saying so is broken.
+            isolation::Converted::Long { .. } => Err(TranscodeError::Protocol(
+                "the converter did not convert".into(),
+            )),
+        }
     })
 }
 

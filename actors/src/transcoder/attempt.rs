@@ -29,9 +29,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::isolation::protocol::{Fault, Limits, Request};
-use super::isolation::{self, ChildFiles, Converter, Sandbox, Standby};
+use super::isolation::{self, ChildFiles, Converted, Converter, Sandbox, Standby};
 use super::messages::JobDelivery;
-use super::pipeline::{Output, Progress, Segment, Summary, TranscodeError, transcode};
+use super::pipeline::{Output, Progress, Segment, TranscodeError, transcode_segment};
 use super::segments::SplitPlan;
 use super::split;
 use super::spool::{Spool, Spools};
@@ -222,8 +222,8 @@ async fn attempt(
         .converter_duration
         .observe(started.elapsed().as_secs_f64());
     let (state, error, audio) = match result {
-        Ok(Converted::Split(plan)) => return split::start(ctx, &job, plan).await,
-        Ok(Converted::Whole(audio)) => {
+        Ok(Outcome::Split(plan)) => return split::start(ctx, &job, plan).await,
+        Ok(Outcome::Whole(audio)) => {
             ctx.metrics.job_result("success");
             info!(seconds = started.elapsed().as_secs_f64(), "done");
             (JobState::Done, None, Some(audio))
@@ -385,7 +385,7 @@ async fn dead_letter_only(ctx: &WorkerContext, delivery: &JobDelivery, reason: &
 
 /// What converting a job came to: its audio, stored; or a plan to split
 /// it (nothing stored yet).
-pub(super) enum Converted {
+enum Outcome {
     Whole(AudioSummary),
     Split(SplitPlan),
 }
@@ -394,21 +394,24 @@ async fn convert(
     ctx: &WorkerContext,
     job: &JobRecord,
     standby: Option<Standby>,
-) -> Result<Converted, Failure> {
-    let (spools, mut converter, length) = spool_video(ctx, job, standby).await?;
+) -> Result<Outcome, Failure> {
+    let (spools, converter, length) = spool_video(ctx, job, standby).await?;
     ctx.maybe_panic();
-    if split::worth_probing(ctx, job, length)
-        && let Some(plan) = split::plan(ctx, job, &spools, converter.take()).await
-    {
-        return Ok(Converted::Split(plan));
-    }
-    let request = request_for(ctx, job, None);
+    let request = Request {
+        // The child first reads whether the audio is long enough to split
+        // (an input big enough to be long only).
+        split: split::worth_probing(ctx, job, length).then(|| ctx.settings.split()),
+        ..request_for(ctx, job, None)
+    };
     let mut keep = JobLease {
         ctx,
         job,
         published: None,
     };
-    let summary = run_converter(ctx, &spools, converter, &request, &mut keep).await?;
+    let summary = match run_converter(ctx, &spools, converter, &request, &mut keep).await? {
+        Converted::Audio { summary, .. } => summary,
+        Converted::Long { shape } => return split::plan(ctx, job, shape).map(Outcome::Split),
+    };
     let bytes = match store_output(ctx, job, &spools).await {
         Ok(bytes) => {
             ctx.backends.space.note_room();
@@ -416,7 +419,7 @@ async fn convert(
         }
         Err(e) => return Err(store_failed(e)),
     };
-    Ok(Converted::Whole(AudioSummary {
+    Ok(Outcome::Whole(AudioSummary {
         bytes,
         duration_ms: summary.length().as_millis().try_into().unwrap_or(u64::MAX),
         loudness: summary.loudness,
@@ -518,6 +521,7 @@ pub(super) fn request_for(
         .titled(job.output.title_for(&job.filename));
     Request {
         task: Default::default(),
+        split: None,
         options,
         segment,
         limits: Limits {
@@ -540,7 +544,7 @@ pub(super) async fn run_converter(
     converter: Option<Converter>,
     request: &Request,
     keep: &mut impl Hold,
-) -> Result<Summary, Failure> {
+) -> Result<Converted, Failure> {
     let cancel = CancellationToken::new();
     let (progress_tx, progress_rx) = tokio::sync::watch::channel(None::<f64>);
     let conversion = convert_twice_at_most(ctx, spools, converter, request, &cancel, progress_tx);
@@ -592,7 +596,7 @@ async fn convert_twice_at_most(
     request: &Request,
     cancel: &CancellationToken,
     progress_tx: tokio::sync::watch::Sender<Option<f64>>,
-) -> Result<Summary, TranscodeError> {
+) -> Result<Converted, TranscodeError> {
     // Tenths of a percent: the record and the events show the same figure,
     // and a change below that publishes nothing.
     let mut report = move |p: Progress| {
@@ -612,9 +616,11 @@ async fn convert_twice_at_most(
         };
         match isolation::convert(sandbox, converter, request, cancel, &mut report).await {
             Ok(converted) => {
-                let peak = converted.peak_rss_kib.saturating_mul(1024);
-                ctx.metrics.converter_child_peak.observe(peak as f64);
-                return Ok(*converted.summary);
+                if let Converted::Audio { peak_rss_kib, .. } = &converted {
+                    let peak = peak_rss_kib.saturating_mul(1024);
+                    ctx.metrics.converter_child_peak.observe(peak as f64);
+                }
+                return Ok(converted);
             }
             Err(crash) if crash.is_crash() => {
                 ctx.metrics.converter_crashes.inc();
@@ -628,24 +634,34 @@ async fn convert_twice_at_most(
     Err(TranscodeError::Poison(Box::new(last)))
 }
 
-/// The conversion inside this process (`transcoder.isolate = false`).
+/// The conversion inside this process (`transcoder.isolate = false`): what
+/// a child does with the request.
 async fn convert_here(
     spools: &Spools,
     request: &Request,
     cancel: &CancellationToken,
     mut report: impl FnMut(Progress) + Send + 'static,
-) -> Result<Summary, TranscodeError> {
+) -> Result<Converted, TranscodeError> {
     let control = request.limits.control();
     let stop = control.cancel.clone();
     let [input, audio, waveform] =
         [&spools.input, &spools.audio, &spools.waveform].map(|s| s.path().to_owned());
-    let options = request.options.clone();
+    let request = request.clone();
     let mut blocking = tokio::task::spawn_blocking(move || {
+        if let Some(shape) = isolation::long_enough(&input, &request) {
+            return Ok(Converted::Long { shape });
+        }
         let output = Output {
             audio: &audio,
             waveform: Some(&waveform),
         };
-        transcode(&input, &options, output, &control, &mut report)
+        let (options, segment) = (&request.options, request.segment);
+        transcode_segment(&input, options, segment, output, &control, &mut report).map(|summary| {
+            Converted::Audio {
+                summary: Box::new(summary),
+                peak_rss_kib: 0,
+            }
+        })
     });
     let joined = tokio::select! {
         joined = &mut blocking => joined,

@@ -3,8 +3,10 @@
 //! one audio file.
 //!
 //! 1. **Plan** (the attempt that claims the job, `plan` then `start`): the
-//!    input's audio is probed in a child (only an input big enough to be
-//!    long is), `segments::plan` cuts it, a record per segment is written
+//!    conversion child is asked to read first whether the audio is long
+//!    enough to split (only for an input big enough to be long), and if
+//!    so says how long instead of converting; `segments::plan` cuts it
+//!    (made again here from the node's settings), a record per segment is written
 //!    (`SegmentStore::replace`), the job is split (`JobStore::split`: it
 //!    keeps no lease while its segments convert) and a message per segment
 //!    is queued on `video`; then the job's delivery is acked.
@@ -37,8 +39,8 @@ use super::attempt::{
     Failure, Hold, Settle, WorkerContext, announce, back_off, hand_off, holding, request_for,
     run_converter, spool_failed, spool_video, store_failed, store_output, store_spool, transient,
 };
-use super::isolation::{self, ChildFiles, Converter, Standby, protocol::JoinTask};
-use super::pipeline::{self, AudioShape, TranscodeError};
+use super::isolation::{self, ChildFiles, Converted, Converter, Standby, protocol::JoinTask};
+use super::pipeline::{AudioShape, TranscodeError};
 use super::segments::{self, Joined, Part, Piece, SplitPlan};
 use super::spool::Spools;
 use crate::backends::{Bucket, Claim, FileMeta, SegmentClaim, chain, segment_files};
@@ -70,53 +72,26 @@ pub(super) fn worth_probing(ctx: &WorkerContext, job: &JobRecord, input_len: u64
         && input_len >= above.saturating_mul(MIN_BYTES_PER_SEC)
 }
 
-/// Probes the spooled input (in a child: it is the upload) and plans its
-/// split; `None` to convert it in one pass (short, or the probe failed:
-/// the one pass then says why).
-pub(super) async fn plan(
+/// The plan of a job whose conversion child found its audio long enough
+/// to split (`Converted::Long`). The child's word is checked as any
+/// child's output is: the audio's length against the node's limit, and
+/// the plan made here, from the node's settings.
+pub(super) fn plan(
     ctx: &WorkerContext,
     job: &JobRecord,
-    spools: &Spools,
-    converter: Option<Converter>,
-) -> Option<SplitPlan> {
-    let shape = match probe(ctx, job, spools, converter).await {
-        Ok(shape) => shape,
-        Err(e) => {
-            debug!("not split: the probe failed ({e})");
-            return None;
-        }
-    };
-    match segments::plan(&job.output, shape, ctx.settings.split()) {
-        Ok(plan) => Some(plan),
-        Err(why) => {
-            debug!("not split: {why}");
-            None
-        }
+    shape: AudioShape,
+) -> Result<SplitPlan, Failure> {
+    let limit = Duration::from_secs(ctx.settings.max_input_secs);
+    if let Some(length) = shape.duration.filter(|&length| length > limit) {
+        return Err(Failure::Permanent(
+            TranscodeError::TooLong(length, limit).to_string(),
+        ));
     }
-}
-
-async fn probe(
-    ctx: &WorkerContext,
-    job: &JobRecord,
-    spools: &Spools,
-    converter: Option<Converter>,
-) -> Result<AudioShape, TranscodeError> {
-    let request = request_for(ctx, job, None);
-    let Some(sandbox) = &ctx.sandbox else {
-        let (input, options) = (spools.input.path().to_owned(), request.options);
-        return tokio::task::spawn_blocking(move || pipeline::probe(&input, &options))
-            .await
-            .map_err(|e| TranscodeError::Internal(e.to_string()))?;
-    };
-    let mut ready = converter;
-    let converter = match ready.take_if(|c| c.alive()) {
-        Some(converter) => converter,
-        None => Converter::start(sandbox, &ChildFiles::of(spools))
-            .map_err(|e| TranscodeError::Internal(format!("starting the converter: {e}")))?,
-    };
-    let cancel = CancellationToken::new();
-    let probed = isolation::probe(sandbox, converter, &request, &cancel).await?;
-    Ok(probed.shape)
+    segments::plan(&job.output, shape, ctx.settings.split()).map_err(|why| {
+        Failure::Permanent(format!(
+            "the converter asked for a split its input does not need: {why}"
+        ))
+    })
 }
 
 /// Records the plan's segments, splits the job and queues a message per
@@ -420,7 +395,13 @@ async fn convert_segment(
     let spooled = started.elapsed();
     let request = request_for(ctx, job, Some(work.part.segment));
     let mut keep = SegmentLease { ctx, job, segment };
-    run_converter(ctx, &spools, converter, &request, &mut keep).await?;
+    let converted = run_converter(ctx, &spools, converter, &request, &mut keep).await?;
+    if let Converted::Long { .. } = converted {
+        // Not asked whether to split: a child saying so is broken.
+        return Err(Failure::Permanent(
+            "the converter did not convert the segment".into(),
+        ));
+    }
     let converted = started.elapsed();
     let id = segment_file(job.mp3_fid, segment.index);
     let blobs = ctx.backends.blobs.as_ref();

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::protocol::{
     Confine, Fault, INPUT_FD, JoinTask, OUTPUT_FD, Report, Request, Task, WAVEFORM_FD,
 };
-use crate::transcoder::pipeline::{Output, TranscodeError, probe, transcode_segment};
+use crate::transcoder::pipeline::{AudioShape, Output, TranscodeError, probe, transcode_segment};
 use crate::transcoder::segments::{self, Joined, Piece};
 
 /// Exit code when the node went away (stdin closed) mid-conversion.
@@ -85,22 +85,24 @@ pub fn main() -> ExitCode {
     };
     let mut report = |p| say(&Report::Progress { progress: p });
     let outcome = match request.task {
-        Task::Convert => transcode_segment(
-            &input,
-            &request.options,
-            request.segment,
-            output,
-            &control,
-            &mut report,
-        )
-        .map(|summary| Report::Done {
-            summary: Box::new(summary),
-            peak_rss_kib: peak_rss_kib(),
-        }),
-        Task::Probe => probe(&input, &request.options).map(|shape| Report::Probed {
-            shape,
-            peak_rss_kib: peak_rss_kib(),
-        }),
+        Task::Convert => match long_enough(&input, &request) {
+            Some(shape) => Ok(Report::Long {
+                shape,
+                peak_rss_kib: peak_rss_kib(),
+            }),
+            None => transcode_segment(
+                &input,
+                &request.options,
+                request.segment,
+                output,
+                &control,
+                &mut report,
+            )
+            .map(|summary| Report::Done {
+                summary: Box::new(summary),
+                peak_rss_kib: peak_rss_kib(),
+            }),
+        },
         Task::Join(task) => join(&task, &input, output).map(|joined| Report::Joined {
             joined,
             peak_rss_kib: peak_rss_kib(),
@@ -110,6 +112,18 @@ pub fn main() -> ExitCode {
     REPORTED.store(true, Ordering::SeqCst);
     say(&outcome);
     ExitCode::SUCCESS
+}
+
+/// The audio's shape when the request asks whether to split and the plan
+/// would: the job is then split by the node, not converted here. An input
+/// the probe cannot read is converted, which says why.
+pub(in crate::transcoder) fn long_enough(input: &Path, request: &Request) -> Option<AudioShape> {
+    let settings = request.split?;
+    segments::joinable(&request.options).ok()?;
+    let shape = probe(input, &request.options).ok()?;
+    segments::plan(&request.options, shape, settings)
+        .is_ok()
+        .then_some(shape)
 }
 
 /// Joins the segments `input` holds (`task` says where) into `output`.

@@ -44,6 +44,7 @@ use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+pub(super) use child::long_enough;
 pub use child::main as child_main;
 use outcome::StderrTail;
 use protocol::{Confine, JoinTask, MAX_LINE, Report, Request, Task};
@@ -171,12 +172,18 @@ impl<'a> ChildFiles<'a> {
     }
 }
 
-/// What a child that converted says of it.
+/// What a child asked to convert came to.
 #[derive(Debug)]
-pub struct Converted {
-    pub summary: Box<Summary>,
-    /// Its peak resident memory, KiB.
-    pub peak_rss_kib: u64,
+pub enum Converted {
+    /// The audio and its waveform are in the output spools.
+    Audio {
+        summary: Box<Summary>,
+        /// Its peak resident memory, KiB.
+        peak_rss_kib: u64,
+    },
+    /// Asked with `split`: the audio is long enough to be split, and
+    /// nothing was converted; its shape, for the node's plan.
+    Long { shape: AudioShape },
 }
 
 /// A started child that has not had its request yet. Dropped unused, it is
@@ -199,30 +206,11 @@ impl Converter {
     }
 }
 
-/// What a child that probed says of its input.
-#[derive(Debug)]
-pub struct Probed {
-    pub shape: AudioShape,
-    /// Its peak resident memory, KiB.
-    pub peak_rss_kib: u64,
-}
-
 /// A child's outcome, for the task it was given.
 #[derive(Debug)]
 enum Outcome {
     Converted(Converted),
-    Probed(Probed),
     Joined(Joined),
-}
-
-impl Outcome {
-    fn task(&self) -> &'static str {
-        match self {
-            Outcome::Converted(_) => "converted",
-            Outcome::Probed(_) => "probed",
-            Outcome::Joined(_) => "joined",
-        }
-    }
 }
 
 /// Converts with `converter` (its input spool filled by now), reporting
@@ -241,24 +229,6 @@ pub async fn convert(
     };
     match run(sandbox, converter, &request, cancel, progress).await? {
         Outcome::Converted(converted) => Ok(converted),
-        other => Err(unasked(other)),
-    }
-}
-
-/// Reads the audio's shape with `converter` (its input spool filled by
-/// now), as `convert` would convert it: in the child, confined.
-pub async fn probe(
-    sandbox: &Sandbox,
-    converter: Converter,
-    request: &Request,
-    cancel: &CancellationToken,
-) -> Result<Probed, TranscodeError> {
-    let request = Request {
-        task: Task::Probe,
-        ..request.clone()
-    };
-    match run(sandbox, converter, &request, cancel, &mut |_| {}).await? {
-        Outcome::Probed(probed) => Ok(probed),
         other => Err(unasked(other)),
     }
 }
@@ -284,7 +254,11 @@ pub async fn join(
 
 /// A child that did another task than the one it was given.
 fn unasked(outcome: Outcome) -> TranscodeError {
-    TranscodeError::Protocol(format!("the converter {} unasked", outcome.task()))
+    let did = match outcome {
+        Outcome::Converted(_) => "converted",
+        Outcome::Joined(_) => "joined",
+    };
+    TranscodeError::Protocol(format!("the converter {did} unasked"))
 }
 
 /// Gives `converter` its request and sees it to its end.
@@ -420,20 +394,21 @@ async fn talk(
                 peak_rss_kib,
             }) => {
                 debug!(peak_rss_kib, "the converter is done");
-                break Talk::Outcome(Ok(Outcome::Converted(Converted {
+                break Talk::Outcome(Ok(Outcome::Converted(Converted::Audio {
                     summary,
                     peak_rss_kib,
                 })));
             }
-            Ok(Report::Probed {
+            Ok(Report::Long {
                 shape,
                 peak_rss_kib,
             }) => {
-                debug!(peak_rss_kib, "the converter has probed");
-                break Talk::Outcome(Ok(Outcome::Probed(Probed {
-                    shape,
+                debug!(
                     peak_rss_kib,
-                })));
+                    "the converter found the audio long enough to split"
+                );
+                let long = Converted::Long { shape };
+                break Talk::Outcome(Ok(Outcome::Converted(long)));
             }
             Ok(Report::Joined {
                 joined,

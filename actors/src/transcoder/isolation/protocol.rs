@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::output::ResolvedOutput;
 use crate::transcoder::pipeline::{AudioShape, Control, Progress, Summary, TranscodeError};
-use crate::transcoder::segments::{Joined, SplitPlan};
+use crate::transcoder::segments::{Joined, SplitPlan, SplitSettings};
 
 /// The input is the child's file descriptor 3, the audio it writes its 4,
 /// the waveform it writes its 5.
@@ -30,12 +30,10 @@ pub const MAX_LINE: usize = 64 * 1024;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
-    /// Convert it (or the request's segment of it): `Report::Done`.
+    /// Convert it (or the request's segment of it): `Report::Done`; or,
+    /// asked with `split` and long enough to be split, `Report::Long`.
     #[default]
     Convert,
-    /// Only read its audio's rate and length, for a split's plan:
-    /// `Report::Probed`.
-    Probe,
     /// Join the segments its input holds, one after another, into the
     /// audio and waveform outputs: `Report::Joined`. The segments are
     /// what other children wrote from an upload, so they are parsed where
@@ -57,6 +55,12 @@ pub struct JoinTask {
 pub struct Request {
     #[serde(default)]
     pub task: Task,
+    /// When and how finely the node splits jobs: a conversion whose audio
+    /// the plan would split is not made; the child says how long it is
+    /// (`Report::Long`) and the node splits the job. `None`: convert
+    /// whatever its length.
+    #[serde(default)]
+    pub split: Option<SplitSettings>,
     /// Validated and resolved when the job was created.
     pub options: ResolvedOutput,
     /// The part of the input to convert (a split conversion's segment);
@@ -146,8 +150,9 @@ pub enum Report {
         #[serde(default)]
         peak_rss_kib: u64,
     },
-    /// The answer to a `Task::Probe`.
-    Probed {
+    /// A conversion asked with `split` whose audio is long enough to be
+    /// split: nothing converted; the audio's shape, for the node to plan.
+    Long {
         shape: AudioShape,
         #[serde(default)]
         peak_rss_kib: u64,

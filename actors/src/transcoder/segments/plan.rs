@@ -46,7 +46,7 @@ pub fn mp3_frame_samples(rate: u32) -> u64 {
 }
 
 /// When and how finely to split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SplitSettings {
     /// Audio longer than this is split; zero never splits.
     pub above: Duration,
