@@ -67,6 +67,10 @@ impl Backends {
         }
         self.jobs.forget_owner(owner).await?;
         self.reservations.forget(owner).await?;
+        // Again, last: a job's end announced while its job was being
+        // erased queued a delivery after the first removal (the notifier
+        // removes what it queues after this, seeing the job cut loose).
+        erased.webhooks += self.webhooks.remove_owned(owner).await?;
         Ok(erased)
     }
 }

@@ -33,7 +33,7 @@ use tracing::{info, warn};
 use crate::backends::{
     Backends, Consumer, Delivery, JobStore, Queue, QueueError, chain, run_consumer,
 };
-use crate::domain::{JobEventType, JobId, JobRecord, JobState, Mp3Message, Timestamp};
+use crate::domain::{JobEventType, JobId, JobRecord, JobState, Mp3Message, Owner, Timestamp};
 use crate::mailbox::Mailbox;
 use crate::metrics::{Metrics, ResultLabels};
 use crate::webhooks::Intake;
@@ -263,10 +263,20 @@ async fn announce(
         JobState::Failed => JobEventType::Failed,
         _ => return Ok(()),
     };
-    match work.jobs.get(message.job_id).await? {
-        Some(job) if job.state == message.state => intake.announce(&job, event).await.map(|_| ()),
-        _ => Ok(()),
+    let job = match work.jobs.get(message.job_id).await? {
+        Some(job) if job.state == message.state => job,
+        _ => return Ok(()),
+    };
+    intake.announce(&job, event).await?;
+    // The owner's account erased meanwhile (its deleted jobs are cut loose
+    // from it last, before the erasure removes webhooks once more): what
+    // was just queued for it goes too, so nothing of the account stays.
+    if let Some(now) = work.jobs.get(job.id).await?
+        && now.owner == Owner::Forgotten
+    {
+        intake.forget(&job.owner).await?;
     }
+    Ok(())
 }
 
 /// Claims the job's mail, waiting while another node holds the claim (it

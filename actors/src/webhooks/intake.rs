@@ -14,7 +14,8 @@ use super::sign;
 use crate::auth::LinkKeys;
 use crate::backends::{StoreError, WebhookStore};
 use crate::domain::{
-    Callback, Delivery, DeliveryState, EndpointId, JobEventType, JobRecord, JobState, Timestamp,
+    Callback, Delivery, DeliveryState, EndpointId, JobEventType, JobRecord, JobState, Owner,
+    Timestamp,
 };
 use crate::settings::WebhookSettings;
 
@@ -101,6 +102,12 @@ impl Intake {
 
     /// Queues `event` of `job` for every endpoint of its owner that wants
     /// it, and for the job's own callback; how many deliveries that makes.
+    /// Removes what is queued or registered for `owner`, an erased account
+    /// (an announcement that raced its erasure).
+    pub async fn forget(&self, owner: &Owner) -> Result<u64, StoreError> {
+        self.store.remove_owned(owner).await
+    }
+
     pub async fn announce(
         &self,
         job: &JobRecord,
