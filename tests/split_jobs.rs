@@ -61,6 +61,14 @@ fn samples(path: &Path) -> u64 {
     out.stdout.len() as u64 / 2
 }
 
+/// Uploads `input` to be converted to `format`; the job's id.
+async fn upload(node: &Node, token: &str, input: &Path, format: &str) -> String {
+    let query = format!("format={format}");
+    let (status, body) = node.upload_with(token, input, &query, &[], &[]).await;
+    assert_eq!(status, 202, "{body}");
+    body["job_id"].as_str().expect("id").to_owned()
+}
+
 /// The done FLAC `job` has the samples of a single pass over `input`.
 async fn assert_single_pass_flac(node: &Node, token: &str, job: &serde_json::Value, input: &Path) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -95,11 +103,7 @@ both_backends!(
 
         let mut jobs = Vec::new();
         for format in ["flac", "mp3"] {
-            let (status, body) = node
-                .upload_with(&token, &talk, &format!("format={format}"), &[], &[])
-                .await;
-            assert_eq!(status, 202, "{body}");
-            jobs.push(body["job_id"].as_str().expect("id").to_owned());
+            jobs.push(upload(&node, &token, &talk, format).await);
         }
         let done = node.wait_all_final(&token, &jobs).await;
         for job in &done {
@@ -150,11 +154,7 @@ both_backends!(
         // One worker, many short segments: the job is caught mid-way.
         let node = Node::start(splitting(backend, 5, 1)).await;
         let (_, token) = node.new_user().await;
-        let (status, body) = node
-            .upload_with(&token, &media::clip("talk"), "format=flac", &[], &[])
-            .await;
-        assert_eq!(status, 202, "{body}");
-        let id = body["job_id"].as_str().expect("id").to_owned();
+        let id = upload(&node, &token, &media::clip("talk"), "flac").await;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let (_, job) = node.job(&token, &id).await;
@@ -202,11 +202,7 @@ both_backends!(
         let mut node = Node::start(options).await;
         let (_, token) = node.new_user().await;
         let talk = media::clip("talk");
-        let (status, body) = node
-            .upload_with(&token, &talk, "format=flac", &[], &[])
-            .await;
-        assert_eq!(status, 202, "{body}");
-        let id = body["job_id"].as_str().expect("id").to_owned();
+        let id = upload(&node, &token, &talk, "flac").await;
         let deadline = Instant::now() + Duration::from_secs(120);
         let before = loop {
             let (_, job) = node.job(&token, &id).await;
@@ -249,11 +245,7 @@ both_backends!(
         let mut node = Node::start(options).await;
         let (_, token) = node.new_user().await;
         let talk = media::clip("talk");
-        let (status, body) = node
-            .upload_with(&token, &talk, "format=flac", &[], &[])
-            .await;
-        assert_eq!(status, 202, "{body}");
-        let id = body["job_id"].as_str().expect("id").to_owned();
+        let id = upload(&node, &token, &talk, "flac").await;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if node.log_text().contains("joining after an injected pause") {

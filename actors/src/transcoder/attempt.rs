@@ -105,6 +105,12 @@ impl WorkerContext {
     }
 }
 
+/// A percentage to tenths: what job records and events show (a change
+/// below that publishes nothing).
+pub(super) fn tenths(percent: f64) -> f64 {
+    (percent * 10.0).round() / 10.0
+}
+
 /// Takes one from an injection counter; false when none are left.
 fn take_one(left: &AtomicU32) -> bool {
     left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -601,7 +607,7 @@ async fn convert_twice_at_most(
     // and a change below that publishes nothing.
     let mut report = move |p: Progress| {
         if let Some(percent) = p.percent() {
-            progress_tx.send_replace(Some((percent * 10.0).round() / 10.0));
+            progress_tx.send_replace(Some(tenths(percent)));
         }
     };
     let Some(sandbox) = &ctx.sandbox else {

@@ -37,11 +37,12 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::attempt::{
     Failure, Hold, Settle, WorkerContext, announce, back_off, hand_off, holding, request_for,
-    run_converter, spool_failed, spool_video, store_failed, store_output, store_spool, transient,
+    run_converter, spool_failed, spool_video, store_failed, store_output, store_spool, tenths,
+    transient,
 };
 use super::isolation::{self, ChildFiles, Converted, Converter, Standby, protocol::JoinTask};
-use super::pipeline::{AudioShape, TranscodeError};
-use super::segments::{self, Joined, Part, Piece, SplitPlan};
+use super::pipeline::{AudioShape, Output, TranscodeError};
+use super::segments::{self, Joined, Part, SplitPlan};
 use super::spool::Spools;
 use crate::backends::{Bucket, Claim, FileMeta, SegmentClaim, chain, segment_files};
 use crate::domain::{
@@ -498,8 +499,7 @@ fn tally(segments: &[SegmentRecord]) -> (u32, f64) {
             _ => s.progress.unwrap_or(0.0),
         })
         .sum();
-    let percent = sum / segments.len().max(1) as f64;
-    (done, (percent * 10.0).round() / 10.0)
+    (done, tenths(sum / segments.len().max(1) as f64))
 }
 
 /// A segment the attempt stored for a job deleted meanwhile: its files
@@ -707,17 +707,11 @@ async fn join_here(spools: &Spools, task: JoinTask) -> Result<Joined, TranscodeE
     let [input, audio, waveform] =
         [&spools.input, &spools.audio, &spools.waveform].map(|s| s.path().to_owned());
     let joining = tokio::task::spawn_blocking(move || {
-        let pieces = |stretches: &[(u64, u64)]| -> Vec<(u64, u64)> { stretches.to_vec() };
-        let piece = |&(at, len): &(u64, u64)| Piece {
-            path: &input,
-            at,
-            len: Some(len),
+        let output = Output {
+            audio: &audio,
+            waveform: Some(&waveform),
         };
-        let waveforms: Vec<Piece> = pieces(&task.waveforms).iter().map(piece).collect();
-        let audio_pieces: Vec<Piece> = pieces(&task.audio).iter().map(piece).collect();
-        let failed = |e: segments::JoinError| TranscodeError::Join(e.to_string());
-        segments::join_waveforms(&task.plan, &waveforms, &waveform).map_err(failed)?;
-        segments::join(&task.plan, &audio_pieces, &audio).map_err(failed)
+        isolation::join_segments(&task, &input, output)
     });
     joining
         .await

@@ -103,7 +103,7 @@ pub fn main() -> ExitCode {
                 peak_rss_kib: peak_rss_kib(),
             }),
         },
-        Task::Join(task) => join(&task, &input, output).map(|joined| Report::Joined {
+        Task::Join(task) => join_segments(&task, &input, output).map(|joined| Report::Joined {
             joined,
             peak_rss_kib: peak_rss_kib(),
         }),
@@ -126,8 +126,13 @@ pub(in crate::transcoder) fn long_enough(input: &Path, request: &Request) -> Opt
         .then_some(shape)
 }
 
-/// Joins the segments `input` holds (`task` says where) into `output`.
-fn join(task: &JoinTask, input: &Path, output: Output) -> Result<Joined, TranscodeError> {
+/// Joins the segments `input` holds (`task` says where) into `output`:
+/// what a child given `Task::Join` does (and the node, with isolation off).
+pub(in crate::transcoder) fn join_segments(
+    task: &JoinTask,
+    input: &Path,
+    output: Output,
+) -> Result<Joined, TranscodeError> {
     let pieces = |stretches: &[(u64, u64)]| -> Vec<Piece> {
         stretches
             .iter()

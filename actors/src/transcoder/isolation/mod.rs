@@ -44,8 +44,8 @@ use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-pub(super) use child::long_enough;
 pub use child::main as child_main;
+pub(super) use child::{join_segments, long_enough};
 use outcome::StderrTail;
 use protocol::{Confine, JoinTask, MAX_LINE, Report, Request, Task};
 
